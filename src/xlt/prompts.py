@@ -1,0 +1,86 @@
+"""Prompts: Belebele's format (passage, question, four labelled options) and the
+instruction of each prompting mode, with the text of each language read from
+config/templates/<lang>.yaml. No prompt text lives in code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from .errors import XltError
+
+LETTERS = ("A", "B", "C", "D")
+TEMPLATE_FIELDS = ("passage", "question", "answer", "direct", "cot", "cot_start")
+
+
+@dataclass(frozen=True)
+class Template:
+    """The words one language's prompt is made of: labels, the two instructions, and
+    the words that open a chain of thought."""
+
+    lang: str
+    passage: str
+    question: str
+    answer: str
+    direct: str
+    cot: str
+    cot_start: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt: the user's text, and the text the model's answer starts with
+    (the answer label for `direct`, the opening of the reasoning for `cot`)."""
+
+    user: str
+    completion_prefix: str
+
+
+def template_path(templates_dir: str | Path, template: str) -> Path:
+    return Path(templates_dir) / f"{template}.yaml"
+
+
+def load_template(templates_dir: str | Path, template: str) -> Template:
+    path = template_path(templates_dir, template)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            fields = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise XltError(f"{path}: prompt template not found") from None
+    if not isinstance(fields, dict):
+        raise XltError(f"{path}: expected a mapping with keys {', '.join(TEMPLATE_FIELDS)}")
+    missing = [key for key in TEMPLATE_FIELDS if not isinstance(fields.get(key), str) or not fields[key].strip()]
+    unknown = sorted(set(fields) - set(TEMPLATE_FIELDS))
+    if missing:
+        raise XltError(f"{path}: key {missing[0]} is missing or empty; a template needs {', '.join(TEMPLATE_FIELDS)}")
+    if unknown:
+        raise XltError(f"{path}: unknown key {unknown[0]}; allowed: {', '.join(TEMPLATE_FIELDS)}")
+    return Template(lang=template, **{key: fields[key].strip() for key in TEMPLATE_FIELDS})
+
+
+def options_of(item: Mapping) -> list[str]:
+    return [item[f"mc_answer{i}"] for i in range(1, 5)]
+
+
+def render(item: Mapping, template: Template, prompt: str) -> Prompt:
+    """One Belebele item as a prompt of mode `direct` or `cot`."""
+    if prompt not in ("direct", "cot"):
+        raise XltError(f"prompt mode {prompt!r} is not one of direct, cot")
+    option_lines = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options_of(item)))
+    instruction = template.direct if prompt == "direct" else template.cot
+    user = (
+        f"{template.passage}: {item['flores_passage']}\n"
+        f"{template.question}: {item['question']}\n"
+        f"{option_lines}\n"
+        f"{instruction}"
+    )
+    prefix = f"{template.answer}:" if prompt == "direct" else template.cot_start
+    return Prompt(user=user, completion_prefix=prefix)
+
+
+def answer_completion(choice: int) -> str:
+    """The training target after a direct prompt's answer label: ' B' for choice 2."""
+    return f" {LETTERS[choice - 1]}"

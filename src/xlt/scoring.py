@@ -1,0 +1,96 @@
+"""Reading predictions in the contract's layout, re-extracting answers from the raw
+text, and accuracy with its interval and parse rate per model x variant x prompt x
+language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import XltError
+from .extract import extract_choice
+from .languages import Language
+from .paths import ACCURACY_COLUMNS, PREDICTION_COLUMNS, discover_predictions
+
+_KEY = ("model", "variant", "prompt", "lang")
+
+
+def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str] | None = None) -> pd.DataFrame:
+    """Contract columns present and well-typed, one row per item, and the file's place
+    in the layout agreeing with its rows; errors name the file, column and row."""
+    missing = [column for column in PREDICTION_COLUMNS if column not in frame.columns]
+    if missing:
+        raise XltError(f"{origin}: missing column {missing[0]}; predictions need {', '.join(PREDICTION_COLUMNS)}")
+    frame = frame.loc[:, list(PREDICTION_COLUMNS)].copy()
+    for column, value in (expected or {}).items():
+        wrong = frame.index[frame[column].astype(str) != value]
+        if len(wrong):
+            raise XltError(f"{origin}: column {column}, row {wrong[0] + 1}: {frame.at[wrong[0], column]!r} but the file's place in the layout says {value!r}")
+    parsed = pd.to_numeric(frame["parsed_choice"], errors="coerce")
+    bad = frame.index[(frame["parsed_choice"].notna() & ~parsed.isin([1, 2, 3, 4]))]
+    if len(bad):
+        raise XltError(f"{origin}: column parsed_choice, row {bad[0] + 1}: {frame.at[bad[0], 'parsed_choice']!r}; allowed: 1-4 or null")
+    answer = pd.to_numeric(frame["answer"], errors="coerce")
+    bad = frame.index[~answer.isin([1, 2, 3, 4])]
+    if len(bad):
+        raise XltError(f"{origin}: column answer, row {bad[0] + 1}: {frame.at[bad[0], 'answer']!r}; allowed: 1-4")
+    duplicated = frame.index[frame.duplicated("item_id")]
+    if len(duplicated):
+        raise XltError(f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice")
+    frame["parsed_choice"] = parsed.astype("Int64")
+    frame["answer"] = answer.astype(int)
+    frame["correct"] = (frame["parsed_choice"] == frame["answer"]).fillna(False).astype(bool)
+    return frame
+
+
+def load_predictions(root: str | Path) -> pd.DataFrame:
+    """Every prediction file under `root` (the contract's layout) as one frame."""
+    frames = []
+    for found in discover_predictions(root):
+        expected = {"model": found.model, "variant": found.variant, "prompt": found.prompt, "lang": found.lang}
+        frames.append(check_predictions(pd.read_parquet(found.path), str(found.path), expected))
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_prediction_files(paths: list[str | Path]) -> pd.DataFrame:
+    frames = [check_predictions(pd.read_parquet(path), str(path)) for path in paths]
+    return pd.concat(frames, ignore_index=True)
+
+
+def rescore(predictions: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
+    """Answers re-extracted from `raw_output` with the current extractor; `data` (the
+    prepared Belebele rows, all languages) supplies each item's options."""
+    options = data.set_index(["lang", "item_id"])[["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]]
+    keys = pd.MultiIndex.from_frame(predictions[["lang", "item_id"]])
+    missing = keys.difference(options.index)
+    if len(missing):
+        raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
+    option_lists = options.loc[keys].to_numpy().tolist()
+    rescored = predictions.copy()
+    choices = [extract_choice(raw, opts) for raw, opts in zip(rescored["raw_output"], option_lists)]
+    rescored["parsed_choice"] = pd.array(choices, dtype="Int64")
+    rescored["correct"] = (rescored["parsed_choice"] == rescored["answer"]).fillna(False).astype(bool)
+    return rescored
+
+
+def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confidence: float = 0.95) -> pd.DataFrame:
+    """Accuracy with a Wilson interval (sound near 0 and 1 and for small n) and the
+    share of outputs with a recognisable answer."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    unknown = sorted(set(items["lang"]) - set(languages))
+    if unknown:
+        raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
+    grouped = items.groupby(list(_KEY), sort=True).agg(
+        n=("correct", "size"), n_correct=("correct", "sum"), n_parsed=("parsed_choice", "count")
+    ).reset_index()
+    low, high = proportion_confint(grouped["n_correct"], grouped["n"], alpha=1 - confidence, method="wilson")
+    grouped["accuracy"] = grouped["n_correct"] / grouped["n"]
+    grouped["ci_low"] = np.asarray(low)
+    grouped["ci_high"] = np.asarray(high)
+    grouped["parse_rate"] = grouped["n_parsed"] / grouped["n"]
+    grouped["family"] = grouped["lang"].map(lambda code: languages[code].family)
+    grouped["script"] = grouped["lang"].map(lambda code: languages[code].script)
+    return grouped.loc[:, list(ACCURACY_COLUMNS)]

@@ -1,0 +1,169 @@
+"""One function per workflow stage: files in, files out. Snakemake's scripts call these
+with their inputs and params and nothing else, so every stage also runs (and is
+tested) without the workflow engine. Model-loading modules are imported inside the
+stages that need them, so the model-free stages never import torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import write_csv, write_parquet
+from .errors import XltError
+from .languages import language_table
+
+
+@contextmanager
+def log_to(path: str | Path):
+    """Send this process's stdout and stderr (Python's and native libraries') to `path`;
+    an XltError ends the job with its one line in the log and exit status 1."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(path, "a", buffering=1, encoding="utf-8") as handle:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        except XltError as error:
+            print(f"xlt: error: {error}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+
+
+def _say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _templates(templates_dir: str, template_of: dict[str, str]):
+    from .prompts import load_template
+
+    return {lang: load_template(templates_dir, template) for lang, template in template_of.items()}
+
+
+def prepare_data(data_config: dict, langs: list[str], outputs: list[str]) -> None:
+    from .data import DataSource, prepare_languages
+
+    frames = prepare_languages(
+        DataSource.from_config(data_config),
+        langs,
+        test_fraction=data_config["test_fraction"],
+        seed=data_config["seed"],
+        max_test_items=data_config.get("max_test_items"),
+        max_train_items=data_config.get("max_train_items"),
+    )
+    for lang, output in zip(langs, outputs):
+        frame = frames[lang].assign(lang=lang)
+        write_parquet(frame, output)
+        counts = frame["split"].value_counts().to_dict()
+        _say(f"{lang}: {counts.get('train', 0)} train, {counts.get('test', 0)} test items -> {output}")
+
+
+def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
+    from .models import ModelSpec, prepare_model as prepare, set_threads
+
+    set_threads(threads)
+    started = time.monotonic()
+    prepare(ModelSpec.from_config(name, entry), output, log=_say)
+    _say(f"prepared {name} in {time.monotonic() - started:.1f}s")
+
+
+def finetune(name: str, entry: dict, base_dir: str, source_data: str, templates_dir: str, template: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
+    from . import finetune as ft
+    from .data import read_prepared
+    from .models import ModelSpec, set_threads
+
+    set_threads(threads)
+    train = read_prepared(source_data, split="train")
+    started = time.monotonic()
+    ft.finetune(
+        base_dir,
+        ModelSpec.from_config(name, entry),
+        train,
+        _templates(templates_dir, {"source": template})["source"],
+        ft.FinetuneSettings.from_config(entry["finetune"]),
+        adapter_dir,
+        checkpoint_dir,
+        save_steps=entry["finetune"]["save_steps"],
+        log=_say,
+    )
+    _say(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
+
+
+def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, adapter_dir: str | None, data_files: list[str], templates_dir: str, template_of: dict[str, str], max_new_tokens: int, outputs: list[str], threads: int) -> None:
+    from .data import read_prepared
+    from .inference import build_requests, generate, predictions_frame
+    from .models import ModelSpec, load_model, load_tokenizer, set_threads, uses_chat_template
+
+    set_threads(threads)
+    spec = ModelSpec.from_config(name, entry)
+    settings = entry["inference"]
+    items = pd.concat([read_prepared(path, split="test") for path in data_files], ignore_index=True)
+    started = time.monotonic()
+    tokenizer = load_tokenizer(base_dir, spec)
+    model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=settings["dtype"])
+    _say(f"loaded {name} ({variant}) in {time.monotonic() - started:.1f}s")
+    chat = uses_chat_template(spec, tokenizer)
+    requests = build_requests(items, _templates(templates_dir, template_of), prompt, tokenizer, chat, spec.chat_template_kwargs)
+    started = time.monotonic()
+    generations = generate(model, tokenizer, requests, max_new_tokens, settings["batch_size"])
+    elapsed = time.monotonic() - started
+    frame = predictions_frame(requests, generations, name, variant, prompt)
+    _say(
+        f"{len(frame)} items in {elapsed:.1f}s ({len(frame) / elapsed:.2f} items/s, "
+        f"{frame['n_output_tokens'].sum() / elapsed:.1f} new tokens/s); parse rate {frame['parsed_choice'].notna().mean():.1%}"
+    )
+    by_lang = dict(tuple(frame.groupby("lang")))
+    for path in outputs:
+        lang = Path(path).stem
+        write_parquet(by_lang[lang].reset_index(drop=True), path)
+
+
+def score(prediction_files: list[str], data_files: list[str], study: dict, accuracy_out: str, items_out: str) -> None:
+    from .data import read_prepared
+    from .scoring import accuracy_table, load_prediction_files, rescore
+
+    predictions = load_prediction_files(prediction_files)
+    data = pd.concat([read_prepared(path) for path in data_files], ignore_index=True)
+    items = rescore(predictions, data)
+    changed = int((items["parsed_choice"].fillna(0) != predictions["parsed_choice"].fillna(0)).sum())
+    _say(f"re-extracted {len(items)} answers ({changed} differ from the predict-time extraction)")
+    write_parquet(items, items_out)
+    write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"]), accuracy_out)
+
+
+def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str) -> None:
+    from .stats import StatsSettings, compare as run_compare
+
+    items = pd.read_parquet(items_file)
+    effects, alignment, gains = run_compare(items, language_table(study), StatsSettings.from_config(study["stats"]))
+    write_csv(effects, effects_out)
+    write_csv(alignment, alignment_out)
+    write_csv(gains, gains_out)
+    _say(f"{len(effects)} effects, {len(alignment)} alignment statistics")
+
+
+def report(accuracy_file: str, effects_file: str, alignment_file: str, gains_file: str, study: dict, out_dir: str) -> None:
+    from .report import write_report
+
+    write_report(
+        pd.read_csv(accuracy_file),
+        pd.read_csv(effects_file),
+        pd.read_csv(alignment_file),
+        pd.read_csv(gains_file),
+        language_table(study),
+        study["stats"]["equivalence_margin"],
+        out_dir,
+    )
+    _say(f"report written to {out_dir}")

@@ -1,0 +1,40 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """{'tiny-dense': dir, 'tiny-moe': dir}: random-init checkpoints with tokenizers."""
+    from tiny_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def prepared_tiny(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """The tiny models as prepare_model leaves them (manifest pointing at the folder)."""
+    from xlt.models import ModelSpec, prepare_model
+
+    root = tmp_path_factory.mktemp("prepared")
+    out = {}
+    for name, path in tiny_models.items():
+        prepare_model(ModelSpec(name=name, path=str(path)), root / name / "base", log=lambda *_: None)
+        out[name] = root / name / "base"
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_config(repo) -> dict:
+    from xlt.config import load_config
+
+    return load_config(repo / "config" / "config.yaml")

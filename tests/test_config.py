@@ -1,0 +1,59 @@
+import copy
+
+import pytest
+import yaml
+
+from xlt.config import load_config, validate_config
+from xlt.errors import XltError
+from xlt.languages import control_languages, language_table, related_languages
+
+
+def test_default_config_validates_and_fills_defaults(study_config):
+    smol = study_config["models"]["smollm2-135m"]
+    assert smol["finetune"]["lora"]["target_modules"] == "all-linear"
+    assert smol["inference"]["batch_size"] >= 1
+    assert study_config["stats"]["equivalence_margin"] == 0.05
+
+
+def test_paper_config_validates(repo):
+    paper = load_config(repo / "config" / "paper.yaml")
+    assert len(paper["models"]) == 7
+    assert paper["data"]["source"] == "hub"
+
+
+def test_language_groups_follow_config(study_config):
+    assert related_languages(study_config) == ["heb_Hebr", "amh_Ethi", "mlt_Latn"]
+    assert control_languages(study_config) == ["tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab"]
+    table = language_table(study_config)
+    assert table["arb_Arab"].group == "source"
+    assert table["mlt_Latn"].script == "Latn" and table["mlt_Latn"].group == "related"
+
+
+def test_changing_related_family_changes_groups(study_config):
+    config = copy.deepcopy(study_config)
+    config["related_families"] = ["Indo-European"]
+    assert related_languages(config) == ["eng_Latn", "pes_Arab", "urd_Arab"]
+    assert "heb_Hebr" in control_languages(config)
+
+
+def _raw(repo):
+    return yaml.safe_load((repo / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c.update(unknown_key=1), "Additional properties are not allowed ('unknown_key' was unexpected)"),
+        (lambda c: c.update(source_language="xxx_Latn"), "source_language: 'xxx_Latn' is not among languages"),
+        (lambda c: c.update(related_families=["Bantu"]), "related_families: no language of family 'Bantu'"),
+        (lambda c: c["models"]["smollm2-135m"].pop("package"), "models.smollm2-135m"),
+        (lambda c: c["models"]["smollm2-135m"].update(inference={"batch_size": -1}), "models.smollm2-135m.inference.batch_size: -1 is less than the minimum of 1"),
+    ],
+)
+def test_config_mistakes_stop_with_one_line(repo, mutate, message):
+    config = _raw(repo)
+    mutate(config)
+    with pytest.raises(XltError) as error:
+        validate_config(config)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)

@@ -1,0 +1,101 @@
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from xlt import paths
+from xlt.config import check_config
+from xlt.errors import XltError
+from xlt.extract import fingerprint as extractor_fingerprint
+from xlt.prompts import template_path
+
+
+validate(config, schema="../../config/schema.yaml")
+try:
+    check_config(config)
+except XltError as error:
+    raise WorkflowError(str(error)) from None
+
+
+LANGS = list(config["languages"])
+MODELS = list(config["models"])
+SOURCE = config["source_language"]
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in MODELS),
+    variant="|".join(paths.VARIANTS),
+    prompt="|".join(paths.PROMPTS),
+    lang="|".join(re.escape(l) for l in LANGS),
+
+
+def all_outputs():
+    return [
+        paths.ACCURACY,
+        paths.EFFECTS,
+        paths.ALIGNMENT,
+        paths.GAINS,
+        f"{paths.REPORT}/summary.md",
+    ]
+
+
+def study_config():
+    """What the model-free stages need: a change elsewhere does not rerun them."""
+    return {key: config[key] for key in ("languages", "source_language", "related_families", "stats")}
+
+
+def template_of(lang):
+    return config["languages"][lang].get("template") or lang
+
+
+def templates_dir():
+    return config["prompts"]["templates"]
+
+
+def template_files(langs):
+    return sorted({str(template_path(templates_dir(), template_of(lang))) for lang in langs})
+
+
+def model_entry(model):
+    """A model's settings less its resources: changing resources reruns nothing."""
+    entry = config["models"][model]
+    return {
+        **{key: value for key, value in entry.items() if key not in ("finetune", "inference")},
+        "finetune": {k: v for k, v in entry["finetune"].items() if k != "resources"},
+        "inference": {k: v for k, v in entry["inference"].items() if k != "resources"},
+    }
+
+
+def stage_resource(stage, key):
+    """Per-model resources of the finetune or inference stage, as a rule-level callable."""
+    return lambda wildcards: config["models"][wildcards.model][stage]["resources"][key]
+
+
+def light_resource(key):
+    return config["resources"]["light"][key]
+
+
+def model_source_input(wildcards):
+    path = config["models"][wildcards.model].get("path")
+    return [path] if path else []
+
+
+def data_inputs(wildcards=None):
+    if config["data"]["source"] == "fixture":
+        return [f"{config['data']['fixture_dir']}/{lang}.jsonl" for lang in LANGS]
+    return []
+
+
+def predict_inputs(wildcards):
+    inputs = {
+        "base": paths.BASE_MODEL.format(model=wildcards.model),
+        "data": expand(paths.DATA, lang=LANGS),
+        "templates": template_files(LANGS),
+    }
+    if wildcards.variant == "ft":
+        inputs["adapter"] = paths.ADAPTER.format(model=wildcards.model)
+    return inputs
+
+
+def all_predictions():
+    return expand(paths.PREDICTIONS, model=MODELS, variant=paths.VARIANTS, prompt=paths.PROMPTS, lang=LANGS)

@@ -1,0 +1,17 @@
+rule compare:
+    input:
+        items=rules.score.output.items,
+    output:
+        effects=paths.EFFECTS,
+        alignment=paths.ALIGNMENT,
+        gains=paths.GAINS,
+    params:
+        study=study_config(),
+    log:
+        "logs/compare.log",
+    threads: 1
+    resources:
+        mem_mb=light_resource("mem_mb"),
+        runtime=light_resource("runtime"),
+    script:
+        "../scripts/compare.py"

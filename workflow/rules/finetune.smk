@@ -1,0 +1,21 @@
+rule finetune:
+    input:
+        base=paths.BASE_MODEL,
+        data=paths.DATA.format(lang=SOURCE),
+        template=template_files([SOURCE]),
+    output:
+        directory(paths.ADAPTER),
+    params:
+        entry=lambda wildcards: model_entry(wildcards.model),
+        templates=templates_dir(),
+        template=template_of(SOURCE),
+        checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
+    log:
+        "logs/finetune/{model}.log",
+    threads: stage_resource("finetune", "threads")
+    resources:
+        mem_mb=stage_resource("finetune", "mem_mb"),
+        runtime=stage_resource("finetune", "runtime"),
+        gpu=stage_resource("finetune", "gpu"),
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,22 @@
+# One job per model x variant x prompt writes every language: a model is loaded once
+# per job, which on a cluster (minutes for a 70B model) and on a laptop (seconds per
+# process) costs more than the generation of a small language's items.
+rule predict:
+    input:
+        unpack(predict_inputs),
+    output:
+        expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
+    params:
+        entry=lambda wildcards: model_entry(wildcards.model),
+        templates=templates_dir(),
+        template_of={lang: template_of(lang) for lang in LANGS},
+        max_new_tokens=lambda wildcards: config["prompts"][f"{wildcards.prompt}_max_new_tokens"],
+    log:
+        "logs/predict/{model}/{variant}/{prompt}.log",
+    threads: stage_resource("inference", "threads")
+    resources:
+        mem_mb=stage_resource("inference", "mem_mb"),
+        runtime=stage_resource("inference", "runtime"),
+        gpu=stage_resource("inference", "gpu"),
+    script:
+        "../scripts/predict.py"

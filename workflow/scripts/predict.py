@@ -1,0 +1,17 @@
+from xlt.stages import log_to, predict
+
+with log_to(snakemake.log[0]):
+    predict(
+        snakemake.wildcards.model,
+        snakemake.params.entry,
+        snakemake.wildcards.variant,
+        snakemake.wildcards.prompt,
+        snakemake.input.base,
+        snakemake.input.get("adapter"),
+        list(snakemake.input.data),
+        snakemake.params.templates,
+        snakemake.params.template_of,
+        snakemake.params.max_new_tokens,
+        list(snakemake.output),
+        snakemake.threads,
+    )

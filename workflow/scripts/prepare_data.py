@@ -1,0 +1,4 @@
+from xlt.stages import log_to, prepare_data
+
+with log_to(snakemake.log[0]):
+    prepare_data(snakemake.params.data, snakemake.params.langs, list(snakemake.output))

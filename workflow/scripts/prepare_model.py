@@ -1,0 +1,4 @@
+from xlt.stages import log_to, prepare_model
+
+with log_to(snakemake.log[0]):
+    prepare_model(snakemake.wildcards.model, snakemake.params.entry, snakemake.output[0], snakemake.threads)

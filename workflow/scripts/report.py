@@ -1,0 +1,11 @@
+from xlt.stages import log_to, report
+
+with log_to(snakemake.log[0]):
+    report(
+        snakemake.input.accuracy,
+        snakemake.input.effects,
+        snakemake.input.alignment,
+        snakemake.input.gains,
+        snakemake.params.study,
+        snakemake.params.out_dir,
+    )

@@ -1,0 +1,10 @@
+from xlt.stages import log_to, score
+
+with log_to(snakemake.log[0]):
+    score(
+        list(snakemake.input.predictions),
+        list(snakemake.input.data),
+        snakemake.params.study,
+        snakemake.output.accuracy,
+        snakemake.output.items,
+    )

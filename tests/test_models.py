@@ -6,7 +6,7 @@ import pytest
 
 from belebele_rows import rows
 from xlt.data import check_rows
-from xlt.finetune import IGNORE, AnswerOnlyCollator, FinetuneSettings, build_example, finetune
+from xlt.finetune import IGNORE, AnswerOnlyCollator, FinetuneSettings, TokenCounts, build_example, finetune
 from xlt.inference import answer_complete, build_requests, generate, predictions_frame
 from xlt.models import ModelSpec, encode_prompt, load_model, load_tokenizer, uses_chat_template
 from xlt.prompts import Template, answer_completion, render
@@ -74,8 +74,9 @@ def test_collator_left_pads_and_keeps_only_answer_logits():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 0, 0, 1, 2]]
     assert batch["logits_to_keep"] == 3
     assert batch["labels"].tolist() == [[IGNORE, 8, 9], [IGNORE, 6, 9]]
-    counts = collator.take_counts()
-    assert counts["padding_share"] == pytest.approx(2 / 10)
+    counts = TokenCounts()
+    counts.add(batch)
+    assert counts.take() == {"tokens": 8, "supervised_tokens": 4, "padding_share": pytest.approx(2 / 10)}
 
 
 @pytest.mark.parametrize("name", MODELS)

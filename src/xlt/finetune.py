@@ -95,14 +95,11 @@ class AnswerOnlyCollator:
     """Left-pads a batch and keeps the labels (and logits) of the last positions only.
 
     Position ids count real tokens, so a left-padded row sees the same positions as in
-    inference. Counts real and padded tokens for the training log.
+    inference.
     """
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
-        self.real_tokens = 0
-        self.padded_tokens = 0
-        self.supervised_tokens = 0
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
@@ -126,9 +123,6 @@ class AnswerOnlyCollator:
         # The logit at position t predicts token t+1, so one more position than the
         # supervised span is needed.
         keep = width - first_supervised + 1
-        self.real_tokens += int(attention_mask.sum())
-        self.padded_tokens += rows * width - int(attention_mask.sum())
-        self.supervised_tokens += int((labels != IGNORE).sum())
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -137,14 +131,24 @@ class AnswerOnlyCollator:
             "logits_to_keep": keep,
         }
 
-    def take_counts(self) -> dict:
-        total = self.real_tokens + self.padded_tokens
-        counts = {
-            "tokens": self.real_tokens,
-            "supervised_tokens": self.supervised_tokens,
-            "padding_share": self.padded_tokens / total if total else 0.0,
-        }
-        self.real_tokens = self.padded_tokens = self.supervised_tokens = 0
+
+class TokenCounts:
+    """Real, padded and supervised tokens of the batches trained on since the last log."""
+
+    def __init__(self):
+        self.real = self.padded = self.supervised = 0
+
+    def add(self, batch: dict) -> None:
+        mask = batch["attention_mask"]
+        real = int(mask.sum())
+        self.real += real
+        self.padded += mask.numel() - real
+        self.supervised += int((batch["labels"] != IGNORE).sum())
+
+    def take(self) -> dict:
+        total = self.real + self.padded
+        counts = {"tokens": self.real, "supervised_tokens": self.supervised, "padding_share": self.padded / total if total else 0.0}
+        self.real = self.padded = self.supervised = 0
         return counts
 
 
@@ -208,7 +212,6 @@ def finetune(
     trainable, total = model.get_nb_trainable_parameters()
     log(f"model {spec.name}: {len(examples)} examples, LoRA r={settings.r} on {settings.target_modules}: {trainable:,} of {total:,} parameters trainable")
 
-    collator = AnswerOnlyCollator(tokenizer.pad_token_id)
     on_gpu = torch.cuda.is_available()
     dtype = model.dtype
     args = TrainingArguments(
@@ -236,17 +239,33 @@ def finetune(
 
     started = time.monotonic()
 
+    class AnswerOnlyTrainer(Trainer):
+        """Counts the tokens of each batch it trains on and logs them with the loss, so
+        the counts travel with the log history into checkpoints and survive a resume."""
+
+        counts = TokenCounts()
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            self.counts.add(inputs)
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs:
+                logs.update(self.counts.take(), elapsed_s=round(time.monotonic() - started, 2))
+            super().log(logs, *args, **kwargs)
+
     class LogLine(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             entry = state.log_history[-1]
             if "loss" in entry:
-                entry.update(collator.take_counts(), elapsed_s=round(time.monotonic() - started, 2))
                 log(
                     f"step {entry['step']}/{state.max_steps} loss {entry['loss']:.4f} lr {entry.get('learning_rate', 0):.2e} "
                     f"tokens {entry['tokens']} padding {entry['padding_share']:.1%}"
                 )
 
-    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[LogLine()])
+    trainer = AnswerOnlyTrainer(
+        model=model, args=args, train_dataset=examples, data_collator=AnswerOnlyCollator(tokenizer.pad_token_id), callbacks=[LogLine()]
+    )
     trainer.remove_callback(PrinterCallback)  # LogLine says the same in one line per step
     trainer.train(resume_from_checkpoint=True if resume else None)
 

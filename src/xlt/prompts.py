@@ -50,6 +50,8 @@ def load_template(templates_dir: str | Path, template: str) -> Template:
             fields = yaml.safe_load(handle)
     except FileNotFoundError:
         raise XltError(f"{path}: prompt template not found") from None
+    except yaml.YAMLError as error:
+        raise XltError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(fields, dict):
         raise XltError(f"{path}: expected a mapping with keys {', '.join(TEMPLATE_FIELDS)}")
     missing = [key for key in TEMPLATE_FIELDS if not isinstance(fields.get(key), str) or not fields[key].strip()]

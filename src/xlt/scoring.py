@@ -88,8 +88,9 @@ def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confiden
     ).reset_index()
     low, high = proportion_confint(grouped["n_correct"], grouped["n"], alpha=1 - confidence, method="wilson")
     grouped["accuracy"] = grouped["n_correct"] / grouped["n"]
-    grouped["ci_low"] = np.asarray(low)
-    grouped["ci_high"] = np.asarray(high)
+    # The closed form leaves rounding dust (1e-17 above an accuracy of 0).
+    grouped["ci_low"] = np.minimum(np.asarray(low), grouped["accuracy"]).clip(0, 1)
+    grouped["ci_high"] = np.maximum(np.asarray(high), grouped["accuracy"]).clip(0, 1)
     grouped["parse_rate"] = grouped["n_parsed"] / grouped["n"]
     grouped["family"] = grouped["lang"].map(lambda code: languages[code].family)
     grouped["script"] = grouped["lang"].map(lambda code: languages[code].script)

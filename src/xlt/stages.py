@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from .languages import language_table
 
 @contextmanager
 def log_to(path: str | Path):
-    """Send this process's stdout and stderr (Python's and native libraries') to `path`;
-    an XltError ends the job with its one line in the log and exit status 1."""
+    """Send this process's stdout and stderr (Python's and native libraries') to `path`.
+    A failure ends the job with exit status 1 and its account in the log: one line for
+    an XltError (a problem with the user's input), the traceback for anything else."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    with open(path, "a", buffering=1, encoding="utf-8") as handle:
+    with open(path, "w", buffering=1, encoding="utf-8") as handle:
         saved = os.dup(1), os.dup(2)
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
@@ -34,12 +36,19 @@ def log_to(path: str | Path):
             yield
         except XltError as error:
             print(f"xlt: error: {error}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            failed = True
+        except Exception:
+            traceback.print_exc()
+            failed = True
+        else:
+            failed = False
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
+    if failed:
+        sys.exit(1)
 
 
 def _say(message: str) -> None:

@@ -228,7 +228,10 @@ def alignment_table(matrices: dict[str, pd.DataFrame], languages: dict[str, Lang
                 draws = _correlation(x[:, indices].mean(axis=2).T, y[:, indices].mean(axis=2).T, method)
                 low, high = _interval(draws, settings.confidence)
                 finite = draws[np.isfinite(draws)]
-                p = float(min(1.0, 2 * min((1 + np.sum(finite <= 0)) / (finite.size + 1), (1 + np.sum(finite >= 0)) / (finite.size + 1))))
+                p = np.nan
+                if np.isfinite(estimate) and finite.size:
+                    # Percentile-bootstrap p-value: twice the share of draws across zero.
+                    p = float(min(1.0, 2 * min((1 + np.sum(finite <= 0)), (1 + np.sum(finite >= 0))) / (finite.size + 1)))
                 rows.append({"statistic": statistic, "estimate": estimate, "ci_low": low, "ci_high": high, "p_value": p, "n_models": n_models})
     return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS))
 

@@ -1,6 +1,6 @@
 rule compare:
     input:
-        items=rules.score.output.items,
+        scored=rules.score.output.scored,
     output:
         effects=paths.EFFECTS,
         alignment=paths.ALIGNMENT,

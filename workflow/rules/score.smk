@@ -4,7 +4,7 @@ rule score:
         data=expand(paths.DATA, lang=LANGS),
     output:
         accuracy=paths.ACCURACY,
-        items="results/scores/items.parquet",
+        scored="results/scores/items.parquet",
     params:
         study=study_config(),
         # A changed extractor reruns scoring (and what follows), never inference.

@@ -6,5 +6,5 @@ with log_to(snakemake.log[0]):
         list(snakemake.input.data),
         snakemake.params.study,
         snakemake.output.accuracy,
-        snakemake.output.items,
+        snakemake.output.scored,
     )

@@ -75,15 +75,20 @@ def check_config(config: dict, source: str = "config") -> None:
         raise XltError(f"{source}: languages: no control language (every language is in related_families)")
 
 
-def load_config(path: str | Path) -> dict:
+def read_yaml(path: str | Path, what: str):
+    """A YAML file's content (safe_load: no Python objects), or one line saying why not."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
     except FileNotFoundError:
-        raise XltError(f"{path}: config file not found") from None
+        raise XltError(f"{path}: {what} not found") from None
     except yaml.YAMLError as error:
-        raise XltError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+        raise XltError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+
+
+def load_config(path: str | Path) -> dict:
+    config = read_yaml(path, "config file")
     if not isinstance(config, dict):
         raise XltError(f"{path}: expected a mapping of settings at the top level")
     return validate_config(config, source=str(path))

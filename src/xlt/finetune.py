@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -46,22 +46,9 @@ class FinetuneSettings:
 
     @classmethod
     def from_config(cls, block: dict) -> "FinetuneSettings":
-        lora = block["lora"]
-        return cls(
-            r=lora["r"],
-            alpha=lora["alpha"],
-            dropout=lora["dropout"],
-            target_modules=lora["target_modules"],
-            learning_rate=block["learning_rate"],
-            lr_scheduler=block["lr_scheduler"],
-            warmup_ratio=block["warmup_ratio"],
-            epochs=block["epochs"],
-            micro_batch_size=block["micro_batch_size"],
-            gradient_accumulation=block["gradient_accumulation"],
-            max_length=block["max_length"],
-            seed=block["seed"],
-            dtype=block["dtype"],
-        )
+        """From a model's `finetune` block (LoRA settings nested under `lora`)."""
+        flat = {**block, **block["lora"]}
+        return cls(**{f.name: flat[f.name] for f in fields(cls)})
 
 
 def build_example(item: dict, template: Template, tokenizer, chat: bool, chat_kwargs: dict, max_length: int) -> dict:

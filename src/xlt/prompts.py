@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
+from .config import read_yaml
 from .errors import XltError
 
 LETTERS = ("A", "B", "C", "D")
@@ -43,15 +42,9 @@ def template_path(templates_dir: str | Path, template: str) -> Path:
     return Path(templates_dir) / f"{template}.yaml"
 
 
-def load_template(templates_dir: str | Path, template: str) -> Template:
-    path = template_path(templates_dir, template)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            fields = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise XltError(f"{path}: prompt template not found") from None
-    except yaml.YAMLError as error:
-        raise XltError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+def load_template(path: str | Path) -> Template:
+    path = Path(path)
+    fields = read_yaml(path, "prompt template")
     if not isinstance(fields, dict):
         raise XltError(f"{path}: expected a mapping with keys {', '.join(TEMPLATE_FIELDS)}")
     missing = [key for key in TEMPLATE_FIELDS if not isinstance(fields.get(key), str) or not fields[key].strip()]
@@ -60,7 +53,7 @@ def load_template(templates_dir: str | Path, template: str) -> Template:
         raise XltError(f"{path}: key {missing[0]} is missing or empty; a template needs {', '.join(TEMPLATE_FIELDS)}")
     if unknown:
         raise XltError(f"{path}: unknown key {unknown[0]}; allowed: {', '.join(TEMPLATE_FIELDS)}")
-    return Template(lang=template, **{key: fields[key].strip() for key in TEMPLATE_FIELDS})
+    return Template(lang=path.stem, **{key: fields[key].strip() for key in TEMPLATE_FIELDS})
 
 
 def options_of(item: Mapping) -> list[str]:

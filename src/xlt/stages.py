@@ -55,12 +55,6 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _templates(templates_dir: str, template_of: dict[str, str]):
-    from .prompts import load_template
-
-    return {lang: load_template(templates_dir, template) for lang, template in template_of.items()}
-
-
 def prepare_data(data_config: dict, langs: list[str], outputs: list[str]) -> None:
     from .data import DataSource, prepare_languages
 
@@ -88,10 +82,11 @@ def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
     _say(f"prepared {name} in {time.monotonic() - started:.1f}s")
 
 
-def finetune(name: str, entry: dict, base_dir: str, source_data: str, templates_dir: str, template: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
+def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
     from . import finetune as ft
     from .data import read_prepared
     from .models import ModelSpec, set_threads
+    from .prompts import load_template
 
     set_threads(threads)
     train = read_prepared(source_data, split="train")
@@ -100,7 +95,7 @@ def finetune(name: str, entry: dict, base_dir: str, source_data: str, templates_
         base_dir,
         ModelSpec.from_config(name, entry),
         train,
-        _templates(templates_dir, {"source": template})["source"],
+        load_template(template_file),
         ft.FinetuneSettings.from_config(entry["finetune"]),
         adapter_dir,
         checkpoint_dir,
@@ -110,10 +105,11 @@ def finetune(name: str, entry: dict, base_dir: str, source_data: str, templates_
     _say(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
 
 
-def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, adapter_dir: str | None, data_files: list[str], templates_dir: str, template_of: dict[str, str], max_new_tokens: int, outputs: list[str], threads: int) -> None:
+def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, adapter_dir: str | None, data_files: list[str], template_files: dict[str, str], max_new_tokens: int, outputs: list[str], threads: int) -> None:
     from .data import read_prepared
     from .inference import build_requests, generate, predictions_frame
     from .models import ModelSpec, load_model, load_tokenizer, set_threads, uses_chat_template
+    from .prompts import load_template
 
     set_threads(threads)
     spec = ModelSpec.from_config(name, entry)
@@ -124,7 +120,8 @@ def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, ad
     model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=settings["dtype"])
     _say(f"loaded {name} ({variant}) in {time.monotonic() - started:.1f}s")
     chat = uses_chat_template(spec, tokenizer)
-    requests = build_requests(items, _templates(templates_dir, template_of), prompt, tokenizer, chat, spec.chat_template_kwargs)
+    templates = {lang: load_template(path) for lang, path in template_files.items()}
+    requests = build_requests(items, templates, prompt, tokenizer, chat, spec.chat_template_kwargs)
     started = time.monotonic()
     generations = generate(model, tokenizer, requests, max_new_tokens, settings["batch_size"])
     elapsed = time.monotonic() - started

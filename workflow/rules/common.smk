@@ -1,7 +1,13 @@
 import re
+import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+# The workflow's own src/ first, so it runs the same code whether or not xlt is
+# installed in the environment that runs Snakemake (or a job's conda environment).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from xlt import paths
 from xlt.config import check_config
@@ -44,16 +50,10 @@ def study_config():
     return {key: config[key] for key in ("languages", "source_language", "related_families", "stats")}
 
 
-def template_of(lang):
-    return config["languages"][lang].get("template") or lang
-
-
-def templates_dir():
-    return config["prompts"]["templates"]
-
-
-def template_files(langs):
-    return sorted({str(template_path(templates_dir(), template_of(lang))) for lang in langs})
+def template_file(lang):
+    """The prompt template a language uses (its own, or the one its config names)."""
+    name = config["languages"][lang].get("template") or lang
+    return str(template_path(config["prompts"]["templates"], name))
 
 
 def model_entry(model):
@@ -90,7 +90,7 @@ def predict_inputs(wildcards):
     inputs = {
         "base": paths.BASE_MODEL.format(model=wildcards.model),
         "data": expand(paths.DATA, lang=LANGS),
-        "templates": template_files(LANGS),
+        "templates": sorted({template_file(lang) for lang in LANGS}),
     }
     if wildcards.variant == "ft":
         inputs["adapter"] = paths.ADAPTER.format(model=wildcards.model)

@@ -7,6 +7,8 @@ rule compare:
         gains=paths.GAINS,
     params:
         study=study_config(),
+    conda:
+        "../../envs/light.yaml"
     log:
         "logs/compare.log",
     threads: 1

@@ -6,6 +6,8 @@ rule prepare_data:
     params:
         data=config["data"],
         langs=LANGS,
+    conda:
+        "../../envs/light.yaml"
     log:
         "logs/prepare_data.log",
     threads: 1

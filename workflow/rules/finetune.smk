@@ -2,14 +2,14 @@ rule finetune:
     input:
         base=paths.BASE_MODEL,
         data=paths.DATA.format(lang=SOURCE),
-        template=template_files([SOURCE]),
+        template=template_file(SOURCE),
     output:
         directory(paths.ADAPTER),
     params:
         entry=lambda wildcards: model_entry(wildcards.model),
-        templates=templates_dir(),
-        template=template_of(SOURCE),
         checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
+    conda:
+        "../../envs/models.yaml"
     log:
         "logs/finetune/{model}.log",
     threads: stage_resource("finetune", "threads")

@@ -8,6 +8,8 @@ rule prepare_model:
             key: config["models"][wildcards.model].get(key)
             for key in ("id", "revision", "path", "package", "trust_remote_code")
         },
+    conda:
+        "../../envs/models.yaml"
     log:
         "logs/prepare_model/{model}.log",
     threads: config["resources"]["prepare_model"]["threads"]

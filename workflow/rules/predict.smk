@@ -8,9 +8,10 @@ rule predict:
         expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
     params:
         entry=lambda wildcards: model_entry(wildcards.model),
-        templates=templates_dir(),
-        template_of={lang: template_of(lang) for lang in LANGS},
+        template_files={lang: template_file(lang) for lang in LANGS},
         max_new_tokens=lambda wildcards: config["prompts"][f"{wildcards.prompt}_max_new_tokens"],
+    conda:
+        "../../envs/models.yaml"
     log:
         "logs/predict/{model}/{variant}/{prompt}.log",
     threads: stage_resource("inference", "threads")

@@ -12,7 +12,9 @@ rule report:
         alignment=report(f"{paths.REPORT}/ft_vs_cot_gain.png", caption="../report/alignment.rst", category="Effects"),
     params:
         study=study_config(),
-        out_dir=paths.REPORT,
+        out_dir=lambda wildcards, output: str(Path(output.summary).parent),
+    conda:
+        "../../envs/light.yaml"
     log:
         "logs/report.log",
     threads: 1

@@ -9,6 +9,8 @@ rule score:
         study=study_config(),
         # A changed extractor reruns scoring (and what follows), never inference.
         extractor=extractor_fingerprint(),
+    conda:
+        "../../envs/light.yaml"
     log:
         "logs/score.log",
     threads: 1

@@ -1,3 +1,8 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
 from xlt.stages import finetune, log_to
 
 with log_to(snakemake.log[0]):
@@ -6,8 +11,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.entry,
         snakemake.input.base,
         snakemake.input.data,
-        snakemake.params.templates,
-        snakemake.params.template,
+        snakemake.input.template,
         snakemake.output[0],
         snakemake.params.checkpoints,
         snakemake.threads,

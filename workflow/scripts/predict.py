@@ -1,3 +1,8 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
 from xlt.stages import log_to, predict
 
 with log_to(snakemake.log[0]):
@@ -9,8 +14,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.base,
         snakemake.input.get("adapter"),
         list(snakemake.input.data),
-        snakemake.params.templates,
-        snakemake.params.template_of,
+        snakemake.params.template_files,
         snakemake.params.max_new_tokens,
         list(snakemake.output),
         snakemake.threads,

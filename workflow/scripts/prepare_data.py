@@ -1,3 +1,8 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
 from xlt.stages import log_to, prepare_data
 
 with log_to(snakemake.log[0]):

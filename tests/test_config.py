@@ -11,7 +11,7 @@ from xlt.languages import control_languages, language_table, related_languages
 def test_default_config_validates_and_fills_defaults(study_config):
     smol = study_config["models"]["smollm2-135m"]
     assert smol["finetune"]["lora"]["target_modules"] == "all-linear"
-    assert smol["inference"]["batch_size"] >= 1
+    assert smol["inference"]["batch_size"] == "auto"
     assert study_config["stats"]["equivalence_margin"] == 0.05
 
 
@@ -47,7 +47,7 @@ def _raw(repo):
         (lambda c: c.update(source_language="xxx_Latn"), "source_language: 'xxx_Latn' is not among languages"),
         (lambda c: c.update(related_families=["Bantu"]), "related_families: no language of family 'Bantu'"),
         (lambda c: c["models"]["smollm2-135m"].pop("package"), "models.smollm2-135m"),
-        (lambda c: c["models"]["smollm2-135m"].update(inference={"batch_size": -1}), "models.smollm2-135m.inference.batch_size: -1 is less than the minimum of 1"),
+        (lambda c: c["models"]["smollm2-135m"].update(inference={"batch_size": -1}), "models.smollm2-135m.inference.batch_size: -1 is not allowed: -1 is less than the minimum of 1; or -1 is not one of ['auto']"),
     ],
 )
 def test_config_mistakes_stop_with_one_line(repo, mutate, message):

@@ -27,6 +27,14 @@ def _error_location(error) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
 
 
+def _error_message(error) -> str:
+    """jsonschema's message, or for a value that fits none of several alternatives
+    (`oneOf`), what each alternative allows."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        return f"{error.instance!r} is not allowed: " + "; or ".join(sorted({sub.message for sub in error.context}))
+    return error.message
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate against the schema and fill defaults; returns a new dict."""
     import jsonschema
@@ -47,7 +55,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     try:
         validator_class(load_schema()).validate(config)
     except jsonschema.ValidationError as error:
-        raise XltError(f"{source}: {_error_location(error)}: {error.message}") from None
+        raise XltError(f"{source}: {_error_location(error)}: {_error_message(error)}") from None
     check_config(config, source)
     return config
 

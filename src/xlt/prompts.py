@@ -79,3 +79,16 @@ def render(item: Mapping, template: Template, prompt: str) -> Prompt:
 def answer_completion(choice: int) -> str:
     """The training target after a direct prompt's answer label: ' B' for choice 2."""
     return f" {LETTERS[choice - 1]}"
+
+
+def harness_context(item: Mapping) -> str:
+    """lm-evaluation-harness's Belebele prompt (its task's `doc_to_text`), verbatim, so
+    `loglik` scores can be compared with the harness item by item. It is the same in
+    every language; the choices it scores are " A", " B", " C", " D"."""
+    return (
+        f"P: {item['flores_passage']}\nQ: {item['question'].strip()}\n"
+        f"A: {item['mc_answer1']}\nB: {item['mc_answer2']}\nC: {item['mc_answer3']}\nD: {item['mc_answer4']}\nAnswer:"
+    )
+
+
+HARNESS_CHOICES = tuple(f" {letter}" for letter in LETTERS)

@@ -10,6 +10,7 @@ rule predict:
         entry=lambda wildcards: model_entry(wildcards.model),
         template_files={lang: template_file(lang) for lang in LANGS},
         max_new_tokens=lambda wildcards: config["prompts"][f"{wildcards.prompt}_max_new_tokens"],
+        scoring=lambda wildcards: config["prompts"]["direct_scoring"] if wildcards.prompt == "direct" else "generate",
     conda:
         "../../envs/models.yaml"
     log:

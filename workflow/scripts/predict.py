@@ -16,6 +16,7 @@ with log_to(snakemake.log[0]):
         list(snakemake.input.data),
         snakemake.params.template_files,
         snakemake.params.max_new_tokens,
+        snakemake.params.scoring,
         list(snakemake.output),
         snakemake.threads,
     )

@@ -1,0 +1,100 @@
+"""Partial shards: what a predict job has finished, kept beside its outputs so that a
+job killed at any moment (SIGKILL included) continues where it stopped.
+
+A shard is a JSON-lines file. Its first line names the run it belongs to (a
+fingerprint of model, adapter, prompts and decoding settings); every further line is
+one finished batch, written and fsync'ed whole. A rerun with a different fingerprint
+starts afresh; a torn last line (the kill came mid-write) is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..atomic import atomic_path
+
+
+def run_fingerprint(**parts) -> str:
+    """A stable hash of everything that decides a job's outputs."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def directory_signature(path: str | Path | None) -> list | None:
+    """Name, size and modification time of every file under `path`: a re-prepared
+    model or a retrained adapter changes it, without hashing weights of many GB."""
+    if path is None:
+        return None
+    root = Path(path)
+    return [
+        [str(file.relative_to(root)), file.stat().st_size, file.stat().st_mtime_ns]
+        for file in sorted(root.rglob("*"))
+        if file.is_file()
+    ]
+
+
+def partial_path(outputs: list[str]) -> Path:
+    """The shard of a predict job: hidden beside its outputs, never an output itself,
+    so Snakemake neither deletes it on failure nor mistakes it for a result."""
+    return Path(outputs[0]).parent / ".predict.partial.jsonl"
+
+
+class Shard:
+    def __init__(self, path: str | Path, fingerprint: str):
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self._done = self._read()
+        self._rewrite()
+
+    def _header(self) -> str | None:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return json.loads(handle.readline()).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _read(self) -> dict[int, dict[int, tuple[str, int]]]:
+        if self._header() != self.fingerprint:
+            return {}
+        done = {}
+        with open(self.path, encoding="utf-8") as handle:
+            next(handle)
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break  # torn by a kill mid-write: everything before it is whole
+                done[record["batch"]] = {int(i): (text, n) for i, text, n in record["results"]}
+        return done
+
+    @staticmethod
+    def _line(record: dict) -> str:
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
+    def _batch_line(self, batch: int, results: dict[int, tuple[str, int]]) -> str:
+        return self._line({"batch": batch, "results": [[i, text, n] for i, (text, n) in sorted(results.items())]})
+
+    def _rewrite(self) -> None:
+        """Start the file over with the header and the whole batches only, so that
+        appends never follow a torn line."""
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(self._line({"fingerprint": self.fingerprint}))
+                for batch, results in sorted(self._done.items()):
+                    handle.write(self._batch_line(batch, results))
+
+    def completed(self) -> dict[int, dict[int, tuple[str, int]]]:
+        """Batch number -> {request index: (text, tokens)} of the batches already done."""
+        return dict(self._done)
+
+    def append(self, batch: int, results: dict[int, tuple[str, int]]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(self._batch_line(batch, results))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._done[batch] = dict(results)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

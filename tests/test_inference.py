@@ -1,0 +1,201 @@
+"""The inference engine on the tiny models: our decoding loop against transformers'
+`generate`, resumable shards, loglik scoring against a plain full forward pass, and the
+vLLM backend's requests (vLLM itself cannot run here: a stand-in module records what
+it is asked)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pandas as pd
+import pytest
+
+from belebele_rows import rows
+from xlt.data import check_rows
+from xlt.inference import build_requests, generate
+from xlt.inference.engine import greedy_batch, plan_batches, resolve_batch_size, stop_token_ids
+from xlt.inference.loglik import build_choice_requests, encode_pair, loglik_frame, score_choices
+from xlt.inference.shards import Shard, partial_path, run_fingerprint
+from xlt.models import ModelSpec, load_model, load_tokenizer, uses_chat_template
+from xlt.prompts import Template
+
+TEMPLATE = Template("eng_Latn", "Passage", "Question", "Answer", "Answer with the letter only.", "Think step by step.", "Let's think step by step.")
+MODELS = ["tiny-dense", "tiny-moe"]
+
+
+def items(n=6, lang="eng_Latn"):
+    frame = check_rows(pd.DataFrame(rows(lang, n)), "synthetic")
+    frame["lang"] = lang
+    return frame
+
+
+def loaded(prepared_tiny, name):
+    spec = ModelSpec(name)
+    return spec, load_tokenizer(prepared_tiny[name], spec), load_model(prepared_tiny[name], spec, dtype="float32")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_decoding_loop_matches_transformers_generate(prepared_tiny, name):
+    import torch
+
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    requests = build_requests(items(4), {"eng_Latn": TEMPLATE}, "cot", tokenizer, uses_chat_template(spec, tokenizer))
+    eos = stop_token_ids(model.generation_config, tokenizer)
+    for request in requests:
+        ours = greedy_batch(model, [request.input_ids], 20, tokenizer.pad_token_id, eos, lambda row, ids: False)[0]
+        with torch.no_grad():
+            theirs = model.generate(torch.tensor([request.input_ids]), max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        assert ours == theirs[0, len(request.input_ids):].tolist()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_rows_leave_the_batch_without_changing_the_others(prepared_tiny, name):
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    requests = build_requests(items(5), {"eng_Latn": TEMPLATE}, "cot", tokenizer, uses_chat_template(spec, tokenizer))
+    eos = stop_token_ids(model.generation_config, tokenizer)
+    rows_ = [r.input_ids for r in requests]
+    stop_early = {0: 3, 2: 5}  # rows 0 and 2 "answer" after 3 and 5 tokens
+    batched = greedy_batch(model, rows_, 16, tokenizer.pad_token_id, eos, lambda row, ids: len(ids) == stop_early.get(row))
+    for row, ids in enumerate(batched):
+        alone = greedy_batch(model, [rows_[row]], 16, tokenizer.pad_token_id, eos, lambda _, got: len(got) == stop_early.get(row))[0]
+        assert ids == alone
+        if row in stop_early:
+            assert len(ids) == stop_early[row]
+
+
+def test_batch_plan_is_longest_first_and_stable():
+    from xlt.inference.engine import Request
+
+    requests = [Request(str(i), "eng_Latn", [0] * length, "", ["a", "b", "c", "d"], 1) for i, length in enumerate([3, 9, 5, 9, 1])]
+    plan = plan_batches(requests, 2)
+    assert plan == [[1, 3], [2, 0], [4]]
+    assert plan == plan_batches(list(requests), 2)
+
+
+def test_auto_batch_size_depends_on_the_device():
+    cpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cpu"))
+    gpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
+    assert resolve_batch_size("auto", cpu) < resolve_batch_size("auto", gpu)
+    assert resolve_batch_size(7, gpu) == 7
+
+
+def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
+    path = tmp_path / ".predict.partial.jsonl"
+    shard = Shard(path, "run-1")
+    shard.append(0, {3: ("Answer: B.", 4), 1: ("ጥያቄ", 2)})
+    shard.append(1, {0: ("x", 1)})
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"batch": 2, "results": [[2, "half')
+    reopened = Shard(path, "run-1")
+    assert reopened.completed() == {0: {3: ("Answer: B.", 4), 1: ("ጥያቄ", 2)}, 1: {0: ("x", 1)}}
+    assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
+    assert Shard(path, "run-2").completed() == {}
+    assert run_fingerprint(a=1, b=[1, 2]) == run_fingerprint(b=[1, 2], a=1) != run_fingerprint(a=2, b=[1, 2])
+    assert partial_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix() == "results/predictions/m/base/cot/.predict.partial.jsonl"
+
+
+def test_generate_reads_finished_batches_back_instead_of_recomputing(prepared_tiny, tmp_path):
+    spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
+    requests = build_requests(items(4), {"eng_Latn": TEMPLATE}, "direct", tokenizer, True)
+    plan = plan_batches(requests, 2)
+    shard = Shard(tmp_path / "shard.jsonl", "run")
+    shard.append(0, {index: (f"from the shard {index}", 1) for index in plan[0]})
+    generations = generate(model, tokenizer, requests, 4, 2, shard=shard, progress=False, log=lambda *_: None)
+    fresh = generate(model, tokenizer, requests, 4, 2, progress=False, log=lambda *_: None)
+    for index in range(len(requests)):
+        expected = (f"from the shard {index}", 1) if index in plan[0] else fresh[index]
+        assert generations[index] == expected
+    assert set(Shard(tmp_path / "shard.jsonl", "run").completed()) == {0, 1}
+
+
+def test_context_and_continuation_split_as_the_harness_does(prepared_tiny):
+    tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"))
+    context, continuation = encode_pair(tokenizer, "Answer: ", "B")
+    assert tokenizer.decode(context) == "Answer:"
+    assert tokenizer.decode(continuation) == " B"
+
+
+def full_sequence_scores(model, request) -> list[float]:
+    """The plain way: each choice appended to the context, one unpadded forward pass
+    per choice, the choice's tokens summed."""
+    import torch
+
+    scores = []
+    for ids in request.choice_ids:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([request.context_ids + ids])).logits[0].float()
+        logprobs = torch.log_softmax(logits[len(request.context_ids) - 1:-1], dim=-1)
+        scores.append(float(logprobs[torch.arange(len(ids)), torch.tensor(ids)].sum()))
+    return scores
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_one_pass_over_the_shared_context_scores_like_four_full_passes(prepared_tiny, name):
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    requests = build_choice_requests(items(5), tokenizer)
+    assert all(len(ids) == 2 for r in requests for ids in r.choice_ids)  # the byte tokenizer splits " A"
+    fast = score_choices(model, tokenizer, requests, batch_size=3)
+    slow = [full_sequence_scores(model, request) for request in requests]
+    for fast_row, slow_row in zip(fast, slow):
+        assert fast_row == pytest.approx(slow_row, abs=1e-4)
+    frame = loglik_frame(requests, fast, name, "base")
+    best = [max(range(4), key=row.__getitem__) + 1 for row in fast]
+    assert frame["parsed_choice"].tolist() == best
+    assert frame["raw_output"].tolist() == [f"Answer: {'ABCD'[b - 1]}" for b in best]
+
+
+class _FakeVllm:
+    """Records what the backend asks of vLLM and answers with fixed token ids."""
+
+    def __init__(self, answer_ids):
+        self.answer_ids = answer_ids
+        self.calls = {}
+        fake = self
+
+        class LLM:
+            def __init__(self, **kwargs):
+                fake.calls["engine"] = kwargs
+
+            def generate(self, prompts, sampling, lora_request=None):
+                fake.calls.update(prompts=prompts, sampling=sampling, lora=lora_request)
+                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=fake.answer_ids)]) for _ in prompts]
+
+        self.module = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kwargs: kwargs)
+        self.lora_module = types.SimpleNamespace(LoRARequest=lambda name, number, path: (name, number, path))
+
+
+def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monkeypatch, study_config):
+    from xlt.inference.vllm import generate_vllm
+
+    spec, tokenizer, _ = loaded(prepared_tiny, "tiny-dense")
+    requests = build_requests(items(3), {"eng_Latn": TEMPLATE}, "cot", tokenizer, True)
+    answer_ids = tokenizer.encode(" so the answer is here.\nAnswer: C.\nMore text after the answer", add_special_tokens=False)
+    fake = _FakeVllm(answer_ids)
+    monkeypatch.setitem(sys.modules, "vllm", fake.module)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=fake.lora_module))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", fake.lora_module)
+    entry = json.loads(json.dumps(study_config["models"]["smollm2-135m"]))
+    entry["inference"].update(backend="vllm", tensor_parallel_size=4)
+    generations = generate_vllm(spec, str(prepared_tiny["tiny-dense"]), "/adapters/tiny", entry, tokenizer, requests, 96)
+
+    engine = fake.calls["engine"]
+    assert engine["tensor_parallel_size"] == 4 and engine["enable_prefix_caching"] and engine["enable_lora"]
+    assert engine["max_lora_rank"] == entry["finetune"]["lora"]["r"]
+    assert fake.calls["prompts"] == [{"prompt_token_ids": r.input_ids} for r in requests]
+    assert fake.calls["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}
+    assert fake.calls["lora"] == ("tiny-dense-ft", 1, "/adapters/tiny")
+    text, count = generations[0]
+    assert text == " so the answer is here.\nAnswer: C."
+    assert count == len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def test_single_token_choices_need_no_second_pass(prepared_tiny):
+    from xlt.inference.loglik import ChoiceRequest
+
+    _, tokenizer, model = loaded(prepared_tiny, "tiny-moe")
+    letters = [tokenizer.encode(letter, add_special_tokens=False) for letter in "ABCD"]
+    requests = [ChoiceRequest(r.item_id, r.lang, r.context_ids + r.choice_ids[0][:1], letters, r.answer) for r in build_choice_requests(items(3), tokenizer)]
+    for fast_row, request in zip(score_choices(model, tokenizer, requests, batch_size=2), requests):
+        assert fast_row == pytest.approx(full_sequence_scores(model, request), abs=1e-4)

@@ -2,14 +2,26 @@
 
 None is an answer too: it means the output states no recognisable choice, and the
 share of non-None answers (`parse_rate`) measures format compliance apart from
-knowledge. So the extractor never guesses: an answer must be stated (after an answer
-phrase, as the whole output, as a labelled first line, or as the text of exactly one
-option), and a statement naming two different options is None.
+knowledge. So the extractor never guesses. A choice counts when it is stated:
 
-Phrases of every supported language are recognised in every output, because models
-prompted in one language often answer in another (English or the fine-tuning
-language). Letters are read in Latin and native forms, digits in Latin,
-Arabic-Indic and Extended Arabic-Indic forms.
+- `phrase`: after an answer phrase ("Answer: B", "الإجابة هي ب", "התשובה: ג",
+  "the correct answer is option (C)", "Answer: Paris" quoting an option's text);
+  the last statement wins, so a chain of thought may weigh options before deciding;
+- `label_line`: a line that is nothing but a label ("B", "(B)", "**ב**");
+- `first_line`: a first line opened by a closed label ("B) Paris", "C. because ...");
+- `option_text`: lines that repeat exactly one option's text.
+
+A statement naming two options ("B or C"), a label contradicted by the option text it
+is followed by ("B. Rome" when Rome is option C), or a digit that is also another
+option's text is `ambiguous` (None). A statement listing all four labels, or a label
+followed by more labelled lines, is the prompt's instruction or options echoed back,
+not an answer. An "A" followed by a Latin word is the English article ("A man ..."),
+and a digit followed by a word is a quantity ("3 people"), unless the text after them
+is the labelled option's own text.
+
+All words live in one table, `ANSWER_WORDS` (per language) and `LABELS` (per script).
+Every language's words are recognised in every output, because models prompted in one
+language often answer in another (English, or the fine-tuning language).
 """
 
 from __future__ import annotations
@@ -18,155 +30,388 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-# Answer phrases, longest first within a language so "the correct answer is" wins over
-# "answer". Lower case; matching ignores case.
-ANSWER_PHRASES = {
-    "eng_Latn": [
-        "the correct answer is", "the right answer is", "the answer is", "correct answer",
-        "final answer", "the correct option is", "the correct choice is", "correct option",
-        "correct choice", "answer",
-    ],
-    "arb_Arab": [
-        "الإجابة الصحيحة هي", "الاجابة الصحيحة هي", "الإجابة الصحيحة", "الاجابة الصحيحة",
-        "الإجابة هي", "الاجابة هي", "الجواب الصحيح هو", "الجواب الصحيح", "الجواب هو",
-        "الخيار الصحيح هو", "الخيار الصحيح", "الإجابة", "الاجابة", "الجواب",
-    ],
-    "heb_Hebr": ["התשובה הנכונה היא", "התשובה הנכונה", "התשובה היא", "התשובה", "תשובה"],
-    "amh_Ethi": ["ትክክለኛው መልስ", "ትክክለኛ መልስ", "መልሱ", "መልስ"],
-    "mlt_Latn": [
-        "it-tweġiba t-tajba hija", "it-tweġiba t-tajba", "it-tweġiba hija", "it-tweġiba",
-        "tweġiba", "it-twegiba", "twegiba",
-    ],
-    "tur_Latn": ["doğru cevap", "doğru yanıt", "doğru seçenek", "cevap", "yanıt"],
-    "pes_Arab": ["پاسخ صحیح", "پاسخ درست", "گزینه صحیح", "گزینه درست", "جواب درست", "پاسخ", "جواب"],
-    "urd_Arab": ["درست جواب", "صحیح جواب", "درست آپشن", "جواب"],
+
+@dataclass(frozen=True)
+class AnswerWords:
+    """The words of one language that state an answer."""
+
+    phrases: tuple[str, ...]  # announce the answer: "answer", "correct answer"
+    before: tuple[str, ...] = ()  # may stand between phrase and label: copulas, "option"
+    after: tuple[str, ...] = ()  # may follow a bare "A" or digit: "because", a final copula
+    either: tuple[str, ...] = ()  # join two labels into two answers: "or", "and"
+    clitics: tuple[str, ...] = ()  # prefixes written onto a phrase: Arabic wa-/fa-
+
+
+# The label each template in config/templates prompts with is one of its language's
+# phrases (tests/test_extract.py checks this for every template and configured language).
+ANSWER_WORDS = {
+    "eng_Latn": AnswerWords(
+        phrases=("answer", "correct answer", "right answer", "final answer", "best answer",
+                 "correct option", "correct choice", "right option", "best option", "my answer"),
+        before=("is", "would be", "will be", "should be", "must be", "probably", "likely", "maybe", "perhaps",
+                "therefore", "then", "either", "the", "option", "choice", "letter", "boxed"),
+        after=("is", "because", "since", "as"),
+        either=("or", "and"),
+    ),
+    "arb_Arab": AnswerWords(
+        phrases=("الإجابة", "الجواب", "إجابة", "الإجابة الصحيحة", "الجواب الصحيح", "الإجابة النهائية",
+                 "الخيار الصحيح", "الاختيار الصحيح"),
+        before=("هي", "هو", "الخيار", "الاختيار", "الحرف", "رقم"),
+        after=("هي", "هو", "لأن"),
+        either=("أو", "و"),
+        clitics=("و", "ف"),
+    ),
+    "heb_Hebr": AnswerWords(
+        phrases=("התשובה", "תשובה", "התשובה הנכונה", "תשובה נכונה", "התשובה הסופית"),
+        before=("היא", "הוא", "אפשרות", "האפשרות", "האות"),
+        after=("היא", "הוא", "כי"),
+        either=("או",),
+        clitics=("ו", "ש"),
+    ),
+    "amh_Ethi": AnswerWords(
+        phrases=("መልስ", "መልሱ", "ትክክለኛው መልስ", "ትክክለኛ መልስ", "ትክክለኛው አማራጭ"),
+        before=("አማራጭ", "ፊደል"),
+        after=("ነው", "ምክንያቱም"),
+        either=("ወይም", "እና"),
+    ),
+    "tir_Ethi": AnswerWords(
+        phrases=("መልሲ", "ትኽክለኛ መልሲ"),
+        before=("ኣማራጺ",),
+        after=("እዩ",),
+        either=("ወይ",),
+    ),
+    "mlt_Latn": AnswerWords(
+        phrases=("it-tweġiba", "tweġiba", "it-tweġiba t-tajba", "it-tweġiba korretta", "it-tweġiba finali",
+                 "l-għażla t-tajba", "l-għażla korretta"),
+        before=("hija", "huwa", "l-għażla", "għażla", "l-ittra", "ittra"),
+        after=("hija", "huwa", "għax"),
+        either=("jew", "u"),
+    ),
+    "tur_Latn": AnswerWords(
+        phrases=("cevap", "yanıt", "doğru cevap", "doğru yanıt", "doğru seçenek", "doğru şık",
+                 "cevabım", "yanıtım"),
+        before=("şık", "şıkkı", "seçenek", "seçeneği", "harf", "ise"),
+        after=("şıkkı", "seçeneği", "şıkkıdır", "seçeneğidir", "çünkü", "olmalı"),
+        either=("veya", "ya da", "yoksa", "ve"),
+    ),
+    "pes_Arab": AnswerWords(
+        phrases=("پاسخ", "جواب", "پاسخ صحیح", "پاسخ درست", "پاسخ نهایی", "جواب صحیح", "جواب درست",
+                 "گزینه صحیح", "گزینه درست"),
+        before=("گزینه", "حرف", "عبارت است از"),
+        after=("است", "می‌باشد", "صحیح", "درست", "چون", "زیرا"),
+        either=("یا",),
+    ),
+    "urd_Arab": AnswerWords(
+        phrases=("جواب", "درست جواب", "صحیح جواب", "حتمی جواب", "درست آپشن", "صحیح آپشن"),
+        before=("آپشن", "حرف", "ہے"),
+        after=("ہے", "کیونکہ"),
+        either=("یا", "اور"),
+    ),
 }
 
-# Words that may stand between an answer phrase and the letter: copulas, "option".
-_LINK_WORDS = [
-    "is", "would be", "will be", "option", "choice", "letter",
-    "هي", "هو", "الخيار", "رقم",
-    "היא", "הוא", "אפשרות",
-    "ነው", "አማራጭ",
-    "hija", "huwa", "l-għażla", "għażla",
-    "şık", "seçenek", "şıkkı",
-    "گزینه", "است", "ہے", "آپشن",
-]
-_LINK_PUNCT = r"[\s:：\-–—=→>,،.\"'«»“”‘’\(\[\*]"
-
-# Labels: Latin letters, digits, and the native letters used to label options.
-_NATIVE_LABELS = {
-    "الف": 1, "أ": 1, "ا": 1, "ب": 2, "ج": 3, "د": 4,  # Arabic, Persian, Urdu (abjad order)
-    "א": 1, "ב": 2, "ג": 3, "ד": 4,  # Hebrew
-    "ሀ": 1, "ለ": 2, "ሐ": 3, "መ": 4,  # Ethiopic (Amharic option order)
+# Option labels by script, in option order. Latin letters are also read in lower case;
+# Arabic-script labels follow abjad order (Persian and Urdu tests write الف ب ج د).
+LABELS = {
+    "Latn": ("A", "B", "C", "D"),
+    "Arab": ("أ|الف", "ب", "ج", "د"),
+    "Hebr": ("א", "ב", "ג", "ד"),
+    "Ethi": ("ሀ", "ለ", "ሐ", "መ"),
+    "digits": ("1", "2", "3", "4"),  # Arabic-Indic and Extended Arabic-Indic are mapped to these
 }
-_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
-_CONNECTORS = r"(?:or|and|/|,|veya|ya da|yoksa|או|ו|أو|او|یا|ወይም|jew|u)"
+# "A"/"a" is also the English article and a digit also a quantity: these count only when
+# closed (end, punctuation, a word of `after`) or followed by their option's own text.
+_WEAK_LABELS = {"a", "1", "2", "3", "4"}
 
-_native = "|".join(sorted(map(re.escape, _NATIVE_LABELS), key=len, reverse=True))
-# A label must not run on into a word: "A man" is not an answer, "B." and "B)" are.
-_LABEL = rf"(?P<label>[A-Da-d1-4]|{_native})(?![^\W_])"
-_UPPER_OR_FOLLOWED = re.compile(r"[A-D1-4]|[^\W\d_a-z]")
-
-
-def _phrase_pattern() -> re.Pattern:
-    phrases = sorted({p for ps in ANSWER_PHRASES.values() for p in ps}, key=len, reverse=True)
-    alternation = "|".join(re.escape(p) for p in phrases)
-    return re.compile(rf"(?<![^\W\d_])(?:{alternation})(?![^\W\d_])", re.IGNORECASE)
-
-
-_PHRASE = _phrase_pattern()
-_LINKS = "|".join(sorted(map(re.escape, _LINK_WORDS), key=len, reverse=True))
-_AFTER_PHRASE = re.compile(
-    rf"^(?:{_LINK_PUNCT}|(?:{_LINKS})(?![^\W\d_]))*{_LABEL}(?P<rest>.*)", re.IGNORECASE | re.DOTALL
+# normalize(): presentation forms and full-width letters by NFKC, then one spelling per
+# letter (hamza-carrying alefs, Arabic/Persian yeh and kaf), native digits to ASCII,
+# and out: vowel marks, tatweel, zero-width and direction marks, markdown emphasis.
+_FOLD = {
+    **{c: "ا" for c in "أإآٱ"}, "İ": "I", "ي": "ی", "ى": "ی", "ك": "ک", "ۀ": "ه",
+    **{chr(0x0660 + d): str(d) for d in range(10)}, **{chr(0x06F0 + d): str(d) for d in range(10)},
+}
+_DROP = (
+    [chr(c) for c in range(0x064B, 0x0660)] + ["\u0670", "\u0640"]  # Arabic harakat, dagger alef, tatweel
+    + [chr(c) for c in range(0x0591, 0x05C8) if chr(c) not in "\u05be\u05c0\u05c3\u05c6"]  # Hebrew points
+    + [chr(c) for c in range(0x200B, 0x2010)] + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)] + ["\u061c", "\ufeff", "*", "`", "_"]
 )
-_SECOND_LABEL = re.compile(rf"^[\s\)\]\.\*\"'»”’]*{_CONNECTORS}[\s\(\[\*\"'«“‘]*{_LABEL}", re.IGNORECASE)
-_WHOLE = re.compile(rf"^[\s\(\[\*\"'«“‘]*{_LABEL}[\s\)\]\.\*:\"'»”’]*$", re.IGNORECASE)
-_FIRST_LINE = re.compile(rf"^[\s\(\[\*\"'«“‘]*{_LABEL}[\)\]\.:]", re.IGNORECASE)
+_TRANSLATE = str.maketrans({**_FOLD, **{c: None for c in _DROP}})
+
+
+def normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).translate(_TRANSLATE)
+
+
+def _without_accents(word: str) -> str:
+    return unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c)))
+
+
+_JOINERS = {" ": r"\s+", "-": r"[-\s]?"}  # words may be split by any spaces, hyphens dropped
+
+
+def _alternation(words, backwards: bool = False) -> str:
+    """A regex matching any of `words` (lower case), also without accents ("twegiba" for
+    "tweġiba") or with a dotless ı written as i; `backwards` matches them in reversed
+    text. It is built as a trie so that the engine tries one branch per character."""
+    trie: dict = {}
+    for word in words:
+        for form in {word, _without_accents(word), _without_accents(word).replace("ı", "i")}:
+            node = trie
+            form = normalize(form).lower()
+            for char in form[::-1] if backwards else form:
+                node = node.setdefault(char, {})
+            node[""] = {}
+
+    def emit(node: dict) -> str:
+        branches = [_JOINERS.get(char, re.escape(char)) + emit(child) for char, child in node.items() if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(trie)
+
+
+def _words(field: str) -> str:
+    return _alternation(word for words in ANSWER_WORDS.values() for word in getattr(words, field))
+
+
+def _label_values() -> dict[str, int]:
+    values = {}
+    for forms in LABELS.values():
+        for value, form in enumerate(forms, start=1):
+            for variant in form.split("|"):
+                values[normalize(variant).lower()] = value
+    return values
+
+
+_LABEL_VALUE = _label_values()
+_NOT_LETTER = r"(?![^\W\d_])"
+_NOT_AFTER_LETTER = r"(?<![^\W\d_])"
+# A label stands alone: "B." and "B)" are labels, "Because" and "B2" are not, and a
+# Hebrew letter with a geresh before more letters is a loanword sound ("ג'ירפה").
+_LABEL = (
+    rf"(?P<label>{'|'.join(sorted(map(re.escape, _LABEL_VALUE), key=len, reverse=True))})"
+    r"(?![^\W_])(?!(?<=[אבגד])['׳][^\W\d_])"
+)
+# What may stand between an answer phrase and its label: punctuation, brackets, line
+# breaks, an ellipsis (not a full stop, which ends the statement), and `before` words.
+_LEAD_PUNCT = r"[\s:：\-–—=→>,،;؛\"'«»“”‘’()\[\]{}<#$\\|፡፥፦፤~_]|\.{2,}|…"
+_LEAD = rf"(?:{_LEAD_PUNCT}|(?:{_words('before')}){_NOT_LETTER})*"
+_EITHER = rf"(?:{_words('either')}){_NOT_LETTER}"
+
+# Phrases are searched in the reversed text, so the search meets the last one first and
+# stops at the first that states an answer: the end of a long chain of thought.
+_PHRASE_BACKWARDS = re.compile(
+    _NOT_AFTER_LETTER
+    + f"(?:{_alternation((clitic + phrase for words in ANSWER_WORDS.values() for phrase in words.phrases for clitic in ('', *words.clitics)), backwards=True)})"
+    + _NOT_LETTER
+)
+_STATED_LABEL = re.compile(rf"{_LEAD}{_LABEL}")
+_LEAD_PUNCT_RUN = re.compile(rf"(?:{_LEAD_PUNCT})*")
+_LEAD_WORD = re.compile(rf"(?:{_words('before')}){_NOT_LETTER}")
+_CLOSING = re.compile(r"[^\S\n]*[)\]}>.:：,،'׳’\"»”\-–—]*[^\S\n]*")
+# Another label joined to the first ("B or C", "B, C", "B/C", "B C", "(A, B, C or D)").
+_NEXT_LABEL = re.compile(
+    rf"(?:[\s()\[\]'\"]*(?:[,،/&]|{_EITHER})(?:[\s(\[]|{_EITHER}|(?:{_words('before')}){_NOT_LETTER})*|[^\S\n]+){_LABEL}"
+)
+_CLOSED = re.compile(rf"[^\S\n]*(?:$|\n|[^\w\s]|(?:{_words('after')}){_NOT_LETTER})")
+_LATIN_WORD = re.compile(r"[^\S\n]+[A-Za-z\u00c0-\u024f]")
+_ANY_WORD = re.compile(r"[^\S\n]+[^\W\d_]")
+_BRACKETED_LABEL = re.compile(rf"[^\S\n]*[(\[]{_LABEL}[)\]]")
+# A line opened by a closed label ("B) Paris", "(C) ...", "- D. ..."), and a line that
+# is nothing but a label ("B", "**B**", "Option B").
+_LINE_OPENING = re.compile(rf"[^\w\n]*{_LABEL}[^\S\n]*[.):\]][^\S\n]*")
+_LABEL_LINE = re.compile(rf"^[^\w\n]*(?:(?:{_words('before')})[^\S\n]+)?{_LABEL}[^\w\n]*$", re.MULTILINE)
+_SPACE = re.compile(r"\s*")
+_HAS_WORD = re.compile(r"[^\W_]")
 
 
 @dataclass(frozen=True)
 class Extraction:
     choice: int | None
-    rule: str  # which rule decided: phrase, whole, first_line, option_text, ambiguous, none
+    rule: str  # which rule decided: phrase, label_line, first_line, option_text, ambiguous, none
 
 
-def normalize(text: str) -> str:
-    """NFKC (full-width letters to ASCII), native digits to ASCII, no markdown emphasis."""
-    text = unicodedata.normalize("NFKC", text).translate(_DIGITS)
-    return text.replace("**", "").replace("__", "")
+_NONE = Extraction(None, "none")
+_AMBIGUOUS = Extraction(None, "ambiguous")
 
 
-def _label_value(label: str) -> int:
-    if label in _NATIVE_LABELS:
-        return _NATIVE_LABELS[label]
-    if label.isdigit():
-        return int(label)
-    return "abcd".index(label.lower()) + 1
+@dataclass(frozen=True)
+class _Options:
+    texts: tuple[str, ...]  # normalized, in option order; "" for an empty option
+
+    @classmethod
+    def of(cls, options: list[str] | None) -> "_Options | None":
+        if not options:
+            return None
+        return cls(tuple(normalize(str(option)).strip().rstrip(".。۔።") for option in options))
+
+    def starting_at(self, text: str, pos: int) -> int | None:
+        """The option (1-4) whose text `text` continues with at `pos`, longest first."""
+        best = None
+        for value, option in enumerate(self.texts, start=1):
+            if not option or (best and len(option) <= len(self.texts[best - 1])):
+                continue
+            end = pos + len(option)
+            if text[pos:end].casefold() == option.casefold() and not _HAS_WORD.match(text, end):
+                best = value
+        return best
+
+    def number_elsewhere(self, label: str, value: int) -> bool:
+        """A digit label that is also the text of another option ("3" when option B is "3")."""
+        return label.isdigit() and any(text == label for i, text in enumerate(self.texts, start=1) if i != value)
+
+    def repeated_in(self, line: str) -> int | None:
+        """The option a line consists of (once or repeated), ignoring punctuation."""
+        folded = line.casefold()
+        for value in sorted(range(1, 5), key=lambda v: -len(self.texts[v - 1])):
+            option = self.texts[value - 1].casefold()
+            if option and option in folded and not _HAS_WORD.search(folded.replace(option, " ")):
+                return value
+        return None
 
 
-def _label_after(window: str) -> tuple[int | None, bool]:
-    """The choice a phrase's continuation names: (choice, ambiguous)."""
-    match = _AFTER_PHRASE.match(window)
-    if not match:
-        return None, False
-    label, rest = match.group("label"), match.group("rest")
-    # A lower-case Latin letter after "answer" is mostly the article ("answer a
-    # question"): accept it only when punctuation or the end follows.
-    if not _UPPER_OR_FOLLOWED.fullmatch(label) and rest.strip() and not re.match(r"^\s*[\.\):,;\]\n]", rest):
-        return None, False
-    choice = _label_value(label)
-    second = _SECOND_LABEL.match(rest)
-    if second and _label_value(second.group("label")) != choice:
-        return None, True
-    return choice, False
+def _past_option_text(text: str, end: int, options: _Options | None) -> tuple[int, int | None]:
+    """After a label ending at `end`: where the option text that follows it ends, and
+    which option that text is ("B) Paris"), or (`end`, None)."""
+    if not options:
+        return end, None
+    start = _CLOSING.match(text, end).end()
+    quoted = options.starting_at(text, start)
+    return (start + len(options.texts[quoted - 1]), quoted) if quoted else (end, None)
 
 
-def _option_text_choice(text: str, options: list[str]) -> int | None:
-    """The one option whose text the output quotes, if exactly one is quoted."""
-    folded = text.casefold()
+def _read_label(text: str, match: re.Match, options: _Options | None) -> Extraction | None:
+    """The answer a label match states: a choice, ambiguous, or None when the label is
+    not a stated answer (an article, a quantity, an echoed instruction or option list)."""
+    label = match.group("label")
+    value = _LABEL_VALUE[label]
+    if options and options.number_elsewhere(label, value):
+        return _AMBIGUOUS
+    end, quoted = _past_option_text(text, match.end("label"), options)
+    if quoted not in (None, value):
+        return _AMBIGUOUS
+    if label in _WEAK_LABELS and quoted is None and not _CLOSED.match(text, end) and not _NEXT_LABEL.match(text, end):
+        word = _LATIN_WORD if label == "a" else _ANY_WORD
+        if word.match(text, end):
+            return None
+    named = {value}
+    position = end
+    while following := _NEXT_LABEL.match(text, position):
+        after, quoted = _past_option_text(text, following.end(), options)
+        if following.group("label") in _WEAK_LABELS and quoted is None and not _CLOSED.match(text, after):
+            break
+        named.add(_LABEL_VALUE[following.group("label")])
+        position = after
+    if len(named) == 4:
+        return None  # "(A, B, C or D)": the instruction, echoed
+    if len(named) > 1:
+        return _AMBIGUOUS
+    line_end = text.find("\n", position)
+    next_line = _LINE_OPENING.match(text, _SPACE.match(text, line_end).end()) if line_end >= 0 else None
+    if next_line and _LABEL_VALUE[next_line.group("label")] != value:
+        return None  # the option list, echoed
+    return Extraction(value, "phrase")
+
+
+def _phrase_ends_last_first(text: str):
+    """Where each answer phrase of `text` ends, last phrase first."""
+    for phrase in _PHRASE_BACKWARDS.finditer(text[::-1]):
+        yield len(text) - phrase.start()
+
+
+def _last_statement(text: str, options: _Options | None) -> tuple[Extraction, int] | None:
+    """The last answer stated after an answer phrase, and where its label stands."""
+    for end in _phrase_ends_last_first(text):
+        labelled = _STATED_LABEL.match(text, end)
+        if labelled:
+            found = _read_label(text, labelled, options)
+            if found is not None:
+                return found, labelled.start("label")
+        if options:
+            for start in _lead_ends(text, end):
+                quoted = options.starting_at(text, start)
+                if quoted is not None:
+                    label = _BRACKETED_LABEL.match(text, start + len(options.texts[quoted - 1]))
+                    if label and _LABEL_VALUE[label.group("label")] != quoted:
+                        return _AMBIGUOUS, start  # "Paris (C)" when Paris is option B
+                    return Extraction(quoted, "phrase"), start
+    return None
+
+
+def _lead_ends(text: str, pos: int):
+    """Where an option's text may start after an answer phrase: after each punctuation
+    mark or word of the lead ("is", "the"), since options may begin with those words."""
+    while True:
+        pos = _LEAD_PUNCT_RUN.match(text, pos).end()
+        yield pos
+        word = _LEAD_WORD.match(text, pos)
+        if not word:
+            return
+        pos = word.end()
+
+
+def _label_lines(text: str, options: _Options | None, after: int) -> Extraction | None:
+    """The choice of lines that hold nothing but a label, after position `after`."""
     found = set()
-    spans = []
-    # Longest options first, so "120 km" is not also read as "12".
-    for index in sorted(range(len(options)), key=lambda i: -len(options[i])):
-        needle = normalize(options[index]).casefold().strip(" .")
-        if len(needle) < 2:
+    for line in _LABEL_LINE.finditer(text):
+        if line.start("label") > after:
+            label = line.group("label")
+            if options and options.number_elsewhere(label, _LABEL_VALUE[label]):
+                return _AMBIGUOUS
+            found.add(_LABEL_VALUE[label])
+    if not found:
+        return None
+    return Extraction(found.pop(), "label_line") if len(found) == 1 else _AMBIGUOUS
+
+
+def _first_line(text: str, options: _Options | None) -> Extraction | None:
+    match = _LINE_OPENING.match(text, _SPACE.match(text).end())
+    if not match:
+        return None
+    found = _read_label(text, match, options)
+    return Extraction(found.choice, "first_line") if found and found.choice else found
+
+
+def _option_lines(text: str, options: _Options) -> Extraction | None:
+    """The option that lines of the output repeat, when they repeat exactly one."""
+    found = set()
+    for line in text.split("\n"):
+        labelled = _LINE_OPENING.match(line)
+        content = line[labelled.end():] if labelled else line
+        value = options.repeated_in(content)
+        if value is None:
             continue
-        for match in re.finditer(rf"(?<![^\W_]){re.escape(needle)}(?![^\W_])", folded):
-            if not any(start <= match.start() < end for start, end in spans):
-                found.add(index + 1)
-                spans.append(match.span())
-    return found.pop() if len(found) == 1 else None
+        if labelled and _LABEL_VALUE[labelled.group("label")] != value:
+            return _AMBIGUOUS
+        found.add(value)
+    return Extraction(found.pop(), "option_text") if len(found) == 1 else None
 
 
 def extract(text: str | None, options: list[str] | None = None) -> Extraction:
+    """Which option `text` states (see the module's docstring), and by which rule.
+    `options` (the four option texts) lets quoted option text count and be checked."""
     if not text or not text.strip():
-        return Extraction(None, "none")
-    text = normalize(text)
-    # The last stated answer wins: a chain of thought may weigh options before deciding.
-    for phrase in reversed(list(_PHRASE.finditer(text))):
-        window = text[phrase.end(): phrase.end() + 80]
-        choice, ambiguous = _label_after(window)
-        if ambiguous:
-            return Extraction(None, "ambiguous")
-        if choice is not None:
-            return Extraction(choice, "phrase")
-        if options:
-            quoted = _option_text_choice(window.split("\n", 1)[0], options)
-            if quoted is not None:
-                return Extraction(quoted, "phrase")
-    whole = _WHOLE.match(text)
-    if whole:
-        return Extraction(_label_value(whole.group("label")), "whole")
-    first_line = text.strip().split("\n", 1)[0]
-    line = _FIRST_LINE.match(first_line)
-    if line:
-        return Extraction(_label_value(line.group("label")), "first_line")
-    if options:
-        quoted = _option_text_choice(text, options)
-        if quoted is not None:
-            return Extraction(quoted, "option_text")
-    return Extraction(None, "none")
+        return _NONE
+    text = normalize(text).lower()  # length-preserving once İ is I: options match by position
+    prepared = _Options.of(options)
+    stated = _last_statement(text, prepared)
+    if stated and stated[0].rule == "ambiguous":
+        return stated[0]
+    lines = _label_lines(text, prepared, after=stated[1] if stated else -1)
+    if lines is not None:
+        if stated and lines.choice == stated[0].choice:
+            return stated[0]
+        return lines
+    if stated:
+        return stated[0]
+    first = _first_line(text, prepared)
+    if first is not None:
+        return first
+    if prepared:
+        return _option_lines(text, prepared) or _NONE
+    return _NONE
 
 
 def extract_choice(text: str | None, options: list[str] | None = None) -> int | None:

@@ -83,6 +83,11 @@ CASES = [
     Case("eng_Latn", "I think the answer is B because the passage says 1994.", 0, 2),
     Case("eng_Latn", "B) 1994\nThe passage says the library opened in 1994.", 0, 2),
     Case("eng_Latn", "The giraffe", 4, 2),
+    Case("eng_Latn", "Answer: A A A A A A A A", 0, 1),
+    Case("eng_Latn", "Answer: B C", 0, None),
+    Case("eng_Latn", "Answer: A) 1984 B) 1994 C) 2004 D) 1990", 0, None),
+    Case("eng_Latn", "Answer: 1994 (C)", 0, None),
+    Case("eng_Latn", "<think>\nThe passage says 1994.\n</think>\n\nB", 0, 2),
     # English, chain of thought
     Case("eng_Latn", "Let's think step by step. The passage says the library opened in 1994, not 1984. So the answer is B.", 0, 2),
     Case("eng_Latn", "Let's think step by step. Option A says 1984, which is mentioned nowhere. A is wrong.\nAnswer: B", 0, 2),
@@ -178,6 +183,7 @@ CASES = [
     Case("pes_Arab", "پاسخ: B یا C", 0, None),
     Case("pes_Arab", "پاسخ:", 0, None),
     Case("pes_Arab", "بیایید گام‌به‌گام فکر کنیم. متن می‌گوید کتابخانه در سال ۱۹۹۴ افتتاح شد.\nپاسخ: B", 0, 2),
+    Case("pes_Arab", "پاسخ صحيح گزينه ۲ است", 0, 2),  # Arabic yeh in Persian words
     Case("pes_Arab", "پاسخ: د\n\nفقط با حرف گزینهٔ درست (A، B، C یا D) پاسخ دهید.", 1, 4),
     # Urdu
     Case("urd_Arab", "جواب: B", 0, 2),
@@ -312,16 +318,118 @@ def test_fingerprint_is_the_hash_of_the_extraction_code():
     assert fingerprint() == hashlib.sha256(source).hexdigest()[:16]
 
 
-def test_rescore_reads_option_text_from_the_prepared_data():
-    from xlt.scoring import rescore
+# `xlt extract`: JSON lines (DESIGN.md's form), a predictions parquet, or one text.
 
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_cli_adds_parsed_choice_to_json_lines(tmp_path):
+    from xlt.cli import main
+
+    chosen = [case for case in CASES if case.item is not None][::7]
+    source = tmp_path / "outputs.jsonl"
+    source.write_text(
+        "".join(json.dumps({"output": c.output, "options": options_for(c), "lang": c.lang, "id": n}, ensure_ascii=False) + "\n" for n, c in enumerate(chosen))
+        + "\n" + json.dumps({"output": "Answer: C", "lang": "eng_Latn", "id": len(chosen)}) + "\n",
+        encoding="utf-8",
+    )
+    assert main(["extract", str(source), "-o", str(tmp_path / "out.jsonl")]) == 0
+    records = json_lines(tmp_path / "out.jsonl")
+    assert [r["parsed_choice"] for r in records] == [c.expected for c in chosen] + [3]
+    assert [r["id"] for r in records] == list(range(len(chosen) + 1))
+    assert records[0]["output"] == chosen[0].output and records[0]["lang"] == chosen[0].lang
+
+
+def test_cli_reads_standard_input(monkeypatch, capsys):
+    import io
+
+    from xlt.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"output": "בואו נחשוב צעד אחר צעד. הקטע", "lang": "heb_Hebr"}, ensure_ascii=False) + "\n" + json.dumps({"output": "תשובה: ג", "lang": "heb_Hebr"}, ensure_ascii=False) + "\n"))
+    assert main(["extract"]) == 0
+    assert [json.loads(line)["parsed_choice"] for line in capsys.readouterr().out.splitlines()] == [None, 3]
+
+
+def predictions_file(tmp_path: Path) -> tuple[Path, Path]:
+    """A predictions parquet of the contract (stale parsed_choice) and the prepared data."""
+    from xlt.paths import PREDICTION_COLUMNS
+
+    rows = ROWS["tur_Latn"][:3]
+    data = pd.DataFrame({"item_id": [f"{r['link']}#{r['question_number']}" for r in rows], "lang": "tur_Latn", **{f"mc_answer{i}": [r[f"mc_answer{i}"] for r in rows] for i in range(1, 5)}})
+    (tmp_path / "data").mkdir()
+    data.to_parquet(tmp_path / "data" / "tur_Latn.parquet", index=False)
     predictions = pd.DataFrame(
-        {"item_id": ["p01#1", "p02#1"], "lang": "eng_Latn", "raw_output": ["Answer: 1994", "Answer: maybe"],
-         "parsed_choice": pd.array([None, None], dtype="Int64"), "answer": [2, 4], "correct": False}
+        {"item_id": data["item_id"], "lang": "tur_Latn", "model": "m", "variant": "base", "prompt": "direct",
+         "raw_output": ["Cevap: B", "Cevap: Fasulyeler", "Cevap: B veya C"], "parsed_choice": pd.array([1, 1, 1], dtype="Int64"),
+         "answer": [int(r["correct_answer_num"]) for r in rows], "correct": False, "n_prompt_tokens": 90, "n_output_tokens": 3},
+        columns=list(PREDICTION_COLUMNS),
     )
-    data = pd.DataFrame(
-        {"item_id": ["p01#1", "p02#1"], "lang": "eng_Latn", **{f"mc_answer{i}": [options_of(ROWS["eng_Latn"][0])[i - 1], options_of(ROWS["eng_Latn"][1])[i - 1]] for i in range(1, 5)}}
-    )
-    rescored = rescore(predictions, data)
-    assert rescored["parsed_choice"].tolist() == [2, pd.NA]
-    assert rescored["correct"].tolist() == [True, False]
+    path = tmp_path / "tur_Latn.parquet"
+    predictions.to_parquet(path, index=False)
+    return path, tmp_path / "data"
+
+
+def test_cli_re_extracts_a_predictions_parquet(tmp_path):
+    from xlt.cli import main
+
+    path, data = predictions_file(tmp_path)
+    assert main(["extract", str(path), "--data", str(data), "-o", str(tmp_path / "out.parquet")]) == 0
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["parsed_choice"].tolist() == [2, 4, pd.NA]
+    assert out["correct"].tolist() == [True, True, False]
+    assert out["raw_output"].tolist() == pd.read_parquet(path)["raw_output"].tolist()
+
+
+def test_cli_on_a_predictions_parquet_without_data_reads_labels_only(tmp_path, capsys):
+    from xlt.cli import main
+
+    path, _ = predictions_file(tmp_path)
+    assert main(["extract", str(path)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["parsed_choice"] for r in records] == [2, None, None]
+    assert records[0]["model"] == "m" and records[0]["raw_output"] == "Cevap: B"
+
+
+def test_cli_reads_one_text(capsys):
+    from xlt.cli import main
+
+    assert main(["extract", "--text", "پاسخ: لوبیا", "--options", *options_of(ROWS["pes_Arab"][1])]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["parsed_choice"], record["rule"]) == (4, "phrase")
+
+
+def test_cli_runs_as_a_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-m", "xlt.cli", "extract", "--text", "Answer: B"], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(done.stdout)["parsed_choice"] == 2
+
+
+@pytest.mark.parametrize(
+    ("lines", "arguments", "message"),
+    [
+        ('{"output": "Answer: B"}\nnot json\n', [], "in.jsonl: line 2: not JSON"),
+        ('{"text": "Answer: B"}\n', [], "in.jsonl: line 1: field output is missing or not text"),
+        ('{"output": "Answer: B", "options": ["a", "b"]}\n', [], "in.jsonl: line 1: field options must be a list of 4 strings"),
+        ("", ["--options", "a", "b"], "--options goes with --text"),
+        ("", ["--data", "nowhere"], "--data goes with a predictions .parquet input"),
+    ],
+)
+def test_cli_errors_name_what_is_wrong(tmp_path, capsys, lines, arguments, message):
+    from xlt.cli import main
+
+    (tmp_path / "in.jsonl").write_text(lines)
+    assert main(["extract", str(tmp_path / "in.jsonl"), *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_names_missing_prepared_data(tmp_path, capsys):
+    from xlt.cli import main
+
+    path, _ = predictions_file(tmp_path)
+    assert main(["extract", str(path), "--data", str(tmp_path / "nowhere")]) == 2
+    assert f"--data {tmp_path / 'nowhere'}: no prepared data there" in capsys.readouterr().err

@@ -30,11 +30,34 @@ def _compare(args) -> None:
 
 
 def _extract(args) -> None:
+    if args.options is not None and args.text is None:
+        raise XltError("--options goes with --text; JSON lines carry their own options")
+    if args.data is not None and not args.input.endswith(".parquet"):
+        raise XltError("--data goes with a predictions .parquet input; JSON lines carry their own options")
+    if args.text is not None:
+        _extract_text(args)
+    elif args.input.endswith(".parquet"):
+        _extract_predictions(args)
+    else:
+        _extract_json_lines(args)
+
+
+def _extract_text(args) -> None:
+    from .extract import extract
+
+    if args.options is not None and len(args.options) != 4:
+        raise XltError(f"--options takes the 4 option texts, not {len(args.options)}")
+    found = extract(args.text, args.options)
+    record = {"output": args.text, "options": args.options, "parsed_choice": found.choice, "rule": found.rule}
+    _write_lines([json.dumps(record, ensure_ascii=False)], args.output)
+
+
+def _extract_json_lines(args) -> None:
     from .extract import extract_choice
 
     with ExitStack() as files:
-        source = sys.stdin if args.input == "-" else files.enter_context(open(args.input, encoding="utf-8"))
-        sink = sys.stdout if args.output == "-" else files.enter_context(open(args.output, "w", encoding="utf-8"))
+        source = sys.stdin if args.input == "-" else files.enter_context(_open_input(args.input))
+        lines = []
         for number, line in enumerate(source, start=1):
             if not line.strip():
                 continue
@@ -45,10 +68,55 @@ def _extract(args) -> None:
             if not isinstance(record, dict) or not isinstance(record.get("output"), str):
                 raise XltError(f"{args.input}: line {number}: field output is missing or not text")
             options = record.get("options")
-            if options is not None and (not isinstance(options, list) or len(options) != 4):
-                raise XltError(f"{args.input}: line {number}: field options must be a list of 4 strings")
+            if options is not None and not (isinstance(options, list) and len(options) == 4 and all(isinstance(o, str) for o in options)):
+                raise XltError(f"{args.input}: line {number}: field options must be a list of 4 strings (or absent)")
             record["parsed_choice"] = extract_choice(record["output"], options)
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            lines.append(json.dumps(record, ensure_ascii=False))
+    _write_lines(lines, args.output)
+
+
+def _extract_predictions(args) -> None:
+    """A predictions file of the contract, re-extracted from raw_output; `--data` (the
+    prepared data) supplies the options, so quoted option texts count."""
+    import pandas as pd
+
+    from .atomic import write_parquet
+    from .data import read_prepared
+    from .scoring import check_predictions, rescore
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise XltError(f"{path}: predictions file not found")
+    predictions = check_predictions(pd.read_parquet(path), str(path))
+    files = []
+    for given in map(Path, args.data or []):
+        found = sorted(given.glob("*.parquet")) if given.is_dir() else [given] if given.is_file() else []
+        if not found:
+            raise XltError(f"--data {given}: no prepared data there; give results/data/{{lang}}.parquet files or their folder")
+        files += found
+    data = pd.concat([read_prepared(file) for file in files], ignore_index=True) if files else None
+    rescored = rescore(predictions, data)
+    if args.output.endswith(".parquet"):
+        write_parquet(rescored, args.output)
+    else:
+        _write_lines(rescored.to_json(orient="records", lines=True, force_ascii=False).splitlines(), args.output)
+
+
+def _open_input(path: str):
+    try:
+        return open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise XltError(f"{path}: file not found") from None
+
+
+def _write_lines(lines: list[str], output: str) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        from .atomic import write_text
+
+        write_text(text, output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv and gains.csv to")
     compare.set_defaults(run=_compare)
 
-    extract = commands.add_parser("extract", help="add parsed_choice (1-4 or null) to JSON lines with output, options, lang")
-    extract.add_argument("input", nargs="?", default="-", help="JSON lines file (default: standard input)")
-    extract.add_argument("-o", "--output", default="-", help="where to write (default: standard output)")
+    extract = commands.add_parser(
+        "extract",
+        help="add parsed_choice (1-4 or null) to JSON lines with output, options, lang; or re-extract a predictions parquet; or read one --text",
+    )
+    extract.add_argument("input", nargs="?", default="-", help="JSON lines file, or a predictions .parquet (default: JSON lines on standard input)")
+    extract.add_argument("-o", "--output", default="-", help="where to write: JSON lines, or a .parquet for a predictions input (default: standard output)")
+    extract.add_argument("--data", nargs="+", metavar="PATH", help="prepared data (results/data/{lang}.parquet files or their folder): the options of a predictions input")
+    extract.add_argument("--text", help="extract from this text alone; prints its parsed_choice and the rule that decided")
+    extract.add_argument("--options", nargs="+", metavar="OPTION", help="with --text: the four option texts")
     extract.set_defaults(run=_extract)
     return parser
 

@@ -59,15 +59,19 @@ def load_prediction_files(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def rescore(predictions: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
+def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFrame:
     """Answers re-extracted from `raw_output` with the current extractor; `data` (the
-    prepared Belebele rows, all languages) supplies each item's options."""
-    options = data.set_index(["lang", "item_id"])[["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]]
-    keys = pd.MultiIndex.from_frame(predictions[["lang", "item_id"]])
-    missing = keys.difference(options.index)
-    if len(missing):
-        raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
-    option_lists = options.loc[keys].to_numpy().tolist()
+    prepared Belebele rows, all languages) supplies each item's options. Without it
+    (`xlt extract` on a predictions file alone) quoted option texts are not read."""
+    if data is None:
+        option_lists = [None] * len(predictions)
+    else:
+        options = data.set_index(["lang", "item_id"])[["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]]
+        keys = pd.MultiIndex.from_frame(predictions[["lang", "item_id"]])
+        missing = keys.difference(options.index)
+        if len(missing):
+            raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
+        option_lists = options.loc[keys].to_numpy().tolist()
     rescored = predictions.copy()
     choices = [extract_choice(raw, opts) for raw, opts in zip(rescored["raw_output"], option_lists)]
     rescored["parsed_choice"] = pd.array(choices, dtype="Int64")

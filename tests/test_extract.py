@@ -23,7 +23,7 @@ import xlt.extract
 from xlt.config import load_config
 from xlt.extract import ANSWER_WORDS, Extraction, extract, extract_choice, fingerprint
 from xlt.languages import language_table
-from xlt.prompts import load_template, options_of, render
+from xlt.prompts import TEMPLATE_FIELDS, load_template, options_of, render
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ["arb_Arab", "heb_Hebr", "amh_Ethi", "mlt_Latn", "tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab"]
@@ -126,6 +126,7 @@ CASES = [
     Case("heb_Hebr", "תשובה: הג'ירפה", 4, 2),
     Case("heb_Hebr", "תשובה: ג'ירפה", 4, None),  # a loanword's ג', not option C
     Case("heb_Hebr", "תשובה: שעתיים", 9, 1),
+    Case("heb_Hebr", "תשובה: ב-1984", 0, 1),  # "in 1984": ב- is a prefix, not option B
     Case("heb_Hebr", "תשובה:", 0, None),
     Case("heb_Hebr", "תשובה: ב או ג", 0, None),
     Case("heb_Hebr", "התשובה הנכונה היא ד", 1, 4),
@@ -262,6 +263,16 @@ def test_every_template_answer_label_is_read(lang):
     for letter, value in zip("ABCD", range(1, 5)):
         assert extract(f"{template.answer}: {letter}") == Extraction(value, "phrase")
         assert extract(f"{template.cot_start} ...\n{template.answer}: {letter}.") == Extraction(value, "phrase")
+
+
+def test_a_template_whose_answer_label_is_not_read_is_refused(tmp_path):
+    from xlt.errors import XltError
+
+    fields = {key: getattr(TEMPLATES["eng_Latn"], key) for key in TEMPLATE_FIELDS} | {"answer": "Reply"}
+    path = tmp_path / "xyz_Latn.yaml"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(XltError, match=r"xyz_Latn.yaml: answer label 'Reply' is not an answer phrase of the extractor"):
+        load_template(path)
 
 
 @pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])

@@ -39,7 +39,7 @@ class AnswerWords:
     before: tuple[str, ...] = ()  # may stand between phrase and label: copulas, "option"
     after: tuple[str, ...] = ()  # may follow a bare "A" or digit: "because", a final copula
     either: tuple[str, ...] = ()  # join two labels into two answers: "or", "and"
-    clitics: tuple[str, ...] = ()  # prefixes written onto a phrase: Arabic wa-/fa-
+    clitics: tuple[str, ...] = ()  # prefixes written onto a phrase: Arabic wa-/fa-, Hebrew ve-/she-
 
 
 # The label each template in config/templates prompts with is one of its language's
@@ -188,15 +188,18 @@ def _label_values() -> dict[str, int]:
 _LABEL_VALUE = _label_values()
 _NOT_LETTER = r"(?![^\W\d_])"
 _NOT_AFTER_LETTER = r"(?<![^\W\d_])"
-# A label stands alone: "B." and "B)" are labels, "Because" and "B2" are not, and a
-# Hebrew letter with a geresh before more letters is a loanword sound ("ג'ירפה").
+# A label stands alone: "B." and "B)" are labels, "Because" and "B2" are not. A Hebrew
+# letter with a geresh before more letters is a loanword sound ("ג'ירפה"), and one joined
+# by a hyphen or maqaf to a word is a prefix ("ב-1994", in 1994).
+_HEBREW_PREFIX = r"[בהלמשוכ][-־](?=\w)"
 _LABEL = (
     rf"(?P<label>{'|'.join(sorted(map(re.escape, _LABEL_VALUE), key=len, reverse=True))})"
-    r"(?![^\W_])(?!(?<=[אבגד])['׳][^\W\d_])"
+    r"(?![^\W_])(?!(?<=[אבגד])(?:['׳][^\W\d_]|[-־]\w))"
 )
-# What may stand between an answer phrase and its label: punctuation, brackets, line
-# breaks, an ellipsis (not a full stop, which ends the statement), and `before` words.
-_LEAD_PUNCT = r"[\s:：\-–—=→>,،;؛\"'«»“”‘’()\[\]{}<#$\\|፡፥፦፤~_]|\.{2,}|…"
+# What may stand between an answer phrase and its label or option text: punctuation,
+# brackets, line breaks, an ellipsis (not a full stop, which ends the statement), a
+# Hebrew prefix, and `before` words.
+_LEAD_PUNCT = rf"[\s:：\-–—=→>,،;؛\"'«»“”‘’()\[\]{{}}<#$\\|፡፥፦፤~_]|\.{{2,}}|…|{_HEBREW_PREFIX}"
 _LEAD = rf"(?:{_LEAD_PUNCT}|(?:{_words('before')}){_NOT_LETTER})*"
 _EITHER = rf"(?:{_words('either')}){_NOT_LETTER}"
 

@@ -10,6 +10,7 @@ from typing import Mapping
 
 from .config import read_yaml
 from .errors import XltError
+from .extract import extract
 
 LETTERS = ("A", "B", "C", "D")
 TEMPLATE_FIELDS = ("passage", "question", "answer", "direct", "cot", "cot_start")
@@ -53,7 +54,12 @@ def load_template(path: str | Path) -> Template:
         raise XltError(f"{path}: key {missing[0]} is missing or empty; a template needs {', '.join(TEMPLATE_FIELDS)}")
     if unknown:
         raise XltError(f"{path}: unknown key {unknown[0]}; allowed: {', '.join(TEMPLATE_FIELDS)}")
-    return Template(lang=path.stem, **{key: fields[key].strip() for key in TEMPLATE_FIELDS})
+    template = Template(lang=path.stem, **{key: fields[key].strip() for key in TEMPLATE_FIELDS})
+    # The model is prompted to answer after this label: an extractor that cannot read
+    # it would score every output as unparsed.
+    if extract(f"{template.answer}: B").rule != "phrase":
+        raise XltError(f"{path}: answer label {template.answer!r} is not an answer phrase of the extractor; add it to ANSWER_WORDS in src/xlt/extract.py")
+    return template
 
 
 def options_of(item: Mapping) -> list[str]:

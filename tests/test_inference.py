@@ -72,6 +72,7 @@ def test_batch_plan_is_longest_first_and_stable():
     plan = plan_batches(requests, 2)
     assert plan == [[1, 3], [2, 0], [4]]
     assert plan == plan_batches(list(requests), 2)
+    assert plan_batches(requests, 5) == [[1, 3, 2], [0], [4]]  # 9, 9, 5 pads 15%; 3 would pad 28%, 1 after 3 33%
 
 
 def test_auto_batch_size_depends_on_the_device():

@@ -1,0 +1,219 @@
+"""Inference benchmark: the predict stage's engine against what a researcher would
+otherwise run, on the same model and the same items, in one process.
+
+    python bench/inference.py                      # SmolLM2-135M, 4 test items x 8 languages
+    python bench/inference.py --items-per-lang 16  # the whole default test split
+
+Measured, for `direct` and `cot` prompts:
+  * engine: xlt's batched greedy decoding (xlt.inference.generate), as the predict stage runs it;
+  * naive:  one `model.generate` call per item (greedy, same prompt tokens, same token budget).
+And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".." D"):
+  * xlt's scorer (xlt.inference.loglik) against lm-evaluation-harness 0.4.x itself, run
+    offline on a local task YAML over the same items (`include_path`), with item-level
+    agreement of the chosen option.
+Model loading is outside every timing. Achieved FLOP/s is 2 x parameters x tokens
+processed per second, as a share of a float32 matmul peak measured first.
+Results: bench/results/inference.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+import pandas as pd  # noqa: E402
+
+from xlt.config import load_config  # noqa: E402
+from xlt.data import DataSource, prepare_languages  # noqa: E402
+from xlt.extract import extract_choice  # noqa: E402
+from xlt.inference import build_requests, generate, predictions_frame  # noqa: E402
+from xlt.inference.engine import resolve_batch_size  # noqa: E402
+from xlt.inference.loglik import build_choice_requests, loglik_frame, score_choices  # noqa: E402
+from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model, uses_chat_template  # noqa: E402
+from xlt.prompts import load_template, options_of, template_path  # noqa: E402
+
+HARNESS_TASK = """\
+task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data}}}
+test_split: test
+fewshot_config:
+  sampler: first_n
+output_type: multiple_choice
+doc_to_text: "P: {{{{flores_passage}}}}\\nQ: {{{{question.strip()}}}}\\nA: {{{{mc_answer1}}}}\\nB: {{{{mc_answer2}}}}\\nC: {{{{mc_answer3}}}}\\nD: {{{{mc_answer4}}}}\\nAnswer:"
+doc_to_choice: ["A", "B", "C", "D"]
+doc_to_target: "{{{{['1', '2', '3', '4'].index(correct_answer_num)}}}}"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def matmul_peak(seconds: float = 3.0, size: int = 2048) -> float:
+    """Float32 FLOP/s of a square matmul on this machine (best of repeated runs)."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best, deadline = 0.0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - started))
+    return best
+
+
+def test_items(config: dict, langs: list[str], per_lang: int) -> pd.DataFrame:
+    data = config["data"]
+    frames = prepare_languages(DataSource.from_config({**data, "fixture_dir": str(REPO / data["fixture_dir"])}), langs, data["test_fraction"], data["seed"], max_test_items=per_lang)
+    return pd.concat([frame[frame["split"] == "test"].assign(lang=lang) for lang, frame in frames.items()], ignore_index=True)
+
+
+def naive_generate(model, tokenizer, requests, max_new_tokens: int) -> list[tuple[str, int]]:
+    """What one writes without an engine: one greedy `generate` per prompt."""
+    import torch
+
+    outputs = []
+    with torch.inference_mode():
+        for request in requests:
+            ids = model.generate(torch.tensor([request.input_ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            new = ids[0, len(request.input_ids):].tolist()
+            outputs.append((tokenizer.decode(new, skip_special_tokens=True), len(new)))
+    return outputs
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def throughput(name: str, seconds: float, n_items: int, prompt_tokens: int, new_tokens: int, parameters: int, peak: float) -> dict:
+    processed = prompt_tokens + new_tokens
+    return {
+        "method": name, "seconds": round(seconds, 2), "items": n_items, "items_per_s": round(n_items / seconds, 3),
+        "new_tokens_per_s": round(new_tokens / seconds, 1), "tokens_processed_per_s": round(processed / seconds, 1),
+        "flops_share_of_peak": round(2 * parameters * processed / seconds / peak, 4),
+    }
+
+
+def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir: Path) -> tuple[dict[str, int], float]:
+    """lm-evaluation-harness on the same items and the same loaded model: the chosen
+    option (1-4) per item id, and the seconds `simple_evaluate` took."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    tasks = []
+    for lang, frame in items.groupby("lang"):
+        data = workdir / f"{lang}.jsonl"
+        columns = ["link", "question_number", "flores_passage", "question", "mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4", "correct_answer_num", "dialect"]
+        frame[columns].astype({"correct_answer_num": str}).to_json(data, orient="records", lines=True, force_ascii=False)
+        task = f"xlt_belebele_{lang}"
+        (workdir / f"{task}.yaml").write_text(HARNESS_TASK.format(task=task, data=data), encoding="utf-8")
+        tasks.append(task)
+    harness_model = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    started = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=harness_model, tasks=tasks, task_manager=lm_eval.tasks.TaskManager(include_path=str(workdir)), log_samples=True, num_fewshot=0,
+    )
+    seconds = time.perf_counter() - started
+    choices = {}
+    for task in tasks:
+        for sample in results["samples"][task]:
+            logliks = [response[0] for response in sample["filtered_resps"]]
+            doc = sample["doc"]
+            choices[f"{doc['link']}#{doc['question_number']}", task.removeprefix("xlt_belebele_")] = max(range(4), key=logliks.__getitem__) + 1
+    return choices, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--items-per-lang", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--skip-harness", action="store_true", help="do not run lm-evaluation-harness")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    spec = ModelSpec.from_config(args.model, config["models"][args.model])
+    base = REPO / "results" / "models" / args.model / "base"
+    if not (base / "xlt_model.json").is_file():
+        base = REPO / "bench" / ".cache" / args.model / "base"
+        if not (base / "xlt_model.json").is_file():
+            prepare_model(spec, base)
+    tokenizer = load_tokenizer(base, spec)
+    model = load_model(base, spec, dtype="float32")
+    parameters = sum(p.numel() for p in model.parameters())
+    langs = list(config["languages"])
+    items = test_items(config, langs, args.items_per_lang)
+    templates = {lang: load_template(template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)) for lang in langs}
+    batch_size = resolve_batch_size(config["models"][args.model]["inference"]["batch_size"], model)
+    peak = matmul_peak()
+    print(f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x {len(langs)} languages), "
+          f"{args.threads} threads, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+
+    rows, agreement = [], {}
+    chat = uses_chat_template(spec, tokenizer)
+    for prompt in ("direct", "cot"):
+        max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
+        requests = build_requests(items, templates, prompt, tokenizer, chat, spec.chat_template_kwargs)
+        prompt_tokens = sum(len(r.input_ids) for r in requests)
+        engine, engine_s = timed(generate, model, tokenizer, requests, max_new_tokens, batch_size, progress=False, log=lambda *_: None)
+        naive, naive_s = timed(naive_generate, model, tokenizer, requests, max_new_tokens)
+        for name, outputs, seconds in (("engine", engine, engine_s), ("naive generate loop", naive, naive_s)):
+            rows.append({"prompt": prompt, **throughput(name, seconds, len(requests), prompt_tokens, sum(n for _, n in outputs), parameters, peak)})
+            print(rows[-1], flush=True)
+        ours = [None if pd.isna(c) else int(c) for c in predictions_frame(requests, engine, args.model, "base", prompt)["parsed_choice"]]
+        theirs = [extract_choice(r.completion_prefix + text, options_of(item)) for r, (text, _), item in zip(requests, naive, items.to_dict("records"))]
+        agreement[f"{prompt}: engine vs naive parsed answer"] = sum(a == b for a, b in zip(ours, theirs)) / len(ours)
+        rows[-2]["speedup_vs_naive"] = round(naive_s / engine_s, 2)
+
+    choice_requests = build_choice_requests(items, tokenizer)
+    scores, loglik_s = timed(score_choices, model, tokenizer, choice_requests, batch_size)
+    context_tokens = sum(len(r.context_ids) for r in choice_requests)
+    rows.append({"prompt": "loglik", **throughput("xlt loglik", loglik_s, len(items), context_tokens, 0, parameters, peak)})
+    print(rows[-1], flush=True)
+    if not args.skip_harness:
+        frame = loglik_frame(choice_requests, scores, args.model, "base")
+        with tempfile.TemporaryDirectory() as workdir:
+            harness, harness_s = run_harness(model, tokenizer, items, batch_size, Path(workdir))
+        rows.append({"prompt": "loglik", **throughput("lm-evaluation-harness", harness_s, len(items), context_tokens, 0, parameters, peak)})
+        rows[-2]["speedup_vs_harness"] = round(harness_s / loglik_s, 2)
+        print(rows[-1], flush=True)
+        same = [harness[(item_id, lang)] == choice for item_id, lang, choice in zip(frame["item_id"], frame["lang"], frame["parsed_choice"])]
+        agreement["loglik: xlt vs lm-evaluation-harness chosen option"] = sum(same) / len(same)
+
+    result = {
+        "model": args.model, "parameters": parameters, "items": len(items), "threads": args.threads, "batch_size": batch_size,
+        "matmul_peak_gflops": round(peak / 1e9, 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__, "lm_eval": getattr(sys.modules.get("lm_eval"), "__version__", None),
+        "rows": rows, "agreement": agreement,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inference.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = pd.DataFrame(rows).to_markdown(index=False)
+    lines = [f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads\n", table, "", "Agreement:"]
+    lines += [f"- {name}: {value:.1%}" for name, value in agreement.items()]
+    (out / "inference.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,4 +12,5 @@ with log_to(snakemake.log[0]):
         snakemake.output.effects,
         snakemake.output.alignment,
         snakemake.output.gains,
+        snakemake.output.notes,
     )

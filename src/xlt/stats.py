@@ -189,6 +189,7 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         low, high, p, equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum())),
     )
     if np.all(values == values[0]):
+        row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
         row.notes.append(f"every item has the same value ({values[0]:+.3f}): the interval collapses; the TOST p reflects the number of items only")
     return row
 

@@ -116,9 +116,9 @@ class ModelCells:
         return share.mean(axis=-1)
 
 
-def correctness(items: pd.DataFrame) -> tuple[list, dict[str, ModelCells]]:
-    """Item ids and model -> ModelCells, on the items every model has in every one of
-    its cells (pairing needs the same items everywhere)."""
+def correctness(items: pd.DataFrame) -> dict[str, ModelCells]:
+    """Model -> ModelCells, on the items every model has in every one of its cells
+    (pairing needs the same items everywhere), in item-id order."""
     wide = {}
     for model, rows in items.groupby("model", sort=True):
         wide[model] = rows.pivot_table(index="item_id", columns=["variant", "prompt", "lang"], values="correct", aggfunc="first").astype(float)
@@ -126,8 +126,7 @@ def correctness(items: pd.DataFrame) -> tuple[list, dict[str, ModelCells]]:
     if not common:
         raise XltError("no item has predictions in every model, variant, prompt and language; the comparison needs paired items")
     ordered = sorted(common)
-    cells = {model: ModelCells(matrix.loc[ordered].to_numpy(), {column: k for k, column in enumerate(matrix.columns)}) for model, matrix in wide.items()}
-    return ordered, cells
+    return {model: ModelCells(matrix.loc[ordered].to_numpy(), {column: k for k, column in enumerate(matrix.columns)}) for model, matrix in wide.items()}
 
 
 @dataclass
@@ -528,7 +527,7 @@ def compare(items: pd.DataFrame, languages: dict[str, Language], settings: Stats
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    _, cells = correctness(items)
+    cells = correctness(items)
     resampling = settings.resampling(next(iter(cells.values())).values.shape[0])
     effects, effect_notes = effects_table(cells, languages, settings, resampling)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)

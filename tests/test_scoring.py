@@ -3,12 +3,12 @@ import json
 import pandas as pd
 import pytest
 
-from simulated import predictions, study_cells
 from xlt.cli import main
 from xlt.errors import XltError
 from xlt.languages import language_table
 from xlt.paths import ACCURACY_COLUMNS
 from xlt.scoring import accuracy_table, load_predictions, rescore
+from xlt.simulate import Scenario, simulate_predictions
 
 CONFIG = {
     "languages": {"arb_Arab": {"family": "Semitic", "script": "Arab"}, "heb_Hebr": {"family": "Semitic", "script": "Hebr"}, "eng_Latn": {"family": "Indo-European", "script": "Latn"}},
@@ -26,7 +26,7 @@ def write_tree(root, frame):
 
 @pytest.fixture
 def tree(tmp_path):
-    frame = predictions(study_cells(["m1", "m2", "m3"], list(CONFIG["languages"]), 0.5, {"heb_Hebr": 0.1}), 40)
+    frame = simulate_predictions({model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")}, language_table(CONFIG))
     write_tree(tmp_path / "predictions", frame)
     return tmp_path / "predictions", frame
 
@@ -43,7 +43,8 @@ def test_accuracy_has_interval_and_parse_rate(tree):
 
 
 def test_rescore_uses_the_current_extractor():
-    frame = predictions({("m", "base", "direct", "eng_Latn"): 1.0}, 2)
+    frame = simulate_predictions({"m": Scenario(n_items=2)}, language_table(CONFIG))
+    frame = frame[(frame.variant == "base") & (frame.prompt == "direct") & (frame.lang == "eng_Latn")].reset_index(drop=True)
     frame["raw_output"] = ["Answer: Rome", "The answer is D."]
     frame["parsed_choice"] = pd.array([None, None], dtype="Int64")
     data = pd.DataFrame({"lang": "eng_Latn", "item_id": frame["item_id"], "mc_answer1": "London", "mc_answer2": "Paris", "mc_answer3": "Rome", "mc_answer4": "Oslo"})

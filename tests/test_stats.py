@@ -1,84 +1,191 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.weightstats import DescrStatsW
 
-from simulated import predictions, study_cells
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
-from xlt.stats import StatsSettings, compare, holm, sign_flip_p, tost_p
+from xlt.simulate import Scenario, simulate_predictions
+from xlt.stats import StatsSettings, compare
+from xlt.stattests import Resampling, equivalence_p, expanded_confidence, holm, relabelling_p, sign_flip_p
+from xlt.verdict import verdict
 
+# The default study's shape: Arabic source; Semitic targets in three scripts (Maltese in
+# Latin); controls in the source's script (Persian, Urdu) and in Latin (Turkish, English).
 CONFIG = {
     "languages": {
         "arb_Arab": {"family": "Semitic", "script": "Arab"},
         "heb_Hebr": {"family": "Semitic", "script": "Hebr"},
+        "amh_Ethi": {"family": "Semitic", "script": "Ethi"},
         "mlt_Latn": {"family": "Semitic", "script": "Latn"},
+        "tur_Latn": {"family": "Turkic", "script": "Latn"},
         "eng_Latn": {"family": "Indo-European", "script": "Latn"},
         "pes_Arab": {"family": "Indo-European", "script": "Arab"},
+        "urd_Arab": {"family": "Indo-European", "script": "Arab"},
     },
     "source_language": "arb_Arab",
     "related_families": ["Semitic"],
 }
-LANGS = list(CONFIG["languages"])
+LANGUAGES = language_table(CONFIG)
 SETTINGS = StatsSettings(bootstrap_samples=500, seed=1)
 
 
-def effect(effects, model, prompt, name):
-    return effects.set_index(["model", "prompt", "effect"]).loc[(model, prompt, name)]
+def rows(table, model, prompt):
+    return table[(table["model"] == model) & (table["prompt"] == prompt)].set_index("effect")
 
 
-def test_effects_have_the_contract_columns_and_recover_a_known_gain():
-    cells = study_cells(["m1", "m2", "m3"], LANGS, base=0.4, gains={"heb_Hebr": 0.3, "mlt_Latn": 0.3, "arb_Arab": 0.3})
-    effects, alignment, gains = compare(predictions(cells, 400, seed=2), language_table(CONFIG), SETTINGS)
-    assert list(effects.columns) == list(EFFECTS_COLUMNS)
-    assert list(alignment.columns) == list(ALIGNMENT_COLUMNS)
-    row = effect(effects, "m1", "direct", "relatedness")
-    assert row.estimate == pytest.approx(0.3, abs=0.06)
-    assert row.ci_low > 0.15 and row.p_adjusted < 0.01
-    control = effect(effects, "m1", "direct", "ft_gain_control")
-    assert abs(control.estimate) < 0.06 and control.ci_low < 0 < control.ci_high
-    assert effects["n_items"].eq(400).all()
-    assert effects[["estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "equivalence_p"]].notna().all().all()
+def test_effects_have_the_contract_columns_and_recover_a_known_advantage():
+    scenarios = {m: Scenario(n_items=300, ft_gain=0.05, related_advantage=0.25) for m in ("m1", "m2", "m3")}
+    result = compare(simulate_predictions(scenarios, LANGUAGES, seed=2), LANGUAGES, SETTINGS)
+    assert list(result.effects.columns) == list(EFFECTS_COLUMNS)
+    assert list(result.alignment.columns) == list(ALIGNMENT_COLUMNS)
+    effects = rows(result.effects, "m1", "direct")
+    assert effects.loc["relatedness", "estimate"] == pytest.approx(0.25, abs=0.06)
+    assert effects.loc["relatedness", "ci_low"] > 0.15 and effects.loc["relatedness", "p_adjusted"] < 0.01
+    assert effects.loc["relatedness_gee", "estimate"] > 0 and effects.loc["relatedness_gee", "p_value"] < 0.01
+    assert effects.loc["same_family", "ci_low"] > 0.1  # the advantage is the family's...
+    assert effects.loc["same_script", "ci_low"] < 0 < effects.loc["same_script", "ci_high"]  # ...not the script's
+    control = effects.loc["ft_gain_control"]
+    assert control.estimate == pytest.approx(0.05, abs=0.05) and control.ci_low < 0.05 < control.ci_high
+    assert (result.effects["n_items"] == 300).all()
+    # Every row has an estimate; tests have both p-values; accuracy-scale rows a TOST.
+    assert result.effects["estimate"].notna().all()
+    tested = result.effects["p_value"].notna()
+    assert result.effects.loc[tested, "p_adjusted"].notna().all()
+    assert rows(result.effects, "m2", "cot").loc[["cot_relatedness", "cot_same_script", "cot_mcnemar_heb_Hebr"], "equivalence_p"].notna().all()
+
+
+def test_script_is_separated_from_family():
+    """A gain that follows the source's script (Persian, Urdu) is not a family effect."""
+    scenarios = {"m": Scenario(n_items=400, script_advantage=0.25)}
+    effects = rows(compare(simulate_predictions(scenarios, LANGUAGES, seed=5), LANGUAGES, SETTINGS).effects, "m", "direct")
+    assert effects.loc["same_script", "estimate"] == pytest.approx(0.25, abs=0.07) and effects.loc["same_script", "p_value"] < 0.01
+    assert effects.loc["same_family", "ci_low"] < 0 < effects.loc["same_family", "ci_high"]
+    assert effects.loc["same_script_gee", "p_value"] < 0.01
 
 
 def test_equal_gains_everywhere_are_declared_equivalent():
-    cells = study_cells(["m1"], LANGS, base=0.4, gains={lang: 0.2 for lang in LANGS})
-    effects, _, _ = compare(predictions(cells, 3000, seed=4), language_table(CONFIG), SETTINGS)
-    row = effect(effects, "m1", "direct", "relatedness")
-    assert abs(row.estimate) < 0.04
-    assert row.equivalence_p < 0.05
-    gain = effect(effects, "m1", "direct", "ft_gain_control")
-    assert gain.estimate == pytest.approx(0.2, abs=0.05) and gain.p_value < 0.001
+    scenarios = {"m": Scenario(n_items=2500, ft_gain=0.2)}
+    result = compare(simulate_predictions(scenarios, LANGUAGES, seed=4), LANGUAGES, SETTINGS)
+    effects = rows(result.effects, "m", "direct")
+    assert abs(effects.loc["relatedness", "estimate"]) < 0.03
+    assert effects.loc["relatedness", "equivalence_p"] < 0.05
+    assert effects.loc["ft_gain_control", "p_value"] < 0.001
+    assert effects.loc["relatedness_mde", "estimate"] < 0.05
+    sentence = verdict(result.effects, "m", "direct", 0.05)
+    assert "no related-language advantage larger than 5 points (TOST p=" in sentence
+
+
+def test_identical_predictions_are_not_taken_for_certainty():
+    """A model that gives the same answers in every cell carries no information on the
+    spread of the gain: on 16 items that must not prove equivalence, and the logistic
+    model has nothing to fit."""
+    frame = simulate_predictions({"m": Scenario(n_items=16)}, LANGUAGES, seed=0)
+    frame["parsed_choice"] = pd.array([1] * len(frame), dtype="Int64")
+    frame["correct"] = frame["answer"] == 1
+    result = compare(frame, LANGUAGES, SETTINGS)
+    effects = rows(result.effects, "m", "direct")
+    assert effects.loc["relatedness", "estimate"] == 0 and effects.loc["relatedness", "p_value"] == 1
+    assert effects.loc["relatedness", "equivalence_p"] > 0.05
+    assert np.isnan(effects.loc["relatedness_mde", "estimate"]) and np.isnan(effects.loc["relatedness_gee", "estimate"])
+    notes = result.notes.set_index(["model", "prompt", "effect"])["note"]
+    assert "no spread" in notes[("m", "direct", "relatedness_mde")]
+    assert "no item changes between base/direct and ft/direct" in notes[("m", "direct", "relatedness_gee")]
+    assert "TOST p reflects the number of items only" in notes[("m", "direct", "relatedness")]
+    assert "inconclusive" in verdict(result.effects, "m", "direct", 0.05) and "cannot bound it" in verdict(result.effects, "m", "direct", 0.05)
+
+
+def test_equivalence_p_matches_the_t_tost_on_regular_data_and_grows_honest_on_degenerate_data():
+    rng = np.random.default_rng(0)
+    values = rng.choice([-1.0, 0.0, 0.0, 0.0, 1.0], size=600) / 2
+    expected = DescrStatsW(values).ttost_mean(-0.05, 0.05)[0]
+    assert equivalence_p(values, 0.05, -2, 2) == pytest.approx(expected, rel=0.15)
+    # All-zero differences: with few items a 5-point advantage is still plausible.
+    assert equivalence_p(np.zeros(16), 0.05, -2, 2) > 0.1
+    assert equivalence_p(np.zeros(2000), 0.05, -2, 2) < 1e-6
+    assert equivalence_p(np.full(200, 0.3), 0.05, -2, 2) > 0.99
+
+
+def test_mcnemar_rows_are_the_exact_binomial_test_on_discordant_pairs():
+    frame = simulate_predictions({"m": Scenario(n_items=60, ft_gain=0.15)}, LANGUAGES, seed=3)
+    effects = rows(compare(frame, LANGUAGES, SETTINGS).effects, "m", "direct")
+    wide = frame[(frame.lang == "tur_Latn") & (frame.prompt == "direct")].pivot(index="item_id", columns="variant", values="correct")
+    up, down = int((wide.ft & ~wide.base).sum()), int((~wide.ft & wide.base).sum())
+    assert effects.loc["mcnemar_tur_Latn", "p_value"] == pytest.approx(scipy_stats.binomtest(up, up + down).pvalue)
+    assert effects.loc["mcnemar_tur_Latn", "estimate"] == pytest.approx((up - down) / 60)
+
+
+def test_holm_runs_over_every_test_of_one_model_and_prompt():
+    result = compare(simulate_predictions({"a": Scenario(n_items=80), "b": Scenario(n_items=80)}, LANGUAGES, seed=6), LANGUAGES, SETTINGS)
+    family = result.effects[(result.effects.model == "b") & (result.effects.prompt == "cot") & result.effects.p_value.notna()]
+    assert family["p_adjusted"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
+    assert {"cot_relatedness_permutation", "relatedness_gee", "cot_mcnemar_amh_Ethi", "ft_gain_related"} <= set(family["effect"])
+    described = result.notes[(result.notes.model == "b") & (result.notes.prompt == "cot") & (result.notes.holm_family != "")]
+    assert set(described["holm_family"]) == {f"Holm over the {len(family)} p-values of b / cot"}
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_language_label_permutation_is_exact_for_few_languages():
+    p, relabellings, exact = relabelling_p(np.array([0.3, 0.3, 0.3, 0.0, 0.0, 0.0, 0.0]), 3, seed=0)
+    assert (relabellings, exact) == (35, True) and p == pytest.approx(1 / 35)
+    p, relabellings, exact = relabelling_p(np.arange(30, dtype=float), 15, seed=0)
+    assert not exact and relabellings == 20_000 and p < 0.001
+
+
+def test_sign_flips_and_bootstrap_are_paired_over_items():
+    resampling = Resampling.draw(40, 300, 0.95, seed=0)
+    values = np.random.default_rng(1).random((40, 3))
+    k = 17
+    assert resampling.means(values)[k] == pytest.approx(np.repeat(values, resampling.counts[k].astype(int), axis=0).mean(axis=0))
+    assert sign_flip_p(np.zeros(30), resampling.signs[:, :30]) == 1.0
+    assert sign_flip_p(np.ones(30), resampling.signs[:, :30]) < 0.001
+    assert sign_flip_p(np.random.default_rng(0).choice([-1.0, 1.0], 40), resampling.signs) > 0.05
+    assert expanded_confidence(0.95, 16) > 0.97 and expanded_confidence(0.95, 900) == pytest.approx(0.95, abs=0.001)
 
 
 def test_alignment_correlates_ft_and_cot_gains_across_models():
-    frames = []
-    for k, (model, g) in enumerate({"weak": 0.3, "mid": 0.15, "strong": 0.02, "top": 0.0}.items()):
-        cells = study_cells([model], LANGS, base=0.3 + (0.3 - g), gains={lang: g for lang in LANGS}, cot_gain=g)
-        frames.append(predictions(cells, 300, seed=10 + k))
-    items = pd.concat(frames, ignore_index=True)
-    _, alignment, _ = compare(items, language_table(CONFIG), SETTINGS)
-    row = alignment.set_index("statistic").loc["pearson:ft_gain~cot_gain:models"]
-    assert row.estimate > 0.8 and row.n_models == 4
-    assert alignment.set_index("statistic").loc["pearson:baseline~ft_gain:models"].estimate < -0.8
+    gains = {"weak": 0.3, "mid": 0.15, "strong": 0.05, "top": 0.0}
+    scenarios = {model: Scenario(n_items=300, baseline=0.6 - g, ft_gain=g, cot_gain=g) for model, g in gains.items()}
+    result = compare(simulate_predictions(scenarios, LANGUAGES, seed=10), LANGUAGES, SETTINGS)
+    alignment = result.alignment.set_index("statistic")
+    assert alignment.loc["pearson:ft_gain~cot_gain:models", "estimate"] > 0.8
+    assert alignment.loc["pearson:ft_gain~cot_gain:models", "n_models"] == 4
+    assert alignment.loc["pearson:baseline~ft_gain:models:split_items", "estimate"] < -0.8
+    # Four models give 4! = 24 pairings: the exact permutation p cannot go below 1/24.
+    assert alignment.loc["spearman:ft_gain~cot_gain:models", "p_value"] == pytest.approx(2 / 24)
 
 
-def test_alignment_needs_three_models_for_a_model_level_correlation():
-    cells = study_cells(["m1", "m2"], LANGS, base=0.4, gains={})
-    _, alignment, _ = compare(predictions(cells, 50), language_table(CONFIG), SETTINGS)
-    by_name = alignment.set_index("statistic")
-    assert np.isnan(by_name.loc["pearson:ft_gain~cot_gain:models", "estimate"])
-    assert np.isfinite(by_name.loc["pearson:ft_gain~cot_gain:model_language", "estimate"])
+def test_split_items_remove_the_regression_to_the_mean_artefact():
+    """Equal true gains in every model and language: a weak measured baseline still
+    goes with a large measured gain, because both contain the same noise with opposite
+    signs. Measuring them on disjoint items removes that."""
+    scenarios = {model: Scenario(n_items=40, ft_gain=0.1) for model in ("a", "b", "c", "d")}
+    alignment = compare(simulate_predictions(scenarios, LANGUAGES, seed=11), LANGUAGES, SETTINGS).alignment.set_index("statistic")
+    naive = alignment.loc["pearson:baseline~ft_gain:model_language"]
+    split = alignment.loc["pearson:baseline~ft_gain:model_language:split_items"]
+    assert naive.ci_high < 0
+    assert split.ci_low < 0 < split.ci_high and abs(split.estimate) < abs(naive.estimate)
 
 
-def test_sign_flip_p_is_exact_enough():
-    assert sign_flip_p(np.zeros(30), 0) == 1.0
-    assert sign_flip_p(np.ones(30), 0) < 0.001
-    rng = np.random.default_rng(0)
-    assert sign_flip_p(rng.choice([-1.0, 1.0], 200), 1) > 0.05
+def test_alignment_needs_three_models_and_says_so():
+    result = compare(simulate_predictions({"m1": Scenario(n_items=30), "m2": Scenario(n_items=30)}, LANGUAGES, seed=0), LANGUAGES, SETTINGS)
+    alignment = result.alignment.set_index("statistic")
+    assert np.isnan(alignment.loc["pearson:ft_gain~cot_gain:models", "estimate"])
+    assert np.isfinite(alignment.loc["pearson:ft_gain~cot_gain:model_language", "estimate"])
+    notes = result.notes.set_index("effect")["note"]
+    assert notes["pearson:ft_gain~cot_gain:models"] == "needs at least 3 points, has 2"
 
 
-def test_tost_and_holm():
-    draws = np.random.default_rng(0).normal(0.0, 0.01, 2000)
-    assert tost_p(draws, 0.05) < 0.01
-    assert tost_p(draws + 0.05, 0.05) > 0.4
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+def test_verdict_states_an_advantage_and_its_bound():
+    effects = pd.DataFrame(
+        [
+            ["m", "direct", "relatedness", 0.12, 0.07, 0.17, 0.0001, 0.001, 0.99, 400],
+            ["m", "direct", "relatedness_mde", 0.06, np.nan, np.nan, np.nan, np.nan, np.nan, 400],
+        ],
+        columns=list(EFFECTS_COLUMNS),
+    )
+    sentence = verdict(effects, "m", "direct", 0.05)
+    assert "a related-language advantage (difference +12.0 points" in sentence and "Holm p=0.001" in sentence
+    assert "With 400 items an advantage of 6.0 points is detected with 80% power." in sentence
+    assert "no estimate" in verdict(effects, "m", "cot", 0.05)

@@ -76,7 +76,11 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_models, tmp_p
     effects = pd.read_csv(results / "stats" / "effects.csv")
     assert list(effects.columns) == list(EFFECTS_COLUMNS)
     assert {"relatedness", "cot_relatedness", "ft_gain_related", "ft_gain_control"} <= set(effects["effect"])
-    assert effects["estimate"].notna().all()
+    # An estimate is missing only where notes.csv gives the reason (the tiny models'
+    # answers rarely change, so the logistic model and the power calculation lack data).
+    notes = pd.read_csv(results / "stats" / "notes.csv", keep_default_na=False).query("table == 'effects'")
+    missing = effects[effects["estimate"].isna()].merge(notes, on=["model", "prompt", "effect"])
+    assert (missing["note"] != "").all() and len(missing) == effects["estimate"].isna().sum()
     assert list(pd.read_csv(results / "stats" / "alignment.csv").columns) == list(ALIGNMENT_COLUMNS)
     report = results / "report"
     assert "## Verdicts" in (report / "summary.md").read_text()

@@ -13,20 +13,18 @@ from .errors import XltError
 
 
 def _compare(args) -> None:
-    from .atomic import write_csv
     from .config import load_config
     from .languages import language_table
     from .scoring import load_predictions
-    from .stats import StatsSettings, compare
+    from .stats import StatsSettings, compare, write_comparisons
 
     config = load_config(args.config)
     items = load_predictions(args.predictions)
-    effects, alignment, gains = compare(items, language_table(config), StatsSettings.from_config(config["stats"]))
+    comparisons = compare(items, language_table(config), StatsSettings.from_config(config["stats"]))
     out = Path(args.out)
-    write_csv(effects, out / "effects.csv")
-    write_csv(alignment, out / "alignment.csv")
-    write_csv(gains, out / "gains.csv")
-    print(f"wrote {out / 'effects.csv'} ({len(effects)} effects), {out / 'alignment.csv'}, {out / 'gains.csv'}")
+    names = ("effects.csv", "alignment.csv", "gains.csv", "notes.csv")
+    write_comparisons(comparisons, *(out / name for name in names))
+    print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {out} ({', '.join(names)})")
 
 
 def _extract(args) -> None:
@@ -127,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="statistics (effects.csv, alignment.csv) from a predictions folder")
     compare.add_argument("--predictions", required=True, help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
     compare.add_argument("--config", required=True, help="study config (languages, families, stats settings)")
-    compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv and gains.csv to")
+    compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to")
     compare.set_defaults(run=_compare)
 
     extract = commands.add_parser(

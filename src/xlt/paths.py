@@ -19,6 +19,7 @@ ACCURACY = "results/scores/accuracy.csv"
 EFFECTS = "results/stats/effects.csv"
 ALIGNMENT = "results/stats/alignment.csv"
 GAINS = "results/stats/gains.csv"
+NOTES = "results/stats/notes.csv"
 REPORT = "results/report"
 
 PREDICTION_COLUMNS = (

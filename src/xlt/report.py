@@ -9,6 +9,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .languages import Language
+from .verdict import verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
 CELL_COLORS = {("base", "direct"): "#9ecae1", ("ft", "direct"): "#2171b5", ("base", "cot"): "#fdae6b", ("ft", "cot"): "#d94801"}
@@ -122,23 +123,6 @@ def plot_alignment(gains: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
-def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effect: str = "relatedness") -> str:
-    row = effects[(effects["model"] == model) & (effects["prompt"] == prompt) & (effects["effect"] == effect)]
-    if row.empty:
-        return f"{model} ({prompt}): no {effect} estimate (a cell is missing)."
-    r = row.iloc[0]
-    interval = f"{r.estimate:+.1%} [{r.ci_low:+.1%}, {r.ci_high:+.1%}]"
-    if r.equivalence_p < 0.05:
-        return f"{model} ({prompt}): no related-language advantage larger than {margin:.0%} (difference {interval}, TOST p={r.equivalence_p:.3f})."
-    if r.p_adjusted < 0.05:
-        side = "advantage" if r.estimate > 0 else "disadvantage"
-        return f"{model} ({prompt}): a related-language {side} of {interval} (Holm-adjusted p={r.p_adjusted:.3f})."
-    return (
-        f"{model} ({prompt}): inconclusive — difference {interval}; neither different from zero "
-        f"(adjusted p={r.p_adjusted:.3f}) nor shown smaller than ±{margin:.0%} (TOST p={r.equivalence_p:.3f})."
-    )
-
-
 def _markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".3f")
 
@@ -153,11 +137,12 @@ def write_report(accuracy: pd.DataFrame, effects: pd.DataFrame, alignment: pd.Da
 
     models = sorted(accuracy["model"].unique())
     verdicts = [verdict(effects, model, prompt, margin) for model in models for prompt in ("direct", "cot")]
+    verdicts += [verdict(effects, model, "cot", margin, "cot_relatedness") for model in models]
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [" / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns]
     sections = [
         "# Cross-lingual transfer: results",
-        "## Verdicts (relatedness = fine-tuning gain on related targets minus on controls)",
+        "## Verdicts (gain on related targets minus gain on controls)",
         "\n".join(f"- {line}" for line in verdicts),
         "## Accuracy (model x language x variant x prompt)",
         _markdown(wide),

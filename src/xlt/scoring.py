@@ -17,13 +17,21 @@ from .paths import ACCURACY_COLUMNS, PREDICTION_COLUMNS, discover_predictions
 _KEY = ("model", "variant", "prompt", "lang")
 
 
+def _shown(value) -> str:
+    """A cell as the user wrote it (numpy scalars as plain numbers)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str] | None = None) -> pd.DataFrame:
     """Contract columns present and well-typed, one row per item, and the file's place
     in the layout agreeing with its rows; errors name the file, column and row."""
     missing = [column for column in PREDICTION_COLUMNS if column not in frame.columns]
     if missing:
         raise XltError(f"{origin}: missing column {missing[0]}; predictions need {', '.join(PREDICTION_COLUMNS)}")
-    frame = frame.loc[:, list(PREDICTION_COLUMNS)].copy()
+    frame = frame.loc[:, list(PREDICTION_COLUMNS)].reset_index(drop=True)
+    missing_id = frame.index[frame["item_id"].isna()]
+    if len(missing_id):
+        raise XltError(f"{origin}: column item_id, row {missing_id[0] + 1}: empty; every row needs its item's id")
     for column, value in (expected or {}).items():
         wrong = frame.index[frame[column].astype(str) != value]
         if len(wrong):
@@ -31,18 +39,37 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     parsed = pd.to_numeric(frame["parsed_choice"], errors="coerce")
     bad = frame.index[(frame["parsed_choice"].notna() & ~parsed.isin([1, 2, 3, 4]))]
     if len(bad):
-        raise XltError(f"{origin}: column parsed_choice, row {bad[0] + 1}: {frame.at[bad[0], 'parsed_choice']!r}; allowed: 1-4 or null")
+        raise XltError(f"{origin}: column parsed_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'parsed_choice'])}; allowed: 1-4 or null")
     answer = pd.to_numeric(frame["answer"], errors="coerce")
     bad = frame.index[~answer.isin([1, 2, 3, 4])]
     if len(bad):
-        raise XltError(f"{origin}: column answer, row {bad[0] + 1}: {frame.at[bad[0], 'answer']!r}; allowed: 1-4")
+        raise XltError(f"{origin}: column answer, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'answer'])}; allowed: 1-4")
     duplicated = frame.index[frame.duplicated("item_id")]
     if len(duplicated):
         raise XltError(f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice")
     frame["parsed_choice"] = parsed.astype("Int64")
     frame["answer"] = answer.astype(int)
-    frame["correct"] = (frame["parsed_choice"] == frame["answer"]).fillna(False).astype(bool)
+    correct = (frame["parsed_choice"] == frame["answer"]).fillna(False).astype(bool)
+    given = frame["correct"].map({True: True, False: False, 1: True, 0: False, "True": True, "False": False, "true": True, "false": False})
+    unknown = frame.index[given.isna() & frame["correct"].notna()]
+    if len(unknown):
+        raise XltError(f"{origin}: column correct, row {unknown[0] + 1}: {_shown(frame.at[unknown[0], 'correct'])}; allowed: true, false or null")
+    disagree = frame.index[given.notna() & (given != correct)]
+    if len(disagree):
+        row = disagree[0]
+        raise XltError(
+            f"{origin}: column correct, row {row + 1}: {_shown(frame.at[row, 'correct'])} but parsed_choice {frame.at[row, 'parsed_choice']} "
+            f"and answer {frame.at[row, 'answer']} say {bool(correct[row])}; correct must be parsed_choice == answer"
+        )
+    frame["correct"] = correct
     return frame
+
+
+def _read(path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for a damaged or foreign file
+        raise XltError(f"{path}: not a readable parquet file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def load_predictions(root: str | Path) -> pd.DataFrame:
@@ -50,12 +77,12 @@ def load_predictions(root: str | Path) -> pd.DataFrame:
     frames = []
     for found in discover_predictions(root):
         expected = {"model": found.model, "variant": found.variant, "prompt": found.prompt, "lang": found.lang}
-        frames.append(check_predictions(pd.read_parquet(found.path), str(found.path), expected))
+        frames.append(check_predictions(_read(found.path), str(found.path), expected))
     return pd.concat(frames, ignore_index=True)
 
 
 def load_prediction_files(paths: list[str | Path]) -> pd.DataFrame:
-    frames = [check_predictions(pd.read_parquet(path), str(path)) for path in paths]
+    frames = [check_predictions(_read(path), str(path)) for path in paths]
     return pd.concat(frames, ignore_index=True)
 
 

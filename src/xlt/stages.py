@@ -198,15 +198,13 @@ def score(prediction_files: list[str], data_files: list[str], study: dict, accur
     write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"]), accuracy_out)
 
 
-def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str) -> None:
-    from .stats import StatsSettings, compare as run_compare
+def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+    from .stats import StatsSettings, compare as run_compare, write_comparisons
 
-    items = pd.read_parquet(items_file)
-    effects, alignment, gains = run_compare(items, language_table(study), StatsSettings.from_config(study["stats"]))
-    write_csv(effects, effects_out)
-    write_csv(alignment, alignment_out)
-    write_csv(gains, gains_out)
-    _say(f"{len(effects)} effects, {len(alignment)} alignment statistics")
+    start = time.perf_counter()
+    comparisons = run_compare(pd.read_parquet(items_file), language_table(study), StatsSettings.from_config(study["stats"]))
+    write_comparisons(comparisons, effects_out, alignment_out, gains_out, notes_out)
+    _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 
 def report(accuracy_file: str, effects_file: str, alignment_file: str, gains_file: str, study: dict, out_dir: str) -> None:

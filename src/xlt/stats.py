@@ -1,25 +1,47 @@
 """The statistical comparison: fine-tuning and chain-of-thought gains by language
-group, the relatedness difference in differences, and the across-model alignment of
-the two gains.
+group, the relatedness difference in differences (with script and family separated),
+per-language McNemar tests, and the across-model alignment of the two gains.
 
 Items are parallel across languages (the same passage and question, translated), so
-every effect is a mean over items of a per-item quantity, and uncertainty comes from
-resampling whole items: one bootstrap index matrix is shared by every effect, model
-and language, which keeps all comparisons paired.
+every model is an items x cells matrix of 0/1 correctness, cells being variant x
+prompt x language. One bootstrap (whole items resampled with all their cells) and one
+set of item sign flips serve every effect and model, which keeps all comparisons
+paired. Accuracy-scale effects are weighted sums of cells; the headroom-normalised
+gains are functions of the cell accuracies; both are evaluated on the same resamples.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .atomic import write_csv
 from .errors import XltError
-from .languages import Language
+from .languages import GROUPS, Language
 from .paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
+from .stattests import (
+    Resampling,
+    bootstrap_p,
+    correlation,
+    equivalence_p,
+    gee_interactions,
+    holm,
+    mcnemar_p,
+    minimum_detectable_effect,
+    permutation_p,
+    relabelling_p,
+    sign_flip_p,
+    unit_permutations,
+)
 
-SIGN_FLIPS = 10_000
+NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note")
+GAINS_COLUMNS = (
+    "model", "lang", "group", "family", "script", "gain", "prompt", "before", "after",
+    "estimate", "ci_low", "ci_high", "normalised", "normalised_ci_low", "normalised_ci_high", "n_items",
+)
 
 
 @dataclass(frozen=True)
@@ -33,240 +55,487 @@ class StatsSettings:
     def from_config(cls, block: dict) -> "StatsSettings":
         return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed")})
 
+    def resampling(self, n_items: int) -> Resampling:
+        return Resampling.draw(n_items, self.bootstrap_samples, self.confidence, self.seed)
+
 
 @dataclass(frozen=True)
-class Cell:
-    variant: str
+class Comparison:
+    """An accuracy change, `after` minus `before` (each a variant and prompt), whose
+    effects are reported under `prompt` in effects.csv."""
+
+    gain: str
+    prefix: str
     prompt: str
+    after: tuple[str, str]
+    before: tuple[str, str]
 
 
-BASE_DIRECT, BASE_COT = Cell("base", "direct"), Cell("base", "cot")
+FT_DIRECT = Comparison("ft_gain", "", "direct", ("ft", "direct"), ("base", "direct"))
+FT_COT = Comparison("ft_gain", "", "cot", ("ft", "cot"), ("base", "cot"))
+COT = Comparison("cot_gain", "cot_", "cot", ("base", "cot"), ("base", "direct"))
+COMPARISONS = (FT_DIRECT, FT_COT, COT)
 
 
-def correctness(items: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Model -> item x (variant, prompt, lang) matrix of 0/1, on the items every model
-    and cell has (pairing needs the same items everywhere)."""
-    matrices = {}
+@dataclass(frozen=True)
+class ModelCells:
+    """One model's items x cells matrix of 0/1 correctness; `columns` maps
+    (variant, prompt, lang) to its column."""
+
+    values: np.ndarray
+    columns: dict[tuple[str, str, str], int]
+
+    def langs(self, comparison: Comparison, languages: dict[str, Language]) -> list[str]:
+        """The config's languages that have both cells of `comparison`, in config order."""
+        return [code for code in languages if (*comparison.after, code) in self.columns and (*comparison.before, code) in self.columns]
+
+    def gain_weights(self, comparison: Comparison, codes: list[str]) -> np.ndarray:
+        """Weights over cells whose sum is the mean gain over `codes`."""
+        weights = np.zeros(self.values.shape[1])
+        for code in codes:
+            weights[self.columns[(*comparison.after, code)]] += 1 / len(codes)
+            weights[self.columns[(*comparison.before, code)]] -= 1 / len(codes)
+        return weights
+
+    def contrast_weights(self, comparison: Comparison, first: list[str], second: list[str]) -> np.ndarray:
+        """Weights whose sum is the mean gain over `first` minus that over `second`."""
+        return self.gain_weights(comparison, first) - self.gain_weights(comparison, second)
+
+    def groups(self, comparison: Comparison, languages: dict[str, Language]) -> dict[str, list[str]]:
+        """Group (source, related, control) -> its languages that have both cells."""
+        codes = self.langs(comparison, languages)
+        return {group: [code for code in codes if languages[code].group == group] for group in GROUPS}
+
+    def normalised_gain(self, accuracy: np.ndarray, comparison: Comparison, codes: list[str]) -> np.ndarray:
+        """Mean over `codes` of (after - before) / (1 - before), the share of the
+        headroom gained, from cell accuracies (last axis); NaN where before is 1."""
+        after = accuracy[..., [self.columns[(*comparison.after, code)] for code in codes]]
+        before = accuracy[..., [self.columns[(*comparison.before, code)] for code in codes]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(before < 1, (after - before) / np.where(before < 1, 1 - before, 1), np.nan)
+        return share.mean(axis=-1)
+
+
+def correctness(items: pd.DataFrame) -> dict[str, ModelCells]:
+    """Model -> ModelCells, on the items every model has in every one of its cells
+    (pairing needs the same items everywhere), in item-id order."""
+    wide = {}
     for model, rows in items.groupby("model", sort=True):
-        matrix = rows.pivot_table(index="item_id", columns=["variant", "prompt", "lang"], values="correct", aggfunc="first")
-        matrices[model] = matrix.astype(float)
-    common = set.intersection(*(set(m.dropna().index) for m in matrices.values()))
+        wide[model] = rows.pivot_table(index="item_id", columns=["variant", "prompt", "lang"], values="correct", aggfunc="first").astype(float)
+    common = set.intersection(*(set(matrix.dropna().index) for matrix in wide.values()))
     if not common:
         raise XltError("no item has predictions in every model, variant, prompt and language; the comparison needs paired items")
     ordered = sorted(common)
-    return {model: matrix.loc[ordered] for model, matrix in matrices.items()}
+    return {model: ModelCells(matrix.loc[ordered].to_numpy(), {column: k for k, column in enumerate(matrix.columns)}) for model, matrix in wide.items()}
 
 
-def _cell_langs(matrix: pd.DataFrame, cell: Cell, langs: list[str]) -> list[str]:
-    return [lang for lang in langs if (cell.variant, cell.prompt, lang) in matrix.columns]
+@dataclass
+class Row:
+    """One row of effects.csv, with how it was computed and any reason for a gap."""
+
+    model: str
+    prompt: str
+    effect: str
+    estimate: float
+    n_items: int
+    method: str
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_value: float = math.nan
+    p_adjusted: float = math.nan
+    equivalence_p: float = math.nan
+    notes: list[str] = field(default_factory=list)
 
 
-def per_item_gain(matrix: pd.DataFrame, after: Cell, before: Cell, langs: list[str]) -> np.ndarray | None:
-    """Per item, the mean over `langs` of (after - before); None if a cell is missing."""
-    present = [lang for lang in _cell_langs(matrix, after, langs) if lang in _cell_langs(matrix, before, langs)]
-    if not present or len(present) < len(langs):
-        return None
-    after_values = matrix.loc[:, [(after.variant, after.prompt, lang) for lang in langs]].to_numpy()
-    before_values = matrix.loc[:, [(before.variant, before.prompt, lang) for lang in langs]].to_numpy()
-    return (after_values - before_values).mean(axis=1)
+@dataclass(frozen=True)
+class ModelContext:
+    model: str
+    cells: ModelCells
+    draws: np.ndarray  # bootstrap resamples x cells: cell accuracies
+    resampling: Resampling
+    settings: StatsSettings
+
+    @classmethod
+    def build(cls, model: str, cells: ModelCells, resampling: Resampling, settings: StatsSettings) -> "ModelContext":
+        return cls(model, cells, resampling.means(cells.values), resampling, settings)
+
+    @property
+    def n_items(self) -> int:
+        return self.cells.values.shape[0]
 
 
-def per_item_accuracy(matrix: pd.DataFrame, cell: Cell, langs: list[str]) -> np.ndarray | None:
-    if len(_cell_langs(matrix, cell, langs)) < len(langs):
-        return None
-    return matrix.loc[:, [(cell.variant, cell.prompt, lang) for lang in langs]].to_numpy().mean(axis=1)
+def _interval_method(settings: StatsSettings) -> str:
+    return f"{settings.confidence:.0%} expanded percentile bootstrap over items ({settings.bootstrap_samples} resamples)"
 
 
-def group_langs(languages: dict[str, Language]) -> dict[str, list[str]]:
-    return {group: [c for c, lang in languages.items() if lang.group == group] for group in ("source", "related", "control")}
+def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.ndarray, test: str = "sign-flip") -> Row:
+    """An accuracy-scale effect (a weighted sum of cells): bootstrap interval, item
+    sign-flip p-value (or exact McNemar for one language) and the TOST p-value."""
+    values = context.cells.values @ weights
+    settings = context.settings
+    low, high = context.resampling.interval(context.draws @ weights)
+    if test == "mcnemar":
+        after, before = np.flatnonzero(weights > 0)[0], np.flatnonzero(weights < 0)[0]
+        p = mcnemar_p(context.cells.values[:, before], context.cells.values[:, after])
+        test_text = "exact McNemar"
+    else:
+        p = sign_flip_p(values, context.resampling.signs)
+        test_text = f"item sign-flip ({context.resampling.signs.shape[0]} flips)"
+    margin = settings.equivalence_margin
+    row = Row(
+        context.model, prompt, name, float(values.mean()), context.n_items,
+        f"{_interval_method(settings)}; p: {test_text}; equivalence_p: empirical-likelihood TOST, margin ±{margin:g}",
+        low, high, p, equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum())),
+    )
+    if np.all(values == values[0]):
+        row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
+        row.notes.append(f"every item has the same value ({values[0]:+.3f}): the interval collapses; the TOST p reflects the number of items only")
+    return row
 
 
-def model_effects(matrix: pd.DataFrame, languages: dict[str, Language]) -> list[tuple[str, str, np.ndarray]]:
-    """(prompt, effect name, per-item values) for one model."""
-    groups = group_langs(languages)
-    effects = []
-    for prompt in ("direct", "cot"):
-        gains = {group: per_item_gain(matrix, Cell("ft", prompt), Cell("base", prompt), langs) for group, langs in groups.items() if langs}
-        for group, values in gains.items():
-            if values is not None:
-                effects.append((prompt, f"ft_gain_{group}", values))
-        if gains.get("related") is not None and gains.get("control") is not None:
-            effects.append((prompt, "relatedness", gains["related"] - gains["control"]))
-    cot = {group: per_item_gain(matrix, BASE_COT, BASE_DIRECT, langs) for group, langs in groups.items() if langs}
-    for group, values in cot.items():
-        if values is not None:
-            effects.append(("cot", f"cot_gain_{group}", values))
-    if cot.get("related") is not None and cot.get("control") is not None:
-        effects.append(("cot", "cot_relatedness", cot["related"] - cot["control"]))
-    return effects
+def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, raw_name: str) -> Row:
+    """A headroom-normalised gain (or difference of them): bootstrap interval only, as
+    its test is the accuracy-scale effect `raw_name`."""
+    estimate = float(statistic(context.cells.values.mean(axis=0)))
+    draws = statistic(context.draws)
+    low, high = context.resampling.interval(draws)
+    row = Row(context.model, prompt, name, estimate, context.n_items, f"{_interval_method(context.settings)}; tested on the accuracy scale as {raw_name}", low, high)
+    undefined = float(np.mean(~np.isfinite(draws)))
+    if not np.isfinite(estimate):
+        row.notes.append("a language is at 100% before the change: no headroom to normalise by")
+    elif undefined > 0:
+        row.notes.append(f"{undefined:.1%} of resamples have a language at 100% before the change and are left out of the interval")
+    return row
 
 
-def bootstrap_indices(n_items: int, settings: StatsSettings) -> np.ndarray:
-    rng = np.random.default_rng(settings.seed)
-    return rng.integers(0, n_items, size=(settings.bootstrap_samples, n_items))
-
-
-def _interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1 - confidence) / 2
-    finite = draws[np.isfinite(draws)]
-    if finite.size == 0:
-        return np.nan, np.nan
-    return float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))
-
-
-def sign_flip_p(values: np.ndarray, seed: int) -> float:
-    """Two-sided randomization p-value of a paired mean: under no effect, swapping the
-    two conditions within an item flips the sign of its difference."""
-    estimate = abs(values.mean())
-    if not np.any(values):
-        return 1.0
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(SIGN_FLIPS, values.size))
-    null = np.abs((signs * values).mean(axis=1))
-    return float((1 + np.sum(null >= estimate - 1e-12)) / (SIGN_FLIPS + 1))
-
-
-def tost_p(draws: np.ndarray, margin: float) -> float:
-    """Equivalence p-value by inverting the bootstrap interval: the effect lies within
-    (-margin, margin) at level p when both one-sided tails beyond the margins are at
-    most p."""
-    below = (1 + np.sum(draws <= -margin)) / (draws.size + 1)
-    above = (1 + np.sum(draws >= margin)) / (draws.size + 1)
-    return float(max(below, above))
-
-
-def holm(p_values: list[float]) -> list[float]:
-    from statsmodels.stats.multitest import multipletests
-
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full_like(p, np.nan)
-    finite = np.isfinite(p)
-    if finite.any():
-        adjusted[finite] = multipletests(p[finite], method="holm")[1]
-    return adjusted.tolist()
-
-
-def effects_table(matrices: dict[str, pd.DataFrame], languages: dict[str, Language], settings: StatsSettings) -> pd.DataFrame:
-    rows = []
-    for model, matrix in matrices.items():
-        indices = bootstrap_indices(len(matrix), settings)
-        family_rows = []
-        for prompt, effect, values in model_effects(matrix, languages):
-            draws = values[indices].mean(axis=1)
-            low, high = _interval(draws, settings.confidence)
-            family_rows.append(
-                {
-                    "model": model,
-                    "prompt": prompt,
-                    "effect": effect,
-                    "estimate": float(values.mean()),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "p_value": sign_flip_p(values, settings.seed),
-                    "equivalence_p": tost_p(draws, settings.equivalence_margin),
-                    "n_items": int(values.size),
-                }
-            )
-        # Holm within one model and prompt: the family of tests a reader of that
-        # model's verdict under that prompt looks at together.
-        for prompt in ("direct", "cot"):
-            family = [row for row in family_rows if row["prompt"] == prompt]
-            for row, adjusted in zip(family, holm([row["p_value"] for row in family])):
-                row["p_adjusted"] = adjusted
-        rows.extend(family_rows)
-    return pd.DataFrame(rows, columns=list(EFFECTS_COLUMNS))
-
-
-def _correlation(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
-    """Row-wise correlation of two (draws x units) arrays."""
-    if method == "spearman":
-        from scipy.stats import rankdata
-
-        x, y = rankdata(x, axis=-1), rankdata(y, axis=-1)
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    denominator = np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (x * y).sum(axis=-1) / denominator, np.nan)
-
-
-def alignment_table(matrices: dict[str, pd.DataFrame], languages: dict[str, Language], settings: StatsSettings) -> pd.DataFrame:
-    """Across models: does the fine-tuning gain go with the CoT gain, and with a weak
-    baseline? Per model (the study's unit) and per model x target language (more
-    points, not independent within a model). Intervals and p-values resample items."""
-    targets = [code for code, lang in languages.items() if lang.is_target]
-    units = {"models": [], "model_language": []}
-    for model, matrix in matrices.items():
-        series = {
-            "ft_gain": per_item_gain(matrix, Cell("ft", "direct"), BASE_DIRECT, targets),
-            "cot_gain": per_item_gain(matrix, BASE_COT, BASE_DIRECT, targets),
-            "baseline": per_item_accuracy(matrix, BASE_DIRECT, targets),
-        }
-        if all(values is not None for values in series.values()):
-            units["models"].append(series)
-            for lang in targets:
-                units["model_language"].append(
+def _gee_frame(cells: ModelCells, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str) -> pd.DataFrame:
+    n = cells.values.shape[0]
+    blocks = []
+    for code in targets:
+        for treated, cell in ((0, comparison.before), (1, comparison.after)):
+            blocks.append(
+                pd.DataFrame(
                     {
-                        "ft_gain": per_item_gain(matrix, Cell("ft", "direct"), BASE_DIRECT, [lang]),
-                        "cot_gain": per_item_gain(matrix, BASE_COT, BASE_DIRECT, [lang]),
-                        "baseline": per_item_accuracy(matrix, BASE_DIRECT, [lang]),
+                        "correct": cells.values[:, cells.columns[(*cell, code)]],
+                        "treated": treated,
+                        "related": int(languages[code].group == "related"),
+                        "same_script": int(languages[code].script == source_script),
+                        "lang": code,
+                        "item": np.arange(n),
                     }
                 )
-    n_models = len(units["models"])
-    n_items = len(next(iter(matrices.values())))
-    indices = bootstrap_indices(n_items, settings)
+            )
+    return pd.concat(blocks, ignore_index=True)
+
+
+def _unfittable(frame: pd.DataFrame, comparison: Comparison, n_items: int) -> str:
+    """Why the logistic model has no finite estimate on these data ("" if it has)."""
+    if (frame.loc[frame.treated == 1, "correct"].to_numpy() == frame.loc[frame.treated == 0, "correct"].to_numpy()).all():
+        return f"no item changes between {'/'.join(comparison.before)} and {'/'.join(comparison.after)} in any target language: nothing to model"
+    for (code, treated), correct in frame.groupby(["lang", "treated"])["correct"]:
+        if correct.sum() in (0, n_items):
+            cell = comparison.after if treated else comparison.before
+            return f"cell {'/'.join(cell)}/{code} has every item {'correct' if correct.sum() else 'wrong'}: its log odds are infinite, so the model has no finite estimate"
+    return ""
+
+
+def logit_effects(context: ModelContext, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, with_script: bool) -> list[Row]:
+    """correct ~ C(lang) + treated + treated:related (+ treated:same_script), binomial
+    GEE clustered by item: the relatedness interaction as a log odds ratio, beside the
+    accuracy-scale difference in differences."""
+    terms = ["treated:related"] + (["treated:same_script"] if with_script else [])
+    names = {"treated:related": f"{comparison.prefix}relatedness_gee", "treated:same_script": f"{comparison.prefix}same_script_gee"}
+    method = (
+        "binomial GEE, correct ~ C(lang) + treated + " + " + ".join(terms)
+        + ", independence working correlation, robust SE clustered by item; estimate: log odds ratio"
+    )
+    frame = _gee_frame(context.cells, comparison, targets, languages, source_script)
+    note = _unfittable(frame, comparison, context.n_items)
+    fit = None if note else gee_interactions(frame, "correct ~ C(lang) + treated + " + " + ".join(terms), terms, "item", context.settings.confidence)
+    note = note or fit.note
     rows = []
-    for unit, members in units.items():
-        for x_name, y_name in (("ft_gain", "cot_gain"), ("baseline", "ft_gain")):
-            for method in ("pearson", "spearman"):
-                statistic = f"{method}:{x_name}~{y_name}:{unit}"
-                if len(members) < 3:
-                    rows.append({"statistic": statistic, "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "n_models": n_models})
-                    continue
-                x = np.stack([m[x_name] for m in members])  # units x items
-                y = np.stack([m[y_name] for m in members])
-                estimate = float(_correlation(x.mean(axis=1)[None, :], y.mean(axis=1)[None, :], method)[0])
-                draws = _correlation(x[:, indices].mean(axis=2).T, y[:, indices].mean(axis=2).T, method)
-                low, high = _interval(draws, settings.confidence)
-                finite = draws[np.isfinite(draws)]
-                p = np.nan
-                if np.isfinite(estimate) and finite.size:
-                    # Percentile-bootstrap p-value: twice the share of draws across zero.
-                    p = float(min(1.0, 2 * min((1 + np.sum(finite <= 0)), (1 + np.sum(finite >= 0))) / (finite.size + 1)))
-                rows.append({"statistic": statistic, "estimate": estimate, "ci_low": low, "ci_high": high, "p_value": p, "n_models": n_models})
-    return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS))
+    for term in terms:
+        estimate, low, high, p = fit.estimates[term] if fit else (math.nan,) * 4
+        row = Row(context.model, comparison.prompt, names[term], estimate, context.n_items, method, low, high, p)
+        if note:
+            row.notes.append(note)
+        rows.append(row)
+    return rows
 
 
-def gains_table(matrices: dict[str, pd.DataFrame], languages: dict[str, Language], settings: StatsSettings) -> pd.DataFrame:
-    """Per model and language: the fine-tuning gain under each prompt and the CoT gain,
+def relatedness_effects(context: ModelContext, comparison: Comparison, groups: dict[str, list[str]], languages: dict[str, Language]) -> list[Row]:
+    """The difference in differences and everything that qualifies it: its headroom-
+    normalised form, the language-label permutation test, the logistic model, the
+    minimum detectable effect, and script separated from family."""
+    cells, settings, prefix, prompt = context.cells, context.settings, comparison.prefix, comparison.prompt
+    related, control = groups["related"], groups["control"]
+    weights = cells.contrast_weights(comparison, related, control)
+    name = f"{prefix}relatedness"
+    rows = [
+        accuracy_effect(context, prompt, name, weights),
+        normalised_effect(
+            context, prompt, f"{name}_norm",
+            lambda acc: cells.normalised_gain(acc, comparison, related) - cells.normalised_gain(acc, comparison, control), name,
+        ),
+    ]
+
+    targets = related + control
+    per_language = np.array([float(cells.values.mean(axis=0) @ cells.gain_weights(comparison, [code])) for code in targets])
+    p, relabellings, exact = relabelling_p(per_language, len(related), settings.seed)
+    permutation = Row(
+        context.model, prompt, f"{name}_permutation", rows[0].estimate, context.n_items,
+        f"p: permutation of the related/control labels over the {len(targets)} target languages "
+        + (f"(exact, all {relabellings} relabellings)" if exact else f"({relabellings} random relabellings)"),
+        p_value=p,
+    )
+    if exact:
+        permutation.notes.append(f"smallest attainable p = {1 / relabellings:.3f}; languages, not items, are the units")
+    rows.append(permutation)
+
+    source_script = next(lang.script for lang in languages.values() if lang.group == "source")
+    other_script = [code for code in control if languages[code].script != source_script]
+    same_script = [code for code in control if languages[code].script == source_script]
+    rows += logit_effects(context, comparison, targets, languages, source_script, with_script=bool(other_script and same_script))
+
+    mde = minimum_detectable_effect(cells.values @ weights, settings.confidence)
+    mde_row = Row(
+        context.model, prompt, f"{name}_mde", mde, context.n_items,
+        f"smallest difference in differences detected with 80% power by a two-sided test at {1 - settings.confidence:g}, for the item-level spread observed",
+    )
+    if not np.isfinite(mde):
+        mde_row.notes.append("every item has the same difference in differences: no spread to base a power calculation on")
+    rows.append(mde_row)
+
+    related_other = [code for code in related if languages[code].script != source_script]
+    if related_other and other_script:
+        rows.append(accuracy_effect(context, prompt, f"{prefix}same_family", cells.contrast_weights(comparison, related_other, other_script)))
+        rows[-1].notes.append(f"related {'+'.join(related_other)} minus controls {'+'.join(other_script)}: all in scripts other than the source's ({source_script})")
+    if same_script and other_script:
+        rows.append(accuracy_effect(context, prompt, f"{prefix}same_script", cells.contrast_weights(comparison, same_script, other_script)))
+        rows[-1].notes.append(f"controls in the source's script ({'+'.join(same_script)}) minus controls in other scripts ({'+'.join(other_script)}): all unrelated")
+    return rows
+
+
+def comparison_effects(context: ModelContext, comparison: Comparison, languages: dict[str, Language]) -> list[Row]:
+    groups = context.cells.groups(comparison, languages)
+    rows = []
+    for group, members in groups.items():
+        if not members:
+            continue
+        name = f"{comparison.gain}_{group}"
+        rows.append(accuracy_effect(context, comparison.prompt, name, context.cells.gain_weights(comparison, members)))
+        rows.append(
+            normalised_effect(
+                context, comparison.prompt, f"{comparison.gain}_norm_{group}",
+                lambda acc, members=members: context.cells.normalised_gain(acc, comparison, members), name,
+            )
+        )
+    if groups["related"] and groups["control"]:
+        rows += relatedness_effects(context, comparison, groups, languages)
+    for code in context.cells.langs(comparison, languages):
+        rows.append(accuracy_effect(context, comparison.prompt, f"{comparison.prefix}mcnemar_{code}", context.cells.gain_weights(comparison, [code]), test="mcnemar"))
+    return rows
+
+
+def _adjust(rows: list[Row]) -> dict[tuple[str, str], str]:
+    """Holm within one model and prompt: every test a reader of that model's verdict
+    under that prompt looks at together. Returns each family's description."""
+    families = {}
+    for key in sorted({(row.model, row.prompt) for row in rows}):
+        family = [row for row in rows if (row.model, row.prompt) == key and np.isfinite(row.p_value)]
+        for row, adjusted in zip(family, holm([row.p_value for row in family])):
+            row.p_adjusted = adjusted
+        families[key] = f"Holm over the {len(family)} p-values of {key[0]} / {key[1]}"
+    return families
+
+
+def effects_table(cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """effects.csv and its notes (method, Holm family, reasons for gaps)."""
+    rows = []
+    for model, model_cells in cells.items():
+        context = ModelContext.build(model, model_cells, resampling, settings)
+        for comparison in COMPARISONS:
+            rows += comparison_effects(context, comparison, languages)
+    families = _adjust(rows)
+    effects = pd.DataFrame([{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS))
+    notes = pd.DataFrame(
+        [
+            {
+                "table": "effects", "model": row.model, "prompt": row.prompt, "effect": row.effect, "method": row.method,
+                "holm_family": families[(row.model, row.prompt)] if np.isfinite(row.p_value) else "", "note": "; ".join(row.notes),
+            }
+            for row in rows
+        ],
+        columns=list(NOTES_COLUMNS),
+    )
+    return effects, notes
+
+
+ALIGNMENT_CELLS = (("base", "direct"), ("ft", "direct"), ("base", "cot"))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A point of the across-model correlations: one model, over all its target
+    languages or over one of them."""
+
+    model: str
+    cells: ModelCells
+    codes: list[str]
+
+    def quantities(self, accuracy: np.ndarray) -> dict[str, np.ndarray]:
+        """Baseline and gains from cell accuracies (last axis)."""
+        cells, codes = self.cells, self.codes
+        return {
+            "baseline": accuracy[..., [cells.columns[("base", "direct", code)] for code in codes]].mean(axis=-1),
+            "ft_gain": accuracy @ cells.gain_weights(FT_DIRECT, codes),
+            "cot_gain": accuracy @ cells.gain_weights(COT, codes),
+            "ft_gain_norm": cells.normalised_gain(accuracy, FT_DIRECT, codes),
+            "cot_gain_norm": cells.normalised_gain(accuracy, COT, codes),
+        }
+
+
+ALIGNMENT_PAIRS = (
+    ("ft_gain", "cot_gain"),
+    ("ft_gain_norm", "cot_gain_norm"),
+    ("baseline", "ft_gain"),
+    ("baseline", "ft_gain_norm"),
+    ("baseline", "cot_gain"),
+    ("baseline", "cot_gain_norm"),
+)
+# Pairs that share a measurement (both gains subtract base/direct; a gain subtracts the
+# baseline), so item noise alone correlates them (regression to the mean): also
+# estimated with x and y measured on disjoint halves of the items, which that shared
+# noise cannot reach.
+SPLIT_PAIRS = (("ft_gain", "cot_gain"), ("baseline", "ft_gain"), ("baseline", "cot_gain"))
+
+
+def alignment_units(cells: dict[str, ModelCells], languages: dict[str, Language]) -> dict[str, list[Unit]]:
+    targets = [code for code, lang in languages.items() if lang.is_target]
+    units: dict[str, list[Unit]] = {"models": [], "model_language": []}
+    for model, model_cells in cells.items():
+        codes = [code for code in targets if all((*cell, code) in model_cells.columns for cell in ALIGNMENT_CELLS)]
+        if codes:
+            units["models"].append(Unit(model, model_cells, codes))
+            units["model_language"] += [Unit(model, model_cells, [code]) for code in codes]
+    return units
+
+
+def _stacked(members: list[Unit], accuracy_of) -> dict[str, np.ndarray]:
+    """Quantity -> array with the units on the last axis."""
+    per_unit = [unit.quantities(accuracy_of(unit)) for unit in members]
+    return {name: np.stack([q[name] for q in per_unit], axis=-1) for name in per_unit[0]}
+
+
+def _half_means(values: np.ndarray, counts: np.ndarray, half: np.ndarray) -> np.ndarray:
+    drawn = counts[:, half]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return drawn @ values[half] / drawn.sum(axis=1, keepdims=True)
+
+
+def _pair_correlation(tables, x: str, y: str, method: str, order=slice(None)) -> np.ndarray:
+    """corr(x, y) across units; from two half tables, the mean of corr(x on one half,
+    y on the other) over both assignments. `order` permutes the units of x."""
+    if isinstance(tables, tuple):
+        first, second = tables
+        return (correlation(first[x][..., order], second[y], method) + correlation(second[x][..., order], first[y], method)) / 2
+    return correlation(tables[x][..., order], tables[y], method)
+
+
+def alignment_table(cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Across models: does the fine-tuning gain go with the CoT gain, and with a weak
+    baseline? Per model (the study's unit; p from permuting the pairing of models,
+    exact up to 8 models) and per model x target language (more points, not
+    independent within a model; p from the item bootstrap). Intervals resample items."""
+    units = alignment_units(cells, languages)
+    n_models = len(units["models"])
+    n_items = resampling.counts.shape[1]
+    halves = (np.arange(n_items) % 2 == 0, np.arange(n_items) % 2 == 1)
+    rows, notes = [], []
+    for unit_name, members in units.items():
+        enough = len(members) >= 3
+        if enough:
+            estimates = _stacked(members, lambda unit: unit.cells.values.mean(axis=0))
+            draws = _stacked(members, lambda unit: resampling.means(unit.cells.values))
+            split_estimates = tuple(_stacked(members, lambda unit, h=h: unit.cells.values[h].mean(axis=0)) for h in halves)
+            split_draws = tuple(_stacked(members, lambda unit, h=h: _half_means(unit.cells.values, resampling.counts, h)) for h in halves)
+        orders, exact = unit_permutations(len(members), settings.seed) if unit_name == "models" and enough else (None, False)
+        p_method = (
+            f"permutation of the pairing across models ({'exact, all ' if exact else ''}{len(orders) if orders is not None else 0} orderings)"
+            if unit_name == "models"
+            else "item bootstrap (conditional on these models and languages: cells of one model are not independent)"
+        )
+        for pairs, split in ((ALIGNMENT_PAIRS, False), (SPLIT_PAIRS, True)):
+            for x, y in pairs:
+                for method in ("pearson", "spearman"):
+                    statistic = f"{method}:{x}~{y}:{unit_name}" + (":split_items" if split else "")
+                    row = {"statistic": statistic, "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "n_models": n_models}
+                    note = f"needs at least 3 points, has {len(members)}" if not enough else ""
+                    if enough:
+                        value = float(_pair_correlation(split_estimates if split else estimates, x, y, method))
+                        boot = _pair_correlation(split_draws if split else draws, x, y, method)
+                        row["estimate"] = value
+                        row["ci_low"], row["ci_high"] = resampling.interval(boot)
+                        if not np.isfinite(value):
+                            note = "a quantity does not vary across the points (or a headroom is zero): no correlation"
+                        elif orders is not None:
+                            row["p_value"] = permutation_p(value, _pair_correlation(split_estimates if split else estimates, x, y, method, orders), exact)
+                        else:
+                            row["p_value"] = bootstrap_p(boot)
+                    rows.append(row)
+                    method_text = f"{_interval_method(settings)}; p: {p_method}" + ("; x and y on disjoint halves of the items (even/odd positions), averaged over both assignments" if split else "")
+                    notes.append({"table": "alignment", "model": "", "prompt": "", "effect": statistic, "method": method_text, "holm_family": "", "note": note})
+    return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS)), pd.DataFrame(notes, columns=list(NOTES_COLUMNS))
+
+
+def gains_table(cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling) -> pd.DataFrame:
+    """Per model and language: each comparison's gain and its headroom-normalised form,
     with bootstrap intervals (for the report's per-language plots)."""
     rows = []
-    for model, matrix in matrices.items():
-        indices = bootstrap_indices(len(matrix), settings)
-        comparisons = [("ft_gain", p, Cell("ft", p), Cell("base", p)) for p in ("direct", "cot")] + [("cot_gain", "cot", BASE_COT, BASE_DIRECT)]
-        for code, lang in languages.items():
-            for name, prompt, after, before in comparisons:
-                values = per_item_gain(matrix, after, before, [code])
-                if values is None:
-                    continue
-                low, high = _interval(values[indices].mean(axis=1), settings.confidence)
+    for model, model_cells in cells.items():
+        accuracy, draws = model_cells.values.mean(axis=0), resampling.means(model_cells.values)
+        for comparison in COMPARISONS:
+            for code in model_cells.langs(comparison, languages):
+                weights = model_cells.gain_weights(comparison, [code])
+                low, high = resampling.interval(draws @ weights)
+                norm_low, norm_high = resampling.interval(model_cells.normalised_gain(draws, comparison, [code]))
+                lang = languages[code]
                 rows.append(
                     {
                         "model": model, "lang": code, "group": lang.group, "family": lang.family, "script": lang.script,
-                        "gain": name, "prompt": prompt, "before": float(per_item_accuracy(matrix, before, [code]).mean()),
-                        "estimate": float(values.mean()), "ci_low": low, "ci_high": high, "n_items": int(values.size),
+                        "gain": comparison.gain, "prompt": comparison.prompt,
+                        "before": float(accuracy[model_cells.columns[(*comparison.before, code)]]),
+                        "after": float(accuracy[model_cells.columns[(*comparison.after, code)]]),
+                        "estimate": float(accuracy @ weights), "ci_low": low, "ci_high": high,
+                        "normalised": float(model_cells.normalised_gain(accuracy, comparison, [code])),
+                        "normalised_ci_low": norm_low, "normalised_ci_high": norm_high, "n_items": model_cells.values.shape[0],
                     }
                 )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(GAINS_COLUMNS))
 
 
-def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """effects.csv, alignment.csv and gains.csv from item-level predictions."""
+@dataclass(frozen=True)
+class Comparisons:
+    effects: pd.DataFrame
+    alignment: pd.DataFrame
+    gains: pd.DataFrame
+    notes: pd.DataFrame
+
+
+def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings) -> Comparisons:
+    """effects.csv, alignment.csv, gains.csv and notes.csv from item-level predictions."""
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    matrices = correctness(items)
-    return (
-        effects_table(matrices, languages, settings),
-        alignment_table(matrices, languages, settings),
-        gains_table(matrices, languages, settings),
-    )
+    cells = correctness(items)
+    resampling = settings.resampling(next(iter(cells.values())).values.shape[0])
+    effects, effect_notes = effects_table(cells, languages, settings, resampling)
+    alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)
+    return Comparisons(effects, alignment, gains_table(cells, languages, settings, resampling), pd.concat([effect_notes, alignment_notes], ignore_index=True))
+
+
+def write_comparisons(comparisons: Comparisons, effects_out, alignment_out, gains_out, notes_out) -> None:
+    write_csv(comparisons.effects, effects_out)
+    write_csv(comparisons.alignment, alignment_out)
+    write_csv(comparisons.gains, gains_out)
+    write_csv(comparisons.notes, notes_out)

@@ -5,6 +5,7 @@ rule compare:
         effects=paths.EFFECTS,
         alignment=paths.ALIGNMENT,
         gains=paths.GAINS,
+        notes=paths.NOTES,
     params:
         study=study_config(),
     conda:

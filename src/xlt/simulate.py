@@ -1,0 +1,195 @@
+"""Predictions drawn with known true effects, to check that the statistics find what is
+there and nothing else (false-positive rate, power, interval coverage).
+
+Each item has a difficulty shared by its translations (items are parallel across
+languages) plus a translation-specific part, on the logit scale. A cell's intercept is
+solved so that its accuracy *averaged over items* is exactly the scenario's, so the
+true effects are known on the accuracy scale the statistics report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special
+
+from .errors import XltError
+from .languages import Language
+from .paths import PREDICTION_COLUMNS, PROMPTS, VARIANTS
+
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(64)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """True accuracies of one model. Fine-tuning adds `ft_gain` everywhere,
+    `related_advantage` more on related targets and `script_advantage` more on targets
+    written in the source's script; chain-of-thought adds `cot_gain`;
+    `language_gain_sd` gives every language its own fine-tuning gain on top."""
+
+    n_items: int = 200
+    baseline: float = 0.5
+    ft_gain: float = 0.05
+    related_advantage: float = 0.0
+    script_advantage: float = 0.0
+    cot_gain: float = 0.0
+    item_sd: float = 1.0
+    item_language_sd: float = 0.5
+    language_gain_sd: float = 0.0
+    unparsed_share: float = 0.2
+
+    def with_(self, **changes) -> "Scenario":
+        return replace(self, **changes)
+
+
+def cell_accuracy(scenario: Scenario, language: Language, source_script: str, variant: str, prompt: str, language_gain: float = 0.0) -> float:
+    accuracy = scenario.baseline
+    if variant == "ft":
+        accuracy += scenario.ft_gain + language_gain
+        if language.is_target:
+            accuracy += scenario.related_advantage * (language.group == "related") + scenario.script_advantage * (language.script == source_script)
+    if prompt == "cot":
+        accuracy += scenario.cot_gain
+    if not 0 < accuracy < 1:
+        raise XltError(f"scenario gives accuracy {accuracy:.3f} for {language.code} {variant}/{prompt}; it must lie strictly between 0 and 1")
+    return accuracy
+
+
+@lru_cache(maxsize=4096)
+def _intercept(accuracy: float, spread: float) -> float:
+    """Logit intercept whose accuracy averaged over N(0, spread) difficulties is `accuracy`."""
+    return optimize.brentq(lambda c: float(_WEIGHTS @ special.expit(c - spread * _NODES)) - accuracy, -30, 30, xtol=1e-12)
+
+
+def simulate_cells(scenario: Scenario, languages: dict[str, Language], rng: np.random.Generator, difficulty: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
+    """One model's items x cells matrix of 0/1 correctness and the (variant, prompt, lang)
+    of each column. `difficulty` (one per item) lets models share their items."""
+    n = scenario.n_items
+    if difficulty is None:
+        difficulty = rng.normal(0.0, scenario.item_sd, n)
+    spread = math.hypot(scenario.item_sd, scenario.item_language_sd)
+    source_script = next(language.script for language in languages.values() if language.group == "source")
+    columns, blocks = [], []
+    for code, language in languages.items():
+        translation = difficulty + rng.normal(0.0, scenario.item_language_sd, n)
+        language_gain = rng.normal(0.0, scenario.language_gain_sd) if scenario.language_gain_sd else 0.0
+        for variant in VARIANTS:
+            for prompt in PROMPTS:
+                intercept = _intercept(round(cell_accuracy(scenario, language, source_script, variant, prompt, language_gain), 12), spread)
+                blocks.append(rng.random(n) < special.expit(intercept - translation))
+                columns.append((variant, prompt, code))
+    return np.column_stack(blocks).astype(float), columns
+
+
+def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, Language], seed: int = 0) -> pd.DataFrame:
+    """Predictions in the contract's columns for every model, variant, prompt and
+    language; the models answer the same items (their difficulties are shared)."""
+    rng = np.random.default_rng(seed)
+    sizes = {scenario.n_items for scenario in scenarios.values()}
+    if len(sizes) != 1:
+        raise XltError("simulated models must share their items: give every scenario the same n_items")
+    n = sizes.pop()
+    difficulty = rng.normal(0.0, 1.0, n)
+    frames = []
+    for model, scenario in scenarios.items():
+        matrix, columns = simulate_cells(scenario, languages, rng, difficulty * scenario.item_sd)
+        answer = 1 + np.arange(n) % 4
+        for k, (variant, prompt, lang) in enumerate(columns):
+            correct = matrix[:, k].astype(bool)
+            wrong = 1 + (answer - 1 + rng.integers(1, 4, n)) % 4
+            unparsed = rng.random(n) < scenario.unparsed_share
+            choice = pd.array(np.where(correct, answer, wrong), dtype="Int64")
+            choice[~correct & unparsed] = pd.NA
+            letters = np.array(list("ABCD"))[np.asarray(choice.fillna(1), dtype=int) - 1]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "item_id": [f"item{i:05d}" for i in range(n)],
+                        "lang": lang,
+                        "model": model,
+                        "variant": variant,
+                        "prompt": prompt,
+                        "raw_output": np.where(choice.isna(), "I am not sure.", np.char.add("Answer: ", letters)),
+                        "parsed_choice": choice,
+                        "answer": answer,
+                        "correct": correct,
+                        "n_prompt_tokens": 150,
+                        "n_output_tokens": 60 if prompt == "cot" else 3,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True).loc[:, list(PREDICTION_COLUMNS)]
+
+
+def relatedness_trials(scenario: Scenario, languages: dict[str, Language], trials: int, settings, seed: int = 0) -> pd.DataFrame:
+    """The fine-tuning relatedness effect (direct prompt) of `trials` simulated studies
+    of one model, computed by the code that writes effects.csv: one row per trial
+    with estimate, ci_low, ci_high, p_value (item sign-flip) and equivalence_p. Trials share one bootstrap and sign-flip draw, which is
+    harmless: each trial's items are new."""
+    from .stats import FT_DIRECT, ModelCells, ModelContext, accuracy_effect
+
+    rng = np.random.default_rng(seed)
+    resampling = settings.resampling(scenario.n_items)
+    rows = []
+    for _ in range(trials):
+        matrix, columns = simulate_cells(scenario, languages, rng)
+        cells = ModelCells(matrix, {column: k for k, column in enumerate(columns)})
+        context = ModelContext.build("simulated", cells, resampling, settings)
+        groups = cells.groups(FT_DIRECT, languages)
+        row = accuracy_effect(context, "direct", "relatedness", cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"]))
+        rows.append({"estimate": row.estimate, "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value, "equivalence_p": row.equivalence_p})
+    return pd.DataFrame(rows)
+
+
+def operating_characteristics(languages: dict[str, Language], settings, trials: int, n_items: int = 200, base: Scenario = Scenario(), seed: int = 0) -> pd.DataFrame:
+    """False-positive rate and power of the relatedness test (item sign-flip), coverage
+    of its interval, and the TOST's false-equivalence rate at the margin and its power,
+    each with its Monte-Carlo standard error."""
+    alpha = 1 - settings.confidence
+    margin = settings.equivalence_margin
+    advantages = {"no effect": 0.0, "10-point advantage": 0.10, "advantage = margin": margin}
+    results = {
+        name: relatedness_trials(base.with_(n_items=n_items, related_advantage=advantage), languages, trials, settings, seed + k)
+        for k, (name, advantage) in enumerate(advantages.items())
+    }
+    covered = {name: (frame.ci_low <= advantages[name]) & (advantages[name] <= frame.ci_high) for name, frame in results.items()}
+    checks = [
+        ("false-positive rate (p < alpha)", "no effect", results["no effect"].p_value < alpha, f"<= {alpha:g}"),
+        ("power (p < alpha)", "10-point advantage", results["10-point advantage"].p_value < alpha, ">= 0.8"),
+        *((f"coverage of the {settings.confidence:.0%} interval", name, hits, f"~ {settings.confidence:g}") for name, hits in covered.items()),
+        ("false equivalence (TOST p < alpha)", "advantage = margin", results["advantage = margin"].equivalence_p < alpha, f"<= {alpha:g}"),
+        ("equivalence power (TOST p < alpha)", "no effect", results["no effect"].equivalence_p < alpha, ""),
+    ]
+    rows = []
+    for check, scenario, hits, target in checks:
+        rate = float(np.mean(hits))
+        rows.append({"check": check, "scenario": scenario, "n_items": n_items, "trials": trials, "rate": rate, "mc_se": math.sqrt(rate * (1 - rate) / trials), "target": target})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the operating characteristics as a markdown table (for the README)."""
+    import argparse
+
+    from .config import load_config
+    from .languages import language_table
+    from .stats import StatsSettings
+
+    parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
+    parser.add_argument("--config", default="config/config.yaml", help="study config: its languages and stats settings")
+    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=200, help="items per language")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    table = operating_characteristics(language_table(config), StatsSettings.from_config(config["stats"]), args.trials, args.items, seed=args.seed)
+    print(table.to_markdown(index=False, floatfmt=".4f"))
+
+
+if __name__ == "__main__":
+    main()

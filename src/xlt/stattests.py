@@ -1,0 +1,261 @@
+"""Tests and intervals for item-paired accuracy data, free of the study's vocabulary.
+
+Every quantity here is computed from an items x cells matrix of 0/1 correctness,
+where the cells of one item (its languages, variants and prompts) belong together:
+items are parallel translations, so resampling and randomization act on whole items.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+SIGN_FLIPS = 10_000
+PERMUTATIONS = 20_000
+POWER = 0.80
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """Shared randomness of one comparison: `counts[b, i]` is how often item i is drawn
+    in bootstrap resample b (one matrix for every model and effect, so all are paired),
+    and `signs` the item-level sign flips of the randomization tests."""
+
+    counts: np.ndarray
+    signs: np.ndarray
+    confidence: float
+    seed: int
+
+    @classmethod
+    def draw(cls, n_items: int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS) -> "Resampling":
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=samples).astype(float)
+        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(flips, n_items))
+        return cls(counts, signs, confidence, seed)
+
+    def interval(self, draws: np.ndarray) -> tuple[float, float]:
+        """Expanded percentile interval of bootstrap draws of a statistic of the items."""
+        return percentile_interval(draws, expanded_confidence(self.confidence, self.counts.shape[1]))
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """Bootstrap draws of the column means of an items x columns array (resamples x
+        columns), as one matrix product."""
+        return self.counts @ values / self.counts.shape[1]
+
+
+def expanded_confidence(confidence: float, n_items: int) -> float:
+    """Coverage to ask of the bootstrap percentiles so that the interval has about
+    `confidence`: the percentile interval is as narrow as a z-interval with the
+    divide-by-n spread, too narrow for few items. Hesterberg's expanded percentile
+    interval widens it to match t(n-1) with the divide-by-(n-1) spread; for hundreds
+    of items the change is negligible."""
+    if n_items < 2:
+        return confidence
+    alpha = 1 - confidence
+    z = math.sqrt(n_items / (n_items - 1)) * stats.t.ppf(1 - alpha / 2, n_items - 1)
+    return float(1 - 2 * stats.norm.sf(z))
+
+
+def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval over the defined draws (NaN draws are resamples in which the
+    statistic does not exist, e.g. a headroom of zero)."""
+    finite = draws[np.isfinite(draws)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    return float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))
+
+
+def bootstrap_p(draws: np.ndarray) -> float:
+    """Two-sided p-value from inverting the percentile interval: twice the smaller share
+    of draws on either side of zero."""
+    finite = draws[np.isfinite(draws)]
+    if finite.size == 0:
+        return math.nan
+    below, above = np.sum(finite <= 0), np.sum(finite >= 0)
+    return float(min(1.0, 2 * (1 + min(below, above)) / (finite.size + 1)))
+
+
+def sign_flip_p(values: np.ndarray, signs: np.ndarray) -> float:
+    """Two-sided randomization p-value of a paired mean: with no effect, swapping the two
+    conditions within an item flips the sign of its difference."""
+    observed = abs(float(values.mean()))
+    null = np.abs(signs @ values.astype(np.float32)) / values.size
+    return float((1 + np.sum(null >= observed - 1e-9)) / (signs.shape[0] + 1))
+
+
+def relabelling_p(values: np.ndarray, k: int, seed: int, limit: int = PERMUTATIONS) -> tuple[float, int, bool]:
+    """Two-sided permutation p-value of mean(values[first k]) - mean(values[rest]) over
+    relabellings of which k units form the first group: all of them when there are at
+    most `limit` (exact), else `limit` random ones. Returns (p, relabellings, exact)."""
+    units = values.size
+    total = math.comb(units, k)
+    observed = abs(values[:k].mean() - values[k:].mean())
+    if total <= limit:
+        chosen = np.zeros((total, units), dtype=bool)
+        for row, combination in enumerate(itertools.combinations(range(units), k)):
+            chosen[row, list(combination)] = True
+        exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        chosen = np.argsort(rng.random((limit, units)), axis=1) < k
+        exact = False
+    null = np.abs((chosen @ values) / k - ((~chosen) @ values) / (units - k))
+    extreme = int(np.sum(null >= observed - 1e-12))
+    p = extreme / total if exact else (1 + extreme) / (limit + 1)
+    return float(p), int(chosen.shape[0]), exact
+
+
+def mcnemar_p(before: np.ndarray, after: np.ndarray) -> float:
+    """Exact McNemar test of paired 0/1 outcomes (binomial on the discordant pairs)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    table = np.array(
+        [
+            [np.sum((before == 1) & (after == 1)), np.sum((before == 1) & (after == 0))],
+            [np.sum((before == 0) & (after == 1)), np.sum((before == 0) & (after == 0))],
+        ]
+    )
+    return float(mcnemar(table, exact=True).pvalue)
+
+
+def _el_log_ratio(values: np.ndarray, mu: float, low: float, high: float) -> float:
+    """-2 log empirical likelihood ratio for "the mean is mu", over distributions on the
+    observed values plus the end of the scale [low, high] beyond mu.
+
+    Admitting that end as a support point is what keeps a sample without variation from
+    looking certain: n identical differences are also what a true mean of mu would
+    produce with probability about (1 - |mu|/|end|)^n, and the ratio says so."""
+    n, mean = values.size, float(values.mean())
+    if mu == mean:
+        return 0.0
+    end = high if mu > mean else low
+    gap = end - values
+    if np.all(gap * (end - mu) > 0):
+        # The constrained optimum in closed form when it puts mass on the end: weight
+        # (end - mu) / (n (end - x_i)) on each observation, the rest (if any) on the end.
+        weights = (end - mu) / gap
+        if weights.sum() <= n:
+            return float(-2 * np.sum(np.log(weights)))
+    z = values - mu
+    low_lambda, high_lambda = -1 / z.max(), -1 / z.min()
+    shrink = 1e-10 * (high_lambda - low_lambda)
+    lam = optimize.brentq(lambda t: np.sum(z / (1 + t * z)), low_lambda + shrink, high_lambda - shrink, xtol=1e-14)
+    return float(2 * np.sum(np.log1p(lam * z)))
+
+
+def equivalence_p(values: np.ndarray, margin: float, low: float, high: float) -> float:
+    """TOST p-value for |mean| < margin: the larger of the one-sided empirical likelihood
+    p-values against mean >= margin and against mean <= -margin, the per-item values
+    lying in [low, high]. Equivalence at level a is the (1 - 2a) interval inside the
+    margins."""
+    mean = float(values.mean())
+    p = []
+    for mu in (margin, -margin):
+        if not low < mu < high:
+            p.append(0.0)  # the scale cannot reach beyond this margin
+            continue
+        root = math.sqrt(max(_el_log_ratio(values, mu, low, high), 0.0))
+        signed = root if mean > mu else -root
+        # Against mean >= +margin, small when the mean lies well below it; against
+        # mean <= -margin, small when it lies well above.
+        p.append(float(stats.norm.cdf(signed) if mu > 0 else stats.norm.sf(signed)))
+    return max(p)
+
+
+def minimum_detectable_effect(values: np.ndarray, confidence: float, power: float = POWER) -> float:
+    """The paired mean difference a two-sided test at level 1 - confidence detects with
+    the given power, for the item-level spread of `values` (normal approximation)."""
+    spread = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    if spread == 0:
+        return math.nan
+    z = stats.norm.ppf(1 - (1 - confidence) / 2) + stats.norm.ppf(power)
+    return float(z * spread / math.sqrt(values.size))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values over the finite entries (NaN stays NaN)."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = multipletests(p[finite], method="holm")[1]
+    return adjusted.tolist()
+
+
+def correlation(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    """Pearson or Spearman correlation along the last axis (any leading shape)."""
+    if method == "spearman":
+        x, y = stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1)
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    denominator = np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (x * y).sum(axis=-1) / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def unit_permutations(units: int, seed: int, limit: int = PERMUTATIONS) -> tuple[np.ndarray, bool]:
+    """Orderings of `units` for a pairing permutation test: every one when there are at
+    most `limit` (exact), else `limit` random ones with the identity first."""
+    if math.factorial(units) <= limit:
+        return np.array(list(itertools.permutations(range(units)))), True
+    rng = np.random.default_rng(seed)
+    orders = np.argsort(rng.random((limit, units)), axis=1)
+    orders[0] = np.arange(units)
+    return orders, False
+
+
+def permutation_p(observed: float, null: np.ndarray, exact: bool) -> float:
+    """Two-sided p from a permutation distribution that includes the observed pairing."""
+    if not np.isfinite(observed):
+        return math.nan
+    null = null[np.isfinite(null)]
+    extreme = np.sum(np.abs(null) >= abs(observed) - 1e-12)
+    return float(extreme / null.size) if exact else float((extreme + 1) / (null.size + 1))
+
+
+@dataclass(frozen=True)
+class LogitInteraction:
+    """Interaction coefficients (log odds ratios) of a clustered logistic model, or the
+    reason there are none."""
+
+    estimates: dict[str, tuple[float, float, float, float]]  # term -> estimate, low, high, p
+    note: str = ""
+
+
+def gee_interactions(frame, formula: str, terms: list[str], cluster: str, confidence: float) -> LogitInteraction:
+    """Fit a binomial GEE (independence working correlation, robust standard errors
+    clustered by `cluster`) and return the named coefficients. Cells without both
+    outcomes have no finite log odds; the caller checks them, and a fit that still
+    fails or does not converge gives NaN with the reason."""
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
+    empty = {term: (math.nan,) * 4 for term in terms}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            model = smf.gee(formula, groups=cluster, data=frame, family=sm.families.Binomial(), cov_struct=sm.cov_struct.Independence())
+            # Logistic GEE converges from zero; the default start (a full GLM fit) costs
+            # ten times the GEE itself.
+            result = model.fit(maxiter=100, start_params=np.zeros(len(model.exog_names)))
+        except (ConvergenceWarning, PerfectSeparationWarning, np.linalg.LinAlgError, ValueError) as error:
+            return LogitInteraction(empty, f"GEE fit failed: {str(error).splitlines()[0]}")
+        intervals = result.conf_int(alpha=1 - confidence)
+        out = {}
+        for term in terms:
+            estimate, se = float(result.params[term]), float(result.bse[term])
+            if not (np.isfinite(estimate) and np.isfinite(se)) or se < 1e-8:
+                return LogitInteraction(empty, f"GEE gave no usable standard error for {term}")
+            out[term] = (estimate, float(intervals.loc[term, 0]), float(intervals.loc[term, 1]), float(result.pvalues[term]))
+    return LogitInteraction(out)

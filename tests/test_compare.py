@@ -1,0 +1,124 @@
+"""`xlt compare` on predictions made elsewhere: any tree in the contract's layout and
+columns works; a malformed file is rejected with its path and column."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from xlt.cli import main
+from xlt.languages import language_table
+from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
+from xlt.simulate import Scenario, simulate_predictions
+from xlt.stats import NOTES_COLUMNS
+
+CONFIG = {
+    "languages": {
+        "arb_Arab": {"family": "Semitic", "script": "Arab"},
+        "heb_Hebr": {"family": "Semitic", "script": "Hebr"},
+        "mlt_Latn": {"family": "Semitic", "script": "Latn"},
+        "eng_Latn": {"family": "Indo-European", "script": "Latn"},
+        "pes_Arab": {"family": "Indo-European", "script": "Arab"},
+    },
+    "source_language": "arb_Arab",
+    "related_families": ["Semitic"],
+    "stats": {"bootstrap_samples": 300},
+}
+
+
+def write_foreign_tree(root, frame):
+    """As another tool might: integer item ids, float choices with NaN, 0/1 correctness,
+    the answer as text, columns in another order and one extra."""
+    for (model, variant, prompt, lang), rows in frame.groupby(["model", "variant", "prompt", "lang"]):
+        path = root / model / variant / prompt / f"{lang}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.table(
+            {
+                "logprob": np.zeros(len(rows)),
+                "correct": rows["correct"].astype(int).to_numpy(),
+                "item_id": rows["item_id"].str.removeprefix("item").astype(int).to_numpy(),
+                "lang": rows["lang"].to_numpy(),
+                "model": rows["model"].to_numpy(),
+                "variant": rows["variant"].to_numpy(),
+                "prompt": rows["prompt"].to_numpy(),
+                "raw_output": rows["raw_output"].to_numpy(),
+                "parsed_choice": rows["parsed_choice"].astype("float").to_numpy(),
+                "answer": rows["answer"].astype(str).to_numpy(),
+                "n_prompt_tokens": rows["n_prompt_tokens"].to_numpy(),
+                "n_output_tokens": rows["n_output_tokens"].to_numpy(),
+            }
+        )
+        pq.write_table(table, path)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    scenarios = {model: Scenario(n_items=50, baseline=0.35 + 0.1 * k, ft_gain=0.2 - 0.05 * k, cot_gain=0.1) for k, model in enumerate(("m1", "m2", "m3"))}
+    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=3)
+    write_foreign_tree(tmp_path / "predictions", frame)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
+    return tmp_path / "predictions", config
+
+
+def run(tree, out):
+    root, config = tree
+    return main(["compare", "--predictions", str(root), "--config", str(config), "--out", str(out)])
+
+
+def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
+    assert run(tree, tmp_path / "stats") == 0
+    effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
+    alignment = pd.read_csv(tmp_path / "stats" / "alignment.csv")
+    notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
+    assert list(effects.columns) == list(EFFECTS_COLUMNS)
+    assert list(alignment.columns) == list(ALIGNMENT_COLUMNS)
+    assert list(notes.columns) == list(NOTES_COLUMNS)
+    assert set(effects["model"]) == {"m1", "m2", "m3"}
+    assert {"relatedness", "cot_relatedness", "same_family", "same_script", "relatedness_gee", "relatedness_mde"} <= set(effects["effect"])
+    assert effects["estimate"].notna().all()
+    assert alignment["estimate"].notna().all() and (alignment["n_models"] == 3).all()
+    # Every gap in a table has its reason in notes.csv.
+    assert len(notes) == len(effects) + len(alignment)
+
+
+def test_compare_reads_a_tree_with_missing_cells(tree, tmp_path):
+    root, _ = tree
+    for path in (root / "m3" / "base" / "cot").glob("*.parquet"):
+        path.unlink()
+    assert run(tree, tmp_path / "stats") == 0
+    effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
+    assert "cot_relatedness" not in set(effects[effects.model == "m3"]["effect"])
+    assert "relatedness" in set(effects[(effects.model == "m3") & (effects.prompt == "direct")]["effect"])
+    alignment = pd.read_csv(tmp_path / "stats" / "alignment.csv")
+    assert (alignment["n_models"] == 2).all() and alignment["estimate"].isna().any()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: f.drop(columns=["raw_output"]), "missing column raw_output"),
+        (lambda f: f.assign(parsed_choice=7.0), "column parsed_choice, row 1: 7.0; allowed: 1-4 or null"),
+        (lambda f: f.assign(correct=1 - f["correct"]), "column correct, row 1"),
+        (lambda f: f.assign(item_id=[None] + list(f["item_id"][1:])), "column item_id, row 1: empty"),
+        (lambda f: f.assign(answer="E"), "column answer, row 1: 'E'; allowed: 1-4"),
+    ],
+)
+def test_compare_names_the_file_and_column_at_fault(tree, tmp_path, capsys, damage, message):
+    root, _ = tree
+    path = root / "m2" / "ft" / "cot" / "heb_Hebr.parquet"
+    damage(pd.read_parquet(path)).to_parquet(path)
+    assert run(tree, tmp_path / "stats") == 2
+    assert f"{path}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "stats" / "effects.csv").exists()
+
+
+def test_compare_names_an_unreadable_file(tree, tmp_path, capsys):
+    root, _ = tree
+    path = root / "m1" / "base" / "direct" / "eng_Latn.parquet"
+    path.write_text("item_id,correct\n1,true\n")
+    assert run(tree, tmp_path / "stats") == 2
+    assert f"{path}: not a readable parquet file" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# resolve(): scriptdir can read ".../workflow/rules/../scripts", whose lexical parents miss src/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from xlt.stages import log_to, predict
 

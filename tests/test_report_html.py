@@ -2,7 +2,7 @@
 Chromium (Debian's /usr/bin/chromium): the report's own JavaScript shows every item the
 way its view buttons do, and every plot must come out as a decoded image and every
 table as a framed page. A screenshot of the report showing the accuracy heatmap is
-kept; its path is printed (pytest -rP shows it)."""
+kept; its path is printed to the terminal."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def report_results(report_html: str) -> dict:
     return json.loads(found.group(1))
 
 
-def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_path):
+def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_path, capsys):
     workdir, configfile = tiny_study
     config = yaml.safe_load(configfile.read_text())
     report = workdir / "results" / "report.html"
@@ -127,4 +127,5 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
     screenshot = tmp_path / "report.png"
     chromium(checked, tmp_path / "profile", f"--screenshot={screenshot}")
     assert screenshot.stat().st_size > 10_000
-    print(f"screenshot of the report showing the accuracy heatmap: {screenshot}")
+    with capsys.disabled():
+        print(f"\nscreenshot of the report showing the accuracy heatmap: {screenshot}")

@@ -121,9 +121,9 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
         ax.spines[:].set_visible(False)
         if row == 0:
             # Group names over their columns, then the variant over the panel.
-            spans = [(groups.index(group), len(groups) - groups[::-1].index(group) - 1) for group in dict.fromkeys(groups)]
+            centres = {group: np.mean([k for k, g in enumerate(groups) if g == group]) for group in dict.fromkeys(groups)}
             top = ax.secondary_xaxis("top")
-            top.set_xticks([(first + last) / 2 for first, last in spans], labels=list(dict.fromkeys(groups)), fontsize=8, style="italic")
+            top.set_xticks(list(centres.values()), labels=list(centres), fontsize=8, style="italic")
             top.tick_params(length=0)
             top.spines[:].set_visible(False)
             ax.set_title(VARIANT_NAMES[variant], fontweight="bold")
@@ -159,7 +159,7 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
     for ax, (title, prompt, prefix, difference) in zip(axes[0], panels):
         rows = effects[effects["prompt"] == prompt].set_index(["model", "effect"])
         names = {"source": f"{prefix}_source", "related": f"{prefix}_related", "control": f"{prefix}_control", "difference": difference}
-        ax.axvspan(-margin, margin, color="0.88", lw=0, label=f"±{100 * margin:.0f}-point equivalence margin")
+        band = ax.axvspan(-margin, margin, color="0.88", lw=0, label=f"±{100 * margin:.0f}-point equivalence margin")
         ax.axvline(0, color="black", lw=0.8)
         for k, (series, label) in enumerate(GAIN_SERIES):
             keys = [(model, names[series]) for model in models]
@@ -178,7 +178,7 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
                 lw=1,
                 label=label,
             )
-        handles.setdefault("margin", ax.patches[0])
+        handles.setdefault("margin", band)
         ax.set_title(title, loc="left")
         _points_axis(ax.xaxis)
         ax.grid(axis="x", color="0.9", lw=0.6)

@@ -134,10 +134,10 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
             ax.set_ylabel(f"{PROMPT_NAMES[prompt]} prompt", rotation=270, labelpad=12, fontweight="bold")
     axes[0, 0].set_yticks(range(len(models)), labels=models)
     bar = figure.colorbar(image, ax=axes, shrink=0.8, label=f"{label} (%)", pad=0.01, aspect=30)
-    bar.ax.yaxis.set_major_formatter(lambda value, _: f"{100 * value:.0f}")
+    bar.set_ticks(sorted({0.0, 0.25, 0.5, 0.75, 1.0} | ({chance} if chance is not None else set())))
+    bar.ax.yaxis.set_major_formatter(lambda value, _: f"{100 * value:.0f}" + (" chance" if chance is not None and np.isclose(value, chance) else ""))
     if chance is not None:
         bar.ax.axhline(chance, color="white", lw=2)
-        bar.ax.text(-0.3, chance, "chance", transform=bar.ax.get_yaxis_transform(), ha="right", va="center", fontsize=7)
     return figure
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from snakemake_runs import snakemake_command
+from xlt.paths import REPORT
 from xlt.report import PLOTS, TABLES
 
 CHROMIUM = shutil.which("chromium")
@@ -95,11 +96,11 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
     snakemake_command(repo / "Snakefile", workdir, configfile, "--report", str(report))
     source = report.read_text(encoding="utf-8")
     results = report_results(source)
-    expected = {f"results/report/{name}" for name in (*PLOTS.values(), *TABLES.values(), "summary.md")}
+    expected = {f"{REPORT}/{name}" for name in (*PLOTS.values(), *TABLES.values(), "summary.md")}
     assert set(results) == expected
     assert all(entry["caption"].strip() for entry in results.values()), "every item has a caption"
 
-    accuracy_plot = f"results/report/{PLOTS['accuracy']}"
+    accuracy_plot = f"{REPORT}/{PLOTS['accuracy']}"
     checked = tmp_path / "report_checked.html"
     script = f"<script>const SHOW_LAST = {json.dumps(accuracy_plot)};{CHECK_SCRIPT}</script>"
     at = source.rindex("</body>")
@@ -112,15 +113,15 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
     by_path = {item["path"]: item for item in seen if "path" in item}
 
     for name in PLOTS.values():
-        item = by_path[f"results/report/{name}"]
+        item = by_path[f"{REPORT}/{name}"]
         assert item["content"] == "img" and item["complete"], item
         assert item["naturalWidth"] > 400 and item["shownWidth"] > 400, item
     for name in TABLES.values():
-        item = by_path[f"results/report/{name}"]
+        item = by_path[f"{REPORT}/{name}"]
         assert item["content"] == "html" and item["framed"], item
-        page = base64.b64decode(results[f"results/report/{name}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
+        page = base64.b64decode(results[f"{REPORT}/{name}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
         assert "<table" in page, name
-    verdicts = base64.b64decode(results[f"results/report/{TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
+    verdicts = base64.b64decode(results[f"{REPORT}/{TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
     assert verdicts.count("<li>") == 2 * len(config["models"])
     assert [item["download"] for item in seen if "download" in item] == ["summary.md"]
 

@@ -25,6 +25,9 @@ include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 
+# Run where snakemake runs, not as cluster jobs: each takes seconds to a minute without a
+# GPU, less than a queue wait, and prepare_data may need the network that login nodes
+# have and compute nodes often lack. Model jobs go to the cluster with config resources.
 localrules:
     all,
     prepare_data,

@@ -40,3 +40,15 @@ def study_config(repo) -> dict:
     from xlt.config import load_config
 
     return load_config(repo / "config" / "config.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_study(repo, tiny_models, tmp_path_factory) -> tuple[Path, Path]:
+    """(workdir, configfile) of one complete run of the workflow on the test config.
+    Tests only read it or plan against it (dry runs), so they can share it."""
+    from snakemake_runs import run_snakemake, write_test_config
+
+    workdir = tmp_path_factory.mktemp("study")
+    configfile = write_test_config(repo, workdir, tiny_models)
+    run_snakemake(repo, workdir, configfile)
+    return workdir, configfile

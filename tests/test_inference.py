@@ -167,7 +167,7 @@ class _FakeVllm:
         self.lora_module = types.SimpleNamespace(LoRARequest=lambda name, number, path: (name, number, path))
 
 
-def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monkeypatch, study_config):
+def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monkeypatch, study_config, tmp_path):
     from xlt.inference.vllm import generate_vllm
 
     spec, tokenizer, _ = loaded(prepared_tiny, "tiny-dense")
@@ -179,14 +179,17 @@ def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monke
     monkeypatch.setitem(sys.modules, "vllm.lora.request", fake.lora_module)
     entry = json.loads(json.dumps(study_config["models"]["smollm2-135m"]))
     entry["inference"].update(backend="vllm", tensor_parallel_size=4)
-    generations = generate_vllm(spec, str(prepared_tiny["tiny-dense"]), "/adapters/tiny", entry, tokenizer, requests, 96)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 12}))
+    generations = generate_vllm(spec, str(prepared_tiny["tiny-dense"]), str(adapter), entry, tokenizer, requests, 96)
 
     engine = fake.calls["engine"]
     assert engine["tensor_parallel_size"] == 4 and engine["enable_prefix_caching"] and engine["enable_lora"]
-    assert engine["max_lora_rank"] == entry["finetune"]["lora"]["r"]
+    assert engine["max_lora_rank"] == 12
     assert fake.calls["prompts"] == [{"prompt_token_ids": r.input_ids} for r in requests]
     assert fake.calls["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}
-    assert fake.calls["lora"] == ("tiny-dense-ft", 1, "/adapters/tiny")
+    assert fake.calls["lora"] == ("tiny-dense-ft", 1, str(adapter))
     text, count = generations[0]
     assert text == " so the answer is here.\nAnswer: C."
     assert count == len(tokenizer.encode(text, add_special_tokens=False))

@@ -4,56 +4,26 @@ columns, then a second run that schedules nothing."""
 
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
 
+from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
 from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, PREDICTION_COLUMNS
+from xlt.report import PLOTS, TABLES
 
 VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot")
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 
-def run_snakemake(repo: Path, workdir: Path, configfile: Path, cores: int = 2, dryrun: bool = False) -> list[str]:
-    """Run (or plan) the workflow; returns the outputs of the jobs it scheduled."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
-
-    scheduled: list[str] = []
-    with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(cores=cores),
-            config_settings=ConfigSettings(configfiles=[configfile]),
-            snakefile=repo / "Snakefile",
-            workdir=workdir,
-        )
-        dag = workflow.dag(dag_settings=DAGSettings())
-        dag.execute_workflow(executor="dryrun" if dryrun else "local", execution_settings=ExecutionSettings(), updated_files=scheduled)
-    return scheduled
-
-
-def write_test_config(repo: Path, workdir: Path, tiny_models: dict[str, Path]) -> Path:
-    """The repo's .test config with its relative paths made absolute for `workdir`."""
-    config = yaml.safe_load((repo / ".test" / "config" / "config.yaml").read_text())
-    config["data"]["fixture_dir"] = str(repo / config["data"]["fixture_dir"])
-    config["prompts"]["templates"] = str(repo / config["prompts"]["templates"])
-    for name, entry in config["models"].items():
-        entry["path"] = str(tiny_models[name])
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_models, tmp_path):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    configfile = write_test_config(repo, workdir, tiny_models)
+def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
+    workdir, configfile = tiny_study
     config = yaml.safe_load(configfile.read_text())
     langs, models = list(config["languages"]), list(config["models"])
-
-    run_snakemake(repo, workdir, configfile)
 
     results = workdir / "results"
     for lang in langs:
@@ -84,8 +54,43 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_models, tmp_p
     assert list(pd.read_csv(results / "stats" / "alignment.csv").columns) == list(ALIGNMENT_COLUMNS)
     report = results / "report"
     assert "## Verdicts" in (report / "summary.md").read_text()
-    for png in ("accuracy.png", "parse_rate.png", "gains_by_group.png", "ft_vs_cot_gain.png"):
+    for png in PLOTS.values():
         assert (report / png).read_bytes()[:4] == b"\x89PNG"
-    assert (workdir / "logs" / "predict" / models[0] / "ft" / "cot.log").is_file()
+    for page in TABLES.values():
+        assert "<table" in (report / page).read_text()
+    assert {path.name for path in report.iterdir()} == {"summary.md", *PLOTS.values(), *TABLES.values()}
+    # One log per job, named after the job's wildcards.
+    logs = {str(path.relative_to(workdir / "logs")) for path in (workdir / "logs").rglob("*.log")}
+    assert logs == {
+        "prepare_data.log", "score.log", "compare.log", "report.log",
+        *(f"prepare_model/{model}.log" for model in models),
+        *(f"finetune/{model}.log" for model in models),
+        *(f"predict/{model}/{variant}/{prompt}.log" for model in models for variant in VARIANTS for prompt in PROMPTS),
+    }
 
     assert run_snakemake(repo, workdir, configfile, dryrun=True) == []
+
+
+def test_rule_graph_picture_matches_the_workflow(repo, tiny_study):
+    """workflow/report/rulegraph.svg (in the README) is `snakemake --rulegraph | dot -Tsvg`."""
+    workdir, configfile = tiny_study
+    edges = rule_graph(snakemake_command(repo / "Snakefile", workdir, configfile, "--rulegraph"))
+    assert ("finetune", "predict") in edges and ("report", "all") in edges
+    assert rule_graph_of_svg(repo / "workflow" / "report" / "rulegraph.svg") == edges, (
+        "redraw it: snakemake --rulegraph | dot -Tsvg > workflow/report/rulegraph.svg"
+    )
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in SCRIPTS.glob("*.py")))
+def test_scripts_put_this_checkouts_src_first(repo, script):
+    """Snakemake hands a script its folder as the rule file's relative path
+    (workflow/rules/../scripts); the script must still find this checkout's src, not an
+    xlt installed from another checkout."""
+    source = (SCRIPTS / script).read_text()
+    setup = source.split("\nfrom xlt")[0]
+    saved = list(sys.path)
+    try:
+        exec(setup, {"snakemake": SimpleNamespace(scriptdir=str(repo / "workflow" / "rules" / ".." / "scripts"))})
+        assert Path(sys.path[0]) == repo / "src"
+    finally:
+        sys.path[:] = saved

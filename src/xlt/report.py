@@ -1,24 +1,44 @@
-"""The report: markdown tables, PNG plots and a plain-language verdict per model."""
+"""The report: markdown tables, PNG plots, HTML tables for `snakemake --report`, and a
+plain-language verdict per model."""
 
 from __future__ import annotations
 
+import itertools
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path, write_text
-from .languages import Language
+from .languages import GROUPS, Language
 from .verdict import verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
-CELL_COLORS = {("base", "direct"): "#9ecae1", ("ft", "direct"): "#2171b5", ("base", "cot"): "#fdae6b", ("ft", "cot"): "#d94801"}
-GROUP_EFFECTS = ["ft_gain_source", "ft_gain_related", "ft_gain_control", "relatedness"]
+VARIANT_NAMES = {"base": "base model", "ft": "fine-tuned"}
+PROMPT_NAMES = {"direct": "direct", "cot": "CoT"}
+# Okabe & Ito's palette and distinct marker shapes: series stay apart under the common
+# colour-vision deficiencies and in greyscale print. Yellow, the faintest on paper, last.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+# (title, prompt of the effects rows, their name prefix, the difference in differences)
+GAIN_PANELS = (
+    ("fine-tuning gain, direct", "direct", "ft_gain", "relatedness"),
+    ("fine-tuning gain, CoT", "cot", "ft_gain", "relatedness"),
+    ("CoT gain, base model", "cot", "cot_gain", "cot_relatedness"),
+)
+GAIN_SERIES = (("source", "source language"), ("related", "related targets"), ("control", "controls"), ("difference", "related − control"))
 PLOTS = {
     "accuracy": "accuracy.png",
     "parse_rate": "parse_rate.png",
     "gains": "gains_by_group.png",
     "alignment": "ft_vs_cot_gain.png",
+}
+TABLES = {
+    "verdicts": "verdicts.html",
+    "accuracy": "accuracy.html",
+    "effects": "effects.html",
+    "alignment": "alignment.html",
 }
 
 
@@ -28,103 +48,224 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 150})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.labelsize": 9,
+            "legend.fontsize": 8,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "savefig.dpi": 200,
+        }
+    )
     return plt
 
 
 def _save(figure, path: Path) -> None:
+    plt = _pyplot()
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", bbox_inches="tight")
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+
+
+def _points_axis(axis) -> None:
+    """Differences of shares, labelled in signed percentage points."""
+    axis.set_major_formatter(lambda value, _: f"{100 * value:+.0f}".replace("-", "−") if round(100 * value) else "0")
+
+
+def _text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of this colour."""
+    red, green, blue = rgba[:3]
+    return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.4 else "white"
+
+
+def language_order(languages: dict[str, Language], present) -> list[str]:
+    """Source, then related targets, then controls, each in config order."""
+    present = set(present)
+    return [code for group in GROUPS for code, lang in languages.items() if lang.group == group and code in present]
+
+
+def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column: str, label: str, chance: float | None):
+    """Heatmap of `column` (a share, 0-1), model x language, in a 2 x 2 grid of panels:
+    base and fine-tuned side by side, direct above CoT. Every cell prints its value, so
+    the colour is never the only reading. Wider than tall, so the report shows it whole."""
+    plt = _pyplot()
+    models = sorted(accuracy["model"].unique())
+    order = language_order(languages, accuracy["lang"])
+    variants = list(dict.fromkeys(variant for variant, _ in CELLS))
+    prompts = list(dict.fromkeys(prompt for _, prompt in CELLS))
+    panel_width, panel_height = 0.32 * len(order) + 0.1, 0.27 * len(models) + 0.1
+    figure, axes = plt.subplots(
+        len(prompts),
+        len(variants),
+        figsize=(max(5.0, 2.3 + len(variants) * panel_width), 1.8 + len(prompts) * (panel_height + 0.3)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    cmap = plt.get_cmap("cividis")
+    groups = [languages[code].group for code in order]
+    boundaries = [k for k in range(1, len(order)) if groups[k] != groups[k - 1]]
+    for (row, prompt), (col, variant) in itertools.product(enumerate(prompts), enumerate(variants)):
+        ax = axes[row, col]
+        cell = accuracy[(accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)]
+        grid = cell.pivot(index="model", columns="lang", values=column).reindex(index=models, columns=order).to_numpy(float)
+        image = ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            text, colour = ("–", "black") if np.isnan(value) else (f"{100 * value:.0f}", _text_colour(cmap(value)))
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+        for k in boundaries:
+            ax.axvline(k - 0.5, color="white", lw=3)
+        ax.tick_params(length=0)
+        ax.spines[:].set_visible(False)
+        if row == 0:
+            # Group names over their columns, then the variant over the panel.
+            centres = {group: np.mean([k for k, g in enumerate(groups) if g == group]) for group in dict.fromkeys(groups)}
+            top = ax.secondary_xaxis("top")
+            top.set_xticks(list(centres.values()), labels=list(centres), fontsize=8, style="italic")
+            top.tick_params(length=0)
+            top.spines[:].set_visible(False)
+            ax.set_title(VARIANT_NAMES[variant], fontweight="bold")
+        if row == len(prompts) - 1:
+            ax.set_xticks(range(len(order)), labels=order, rotation=45, ha="right", rotation_mode="anchor")
+        if col == len(variants) - 1:
+            ax.yaxis.set_label_position("right")
+            ax.set_ylabel(f"{PROMPT_NAMES[prompt]} prompt", rotation=270, labelpad=12, fontweight="bold")
+    axes[0, 0].set_yticks(range(len(models)), labels=models)
+    bar = figure.colorbar(image, ax=axes, shrink=0.8, label=f"{label} (%)", pad=0.01, aspect=30)
+    bar.set_ticks(sorted({0.0, 0.25, 0.5, 0.75, 1.0} | ({chance} if chance is not None else set())))
+    bar.ax.yaxis.set_major_formatter(lambda value, _: f"{100 * value:.0f}" + (" chance" if chance is not None and np.isclose(value, chance) else ""))
+    if chance is not None:
+        bar.ax.axhline(chance, color="white", lw=2)
+    return figure
 
 
 def plot_cells(accuracy: pd.DataFrame, languages: dict[str, Language], column: str, ylabel: str, path: Path, chance: float | None) -> None:
-    """Grouped bars per language, one bar per variant x prompt, one panel per model."""
+    _save(cells_figure(accuracy, languages, column, ylabel, chance), path)
+
+
+def group_gains_figure(effects: pd.DataFrame, margin: float):
+    """Per model: the gain on the source, the related targets and the controls, and the
+    related - control difference, with intervals; one panel per kind of gain."""
     plt = _pyplot()
-    models = sorted(accuracy["model"].unique())
-    order = [code for code in languages if code in set(accuracy["lang"])]
-    figure, axes = plt.subplots(len(models), 1, figsize=(max(6, 1.1 * len(order) + 2), 2.8 * len(models)), squeeze=False)
-    width = 0.8 / len(CELLS)
-    for ax, model in zip(axes[:, 0], models):
-        rows = accuracy[accuracy["model"] == model].set_index(["variant", "prompt", "lang"])
-        for k, cell in enumerate(CELLS):
-            keys = [(*cell, lang) for lang in order]
-            present = [key in rows.index for key in keys]
-            x = np.arange(len(order))[present] + (k - 1.5) * width
-            values = np.array([rows.loc[key, column] for key, ok in zip(keys, present) if ok])
-            kwargs = {}
-            if column == "accuracy" and len(values):
-                low = np.array([rows.loc[key, "ci_low"] for key, ok in zip(keys, present) if ok])
-                high = np.array([rows.loc[key, "ci_high"] for key, ok in zip(keys, present) if ok])
-                kwargs = {"yerr": np.vstack([values - low, high - values]), "capsize": 2, "error_kw": {"lw": 0.8}}
-            ax.bar(x, values, width, label=f"{cell[0]} / {cell[1]}", color=CELL_COLORS[cell], **kwargs)
-        if chance is not None:
-            ax.axhline(chance, color="grey", lw=0.8, ls="--", label="chance")
-        ax.set_xticks(np.arange(len(order)))
-        ax.set_xticklabels([f"{code}\n{languages[code].group}" for code in order], fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(ylabel)
-        ax.set_title(model, loc="left")
-    axes[0, 0].legend(ncol=5, fontsize=8, loc="upper left", bbox_to_anchor=(0, 1.32), frameon=False)
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    models = sorted(effects["model"].unique())
+    panels = [panel for panel in GAIN_PANELS if ((effects["prompt"] == panel[1]) & effects["effect"].str.startswith(panel[2])).any()]
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(1.6 + 2.1 * len(panels), 1.6 + 0.55 * len(models)), sharex=True, sharey=True, squeeze=False, layout="constrained"
+    )
+    offsets = np.linspace(-0.27, 0.27, len(GAIN_SERIES))
+    handles = {}
+    for ax, (title, prompt, prefix, difference) in zip(axes[0], panels):
+        rows = effects[effects["prompt"] == prompt].set_index(["model", "effect"])
+        names = {"source": f"{prefix}_source", "related": f"{prefix}_related", "control": f"{prefix}_control", "difference": difference}
+        band = ax.axvspan(-margin, margin, color="0.88", lw=0, label=f"±{100 * margin:.0f}-point equivalence margin")
+        ax.axvline(0, color="black", lw=0.8)
+        for k, (series, label) in enumerate(GAIN_SERIES):
+            keys = [(model, names[series]) for model in models]
+            present = [i for i, key in enumerate(keys) if key in rows.index]
+            if not present:
+                continue
+            values = rows.loc[[keys[i] for i in present]]
+            handles[label] = ax.errorbar(
+                values["estimate"],
+                np.array(present) + offsets[k],
+                xerr=[values["estimate"] - values["ci_low"], values["ci_high"] - values["estimate"]],
+                fmt=MARKERS[k],
+                color=PALETTE[k],
+                markersize=5,
+                capsize=2,
+                lw=1,
+                label=label,
+            )
+        handles.setdefault("margin", band)
+        ax.set_title(title, loc="left")
+        _points_axis(ax.xaxis)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.set_axisbelow(True)
+    axes[0, 0].set_yticks(range(len(models)), labels=models)
+    axes[0, 0].set_ylim(len(models) - 0.5, -0.5)
+    figure.supxlabel("change in accuracy (percentage points), 95% interval", fontsize=9)
+    figure.legend(
+        list(handles.values()),
+        [handle.get_label() for handle in handles.values()],
+        loc="outside upper center",
+        ncol=len(handles),
+        frameon=False,
+    )
+    return figure
 
 
 def plot_group_gains(effects: pd.DataFrame, margin: float, path: Path) -> None:
-    """Fine-tuning gain by language group and the relatedness difference, with
-    intervals and the equivalence margin."""
-    plt = _pyplot()
-    models = sorted(effects["model"].unique())
-    figure, axes = plt.subplots(1, 2, figsize=(11, 0.6 * len(models) * len(GROUP_EFFECTS) + 1.5), sharex=True, squeeze=False)
-    for ax, prompt in zip(axes[0], ("direct", "cot")):
-        rows = effects[(effects["prompt"] == prompt) & effects["effect"].isin(GROUP_EFFECTS)]
-        labels, y = [], 0
-        for model in models:
-            for effect in GROUP_EFFECTS:
-                row = rows[(rows["model"] == model) & (rows["effect"] == effect)]
-                if row.empty:
-                    continue
-                row = row.iloc[0]
-                color = "#d94801" if effect == "relatedness" else "#2171b5"
-                ax.errorbar(row["estimate"], y, xerr=[[row["estimate"] - row["ci_low"]], [row["ci_high"] - row["estimate"]]], fmt="o", color=color, capsize=3)
-                labels.append(f"{model}: {effect.replace('ft_gain_', 'gain, ')}")
-                y += 1
-        ax.axvline(0, color="black", lw=0.8)
-        ax.axvspan(-margin, margin, color="grey", alpha=0.15, label=f"±{margin:.0%} margin")
-        ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel("accuracy difference (fine-tuned − base)")
-        ax.set_title(f"{prompt} prompt", loc="left")
-    axes[0, 0].legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    _save(group_gains_figure(effects, margin), path)
 
 
-def plot_alignment(gains: pd.DataFrame, path: Path) -> None:
-    """Fine-tuning gain against CoT gain per model and target language."""
+def alignment_figure(gains: pd.DataFrame):
+    """Fine-tuning gain against CoT gain: small marks per target language, a large one
+    per model (its mean over the targets)."""
     plt = _pyplot()
-    figure, ax = plt.subplots(figsize=(5.5, 4.5))
+    figure, ax = plt.subplots(figsize=(7.0, 4.6), layout="constrained")
     ft = gains[(gains["gain"] == "ft_gain") & (gains["prompt"] == "direct") & (gains["group"] != "source")]
     cot = gains[(gains["gain"] == "cot_gain") & (gains["group"] != "source")]
     merged = ft.merge(cot, on=["model", "lang"], suffixes=("_ft", "_cot"))
-    for model, rows in merged.groupby("model"):
-        ax.scatter(rows["estimate_cot"], rows["estimate_ft"], label=model, s=25)
-        ax.scatter(rows["estimate_cot"].mean(), rows["estimate_ft"].mean(), marker="*", s=160, edgecolor="black")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel("CoT gain (base: cot − direct)")
-    ax.set_ylabel("fine-tuning gain (direct: ft − base)")
-    ax.set_title("per target language; star = model mean", loc="left", fontsize=9)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.axline((0, 0), slope=1, color="0.4", lw=0.8, ls=":", label="equal gains")
+    for k, (model, rows) in enumerate(merged.groupby("model", sort=True)):
+        style = {"color": PALETTE[k % len(PALETTE)], "marker": MARKERS[k % len(MARKERS)]}
+        ax.scatter(rows["estimate_cot"], rows["estimate_ft"], s=16, alpha=0.5, linewidths=0, **style)
+        ax.scatter(rows["estimate_cot"].mean(), rows["estimate_ft"].mean(), s=90, edgecolors="black", linewidths=0.8, label=model, **style)
+    ax.set_xlabel("CoT gain: base model, CoT − direct (percentage points)")
+    ax.set_ylabel("fine-tuning gain: direct prompt,\nfine-tuned − base (percentage points)")
+    _points_axis(ax.xaxis)
+    _points_axis(ax.yaxis)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="large: model mean over targets\nsmall: one target language", title_fontsize=8, alignment="left")
+    return figure
+
+
+def plot_alignment(gains: pd.DataFrame, path: Path) -> None:
+    _save(alignment_figure(gains), path)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".3f")
+
+
+_PAGE_STYLE = """
+body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; font-size: 14px; color: #222; margin: 1.5em; }
+h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 1.5em; }
+li { margin: 0.4em 0; max-width: 60em; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+th { background: #f0f0f0; }
+"""
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="–", border=0)
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A self-contained page, as `snakemake --report` shows an HTML item in a frame."""
+    body = "\n".join(parts)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_PAGE_STYLE}</style></head>\n<body><h1>{escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
+
+
+def write_tables(verdicts: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, out_dir: Path) -> None:
+    """The report's tables as HTML pages (the report shows HTML items; CSV only downloads)."""
+    differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness"])]
+    pages = {
+        "verdicts": ("Verdicts", ["<ul>", *(f"<li>{escape(line)}</li>" for line in verdicts), "</ul>", "<h2>The differences they rest on</h2>", _html_table(differences)]),
+        "accuracy": ("Accuracy", [_html_table(wide), "<h2>With 95% intervals and parse rate</h2>", _html_table(accuracy)]),
+        "effects": ("Effects", [_html_table(effects)]),
+        "alignment": ("Alignment across models", [_html_table(alignment)]),
+    }
+    for name, (title, parts) in pages.items():
+        write_text(html_page(title, parts), out_dir / TABLES[name])
 
 
 def write_report(accuracy: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, gains: pd.DataFrame, languages: dict[str, Language], margin: float, out_dir: str | Path) -> None:
@@ -159,3 +300,4 @@ def write_report(accuracy: pd.DataFrame, effects: pd.DataFrame, alignment: pd.Da
         _markdown(accuracy),
     ]
     write_text("\n\n".join(sections) + "\n", out_dir / "summary.md")
+    write_tables(verdicts, accuracy, wide, effects, alignment, out_dir)

@@ -56,13 +56,13 @@ def template_file(lang):
     return str(template_path(config["prompts"]["templates"], name))
 
 
-def model_entry(model):
-    """A model's settings less its resources: changing resources reruns nothing."""
+def model_entry(model, stages=("finetune", "inference")):
+    """A model's settings for jobs of `stages`, less resources: a params value, so
+    changing resources, or another stage's settings, reruns nothing."""
     entry = config["models"][model]
     return {
         **{key: value for key, value in entry.items() if key not in ("finetune", "inference")},
-        "finetune": {k: v for k, v in entry["finetune"].items() if k != "resources"},
-        "inference": {k: v for k, v in entry["inference"].items() if k != "resources"},
+        **{stage: {k: v for k, v in entry[stage].items() if k != "resources"} for stage in stages},
     }
 
 

@@ -6,7 +6,7 @@ rule finetune:
     output:
         directory(paths.ADAPTER),
     params:
-        entry=lambda wildcards: model_entry(wildcards.model),
+        entry=lambda wildcards: model_entry(wildcards.model, stages=("finetune",)),
         checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
     conda:
         "../../envs/models.yaml"

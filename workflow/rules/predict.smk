@@ -7,7 +7,7 @@ rule predict:
     output:
         expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
     params:
-        entry=lambda wildcards: model_entry(wildcards.model),
+        entry=lambda wildcards: model_entry(wildcards.model, stages=("inference",)),
         template_files={lang: template_file(lang) for lang in LANGS},
         max_new_tokens=lambda wildcards: config["prompts"][f"{wildcards.prompt}_max_new_tokens"],
         scoring=lambda wildcards: config["prompts"]["direct_scoring"] if wildcards.prompt == "direct" else "generate",

@@ -1,3 +1,6 @@
+# Every plot and table is a report item of `snakemake --report`, with a caption in
+# workflow/report/. Categories are numbered in the order a reader needs them (the
+# report lists them alphabetically); "item" labels name the entries.
 rule report:
     input:
         accuracy=paths.ACCURACY,
@@ -5,11 +8,60 @@ rule report:
         alignment=paths.ALIGNMENT,
         gains=paths.GAINS,
     output:
-        summary=report(f"{paths.REPORT}/summary.md", caption="../report/summary.rst", category="Summary"),
-        accuracy=report(f"{paths.REPORT}/accuracy.png", caption="../report/accuracy.rst", category="Accuracy"),
-        parse_rate=report(f"{paths.REPORT}/parse_rate.png", caption="../report/parse_rate.rst", category="Accuracy"),
-        gains=report(f"{paths.REPORT}/gains_by_group.png", caption="../report/gains.rst", category="Effects"),
-        alignment=report(f"{paths.REPORT}/ft_vs_cot_gain.png", caption="../report/alignment.rst", category="Effects"),
+        verdicts=report(
+            f"{paths.REPORT}/verdicts.html",
+            caption="../report/verdicts.rst",
+            category="1. Verdicts",
+            labels={"item": "verdict per model and prompt"},
+        ),
+        summary=report(
+            f"{paths.REPORT}/summary.md",
+            caption="../report/summary.rst",
+            category="1. Verdicts",
+            labels={"item": "summary.md (every table, to download)"},
+        ),
+        accuracy=report(
+            f"{paths.REPORT}/accuracy.png",
+            caption="../report/accuracy.rst",
+            category="2. Accuracy",
+            labels={"item": "accuracy heatmap"},
+        ),
+        parse_rate=report(
+            f"{paths.REPORT}/parse_rate.png",
+            caption="../report/parse_rate.rst",
+            category="2. Accuracy",
+            labels={"item": "parse-rate heatmap"},
+        ),
+        accuracy_table=report(
+            f"{paths.REPORT}/accuracy.html",
+            caption="../report/accuracy_table.rst",
+            category="2. Accuracy",
+            labels={"item": "table"},
+        ),
+        gains=report(
+            f"{paths.REPORT}/gains_by_group.png",
+            caption="../report/gains.rst",
+            category="3. Gains by language group",
+            labels={"item": "gains by group"},
+        ),
+        effects_table=report(
+            f"{paths.REPORT}/effects.html",
+            caption="../report/effects_table.rst",
+            category="3. Gains by language group",
+            labels={"item": "table"},
+        ),
+        alignment=report(
+            f"{paths.REPORT}/ft_vs_cot_gain.png",
+            caption="../report/alignment.rst",
+            category="4. Fine-tuning and CoT gains",
+            labels={"item": "fine-tuning gain against CoT gain"},
+        ),
+        alignment_table=report(
+            f"{paths.REPORT}/alignment.html",
+            caption="../report/alignment_table.rst",
+            category="4. Fine-tuning and CoT gains",
+            labels={"item": "table"},
+        ),
     params:
         study=study_config(),
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),

@@ -9,12 +9,16 @@ transformers engine would have stopped (`cut_at_answer`).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ..models import ModelSpec, resolve_checkpoint
 from .engine import Request, answer_complete, stop_token_ids
 
 
 def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:
-    """Keyword arguments of `vllm.LLM` for one model (`entry`: its config)."""
+    """Keyword arguments of `vllm.LLM` for one model (`entry`: its config); the LoRA
+    rank vLLM must reserve is the adapter's own."""
     settings = entry["inference"]
     location, revision = resolve_checkpoint(base_dir)
     args = {
@@ -31,7 +35,7 @@ def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | 
     if settings["max_model_len"] is not None:
         args["max_model_len"] = settings["max_model_len"]
     if adapter_dir is not None:
-        args["max_lora_rank"] = entry["finetune"]["lora"]["r"]
+        args["max_lora_rank"] = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))["r"]
     return args
 
 

@@ -1,0 +1,83 @@
+"""envs/*.yaml, the conda environments of `snakemake --sdm conda`, against
+pyproject.toml: the same packages with the same floors, each rule in an environment that
+exists, and the model-free environment free of model libraries (which the modules its
+jobs run must then not need)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+MODEL_LIBRARIES = {"torch", "transformers", "peft", "accelerate"}
+MODEL_RULES = {"prepare_model", "finetune", "predict"}
+# Runs the jobs rather than inside them: the script directive brings its own module.
+HOST_ONLY = {"snakemake"}
+
+
+def pyproject(repo) -> tuple[dict[str, Requirement], str]:
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    return {Requirement(line).name: Requirement(line) for line in project["dependencies"]}, project["requires-python"]
+
+
+def environment(path) -> tuple[dict[str, Requirement], str]:
+    """pip requirements and the python version of a conda environment file."""
+    spec = yaml.safe_load(path.read_text())
+    pip = next(item["pip"] for item in spec["dependencies"] if isinstance(item, dict) and "pip" in item)
+    python = next(item for item in spec["dependencies"] if isinstance(item, str) and item.startswith("python"))
+    return {Requirement(line).name: Requirement(line) for line in pip}, python.split("=", 1)[1].strip()
+
+
+def rule_environments(repo) -> dict[str, str]:
+    """rule name -> the conda file its `conda:` directive names, from workflow/rules."""
+    found = {}
+    for path in sorted((repo / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, re.M)
+            found[name] = (path.parent / conda.group(1)).resolve().name if conda else None
+    return found
+
+
+def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
+    required, requires_python = pyproject(repo)
+    covered = set()
+    for path in sorted((repo / "envs").glob("*.yaml")):
+        packages, python = environment(path)
+        assert python in SpecifierSet(requires_python), f"{path.name}: python {python} against requires-python {requires_python}"
+        for name, requirement in packages.items():
+            assert name in required, f"{path.name}: {name} is not a dependency in pyproject.toml"
+            assert requirement.specifier == required[name].specifier, f"{path.name}: {requirement} but pyproject.toml has {required[name]}"
+        covered |= set(packages)
+    assert set(required) - HOST_ONLY - covered == set(), "pyproject dependencies in no environment"
+
+
+def test_every_rule_runs_in_an_existing_environment_by_its_group(repo):
+    environments = rule_environments(repo)
+    assert MODEL_RULES <= set(environments)
+    for rule, env in environments.items():
+        assert env is not None and (repo / "envs" / env).is_file(), f"rule {rule}: no conda environment file"
+        assert env == ("models.yaml" if rule in MODEL_RULES else "light.yaml"), f"rule {rule} runs in {env}"
+    light, _ = environment(repo / "envs" / "light.yaml")
+    assert not MODEL_LIBRARIES & set(light)
+
+
+def test_modules_of_the_light_jobs_import_without_model_libraries(repo):
+    """What the light environment lacks, the light jobs' modules must not import."""
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {sorted(MODEL_LIBRARIES)!r}:
+            raise ImportError(f"blocked: {{name}}")
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(repo / "src")!r})
+import xlt.stages, xlt.data, xlt.scoring, xlt.stats, xlt.report, xlt.extract, xlt.cli
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,193 @@
+"""The report's plots and tables on studies drawn with known accuracies, of the paper's
+size (seven models, nine languages) and of the test config's (two and three): every
+value lands in its place, every axis is labelled, and no two pieces of text overlap or
+leave the figure."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import yaml
+
+from simulated import predictions
+from xlt import report
+from xlt.languages import language_table
+from xlt.scoring import accuracy_table
+from xlt.stats import StatsSettings, compare
+
+MARGIN = 0.05
+
+
+def simulated_study(repo, models: list[str] | None = None, langs: list[str] | None = None):
+    """accuracy, effects, alignment, gains and languages of a study drawn with known
+    accuracies, on the paper config's models and languages (or the first few)."""
+    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    languages = {code: meta for code, meta in paper["languages"].items() if langs is None or code in langs}
+    study = {"languages": languages, "source_language": paper["source_language"], "related_families": paper["related_families"]}
+    languages = language_table(study)
+    rng = np.random.default_rng(3)
+    cells = {}
+    for model in models or list(paper["models"]):
+        base = rng.uniform(0.3, 0.8)
+        gain = 0.6 * (0.85 - base)
+        for lang, variant, prompt in itertools.product(languages, ("base", "ft"), ("direct", "cot")):
+            p = base + gain * (variant == "ft") + 0.8 * gain * (prompt == "cot") + rng.normal(0, 0.03)
+            cells[(model, variant, prompt, lang)] = float(np.clip(p, 0, 1))
+    items = predictions(cells, n_items=24, seed=3)
+    effects, alignment, gains = compare(items, languages, StatsSettings(bootstrap_samples=100))
+    return accuracy_table(items, languages), effects, alignment, gains, languages
+
+
+@pytest.fixture(scope="module")
+def paper_sized(repo):
+    """The paper's seven models and nine languages."""
+    return simulated_study(repo)
+
+
+@pytest.fixture(scope="module")
+def small(repo):
+    """Two models and three languages, like the test config."""
+    return simulated_study(repo, ["qwen3-4b", "llama-3.1-8b"], ["arb_Arab", "heb_Hebr", "eng_Latn"])
+
+
+def _drawn_texts(figure):
+    """(text, corners in pixels) of every visible, non-empty text the figure draws; the
+    corners follow the text's rotation."""
+    from matplotlib.text import Text
+
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    undrawn = set()
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks():
+                if not low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                    undrawn.update({tick.label1, tick.label2})
+    drawn = []
+    for text in figure.findobj(Text):
+        if text in undrawn or not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        angle = np.deg2rad(text.get_rotation())
+        text.set_rotation(0)
+        upright = text.get_window_extent(renderer)
+        text.set_rotation(np.rad2deg(angle))
+        width, height = upright.width, upright.height
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        half = np.array([[-width, -height], [width, -height], [width, height], [-width, height]]) / 2
+        centre = np.array([(box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2])
+        drawn.append((text.get_text(), centre + half @ rotation.T))
+    return drawn
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, gap: float = 2.0) -> bool:
+    """Whether two convex polygons come closer than `gap` pixels (separating axes)."""
+    for polygon in (a, b):
+        for k in range(len(polygon)):
+            edge = polygon[(k + 1) % len(polygon)] - polygon[k]
+            normal = np.array([-edge[1], edge[0]]) / np.hypot(*edge)
+            pa, pb = a @ normal, b @ normal
+            if pa.max() + gap <= pb.min() or pb.max() + gap <= pa.min():
+                return False
+    return True
+
+
+def assert_readable(figure, labels: set[str]) -> None:
+    """Every text inside the figure, no two overlapping, and each of `labels` drawn."""
+    texts = _drawn_texts(figure)
+    width, height = figure.bbox.width, figure.bbox.height
+    outside = [text for text, corners in texts if corners.min() < -1 or corners[:, 0].max() > width + 1 or corners[:, 1].max() > height + 1]
+    assert not outside, f"text outside the figure: {outside}"
+    overlapping = [(a, b) for (a, pa), (b, pb) in itertools.combinations(texts, 2) if _overlap(pa, pb)]
+    assert not overlapping, f"overlapping text: {overlapping[:10]}"
+    missing = labels - {text for text, _ in texts}
+    assert not missing, f"not labelled: {sorted(missing)}"
+
+
+def _figures(paper_sized):
+    """name -> (figure, the labels a reader needs on it)."""
+    accuracy, effects, alignment, gains, languages = paper_sized
+    models = set(accuracy["model"])
+    cells = models | set(languages) | {"base model", "fine-tuned", "direct prompt", "CoT prompt", "source", "related", "control"}
+    return {
+        "accuracy": (report.cells_figure(accuracy, languages, "accuracy", "accuracy", chance=0.25), cells | {"accuracy (%)", "25 chance"}),
+        "parse_rate": (report.cells_figure(accuracy, languages, "parse_rate", "parse rate", chance=None), cells | {"parse rate (%)"}),
+        "gains": (
+            report.group_gains_figure(effects, MARGIN),
+            models | {"source language", "related targets", "controls", "related − control", "fine-tuning gain, direct", "CoT gain, base model"},
+        ),
+        "alignment": (report.alignment_figure(gains), models | {"equal gains"}),
+    }
+
+
+def test_the_readability_check_sees_overlapping_labels_and_not_rotated_ones():
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(3, 2.5), layout="constrained")
+    ax.set_xticks(range(8), labels=[f"label_{k}" for k in range(8)])
+    with pytest.raises(AssertionError, match="overlapping text"):
+        assert_readable(figure, set())
+    ax.set_xticks(range(8), labels=[f"label_{k}" for k in range(8)], rotation=45, ha="right", rotation_mode="anchor")
+    assert_readable(figure, {"label_0", "label_7"})
+    with pytest.raises(AssertionError, match="not labelled"):
+        assert_readable(figure, {"label_8"})
+    plt.close(figure)
+
+
+@pytest.mark.parametrize("size", ["paper_sized", "small"])
+@pytest.mark.parametrize("name", ["accuracy", "parse_rate", "gains", "alignment"])
+def test_plots_are_labelled_without_overlapping_or_clipped_text(request, size, name):
+    import matplotlib.pyplot as plt
+
+    figure, labels = _figures(request.getfixturevalue(size))[name]
+    assert_readable(figure, labels)
+    plt.close("all")
+
+
+def test_heatmap_cells_print_the_accuracy_of_their_model_and_language(paper_sized):
+    import matplotlib.pyplot as plt
+
+    accuracy, *_, languages = paper_sized
+    figure = report.cells_figure(accuracy, languages, "accuracy", "accuracy", chance=0.25)
+    order = report.language_order(languages, accuracy["lang"])
+    assert order[0] == "arb_Arab" and [languages[code].group for code in order] == sorted(
+        (languages[code].group for code in order), key=["source", "related", "control"].index
+    )
+    models = sorted(accuracy["model"].unique())
+    axes = np.array(figure.axes[:4]).reshape(2, 2)
+    for (row, prompt), (col, variant) in itertools.product(enumerate(["direct", "cot"]), enumerate(["base", "ft"])):
+        printed = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in axes[row, col].texts}
+        expected = accuracy[(accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)].set_index(["model", "lang"])["accuracy"]
+        for (i, model), (j, lang) in itertools.product(enumerate(models), enumerate(order)):
+            assert printed[(i, j)] == f"{100 * expected[(model, lang)]:.0f}", (variant, prompt, model, lang)
+    plt.close(figure)
+
+
+def test_group_gains_plot_places_each_estimate_at_its_model(paper_sized):
+    import matplotlib.pyplot as plt
+
+    _, effects, *_ = paper_sized
+    figure = report.group_gains_figure(effects, MARGIN)
+    models = sorted(effects["model"].unique())
+    direct = figure.axes[0]
+    related = next(c for c in direct.containers if c.get_label() == "related targets")
+    x, y = related.lines[0].get_data()
+    expected = effects[(effects["prompt"] == "direct") & (effects["effect"] == "ft_gain_related")].set_index("model")["estimate"]
+    assert np.allclose(x, [expected[model] for model in models])
+    assert np.array_equal(np.round(y).astype(int), np.arange(len(models)))
+    assert [label.get_text() for label in direct.get_yticklabels()] == models
+    plt.close(figure)
+
+
+def test_write_report_writes_summary_plots_and_one_page_per_table(paper_sized, tmp_path):
+    accuracy, effects, alignment, gains, languages = paper_sized
+    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path)
+    assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *report.PLOTS.values(), *report.TABLES.values()}
+    verdicts = (tmp_path / report.TABLES["verdicts"]).read_text()
+    assert verdicts.count("<li>") == 2 * accuracy["model"].nunique()
+    assert verdicts.count("<tr") == 1 + int(effects["effect"].isin(["relatedness", "cot_relatedness"]).sum())
+    effects_page = (tmp_path / report.TABLES["effects"]).read_text()
+    assert effects_page.count("<tr") == 1 + len(effects)

@@ -1,0 +1,97 @@
+"""What reruns when: plans (dry runs) against one completed run of the test config.
+A model's settings are parameters of that model's jobs only, the answer extractor's
+source hash is a parameter of scoring only, resources are no parameters at all, and
+`-R finetune` redoes fine-tuning and what depends on it, not the base-model jobs."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import yaml
+
+from snakemake_runs import planned_rules, run_snakemake
+
+DOWNSTREAM = {"results/scores/accuracy.csv", "results/stats/effects.csv", "results/report/summary.md"}
+
+
+def plan(repo, tiny_study, tmp_path, edit=None, forcerun=()) -> set[str]:
+    """Outputs of the jobs a run would schedule after `edit(config)`."""
+    workdir, configfile = tiny_study
+    config = yaml.safe_load(configfile.read_text())
+    if edit:
+        config = copy.deepcopy(config)
+        edit(config)
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    return set(run_snakemake(repo, workdir, changed, dryrun=True, forcerun=forcerun))
+
+
+def jobs_of(outputs: set[str], model: str) -> set[str]:
+    return {path for path in outputs if f"/{model}/" in path}
+
+
+def test_nothing_changed_plans_nothing(repo, tiny_study, tmp_path):
+    assert plan(repo, tiny_study, tmp_path) == set()
+
+
+@pytest.mark.parametrize(
+    "setting, reruns_finetune",
+    [(("finetune", "learning_rate", 0.02), True), (("inference", "batch_size", 3), False)],
+    ids=["finetune.learning_rate", "inference.batch_size"],
+)
+def test_one_models_settings_rerun_only_that_models_jobs(repo, tiny_study, tmp_path, setting, reruns_finetune):
+    stage, key, value = setting
+
+    def edit(config):
+        config["models"]["tiny-moe"].setdefault(stage, {})[key] = value
+
+    planned = plan(repo, tiny_study, tmp_path, edit)
+    assert not jobs_of(planned, "tiny-dense"), "the other model's jobs are not planned"
+    assert not any(path.startswith("results/data/") for path in planned), "prepare_data is not planned"
+    assert "results/models/tiny-moe/base" not in planned, "prepare_model is not planned"
+    assert ("results/models/tiny-moe/adapter" in planned) == reruns_finetune
+    for variant in ("ft", "base") if not reruns_finetune else ("ft",):
+        for prompt in ("direct", "cot"):
+            assert f"results/predictions/tiny-moe/{variant}/{prompt}/eng_Latn.parquet" in planned
+    assert DOWNSTREAM <= planned
+
+
+def test_resources_are_not_parameters(repo, tiny_study, tmp_path):
+    def edit(config):
+        entry = config["models"]["tiny-moe"]
+        entry["finetune"]["resources"] = {"mem_mb": 1234, "runtime": 7, "threads": 2}
+        entry.setdefault("inference", {})["resources"] = {"mem_mb": 1234, "runtime": 7}
+
+    assert plan(repo, tiny_study, tmp_path, edit) == set()
+
+
+def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo, tiny_study, tmp_path):
+    planned = plan(repo, tiny_study, tmp_path, forcerun=("finetune",))
+    for model in ("tiny-dense", "tiny-moe"):
+        assert f"results/models/{model}/adapter" in planned
+        assert {path for path in jobs_of(planned, model) if "/predictions/" in path} == {
+            f"results/predictions/{model}/ft/{prompt}/{lang}.parquet" for prompt in ("direct", "cot") for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
+        }
+        assert f"results/models/{model}/base" not in planned
+    assert DOWNSTREAM <= planned
+
+
+def test_a_changed_extractor_reruns_scoring_and_what_follows_only(repo, tiny_study, tmp_path):
+    """A copy of the workflow whose extractor source differs by one comment line, planned
+    by the snakemake command in a fresh process (this one has imported the original)."""
+    workdir, configfile = tiny_study
+    copy_root = tmp_path / "workflow-copy"
+    copy_root.mkdir()
+    for part in ("Snakefile", "workflow", "src", "config", "envs"):
+        source = repo / part
+        if source.is_dir():
+            shutil.copytree(source, copy_root / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy_root / part)
+    assert planned_rules(copy_root / "Snakefile", workdir, configfile) == {}
+    extractor = copy_root / "src" / "xlt" / "extract.py"
+    extractor.write_text(extractor.read_text() + "\n# a changed extractor\n")
+    planned = planned_rules(copy_root / "Snakefile", workdir, configfile)
+    assert set(planned) - {"all"} == {"score", "compare", "report"}

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from simulated import predictions
 from xlt import report
 from xlt.languages import language_table
 from xlt.scoring import accuracy_table
+from xlt.simulate import Scenario, simulate_predictions
 from xlt.stats import StatsSettings, compare
 
 MARGIN = 0.05
@@ -28,16 +28,14 @@ def simulated_study(repo, models: list[str] | None = None, langs: list[str] | No
     study = {"languages": languages, "source_language": paper["source_language"], "related_families": paper["related_families"]}
     languages = language_table(study)
     rng = np.random.default_rng(3)
-    cells = {}
+    scenarios = {}
     for model in models or list(paper["models"]):
         base = rng.uniform(0.3, 0.8)
         gain = 0.6 * (0.85 - base)
-        for lang, variant, prompt in itertools.product(languages, ("base", "ft"), ("direct", "cot")):
-            p = base + gain * (variant == "ft") + 0.8 * gain * (prompt == "cot") + rng.normal(0, 0.03)
-            cells[(model, variant, prompt, lang)] = float(np.clip(p, 0, 1))
-    items = predictions(cells, n_items=24, seed=3)
-    effects, alignment, gains = compare(items, languages, StatsSettings(bootstrap_samples=100))
-    return accuracy_table(items, languages), effects, alignment, gains, languages
+        scenarios[model] = Scenario(n_items=24, baseline=base, ft_gain=gain, cot_gain=0.8 * gain, language_gain_sd=0.03)
+    items = simulate_predictions(scenarios, languages, seed=3)
+    comparisons = compare(items, languages, StatsSettings(bootstrap_samples=100))
+    return accuracy_table(items, languages), comparisons.effects, comparisons.alignment, comparisons.gains, languages
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +185,7 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(paper_sized, t
     report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path)
     assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *report.PLOTS.values(), *report.TABLES.values()}
     verdicts = (tmp_path / report.TABLES["verdicts"]).read_text()
-    assert verdicts.count("<li>") == 2 * accuracy["model"].nunique()
+    assert verdicts.count("<li>") == 3 * accuracy["model"].nunique()  # fine-tuning under direct and cot, and the CoT gain
     assert verdicts.count("<tr") == 1 + int(effects["effect"].isin(["relatedness", "cot_relatedness"]).sum())
     effects_page = (tmp_path / report.TABLES["effects"]).read_text()
     assert effects_page.count("<tr") == 1 + len(effects)

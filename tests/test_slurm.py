@@ -44,6 +44,12 @@ def missing_cluster_prerequisite() -> str | None:
     return None
 
 
+def environment_without_slurm() -> dict[str, str]:
+    """This process's environment less any SLURM_* variable (of a cluster it may run
+    in), which would send the test's clients elsewhere."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
+
+
 def run_in_own_group(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     """Run `command` in a session of its own; on a timeout or any other exit from here
     (pytest's own timeout included) its whole process group is ended, so no local job
@@ -77,7 +83,7 @@ def slurm_cluster(repo):
     try:
         started = subprocess.run(["bash", str(repo / ".ci" / "slurm" / "start.sh"), str(directory)], capture_output=True, text=True, timeout=120)
         assert started.returncode == 0, f"start.sh failed:\n{started.stderr}"
-        env = dict(os.environ)
+        env = environment_without_slurm()
         env.update(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
         yield env
     finally:
@@ -148,8 +154,7 @@ def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
     """Without a cluster: the profile loads, and a model's GPU request reaches the
     resources of its fine-tuning job and of no other."""
     configfile, _ = gpu_test_config(repo, tmp_path, tiny_models)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
-    plan = subprocess.run(snakemake_command(repo, tmp_path, configfile) + ["--dry-run"], env=env, capture_output=True, text=True, timeout=300)
+    plan = subprocess.run(snakemake_command(repo, tmp_path, configfile) + ["--dry-run"], env=environment_without_slurm(), capture_output=True, text=True, timeout=300)
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-4000:]
     planned = planned_resources(plan.stdout)
     assert f"predict model={GPU_MODEL}, variant=ft, prompt=cot" in planned

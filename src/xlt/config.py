@@ -62,7 +62,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 def check_config(config: dict, source: str = "config") -> None:
     """Cross-key rules: the source is a configured language, every related family has a
-    language, there is at least one control, templates refer to configured files."""
+    language, there is at least one control, templates refer to configured files, a
+    GPU type comes with a GPU count."""
     languages = config["languages"]
     source_language = config["source_language"]
     if source_language not in languages:
@@ -81,6 +82,13 @@ def check_config(config: dict, source: str = "config") -> None:
         raise XltError(f"{source}: related_families: no related target language besides the source {source_language}")
     if not controls:
         raise XltError(f"{source}: languages: no control language (every language is in related_families)")
+    for model, entry in config["models"].items():
+        for stage in ("finetune", "inference"):
+            resources = entry[stage]["resources"]
+            if resources["gpu_model"] and resources["gpu"] < 1:
+                raise XltError(
+                    f"{source}: models.{model}.{stage}.resources: gpu_model {resources['gpu_model']!r} needs gpu: 1 or more (it is {resources['gpu']})"
+                )
 
 
 def read_yaml(path: str | Path, what: str):

@@ -17,5 +17,6 @@ rule finetune:
         mem_mb=stage_resource("finetune", "mem_mb"),
         runtime=stage_resource("finetune", "runtime"),
         gpu=stage_resource("finetune", "gpu"),
+        gpu_model=stage_resource("finetune", "gpu_model"),
     script:
         "../scripts/finetune.py"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_workflow import write_test_config
+from snakemake_runs import write_test_config
 from xlt import paths
 
 CLUSTER_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")

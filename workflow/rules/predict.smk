@@ -20,5 +20,6 @@ rule predict:
         mem_mb=stage_resource("inference", "mem_mb"),
         runtime=stage_resource("inference", "runtime"),
         gpu=stage_resource("inference", "gpu"),
+        gpu_model=stage_resource("inference", "gpu_model"),
     script:
         "../scripts/predict.py"

@@ -9,7 +9,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from .errors import XltError
+from .errors import XltError, verbose
 
 
 def _compare(args) -> None:
@@ -30,11 +30,16 @@ def _compare(args) -> None:
 
 
 def _extract(args) -> None:
+    from .atomic import atomic_path
     from .extract import extract_choice
 
     with ExitStack() as files:
-        source = sys.stdin if args.input == "-" else files.enter_context(open(args.input, encoding="utf-8"))
-        sink = sys.stdout if args.output == "-" else files.enter_context(open(args.output, "w", encoding="utf-8"))
+        try:
+            source = sys.stdin if args.input == "-" else files.enter_context(open(args.input, encoding="utf-8"))
+        except FileNotFoundError:
+            raise XltError(f"{args.input}: file not found") from None
+        # A file output appears whole or not at all: a bad line stops before the rename.
+        sink = sys.stdout if args.output == "-" else files.enter_context(open(files.enter_context(atomic_path(args.output)), "w", encoding="utf-8"))
         for number, line in enumerate(source, start=1):
             if not line.strip():
                 continue
@@ -53,7 +58,7 @@ def _extract(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlt", description=__doc__)
-    parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors (also: XLT_VERBOSE=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     compare = commands.add_parser("compare", help="statistics (effects.csv, alignment.csv) from a predictions folder")
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except XltError as error:
-        if args.verbose:
+        if args.verbose or verbose():
             raise
         print(f"xlt: error: {error}", file=sys.stderr)
         return 2

@@ -270,6 +270,8 @@ def finetune(
     trainer.train(resume_from_checkpoint=resume)
 
     history = pd.DataFrame([entry for entry in trainer.state.log_history if "loss" in entry])
+    # A resumed run reads its history back from JSON with the keys sorted: fix the order.
+    history = history[["step", "epoch", *sorted(set(history.columns) - {"step", "epoch"})]]
     with atomic_path(adapter_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp)
         write_csv(history, tmp / TRAIN_LOG)

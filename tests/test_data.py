@@ -56,8 +56,8 @@ def test_rows_are_normalised(fixture_dir):
     "field, value, message",
     [
         ("correct_answer_num", "5", "row 2: field correct_answer_num is '5'; allowed: 1, 2, 3, 4"),
-        ("mc_answer3", "  ", "row 2: field mc_answer3 is empty or not text"),
-        ("flores_passage", None, "row 2: field flores_passage is empty or not text"),
+        ("mc_answer3", "  ", "row 2: field mc_answer3 is empty"),
+        ("flores_passage", None, "row 2: field flores_passage is missing"),
     ],
 )
 def test_bad_row_names_file_row_and_field(field, value, message):

@@ -3,6 +3,7 @@ never a half-written file that a later run would trust."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -18,12 +19,21 @@ def _default_mode(is_dir: bool) -> int:
     return (0o777 if is_dir else 0o666) & ~umask
 
 
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(target: str | Path, is_dir: bool = False):
     """Yield a temporary path beside `target`; rename it onto `target` on success,
-    delete it on failure. Beside, so the rename stays on one file system."""
+    delete it on failure. Beside, so the rename stays on one file system.
+
+    Temporaries of `target` left by a killed writer are removed first: one job writes
+    a target at a time, and a converted model's leftovers are gigabytes."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        _remove(stale)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     else:
@@ -38,10 +48,14 @@ def atomic_path(target: str | Path, is_dir: bool = False):
                 shutil.rmtree(target)
             os.replace(tmp, target)
         else:
+            # On disk before the rename, so a crashed node shows the old file or the
+            # whole new one, not an empty one under the new name.
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
             os.replace(tmp, target)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            _remove(tmp)
 
 
 def write_parquet(frame, target: str | Path) -> None:

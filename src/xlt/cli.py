@@ -9,7 +9,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from .errors import XltError
+from .errors import XltError, verbose
 
 
 def _compare(args) -> None:
@@ -119,7 +119,7 @@ def _write_lines(lines: list[str], output: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlt", description=__doc__)
-    parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors (also: XLT_VERBOSE=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     compare = commands.add_parser("compare", help="statistics (effects.csv, alignment.csv) from a predictions folder")
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except XltError as error:
-        if args.verbose:
+        if args.verbose or verbose():
             raise
         print(f"xlt: error: {error}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
 """Loading and checking the study configuration.
 
-The workflow validates with `snakemake.utils.validate` against config/schema.yaml; the
-`xlt` commands validate the same schema here. Both then run `check_config`, which holds
-the rules a JSON Schema cannot state (cross-references between keys).
+The workflow (workflow/rules/common.smk) and the `xlt` commands both validate with
+`validate_config`: config/schema.yaml with its defaults filled in, then `check_config`,
+the rules a JSON Schema cannot state (cross-references between keys). Every mistake
+stops with one line naming the key and what is allowed. The workflow also runs
+`check_files`: the files a run will read exist, so a typo stops the run before any job.
 """
 
 from __future__ import annotations
@@ -23,16 +25,29 @@ def load_schema() -> dict:
         return yaml.safe_load(handle)
 
 
-def _error_location(error) -> str:
-    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
-
-
-def _error_message(error) -> str:
-    """jsonschema's message, or for a value that fits none of several alternatives
-    (`oneOf`), what each alternative allows."""
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        return f"{error.instance!r} is not allowed: " + "; or ".join(sorted({sub.message for sub in error.context}))
-    return error.message
+def _describe(error) -> str:
+    """`location: message` of a schema violation, made to say what is allowed where
+    jsonschema would not: an unknown key lists the known ones, a name that fails a
+    pattern quotes the schema's description of it, alternatives (`oneOf`) say what
+    each allows."""
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        path, message = path + [unknown[0]], f"unknown key; allowed here: {', '.join(known)}"
+    elif error.validator == "pattern" and "description" in error.schema:
+        message = f"{error.instance!r} is not allowed: {error.schema['description']}"
+    elif error.validator == "minProperties":
+        message = f"needs at least {error.validator_value} entries, found {len(error.instance)}"
+    elif error.validator == "oneOf" and all(set(option) == {"required"} for option in error.validator_value):
+        keys = [option["required"][0] for option in error.validator_value]
+        found = [key for key in keys if key in error.instance]
+        message = f"give exactly one of {', '.join(keys)} (found {', '.join(found) or 'none'})"
+    elif error.validator in ("oneOf", "anyOf") and error.context:
+        message = f"{error.instance!r} is not allowed: " + "; or ".join(sorted({sub.message for sub in error.context}))
+    else:
+        message = error.message
+    return f"{'.'.join(path) or '(top level)'}: {message}"
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
@@ -55,7 +70,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     try:
         validator_class(load_schema()).validate(config)
     except jsonschema.ValidationError as error:
-        raise XltError(f"{source}: {_error_location(error)}: {_error_message(error)}") from None
+        raise XltError(f"{source}: {_describe(error)}") from None
     check_config(config, source)
     return config
 
@@ -89,6 +104,30 @@ def check_config(config: dict, source: str = "config") -> None:
                 raise XltError(
                     f"{source}: models.{model}.{stage}.resources: gpu_model {resources['gpu_model']!r} needs gpu: 1 or more (it is {resources['gpu']})"
                 )
+
+
+def check_files(config: dict, source: str = "config") -> None:
+    """The files a run reads exist: each language's prompt template, each fixture file,
+    each model's local path. Relative paths are taken from the working directory."""
+    from .prompts import template_path
+
+    templates = Path(config["prompts"]["templates"])
+    for code, meta in config["languages"].items():
+        name = meta.get("template") or code
+        if not template_path(templates, name).is_file():
+            available = sorted(path.stem for path in templates.glob("*.yaml")) or ["none"]
+            raise XltError(
+                f"{source}: languages.{code}: no prompt template {template_path(templates, name)}; "
+                f"write one, or set template: to one of {', '.join(available)}"
+            )
+    if config["data"]["source"] == "fixture":
+        fixtures = Path(config["data"]["fixture_dir"])
+        for code in config["languages"]:
+            if not (fixtures / f"{code}.jsonl").is_file():
+                raise XltError(f"{source}: data.fixture_dir: {fixtures} has no {code}.jsonl for languages.{code}")
+    for name, entry in config["models"].items():
+        if entry.get("path") and not Path(entry["path"]).exists():
+            raise XltError(f"{source}: models.{name}.path: {entry['path']} does not exist (a checkpoint folder or a .gguf file)")
 
 
 def read_yaml(path: str | Path, what: str):

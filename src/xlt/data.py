@@ -1,9 +1,10 @@
-"""Belebele data: loading (fixture files or the Hub, both through `datasets`), row
+"""Belebele data: loading (fixture JSON-lines files, or the Hub through `datasets`), row
 checks, and the train/test split by passage that keeps every test passage unseen in
 training in every language."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,69 +63,127 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def read_jsonl(path: Path) -> pd.DataFrame:
+    """One row per line of a JSON-lines file. A byte-order mark and Windows line ends
+    are fine; a line that is not a JSON object, or bytes that are not UTF-8, stop with
+    the line named. Blank lines are skipped."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise XltError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise XltError(f"{path}: line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(record, dict):
+            raise XltError(f"{path}: line {number}: expected a JSON object with the Belebele fields, found {type(record).__name__}")
+        records.append(record)
+    if not records:
+        raise XltError(f"{path}: no rows")
+    return pd.DataFrame.from_records(records)
+
+
 def load_language(source: DataSource, lang: str) -> pd.DataFrame:
     """Rows of one language as loaded, before checks."""
-    import datasets
-
-    datasets.disable_progress_bars()
     if source.kind == "fixture":
         path = Path(source.fixture_dir) / f"{lang}.jsonl"
         if not path.is_file():
             raise XltError(f"{path}: fixture file for language {lang} not found")
-        try:
-            dataset = datasets.load_dataset("json", data_files=str(path), split="train")
-        except Exception as error:  # datasets wraps JSON errors in several types
-            raise XltError(f"{path}: cannot be read as JSON lines: {str(error).splitlines()[0]}") from None
-    else:
+        return read_jsonl(path)
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
         dataset = datasets.load_dataset(source.hub_id, lang, split="test", revision=source.hub_revision)
+    except Exception as error:  # network, unknown language config, missing dataset: one line
+        raise XltError(f"{source.describe(lang)}: cannot be loaded: {str(error).splitlines()[0]}") from error
     return dataset.to_pandas()
 
 
+def _whole_number(value) -> int | None:
+    """An integer written as one (2), as an integral float (2.0, as pandas stores a
+    column with gaps) or as digits ("2", as Belebele stores answers); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _is_missing(value) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
+
+
 def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """Belebele rows with normalised text and an integer answer, or an error naming the
-    file, the row (1-based, as an editor shows it) and the field."""
+    """Belebele rows with normalised text and integer numbers, or an error naming the
+    file, the row (1-based record number: the line of a JSON-lines file without blank
+    lines) and the field."""
     missing = [field for field in BELEBELE_FIELDS if field not in frame.columns]
     if missing:
         raise XltError(f"{origin}: missing field(s) {', '.join(missing)}; Belebele rows need {', '.join(BELEBELE_FIELDS)}")
     frame = frame.loc[:, list(BELEBELE_FIELDS)].copy()
     for position, row in enumerate(frame.itertuples(index=False), start=1):
-        for field in TEXT_FIELDS + ("link",):
+        for field in BELEBELE_FIELDS:
             value = getattr(row, field)
-            if not isinstance(value, str) or not normalize_text(value):
-                raise XltError(f"{origin}: row {position}: field {field} is empty or not text")
-        try:
-            answer = int(str(row.correct_answer_num).strip())
-        except ValueError:
-            answer = None
-        if answer not in (1, 2, 3, 4):
+            if _is_missing(value):
+                raise XltError(f"{origin}: row {position}: field {field} is missing")
+            if field in TEXT_FIELDS + ("link", "dialect"):
+                if not isinstance(value, str):
+                    raise XltError(f"{origin}: row {position}: field {field} is {value!r}; allowed: text")
+                if not normalize_text(value):
+                    raise XltError(f"{origin}: row {position}: field {field} is empty")
+        question_number = _whole_number(row.question_number)
+        if question_number is None or question_number < 1:
+            raise XltError(f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1")
+        if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
             raise XltError(f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4")
     for field in TEXT_FIELDS + ("link", "dialect"):
-        frame[field] = frame[field].map(lambda value: normalize_text(str(value)))
-    frame["correct_answer_num"] = frame["correct_answer_num"].map(lambda value: int(str(value).strip()))
-    frame["question_number"] = frame["question_number"].astype(int)
+        frame[field] = frame[field].map(normalize_text)
+    for field in ("question_number", "correct_answer_num"):
+        frame[field] = frame[field].map(_whole_number).astype("int64")
     duplicated = frame.duplicated(["link", "question_number"], keep="first")
     if duplicated.any():
         position = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
         row = frame.iloc[position - 1]
+        first = int(np.flatnonzero(((frame["link"] == row.link) & (frame["question_number"] == row.question_number)).to_numpy())[0]) + 1
         raise XltError(
-            f"{origin}: row {position}: duplicate (link, question_number) = ({row.link}, {row.question_number})"
+            f"{origin}: row {position}: duplicate (link, question_number) = ({row.link}, {row.question_number}), first in row {first}"
         )
     frame.insert(0, "item_id", frame["link"] + "#" + frame["question_number"].astype(str))
     return frame
 
 
 def check_parallel(frames: dict[str, pd.DataFrame], origins: dict[str, str]) -> None:
-    """Items must be the same in every language: the statistics pair them."""
+    """Items must be the same in every language, with the same correct option: the
+    statistics pair them as translations of one another."""
     reference_lang = next(iter(frames))
-    reference = set(frames[reference_lang]["item_id"])
+    reference = frames[reference_lang].set_index("item_id")["correct_answer_num"]
     for lang, frame in frames.items():
         items = set(frame["item_id"])
-        if items != reference:
-            missing = sorted(reference - items)
-            extra = sorted(items - reference)
-            if missing:
-                raise XltError(f"{origins[lang]}: item {missing[0]} of {reference_lang} is missing in {lang} ({len(missing)} missing)")
+        missing = sorted(set(reference.index) - items)
+        extra = sorted(items - set(reference.index))
+        if missing:
+            raise XltError(f"{origins[lang]}: item {missing[0]} of {reference_lang} is missing in {lang} ({len(missing)} missing)")
+        if extra:
             raise XltError(f"{origins[lang]}: item {extra[0]} is not in {reference_lang} ({len(extra)} extra)")
+        answers = frame.set_index("item_id")["correct_answer_num"]
+        differ = sorted(item for item in answers.index if answers[item] != reference[item])
+        if differ:
+            item = differ[0]
+            raise XltError(
+                f"{origins[lang]}: item {item}: correct_answer_num is {answers[item]} in {lang} but {reference[item]} in "
+                f"{reference_lang} ({len(differ)} differ); parallel items share their answer"
+            )
 
 
 def split_links(links, test_fraction: float, seed: int) -> dict[str, str]:

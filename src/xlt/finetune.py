@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path, write_csv
+from .atomic import atomic_path, write_csv, write_text
 from .errors import XltError
 from .models import ModelSpec, encode_prompt
 from .prompts import Template, answer_completion, render
@@ -144,18 +144,29 @@ def fingerprint(settings: FinetuneSettings, examples: list[dict], base_dir: str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _checkpoint_dir_for(checkpoint_dir: Path, run_fingerprint: str) -> bool:
-    """Prepare the checkpoint folder; True when it holds checkpoints of this very run
-    (same settings, data and base model) to resume from. Others are discarded."""
+def _resume_from(checkpoint_dir: Path, run_fingerprint: str) -> str | None:
+    """Prepare the checkpoint folder; return the last complete checkpoint of this very
+    run (same settings, data and base model) to resume from, or None. Checkpoints of
+    other runs are discarded, and so is one a kill cut short: the Trainer writes
+    trainer_state.json last, so a checkpoint without a readable one is incomplete."""
     marker = checkpoint_dir / FINGERPRINT
     if checkpoint_dir.exists():
-        same = marker.is_file() and json.loads(marker.read_text())["fingerprint"] == run_fingerprint
-        if same and any(checkpoint_dir.glob("checkpoint-*")):
-            return True
+        try:
+            same = json.loads(marker.read_text())["fingerprint"] == run_fingerprint
+        except (OSError, ValueError, KeyError):
+            same = False
+        if same:
+            for checkpoint in sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]), reverse=True):
+                try:
+                    json.loads((checkpoint / "trainer_state.json").read_text())
+                    return str(checkpoint)
+                except (OSError, ValueError):
+                    shutil.rmtree(checkpoint)
+            return None
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n")
-    return False
+    write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n", marker)
+    return None
 
 
 def finetune(
@@ -184,7 +195,7 @@ def finetune(
     if not examples:
         raise XltError(f"model {spec.name}: no training examples in the source language's train split")
     checkpoint_dir = Path(checkpoint_dir)
-    resume = _checkpoint_dir_for(checkpoint_dir, fingerprint(settings, examples, str(base_dir)))
+    resume = _resume_from(checkpoint_dir, fingerprint(settings, examples, str(base_dir)))
 
     torch.manual_seed(settings.seed)
     model = load_model(base_dir, spec, dtype=settings.dtype)
@@ -254,9 +265,13 @@ def finetune(
         model=model, args=args, train_dataset=examples, data_collator=AnswerOnlyCollator(tokenizer.pad_token_id), callbacks=[LogLine()]
     )
     trainer.remove_callback(PrinterCallback)  # LogLine says the same in one line per step
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    if resume:
+        log(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
 
     history = pd.DataFrame([entry for entry in trainer.state.log_history if "loss" in entry])
+    # A resumed run reads its history back from JSON with the keys sorted: fix the order.
+    history = history[["step", "epoch", *sorted(set(history.columns) - {"step", "epoch"})]]
     with atomic_path(adapter_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp)
         write_csv(history, tmp / TRAIN_LOG)

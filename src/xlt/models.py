@@ -68,11 +68,61 @@ def _embedded_gguf(package: str, scratch: Path) -> Path:
 
 
 def check_gguf(path: Path) -> None:
+    """A whole GGUF file: the magic bytes, then every tensor the header lists within
+    the file (a truncated download fails here, not deep inside the conversion)."""
+    import gguf
+
     if not path.is_file():
         raise XltError(f"{path}: GGUF file not found")
     with open(path, "rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
             raise XltError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes)")
+    try:
+        gguf.GGUFReader(path)
+    except Exception as error:  # the reader fails in several ways on a cut-off file
+        raise XltError(f"{path}: incomplete or damaged GGUF file (its header and tensors cannot be read back); download it again") from error
+
+
+def check_checkpoint(name: str, folder: Path) -> None:
+    """A local checkpoint folder: config.json and complete safetensors weights (every
+    shard an index names, every header matching its file's size). Pickled weights
+    (pytorch_model.bin) are refused: loading them can run arbitrary code."""
+    from safetensors import SafetensorError, safe_open
+
+    if not (folder / "config.json").is_file():
+        raise XltError(f"model {name}: path {folder} is neither a .gguf file nor a folder with config.json")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    else:
+        shards = sorted(path.name for path in folder.glob("*.safetensors"))
+    if not shards:
+        pickled = sorted(path.name for path in folder.iterdir() if path.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = f"only {', '.join(pickled)}, pickled weights xlt does not load" if pickled else "none"
+        raise XltError(f"model {name}: no safetensors weights in {folder} (found {found}); save the model with safe_serialization=True")
+    for shard in shards:
+        path = folder / shard
+        if not path.is_file():
+            raise XltError(f"model {name}: weight file {path} is missing ({index.name} lists it)")
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except SafetensorError as error:
+            raise XltError(f"model {name}: weight file {path} is incomplete or damaged ({error})") from None
+
+
+def require_cuda(gpus: int) -> None:
+    """A job that asks for GPUs stops at once where CUDA is not available, instead of
+    running for days on the CPU."""
+    import socket
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise XltError(
+            f"this job asks for {gpus} GPU(s) (resources.gpu) but CUDA is not available on {socket.gethostname()}; "
+            "run it on a GPU node, or set the model's resources.gpu to 0 to run on the CPU"
+        )
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
@@ -115,8 +165,7 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
             manifest = {"kind": "hub", "id": spec.id, "revision": spec.revision}
         else:
             local = Path(spec.path).resolve()
-            if not (local / "config.json").is_file():
-                raise XltError(f"model {spec.name}: path {spec.path} is neither a .gguf file nor a folder with config.json")
+            check_checkpoint(spec.name, local)
             manifest = {"kind": "local", "path": str(local)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         log(f"model {spec.name}: {manifest}")
@@ -148,7 +197,10 @@ def load_tokenizer(base_dir: str | Path, spec: ModelSpec):
     from transformers import AutoTokenizer
 
     location, revision = resolve_checkpoint(base_dir)
-    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code)
+    except OSError as error:
+        raise XltError(f"model {spec.name}: cannot load the tokenizer from {location}: {' '.join(str(error).split())}") from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -159,19 +211,26 @@ def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | 
     """Base model, or base + LoRA adapter (merged for inference speed unless `merge` is
     off). Spread over every visible GPU when there are several."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     location, revision = resolve_checkpoint(base_dir)
-    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code}
+    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code, "use_safetensors": True}
     if torch.cuda.device_count() > 1:
         kwargs["device_map"] = "auto"
-    model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except (OSError, SafetensorError) as error:
+        raise XltError(f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}") from error
     if "device_map" not in kwargs and torch.cuda.is_available():
         model = model.to("cuda")
     if adapter_dir is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        except (OSError, ValueError, SafetensorError) as error:
+            raise XltError(f"model {spec.name}: cannot load the LoRA adapter in {adapter_dir}: {' '.join(str(error).split())}") from error
         if merge:
             model = model.merge_and_unload()
     model.eval()

@@ -15,39 +15,53 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_csv, write_parquet
-from .errors import XltError
+from .errors import XltError, verbose
 from .languages import language_table
 
 
 @contextmanager
-def log_to(path: str | Path):
+def log_to(path: str | Path, gpus: int = 0):
     """Send this process's stdout and stderr (Python's and native libraries') to `path`.
-    A failure ends the job with exit status 1 and its account in the log: one line for
-    an XltError (a problem with the user's input), the traceback for anything else."""
+
+    A failure ends the job with exit status 1. An XltError (a problem with the user's
+    input: config, data, model files) is one line, in the log and on the terminal;
+    anything else is a bug: its traceback goes to the log and one line pointing there
+    to the terminal. With XLT_VERBOSE=1 both get the full traceback. A job that asks
+    for `gpus` fails at once, in one line, where CUDA is not available.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
+    failure = None
     with open(path, "w", buffering=1, encoding="utf-8") as handle:
         saved = os.dup(1), os.dup(2)
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
         try:
+            if gpus:
+                from .models import require_cuda
+
+                require_cuda(gpus)
             yield
         except XltError as error:
-            print(f"xlt: error: {error}", file=sys.stderr, flush=True)
-            failed = True
-        except Exception:
-            traceback.print_exc()
-            failed = True
-        else:
-            failed = False
+            details = traceback.format_exc()
+            failure = f"xlt: error: {error}"
+            print(details if verbose() else failure, file=handle, flush=True)
+        except Exception as error:
+            details = traceback.format_exc()
+            first_line = (str(error).splitlines() or [""])[0]
+            failure = f"xlt: unexpected {type(error).__name__}: {first_line} (traceback in {path})"
+            print(details, file=handle, flush=True)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
-    if failed:
+            os.close(saved[0])
+            os.close(saved[1])
+    if failure is not None:
+        print(details if verbose() else failure, file=sys.stderr, flush=True)
         sys.exit(1)
 
 

@@ -3,22 +3,25 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The workflow's own src/ first, so it runs the same code whether or not xlt is
 # installed in the environment that runs Snakemake (or a job's conda environment).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from xlt import paths
-from xlt.config import check_config
+from xlt.config import check_files, validate_config
 from xlt.errors import XltError
 from xlt.extract import fingerprint as extractor_fingerprint
 from xlt.prompts import template_path
 
 
-validate(config, schema="../../config/schema.yaml")
+# The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
+# the whole schema), before any job: the config with its defaults filled in replaces
+# what was loaded.
+CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
 try:
-    check_config(config)
+    config.update(validate_config(config, source=CONFIG_SOURCE))
+    check_files(config, source=CONFIG_SOURCE)
 except XltError as error:
     raise WorkflowError(str(error)) from None
 

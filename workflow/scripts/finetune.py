@@ -5,7 +5,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from xlt.stages import finetune, log_to
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], gpus=snakemake.resources.gpu):
     finetune(
         snakemake.wildcards.model,
         snakemake.params.entry,

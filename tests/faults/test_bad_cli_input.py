@@ -1,0 +1,80 @@
+"""The `xlt` commands: bad input is one line on stderr and exit status 2, a traceback
+only with --verbose or XLT_VERBOSE=1, and no output file appears unless it is whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from faultlib import REPO
+from xlt.cli import main
+from xlt.errors import XltError
+
+
+def _compare(tmp_path, config, predictions=None):
+    """Exit status of `xlt compare`, which must have written nothing."""
+    predictions = predictions or tmp_path / "predictions"
+    status = main(["compare", "--predictions", str(predictions), "--config", str(config), "--out", str(tmp_path / "stats")])
+    assert not (tmp_path / "stats").exists()
+    return status
+
+
+def test_config_that_is_not_yaml(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("XLT_VERBOSE", raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text("languages:\n  arb_Arab: {family: Semitic\n")
+    assert _compare(tmp_path, config) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xlt: error: {config}: not valid YAML: while parsing a flow mapping")
+    assert err.count("\n") == 1
+
+
+def test_config_that_is_not_a_mapping(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("- arb_Arab\n- heb_Hebr\n")
+    assert _compare(tmp_path, config) == 2
+    assert capsys.readouterr().err == f"xlt: error: {config}: expected a mapping of settings at the top level\n"
+
+
+def test_config_file_missing(tmp_path, capsys):
+    assert _compare(tmp_path, tmp_path / "nope.yaml") == 2
+    assert capsys.readouterr().err == f"xlt: error: {tmp_path / 'nope.yaml'}: config file not found\n"
+
+
+def test_config_mistake_reads_as_in_the_workflow(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text((REPO / "config" / "config.yaml").read_text().replace("equivalence_margin: 0.05", "equivalence_margin: 5"))
+    assert _compare(tmp_path, config) == 2
+    assert capsys.readouterr().err == f"xlt: error: {config}: stats.equivalence_margin: 5 is greater than or equal to the maximum of 1\n"
+
+
+def test_predictions_folder_missing(tmp_path, capsys):
+    assert _compare(tmp_path, REPO / "config" / "config.yaml", tmp_path / "elsewhere") == 2
+    assert capsys.readouterr().err == f"xlt: error: {tmp_path / 'elsewhere'}: predictions folder not found\n"
+
+
+def test_extract_stops_at_a_bad_line_and_writes_no_output(tmp_path, capsys):
+    source = tmp_path / "outputs.jsonl"
+    good = {"output": "The answer is B", "options": ["a", "b", "c", "d"], "lang": "eng_Latn"}
+    source.write_text(json.dumps(good) + "\n" + '{"output": "A"' + "\n")
+    target = tmp_path / "parsed.jsonl"
+    assert main(["extract", str(source), "-o", str(target)]) == 2
+    assert capsys.readouterr().err == f"xlt: error: {source}: line 2: not JSON (Expecting ',' delimiter)\n"
+    assert list(tmp_path.iterdir()) == [source]
+
+
+def test_extract_input_missing(tmp_path, capsys):
+    assert main(["extract", str(tmp_path / "none.jsonl")]) == 2
+    assert capsys.readouterr().err == f"xlt: error: {tmp_path / 'none.jsonl'}: file not found\n"
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_verbose_raises_with_the_traceback(tmp_path, monkeypatch, how):
+    argv = ["compare", "--predictions", str(tmp_path), "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "stats")]
+    if how == "flag":
+        argv = ["--verbose", *argv]
+    else:
+        monkeypatch.setenv("XLT_VERBOSE", "1")
+    with pytest.raises(XltError, match="config file not found"):
+        main(argv)

@@ -370,10 +370,11 @@ def predictions_file(tmp_path: Path) -> tuple[Path, Path]:
     data = pd.DataFrame({"item_id": [f"{r['link']}#{r['question_number']}" for r in rows], "lang": "tur_Latn", **{f"mc_answer{i}": [r[f"mc_answer{i}"] for r in rows] for i in range(1, 5)}})
     (tmp_path / "data").mkdir()
     data.to_parquet(tmp_path / "data" / "tur_Latn.parquet", index=False)
+    answers = [int(r["correct_answer_num"]) for r in rows]
     predictions = pd.DataFrame(
         {"item_id": data["item_id"], "lang": "tur_Latn", "model": "m", "variant": "base", "prompt": "direct",
          "raw_output": ["Cevap: B", "Cevap: Fasulyeler", "Cevap: B veya C"], "parsed_choice": pd.array([1, 1, 1], dtype="Int64"),
-         "answer": [int(r["correct_answer_num"]) for r in rows], "correct": False, "n_prompt_tokens": 90, "n_output_tokens": 3},
+         "answer": answers, "correct": [answer == 1 for answer in answers], "n_prompt_tokens": 90, "n_output_tokens": 3},
         columns=list(PREDICTION_COLUMNS),
     )
     path = tmp_path / "tur_Latn.parquet"

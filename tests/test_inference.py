@@ -186,6 +186,7 @@ def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monke
 
     engine = fake.calls["engine"]
     assert engine["tensor_parallel_size"] == 4 and engine["enable_prefix_caching"] and engine["enable_lora"]
+    assert engine["load_format"] == "safetensors"
     assert engine["max_lora_rank"] == 12
     assert fake.calls["prompts"] == [{"prompt_token_ids": r.input_ids} for r in requests]
     assert fake.calls["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}

@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from xlt.stages import log_to, predict
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0], gpus=snakemake.resources.gpu):
     predict(
         snakemake.wildcards.model,
         snakemake.params.entry,

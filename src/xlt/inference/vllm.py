@@ -28,6 +28,7 @@ def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | 
         "tensor_parallel_size": settings["tensor_parallel_size"],
         "gpu_memory_utilization": settings["gpu_memory_utilization"],
         "enable_prefix_caching": True,
+        "load_format": "safetensors",  # never fall back to pickled weights
         "trust_remote_code": spec.trust_remote_code,
         "seed": 0,
         "enable_lora": adapter_dir is not None,

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
+from xlt.data import check_rows
+from xlt.prompts import Template
+
 
 def rows(lang: str, n_passages: int = 10, questions_per_passage: int = 1) -> list[dict]:
     out = []
@@ -31,3 +36,14 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+TINY_MODELS = ["tiny-dense", "tiny-moe"]
+ENGLISH = Template("eng_Latn", "Passage", "Question", "Answer", "Answer with the letter only.", "Think step by step.", "Let's think step by step.")
+
+
+def items(n: int = 6, lang: str = "eng_Latn") -> pd.DataFrame:
+    """Checked synthetic rows with their language, as prepare_data leaves them."""
+    frame = check_rows(pd.DataFrame(rows(lang, n)), "synthetic")
+    frame["lang"] = lang
+    return frame

@@ -9,26 +9,16 @@ import json
 import sys
 import types
 
-import pandas as pd
 import pytest
 
-from belebele_rows import rows
-from xlt.data import check_rows
+from belebele_rows import ENGLISH, TINY_MODELS, items
 from xlt.inference import build_requests, generate
 from xlt.inference.engine import greedy_batch, plan_batches, resolve_batch_size, stop_token_ids
 from xlt.inference.loglik import build_choice_requests, encode_pair, loglik_frame, score_choices
 from xlt.inference.shards import Shard, partial_path, run_fingerprint
 from xlt.models import ModelSpec, load_model, load_tokenizer, uses_chat_template
-from xlt.prompts import Template
 
-TEMPLATE = Template("eng_Latn", "Passage", "Question", "Answer", "Answer with the letter only.", "Think step by step.", "Let's think step by step.")
-MODELS = ["tiny-dense", "tiny-moe"]
-
-
-def items(n=6, lang="eng_Latn"):
-    frame = check_rows(pd.DataFrame(rows(lang, n)), "synthetic")
-    frame["lang"] = lang
-    return frame
+TEMPLATE, MODELS = ENGLISH, TINY_MODELS
 
 
 def loaded(prepared_tiny, name):

@@ -4,22 +4,14 @@ Mixture-of-Experts without."""
 import pandas as pd
 import pytest
 
-from belebele_rows import rows
-from xlt.data import check_rows
+from belebele_rows import ENGLISH, TINY_MODELS, items
 from xlt.finetune import IGNORE, AnswerOnlyCollator, FinetuneSettings, TokenCounts, build_example, finetune
 from xlt.inference import answer_complete, build_requests, generate, predictions_frame
 from xlt.models import ModelSpec, encode_prompt, load_model, load_tokenizer, uses_chat_template
-from xlt.prompts import Template, answer_completion, render
+from xlt.prompts import answer_completion, render
 from xlt.paths import PREDICTION_COLUMNS
 
-TEMPLATE = Template("eng_Latn", "Passage", "Question", "Answer", "Answer with the letter only.", "Think step by step.", "Let's think step by step.")
-MODELS = ["tiny-dense", "tiny-moe"]
-
-
-def items(n=6, lang="eng_Latn"):
-    frame = check_rows(pd.DataFrame(rows(lang, n)), "synthetic")
-    frame["lang"] = lang
-    return frame
+TEMPLATE, MODELS = ENGLISH, TINY_MODELS
 
 
 def settings(**overrides):

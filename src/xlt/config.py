@@ -81,6 +81,27 @@ def check_config(config: dict, source: str = "config") -> None:
         raise XltError(f"{source}: related_families: no related target language besides the source {source_language}")
     if not controls:
         raise XltError(f"{source}: languages: no control language (every language is in related_families)")
+    for name, entry in config["models"].items():
+        check_launcher(entry["finetune"], f"{source}: models.{name}.finetune")
+
+
+def check_launcher(finetune: dict, where: str) -> None:
+    """`accelerate launch` starts one process per GPU, the same number on every node,
+    and reads its sharding from a config file; a single process needs none of that."""
+    launcher, gpus = finetune["launcher"], finetune["resources"]["gpu"]
+    if launcher["type"] == "in_process":
+        if launcher["config_file"] is not None:
+            raise XltError(f"{where}.launcher.config_file: only read by launcher type 'accelerate', not 'in_process'")
+        if launcher["num_machines"] > 1:
+            raise XltError(f"{where}.launcher.num_machines: {launcher['num_machines']} nodes need launcher type 'accelerate'")
+        return
+    if launcher["config_file"] is None:
+        raise XltError(f"{where}.launcher.config_file: required by launcher type 'accelerate' (e.g. config/accelerate/deepspeed_zero3.yaml)")
+    if gpus < 1 or gpus % launcher["num_machines"]:
+        raise XltError(
+            f"{where}.resources.gpu: launcher type 'accelerate' starts one process per GPU on each of "
+            f"{launcher['num_machines']} node(s), so gpu must be a positive multiple of num_machines, not {gpus}"
+        )
 
 
 def read_yaml(path: str | Path, what: str):

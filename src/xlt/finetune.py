@@ -31,6 +31,7 @@ FINGERPRINT = "fingerprint.json"
 # was cut short by a kill and cannot be resumed from.
 CHECKPOINT_COMPLETE = "trainer_state.json"
 FINAL = "final"
+# a linear layer of one routed expert (experts.3.down_proj); fused experts have none
 LINEAR_EXPERT = re.compile(r"(^|\.)experts\.\d+\.")
 
 
@@ -184,64 +185,84 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
 
 
-def _attention_projections(model) -> list[str]:
-    """`<attention module>.<linear layer>` of every attention block, e.g.
-    `self_attn.q_proj`, or DeepSeek's `self_attn.kv_a_proj_with_mqa`."""
+def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[list[str], list[str]]:
+    """(modules, parameters) to adapt, by full name.
+
+    Dense layers as `target_modules` says: every linear layer but the output head and
+    the experts' ("all-linear"), the linear layers of every attention block
+    ("attention": q/k/v/o in Llama and Qwen, the low-rank projections of DeepSeek's
+    multi-head latent attention), or the modules a list names (as name suffixes). The
+    routed experts exactly when `experts` is on: fused 3-D expert weights as parameters
+    (peft's target_parameters), per-expert linear layers as modules.
+    """
     from torch import nn
 
-    names = set()
-    for name, module in model.named_modules():
-        if type(module).__name__.endswith("Attention"):
-            names.update(f"{name.rsplit('.', 1)[-1]}.{child}" for child, layer in module.named_children() if isinstance(layer, nn.Linear))
-    return sorted(names)
-
-
-def _fused_expert_parameters(model) -> list[str]:
-    """`experts.<weight>` of experts stored as one 3-D parameter per projection."""
-    names = set()
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] == "experts":
-            names.update(f"experts.{param}" for param, value in module.named_parameters(recurse=False) if value.ndim == 3)
-    return sorted(names)
-
-
-def _linear_experts(model) -> list[str]:
-    from torch import nn
-
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and LINEAR_EXPERT.search(name)]
-
-
-def lora_config(model, settings: FinetuneSettings, model_name: str):
-    """peft's LoraConfig for `settings` on this model: dense layers as target_modules
-    says, and the routed experts exactly when `experts` is on."""
-    from peft import LoraConfig
-
-    fused, linear = _fused_expert_parameters(model), _linear_experts(model)
+    modules = dict(model.named_modules())
+    linear = [name for name, module in modules.items() if isinstance(module, nn.Linear) and module is not model.get_output_embeddings()]
+    linear_experts = [name for name in linear if LINEAR_EXPERT.search(name)]
+    fused_experts = [
+        f"{name}.{param}"
+        for name, module in modules.items()
+        if name.rsplit(".", 1)[-1] == "experts"
+        for param, value in module.named_parameters(recurse=False)
+        if value.ndim == 3
+    ]
     targets = settings.target_modules
-    if targets == "attention":
-        targets = _attention_projections(model)
-        if not targets:
+    if targets == "all-linear":
+        chosen = [name for name in linear if name not in linear_experts]
+    elif targets == "attention":
+        attention = [name for name, module in modules.items() if type(module).__name__.endswith("Attention")]
+        chosen = [name for name in linear if name.rpartition(".")[0] in attention]
+        if not chosen:
             raise XltError(f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an attention module; list the module names instead")
-    extra = {}
-    if settings.experts:
-        if not fused and not linear:
-            raise XltError(f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a Mixture-of-Experts model)")
-        if fused:
-            if settings.dropout:
-                raise XltError(f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused expert weights), not {settings.dropout}")
-            extra["target_parameters"] = fused
-        if linear and targets != "all-linear":
-            targets = sorted(set(targets) | set(linear))
-    elif linear:
-        extra["exclude_modules"] = r".*(^|\.)experts\.\d+\..*"
-    return LoraConfig(
+    else:
+        chosen = [name for name in modules if any(name == t or name.endswith(f".{t}") for t in targets) and name not in linear_experts]
+        if not chosen:
+            raise XltError(f"model {model_name}: lora.target_modules {targets} name no module of the model")
+    if not settings.experts:
+        return chosen, []
+    if not fused_experts and not linear_experts:
+        raise XltError(f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a Mixture-of-Experts model)")
+    if fused_experts and settings.dropout:
+        raise XltError(f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused expert weights), not {settings.dropout}")
+    return chosen + linear_experts, fused_experts
+
+
+def attach_lora(model, settings: FinetuneSettings, model_name: str):
+    """The model with LoRA adapters on exactly the modules and parameters of
+    `lora_targets`, checked after the fact: for Mixture-of-Experts architectures that
+    transformers 5 changed, peft re-maps some layer names (gate_proj, up_proj,
+    down_proj, gate) onto the fused experts and the router, which would silently adapt
+    layers the config did not ask for."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer, ParamWrapper
+
+    modules, parameters = lora_targets(model, settings, model_name)
+    config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=targets,
+        target_modules=modules,
+        target_parameters=parameters or None,
         task_type="CAUSAL_LM",
-        **extra,
     )
+    peft_model = get_peft_model(model, config)
+    prefix = "base_model.model."
+    adapted = {
+        name.removeprefix(prefix)
+        for name, module in peft_model.named_modules()
+        if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
+    }
+    adapted_parameters = set(peft_model.base_model.targeted_parameter_names)
+    unasked = sorted((adapted - set(modules)) | (adapted_parameters - set(parameters)))
+    missing = sorted((set(modules) - adapted) | (set(parameters) - adapted_parameters))
+    if unasked or missing:
+        raise XltError(
+            f"model {model_name}: peft adapted {len(unasked)} layer(s) the config did not ask for (e.g. {unasked[:2]}) and "
+            f"left out {len(missing)} it did (e.g. {missing[:2]}); on this architecture peft maps dense names onto the "
+            "experts: use lora.target_modules 'attention', or an explicit list, with lora.experts as wanted"
+        )
+    return peft_model
 
 
 def seeded_length_grouped_sampler(lengths: list[int], batch_size: int, seed: int):
@@ -321,7 +342,7 @@ def finetune(
     """
     import torch
     from accelerate import PartialState
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from transformers import PrinterCallback, Trainer, TrainerCallback
 
     from .models import load_for_training, load_tokenizer, uses_chat_template
@@ -344,13 +365,12 @@ def finetune(
     model = load_for_training(base_dir, spec, dtype=settings.dtype, quantization=settings.quantization)
     if settings.quantization == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.gradient_checkpointing)
-    lora = lora_config(model, settings, spec.name)
-    model = get_peft_model(model, lora)
+    model = attach_lora(model, settings, spec.name)
     trainable, total = model.get_nb_trainable_parameters()
     say(
         f"model {spec.name}: {len(examples)} examples, {state.num_processes} process(es), LoRA r={settings.r} on "
-        f"{lora.target_modules}{' + experts ' + str(lora.target_parameters) if lora.target_parameters else ''}: "
-        f"{trainable:,} of {total:,} parameters trainable"
+        f"{len(model.base_model.targeted_module_names)} modules ({settings.target_modules}) and "
+        f"{len(model.base_model.targeted_parameter_names)} expert weights: {trainable:,} of {total:,} parameters trainable"
     )
     if resume is not None:
         say(f"resuming from {resume}")

@@ -1,5 +1,7 @@
 """The `xlt` command: the study's statistics and answer extraction on predictions
-made anywhere, without the workflow engine and without loading a model."""
+made anywhere, without the workflow engine and without loading a model; and the
+model jobs the workflow runs as shell commands (`finetune`, `merge`), which import
+torch only when they run."""
 
 from __future__ import annotations
 
@@ -117,6 +119,39 @@ def _write_lines(lines: list[str], output: str) -> None:
         write_text(text, output)
 
 
+def _model_entry(args) -> dict:
+    try:
+        entry = json.loads(args.settings)
+    except json.JSONDecodeError as error:
+        raise XltError(f"--settings: not JSON ({error.msg})") from None
+    if not isinstance(entry, dict) or not isinstance(entry.get("finetune"), dict):
+        raise XltError("--settings: expected a model's config as a JSON object with its finetune block")
+    return entry
+
+
+def _finetune(args) -> None:
+    from .stages import finetune
+
+    finetune(args.model, _model_entry(args), args.base, args.data, args.template, args.out, args.checkpoints, args.threads)
+
+
+def _merge(args) -> None:
+    from .stages import merge
+
+    merge(args.model, _model_entry(args), args.base, args.adapter, args.out, args.threads)
+
+
+def _model_job(commands, name: str, help: str):
+    """A subcommand that loads a model: what the workflow's jobs run (see workflow/rules)."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
+    command.add_argument("--settings", required=True, help="the model's config entry as JSON (source, finetune block)")
+    command.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
+    command.add_argument("--out", required=True, help="folder to write")
+    command.add_argument("--threads", type=int, default=1, help="CPU threads (shared among the processes of one node)")
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlt", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors (also: XLT_VERBOSE=1)")
@@ -138,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--text", help="extract from this text alone; prints its parsed_choice and the rule that decided")
     extract.add_argument("--options", nargs="+", metavar="OPTION", help="with --text: the four option texts")
     extract.set_defaults(run=_extract)
+
+    finetune = _model_job(commands, "finetune", "train a LoRA adapter on the source language's train split (resumes a killed run)")
+    finetune.add_argument("--data", required=True, help="the source language's prepared data (results/data/LANG.parquet)")
+    finetune.add_argument("--template", required=True, help="the source language's prompt template")
+    finetune.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints, removed on success")
+    finetune.set_defaults(run=_finetune)
+
+    merge = _model_job(commands, "merge", "write base model + adapter merged, for backends that cannot load adapters")
+    merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter)")
+    merge.set_defaults(run=_merge)
     return parser
 
 

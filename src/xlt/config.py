@@ -98,12 +98,32 @@ def check_config(config: dict, source: str = "config") -> None:
     if not controls:
         raise XltError(f"{source}: languages: no control language (every language is in related_families)")
     for model, entry in config["models"].items():
+        check_launcher(entry["finetune"], f"{source}: models.{model}.finetune")
         for stage in ("finetune", "inference"):
             resources = entry[stage]["resources"]
             if resources["gpu_model"] and resources["gpu"] < 1:
                 raise XltError(
                     f"{source}: models.{model}.{stage}.resources: gpu_model {resources['gpu_model']!r} needs gpu: 1 or more (it is {resources['gpu']})"
                 )
+
+
+def check_launcher(finetune: dict, where: str) -> None:
+    """`accelerate launch` starts one process per GPU, the same number on every node,
+    and reads its sharding from a config file; a single process needs none of that."""
+    launcher, gpus = finetune["launcher"], finetune["resources"]["gpu"]
+    if launcher["type"] == "in_process":
+        if launcher["config_file"] is not None:
+            raise XltError(f"{where}.launcher.config_file: only read by launcher type 'accelerate', not 'in_process'")
+        if launcher["num_machines"] > 1:
+            raise XltError(f"{where}.launcher.num_machines: {launcher['num_machines']} nodes need launcher type 'accelerate'")
+        return
+    if launcher["config_file"] is None:
+        raise XltError(f"{where}.launcher.config_file: required by launcher type 'accelerate' (e.g. config/accelerate/deepspeed_zero3.yaml)")
+    if gpus < 1 or gpus % launcher["num_machines"]:
+        raise XltError(
+            f"{where}.resources.gpu: launcher type 'accelerate' starts one process per GPU on each of "
+            f"{launcher['num_machines']} node(s), so gpu must be a positive multiple of num_machines, not {gpus}"
+        )
 
 
 def check_files(config: dict, source: str = "config") -> None:

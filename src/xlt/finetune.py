@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, fields
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path, write_csv, write_text
+from .atomic import atomic_path, write_csv
 from .errors import XltError
 from .models import ModelSpec, encode_prompt
 from .prompts import Template, answer_completion, render
@@ -26,6 +27,12 @@ from .prompts import Template, answer_completion, render
 IGNORE = -100
 TRAIN_LOG = "train_log.csv"
 FINGERPRINT = "fingerprint.json"
+# Written by the Trainer after everything else of a checkpoint: a checkpoint without it
+# was cut short by a kill and cannot be resumed from.
+CHECKPOINT_COMPLETE = "trainer_state.json"
+FINAL = "final"
+# a linear layer of one routed expert (experts.3.down_proj); fused experts have none
+LINEAR_EXPERT = re.compile(r"(^|\.)experts\.\d+\.")
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,16 @@ class FinetuneSettings:
     max_length: int
     seed: int
     dtype: str
+    experts: bool = False
+    max_steps: int | None = None
+    quantization: str = "none"
+    gradient_checkpointing: bool = False
 
     @classmethod
     def from_config(cls, block: dict) -> "FinetuneSettings":
         """From a model's `finetune` block (LoRA settings nested under `lora`)."""
         flat = {**block, **block["lora"]}
-        return cls(**{f.name: flat[f.name] for f in fields(cls)})
+        return cls(**{f.name: flat[f.name] for f in fields(cls) if f.name in flat})
 
 
 def build_example(item: dict, template: Template, tokenizer, chat: bool, chat_kwargs: dict, max_length: int) -> dict:
@@ -132,11 +143,18 @@ class TokenCounts:
         self.padded += mask.numel() - real
         self.supervised += int((batch["labels"] != IGNORE).sum())
 
-    def take(self) -> dict:
-        total = self.real + self.padded
-        counts = {"tokens": self.real, "supervised_tokens": self.supervised, "padding_share": self.padded / total if total else 0.0}
+    def take(self, accelerator=None) -> dict:
+        """The counts since the last call, summed over every process of a multi-GPU run
+        (a collective call there: every process must make it)."""
+        real, padded, supervised = self.real, self.padded, self.supervised
+        if accelerator is not None and accelerator.num_processes > 1:
+            import torch
+
+            summed = accelerator.reduce(torch.tensor([real, padded, supervised], device=accelerator.device), reduction="sum")
+            real, padded, supervised = (int(value) for value in summed.tolist())
         self.real = self.padded = self.supervised = 0
-        return counts
+        total = real + padded
+        return {"tokens": real, "supervised_tokens": supervised, "padding_share": padded / total if total else 0.0}
 
 
 def fingerprint(settings: FinetuneSettings, examples: list[dict], base_dir: str) -> str:
@@ -144,29 +162,163 @@ def fingerprint(settings: FinetuneSettings, examples: list[dict], base_dir: str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _resume_from(checkpoint_dir: Path, run_fingerprint: str) -> str | None:
-    """Prepare the checkpoint folder; return the last complete checkpoint of this very
-    run (same settings, data and base model) to resume from, or None. Checkpoints of
-    other runs are discarded, and so is one a kill cut short: the Trainer writes
-    trainer_state.json last, so a checkpoint without a readable one is incomplete."""
+def prepare_checkpoints(checkpoint_dir: Path, run_fingerprint: str) -> None:
+    """Keep the complete checkpoints of this very run (same settings, data and base
+    model) to resume from; discard checkpoints a kill cut short, and every checkpoint of
+    another run."""
     marker = checkpoint_dir / FINGERPRINT
     if checkpoint_dir.exists():
-        try:
-            same = json.loads(marker.read_text())["fingerprint"] == run_fingerprint
-        except (OSError, ValueError, KeyError):
-            same = False
-        if same:
-            for checkpoint in sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]), reverse=True):
-                try:
-                    json.loads((checkpoint / "trainer_state.json").read_text())
-                    return str(checkpoint)
-                except (OSError, ValueError):
-                    shutil.rmtree(checkpoint)
-            return None
+        if marker.is_file() and json.loads(marker.read_text())["fingerprint"] == run_fingerprint:
+            for partial in checkpoint_dir.glob("checkpoint-*"):
+                if not (partial / CHECKPOINT_COMPLETE).is_file():
+                    shutil.rmtree(partial)
+            shutil.rmtree(checkpoint_dir / FINAL, ignore_errors=True)
+            return
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True)
-    write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n", marker)
-    return None
+    marker.write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n")
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The complete checkpoint with the most steps, if any."""
+    complete = [path for path in checkpoint_dir.glob("checkpoint-*") if (path / CHECKPOINT_COMPLETE).is_file()]
+    return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
+
+
+def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[list[str], list[str]]:
+    """(modules, parameters) to adapt, by full name.
+
+    Dense layers as `target_modules` says: every linear layer but the output head and
+    the experts' ("all-linear"), the linear layers of every attention block
+    ("attention": q/k/v/o in Llama and Qwen, the low-rank projections of DeepSeek's
+    multi-head latent attention), or the modules a list names (as name suffixes). The
+    routed experts exactly when `experts` is on: fused 3-D expert weights as parameters
+    (peft's target_parameters), per-expert linear layers as modules.
+    """
+    from torch import nn
+
+    modules = dict(model.named_modules())
+    linear = [name for name, module in modules.items() if isinstance(module, nn.Linear) and module is not model.get_output_embeddings()]
+    linear_experts = [name for name in linear if LINEAR_EXPERT.search(name)]
+    fused_experts = [
+        f"{name}.{param}"
+        for name, module in modules.items()
+        if name.rsplit(".", 1)[-1] == "experts"
+        for param, value in module.named_parameters(recurse=False)
+        if value.ndim == 3
+    ]
+    targets = settings.target_modules
+    if targets == "all-linear":
+        chosen = [name for name in linear if name not in linear_experts]
+    elif targets == "attention":
+        attention = [name for name, module in modules.items() if type(module).__name__.endswith("Attention")]
+        chosen = [name for name in linear if name.rpartition(".")[0] in attention]
+        if not chosen:
+            raise XltError(f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an attention module; list the module names instead")
+    else:
+        chosen = [name for name in modules if any(name == t or name.endswith(f".{t}") for t in targets) and name not in linear_experts]
+        if not chosen:
+            raise XltError(f"model {model_name}: lora.target_modules {targets} name no module of the model")
+    if not settings.experts:
+        return chosen, []
+    if not fused_experts and not linear_experts:
+        raise XltError(f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a Mixture-of-Experts model)")
+    if fused_experts and settings.dropout:
+        raise XltError(f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused expert weights), not {settings.dropout}")
+    return chosen + linear_experts, fused_experts
+
+
+def attach_lora(model, settings: FinetuneSettings, model_name: str):
+    """The model with LoRA adapters on exactly the modules and parameters of
+    `lora_targets`, checked after the fact: for Mixture-of-Experts architectures that
+    transformers 5 changed, peft re-maps some layer names (gate_proj, up_proj,
+    down_proj, gate) onto the fused experts and the router, which would silently adapt
+    layers the config did not ask for."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer, ParamWrapper
+
+    modules, parameters = lora_targets(model, settings, model_name)
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=modules,
+        target_parameters=parameters or None,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    prefix = "base_model.model."
+    adapted = {
+        name.removeprefix(prefix)
+        for name, module in peft_model.named_modules()
+        if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
+    }
+    adapted_parameters = set(peft_model.base_model.targeted_parameter_names)
+    unasked = sorted((adapted - set(modules)) | (adapted_parameters - set(parameters)))
+    missing = sorted((set(modules) - adapted) | (set(parameters) - adapted_parameters))
+    if unasked or missing:
+        raise XltError(
+            f"model {model_name}: peft adapted {len(unasked)} layer(s) the config did not ask for (e.g. {unasked[:2]}) and "
+            f"left out {len(missing)} it did (e.g. {missing[:2]}); on this architecture peft maps dense names onto the "
+            "experts: use lora.target_modules 'attention', or an explicit list, with lora.experts as wanted"
+        )
+    return peft_model
+
+
+def seeded_length_grouped_sampler(lengths: list[int], batch_size: int, seed: int):
+    """transformers' length-grouped order (batches of similar length, drawn at random),
+    drawn from the seed and the epoch alone: a run resumed mid-epoch sees the same
+    batches as one that was never stopped, and every process of a multi-GPU run the
+    same order."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class SeededLengthGroupedSampler(LengthGroupedSampler):
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator.manual_seed(seed + self.epoch)
+            return super().__iter__()
+
+    return SeededLengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator())
+
+
+def training_arguments(settings: FinetuneSettings, checkpoint_dir: Path, save_steps: int):
+    """Created before the model is loaded: under DeepSpeed ZeRO-3 that is what makes
+    from_pretrained load each process's shard only."""
+    import torch
+    from transformers import TrainingArguments
+
+    from .models import torch_dtype
+
+    on_gpu = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=settings.micro_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of all steps
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        remove_unused_columns=False,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=not on_gpu,
+        bf16=on_gpu and torch_dtype(settings.dtype) == torch.bfloat16,
+        dataloader_pin_memory=on_gpu,
+    )
 
 
 def finetune(
@@ -181,13 +333,19 @@ def finetune(
     log=print,
 ) -> None:
     """Train a LoRA adapter and write it, with train_log.csv, to `adapter_dir`.
-    Checkpoints go to `checkpoint_dir`; a rerun after a kill resumes from the last one,
-    and they are removed once the adapter is written."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    from .models import load_model, load_tokenizer, uses_chat_template
+    Runs as one process or as one of several started by `accelerate launch` (DeepSpeed
+    ZeRO-3, FSDP or plain data parallelism): the first process alone logs, prepares the
+    checkpoint folder and writes the adapter. Checkpoints go to `checkpoint_dir`; a
+    rerun after a kill resumes from the last complete one, and they are removed once the
+    adapter is written.
+    """
+    import torch
+    from accelerate import PartialState
+    from peft import prepare_model_for_kbit_training
+    from transformers import PrinterCallback, Trainer, TrainerCallback
+
+    from .models import load_for_training, load_tokenizer, uses_chat_template
 
     tokenizer = load_tokenizer(base_dir, spec)
     chat = uses_chat_template(spec, tokenizer)
@@ -195,47 +353,30 @@ def finetune(
     if not examples:
         raise XltError(f"model {spec.name}: no training examples in the source language's train split")
     checkpoint_dir = Path(checkpoint_dir)
-    resume = _resume_from(checkpoint_dir, fingerprint(settings, examples, str(base_dir)))
+    args = training_arguments(settings, checkpoint_dir, save_steps)
+    state = PartialState()
+    say = log if state.is_main_process else (lambda *_: None)
+    if state.is_main_process:
+        prepare_checkpoints(checkpoint_dir, fingerprint(settings, examples, str(base_dir)))
+    state.wait_for_everyone()
+    resume = last_checkpoint(checkpoint_dir)
 
     torch.manual_seed(settings.seed)
-    model = load_model(base_dir, spec, dtype=settings.dtype)
-    lora = LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    model = load_for_training(base_dir, spec, dtype=settings.dtype, quantization=settings.quantization)
+    if settings.quantization == "4bit":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.gradient_checkpointing)
+    model = attach_lora(model, settings, spec.name)
     trainable, total = model.get_nb_trainable_parameters()
-    log(f"model {spec.name}: {len(examples)} examples, LoRA r={settings.r} on {settings.target_modules}: {trainable:,} of {total:,} parameters trainable")
-
-    on_gpu = torch.cuda.is_available()
-    dtype = model.dtype
-    args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=settings.micro_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of all steps
-        num_train_epochs=settings.epochs,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=2,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        train_sampling_strategy="group_by_length",
-        remove_unused_columns=False,
-        report_to=[],
-        disable_tqdm=True,
-        use_cpu=not on_gpu,
-        bf16=on_gpu and dtype == torch.bfloat16,
-        dataloader_pin_memory=on_gpu,
+    say(
+        f"model {spec.name}: {len(examples)} examples, {state.num_processes} process(es), LoRA r={settings.r} on "
+        f"{len(model.base_model.targeted_module_names)} modules ({settings.target_modules}) and "
+        f"{len(model.base_model.targeted_parameter_names)} expert weights: {trainable:,} of {total:,} parameters trainable"
     )
+    if resume is not None:
+        say(f"resuming from {resume}")
 
     started = time.monotonic()
+    lengths = [len(example["input_ids"]) for example in examples]
 
     class AnswerOnlyTrainer(Trainer):
         """Counts the tokens of each batch it trains on and logs them with the loss, so
@@ -243,20 +384,23 @@ def finetune(
 
         counts = TokenCounts()
 
+        def _get_train_sampler(self, train_dataset=None):
+            return seeded_length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.args.seed)
+
         def compute_loss(self, model, inputs, *args, **kwargs):
             self.counts.add(inputs)
             return super().compute_loss(model, inputs, *args, **kwargs)
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs:
-                logs.update(self.counts.take(), elapsed_s=round(time.monotonic() - started, 2))
+                logs.update(self.counts.take(self.accelerator), elapsed_s=round(time.monotonic() - started, 2))
             super().log(logs, *args, **kwargs)
 
     class LogLine(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             entry = state.log_history[-1]
             if "loss" in entry:
-                log(
+                say(
                     f"step {entry['step']}/{state.max_steps} loss {entry['loss']:.4f} lr {entry.get('learning_rate', 0):.2e} "
                     f"tokens {entry['tokens']} padding {entry['padding_share']:.1%}"
                 )
@@ -265,14 +409,32 @@ def finetune(
         model=model, args=args, train_dataset=examples, data_collator=AnswerOnlyCollator(tokenizer.pad_token_id), callbacks=[LogLine()]
     )
     trainer.remove_callback(PrinterCallback)  # LogLine says the same in one line per step
-    if resume:
-        log(f"resuming from {resume}")
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 
-    history = pd.DataFrame([entry for entry in trainer.state.log_history if "loss" in entry])
-    # A resumed run reads its history back from JSON with the keys sorted: fix the order.
-    history = history[["step", "epoch", *sorted(set(history.columns) - {"step", "epoch"})]]
-    with atomic_path(adapter_dir, is_dir=True) as tmp:
-        model.save_pretrained(tmp)
-        write_csv(history, tmp / TRAIN_LOG)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    final = checkpoint_dir / FINAL
+    trainer.save_model(str(final))  # every process takes part: ZeRO-3 and FSDP gather the shards
+    if state.is_main_process:
+        history = pd.DataFrame([entry for entry in trainer.state.log_history if "loss" in entry])
+        with atomic_path(adapter_dir, is_dir=True) as tmp:
+            for path in final.iterdir():
+                if path.name != "training_args.bin":
+                    shutil.copy2(path, tmp / path.name)
+            write_csv(history, tmp / TRAIN_LOG)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    state.wait_for_everyone()
+
+
+def merge_adapter(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto", log=print) -> None:
+    """Write base + adapter as one plain checkpoint (with the tokenizer), for inference
+    backends that cannot load a LoRA adapter, e.g. one on fused expert weights."""
+    from .models import MANIFEST, load_model, load_tokenizer
+
+    model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=dtype, merge=True)
+    tokenizer = load_tokenizer(base_dir, spec)
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MANIFEST).write_text(json.dumps({"kind": "converted", "source": str(Path(adapter_dir).resolve())}, indent=2) + "\n", encoding="utf-8")
+    log(f"model {spec.name}: merged {adapter_dir} into {out_dir}")

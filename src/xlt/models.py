@@ -237,6 +237,68 @@ def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | 
     return model
 
 
+def _quantization_config(location: str, revision: str | None, spec: ModelSpec, quantization: str, dtype):
+    """The `quantization_config` to load a base model to train on: NF4 for QLoRA, or
+    de-quantization for a checkpoint stored in FP8 (DeepSeek-V3 on the Hub), whose
+    layers LoRA cannot wrap. None for plain weights."""
+    import torch
+
+    if quantization == "4bit":
+        if not torch.cuda.is_available():
+            raise XltError(f"model {spec.name}: finetune.quantization '4bit' (QLoRA) needs a CUDA GPU; on a CPU use 'none'")
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise XltError(f"model {spec.name}: finetune.quantization '4bit' needs bitsandbytes (pip install 'xlt[qlora]')")
+        from transformers import BitsAndBytesConfig
+
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            # stored in the compute dtype, so ZeRO-3 and FSDP can shard the 4-bit weights
+            bnb_4bit_quant_storage=dtype,
+        )
+    from transformers import AutoConfig
+
+    stored = getattr(AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code), "quantization_config", None)
+    method = stored.get("quant_method") if isinstance(stored, dict) else getattr(stored, "quant_method", None)
+    if method == "fp8":
+        from transformers import FineGrainedFP8Config
+
+        return FineGrainedFP8Config(dequantize=True)
+    return None
+
+
+def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto", quantization: str = "none"):
+    """The base model to train an adapter on.
+
+    Placement follows the launcher: one process per GPU under `accelerate launch`
+    (DeepSpeed ZeRO-3 and FSDP shard the model themselves, plain data parallelism puts
+    a whole copy on each process's GPU); a single process spreads the model over every
+    GPU of the job (device_map "auto"), or keeps it on the CPU.
+    """
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    location, revision = resolve_checkpoint(base_dir)
+    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code}
+    quantization_config = _quantization_config(location, revision, spec, quantization, kwargs["dtype"])
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    state = PartialState()
+    sharded = is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if state.num_processes > 1:
+        if quantization == "4bit" and not sharded:
+            kwargs["device_map"] = {"": state.local_process_index}
+    elif torch.cuda.is_available():
+        kwargs["device_map"] = "auto"
+    return AutoModelForCausalLM.from_pretrained(location, **kwargs)
+
+
 def uses_chat_template(spec: ModelSpec, tokenizer) -> bool:
     if spec.chat_template == "auto":
         return bool(getattr(tokenizer, "chat_template", None))

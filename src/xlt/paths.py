@@ -12,6 +12,7 @@ PROMPTS = ("direct", "cot")
 DATA = "results/data/{lang}.parquet"
 BASE_MODEL = "results/models/{model}/base"
 ADAPTER = "results/models/{model}/adapter"
+MERGED = "results/models/{model}/merged"
 CHECKPOINTS = "results/checkpoints/{model}"
 PREDICTIONS_ROOT = "results/predictions"
 PREDICTIONS = PREDICTIONS_ROOT + "/{model}/{variant}/{prompt}/{lang}.parquet"

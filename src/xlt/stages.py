@@ -97,12 +97,15 @@ def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
 
 
 def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
+    """`entry`: the model's config with its `finetune` block. Under `accelerate launch`
+    this runs once per GPU, and the job's threads are shared among a node's processes."""
     from . import finetune as ft
     from .data import read_prepared
+    from .launch import threads_per_process
     from .models import ModelSpec, set_threads
     from .prompts import load_template
 
-    set_threads(threads)
+    set_threads(threads_per_process(threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     train = read_prepared(source_data, split="train")
     started = time.monotonic()
     ft.finetune(
@@ -116,7 +119,16 @@ def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_f
         save_steps=entry["finetune"]["save_steps"],
         log=_say,
     )
-    _say(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        _say(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
+
+
+def merge(name: str, entry: dict, base_dir: str, adapter_dir: str, out_dir: str, threads: int) -> None:
+    from .finetune import merge_adapter
+    from .models import ModelSpec, set_threads
+
+    set_threads(threads)
+    merge_adapter(base_dir, ModelSpec.from_config(name, entry), adapter_dir, out_dir, dtype=entry["finetune"]["dtype"], log=_say)
 
 
 def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, adapter_dir: str | None, data_files: list[str], template_files: dict[str, str], max_new_tokens: int, scoring: str, outputs: list[str], threads: int) -> None:

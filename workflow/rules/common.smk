@@ -1,3 +1,4 @@
+import json
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from xlt import paths
 from xlt.config import check_files, validate_config
 from xlt.errors import XltError
 from xlt.extract import fingerprint as extractor_fingerprint
+from xlt.launch import finetune_launch, xlt_command
 from xlt.prompts import template_path
 
 
@@ -45,7 +47,7 @@ def all_outputs():
         paths.ALIGNMENT,
         paths.GAINS,
         f"{paths.REPORT}/summary.md",
-    ]
+    ] + [paths.MERGED.format(model=model) for model in MODELS if config["models"][model]["finetune"]["merge"]]
 
 
 def study_config():
@@ -67,6 +69,52 @@ def model_entry(model, stages=("finetune", "inference")):
         **{key: value for key, value in entry.items() if key not in ("finetune", "inference")},
         **{stage: {k: v for k, v in entry[stage].items() if k != "resources"} for stage in stages},
     }
+
+
+def finetune_settings(model):
+    """What a model's adapter depends on, as JSON: its source and finetune settings, not
+    how or where the job runs (launcher, resources) nor whether it is merged after."""
+    entry = config["models"][model]
+    finetune = {key: value for key, value in entry["finetune"].items() if key not in ("launcher", "resources", "merge")}
+    source = {key: value for key, value in entry.items() if key not in ("finetune", "inference")}
+    return json.dumps({**source, "finetune": finetune}, sort_keys=True)
+
+
+def finetune_launcher_setting(model, key):
+    return config["models"][model]["finetune"]["launcher"][key]
+
+
+def finetune_inputs(wildcards):
+    inputs = {
+        "base": paths.BASE_MODEL.format(model=wildcards.model),
+        "data": paths.DATA.format(lang=SOURCE),
+        "template": template_file(SOURCE),
+    }
+    if finetune_launcher_setting(wildcards.model, "type") == "accelerate":
+        inputs["accelerate_config"] = finetune_launcher_setting(wildcards.model, "config_file")
+    return inputs
+
+
+def job_python():
+    """The interpreter of model jobs: the conda environment's (None: found on PATH)
+    under --sdm conda, else the one running Snakemake."""
+    from snakemake.settings.types import DeploymentMethod
+
+    return None if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+
+
+def xlt_launcher(wildcards, resources):
+    """`python -m xlt` for a model job. A params function that takes `resources` is
+    one Snakemake does not track for reruns: interpreter paths and launchers are how a
+    job runs, not what it computes."""
+    return xlt_command(str(Path(workflow.basedir) / "src"), job_python())
+
+
+def finetune_launcher(wildcards, resources):
+    """The launch words of a model's finetune job (see xlt.launch), untracked like
+    xlt_launcher: one process per GPU of its resources."""
+    launcher = config["models"][wildcards.model]["finetune"]["launcher"]
+    return finetune_launch(launcher, resources.gpu, str(Path(workflow.basedir) / "src"), job_python())
 
 
 def stage_resource(stage, key):

@@ -1,13 +1,16 @@
+# The finetune job is a shell command, so `snakemake -n -p` prints exactly what runs:
+# `python -m xlt finetune ...` in one process, or `accelerate launch ... -m xlt finetune
+# ...` (DeepSpeed ZeRO-3 or FSDP, per the model's finetune.launcher), under srun on
+# several nodes. Values reach the shell quoted ({...:q}, or shlex.quote in xlt.launch).
 rule finetune:
     input:
-        base=paths.BASE_MODEL,
-        data=paths.DATA.format(lang=SOURCE),
-        template=template_file(SOURCE),
+        unpack(finetune_inputs),
     output:
         directory(paths.ADAPTER),
     params:
-        entry=lambda wildcards: model_entry(wildcards.model, stages=("finetune",)),
+        settings=lambda wildcards: finetune_settings(wildcards.model),
         checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
+        launch=finetune_launcher,
     conda:
         "../../envs/models.yaml"
     log:
@@ -18,5 +21,34 @@ rule finetune:
         runtime=stage_resource("finetune", "runtime"),
         gpu=stage_resource("finetune", "gpu"),
         gpu_model=stage_resource("finetune", "gpu_model"),
-    script:
-        "../scripts/finetune.py"
+        nodes=lambda wildcards: finetune_launcher_setting(wildcards.model, "num_machines"),
+        mpi=lambda wildcards: "srun" if finetune_launcher_setting(wildcards.model, "num_machines") > 1 else None,
+    shell:
+        "{params.launch} finetune --model {wildcards.model:q} --settings {params.settings:q}"
+        " --base {input.base:q} --data {input.data:q} --template {input.template:q}"
+        " --out {output:q} --checkpoints {params.checkpoints:q} --threads {threads} > {log:q} 2>&1"
+
+
+# Optional (finetune.merge: true): base + adapter as one checkpoint, for inference
+# backends that cannot load an adapter. It holds the whole model, as inference does.
+rule merge:
+    input:
+        base=paths.BASE_MODEL,
+        adapter=paths.ADAPTER,
+    output:
+        directory(paths.MERGED),
+    params:
+        settings=lambda wildcards: finetune_settings(wildcards.model),
+        launch=xlt_launcher,
+    conda:
+        "../../envs/models.yaml"
+    log:
+        "logs/merge/{model}.log",
+    threads: stage_resource("inference", "threads")
+    resources:
+        mem_mb=stage_resource("inference", "mem_mb"),
+        runtime=stage_resource("inference", "runtime"),
+        gpu=stage_resource("inference", "gpu"),
+    shell:
+        "{params.launch} merge --model {wildcards.model:q} --settings {params.settings:q}"
+        " --base {input.base:q} --adapter {input.adapter:q} --out {output:q} --threads {threads} > {log:q} 2>&1"

@@ -237,14 +237,15 @@ def test_fp8_checkpoints_are_dequantized_for_training(tiny_models, tmp_path):
     assert _quantization_config(str(tiny_models["tiny-moe"]), None, ModelSpec("plain"), "none", None) is None
 
 
-def test_merged_weights_answer_as_base_plus_adapter(prepared_tiny, tmp_path):
+@pytest.mark.parametrize("name, experts", [("tiny-dense", False), ("tiny-moe", True)])
+def test_merged_weights_answer_as_base_plus_adapter(prepared_tiny, name, experts, tmp_path):
     import torch
     from peft import PeftModel
 
-    name = "tiny-dense"
     spec = ModelSpec(name)
     adapter = tmp_path / "adapter"
-    finetune(prepared_tiny[name], spec, arabic_items(4), TEMPLATE, settings(max_steps=3), adapter, tmp_path / "ckpt", log=lambda *_: None)
+    run = settings(max_steps=3, experts=experts, target_modules="attention" if experts else "all-linear")
+    finetune(prepared_tiny[name], spec, arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", log=lambda *_: None)
     merged = tmp_path / "merged"
     merge_adapter(prepared_tiny[name], spec, adapter, merged, dtype="float32", log=lambda *_: None)
     ids = torch.tensor([[5, 6, 7, 8, 9]])
@@ -320,8 +321,8 @@ def test_killed_job_resumes_to_the_same_adapter(prepared_tiny, tmp_path):
     assert resumed.keys() == expected.keys()
     for key in expected:
         assert torch.allclose(resumed[key], expected[key], rtol=1e-4, atol=1e-6), key
-    log = pd.read_csv(out / "train_log.csv")
-    assert log["step"].tolist() == pd.read_csv(reference / "train_log.csv")["step"].tolist()
+    log, expected_log = pd.read_csv(out / "train_log.csv"), pd.read_csv(reference / "train_log.csv")
+    assert list(log.columns) == list(expected_log.columns) and log["step"].tolist() == expected_log["step"].tolist()
     assert not checkpoints.exists()
 
 

@@ -417,6 +417,8 @@ def finetune(
     trainer.save_model(str(final))  # every process takes part: ZeRO-3 and FSDP gather the shards
     if state.is_main_process:
         history = pd.DataFrame([entry for entry in trainer.state.log_history if "loss" in entry])
+        # A resumed run reads its history back from JSON with the keys sorted: fix the order.
+        history = history[["step", "epoch", *sorted(set(history.columns) - {"step", "epoch"})]]
         with atomic_path(adapter_dir, is_dir=True) as tmp:
             for path in final.iterdir():
                 if path.name != "training_args.bin":

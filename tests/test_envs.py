@@ -15,14 +15,18 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 MODEL_LIBRARIES = {"torch", "transformers", "peft", "accelerate"}
-MODEL_RULES = {"prepare_model", "finetune", "predict"}
+MODEL_RULES = {"prepare_model", "finetune", "merge", "predict"}
+# Optional extras the model environment carries too: the GPU jobs of the paper
+# configuration (DeepSpeed launchers, QLoRA) run in it.
+JOB_EXTRAS = ("deepspeed", "qlora")
 # Runs the jobs rather than inside them: the script directive brings its own module.
 HOST_ONLY = {"snakemake"}
 
 
 def pyproject(repo) -> tuple[dict[str, Requirement], str]:
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
-    return {Requirement(line).name: Requirement(line) for line in project["dependencies"]}, project["requires-python"]
+    lines = project["dependencies"] + [line for extra in JOB_EXTRAS for line in project["optional-dependencies"][extra]]
+    return {Requirement(line).name: Requirement(line) for line in lines}, project["requires-python"]
 
 
 def environment(path) -> tuple[dict[str, Requirement], str]:

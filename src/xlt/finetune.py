@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path, write_csv
+from .atomic import atomic_path, write_csv, write_text
 from .errors import XltError
 from .models import ModelSpec, encode_prompt
 from .prompts import Template, answer_completion, render
@@ -176,7 +176,7 @@ def prepare_checkpoints(checkpoint_dir: Path, run_fingerprint: str) -> None:
             return
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n")
+    write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n", marker)
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:

@@ -72,9 +72,15 @@ def test_the_shell_check_finds_an_unquoted_placeholder():
     assert _unquoted_shell_placeholders(rule) == ["{output}", "{wildcards.model}"]
 
 
+# Command prefixes built word by word with shlex.quote (xlt.launch, tested with hostile
+# paths in tests/test_finetune.py): quoting them whole would make them one word.
+PRE_QUOTED = {"{params.launch}"}
+
+
 def test_every_shell_placeholder_is_quoted():
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        assert _unquoted_shell_placeholders(path.read_text(encoding="utf-8")) == [], path.name
+        unquoted = _unquoted_shell_placeholders(path.read_text(encoding="utf-8"))
+        assert [placeholder for placeholder in unquoted if placeholder not in PRE_QUOTED] == [], path.name
 
 
 def test_workflow_scripts_import_this_checkout(tmp_path):

@@ -122,7 +122,7 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
         page = base64.b64decode(results[f"{REPORT}/{name}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
         assert "<table" in page, name
     verdicts = base64.b64decode(results[f"{REPORT}/{TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
-    assert verdicts.count("<li>") == 2 * len(config["models"])
+    assert verdicts.count("<li>") == 3 * len(config["models"])  # fine-tuning under direct and cot, and the CoT gain
     assert [item["download"] for item in seen if "download" in item] == ["summary.md"]
 
     screenshot = tmp_path / "report.png"

@@ -86,6 +86,7 @@ NOT_ARTIFACTS = {
     ("inference/shards.py", 'open(self.path, "a"'): "appends whole fsync'ed lines; a torn last line is ignored on reading",
     ("models.py", "model.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("models.py", "tokenizer.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
+    ("cli.py", 'rescored.to_json(orient="records"'): "renders a string in memory; _write_lines writes it atomically",
 }
 WRITE_CALL = re.compile(r"""\.(to_parquet|to_csv|to_json|savefig|save_pretrained|write_text|write_bytes)\(|open\([^)]*["'][wax]b?["']""")
 

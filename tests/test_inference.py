@@ -194,3 +194,14 @@ def test_single_token_choices_need_no_second_pass(prepared_tiny):
     requests = [ChoiceRequest(r.item_id, r.lang, r.context_ids + r.choice_ids[0][:1], letters, r.answer) for r in build_choice_requests(items(3), tokenizer)]
     for fast_row, request in zip(score_choices(model, tokenizer, requests, batch_size=2), requests):
         assert fast_row == pytest.approx(full_sequence_scores(model, request), abs=1e-4)
+
+
+def test_the_newest_token_screen_agrees_with_decoding_everything(prepared_tiny):
+    from xlt.inference.engine import answer_complete, stated_answer
+
+    tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"))
+    for prefix, text in [("Answer:", " B.\\nmore"), ("Let's think step by step.", " A is wrong.\nAnswer: C\n"), ("الإجابة:", " ب. ثم"), ("መልስ:", " D።")]:
+        ids = tokenizer.encode(text.replace("\\n", "\n"), add_special_tokens=False)
+        verdicts = [stated_answer(tokenizer, prefix, ids[:n]) for n in range(1, len(ids) + 1)]
+        assert verdicts == [answer_complete(prefix + tokenizer.decode(ids[:n], skip_special_tokens=True)) for n in range(1, len(ids) + 1)]
+        assert any(verdicts), text

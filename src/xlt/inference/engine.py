@@ -58,6 +58,17 @@ def answer_complete(text: str) -> bool:
     return bool(text) and not text[-1].isalnum() and extract(text).rule == "phrase"
 
 
+def stated_answer(tokenizer, completion_prefix: str, ids: list[int]) -> bool:
+    """`answer_complete` on the prefix and the generated tokens `ids`. Decoding the
+    whole continuation at every step is quadratic in its length; the newest token
+    alone shows whether the text can have closed a label (it must end in something
+    other than a letter or digit), so only then is the whole text decoded."""
+    newest = tokenizer.decode(ids[-1:], skip_special_tokens=True)
+    if newest and newest[-1].isalnum():
+        return False
+    return answer_complete(completion_prefix + tokenizer.decode(ids, skip_special_tokens=True))
+
+
 # A batch is closed before its padding would pass this share of its tokens: a padded
 # position costs as much as a real one in the prefill, and prompts of one item differ
 # by 6x in tokens across scripts (English vs Amharic under SmolLM2's tokenizer).
@@ -225,7 +236,7 @@ def generate(model, tokenizer, requests: list[Request], max_new_tokens: int, bat
                         max_new_tokens,
                         tokenizer.pad_token_id,
                         eos_ids,
-                        lambda row, ids: answer_complete(prefixes[part[row]] + tokenizer.decode(ids, skip_special_tokens=True)),
+                        lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),
                     )
                 except Exception as error:
                     if not (_is_out_of_memory(error) and len(part) > 1):

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..models import ModelSpec, resolve_checkpoint
-from .engine import Request, answer_complete, stop_token_ids
+from .engine import Request, stated_answer, stop_token_ids
 
 
 def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:
@@ -57,9 +57,8 @@ def cut_at_answer(completion_prefix: str, token_ids: list[int], tokenizer, eos_i
     for count in range(1, len(token_ids) + 1):
         if token_ids[count - 1] in eos_ids:
             return tokenizer.decode(token_ids[:count - 1], skip_special_tokens=True), count
-        text = tokenizer.decode(token_ids[:count], skip_special_tokens=True)
-        if answer_complete(completion_prefix + text):
-            return text, count
+        if stated_answer(tokenizer, completion_prefix, token_ids[:count]):
+            return tokenizer.decode(token_ids[:count], skip_special_tokens=True), count
     return tokenizer.decode(token_ids, skip_special_tokens=True), len(token_ids)
 
 

@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--items-per-lang", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights and activations of every method")
+    parser.add_argument("--batch-size", default=None, help="the engine's batch size (default: the model's config, auto: 64 on a CPU)")
     parser.add_argument("--skip-harness", action="store_true", help="do not run lm-evaluation-harness")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args()
@@ -158,15 +160,16 @@ def main() -> None:
         if not (base / "xlt_model.json").is_file():
             prepare_model(spec, base)
     tokenizer = load_tokenizer(base, spec)
-    model = load_model(base, spec, dtype="float32")
+    model = load_model(base, spec, dtype=args.dtype)
     parameters = sum(p.numel() for p in model.parameters())
     langs = list(config["languages"])
     items = test_items(config, langs, args.items_per_lang)
     templates = {lang: load_template(template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)) for lang in langs}
-    batch_size = resolve_batch_size(config["models"][args.model]["inference"]["batch_size"], model)
+    configured = args.batch_size or config["models"][args.model]["inference"]["batch_size"]
+    batch_size = resolve_batch_size(int(configured) if str(configured).isdigit() else configured, model)
     peak = matmul_peak()
     print(f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x {len(langs)} languages), "
-          f"{args.threads} threads, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+          f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
 
     rows, agreement = [], {}
     chat = uses_chat_template(spec, tokenizer)
@@ -200,7 +203,7 @@ def main() -> None:
         agreement["loglik: xlt vs lm-evaluation-harness chosen option"] = sum(same) / len(same)
 
     result = {
-        "model": args.model, "parameters": parameters, "items": len(items), "threads": args.threads, "batch_size": batch_size,
+        "model": args.model, "parameters": parameters, "items": len(items), "threads": args.threads, "dtype": args.dtype, "batch_size": batch_size,
         "matmul_peak_gflops": round(peak / 1e9, 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__, "lm_eval": getattr(sys.modules.get("lm_eval"), "__version__", None),
         "rows": rows, "agreement": agreement,
@@ -209,7 +212,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "inference.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = pd.DataFrame(rows).to_markdown(index=False)
-    lines = [f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads\n", table, "", "Agreement:"]
+    lines = [f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, batch size {batch_size}\n", table, "", "Agreement:"]
     lines += [f"- {name}: {value:.1%}" for name, value in agreement.items()]
     (out / "inference.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

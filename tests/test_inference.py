@@ -13,7 +13,7 @@ import pytest
 
 from belebele_rows import ENGLISH, TINY_MODELS, items
 from xlt.inference import build_requests, generate
-from xlt.inference.engine import greedy_batch, plan_batches, resolve_batch_size, stop_token_ids
+from xlt.inference.engine import DecodeState, greedy_batch, merge_states, plan_batches, plan_waves, resolve_batch_size, stop_token_ids
 from xlt.inference.loglik import build_choice_requests, encode_pair, loglik_frame, score_choices
 from xlt.inference.shards import Shard, partial_path, run_fingerprint
 from xlt.models import ModelSpec, load_model, load_tokenizer, uses_chat_template
@@ -55,14 +55,71 @@ def test_rows_leave_the_batch_without_changing_the_others(prepared_tiny, name):
             assert len(ids) == stop_early[row]
 
 
-def test_batch_plan_is_longest_first_and_stable():
-    from xlt.inference.engine import Request
+def test_waves_and_prefill_chunks_are_longest_first_and_stable():
+    lengths = [3, 9, 5, 9, 1]
+    assert plan_waves(lengths, 2) == [[1, 3], [2, 0], [4]]
+    assert plan_waves(lengths, 2) == plan_waves(list(lengths), 2)
+    assert plan_batches(lengths, 5) == [[1, 3, 2], [0], [4]]  # 9, 9, 5 pads 15%; 3 would pad 28%, 1 after 3 33%
+    assert plan_batches(lengths, 2) == [[1, 3], [2, 0], [4]]
+    assert plan_batches(lengths, 5, max_padding_share=0.0) == [[1, 3], [2], [0], [4]]  # a CPU: equal lengths only
 
-    requests = [Request(str(i), "eng_Latn", [0] * length, "", ["a", "b", "c", "d"], 1) for i, length in enumerate([3, 9, 5, 9, 1])]
-    plan = plan_batches(requests, 2)
-    assert plan == [[1, 3], [2, 0], [4]]
-    assert plan == plan_batches(list(requests), 2)
-    assert plan_batches(requests, 5) == [[1, 3, 2], [0], [4]]  # 9, 9, 5 pads 15%; 3 would pad 28%, 1 after 3 33%
+
+def tiny_sliding_window_model():
+    """A Gemma-3 text model with a 16-token sliding window on two of its three layers,
+    so prompts can be longer than the window."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+        sliding_window=16, layer_types=["sliding_attention", "sliding_attention", "full_attention"], max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def wave_model(prepared_tiny, name):
+    if name == "tiny-sliding":
+        return tiny_sliding_window_model(), 0
+    _, tokenizer, model = loaded(prepared_tiny, name)
+    return model, tokenizer.pad_token_id
+
+
+@pytest.mark.parametrize("name", [*MODELS, "tiny-sliding"])
+def test_a_wave_of_uneven_prompts_decodes_as_each_prompt_alone(prepared_tiny, name):
+    """Prompts of 5 to 40 tokens make several prefill chunks, joined into one decoding
+    batch (for the sliding model, past its 16-token window), and rows stop at different
+    steps; each row must get the tokens model.generate gives it alone, unpadded."""
+    import torch
+
+    model, pad_id = wave_model(prepared_tiny, name)
+    generator = torch.Generator().manual_seed(1)
+    rows_ = [torch.randint(5, 250, (length,), generator=generator).tolist() for length in (40, 38, 21, 20, 9, 5)]
+    assert len(plan_batches([len(ids) for ids in rows_], len(rows_))) > 1
+    stop_after = {0: 3, 3: 5, 4: 1}
+    with torch.inference_mode():
+        wave = greedy_batch(model, rows_, 12, pad_id, {-1}, lambda row, ids: len(ids) == stop_after.get(row))
+        for row, ids in enumerate(rows_):
+            alone = model.generate(torch.tensor([ids]), max_new_tokens=stop_after.get(row, 12), do_sample=False, pad_token_id=pad_id)
+            assert wave[row] == alone[0, len(ids):].tolist(), f"row {row}"
+
+
+def test_chunks_are_decoded_one_after_another_when_their_caches_cannot_be_joined(prepared_tiny, monkeypatch):
+    """A cache layer of a kind the join does not know (linear attention, indexers) is
+    not joined: its chunks are decoded in turn, to the same tokens."""
+    import torch
+    from xlt.inference import engine
+
+    model, pad_id = wave_model(prepared_tiny, "tiny-dense")
+    rows_ = [list(range(10, 10 + length)) for length in (30, 29, 8, 7)]
+    with torch.inference_mode():
+        joined = greedy_batch(model, rows_, 6, pad_id, {-1}, lambda row, ids: False)
+        state = DecodeState([0], *engine.prefill(model, [rows_[0]], pad_id))
+        state.cache.layers[0] = type("LinearAttentionLayer", (), {"is_initialized": True})()
+        assert merge_states([state], 6) is None
+        monkeypatch.setattr(engine, "merge_states", lambda states, new_tokens: None)
+        in_turn = greedy_batch(model, rows_, 6, pad_id, {-1}, lambda row, ids: False)
+    assert in_turn == joined
 
 
 def test_auto_batch_size_depends_on_the_device():
@@ -78,7 +135,7 @@ def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
     shard.append(0, {3: ("Answer: B.", 4), 1: ("ጥያቄ", 2)})
     shard.append(1, {0: ("x", 1)})
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write('{"batch": 2, "results": [[2, "half')
+        handle.write('{"wave": 2, "results": [[2, "half')
     reopened = Shard(path, "run-1")
     assert reopened.completed() == {0: {3: ("Answer: B.", 4), 1: ("ጥያቄ", 2)}, 1: {0: ("x", 1)}}
     assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
@@ -87,10 +144,10 @@ def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
     assert partial_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix() == "results/predictions/m/base/cot/.predict.partial.jsonl"
 
 
-def test_generate_reads_finished_batches_back_instead_of_recomputing(prepared_tiny, tmp_path):
+def test_generate_reads_finished_waves_back_instead_of_recomputing(prepared_tiny, tmp_path):
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
     requests = build_requests(items(4), {"eng_Latn": TEMPLATE}, "direct", tokenizer, True)
-    plan = plan_batches(requests, 2)
+    plan = plan_waves([len(r.input_ids) for r in requests], 2)
     shard = Shard(tmp_path / "shard.jsonl", "run")
     shard.append(0, {index: (f"from the shard {index}", 1) for index in plan[0]})
     generations = generate(model, tokenizer, requests, 4, 2, shard=shard, progress=False, log=lambda *_: None)

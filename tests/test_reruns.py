@@ -1,7 +1,8 @@
 """What reruns when: plans (dry runs) against one completed run of the test config.
 A model's settings are parameters of that model's jobs only, the answer extractor's
-source hash is a parameter of scoring only, resources are no parameters at all, and
-`-R finetune` redoes fine-tuning and what depends on it, not the base-model jobs."""
+source hash is a parameter of scoring only, the inference engine's of predict only,
+resources are no parameters at all, and `-R finetune` redoes fine-tuning and what
+depends on it, not the base-model jobs."""
 
 from __future__ import annotations
 
@@ -78,20 +79,29 @@ def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo
     assert DOWNSTREAM <= planned
 
 
-def test_a_changed_extractor_reruns_scoring_and_what_follows_only(repo, tiny_study, tmp_path):
-    """A copy of the workflow whose extractor source differs by one comment line, planned
-    by the snakemake command in a fresh process (this one has imported the original)."""
+@pytest.mark.parametrize(
+    "source, reruns",
+    [
+        ("src/xlt/extract.py", {"score", "compare", "report"}),
+        ("src/xlt/inference/engine.py", {"predict", "score", "compare", "report"}),
+    ],
+    ids=["extractor", "inference engine"],
+)
+def test_changed_code_reruns_its_stage_and_what_follows_only(repo, tiny_study, tmp_path, source, reruns):
+    """A copy of the workflow whose source differs by one comment line, planned by the
+    snakemake command in a fresh process (this one has imported the original): a
+    changed extractor reruns scoring, a changed engine inference, neither fine-tuning."""
     workdir, configfile = tiny_study
     copy_root = tmp_path / "workflow-copy"
     copy_root.mkdir()
     for part in ("Snakefile", "workflow", "src", "config", "envs"):
-        source = repo / part
-        if source.is_dir():
-            shutil.copytree(source, copy_root / part, ignore=shutil.ignore_patterns("__pycache__"))
+        origin = repo / part
+        if origin.is_dir():
+            shutil.copytree(origin, copy_root / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy2(source, copy_root / part)
+            shutil.copy2(origin, copy_root / part)
     assert planned_rules(copy_root / "Snakefile", workdir, configfile) == {}
-    extractor = copy_root / "src" / "xlt" / "extract.py"
-    extractor.write_text(extractor.read_text() + "\n# a changed extractor\n")
+    changed = copy_root / source
+    changed.write_text(changed.read_text() + "\n# a changed line\n")
     planned = planned_rules(copy_root / "Snakefile", workdir, configfile)
-    assert set(planned) - {"all"} == {"score", "compare", "report"}
+    assert set(planned) - {"all"} == reruns

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 MODEL = "tiny-dense"
 SHARD = f"results/predictions/{MODEL}/base/cot/.predict.partial.jsonl"
-BATCHES_READ_BACK = re.compile(r"\((\d+) of (\d+) batches read back from an earlier run\)")
+BATCHES_READ_BACK = re.compile(r"\((\d+) of (\d+) waves read back from an earlier run\)")
 
 
 def fault_config(tiny_models) -> dict:
@@ -60,13 +60,13 @@ def incomplete_outputs(workdir: Path) -> set[str]:
     return found
 
 
-def shard_batches(workdir: Path) -> int:
-    """Whole batch lines in the partial shard of the watched predict job."""
+def shard_waves(workdir: Path) -> int:
+    """Whole wave lines in the partial shard of the watched predict job."""
     path = workdir / SHARD
     if not path.is_file():
         return 0
     lines = path.read_text(encoding="utf-8").split("\n")[1:-1]  # header; a torn last line has no newline yet
-    return sum(1 for line in lines if line.startswith('{"batch"'))
+    return sum(1 for line in lines if line.startswith('{"wave"'))
 
 
 def complete_checkpoint(workdir: Path) -> bool:
@@ -91,7 +91,7 @@ STAGES = {
     "prepare_model": Stage(f"results/models/{MODEL}/base", lambda workdir: True, 0.5, ("results/models", "results/predictions", *LATER)),
     "finetune": Stage(f"results/models/{MODEL}/adapter", complete_checkpoint, 0.5, (f"results/models/{MODEL}/adapter", f"results/predictions/{MODEL}/ft", *LATER)),
     "predict": Stage(
-        f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet", lambda workdir: shard_batches(workdir) >= 1, 0.3, ("results/predictions", *LATER)
+        f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet", lambda workdir: shard_waves(workdir) >= 1, 0.3, ("results/predictions", *LATER)
     ),
     "score": Stage("results/scores/accuracy.csv", lambda workdir: True, 0.5, LATER),
     "compare": Stage("results/stats/effects.csv", lambda workdir: True, 0.5, LATER[1:]),
@@ -119,7 +119,7 @@ def kill_during(stage: Stage, workdir: Path, configfile: Path, seed: int) -> dic
             assert time.monotonic() < deadline
             time.sleep(0.02)
         time.sleep(rng.uniform(0, stage.max_delay))
-        state = {"shard_batches": shard_batches(workdir)}
+        state = {"shard_waves": shard_waves(workdir)}
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     finally:
@@ -204,6 +204,6 @@ def test_a_killed_stage_reruns_to_the_same_results(study, stage):
         resumed = BATCHES_READ_BACK.search((workdir / "logs" / "predict" / MODEL / "base" / "cot.log").read_text())
         assert resumed is not None
         read_back, planned = map(int, resumed.groups())
-        assert 1 <= state["shard_batches"] <= read_back <= planned
+        assert 1 <= state["shard_waves"] <= read_back <= planned
     if stage == "finetune":
         assert "resuming from results/checkpoints/tiny-dense/checkpoint-" in (workdir / "logs" / "finetune" / f"{MODEL}.log").read_text()

@@ -13,6 +13,7 @@ from xlt import paths
 from xlt.config import check_files, validate_config
 from xlt.errors import XltError
 from xlt.extract import fingerprint as extractor_fingerprint
+from xlt.inference import fingerprint as inference_fingerprint
 from xlt.launch import finetune_launch, xlt_command
 from xlt.prompts import template_path
 

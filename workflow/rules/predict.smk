@@ -11,6 +11,9 @@ rule predict:
         template_files={lang: template_file(lang) for lang in LANGS},
         max_new_tokens=lambda wildcards: config["prompts"][f"{wildcards.prompt}_max_new_tokens"],
         scoring=lambda wildcards: config["prompts"]["direct_scoring"] if wildcards.prompt == "direct" else "generate",
+        # A changed engine or prompt code reruns inference (Snakemake tracks the
+        # script, not the modules it imports).
+        engine=inference_fingerprint(),
     conda:
         "../../envs/models.yaml"
     log:

@@ -2,12 +2,14 @@
 stated an answer.
 
 Prompts of every language are sorted by length (longest first) and cut into a fixed
-plan of batches, so a batch pads little and a resumed job recomputes exactly the
-batches an uninterrupted one would (see shards.py). Batches are left-padded, so every
-row continues from its last token. The decoding loop is our own rather than
-`model.generate`: a row that has answered (or ended) is dropped from the batch and its
-cache at once, instead of being padded along until the slowest row finishes, which is
-where chain-of-thought decoding spends most of its time.
+plan of waves, so a resumed job recomputes exactly the waves an uninterrupted one would
+(see shards.py). A wave's prompts go through the model in left-padded chunks of similar
+length, then the chunks' caches are joined and the whole wave is decoded as one batch:
+on a CPU, a decoding step costs about the same for 4 rows as for 64 (it reads every
+weight once either way), so the fewer, wider steps the better. The decoding loop is our
+own rather than `model.generate`: a row that has answered (or ended) is dropped from the
+batch and its cache at once, instead of being padded along until the slowest row
+finishes, which is where chain-of-thought decoding spends most of its time.
 """
 
 from __future__ import annotations
@@ -69,24 +71,41 @@ def stated_answer(tokenizer, completion_prefix: str, ids: list[int]) -> bool:
     return answer_complete(completion_prefix + tokenizer.decode(ids, skip_special_tokens=True))
 
 
-# A batch is closed before its padding would pass this share of its tokens: a padded
-# position costs as much as a real one in the prefill, and prompts of one item differ
-# by 6x in tokens across scripts (English vs Amharic under SmolLM2's tokenizer).
-MAX_PADDING_SHARE = 0.25
+# A prefill chunk is closed before its padding would pass this share of its tokens: a
+# padded position costs as much as a real one in the prompt pass, and prompts of one
+# item differ by 6x in tokens across scripts (English vs Amharic under SmolLM2's
+# tokenizer). On a GPU a wide pass is worth some padding; on a CPU it is not (16 mixed
+# prompts of SmolLM2: 8.1 s one by one, 10.3 s in chunks padded up to 25%), so there
+# only prompts of equal length share a pass.
+GPU_MAX_PADDING_SHARE = 0.25
+CPU_MAX_PADDING_SHARE = 0.0
 
 
-def plan_batches(requests: list[Request], batch_size: int) -> list[list[int]]:
-    """Request indices in batches of at most `batch_size`, longest prompts first, a
-    batch closed early where a shorter prompt would make it mostly padding. Depends
-    only on the requests and the batch size, so a rerun plans the same batches."""
-    order = sorted(range(len(requests)), key=lambda i: (-len(requests[i].input_ids), i))
+def max_padding_share(model) -> float:
+    return CPU_MAX_PADDING_SHARE if model.device.type == "cpu" else GPU_MAX_PADDING_SHARE
+
+
+def longest_first(lengths: list[int]) -> list[int]:
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def plan_waves(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Prompt indices in waves of `batch_size`, longest prompts first: the rows that
+    are decoded together. Depends only on the lengths and the batch size, so a resumed
+    job recomputes exactly the waves an uninterrupted one would (see shards.py)."""
+    order = longest_first(lengths)
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def plan_batches(lengths: list[int], batch_size: int, max_padding_share: float = GPU_MAX_PADDING_SHARE) -> list[list[int]]:
+    """Prompt indices in prefill chunks of at most `batch_size`, longest first, a chunk
+    closed before a shorter prompt would take its padding past `max_padding_share`."""
     plan: list[list[int]] = []
-    for index in order:
+    for index in longest_first(lengths):
         batch = plan[-1] if plan else None
         if batch and len(batch) < batch_size:
-            width = len(requests[batch[0]].input_ids)
-            tokens = sum(len(requests[i].input_ids) for i in batch) + len(requests[index].input_ids)
-            if 1 - tokens / (width * (len(batch) + 1)) <= MAX_PADDING_SHARE:
+            tokens = sum(lengths[i] for i in batch) + lengths[index]
+            if 1 - tokens / (lengths[batch[0]] * (len(batch) + 1)) <= max_padding_share:
                 batch.append(index)
                 continue
         plan.append([index])
@@ -120,17 +139,104 @@ def prefill(model, rows: list[list[int]], pad_id: int):
     return output.logits[:, -1], getattr(output, cache_keyword(model)), attention_mask, positions[:, -1]
 
 
-def greedy_batch(model, rows: list[list[int]], max_new_tokens: int, pad_id: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool]) -> list[list[int]]:
-    """Greedy continuation of each row (token ids, the stop token included). A row
-    leaves the batch, cache included, when it emits an end-of-sequence token or
-    `finished(row, tokens)` says it has answered."""
+def _buffered_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class BufferedLayer(DynamicLayer):
+        """A layer's keys and values in buffers sized once for the whole decoding:
+        each step writes its position in place, where DynamicLayer concatenates,
+        copying the layer's whole cache at every step."""
+
+        def __init__(self, key_buffer, value_buffer, length: int, is_sliding: bool):
+            super().__init__()
+            self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
+            # keeps the model's mask choice per layer; the whole history is kept, and
+            # the sliding-window mask hides what a sliding layer would have dropped
+            self.is_sliding = is_sliding
+            self.is_initialized = True
+            self.device = key_buffer.device
+            self._view()
+
+        def _view(self) -> None:
+            self.keys = self.key_buffer[:, :, :self.length]
+            self.values = self.value_buffer[:, :, :self.length]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            added = key_states.shape[-2]
+            self.key_buffer[:, :, self.length:self.length + added] = key_states
+            self.value_buffer[:, :, self.length:self.length + added] = value_states
+            self.length += added
+            self._view()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices) -> None:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self._view()
+
+    return BufferedLayer
+
+
+@dataclass
+class DecodeState:
+    """Rows being decoded: their numbers in the wave, the logits of their last
+    position, the KV cache, the attention mask and the last position ids."""
+
+    rows: list[int]
+    last_logits: object
+    cache: object
+    attention_mask: object
+    last_position: object
+
+
+def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | None:
+    """The prefill chunks of a wave as one batch, so that decoding runs one forward
+    pass per step for the whole wave, however many chunks the prompt pass needed.
+    Each chunk's cache is right-aligned in buffers as wide as the widest chunk plus
+    `new_tokens`; the left columns a chunk lacks are masked out. None when a layer is
+    of a kind other than transformers' plain and sliding-window dynamic layers (linear
+    attention, indexers): those wave's chunks are decoded one after the other."""
+    import torch
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    layers = [state.cache.layers for state in states]
+    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) or not layer.is_initialized for chunk in layers for layer in chunk):
+        return None
+    BufferedLayer = _buffered_layer_class()
+    width = max(state.attention_mask.shape[1] for state in states)
+    sizes = [len(state.rows) for state in states]
+    merged_layers = []
+    for parts in zip(*layers):
+        key_buffer = parts[0].keys.new_zeros((sum(sizes), parts[0].keys.shape[1], width + new_tokens, parts[0].keys.shape[3]))
+        value_buffer = parts[0].values.new_zeros((sum(sizes), parts[0].values.shape[1], width + new_tokens, parts[0].values.shape[3]))
+        start = 0
+        for size, layer in zip(sizes, parts):
+            stored = layer.keys.shape[2]
+            key_buffer[start:start + size, :, width - stored:width] = layer.keys
+            value_buffer[start:start + size, :, width - stored:width] = layer.values
+            start += size
+        merged_layers.append(BufferedLayer(key_buffer, value_buffer, width, parts[0].is_sliding))
+    cache = states[0].cache
+    cache.layers = merged_layers
+    attention_mask = torch.cat([torch.nn.functional.pad(state.attention_mask, (width - state.attention_mask.shape[1], 0)) for state in states])
+    return DecodeState(
+        rows=[row for state in states for row in state.rows],
+        last_logits=torch.cat([state.last_logits for state in states]),
+        cache=cache,
+        attention_mask=attention_mask,
+        last_position=torch.cat([state.last_position for state in states]),
+    )
+
+
+def decode(model, state: DecodeState, max_new_tokens: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool], generated: list[list[int]]) -> None:
+    """Greedy continuation of the state's rows into `generated` (token ids, the stop
+    token included). A row leaves the batch, cache included, when it emits an
+    end-of-sequence token or `finished(row, tokens)` says it has answered."""
     import torch
 
     keyword = cache_keyword(model)
-    last_logits, cache, attention_mask, last_position = prefill(model, rows, pad_id)
-    active = torch.arange(len(rows), device=model.device)
-    generated: list[list[int]] = [[] for _ in rows]
-    next_tokens = last_logits.argmax(-1)
+    active = torch.tensor(state.rows, device=model.device)
+    cache, attention_mask, last_position = state.cache, state.attention_mask, state.last_position
+    next_tokens = state.last_logits.argmax(-1)
     for step in range(max_new_tokens):
         keep = []
         for slot, (row, token) in enumerate(zip(active.tolist(), next_tokens.tolist())):
@@ -154,6 +260,18 @@ def greedy_batch(model, rows: list[list[int]], max_new_tokens: int, pad_id: int,
             **{keyword: cache},
         )
         next_tokens = output.logits[:, -1].argmax(-1)
+
+
+def greedy_batch(model, rows: list[list[int]], max_new_tokens: int, pad_id: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool]) -> list[list[int]]:
+    """Greedy continuation of each row of a wave (token ids, the stop token included).
+    The prompts go through the model in chunks of similar length (little padding),
+    then the whole wave is decoded as one batch."""
+    chunks = plan_batches([len(ids) for ids in rows], len(rows), max_padding_share(model))
+    states = [DecodeState(chunk, *prefill(model, [rows[i] for i in chunk], pad_id)) for chunk in chunks]
+    merged = merge_states(states, max_new_tokens)
+    generated: list[list[int]] = [[] for _ in rows]
+    for state in [merged] if merged is not None else states:
+        decode(model, state, max_new_tokens, eos_ids, finished, generated)
     return generated
 
 
@@ -187,7 +305,7 @@ def _is_out_of_memory(error: Exception) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-CPU_BATCH_SIZE = 32
+CPU_BATCH_SIZE = 64
 GPU_BATCH_SIZE = 256
 
 
@@ -203,29 +321,29 @@ def resolve_batch_size(batch_size: int | str, model) -> int:
 def generate(model, tokenizer, requests: list[Request], max_new_tokens: int, batch_size: int, shard=None, progress: bool = True, log=print) -> list[tuple[str, int]]:
     """(generated text, number of generated tokens) per request, in request order.
 
-    `shard` (a shards.Shard) holds the batches finished by an earlier, interrupted run:
-    they are read back instead of recomputed, and each new batch is appended to it. A
-    batch that runs out of GPU memory is split in two and retried, and later batches
-    are cut to the largest size that fitted.
+    `shard` (a shards.Shard) holds the waves finished by an earlier, interrupted run:
+    they are read back instead of recomputed, and each new wave is appended to it. A
+    wave that runs out of GPU memory is split in two and retried, and later waves are
+    cut to the largest size that fitted.
     """
     import torch
     from tqdm import tqdm
 
     eos_ids = stop_token_ids(model.generation_config, tokenizer)
-    plan = plan_batches(requests, batch_size)
+    plan = plan_waves([len(r.input_ids) for r in requests], batch_size)
     done = shard.completed() if shard is not None else {}
     results: dict[int, tuple[str, int]] = {}
     fitting = batch_size
     bar = tqdm(total=len(requests), unit="item", file=_LineStream(sys.stderr), mininterval=15, disable=not progress, ascii=True)
     started = time.monotonic()
     with torch.inference_mode():
-        for batch_number, indices in enumerate(plan):
-            if batch_number in done:
-                results.update(done[batch_number])
+        for wave_number, indices in enumerate(plan):
+            if wave_number in done:
+                results.update(done[wave_number])
                 bar.update(len(indices))
                 continue
             pending = [indices[start:start + fitting] for start in range(0, len(indices), fitting)][::-1]
-            batch_results = {}
+            wave_results = {}
             while pending:
                 part = pending.pop()
                 prefixes = {i: requests[i].completion_prefix for i in part}
@@ -243,19 +361,19 @@ def generate(model, tokenizer, requests: list[Request], max_new_tokens: int, bat
                         raise
                     torch.cuda.empty_cache()
                     fitting = len(part) // 2
-                    log(f"batch of {len(part)} ran out of GPU memory: retrying as {fitting} + {len(part) - fitting}")
+                    log(f"wave of {len(part)} ran out of GPU memory: retrying as {fitting} + {len(part) - fitting}")
                     pending.extend([part[fitting:], part[:fitting]])
                     continue
                 for index, ids in zip(part, tokens):
                     ends_with_eos = bool(ids) and ids[-1] in eos_ids
                     text = tokenizer.decode(ids[:-1] if ends_with_eos else ids, skip_special_tokens=True)
-                    batch_results[index] = (text, len(ids))
-            results.update(batch_results)
+                    wave_results[index] = (text, len(ids))
+            results.update(wave_results)
             if shard is not None:
-                shard.append(batch_number, batch_results)
+                shard.append(wave_number, wave_results)
             bar.update(len(indices))
     bar.close()
-    log(f"generated for {len(requests)} items in {time.monotonic() - started:.1f}s ({len(done)} of {len(plan)} batches read back from an earlier run)")
+    log(f"generated for {len(requests)} items in {time.monotonic() - started:.1f}s ({len(done)} of {len(plan)} waves read back from an earlier run)")
     return [results[i] for i in range(len(requests))]
 
 

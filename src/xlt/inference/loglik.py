@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..prompts import HARNESS_CHOICES, LETTERS, harness_context
-from .engine import cache_keyword, prefill
+from .engine import cache_keyword, max_padding_share, plan_batches, prefill
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,14 @@ def _batch_scores(model, batch: list[ChoiceRequest], pad_id: int) -> list[list[f
 
 
 def score_choices(model, tokenizer, requests: list[ChoiceRequest], batch_size: int) -> list[list[float]]:
-    """Log-likelihood of each choice per request, in request order, longest contexts
-    batched together."""
+    """Log-likelihood of each choice per request, in request order, contexts of
+    similar length batched together (as the generation engine plans its prefill)."""
     import torch
 
     scores: dict[int, list[float]] = {}
-    order = sorted(range(len(requests)), key=lambda i: (-len(requests[i].context_ids), i))
+    plan = plan_batches([len(r.context_ids) for r in requests], batch_size, max_padding_share(model))
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
+        for indices in plan:
             for index, row in zip(indices, _batch_scores(model, [requests[i] for i in indices], tokenizer.pad_token_id)):
                 scores[index] = row
     return [scores[i] for i in range(len(requests))]

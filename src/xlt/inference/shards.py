@@ -3,7 +3,7 @@ job killed at any moment (SIGKILL included) continues where it stopped.
 
 A shard is a JSON-lines file. Its first line names the run it belongs to (a
 fingerprint of model, adapter, prompts and decoding settings); every further line is
-one finished batch, written and fsync'ed whole. A rerun with a different fingerprint
+one finished wave (rows decoded together), written and fsync'ed whole. A rerun with a different fingerprint
 starts afresh; a torn last line (the kill came mid-write) is ignored.
 """
 
@@ -66,35 +66,35 @@ class Shard:
                     record = json.loads(line)
                 except ValueError:
                     break  # torn by a kill mid-write: everything before it is whole
-                done[record["batch"]] = {int(i): (text, n) for i, text, n in record["results"]}
+                done[record["wave"]] = {int(i): (text, n) for i, text, n in record["results"]}
         return done
 
     @staticmethod
     def _line(record: dict) -> str:
         return json.dumps(record, ensure_ascii=False) + "\n"
 
-    def _batch_line(self, batch: int, results: dict[int, tuple[str, int]]) -> str:
-        return self._line({"batch": batch, "results": [[i, text, n] for i, (text, n) in sorted(results.items())]})
+    def _wave_line(self, wave: int, results: dict[int, tuple[str, int]]) -> str:
+        return self._line({"wave": wave, "results": [[i, text, n] for i, (text, n) in sorted(results.items())]})
 
     def _rewrite(self) -> None:
-        """Start the file over with the header and the whole batches only, so that
+        """Start the file over with the header and the whole waves only, so that
         appends never follow a torn line."""
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", encoding="utf-8") as handle:
                 handle.write(self._line({"fingerprint": self.fingerprint}))
-                for batch, results in sorted(self._done.items()):
-                    handle.write(self._batch_line(batch, results))
+                for wave, results in sorted(self._done.items()):
+                    handle.write(self._wave_line(wave, results))
 
     def completed(self) -> dict[int, dict[int, tuple[str, int]]]:
-        """Batch number -> {request index: (text, tokens)} of the batches already done."""
+        """Wave number -> {request index: (text, tokens)} of the waves already done."""
         return dict(self._done)
 
-    def append(self, batch: int, results: dict[int, tuple[str, int]]) -> None:
+    def append(self, wave: int, results: dict[int, tuple[str, int]]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(self._batch_line(batch, results))
+            handle.write(self._wave_line(wave, results))
             handle.flush()
             os.fsync(handle.fileno())
-        self._done[batch] = dict(results)
+        self._done[wave] = dict(results)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

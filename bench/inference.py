@@ -12,7 +12,7 @@ And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".
     offline on a local task YAML over the same items (`include_path`), with item-level
     agreement of the chosen option.
 Model loading is outside every timing. Achieved FLOP/s is 2 x parameters x tokens
-processed per second, as a share of a float32 matmul peak measured first.
+processed per second, as a share of a matmul peak measured first in the same dtype.
 Results: bench/results/inference.json and .md.
 """
 
@@ -60,11 +60,11 @@ metric_list:
 """
 
 
-def matmul_peak(seconds: float = 3.0, size: int = 2048) -> float:
-    """Float32 FLOP/s of a square matmul on this machine (best of repeated runs)."""
+def matmul_peak(dtype: str, seconds: float = 3.0, size: int = 2048) -> float:
+    """FLOP/s of a square matmul in `dtype` on this machine (best of repeated runs)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=getattr(torch, dtype)), torch.randn(size, size, dtype=getattr(torch, dtype))
     torch.mm(a, b)
     best, deadline = 0.0, time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -167,7 +167,7 @@ def main() -> None:
     templates = {lang: load_template(template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)) for lang in langs}
     configured = args.batch_size or config["models"][args.model]["inference"]["batch_size"]
     batch_size = resolve_batch_size(int(configured) if str(configured).isdigit() else configured, model)
-    peak = matmul_peak()
+    peak = matmul_peak(args.dtype)
     print(f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x {len(langs)} languages), "
           f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
 

@@ -61,7 +61,7 @@ def test_waves_and_prefill_chunks_are_longest_first_and_stable():
     assert plan_waves(lengths, 2) == plan_waves(list(lengths), 2)
     assert plan_batches(lengths, 5) == [[1, 3, 2], [0], [4]]  # 9, 9, 5 pads 15%; 3 would pad 28%, 1 after 3 33%
     assert plan_batches(lengths, 2) == [[1, 3], [2, 0], [4]]
-    assert plan_batches(lengths, 5, max_padding_share=0.0) == [[1, 3], [2], [0], [4]]  # a CPU: equal lengths only
+    assert plan_batches(lengths, 5, padding_limit=0.0) == [[1, 3], [2], [0], [4]]  # a CPU: equal lengths only
 
 
 def tiny_sliding_window_model():

@@ -97,15 +97,15 @@ def plan_waves(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def plan_batches(lengths: list[int], batch_size: int, max_padding_share: float = GPU_MAX_PADDING_SHARE) -> list[list[int]]:
+def plan_batches(lengths: list[int], batch_size: int, padding_limit: float = GPU_MAX_PADDING_SHARE) -> list[list[int]]:
     """Prompt indices in prefill chunks of at most `batch_size`, longest first, a chunk
-    closed before a shorter prompt would take its padding past `max_padding_share`."""
+    closed before a shorter prompt would take its padding past `padding_limit`."""
     plan: list[list[int]] = []
     for index in longest_first(lengths):
         batch = plan[-1] if plan else None
         if batch and len(batch) < batch_size:
             tokens = sum(lengths[i] for i in batch) + lengths[index]
-            if 1 - tokens / (lengths[batch[0]] * (len(batch) + 1)) <= max_padding_share:
+            if 1 - tokens / (lengths[batch[0]] * (len(batch) + 1)) <= padding_limit:
                 batch.append(index)
                 continue
         plan.append([index])

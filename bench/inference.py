@@ -6,7 +6,8 @@ otherwise run, on the same model and the same items, in one process.
 
 Measured, for `direct` and `cot` prompts:
   * engine: xlt's batched greedy decoding (xlt.inference.generate), as the predict stage runs it;
-  * naive:  one `model.generate` call per item (greedy, same prompt tokens, same token budget).
+  * naive:  one `model.generate` call per item (greedy, same prompt tokens, same token budget);
+and both together ("direct + cot", the study's generation work: one item of each prompt).
 And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".." D"):
   * xlt's scorer (xlt.inference.loglik) against lm-evaluation-harness 0.4.x itself, run
     offline on a local task YAML over the same items (`include_path`), with item-level
@@ -172,6 +173,8 @@ def main() -> None:
           f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
 
     rows, agreement = [], {}
+    # seconds, items, prompt tokens, new tokens of the study's whole generation work
+    totals = {"engine": [0.0, 0, 0, 0], "naive generate loop": [0.0, 0, 0, 0]}
     chat = uses_chat_template(spec, tokenizer)
     for prompt in ("direct", "cot"):
         max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
@@ -180,12 +183,18 @@ def main() -> None:
         engine, engine_s = timed(generate, model, tokenizer, requests, max_new_tokens, batch_size, progress=False, log=lambda *_: None)
         naive, naive_s = timed(naive_generate, model, tokenizer, requests, max_new_tokens)
         for name, outputs, seconds in (("engine", engine, engine_s), ("naive generate loop", naive, naive_s)):
-            rows.append({"prompt": prompt, **throughput(name, seconds, len(requests), prompt_tokens, sum(n for _, n in outputs), parameters, peak)})
+            new_tokens = sum(n for _, n in outputs)
+            rows.append({"prompt": prompt, **throughput(name, seconds, len(requests), prompt_tokens, new_tokens, parameters, peak)})
             print(rows[-1], flush=True)
+            totals[name] = [sum(pair) for pair in zip(totals[name], (seconds, len(requests), prompt_tokens, new_tokens))]
         ours = [None if pd.isna(c) else int(c) for c in predictions_frame(requests, engine, args.model, "base", prompt)["parsed_choice"]]
         theirs = [extract_choice(r.completion_prefix + text, options_of(item)) for r, (text, _), item in zip(requests, naive, items.to_dict("records"))]
         agreement[f"{prompt}: engine vs naive parsed answer"] = sum(a == b for a, b in zip(ours, theirs)) / len(ours)
         rows[-2]["speedup_vs_naive"] = round(naive_s / engine_s, 2)
+    for name, (seconds, n_items, prompt_tokens, new_tokens) in totals.items():
+        rows.append({"prompt": "direct + cot", **throughput(name, seconds, n_items, prompt_tokens, new_tokens, parameters, peak)})
+        print(rows[-1], flush=True)
+    rows[-2]["speedup_vs_naive"] = round(totals["naive generate loop"][0] / totals["engine"][0], 2)
 
     choice_requests = build_choice_requests(items, tokenizer)
     scores, loglik_s = timed(score_choices, model, tokenizer, choice_requests, batch_size)

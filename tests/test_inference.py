@@ -262,3 +262,16 @@ def test_the_newest_token_screen_agrees_with_decoding_everything(prepared_tiny):
         verdicts = [stated_answer(tokenizer, prefix, ids[:n]) for n in range(1, len(ids) + 1)]
         assert verdicts == [answer_complete(prefix + tokenizer.decode(ids[:n], skip_special_tokens=True)) for n in range(1, len(ids) + 1)]
         assert any(verdicts), text
+
+
+def test_a_letter_is_not_closed_by_the_first_bytes_of_the_next_character(prepared_tiny):
+    """Under a byte-level tokenizer a Hebrew letter is two tokens: after the first byte
+    of ס in " בסתיו" (autumn) the text ends in U+FFFD, which must not read as the end of
+    the label ב; the letter closed by a period still stops the row."""
+    from xlt.inference.engine import stated_answer
+
+    tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"))
+    word, letter = (tokenizer.encode(text, add_special_tokens=False) for text in (" בסתיו.", " ב."))
+    assert tokenizer.decode(word[:4]) == " ב\ufffd"  # space, the two bytes of ב, the first of ס
+    assert not any(stated_answer(tokenizer, "התשובה:", word[:n]) for n in range(1, len(word) + 1))
+    assert [stated_answer(tokenizer, "התשובה:", letter[:n]) for n in range(1, len(letter) + 1)] == [False, False, False, True]

@@ -134,3 +134,5 @@ def test_answer_complete_waits_for_the_label_to_close():
     assert answer_complete("Answer: B.")
     assert answer_complete("Answer: B\n")
     assert not answer_complete("Answer: Because")
+    assert not answer_complete("התשובה: ב\ufffd")  # the next token may complete "בסתיו"
+    assert answer_complete("התשובה: ב.")

@@ -56,8 +56,11 @@ def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: 
 
 def answer_complete(text: str) -> bool:
     """True once the text states an answer after an answer phrase and something (a
-    period, a line end) has closed the label, so " B" is not cut from " Because"."""
-    return bool(text) and not text[-1].isalnum() and extract(text).rule == "phrase"
+    period, a line end) has closed the label, so " B" is not cut from " Because". A
+    token can end inside a character's UTF-8 bytes, which decode to U+FFFD until the
+    next token completes them: that half-written character closes nothing (SmolLM2 wrote
+    "התשובה: ב" and then the bytes of "בסתיו", autumn, not the letter ב)."""
+    return bool(text) and not text[-1].isalnum() and text[-1] != "\ufffd" and extract(text).rule == "phrase"
 
 
 def stated_answer(tokenizer, completion_prefix: str, ids: list[int]) -> bool:

@@ -14,6 +14,7 @@ finishes, which is where chain-of-thought decoding spends most of its time.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import time
@@ -142,7 +143,9 @@ def prefill(model, rows: list[list[int]], pad_id: int):
     return output.logits[:, -1], getattr(output, cache_keyword(model)), attention_mask, positions[:, -1]
 
 
+@functools.cache
 def _buffered_layer_class():
+    """Defined on first use: transformers is imported lazily, as everywhere in xlt."""
     from transformers.cache_utils import DynamicLayer
 
     class BufferedLayer(DynamicLayer):
@@ -197,7 +200,7 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
     Each chunk's cache is right-aligned in buffers as wide as the widest chunk plus
     `new_tokens`; the left columns a chunk lacks are masked out. None when a layer is
     of a kind other than transformers' plain and sliding-window dynamic layers (linear
-    attention, indexers): those wave's chunks are decoded one after the other."""
+    attention, indexers): that wave's chunks are then decoded one after the other."""
     import torch
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 

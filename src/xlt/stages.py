@@ -141,7 +141,8 @@ def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, ad
     """
     from . import __version__
     from .data import read_prepared
-    from .inference import build_requests, fingerprint, generate, predictions_frame
+    from .inference import build_requests, generate, predictions_frame
+    from .inference import fingerprint as engine_fingerprint
     from .inference.engine import resolve_batch_size
     from .inference.shards import Shard, directory_signature, partial_path, run_fingerprint
     from .models import ModelSpec, load_tokenizer, set_threads, uses_chat_template
@@ -168,7 +169,7 @@ def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, ad
             model = _load_for_inference(spec, base_dir, adapter_dir, settings, variant)
             batch_size = resolve_batch_size(settings["batch_size"], model)
             fingerprint = run_fingerprint(
-                version=__version__, engine=fingerprint(), entry=entry, variant=variant, prompt=prompt, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                version=__version__, engine=engine_fingerprint(), entry=entry, variant=variant, prompt=prompt, max_new_tokens=max_new_tokens, batch_size=batch_size,
                 base=directory_signature(base_dir), adapter=directory_signature(adapter_dir),
                 requests=[(r.item_id, r.input_ids, r.completion_prefix) for r in requests],
             )

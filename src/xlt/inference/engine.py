@@ -212,15 +212,17 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
     sizes = [len(state.rows) for state in states]
     merged_layers = []
     for parts in zip(*layers):
-        key_buffer = parts[0].keys.new_zeros((sum(sizes), parts[0].keys.shape[1], width + new_tokens, parts[0].keys.shape[3]))
-        value_buffer = parts[0].values.new_zeros((sum(sizes), parts[0].values.shape[1], width + new_tokens, parts[0].values.shape[3]))
-        start = 0
-        for size, layer in zip(sizes, parts):
-            stored = layer.keys.shape[2]
-            key_buffer[start:start + size, :, width - stored:width] = layer.keys
-            value_buffer[start:start + size, :, width - stored:width] = layer.values
-            start += size
-        merged_layers.append(BufferedLayer(key_buffer, value_buffer, width, parts[0].is_sliding))
+        buffers = []
+        for kind in ("keys", "values"):
+            first = getattr(parts[0], kind)
+            buffer = first.new_zeros((sum(sizes), first.shape[1], width + new_tokens, first.shape[3]))
+            start = 0
+            for size, layer in zip(sizes, parts):
+                stored = getattr(layer, kind)
+                buffer[start:start + size, :, width - stored.shape[2]:width] = stored
+                start += size
+            buffers.append(buffer)
+        merged_layers.append(BufferedLayer(*buffers, width, parts[0].is_sliding))
     cache = states[0].cache
     cache.layers = merged_layers
     attention_mask = torch.cat([torch.nn.functional.pad(state.attention_mask, (width - state.attention_mask.shape[1], 0)) for state in states])

@@ -46,7 +46,9 @@ from xlt.prompts import load_template, template_path  # noqa: E402
 def train_split(config: dict):
     source = config["source_language"]
     data = config["data"]
-    frames = prepare_languages(DataSource.from_config(data), [source], data["test_fraction"], data["seed"], data.get("max_test_items"), data.get("max_train_items"))
+    frames = prepare_languages(
+        DataSource.from_config(data), [source], data["test_fraction"], data["seed"], data.get("max_test_items"), data.get("max_train_items")
+    )
     return frames[source].assign(lang=source).query("split == 'train'").reset_index(drop=True)
 
 
@@ -76,7 +78,9 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
     location, revision = resolve_checkpoint(base)
     torch.manual_seed(settings.seed)
     model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=settings.target_modules, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=settings.target_modules, task_type="CAUSAL_LM")
+    )
     counts = {"tokens": 0, "padded": 0}
 
     class CountingTrainer(Trainer):
@@ -106,7 +110,13 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
     trainer.train()
     seconds = time.monotonic() - started
     total = counts["tokens"] + counts["padded"]
-    return {"method": "baseline_pad_to_max_length", "steps": trainer.state.global_step, "tokens": counts["tokens"], "padding_share": counts["padded"] / total, "seconds": seconds}
+    return {
+        "method": "baseline_pad_to_max_length",
+        "steps": trainer.state.global_step,
+        "tokens": counts["tokens"],
+        "padding_share": counts["padded"] / total,
+        "seconds": seconds,
+    }
 
 
 def main(argv=None) -> None:
@@ -146,12 +156,16 @@ def main(argv=None) -> None:
                 flush=True,
             )
             rows.append(row)
-    results = pd.DataFrame(rows).assign(model=args.model, examples=len(frame), threads=args.threads, max_length=settings.max_length, micro_batch_size=settings.micro_batch_size)
+    results = pd.DataFrame(rows).assign(
+        model=args.model, examples=len(frame), threads=args.threads, max_length=settings.max_length, micro_batch_size=settings.micro_batch_size
+    )
     baseline = results.iloc[1]
     results["speedup_wall"] = results["tokens_per_s"] / baseline["tokens_per_s"]
     results["speedup_cpu"] = results["tokens_per_cpu_s"] / baseline["tokens_per_cpu_s"]
     write_csv(results, args.out)
-    print(f"xlt / pad-to-max-length: {results['speedup_cpu'].iloc[0]:.2f}x tokens per CPU second, {results['speedup_wall'].iloc[0]:.2f}x tokens per wall second -> {args.out}")
+    print(
+        f"xlt / pad-to-max-length: {results['speedup_cpu'].iloc[0]:.2f}x tokens per CPU second, {results['speedup_wall'].iloc[0]:.2f}x tokens per wall second -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,9 @@ def matmul_peak(dtype: str, seconds: float = 3.0, size: int = 2048) -> float:
 
 def test_items(config: dict, langs: list[str], per_lang: int) -> pd.DataFrame:
     data = config["data"]
-    frames = prepare_languages(DataSource.from_config({**data, "fixture_dir": str(REPO / data["fixture_dir"])}), langs, data["test_fraction"], data["seed"], max_test_items=per_lang)
+    frames = prepare_languages(
+        DataSource.from_config({**data, "fixture_dir": str(REPO / data["fixture_dir"])}), langs, data["test_fraction"], data["seed"], max_test_items=per_lang
+    )
     return pd.concat([frame[frame["split"] == "test"].assign(lang=lang) for lang, frame in frames.items()], ignore_index=True)
 
 
@@ -89,7 +91,7 @@ def naive_generate(model, tokenizer, requests, max_new_tokens: int) -> list[tupl
     with torch.inference_mode():
         for request in requests:
             ids = model.generate(torch.tensor([request.input_ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            new = ids[0, len(request.input_ids):].tolist()
+            new = ids[0, len(request.input_ids) :].tolist()
             outputs.append((tokenizer.decode(new, skip_special_tokens=True), len(new)))
     return outputs
 
@@ -103,8 +105,12 @@ def timed(function, *args, **kwargs):
 def throughput(name: str, seconds: float, n_items: int, prompt_tokens: int, new_tokens: int, parameters: int, peak: float) -> dict:
     processed = prompt_tokens + new_tokens
     return {
-        "method": name, "seconds": round(seconds, 2), "items": n_items, "items_per_s": round(n_items / seconds, 3),
-        "new_tokens_per_s": round(new_tokens / seconds, 1), "tokens_processed_per_s": round(processed / seconds, 1),
+        "method": name,
+        "seconds": round(seconds, 2),
+        "items": n_items,
+        "items_per_s": round(n_items / seconds, 3),
+        "new_tokens_per_s": round(new_tokens / seconds, 1),
+        "tokens_processed_per_s": round(processed / seconds, 1),
         "flops_share_of_peak": round(2 * parameters * processed / seconds / peak, 4),
     }
 
@@ -118,7 +124,18 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
     tasks = []
     for lang, frame in items.groupby("lang"):
         data = workdir / f"{lang}.jsonl"
-        columns = ["link", "question_number", "flores_passage", "question", "mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4", "correct_answer_num", "dialect"]
+        columns = [
+            "link",
+            "question_number",
+            "flores_passage",
+            "question",
+            "mc_answer1",
+            "mc_answer2",
+            "mc_answer3",
+            "mc_answer4",
+            "correct_answer_num",
+            "dialect",
+        ]
         frame[columns].astype({"correct_answer_num": str}).to_json(data, orient="records", lines=True, force_ascii=False)
         task = f"xlt_belebele_{lang}"
         (workdir / f"{task}.yaml").write_text(HARNESS_TASK.format(task=task, data=data), encoding="utf-8")
@@ -126,7 +143,11 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
     harness_model = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     started = time.perf_counter()
     results = lm_eval.simple_evaluate(
-        model=harness_model, tasks=tasks, task_manager=lm_eval.tasks.TaskManager(include_path=str(workdir)), log_samples=True, num_fewshot=0,
+        model=harness_model,
+        tasks=tasks,
+        task_manager=lm_eval.tasks.TaskManager(include_path=str(workdir)),
+        log_samples=True,
+        num_fewshot=0,
     )
     seconds = time.perf_counter() - started
     choices = {}
@@ -169,8 +190,11 @@ def main() -> None:
     configured = args.batch_size or config["models"][args.model]["inference"]["batch_size"]
     batch_size = resolve_batch_size(int(configured) if str(configured).isdigit() else configured, model)
     peak = matmul_peak(args.dtype)
-    print(f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x {len(langs)} languages), "
-          f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+    print(
+        f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x {len(langs)} languages), "
+        f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
 
     rows, agreement = [], {}
     # seconds, items, prompt tokens, new tokens of the study's whole generation work
@@ -212,16 +236,29 @@ def main() -> None:
         agreement["loglik: xlt vs lm-evaluation-harness chosen option"] = sum(same) / len(same)
 
     result = {
-        "model": args.model, "parameters": parameters, "items": len(items), "threads": args.threads, "dtype": args.dtype, "batch_size": batch_size,
-        "matmul_peak_gflops": round(peak / 1e9, 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__, "lm_eval": getattr(sys.modules.get("lm_eval"), "__version__", None),
-        "rows": rows, "agreement": agreement,
+        "model": args.model,
+        "parameters": parameters,
+        "items": len(items),
+        "threads": args.threads,
+        "dtype": args.dtype,
+        "batch_size": batch_size,
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "lm_eval": getattr(sys.modules.get("lm_eval"), "__version__", None),
+        "rows": rows,
+        "agreement": agreement,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "inference.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = pd.DataFrame(rows).to_markdown(index=False)
-    lines = [f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, batch size {batch_size}\n", table, "", "Agreement:"]
+    lines = [
+        f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, batch size {batch_size}\n",
+        table,
+        "",
+        "Agreement:",
+    ]
     lines += [f"- {name}: {value:.1%}" for name, value in agreement.items()]
     (out / "inference.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

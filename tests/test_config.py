@@ -47,9 +47,18 @@ def _raw(repo):
         (lambda c: c.update(source_language="xxx_Latn"), "source_language: 'xxx_Latn' is not among languages"),
         (lambda c: c.update(related_families=["Bantu"]), "related_families: no language of family 'Bantu'"),
         (lambda c: c["models"]["smollm2-135m"].pop("package"), "models.smollm2-135m"),
-        (lambda c: c["models"]["smollm2-135m"].update(inference={"batch_size": -1}), "models.smollm2-135m.inference.batch_size: -1 is not allowed: -1 is less than the minimum of 1; or -1 is not one of ['auto']"),
-        (lambda c: c["models"]["smollm2-135m"].update(finetune={"resources": {"gpu_model": "h100"}}), "models.smollm2-135m.finetune.resources: gpu_model 'h100' needs gpu: 1 or more (it is 0)"),
-        (lambda c: c["models"]["smollm2-135m"].update(inference={"resources": {"gpu": 1, "gpu_model": "h100:2"}}), "models.smollm2-135m.inference.resources.gpu_model: 'h100:2' is not allowed: GPU type, as the cluster's gres.conf names it"),
+        (
+            lambda c: c["models"]["smollm2-135m"].update(inference={"batch_size": -1}),
+            "models.smollm2-135m.inference.batch_size: -1 is not allowed: -1 is less than the minimum of 1; or -1 is not one of ['auto']",
+        ),
+        (
+            lambda c: c["models"]["smollm2-135m"].update(finetune={"resources": {"gpu_model": "h100"}}),
+            "models.smollm2-135m.finetune.resources: gpu_model 'h100' needs gpu: 1 or more (it is 0)",
+        ),
+        (
+            lambda c: c["models"]["smollm2-135m"].update(inference={"resources": {"gpu": 1, "gpu_model": "h100:2"}}),
+            "models.smollm2-135m.inference.resources.gpu_model: 'h100:2' is not allowed: GPU type, as the cluster's gres.conf names it",
+        ),
     ],
 )
 def test_config_mistakes_stop_with_one_line(repo, mutate, message):

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
-
 from belebele_rows import rows, write_jsonl
+
 from xlt.data import DataSource, check_rows, normalize_text, prepare_languages, split_links
 from xlt.errors import XltError
 
@@ -18,7 +18,7 @@ def fixture_dir(tmp_path):
 def test_split_is_by_passage_and_disjoint_in_every_language(fixture_dir):
     frames = prepare_languages(DataSource("fixture", fixture_dir=str(fixture_dir)), LANGS, test_fraction=0.4, seed=7)
     test_links = None
-    for lang, frame in frames.items():
+    for frame in frames.values():
         train = set(frame.loc[frame.split == "train", "link"])
         test = set(frame.loc[frame.split == "test", "link"])
         assert not train & test

@@ -285,11 +285,30 @@ def test_every_configured_language_has_answer_words(config):
 @pytest.mark.parametrize(
     ("text", "value"),
     [
-        ("أ", 1), ("ب", 2), ("ج", 3), ("د", 4), ("الف", 1),
-        ("א", 1), ("ב", 2), ("ג", 3), ("ד", 4),
-        ("ሀ", 1), ("ለ", 2), ("ሐ", 3), ("መ", 4),
-        ("1", 1), ("٢", 2), ("٣", 3), ("۴", 4), ("۱", 1),
-        ("(B)", 2), ("[B]", 2), ("B)", 2), ("B.", 2), ("**B**", 2), ("Ｃ", 3),
+        ("أ", 1),
+        ("ب", 2),
+        ("ج", 3),
+        ("د", 4),
+        ("الف", 1),
+        ("א", 1),
+        ("ב", 2),
+        ("ג", 3),
+        ("ד", 4),
+        ("ሀ", 1),
+        ("ለ", 2),
+        ("ሐ", 3),
+        ("መ", 4),
+        ("1", 1),
+        ("٢", 2),
+        ("٣", 3),
+        ("۴", 4),
+        ("۱", 1),
+        ("(B)", 2),
+        ("[B]", 2),
+        ("B)", 2),
+        ("B.", 2),
+        ("**B**", 2),
+        ("Ｃ", 3),
     ],
 )
 def test_label_forms(text, value):
@@ -331,6 +350,7 @@ def test_fingerprint_is_the_hash_of_the_extraction_code():
 
 # `xlt extract`: JSON lines (DESIGN.md's form), a predictions parquet, or one text.
 
+
 def json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -342,7 +362,9 @@ def test_cli_adds_parsed_choice_to_json_lines(tmp_path):
     source = tmp_path / "outputs.jsonl"
     source.write_text(
         "".join(json.dumps({"output": c.output, "options": options_for(c), "lang": c.lang, "id": n}, ensure_ascii=False) + "\n" for n, c in enumerate(chosen))
-        + "\n" + json.dumps({"output": "Answer: C", "lang": "eng_Latn", "id": len(chosen)}) + "\n",
+        + "\n"
+        + json.dumps({"output": "Answer: C", "lang": "eng_Latn", "id": len(chosen)})
+        + "\n",
         encoding="utf-8",
     )
     assert main(["extract", str(source), "-o", str(tmp_path / "out.jsonl")]) == 0
@@ -357,7 +379,15 @@ def test_cli_reads_standard_input(monkeypatch, capsys):
 
     from xlt.cli import main
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"output": "בואו נחשוב צעד אחר צעד. הקטע", "lang": "heb_Hebr"}, ensure_ascii=False) + "\n" + json.dumps({"output": "תשובה: ג", "lang": "heb_Hebr"}, ensure_ascii=False) + "\n"))
+    monkeypatch.setattr(
+        "sys.stdin",
+        io.StringIO(
+            json.dumps({"output": "בואו נחשוב צעד אחר צעד. הקטע", "lang": "heb_Hebr"}, ensure_ascii=False)
+            + "\n"
+            + json.dumps({"output": "תשובה: ג", "lang": "heb_Hebr"}, ensure_ascii=False)
+            + "\n"
+        ),
+    )
     assert main(["extract"]) == 0
     assert [json.loads(line)["parsed_choice"] for line in capsys.readouterr().out.splitlines()] == [None, 3]
 
@@ -367,14 +397,30 @@ def predictions_file(tmp_path: Path) -> tuple[Path, Path]:
     from xlt.paths import PREDICTION_COLUMNS
 
     rows = ROWS["tur_Latn"][:3]
-    data = pd.DataFrame({"item_id": [f"{r['link']}#{r['question_number']}" for r in rows], "lang": "tur_Latn", **{f"mc_answer{i}": [r[f"mc_answer{i}"] for r in rows] for i in range(1, 5)}})
+    data = pd.DataFrame(
+        {
+            "item_id": [f"{r['link']}#{r['question_number']}" for r in rows],
+            "lang": "tur_Latn",
+            **{f"mc_answer{i}": [r[f"mc_answer{i}"] for r in rows] for i in range(1, 5)},
+        }
+    )
     (tmp_path / "data").mkdir()
     data.to_parquet(tmp_path / "data" / "tur_Latn.parquet", index=False)
     answers = [int(r["correct_answer_num"]) for r in rows]
     predictions = pd.DataFrame(
-        {"item_id": data["item_id"], "lang": "tur_Latn", "model": "m", "variant": "base", "prompt": "direct",
-         "raw_output": ["Cevap: B", "Cevap: Fasulyeler", "Cevap: B veya C"], "parsed_choice": pd.array([1, 1, 1], dtype="Int64"),
-         "answer": answers, "correct": [answer == 1 for answer in answers], "n_prompt_tokens": 90, "n_output_tokens": 3},
+        {
+            "item_id": data["item_id"],
+            "lang": "tur_Latn",
+            "model": "m",
+            "variant": "base",
+            "prompt": "direct",
+            "raw_output": ["Cevap: B", "Cevap: Fasulyeler", "Cevap: B veya C"],
+            "parsed_choice": pd.array([1, 1, 1], dtype="Int64"),
+            "answer": answers,
+            "correct": [answer == 1 for answer in answers],
+            "n_prompt_tokens": 90,
+            "n_output_tokens": 3,
+        },
         columns=list(PREDICTION_COLUMNS),
     )
     path = tmp_path / "tur_Latn.parquet"

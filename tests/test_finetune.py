@@ -52,8 +52,21 @@ TEMPLATE = load_template(REPO / "config" / "templates" / "arb_Arab.yaml")
 
 
 def settings(**overrides) -> FinetuneSettings:
-    values = dict(r=4, alpha=8, dropout=0.0, target_modules="all-linear", learning_rate=0.01, lr_scheduler="constant",
-                  warmup_ratio=0.0, epochs=1, micro_batch_size=4, gradient_accumulation=1, max_length=1024, seed=0, dtype="float32")
+    values = dict(
+        r=4,
+        alpha=8,
+        dropout=0.0,
+        target_modules="all-linear",
+        learning_rate=0.01,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        epochs=1,
+        micro_batch_size=4,
+        gradient_accumulation=1,
+        max_length=1024,
+        seed=0,
+        dtype="float32",
+    )
     values.update(overrides)
     return FinetuneSettings(**values)
 
@@ -91,7 +104,7 @@ def test_training_batches_supervise_the_answer_alone(prepared_tiny, name):
             assert tokenizer.decode(supervised) == answer_completion(int(item["correct_answer_num"])) + tokenizer.eos_token
             # the supervised tokens are the row's last tokens, and nothing before them is
             ids = batch["input_ids"][row]
-            assert ids[-len(supervised):].tolist() == supervised
+            assert ids[-len(supervised) :].tolist() == supervised
             assert (labels[: kept - len(supervised)] == IGNORE).all()
             # everything outside the kept window (prompt, padding) carries no label at all
             n_real = int(batch["attention_mask"][row].sum())
@@ -134,7 +147,9 @@ def test_padding_does_not_leak_between_examples(prepared_tiny, name):
     collate = AnswerOnlyCollator(tokenizer.pad_token_id)
 
     def loss_of(batch):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], logits_to_keep=batch["logits_to_keep"]).logits
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], logits_to_keep=batch["logits_to_keep"]
+        ).logits
         labels = batch["labels"][:, 1:]
         per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
         return per_token.sum(-1) / (labels != IGNORE).sum(-1)
@@ -220,7 +235,16 @@ def test_qlora_is_refused_without_a_gpu(prepared_tiny, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(XltError, match="'4bit' \\(QLoRA\\) needs a CUDA GPU"):
-        finetune(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"), arabic_items(4), TEMPLATE, settings(quantization="4bit"), tmp_path / "a", tmp_path / "c", log=lambda *_: None)
+        finetune(
+            prepared_tiny["tiny-dense"],
+            ModelSpec("tiny-dense"),
+            arabic_items(4),
+            TEMPLATE,
+            settings(quantization="4bit"),
+            tmp_path / "a",
+            tmp_path / "c",
+            log=lambda *_: None,
+        )
 
 
 def test_fp8_checkpoints_are_dequantized_for_training(tiny_models, tmp_path):
@@ -264,9 +288,26 @@ def finetune_job(base: Path, data: Path, out: Path, checkpoints: Path, entry: di
     """`python -m xlt finetune`, as the workflow's shell rule starts it, in its own
     process group."""
     command = [
-        sys.executable, "-m", "xlt", "finetune", "--model", "tiny-dense", "--settings", json.dumps(entry),
-        "--base", str(base), "--data", str(data), "--template", str(REPO / "config" / "templates" / "arb_Arab.yaml"),
-        "--out", str(out), "--checkpoints", str(checkpoints), "--threads", "1",
+        sys.executable,
+        "-m",
+        "xlt",
+        "finetune",
+        "--model",
+        "tiny-dense",
+        "--settings",
+        json.dumps(entry),
+        "--base",
+        str(base),
+        "--data",
+        str(data),
+        "--template",
+        str(REPO / "config" / "templates" / "arb_Arab.yaml"),
+        "--out",
+        str(out),
+        "--checkpoints",
+        str(checkpoints),
+        "--threads",
+        "1",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -292,10 +333,30 @@ def test_killed_job_resumes_to_the_same_adapter(prepared_tiny, tmp_path):
 
     data = tmp_path / "arb_Arab.parquet"
     arabic_items(24).to_parquet(data)
-    raw = {"path": "unused", "finetune": {"lora": {"r": 4, "alpha": 8, "dropout": 0.1}, "learning_rate": 0.005, "epochs": 3, "micro_batch_size": 2,
-           "gradient_accumulation": 2, "max_length": 1024, "save_steps": 2, "dtype": "float32", "lr_scheduler": "cosine", "warmup_ratio": 0.1}}
-    entry = validate_config({"data": {}, "languages": {"arb_Arab": {"family": "S", "script": "A"}, "heb_Hebr": {"family": "S", "script": "H"}, "eng_Latn": {"family": "I", "script": "L"}},
-                             "source_language": "arb_Arab", "related_families": ["S"], "models": {"tiny-dense": raw}})["models"]["tiny-dense"]
+    raw = {
+        "path": "unused",
+        "finetune": {
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
+            "learning_rate": 0.005,
+            "epochs": 3,
+            "micro_batch_size": 2,
+            "gradient_accumulation": 2,
+            "max_length": 1024,
+            "save_steps": 2,
+            "dtype": "float32",
+            "lr_scheduler": "cosine",
+            "warmup_ratio": 0.1,
+        },
+    }
+    entry = validate_config(
+        {
+            "data": {},
+            "languages": {"arb_Arab": {"family": "S", "script": "A"}, "heb_Hebr": {"family": "S", "script": "H"}, "eng_Latn": {"family": "I", "script": "L"}},
+            "source_language": "arb_Arab",
+            "related_families": ["S"],
+            "models": {"tiny-dense": raw},
+        }
+    )["models"]["tiny-dense"]
     base = prepared_tiny["tiny-dense"]
 
     reference = tmp_path / "reference"
@@ -349,10 +410,15 @@ def paper_launches() -> dict[str, str]:
     each model."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", "config/paper.yaml", "--cores", "64"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    commands = [line.split("Shell command: ", 1)[1] for line in (result.stdout + result.stderr).splitlines() if "Shell command: " in line and " finetune " in line]
+    commands = [
+        line.split("Shell command: ", 1)[1] for line in (result.stdout + result.stderr).splitlines() if "Shell command: " in line and " finetune " in line
+    ]
     return {shlex.split(command)[shlex.split(command).index("--model") + 1]: command for command in commands}
 
 
@@ -392,7 +458,9 @@ def test_launch_words_survive_hostile_paths(machines, gpus):
     assert words[0] == "PYTHONPATH=/src with space/$PATH${PYTHONPATH:+:$PYTHONPATH}"
     assert words[words.index("--config_file") + 1] == hostile
     assert "/venv bin/accelerate" in words and words[-2:] == ["-m", "xlt"]
-    in_process = shlex.split(finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, "/s", "/venv bin/python"))
+    in_process = shlex.split(
+        finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, "/s", "/venv bin/python")
+    )
     assert in_process[1:] == ["/venv bin/python", "-m", "xlt"]
 
 
@@ -401,7 +469,10 @@ def test_launch_words_survive_hostile_paths(machines, gpus):
     [
         ({"launcher": {"type": "accelerate"}, "resources": {"gpu": 2}}, "launcher.config_file: required by launcher type 'accelerate'"),
         ({"launcher": {"type": "accelerate", "config_file": "c.yaml"}}, "resources.gpu: launcher type 'accelerate' starts one process per GPU"),
-        ({"launcher": {"type": "accelerate", "config_file": "c.yaml", "num_machines": 4}, "resources": {"gpu": 6}}, "gpu must be a positive multiple of num_machines, not 6"),
+        (
+            {"launcher": {"type": "accelerate", "config_file": "c.yaml", "num_machines": 4}, "resources": {"gpu": 6}},
+            "gpu must be a positive multiple of num_machines, not 6",
+        ),
         ({"launcher": {"num_machines": 2}}, "launcher.num_machines: 2 nodes need launcher type 'accelerate'"),
         ({"launcher": {"config_file": "c.yaml"}}, "launcher.config_file: only read by launcher type 'accelerate'"),
         ({"quantization": "8bit"}, "models.smollm2-135m.finetune.quantization: '8bit' is not one of"),

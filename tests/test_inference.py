@@ -10,8 +10,8 @@ import sys
 import types
 
 import pytest
-
 from belebele_rows import ENGLISH, TINY_MODELS, items
+
 from xlt.inference import build_requests, generate
 from xlt.inference.engine import DecodeState, greedy_batch, merge_states, plan_batches, plan_waves, resolve_batch_size, stop_token_ids
 from xlt.inference.loglik import build_choice_requests, encode_pair, loglik_frame, score_choices
@@ -37,7 +37,7 @@ def test_decoding_loop_matches_transformers_generate(prepared_tiny, name):
         ours = greedy_batch(model, [request.input_ids], 20, tokenizer.pad_token_id, eos, lambda row, ids: False)[0]
         with torch.no_grad():
             theirs = model.generate(torch.tensor([request.input_ids]), max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        assert ours == theirs[0, len(request.input_ids):].tolist()
+        assert ours == theirs[0, len(request.input_ids) :].tolist()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -49,7 +49,7 @@ def test_rows_leave_the_batch_without_changing_the_others(prepared_tiny, name):
     stop_early = {0: 3, 2: 5}  # rows 0 and 2 "answer" after 3 and 5 tokens
     batched = greedy_batch(model, rows_, 16, tokenizer.pad_token_id, eos, lambda row, ids: len(ids) == stop_early.get(row))
     for row, ids in enumerate(batched):
-        alone = greedy_batch(model, [rows_[row]], 16, tokenizer.pad_token_id, eos, lambda _, got: len(got) == stop_early.get(row))[0]
+        alone = greedy_batch(model, [rows_[row]], 16, tokenizer.pad_token_id, eos, lambda _, got: len(got) == stop_early.get(row))[0]  # noqa: B023
         assert ids == alone
         if row in stop_early:
             assert len(ids) == stop_early[row]
@@ -71,8 +71,16 @@ def tiny_sliding_window_model():
     from transformers import AutoModelForCausalLM, Gemma3TextConfig
 
     config = Gemma3TextConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-        sliding_window=16, layer_types=["sliding_attention", "sliding_attention", "full_attention"], max_position_embeddings=512,
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=16,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=512,
     )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval()
@@ -101,13 +109,14 @@ def test_a_wave_of_uneven_prompts_decodes_as_each_prompt_alone(prepared_tiny, na
         wave = greedy_batch(model, rows_, 12, pad_id, {-1}, lambda row, ids: len(ids) == stop_after.get(row))
         for row, ids in enumerate(rows_):
             alone = model.generate(torch.tensor([ids]), max_new_tokens=stop_after.get(row, 12), do_sample=False, pad_token_id=pad_id)
-            assert wave[row] == alone[0, len(ids):].tolist(), f"row {row}"
+            assert wave[row] == alone[0, len(ids) :].tolist(), f"row {row}"
 
 
 def test_chunks_are_decoded_one_after_another_when_their_caches_cannot_be_joined(prepared_tiny, monkeypatch):
     """A cache layer of a kind the join does not know (linear attention, indexers) is
     not joined: its chunks are decoded in turn, to the same tokens."""
     import torch
+
     from xlt.inference import engine
 
     model, pad_id = wave_model(prepared_tiny, "tiny-dense")
@@ -174,7 +183,7 @@ def full_sequence_scores(model, request) -> list[float]:
     for ids in request.choice_ids:
         with torch.inference_mode():
             logits = model(input_ids=torch.tensor([request.context_ids + ids])).logits[0].float()
-        logprobs = torch.log_softmax(logits[len(request.context_ids) - 1:-1], dim=-1)
+        logprobs = torch.log_softmax(logits[len(request.context_ids) - 1 : -1], dim=-1)
         scores.append(float(logprobs[torch.arange(len(ids)), torch.tensor(ids)].sum()))
     return scores
 

@@ -3,20 +3,33 @@ Mixture-of-Experts without."""
 
 import pandas as pd
 import pytest
-
 from belebele_rows import ENGLISH, TINY_MODELS, items
+
 from xlt.finetune import IGNORE, AnswerOnlyCollator, FinetuneSettings, TokenCounts, build_example, finetune
 from xlt.inference import answer_complete, build_requests, generate, predictions_frame
 from xlt.models import ModelSpec, encode_prompt, load_model, load_tokenizer, uses_chat_template
-from xlt.prompts import answer_completion, render
 from xlt.paths import PREDICTION_COLUMNS
+from xlt.prompts import answer_completion, render
 
 TEMPLATE, MODELS = ENGLISH, TINY_MODELS
 
 
 def settings(**overrides):
-    values = dict(r=4, alpha=8, dropout=0.0, target_modules="all-linear", learning_rate=0.01, lr_scheduler="constant",
-                  warmup_ratio=0.0, epochs=1, micro_batch_size=2, gradient_accumulation=1, max_length=512, seed=0, dtype="float32")
+    values = dict(
+        r=4,
+        alpha=8,
+        dropout=0.0,
+        target_modules="all-linear",
+        learning_rate=0.01,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        epochs=1,
+        micro_batch_size=2,
+        gradient_accumulation=1,
+        max_length=512,
+        seed=0,
+        dtype="float32",
+    )
     values.update(overrides)
     return FinetuneSettings(**values)
 
@@ -58,10 +71,12 @@ def test_overlong_example_loses_passage_not_answer(prepared_tiny):
 
 def test_collator_left_pads_and_keeps_only_answer_logits():
     collator = AnswerOnlyCollator(pad_id=0)
-    batch = collator([
-        {"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE, IGNORE, IGNORE, 8, 9]},
-        {"input_ids": [5, 6, 9], "labels": [IGNORE, 6, 9]},
-    ])
+    batch = collator(
+        [
+            {"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE, IGNORE, IGNORE, 8, 9]},
+            {"input_ids": [5, 6, 9], "labels": [IGNORE, 6, 9]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [0, 0, 5, 6, 9]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 0, 0, 1, 2]]
     assert batch["logits_to_keep"] == 3
@@ -84,7 +99,7 @@ def test_logits_to_keep_gives_the_same_loss_as_full_logits(prepared_tiny, name):
     with torch.no_grad():
         short = model(**batch).loss
         full_labels = torch.full_like(batch["input_ids"], IGNORE)
-        full_labels[:, -batch["labels"].shape[1]:] = batch["labels"]
+        full_labels[:, -batch["labels"].shape[1] :] = batch["labels"]
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], labels=full_labels).loss
     assert torch.isfinite(short)
     assert short.item() == pytest.approx(full.item(), rel=1e-5)

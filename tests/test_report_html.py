@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from snakemake_runs import snakemake_command
+
 from xlt.paths import REPORT
 from xlt.report import PLOTS, TABLES
 
@@ -75,9 +75,21 @@ window.addEventListener("load", async () => {
 
 def chromium(page, profile, *args: str) -> str:
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--window-size=1400,1000", *args, page.as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=30000",
+        "--window-size=1400,1000",
+        *args,
+        page.as_uri(),
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout
 

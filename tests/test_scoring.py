@@ -11,7 +11,11 @@ from xlt.scoring import accuracy_table, load_predictions, rescore
 from xlt.simulate import Scenario, simulate_predictions
 
 CONFIG = {
-    "languages": {"arb_Arab": {"family": "Semitic", "script": "Arab"}, "heb_Hebr": {"family": "Semitic", "script": "Hebr"}, "eng_Latn": {"family": "Indo-European", "script": "Latn"}},
+    "languages": {
+        "arb_Arab": {"family": "Semitic", "script": "Arab"},
+        "heb_Hebr": {"family": "Semitic", "script": "Hebr"},
+        "eng_Latn": {"family": "Indo-European", "script": "Latn"},
+    },
     "source_language": "arb_Arab",
     "related_families": ["Semitic"],
 }
@@ -47,7 +51,9 @@ def test_rescore_uses_the_current_extractor():
     frame = frame[(frame.variant == "base") & (frame.prompt == "direct") & (frame.lang == "eng_Latn")].reset_index(drop=True)
     frame["raw_output"] = ["Answer: Rome", "The answer is D."]
     frame["parsed_choice"] = pd.array([None, None], dtype="Int64")
-    data = pd.DataFrame({"lang": "eng_Latn", "item_id": frame["item_id"], "mc_answer1": "London", "mc_answer2": "Paris", "mc_answer3": "Rome", "mc_answer4": "Oslo"})
+    data = pd.DataFrame(
+        {"lang": "eng_Latn", "item_id": frame["item_id"], "mc_answer1": "London", "mc_answer2": "Paris", "mc_answer3": "Rome", "mc_answer4": "Oslo"}
+    )
     rescored = rescore(frame, data)
     assert rescored["parsed_choice"].tolist() == [3, 4]
     assert rescored["correct"].tolist() == [False, False]
@@ -88,8 +94,10 @@ def test_wrong_layout_value_is_named(tree):
 def test_xlt_extract_adds_parsed_choice(tmp_path, capsys):
     source = tmp_path / "in.jsonl"
     source.write_text(
-        json.dumps({"output": "الإجابة: ب", "options": ["a", "b", "c", "d"], "lang": "arb_Arab"}, ensure_ascii=False) + "\n"
-        + json.dumps({"output": "A man walked in.", "options": ["x", "y", "z", "w"], "lang": "eng_Latn"}) + "\n"
+        json.dumps({"output": "الإجابة: ب", "options": ["a", "b", "c", "d"], "lang": "arb_Arab"}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"output": "A man walked in.", "options": ["x", "y", "z", "w"], "lang": "eng_Latn"})
+        + "\n"
     )
     assert main(["extract", str(source)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

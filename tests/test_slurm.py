@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from snakemake_runs import write_test_config
+
 from xlt import paths
 
 CLUSTER_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
@@ -126,8 +126,17 @@ def contract_artifacts(config: dict) -> list[str]:
 
 def snakemake_command(repo: Path, workdir: Path, configfile: Path) -> list[str]:
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), "--profile", str(repo / "profiles" / "slurm"),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--profile",
+        str(repo / "profiles" / "slurm"),
     ]
 
 
@@ -154,7 +163,9 @@ def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
     """Without a cluster: the profile loads, and a model's GPU request reaches the
     resources of its fine-tuning job and of no other."""
     configfile, _ = gpu_test_config(repo, tmp_path, tiny_models)
-    plan = subprocess.run(snakemake_command(repo, tmp_path, configfile) + ["--dry-run"], env=environment_without_slurm(), capture_output=True, text=True, timeout=300)
+    plan = subprocess.run(
+        snakemake_command(repo, tmp_path, configfile) + ["--dry-run"], env=environment_without_slurm(), capture_output=True, text=True, timeout=300
+    )
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-4000:]
     planned = planned_resources(plan.stdout)
     assert f"predict model={GPU_MODEL}, variant=ft, prompt=cot" in planned

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
-
 from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
+
 from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, PREDICTION_COLUMNS
 from xlt.report import PLOTS, TABLES
 
@@ -62,7 +62,10 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
     # One log per job, named after the job's wildcards.
     logs = {str(path.relative_to(workdir / "logs")) for path in (workdir / "logs").rglob("*.log")}
     assert logs == {
-        "prepare_data.log", "score.log", "compare.log", "report.log",
+        "prepare_data.log",
+        "score.log",
+        "compare.log",
+        "report.log",
         *(f"prepare_model/{model}.log" for model in models),
         *(f"finetune/{model}.log" for model in models),
         *(f"predict/{model}/{variant}/{prompt}.log" for model in models for variant in VARIANTS for prompt in PROMPTS),

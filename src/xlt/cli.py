@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("input", nargs="?", default="-", help="JSON lines file, or a predictions .parquet (default: JSON lines on standard input)")
     extract.add_argument("-o", "--output", default="-", help="where to write: JSON lines, or a .parquet for a predictions input (default: standard output)")
-    extract.add_argument("--data", nargs="+", metavar="PATH", help="prepared data (results/data/{lang}.parquet files or their folder): the options of a predictions input")
+    extract.add_argument(
+        "--data", nargs="+", metavar="PATH", help="prepared data (results/data/{lang}.parquet files or their folder): the options of a predictions input"
+    )
     extract.add_argument("--text", help="extract from this text alone; prints its parsed_choice and the rule that decided")
     extract.add_argument("--options", nargs="+", metavar="OPTION", help="with --text: the four option texts")
     extract.set_defaults(run=_extract)

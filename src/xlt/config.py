@@ -82,15 +82,11 @@ def check_config(config: dict, source: str = "config") -> None:
     languages = config["languages"]
     source_language = config["source_language"]
     if source_language not in languages:
-        raise XltError(
-            f"{source}: source_language: {source_language!r} is not among languages ({', '.join(languages)})"
-        )
+        raise XltError(f"{source}: source_language: {source_language!r} is not among languages ({', '.join(languages)})")
     families = {meta["family"] for meta in languages.values()}
     for family in config["related_families"]:
         if family not in families:
-            raise XltError(
-                f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}"
-            )
+            raise XltError(f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}")
     related = [code for code, meta in languages.items() if meta["family"] in config["related_families"] and code != source_language]
     controls = [code for code, meta in languages.items() if meta["family"] not in config["related_families"]]
     if not related:
@@ -137,8 +133,7 @@ def check_files(config: dict, source: str = "config") -> None:
         if not template_path(templates, name).is_file():
             available = sorted(path.stem for path in templates.glob("*.yaml")) or ["none"]
             raise XltError(
-                f"{source}: languages.{code}: no prompt template {template_path(templates, name)}; "
-                f"write one, or set template: to one of {', '.join(available)}"
+                f"{source}: languages.{code}: no prompt template {template_path(templates, name)}; write one, or set template: to one of {', '.join(available)}"
             )
     if config["data"]["source"] == "fixture":
         fixtures = Path(config["data"]["fixture_dir"])

@@ -42,7 +42,7 @@ class DataSource:
     hub_revision: str | None = None
 
     @classmethod
-    def from_config(cls, data_config: dict) -> "DataSource":
+    def from_config(cls, data_config: dict) -> DataSource:
         return cls(
             kind=data_config["source"],
             fixture_dir=data_config["fixture_dir"],
@@ -156,9 +156,7 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         position = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
         row = frame.iloc[position - 1]
         first = int(np.flatnonzero(((frame["link"] == row.link) & (frame["question_number"] == row.question_number)).to_numpy())[0]) + 1
-        raise XltError(
-            f"{origin}: row {position}: duplicate (link, question_number) = ({row.link}, {row.question_number}), first in row {first}"
-        )
+        raise XltError(f"{origin}: row {position}: duplicate (link, question_number) = ({row.link}, {row.question_number}), first in row {first}")
     frame.insert(0, "item_id", frame["link"] + "#" + frame["question_number"].astype(str))
     return frame
 

@@ -46,16 +46,42 @@ class AnswerWords:
 # phrases (tests/test_extract.py checks this for every template and configured language).
 ANSWER_WORDS = {
     "eng_Latn": AnswerWords(
-        phrases=("answer", "correct answer", "right answer", "final answer", "best answer",
-                 "correct option", "correct choice", "right option", "best option", "my answer"),
-        before=("is", "would be", "will be", "should be", "must be", "probably", "likely", "maybe", "perhaps",
-                "therefore", "then", "either", "the", "option", "choice", "letter", "boxed"),
+        phrases=(
+            "answer",
+            "correct answer",
+            "right answer",
+            "final answer",
+            "best answer",
+            "correct option",
+            "correct choice",
+            "right option",
+            "best option",
+            "my answer",
+        ),
+        before=(
+            "is",
+            "would be",
+            "will be",
+            "should be",
+            "must be",
+            "probably",
+            "likely",
+            "maybe",
+            "perhaps",
+            "therefore",
+            "then",
+            "either",
+            "the",
+            "option",
+            "choice",
+            "letter",
+            "boxed",
+        ),
         after=("is", "because", "since", "as"),
         either=("or", "and"),
     ),
     "arb_Arab": AnswerWords(
-        phrases=("الإجابة", "الجواب", "إجابة", "الإجابة الصحيحة", "الجواب الصحيح", "الإجابة النهائية",
-                 "الخيار الصحيح", "الاختيار الصحيح"),
+        phrases=("الإجابة", "الجواب", "إجابة", "الإجابة الصحيحة", "الجواب الصحيح", "الإجابة النهائية", "الخيار الصحيح", "الاختيار الصحيح"),
         before=("هي", "هو", "الخيار", "الاختيار", "الحرف", "رقم"),
         after=("هي", "هو", "لأن"),
         either=("أو", "و"),
@@ -81,22 +107,19 @@ ANSWER_WORDS = {
         either=("ወይ",),
     ),
     "mlt_Latn": AnswerWords(
-        phrases=("it-tweġiba", "tweġiba", "it-tweġiba t-tajba", "it-tweġiba korretta", "it-tweġiba finali",
-                 "l-għażla t-tajba", "l-għażla korretta"),
+        phrases=("it-tweġiba", "tweġiba", "it-tweġiba t-tajba", "it-tweġiba korretta", "it-tweġiba finali", "l-għażla t-tajba", "l-għażla korretta"),
         before=("hija", "huwa", "l-għażla", "għażla", "l-ittra", "ittra"),
         after=("hija", "huwa", "għax"),
         either=("jew", "u"),
     ),
     "tur_Latn": AnswerWords(
-        phrases=("cevap", "yanıt", "doğru cevap", "doğru yanıt", "doğru seçenek", "doğru şık",
-                 "cevabım", "yanıtım"),
+        phrases=("cevap", "yanıt", "doğru cevap", "doğru yanıt", "doğru seçenek", "doğru şık", "cevabım", "yanıtım"),
         before=("şık", "şıkkı", "seçenek", "seçeneği", "harf", "ise"),
         after=("şıkkı", "seçeneği", "şıkkıdır", "seçeneğidir", "çünkü", "olmalı"),
         either=("veya", "ya da", "yoksa", "ve"),
     ),
     "pes_Arab": AnswerWords(
-        phrases=("پاسخ", "جواب", "پاسخ صحیح", "پاسخ درست", "پاسخ نهایی", "جواب صحیح", "جواب درست",
-                 "گزینه صحیح", "گزینه درست"),
+        phrases=("پاسخ", "جواب", "پاسخ صحیح", "پاسخ درست", "پاسخ نهایی", "جواب صحیح", "جواب درست", "گزینه صحیح", "گزینه درست"),
         before=("گزینه", "حرف", "عبارت است از"),
         after=("است", "می‌باشد", "صحیح", "درست", "چون", "زیرا"),
         either=("یا",),
@@ -126,14 +149,23 @@ _WEAK_LABELS = {"a", "1", "2", "3", "4"}
 # letter (hamza-carrying alefs, Arabic/Persian yeh and kaf), native digits to ASCII,
 # and out: vowel marks, tatweel, zero-width and direction marks, markdown emphasis.
 _FOLD = {
-    **{c: "ا" for c in "أإآٱ"}, "İ": "I", "ي": "ی", "ى": "ی", "ك": "ک", "ۀ": "ه",
-    **{chr(0x0660 + d): str(d) for d in range(10)}, **{chr(0x06F0 + d): str(d) for d in range(10)},
+    **{c: "ا" for c in "أإآٱ"},
+    "İ": "I",
+    "ي": "ی",
+    "ى": "ی",
+    "ك": "ک",
+    "ۀ": "ه",
+    **{chr(0x0660 + d): str(d) for d in range(10)},
+    **{chr(0x06F0 + d): str(d) for d in range(10)},
 }
 _DROP = (
-    [chr(c) for c in range(0x064B, 0x0660)] + ["\u0670", "\u0640"]  # Arabic harakat, dagger alef, tatweel
+    [chr(c) for c in range(0x064B, 0x0660)]
+    + ["\u0670", "\u0640"]  # Arabic harakat, dagger alef, tatweel
     + [chr(c) for c in range(0x0591, 0x05C8) if chr(c) not in "\u05be\u05c0\u05c3\u05c6"]  # Hebrew points
-    + [chr(c) for c in range(0x200B, 0x2010)] + [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2066, 0x206A)] + ["\u061c", "\ufeff", "*", "`", "_"]
+    + [chr(c) for c in range(0x200B, 0x2010)]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\u061c", "\ufeff", "*", "`", "_"]
 )
 _TRANSLATE = str.maketrans({**_FOLD, **{c: None for c in _DROP}})
 
@@ -215,9 +247,7 @@ _LEAD_PUNCT_RUN = re.compile(rf"(?:{_LEAD_PUNCT})*")
 _LEAD_WORD = re.compile(rf"(?:{_words('before')}){_NOT_LETTER}")
 _CLOSING = re.compile(r"[^\S\n]*[)\]}>.:：,،'׳’\"»”\-–—]*[^\S\n]*")
 # Another label joined to the first ("B or C", "B, C", "B/C", "B C", "(A, B, C or D)").
-_NEXT_LABEL = re.compile(
-    rf"(?:[\s()\[\]'\"]*(?:[,،/&]|{_EITHER})(?:[\s(\[]|{_EITHER}|(?:{_words('before')}){_NOT_LETTER})*|[^\S\n]+){_LABEL}"
-)
+_NEXT_LABEL = re.compile(rf"(?:[\s()\[\]'\"]*(?:[,،/&]|{_EITHER})(?:[\s(\[]|{_EITHER}|(?:{_words('before')}){_NOT_LETTER})*|[^\S\n]+){_LABEL}")
 _CLOSED = re.compile(rf"[^\S\n]*(?:$|\n|[^\w\s]|(?:{_words('after')}){_NOT_LETTER})")
 _LATIN_WORD = re.compile(r"[^\S\n]+[A-Za-z\u00c0-\u024f]")
 _ANY_WORD = re.compile(r"[^\S\n]+[^\W\d_]")
@@ -245,7 +275,7 @@ class _Options:
     texts: tuple[str, ...]  # normalized, in option order; "" for an empty option
 
     @classmethod
-    def of(cls, options: list[str] | None) -> "_Options | None":
+    def of(cls, options: list[str] | None) -> _Options | None:
         if not options:
             return None
         return cls(tuple(normalize(str(option)).strip().rstrip(".。۔።") for option in options))
@@ -382,7 +412,7 @@ def _option_lines(text: str, options: _Options) -> Extraction | None:
     found = set()
     for line in text.split("\n"):
         labelled = _LINE_OPENING.match(line)
-        content = line[labelled.end():] if labelled else line
+        content = line[labelled.end() :] if labelled else line
         value = options.repeated_in(content)
         if value is None:
             continue

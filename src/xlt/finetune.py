@@ -56,7 +56,7 @@ class FinetuneSettings:
     gradient_checkpointing: bool = False
 
     @classmethod
-    def from_config(cls, block: dict) -> "FinetuneSettings":
+    def from_config(cls, block: dict) -> FinetuneSettings:
         """From a model's `finetune` block (LoRA settings nested under `lora`)."""
         flat = {**block, **block["lora"]}
         return cls(**{f.name: flat[f.name] for f in fields(cls) if f.name in flat})
@@ -110,9 +110,9 @@ class AnswerOnlyCollator:
         first_supervised = width
         for row, feature in enumerate(features):
             n = len(feature["input_ids"])
-            input_ids[row, width - n:] = torch.tensor(feature["input_ids"])
-            labels[row, width - n:] = torch.tensor(feature["labels"])
-            attention_mask[row, width - n:] = 1
+            input_ids[row, width - n :] = torch.tensor(feature["input_ids"])
+            labels[row, width - n :] = torch.tensor(feature["labels"])
+            attention_mask[row, width - n :] = 1
             supervised = [k for k, label in enumerate(feature["labels"]) if label != IGNORE]
             if not supervised:
                 raise XltError("a training example has no supervised token (its answer was masked)")
@@ -214,7 +214,9 @@ def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[li
         attention = [name for name, module in modules.items() if type(module).__name__.endswith("Attention")]
         chosen = [name for name in linear if name.rpartition(".")[0] in attention]
         if not chosen:
-            raise XltError(f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an attention module; list the module names instead")
+            raise XltError(
+                f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an attention module; list the module names instead"
+            )
     else:
         chosen = [name for name in modules if any(name == t or name.endswith(f".{t}") for t in targets) and name not in linear_experts]
         if not chosen:
@@ -249,9 +251,7 @@ def attach_lora(model, settings: FinetuneSettings, model_name: str):
     peft_model = get_peft_model(model, config)
     prefix = "base_model.model."
     adapted = {
-        name.removeprefix(prefix)
-        for name, module in peft_model.named_modules()
-        if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
+        name.removeprefix(prefix) for name, module in peft_model.named_modules() if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
     }
     adapted_parameters = set(peft_model.base_model.targeted_parameter_names)
     unasked = sorted((adapted - set(modules)) | (adapted_parameters - set(parameters)))
@@ -405,9 +405,7 @@ def finetune(
                     f"tokens {entry['tokens']} padding {entry['padding_share']:.1%}"
                 )
 
-    trainer = AnswerOnlyTrainer(
-        model=model, args=args, train_dataset=examples, data_collator=AnswerOnlyCollator(tokenizer.pad_token_id), callbacks=[LogLine()]
-    )
+    trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=examples, data_collator=AnswerOnlyCollator(tokenizer.pad_token_id), callbacks=[LogLine()])
     trainer.remove_callback(PrinterCallback)  # LogLine says the same in one line per step
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 

@@ -42,10 +42,14 @@ def finetune_launch(launcher: dict, gpus: int, src_dir: str, python: str | None)
     words = [
         _program(python, "accelerate"),
         "launch",
-        "--config_file", shlex.quote(launcher["config_file"]),
-        "--num_machines", str(machines),
-        "--num_processes", str(gpus),
-        "--main_process_port", str(launcher["main_process_port"]),
+        "--config_file",
+        shlex.quote(launcher["config_file"]),
+        "--num_machines",
+        str(machines),
+        "--num_processes",
+        str(gpus),
+        "--main_process_port",
+        str(launcher["main_process_port"]),
     ]
     if machines == 1:
         return " ".join([_module_path(src_dir), *words, "-m", "xlt"])

@@ -32,7 +32,7 @@ class ModelSpec:
     trust_remote_code: bool = False
 
     @classmethod
-    def from_config(cls, name: str, entry: dict) -> "ModelSpec":
+    def from_config(cls, name: str, entry: dict) -> ModelSpec:
         return cls(
             name=name,
             id=entry.get("id"),

@@ -4,9 +4,9 @@ config/templates/<lang>.yaml. No prompt text lives in code."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .config import read_yaml
 from .errors import XltError
@@ -72,12 +72,7 @@ def render(item: Mapping, template: Template, prompt: str) -> Prompt:
         raise XltError(f"prompt mode {prompt!r} is not one of direct, cot")
     option_lines = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options_of(item)))
     instruction = template.direct if prompt == "direct" else template.cot
-    user = (
-        f"{template.passage}: {item['flores_passage']}\n"
-        f"{template.question}: {item['question']}\n"
-        f"{option_lines}\n"
-        f"{instruction}"
-    )
+    user = f"{template.passage}: {item['flores_passage']}\n{template.question}: {item['question']}\n{option_lines}\n{instruction}"
     prefix = f"{template.answer}:" if prompt == "direct" else template.cot_start
     return Prompt(user=user, completion_prefix=prefix)
 

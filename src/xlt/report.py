@@ -220,7 +220,14 @@ def alignment_figure(gains: pd.DataFrame):
     ax.set_ylabel("fine-tuning gain: direct prompt,\nfine-tuned − base (percentage points)")
     _points_axis(ax.xaxis)
     _points_axis(ax.yaxis)
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="large: model mean over targets\nsmall: one target language", title_fontsize=8, alignment="left")
+    ax.legend(
+        loc="center left",
+        bbox_to_anchor=(1.02, 0.5),
+        frameon=False,
+        title="large: model mean over targets\nsmall: one target language",
+        title_fontsize=8,
+        alignment="left",
+    )
     return figure
 
 
@@ -259,7 +266,10 @@ def write_tables(verdicts: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame
     """The report's tables as HTML pages (the report shows HTML items; CSV only downloads)."""
     differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness"])]
     pages = {
-        "verdicts": ("Verdicts", ["<ul>", *(f"<li>{escape(line)}</li>" for line in verdicts), "</ul>", "<h2>The differences they rest on</h2>", _html_table(differences)]),
+        "verdicts": (
+            "Verdicts",
+            ["<ul>", *(f"<li>{escape(line)}</li>" for line in verdicts), "</ul>", "<h2>The differences they rest on</h2>", _html_table(differences)],
+        ),
         "accuracy": ("Accuracy", [_html_table(wide), "<h2>With 95% intervals and parse rate</h2>", _html_table(accuracy)]),
         "effects": ("Effects", [_html_table(effects)]),
         "alignment": ("Alignment across models", [_html_table(alignment)]),
@@ -268,7 +278,15 @@ def write_tables(verdicts: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame
         write_text(html_page(title, parts), out_dir / TABLES[name])
 
 
-def write_report(accuracy: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, gains: pd.DataFrame, languages: dict[str, Language], margin: float, out_dir: str | Path) -> None:
+def write_report(
+    accuracy: pd.DataFrame,
+    effects: pd.DataFrame,
+    alignment: pd.DataFrame,
+    gains: pd.DataFrame,
+    languages: dict[str, Language],
+    margin: float,
+    out_dir: str | Path,
+) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / PLOTS["accuracy"], chance=0.25)

@@ -50,7 +50,7 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     frame["parsed_choice"] = parsed.astype("Int64")
     frame["answer"] = answer.astype(int)
     correct = (frame["parsed_choice"] == frame["answer"]).fillna(False).astype(bool)
-    given = frame["correct"].map({True: True, False: False, 1: True, 0: False, "True": True, "False": False, "true": True, "false": False})
+    given = frame["correct"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
     unknown = frame.index[given.isna() & frame["correct"].notna()]
     if len(unknown):
         raise XltError(f"{origin}: column correct, row {unknown[0] + 1}: {_shown(frame.at[unknown[0], 'correct'])}; allowed: true, false or null")
@@ -114,9 +114,7 @@ def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confiden
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    grouped = items.groupby(list(_KEY), sort=True).agg(
-        n=("correct", "size"), n_correct=("correct", "sum"), n_parsed=("parsed_choice", "count")
-    ).reset_index()
+    grouped = items.groupby(list(_KEY), sort=True).agg(n=("correct", "size"), n_correct=("correct", "sum"), n_parsed=("parsed_choice", "count")).reset_index()
     low, high = proportion_confint(grouped["n_correct"], grouped["n"], alpha=1 - confidence, method="wilson")
     grouped["accuracy"] = grouped["n_correct"] / grouped["n"]
     # The closed form leaves rounding dust (1e-17 above an accuracy of 0).

@@ -43,7 +43,7 @@ class Scenario:
     language_gain_sd: float = 0.0
     unparsed_share: float = 0.2
 
-    def with_(self, **changes) -> "Scenario":
+    def with_(self, **changes) -> Scenario:
         return replace(self, **changes)
 
 
@@ -66,7 +66,9 @@ def _intercept(accuracy: float, spread: float) -> float:
     return optimize.brentq(lambda c: float(_WEIGHTS @ special.expit(c - spread * _NODES)) - accuracy, -30, 30, xtol=1e-12)
 
 
-def simulate_cells(scenario: Scenario, languages: dict[str, Language], rng: np.random.Generator, difficulty: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
+def simulate_cells(
+    scenario: Scenario, languages: dict[str, Language], rng: np.random.Generator, difficulty: np.ndarray | None = None
+) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """One model's items x cells matrix of 0/1 correctness and the (variant, prompt, lang)
     of each column. `difficulty` (one per item) lets models share their items."""
     n = scenario.n_items
@@ -146,7 +148,9 @@ def relatedness_trials(scenario: Scenario, languages: dict[str, Language], trial
     return pd.DataFrame(rows)
 
 
-def operating_characteristics(languages: dict[str, Language], settings, trials: int, n_items: int = 200, base: Scenario = Scenario(), seed: int = 0) -> pd.DataFrame:
+def operating_characteristics(
+    languages: dict[str, Language], settings, trials: int, n_items: int = 200, base: Scenario = Scenario(), seed: int = 0
+) -> pd.DataFrame:
     """False-positive rate and power of the relatedness test (item sign-flip), coverage
     of its interval, and the TOST's false-equivalence rate at the margin and its power,
     each with its Monte-Carlo standard error."""
@@ -168,7 +172,17 @@ def operating_characteristics(languages: dict[str, Language], settings, trials: 
     rows = []
     for check, scenario, hits, target in checks:
         rate = float(np.mean(hits))
-        rows.append({"check": check, "scenario": scenario, "n_items": n_items, "trials": trials, "rate": rate, "mc_se": math.sqrt(rate * (1 - rate) / trials), "target": target})
+        rows.append(
+            {
+                "check": check,
+                "scenario": scenario,
+                "n_items": n_items,
+                "trials": trials,
+                "rate": rate,
+                "mc_se": math.sqrt(rate * (1 - rate) / trials),
+                "target": target,
+            }
+        )
     return pd.DataFrame(rows)
 
 

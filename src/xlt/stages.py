@@ -88,7 +88,8 @@ def prepare_data(data_config: dict, langs: list[str], outputs: list[str]) -> Non
 
 
 def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
-    from .models import ModelSpec, prepare_model as prepare, set_threads
+    from .models import ModelSpec, set_threads
+    from .models import prepare_model as prepare
 
     set_threads(threads)
     started = time.monotonic()
@@ -131,7 +132,20 @@ def merge(name: str, entry: dict, base_dir: str, adapter_dir: str, out_dir: str,
     merge_adapter(base_dir, ModelSpec.from_config(name, entry), adapter_dir, out_dir, dtype=entry["finetune"]["dtype"], log=_say)
 
 
-def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, adapter_dir: str | None, data_files: list[str], template_files: dict[str, str], max_new_tokens: int, scoring: str, outputs: list[str], threads: int) -> None:
+def predict(
+    name: str,
+    entry: dict,
+    variant: str,
+    prompt: str,
+    base_dir: str,
+    adapter_dir: str | None,
+    data_files: list[str],
+    template_files: dict[str, str],
+    max_new_tokens: int,
+    scoring: str,
+    outputs: list[str],
+    threads: int,
+) -> None:
     """Predictions of one model variant with one prompt for every language.
 
     `scoring` is "generate" (greedy generation, answer extracted from the text) or
@@ -169,8 +183,15 @@ def predict(name: str, entry: dict, variant: str, prompt: str, base_dir: str, ad
             model = _load_for_inference(spec, base_dir, adapter_dir, settings, variant)
             batch_size = resolve_batch_size(settings["batch_size"], model)
             fingerprint = run_fingerprint(
-                version=__version__, engine=engine_fingerprint(), entry=entry, variant=variant, prompt=prompt, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                base=directory_signature(base_dir), adapter=directory_signature(adapter_dir),
+                version=__version__,
+                engine=engine_fingerprint(),
+                entry=entry,
+                variant=variant,
+                prompt=prompt,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                base=directory_signature(base_dir),
+                adapter=directory_signature(adapter_dir),
                 requests=[(r.item_id, r.input_ids, r.completion_prefix) for r in requests],
             )
             shard = Shard(partial_path(outputs), fingerprint)
@@ -226,7 +247,8 @@ def score(prediction_files: list[str], data_files: list[str], study: dict, accur
 
 
 def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
-    from .stats import StatsSettings, compare as run_compare, write_comparisons
+    from .stats import StatsSettings, write_comparisons
+    from .stats import compare as run_compare
 
     start = time.perf_counter()
     comparisons = run_compare(pd.read_parquet(items_file), language_table(study), StatsSettings.from_config(study["stats"]))

@@ -39,8 +39,22 @@ from .stattests import (
 
 NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note")
 GAINS_COLUMNS = (
-    "model", "lang", "group", "family", "script", "gain", "prompt", "before", "after",
-    "estimate", "ci_low", "ci_high", "normalised", "normalised_ci_low", "normalised_ci_high", "n_items",
+    "model",
+    "lang",
+    "group",
+    "family",
+    "script",
+    "gain",
+    "prompt",
+    "before",
+    "after",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "normalised",
+    "normalised_ci_low",
+    "normalised_ci_high",
+    "n_items",
 )
 
 
@@ -52,7 +66,7 @@ class StatsSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, block: dict) -> "StatsSettings":
+    def from_config(cls, block: dict) -> StatsSettings:
         return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed")})
 
     def resampling(self, n_items: int) -> Resampling:
@@ -156,7 +170,7 @@ class ModelContext:
     settings: StatsSettings
 
     @classmethod
-    def build(cls, model: str, cells: ModelCells, resampling: Resampling, settings: StatsSettings) -> "ModelContext":
+    def build(cls, model: str, cells: ModelCells, resampling: Resampling, settings: StatsSettings) -> ModelContext:
         return cls(model, cells, resampling.means(cells.values), resampling, settings)
 
     @property
@@ -183,9 +197,16 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         test_text = f"item sign-flip ({context.resampling.signs.shape[0]} flips)"
     margin = settings.equivalence_margin
     row = Row(
-        context.model, prompt, name, float(values.mean()), context.n_items,
+        context.model,
+        prompt,
+        name,
+        float(values.mean()),
+        context.n_items,
         f"{_interval_method(settings)}; p: {test_text}; equivalence_p: empirical-likelihood TOST, margin ±{margin:g}",
-        low, high, p, equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum())),
+        low,
+        high,
+        p,
+        equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum())),
     )
     if np.all(values == values[0]):
         row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
@@ -199,7 +220,9 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
     estimate = float(statistic(context.cells.values.mean(axis=0)))
     draws = statistic(context.draws)
     low, high = context.resampling.interval(draws)
-    row = Row(context.model, prompt, name, estimate, context.n_items, f"{_interval_method(context.settings)}; tested on the accuracy scale as {raw_name}", low, high)
+    row = Row(
+        context.model, prompt, name, estimate, context.n_items, f"{_interval_method(context.settings)}; tested on the accuracy scale as {raw_name}", low, high
+    )
     undefined = float(np.mean(~np.isfinite(draws)))
     if not np.isfinite(estimate):
         row.notes.append("a language is at 100% before the change: no headroom to normalise by")
@@ -239,14 +262,17 @@ def _unfittable(frame: pd.DataFrame, comparison: Comparison, n_items: int) -> st
     return ""
 
 
-def logit_effects(context: ModelContext, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, with_script: bool) -> list[Row]:
+def logit_effects(
+    context: ModelContext, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, with_script: bool
+) -> list[Row]:
     """correct ~ C(lang) + treated + treated:related (+ treated:same_script), binomial
     GEE clustered by item: the relatedness interaction as a log odds ratio, beside the
     accuracy-scale difference in differences."""
     terms = ["treated:related"] + (["treated:same_script"] if with_script else [])
     names = {"treated:related": f"{comparison.prefix}relatedness_gee", "treated:same_script": f"{comparison.prefix}same_script_gee"}
     method = (
-        "binomial GEE, correct ~ C(lang) + treated + " + " + ".join(terms)
+        "binomial GEE, correct ~ C(lang) + treated + "
+        + " + ".join(terms)
         + ", independence working correlation, robust SE clustered by item; estimate: log odds ratio"
     )
     frame = _gee_frame(context.cells, comparison, targets, languages, source_script)
@@ -274,8 +300,11 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
     rows = [
         accuracy_effect(context, prompt, name, weights),
         normalised_effect(
-            context, prompt, f"{name}_norm",
-            lambda acc: cells.normalised_gain(acc, comparison, related) - cells.normalised_gain(acc, comparison, control), name,
+            context,
+            prompt,
+            f"{name}_norm",
+            lambda acc: cells.normalised_gain(acc, comparison, related) - cells.normalised_gain(acc, comparison, control),
+            name,
         ),
     ]
 
@@ -283,7 +312,11 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
     per_language = np.array([float(cells.values.mean(axis=0) @ cells.gain_weights(comparison, [code])) for code in targets])
     p, relabellings, exact = relabelling_p(per_language, len(related), settings.seed)
     permutation = Row(
-        context.model, prompt, f"{name}_permutation", rows[0].estimate, context.n_items,
+        context.model,
+        prompt,
+        f"{name}_permutation",
+        rows[0].estimate,
+        context.n_items,
         f"p: permutation of the related/control labels over the {len(targets)} target languages "
         + (f"(exact, all {relabellings} relabellings)" if exact else f"({relabellings} random relabellings)"),
         p_value=p,
@@ -299,7 +332,11 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
 
     mde = minimum_detectable_effect(cells.values @ weights, settings.confidence)
     mde_row = Row(
-        context.model, prompt, f"{name}_mde", mde, context.n_items,
+        context.model,
+        prompt,
+        f"{name}_mde",
+        mde,
+        context.n_items,
         f"smallest difference in differences detected with 80% power by a two-sided test at {1 - settings.confidence:g}, for the item-level spread observed",
     )
     if not np.isfinite(mde):
@@ -309,10 +346,14 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
     related_other = [code for code in related if languages[code].script != source_script]
     if related_other and other_script:
         rows.append(accuracy_effect(context, prompt, f"{prefix}same_family", cells.contrast_weights(comparison, related_other, other_script)))
-        rows[-1].notes.append(f"related {'+'.join(related_other)} minus controls {'+'.join(other_script)}: all in scripts other than the source's ({source_script})")
+        rows[-1].notes.append(
+            f"related {'+'.join(related_other)} minus controls {'+'.join(other_script)}: all in scripts other than the source's ({source_script})"
+        )
     if same_script and other_script:
         rows.append(accuracy_effect(context, prompt, f"{prefix}same_script", cells.contrast_weights(comparison, same_script, other_script)))
-        rows[-1].notes.append(f"controls in the source's script ({'+'.join(same_script)}) minus controls in other scripts ({'+'.join(other_script)}): all unrelated")
+        rows[-1].notes.append(
+            f"controls in the source's script ({'+'.join(same_script)}) minus controls in other scripts ({'+'.join(other_script)}): all unrelated"
+        )
     return rows
 
 
@@ -326,14 +367,19 @@ def comparison_effects(context: ModelContext, comparison: Comparison, languages:
         rows.append(accuracy_effect(context, comparison.prompt, name, context.cells.gain_weights(comparison, members)))
         rows.append(
             normalised_effect(
-                context, comparison.prompt, f"{comparison.gain}_norm_{group}",
-                lambda acc, members=members: context.cells.normalised_gain(acc, comparison, members), name,
+                context,
+                comparison.prompt,
+                f"{comparison.gain}_norm_{group}",
+                lambda acc, members=members: context.cells.normalised_gain(acc, comparison, members),
+                name,
             )
         )
     if groups["related"] and groups["control"]:
         rows += relatedness_effects(context, comparison, groups, languages)
     for code in context.cells.langs(comparison, languages):
-        rows.append(accuracy_effect(context, comparison.prompt, f"{comparison.prefix}mcnemar_{code}", context.cells.gain_weights(comparison, [code]), test="mcnemar"))
+        rows.append(
+            accuracy_effect(context, comparison.prompt, f"{comparison.prefix}mcnemar_{code}", context.cells.gain_weights(comparison, [code]), test="mcnemar")
+        )
     return rows
 
 
@@ -349,7 +395,9 @@ def _adjust(rows: list[Row]) -> dict[tuple[str, str], str]:
     return families
 
 
-def effects_table(cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling) -> tuple[pd.DataFrame, pd.DataFrame]:
+def effects_table(
+    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """effects.csv and its notes (method, Holm family, reasons for gaps)."""
     rows = []
     for model, model_cells in cells.items():
@@ -361,8 +409,13 @@ def effects_table(cells: dict[str, ModelCells], languages: dict[str, Language], 
     notes = pd.DataFrame(
         [
             {
-                "table": "effects", "model": row.model, "prompt": row.prompt, "effect": row.effect, "method": row.method,
-                "holm_family": families[(row.model, row.prompt)] if np.isfinite(row.p_value) else "", "note": "; ".join(row.notes),
+                "table": "effects",
+                "model": row.model,
+                "prompt": row.prompt,
+                "effect": row.effect,
+                "method": row.method,
+                "holm_family": families[(row.model, row.prompt)] if np.isfinite(row.p_value) else "",
+                "note": "; ".join(row.notes),
             }
             for row in rows
         ],
@@ -442,7 +495,9 @@ def _pair_correlation(tables, x: str, y: str, method: str, order=slice(None)) ->
     return correlation(tables[x][..., order], tables[y], method)
 
 
-def alignment_table(cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling) -> tuple[pd.DataFrame, pd.DataFrame]:
+def alignment_table(
+    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Across models: does the fine-tuning gain go with the CoT gain, and with a weak
     baseline? Per model (the study's unit; p from permuting the pairing of models,
     exact up to 8 models) and per model x target language (more points, not
@@ -483,7 +538,9 @@ def alignment_table(cells: dict[str, ModelCells], languages: dict[str, Language]
                         else:
                             row["p_value"] = bootstrap_p(boot)
                     rows.append(row)
-                    method_text = f"{_interval_method(settings)}; p: {p_method}" + ("; x and y on disjoint halves of the items (even/odd positions), averaged over both assignments" if split else "")
+                    method_text = f"{_interval_method(settings)}; p: {p_method}" + (
+                        "; x and y on disjoint halves of the items (even/odd positions), averaged over both assignments" if split else ""
+                    )
                     notes.append({"table": "alignment", "model": "", "prompt": "", "effect": statistic, "method": method_text, "holm_family": "", "note": note})
     return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS)), pd.DataFrame(notes, columns=list(NOTES_COLUMNS))
 
@@ -502,13 +559,22 @@ def gains_table(cells: dict[str, ModelCells], languages: dict[str, Language], se
                 lang = languages[code]
                 rows.append(
                     {
-                        "model": model, "lang": code, "group": lang.group, "family": lang.family, "script": lang.script,
-                        "gain": comparison.gain, "prompt": comparison.prompt,
+                        "model": model,
+                        "lang": code,
+                        "group": lang.group,
+                        "family": lang.family,
+                        "script": lang.script,
+                        "gain": comparison.gain,
+                        "prompt": comparison.prompt,
                         "before": float(accuracy[model_cells.columns[(*comparison.before, code)]]),
                         "after": float(accuracy[model_cells.columns[(*comparison.after, code)]]),
-                        "estimate": float(accuracy @ weights), "ci_low": low, "ci_high": high,
+                        "estimate": float(accuracy @ weights),
+                        "ci_low": low,
+                        "ci_high": high,
                         "normalised": float(model_cells.normalised_gain(accuracy, comparison, [code])),
-                        "normalised_ci_low": norm_low, "normalised_ci_high": norm_high, "n_items": model_cells.values.shape[0],
+                        "normalised_ci_low": norm_low,
+                        "normalised_ci_high": norm_high,
+                        "n_items": model_cells.values.shape[0],
                     }
                 )
     return pd.DataFrame(rows, columns=list(GAINS_COLUMNS))

@@ -32,7 +32,7 @@ class Resampling:
     seed: int
 
     @classmethod
-    def draw(cls, n_items: int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS) -> "Resampling":
+    def draw(cls, n_items: int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS) -> Resampling:
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=samples).astype(float)
         signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(flips, n_items))

@@ -37,10 +37,10 @@ def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effec
         text = f"a related-language {side} ({difference}; Holm p={r.p_adjusted:.3g}), not shown smaller than {bound} (TOST p={r.equivalence_p:.3g})"
     else:
         equivalence = f"TOST p={r.equivalence_p:.3g}" if math.isfinite(r.equivalence_p) else "no equivalence test"
-        text = (
-            f"inconclusive: {difference}; neither different from zero (Holm p={r.p_adjusted:.3g}) nor shown smaller than "
-            f"{bound} ({equivalence}); "
-            + (f"advantages up to {100 * max(r.ci_high, 0):.1f} points remain possible" if r.ci_high > r.ci_low else "every item shows the same difference, so the data cannot bound it")
+        text = f"inconclusive: {difference}; neither different from zero (Holm p={r.p_adjusted:.3g}) nor shown smaller than {bound} ({equivalence}); " + (
+            f"advantages up to {100 * max(r.ci_high, 0):.1f} points remain possible"
+            if r.ci_high > r.ci_low
+            else "every item shows the same difference, so the data cannot bound it"
         )
     mde = rows["estimate"].get(f"{effect}_mde", math.nan)
     power = f" With {int(r.n_items)} items an advantage of {100 * mde:.1f} points is detected with 80% power." if math.isfinite(mde) else ""

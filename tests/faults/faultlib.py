@@ -33,11 +33,16 @@ def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
     """The command line a user types, with this checkout's Snakefile (`--configfile`
     last: it takes every argument up to the next option)."""
     return [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
         *args,
-        "--configfile", str(configfile),
+        "--configfile",
+        str(configfile),
     ]
 
 

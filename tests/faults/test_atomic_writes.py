@@ -12,8 +12,8 @@ import textwrap
 
 import pandas as pd
 import pytest
-
 from faultlib import REPO, files_under
+
 from xlt.atomic import atomic_path, write_parquet
 
 KILLED_WRITER = textwrap.dedent(
@@ -60,10 +60,9 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_or_none(tmp_path, writer,
 
 def test_a_failed_directory_write_leaves_nothing(tmp_path):
     target = tmp_path / "adapter"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target, is_dir=True) as tmp:
-            (tmp / "adapter_model.safetensors").write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target, is_dir=True) as tmp:
+        (tmp / "adapter_model.safetensors").write_bytes(b"half")
+        raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
 
 

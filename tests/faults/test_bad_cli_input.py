@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from faultlib import REPO
+
 from xlt.cli import main
 from xlt.errors import XltError
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from faultlib import REPO, files_under, run_snakemake, tiny_config, write_config
+
 from xlt.config import check_files, validate_config
 from xlt.errors import XltError
 
 TEMPLATES = REPO / "config" / "templates"
 FIXTURE = REPO / "data" / "belebele_fixture"
 TEMPLATE_NAMES = "amh_Ethi, arb_Arab, eng_Latn, heb_Hebr, mlt_Latn, pes_Arab, tur_Latn, urd_Arab"
-FINETUNE_KEYS = (
-    "lora, learning_rate, lr_scheduler, warmup_ratio, epochs, max_steps, micro_batch_size, gradient_accumulation, max_length, seed, save_steps, dtype, quantization, gradient_checkpointing, merge, launcher, resources"
-)
+FINETUNE_KEYS = "lora, learning_rate, lr_scheduler, warmup_ratio, epochs, max_steps, micro_batch_size, gradient_accumulation, max_length, seed, save_steps, dtype, quantization, gradient_checkpointing, merge, launcher, resources"
 MODEL_NAME_RULE = "a model name is a folder name and a wildcard: letters, digits, '.', '_', '-', starting with a letter or digit"
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from belebele_rows import rows, write_jsonl
 from faultlib import files_under
+
 from xlt.errors import XltError
 from xlt.stages import prepare_data
 
@@ -110,7 +110,15 @@ def _fixture(folder, hebrew_lines=None):
 
 
 def _data_config(fixture_dir):
-    return {"source": "fixture", "fixture_dir": str(fixture_dir), "hub_id": "facebook/belebele", "test_fraction": 0.5, "seed": 1, "max_test_items": None, "max_train_items": None}
+    return {
+        "source": "fixture",
+        "fixture_dir": str(fixture_dir),
+        "hub_id": "facebook/belebele",
+        "test_fraction": 0.5,
+        "seed": 1,
+        "max_test_items": None,
+        "max_train_items": None,
+    }
 
 
 def _outputs(folder):

@@ -9,8 +9,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from faultlib import files_under
+
 from xlt.errors import XltError
 from xlt.stages import log_to, prepare_model
 
@@ -105,9 +105,8 @@ def test_broken_model_stops_prepare_model_in_one_line(tiny_models, tmp_path, cap
     log = tmp_path / "logs" / "prepare_model.log"
     capfd.readouterr()
 
-    with pytest.raises(SystemExit) as exit_status:
-        with log_to(log):
-            prepare_model("tiny", {"path": str(path)}, str(tmp_path / "results" / "models" / "tiny" / "base"), 1)
+    with pytest.raises(SystemExit) as exit_status, log_to(log):
+        prepare_model("tiny", {"path": str(path)}, str(tmp_path / "results" / "models" / "tiny" / "base"), 1)
 
     line = "xlt: error: " + message.format(path=path.resolve())
     assert exit_status.value.code == 1
@@ -121,9 +120,8 @@ def test_verbose_shows_the_traceback(tiny_models, tmp_path, capfd, monkeypatch):
     path = _damaged_copy(tiny_models, tmp_path, _truncate_weights)
     log = tmp_path / "prepare_model.log"
     capfd.readouterr()
-    with pytest.raises(SystemExit):
-        with log_to(log):
-            prepare_model("tiny", {"path": str(path)}, str(tmp_path / "results" / "base"), 1)
+    with pytest.raises(SystemExit), log_to(log):
+        prepare_model("tiny", {"path": str(path)}, str(tmp_path / "results" / "base"), 1)
     for text in (log.read_text(), capfd.readouterr().err):
         assert text.startswith("Traceback (most recent call last):")
         assert "xlt.errors.XltError: model tiny: weight file" in text
@@ -133,9 +131,8 @@ def test_a_bug_gets_its_traceback_in_the_log_and_one_line_on_the_terminal(tmp_pa
     monkeypatch.delenv("XLT_VERBOSE", raising=False)
     log = tmp_path / "job.log"
     capfd.readouterr()
-    with pytest.raises(SystemExit):
-        with log_to(log):
-            {}["missing"]
+    with pytest.raises(SystemExit), log_to(log):
+        {}["missing"]
     assert log.read_text().startswith("Traceback (most recent call last):")
     assert capfd.readouterr().err == f"xlt: unexpected KeyError: 'missing' (traceback in {log})\n"
 
@@ -150,9 +147,8 @@ def test_gpu_job_without_cuda_stops_at_once(tmp_path, capfd, monkeypatch):
     log = tmp_path / "finetune.log"
     ran = []
     capfd.readouterr()
-    with pytest.raises(SystemExit):
-        with log_to(log, gpus=2):
-            ran.append(True)
+    with pytest.raises(SystemExit), log_to(log, gpus=2):
+        ran.append(True)
     line = (
         f"xlt: error: this job asks for 2 GPU(s) (resources.gpu) but CUDA is not available on {socket.gethostname()}; "
         "run it on a GPU node, or set the model's resources.gpu to 0 to run on the CPU"

@@ -16,13 +16,12 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
-
 from faultlib import files_under, run_snakemake, snakemake_command, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
@@ -89,10 +88,10 @@ class Stage:
 LATER = ("results/scores", "results/stats", "results/report")
 STAGES = {
     "prepare_model": Stage(f"results/models/{MODEL}/base", lambda workdir: True, 0.5, ("results/models", "results/predictions", *LATER)),
-    "finetune": Stage(f"results/models/{MODEL}/adapter", complete_checkpoint, 0.5, (f"results/models/{MODEL}/adapter", f"results/predictions/{MODEL}/ft", *LATER)),
-    "predict": Stage(
-        f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet", lambda workdir: shard_waves(workdir) >= 1, 0.3, ("results/predictions", *LATER)
+    "finetune": Stage(
+        f"results/models/{MODEL}/adapter", complete_checkpoint, 0.5, (f"results/models/{MODEL}/adapter", f"results/predictions/{MODEL}/ft", *LATER)
     ),
+    "predict": Stage(f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet", lambda workdir: shard_waves(workdir) >= 1, 0.3, ("results/predictions", *LATER)),
     "score": Stage("results/scores/accuracy.csv", lambda workdir: True, 0.5, LATER),
     "compare": Stage("results/stats/effects.csv", lambda workdir: True, 0.5, LATER[1:]),
 }

@@ -12,11 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from faultlib import REPO, run_snakemake, tiny_config, write_config
 
 CODE = sorted(
-    [*(REPO / "src").rglob("*.py"), *(REPO / "workflow").rglob("*.py"), *(REPO / "workflow").rglob("*.smk"), REPO / "Snakefile", *(REPO / "tests").rglob("*.py")]
+    [
+        *(REPO / "src").rglob("*.py"),
+        *(REPO / "workflow").rglob("*.py"),
+        *(REPO / "workflow").rglob("*.smk"),
+        REPO / "Snakefile",
+        *(REPO / "tests").rglob("*.py"),
+    ]
 )
 THIS_FILE = Path(__file__).resolve()
 
@@ -35,7 +40,7 @@ def _unsafe_uses(text: str) -> list[str]:
             depth += {"(": 1, ")": -1}.get(text[end], 0)
             if depth == 0:
                 break
-        if not re.search(r"weights_only\s*=\s*True", text[call.start():end]):
+        if not re.search(r"weights_only\s*=\s*True", text[call.start() : end]):
             found.append("torch.load without weights_only=True")
     return found
 
@@ -45,7 +50,7 @@ def test_the_checks_find_what_they_look_for():
     assert _unsafe_uses("import pickle\n") == ["a pickle module"]
     assert _unsafe_uses("state = torch.load(path,\n    map_location='cpu')") == ["torch.load without weights_only=True"]
     assert _unsafe_uses("state = torch.load(path, weights_only=True)") == []
-    assert _unsafe_uses('AutoModel.from_pretrained(x, trust_remote_code=True)') == ["trust_remote_code switched on in code"]
+    assert _unsafe_uses("AutoModel.from_pretrained(x, trust_remote_code=True)") == ["trust_remote_code switched on in code"]
     assert _unsafe_uses("yaml.safe_load(handle)") == []
 
 

@@ -17,7 +17,6 @@ from xlt.inference import fingerprint as inference_fingerprint
 from xlt.launch import finetune_launch, xlt_command
 from xlt.prompts import template_path
 
-
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
 # what was loaded.

@@ -6,15 +6,15 @@ rule compare:
         alignment=paths.ALIGNMENT,
         gains=paths.GAINS,
         notes=paths.NOTES,
-    params:
-        study=study_config(),
-    conda:
-        "../../envs/light.yaml"
     log:
         "logs/compare.log",
+    conda:
+        "../../envs/light.yaml"
     threads: 1
     resources:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
+    params:
+        study=study_config(),
     script:
         "../scripts/compare.py"

@@ -3,16 +3,16 @@ rule prepare_data:
         data_inputs,
     output:
         expand(paths.DATA, lang=LANGS),
-    params:
-        data=config["data"],
-        langs=LANGS,
-    conda:
-        "../../envs/light.yaml"
     log:
         "logs/prepare_data.log",
+    conda:
+        "../../envs/light.yaml"
     threads: 1
     resources:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
+    params:
+        data=config["data"],
+        langs=LANGS,
     script:
         "../scripts/prepare_data.py"

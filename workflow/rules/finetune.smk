@@ -7,14 +7,10 @@ rule finetune:
         unpack(finetune_inputs),
     output:
         directory(paths.ADAPTER),
-    params:
-        settings=lambda wildcards: finetune_settings(wildcards.model),
-        checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
-        launch=finetune_launcher,
-    conda:
-        "../../envs/models.yaml"
     log:
         "logs/finetune/{model}.log",
+    conda:
+        "../../envs/models.yaml"
     threads: stage_resource("finetune", "threads")
     resources:
         mem_mb=stage_resource("finetune", "mem_mb"),
@@ -23,6 +19,10 @@ rule finetune:
         gpu_model=stage_resource("finetune", "gpu_model"),
         nodes=lambda wildcards: finetune_launcher_setting(wildcards.model, "num_machines"),
         mpi=lambda wildcards: "srun" if finetune_launcher_setting(wildcards.model, "num_machines") > 1 else None,
+    params:
+        settings=lambda wildcards: finetune_settings(wildcards.model),
+        checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
+        launch=finetune_launcher,
     shell:
         "{params.launch} finetune --model {wildcards.model:q} --settings {params.settings:q}"
         " --base {input.base:q} --data {input.data:q} --template {input.template:q}"
@@ -37,18 +37,18 @@ rule merge:
         adapter=paths.ADAPTER,
     output:
         directory(paths.MERGED),
-    params:
-        settings=lambda wildcards: finetune_settings(wildcards.model),
-        launch=xlt_launcher,
-    conda:
-        "../../envs/models.yaml"
     log:
         "logs/merge/{model}.log",
+    conda:
+        "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")
     resources:
         mem_mb=stage_resource("inference", "mem_mb"),
         runtime=stage_resource("inference", "runtime"),
         gpu=stage_resource("inference", "gpu"),
+    params:
+        settings=lambda wildcards: finetune_settings(wildcards.model),
+        launch=xlt_launcher,
     shell:
         "{params.launch} merge --model {wildcards.model:q} --settings {params.settings:q}"
         " --base {input.base:q} --adapter {input.adapter:q} --out {output:q} --threads {threads} > {log:q} 2>&1"

@@ -6,6 +6,16 @@ rule predict:
         unpack(predict_inputs),
     output:
         expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
+    log:
+        "logs/predict/{model}/{variant}/{prompt}.log",
+    conda:
+        "../../envs/models.yaml"
+    threads: stage_resource("inference", "threads")
+    resources:
+        mem_mb=stage_resource("inference", "mem_mb"),
+        runtime=stage_resource("inference", "runtime"),
+        gpu=stage_resource("inference", "gpu"),
+        gpu_model=stage_resource("inference", "gpu_model"),
     params:
         entry=lambda wildcards: model_entry(wildcards.model, stages=("inference",)),
         template_files={lang: template_file(lang) for lang in LANGS},
@@ -14,15 +24,5 @@ rule predict:
         # A changed engine or prompt code reruns inference (Snakemake tracks the
         # script, not the modules it imports).
         engine=inference_fingerprint(),
-    conda:
-        "../../envs/models.yaml"
-    log:
-        "logs/predict/{model}/{variant}/{prompt}.log",
-    threads: stage_resource("inference", "threads")
-    resources:
-        mem_mb=stage_resource("inference", "mem_mb"),
-        runtime=stage_resource("inference", "runtime"),
-        gpu=stage_resource("inference", "gpu"),
-        gpu_model=stage_resource("inference", "gpu_model"),
     script:
         "../scripts/predict.py"

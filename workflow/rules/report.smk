@@ -62,16 +62,16 @@ rule report:
             category="4. Fine-tuning and CoT gains",
             labels={"item": "table"},
         ),
-    params:
-        study=study_config(),
-        out_dir=lambda wildcards, output: str(Path(output.summary).parent),
-    conda:
-        "../../envs/light.yaml"
     log:
         "logs/report.log",
+    conda:
+        "../../envs/light.yaml"
     threads: 1
     resources:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
+    params:
+        study=study_config(),
+        out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     script:
         "../scripts/report.py"

@@ -5,17 +5,17 @@ rule score:
     output:
         accuracy=paths.ACCURACY,
         scored="results/scores/items.parquet",
-    params:
-        study=study_config(),
-        # A changed extractor reruns scoring (and what follows), never inference.
-        extractor=extractor_fingerprint(),
-    conda:
-        "../../envs/light.yaml"
     log:
         "logs/score.log",
+    conda:
+        "../../envs/light.yaml"
     threads: 1
     resources:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
+    params:
+        study=study_config(),
+        # A changed extractor reruns scoring (and what follows), never inference.
+        extractor=extractor_fingerprint(),
     script:
         "../scripts/score.py"

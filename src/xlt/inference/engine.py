@@ -18,8 +18,8 @@ import functools
 import inspect
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 
@@ -98,7 +98,7 @@ def plan_waves(lengths: list[int], batch_size: int) -> list[list[int]]:
     are decoded together. Depends only on the lengths and the batch size, so a resumed
     job recomputes exactly the waves an uninterrupted one would (see shards.py)."""
     order = longest_first(lengths)
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def plan_batches(lengths: list[int], batch_size: int, padding_limit: float = GPU_MAX_PADDING_SHARE) -> list[list[int]]:
@@ -123,8 +123,8 @@ def _left_pad(rows: list[list[int]], pad_id: int, device):
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for row, ids in enumerate(rows):
-        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids):] = 1
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
     return input_ids.to(device), attention_mask.to(device)
 
 
@@ -164,13 +164,13 @@ def _buffered_layer_class():
             self._view()
 
         def _view(self) -> None:
-            self.keys = self.key_buffer[:, :, :self.length]
-            self.values = self.value_buffer[:, :, :self.length]
+            self.keys = self.key_buffer[:, :, : self.length]
+            self.values = self.value_buffer[:, :, : self.length]
 
         def update(self, key_states, value_states, *args, **kwargs):
             added = key_states.shape[-2]
-            self.key_buffer[:, :, self.length:self.length + added] = key_states
-            self.value_buffer[:, :, self.length:self.length + added] = value_states
+            self.key_buffer[:, :, self.length : self.length + added] = key_states
+            self.value_buffer[:, :, self.length : self.length + added] = value_states
             self.length += added
             self._view()
             return self.keys, self.values
@@ -219,7 +219,7 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
             start = 0
             for size, layer in zip(sizes, parts):
                 stored = getattr(layer, kind)
-                buffer[start:start + size, :, width - stored.shape[2]:width] = stored
+                buffer[start : start + size, :, width - stored.shape[2] : width] = stored
                 start += size
             buffers.append(buffer)
         merged_layers.append(BufferedLayer(*buffers, width, parts[0].is_sliding))
@@ -270,7 +270,9 @@ def decode(model, state: DecodeState, max_new_tokens: int, eos_ids: set[int], fi
         next_tokens = output.logits[:, -1].argmax(-1)
 
 
-def greedy_batch(model, rows: list[list[int]], max_new_tokens: int, pad_id: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool]) -> list[list[int]]:
+def greedy_batch(
+    model, rows: list[list[int]], max_new_tokens: int, pad_id: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool]
+) -> list[list[int]]:
     """Greedy continuation of each row of a wave (token ids, the stop token included).
     The prompts go through the model in chunks of similar length (little padding),
     then the whole wave is decoded as one batch."""
@@ -326,7 +328,9 @@ def resolve_batch_size(batch_size: int | str, model) -> int:
     return GPU_BATCH_SIZE if model.device.type == "cuda" else CPU_BATCH_SIZE
 
 
-def generate(model, tokenizer, requests: list[Request], max_new_tokens: int, batch_size: int, shard=None, progress: bool = True, log=print) -> list[tuple[str, int]]:
+def generate(
+    model, tokenizer, requests: list[Request], max_new_tokens: int, batch_size: int, shard=None, progress: bool = True, log=print
+) -> list[tuple[str, int]]:
     """(generated text, number of generated tokens) per request, in request order.
 
     `shard` (a shards.Shard) holds the waves finished by an earlier, interrupted run:
@@ -350,7 +354,7 @@ def generate(model, tokenizer, requests: list[Request], max_new_tokens: int, bat
                 results.update(done[wave_number])
                 bar.update(len(indices))
                 continue
-            pending = [indices[start:start + fitting] for start in range(0, len(indices), fitting)][::-1]
+            pending = [indices[start : start + fitting] for start in range(0, len(indices), fitting)][::-1]
             wave_results = {}
             while pending:
                 part = pending.pop()
@@ -362,7 +366,7 @@ def generate(model, tokenizer, requests: list[Request], max_new_tokens: int, bat
                         max_new_tokens,
                         tokenizer.pad_token_id,
                         eos_ids,
-                        lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),
+                        lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),  # noqa: B023 (called within this iteration)
                     )
                 except Exception as error:
                     if not (_is_out_of_memory(error) and len(part) > 1):

@@ -34,7 +34,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = tokenizer.encode(context + continuation)
     context_ids = tokenizer.encode(context)
-    return context_ids, whole[len(context_ids):]
+    return context_ids, whole[len(context_ids) :]
 
 
 def build_choice_requests(items: pd.DataFrame, tokenizer) -> list[ChoiceRequest]:
@@ -42,9 +42,7 @@ def build_choice_requests(items: pd.DataFrame, tokenizer) -> list[ChoiceRequest]
     for item in items.to_dict("records"):
         context = harness_context(item)
         pairs = [encode_pair(tokenizer, context, choice) for choice in HARNESS_CHOICES]
-        requests.append(
-            ChoiceRequest(item["item_id"], item["lang"], pairs[0][0], [ids for _, ids in pairs], int(item["correct_answer_num"]))
-        )
+        requests.append(ChoiceRequest(item["item_id"], item["lang"], pairs[0][0], [ids for _, ids in pairs], int(item["correct_answer_num"])))
     return requests
 
 
@@ -68,8 +66,8 @@ def _batch_scores(model, batch: list[ChoiceRequest], pad_id: int) -> list[list[f
     tail_ids = torch.full((len(choices), width), pad_id, dtype=torch.long)
     tail_mask = torch.zeros((len(choices), width), dtype=torch.long)
     for row, ids in enumerate(choices):
-        tail_ids[row, :len(ids) - 1] = torch.tensor(ids[:-1], dtype=torch.long)
-        tail_mask[row, :len(ids) - 1] = 1
+        tail_ids[row, : len(ids) - 1] = torch.tensor(ids[:-1], dtype=torch.long)
+        tail_mask[row, : len(ids) - 1] = 1
     positions = last_position.repeat_interleave(4)[:, None] + 1 + torch.arange(width, device=model.device)
     output = model(
         input_ids=tail_ids.to(model.device),
@@ -108,9 +106,17 @@ def loglik_frame(requests: list[ChoiceRequest], scores: list[list[float]], model
         choice = max(range(4), key=lambda k: row[k]) + 1
         rows.append(
             {
-                "item_id": request.item_id, "lang": request.lang, "model": model_name, "variant": variant, "prompt": "direct",
-                "raw_output": f"Answer: {LETTERS[choice - 1]}", "parsed_choice": choice, "answer": request.answer,
-                "correct": choice == request.answer, "n_prompt_tokens": len(request.context_ids), "n_output_tokens": 0,
+                "item_id": request.item_id,
+                "lang": request.lang,
+                "model": model_name,
+                "variant": variant,
+                "prompt": "direct",
+                "raw_output": f"Answer: {LETTERS[choice - 1]}",
+                "parsed_choice": choice,
+                "answer": request.answer,
+                "correct": choice == request.answer,
+                "n_prompt_tokens": len(request.context_ids),
+                "n_output_tokens": 0,
             }
         )
     frame = pd.DataFrame(rows)

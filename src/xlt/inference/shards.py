@@ -28,11 +28,7 @@ def directory_signature(path: str | Path | None) -> list | None:
     if path is None:
         return None
     root = Path(path)
-    return [
-        [str(file.relative_to(root)), file.stat().st_size, file.stat().st_mtime_ns]
-        for file in sorted(root.rglob("*"))
-        if file.is_file()
-    ]
+    return [[str(file.relative_to(root)), file.stat().st_size, file.stat().st_mtime_ns] for file in sorted(root.rglob("*")) if file.is_file()]
 
 
 def partial_path(outputs: list[str]) -> Path:
@@ -79,11 +75,10 @@ class Shard:
     def _rewrite(self) -> None:
         """Start the file over with the header and the whole waves only, so that
         appends never follow a torn line."""
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(self._line({"fingerprint": self.fingerprint}))
-                for wave, results in sorted(self._done.items()):
-                    handle.write(self._wave_line(wave, results))
+        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(self._line({"fingerprint": self.fingerprint}))
+            for wave, results in sorted(self._done.items()):
+                handle.write(self._wave_line(wave, results))
 
     def completed(self) -> dict[int, dict[int, tuple[str, int]]]:
         """Wave number -> {request index: (text, tokens)} of the waves already done."""

@@ -56,13 +56,15 @@ def cut_at_answer(completion_prefix: str, token_ids: list[int], tokenizer, eos_i
     stated."""
     for count in range(1, len(token_ids) + 1):
         if token_ids[count - 1] in eos_ids:
-            return tokenizer.decode(token_ids[:count - 1], skip_special_tokens=True), count
+            return tokenizer.decode(token_ids[: count - 1], skip_special_tokens=True), count
         if stated_answer(tokenizer, completion_prefix, token_ids[:count]):
             return tokenizer.decode(token_ids[:count], skip_special_tokens=True), count
     return tokenizer.decode(token_ids, skip_special_tokens=True), len(token_ids)
 
 
-def generate_vllm(spec: ModelSpec, base_dir: str, adapter_dir: str | None, entry: dict, tokenizer, requests: list[Request], max_new_tokens: int) -> list[tuple[str, int]]:
+def generate_vllm(
+    spec: ModelSpec, base_dir: str, adapter_dir: str | None, entry: dict, tokenizer, requests: list[Request], max_new_tokens: int
+) -> list[tuple[str, int]]:
     from transformers import GenerationConfig
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
@@ -72,7 +74,4 @@ def generate_vllm(spec: ModelSpec, base_dir: str, adapter_dir: str | None, entry
     lora = LoRARequest(f"{spec.name}-ft", 1, str(adapter_dir)) if adapter_dir is not None else None
     outputs = llm.generate(prompts_of(requests), SamplingParams(**sampling_args(max_new_tokens)), lora_request=lora)
     eos_ids = stop_token_ids(GenerationConfig.from_pretrained(args["model"], revision=args["revision"]), tokenizer)
-    return [
-        cut_at_answer(request.completion_prefix, list(output.outputs[0].token_ids), tokenizer, eos_ids)
-        for request, output in zip(requests, outputs)
-    ]
+    return [cut_at_answer(request.completion_prefix, list(output.outputs[0].token_ids), tokenizer, eos_ids) for request, output in zip(requests, outputs)]

@@ -11,9 +11,8 @@ import pytest
 
 from xlt.cli import main
 from xlt.languages import language_table
-from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
+from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS
 from xlt.simulate import Scenario, simulate_predictions
-from xlt.stats import NOTES_COLUMNS
 
 CONFIG = {
     "languages": {

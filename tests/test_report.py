@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from xlt import report
+from xlt import paths, report
 from xlt.languages import language_table
 from xlt.scoring import accuracy_table
 from xlt.simulate import Scenario, simulate_predictions
@@ -183,9 +183,9 @@ def test_group_gains_plot_places_each_estimate_at_its_model(paper_sized):
 def test_write_report_writes_summary_plots_and_one_page_per_table(paper_sized, tmp_path):
     accuracy, effects, alignment, gains, languages = paper_sized
     report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path)
-    assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *report.PLOTS.values(), *report.TABLES.values()}
-    verdicts = (tmp_path / report.TABLES["verdicts"]).read_text()
+    assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *paths.REPORT_PLOTS.values(), *paths.REPORT_TABLES.values()}
+    verdicts = (tmp_path / paths.REPORT_TABLES["verdicts"]).read_text()
     assert verdicts.count("<li>") == 3 * accuracy["model"].nunique()  # fine-tuning under direct and cot, and the CoT gain
     assert verdicts.count("<tr") == 1 + int(effects["effect"].isin(["relatedness", "cot_relatedness"]).sum())
-    effects_page = (tmp_path / report.TABLES["effects"]).read_text()
+    effects_page = (tmp_path / paths.REPORT_TABLES["effects"]).read_text()
     assert effects_page.count("<tr") == 1 + len(effects)

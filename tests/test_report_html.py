@@ -17,8 +17,7 @@ import pytest
 import yaml
 from snakemake_runs import snakemake_command
 
-from xlt.paths import REPORT
-from xlt.report import PLOTS, TABLES
+from xlt.paths import REPORT, REPORT_PLOTS, REPORT_TABLES
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium): apt-get install chromium")
@@ -108,11 +107,11 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
     snakemake_command(repo / "Snakefile", workdir, configfile, "--report", str(report))
     source = report.read_text(encoding="utf-8")
     results = report_results(source)
-    expected = {f"{REPORT}/{name}" for name in (*PLOTS.values(), *TABLES.values(), "summary.md")}
+    expected = {f"{REPORT}/{name}" for name in (*REPORT_PLOTS.values(), *REPORT_TABLES.values(), "summary.md")}
     assert set(results) == expected
     assert all(entry["caption"].strip() for entry in results.values()), "every item has a caption"
 
-    accuracy_plot = f"{REPORT}/{PLOTS['accuracy']}"
+    accuracy_plot = f"{REPORT}/{REPORT_PLOTS['accuracy']}"
     checked = tmp_path / "report_checked.html"
     script = f"<script>const SHOW_LAST = {json.dumps(accuracy_plot)};{CHECK_SCRIPT}</script>"
     at = source.rindex("</body>")
@@ -124,16 +123,16 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
     assert not [item for item in seen if "error" in item], seen
     by_path = {item["path"]: item for item in seen if "path" in item}
 
-    for name in PLOTS.values():
+    for name in REPORT_PLOTS.values():
         item = by_path[f"{REPORT}/{name}"]
         assert item["content"] == "img" and item["complete"], item
         assert item["naturalWidth"] > 400 and item["shownWidth"] > 400, item
-    for name in TABLES.values():
+    for name in REPORT_TABLES.values():
         item = by_path[f"{REPORT}/{name}"]
         assert item["content"] == "html" and item["framed"], item
         page = base64.b64decode(results[f"{REPORT}/{name}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
         assert "<table" in page, name
-    verdicts = base64.b64decode(results[f"{REPORT}/{TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
+    verdicts = base64.b64decode(results[f"{REPORT}/{REPORT_TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
     assert verdicts.count("<li>") == 3 * len(config["models"])  # fine-tuning under direct and cot, and the CoT gain
     assert [item["download"] for item in seen if "download" in item] == ["summary.md"]
 

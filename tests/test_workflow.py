@@ -13,8 +13,7 @@ import pytest
 import yaml
 from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
 
-from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, PREDICTION_COLUMNS
-from xlt.report import PLOTS, TABLES
+from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, PREDICTION_COLUMNS, REPORT_PLOTS, REPORT_TABLES
 
 VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot")
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
@@ -54,11 +53,11 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
     assert list(pd.read_csv(results / "stats" / "alignment.csv").columns) == list(ALIGNMENT_COLUMNS)
     report = results / "report"
     assert "## Verdicts" in (report / "summary.md").read_text()
-    for png in PLOTS.values():
+    for png in REPORT_PLOTS.values():
         assert (report / png).read_bytes()[:4] == b"\x89PNG"
-    for page in TABLES.values():
+    for page in REPORT_TABLES.values():
         assert "<table" in (report / page).read_text()
-    assert {path.name for path in report.iterdir()} == {"summary.md", *PLOTS.values(), *TABLES.values()}
+    assert {path.name for path in report.iterdir()} == {"summary.md", *REPORT_PLOTS.values(), *REPORT_TABLES.values()}
     # One log per job, named after the job's wildcards.
     logs = {str(path.relative_to(workdir / "logs")) for path in (workdir / "logs").rglob("*.log")}
     assert logs == {

@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import XltError, verbose
+from .paths import STATS_FILES
 
 
 def _compare(args) -> None:
@@ -24,7 +25,7 @@ def _compare(args) -> None:
     items = load_predictions(args.predictions)
     comparisons = compare(items, language_table(config), StatsSettings.from_config(config["stats"]))
     out = Path(args.out)
-    names = ("effects.csv", "alignment.csv", "gains.csv", "notes.csv")
+    names = STATS_FILES.values()
     write_comparisons(comparisons, *(out / name for name in names))
     print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {out} ({', '.join(names)})")
 

@@ -1,5 +1,7 @@
-"""Artifact paths of the study. This is the public contract: other tools write
-predictions in this layout and `xlt compare` reads them, so the names never change."""
+"""The artifact contract of the study: every path the workflow writes and every column
+list of its tables, defined here once and used by the rules (workflow/rules) and the
+code alike. It is public: other tools write predictions in this layout and `xlt compare`
+reads them, so the names never change."""
 
 from __future__ import annotations
 
@@ -16,12 +18,47 @@ MERGED = "results/models/{model}/merged"
 CHECKPOINTS = "results/checkpoints/{model}"
 PREDICTIONS_ROOT = "results/predictions"
 PREDICTIONS = PREDICTIONS_ROOT + "/{model}/{variant}/{prompt}/{lang}.parquet"
-ACCURACY = "results/scores/accuracy.csv"
-EFFECTS = "results/stats/effects.csv"
-ALIGNMENT = "results/stats/alignment.csv"
-GAINS = "results/stats/gains.csv"
-NOTES = "results/stats/notes.csv"
+SCORES = "results/scores"
+ACCURACY = SCORES + "/accuracy.csv"
+# Every prediction re-extracted and rescored, one row per item x cell: compare's input.
+ITEMS = SCORES + "/items.parquet"
+
+# The tables of the compare stage, by name; `xlt compare --out DIR` writes them in DIR.
+STATS = "results/stats"
+STATS_FILES = {"effects": "effects.csv", "alignment": "alignment.csv", "gains": "gains.csv", "notes": "notes.csv"}
+EFFECTS = f"{STATS}/{STATS_FILES['effects']}"
+ALIGNMENT = f"{STATS}/{STATS_FILES['alignment']}"
+GAINS = f"{STATS}/{STATS_FILES['gains']}"
+NOTES = f"{STATS}/{STATS_FILES['notes']}"
+
+# The report's files, by name: the plots, one HTML page per table (items of
+# `snakemake --report`), and summary.md with everything in Markdown.
 REPORT = "results/report"
+REPORT_SUMMARY = "summary.md"
+REPORT_PLOTS = {
+    "accuracy": "accuracy.png",
+    "parse_rate": "parse_rate.png",
+    "gains": "gains_by_group.png",
+    "alignment": "ft_vs_cot_gain.png",
+}
+REPORT_TABLES = {
+    "verdicts": "verdicts.html",
+    "accuracy": "accuracy.html",
+    "effects": "effects.html",
+    "alignment": "alignment.html",
+}
+
+# One log per job, named after its wildcards.
+LOGS = {
+    "prepare_data": "logs/prepare_data.log",
+    "prepare_model": "logs/prepare_model/{model}.log",
+    "finetune": "logs/finetune/{model}.log",
+    "merge": "logs/merge/{model}.log",
+    "predict": "logs/predict/{model}/{variant}/{prompt}.log",
+    "score": "logs/score.log",
+    "compare": "logs/compare.log",
+    "report": "logs/report.log",
+}
 
 PREDICTION_COLUMNS = (
     "item_id",
@@ -62,6 +99,36 @@ EFFECTS_COLUMNS = (
     "n_items",
 )
 ALIGNMENT_COLUMNS = ("statistic", "estimate", "ci_low", "ci_high", "p_value", "n_models")
+GAINS_COLUMNS = (
+    "model",
+    "lang",
+    "group",
+    "family",
+    "script",
+    "gain",
+    "prompt",
+    "before",
+    "after",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "normalised",
+    "normalised_ci_low",
+    "normalised_ci_high",
+    "n_items",
+)
+NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note")
+
+
+def predictions_frame(rows: list[dict]):
+    """The predictions of one job as the contract's table: PREDICTION_COLUMNS in order,
+    `parsed_choice` a nullable integer (null: no answer found). Every way of predicting
+    builds its frame here."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    frame["parsed_choice"] = frame["parsed_choice"].astype("Int64")
+    return frame
 
 
 @dataclass(frozen=True)

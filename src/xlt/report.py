@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import paths
 from .atomic import atomic_path, write_text
 from .languages import GROUPS, Language
 from .verdict import verdict
@@ -28,18 +29,6 @@ GAIN_PANELS = (
     ("CoT gain, base model", "cot", "cot_gain", "cot_relatedness"),
 )
 GAIN_SERIES = (("source", "source language"), ("related", "related targets"), ("control", "controls"), ("difference", "related − control"))
-PLOTS = {
-    "accuracy": "accuracy.png",
-    "parse_rate": "parse_rate.png",
-    "gains": "gains_by_group.png",
-    "alignment": "ft_vs_cot_gain.png",
-}
-TABLES = {
-    "verdicts": "verdicts.html",
-    "accuracy": "accuracy.html",
-    "effects": "effects.html",
-    "alignment": "alignment.html",
-}
 
 
 def _pyplot():
@@ -275,7 +264,7 @@ def write_tables(verdicts: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame
         "alignment": ("Alignment across models", [_html_table(alignment)]),
     }
     for name, (title, parts) in pages.items():
-        write_text(html_page(title, parts), out_dir / TABLES[name])
+        write_text(html_page(title, parts), out_dir / paths.REPORT_TABLES[name])
 
 
 def write_report(
@@ -289,10 +278,10 @@ def write_report(
 ) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / PLOTS["accuracy"], chance=0.25)
-    plot_cells(accuracy, languages, "parse_rate", "parse rate", out_dir / PLOTS["parse_rate"], chance=None)
-    plot_group_gains(effects, margin, out_dir / PLOTS["gains"])
-    plot_alignment(gains, out_dir / PLOTS["alignment"])
+    plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
+    plot_cells(accuracy, languages, "parse_rate", "parse rate", out_dir / paths.REPORT_PLOTS["parse_rate"], chance=None)
+    plot_group_gains(effects, margin, out_dir / paths.REPORT_PLOTS["gains"])
+    plot_alignment(gains, out_dir / paths.REPORT_PLOTS["alignment"])
 
     models = sorted(accuracy["model"].unique())
     verdicts = [verdict(effects, model, prompt, margin) for model in models for prompt in ("direct", "cot")]
@@ -305,17 +294,17 @@ def write_report(
         "\n".join(f"- {line}" for line in verdicts),
         "## Accuracy (model x language x variant x prompt)",
         _markdown(wide),
-        f"![accuracy]({PLOTS['accuracy']})",
+        f"![accuracy]({paths.REPORT_PLOTS['accuracy']})",
         "## Parse rate (share of outputs with a recognisable answer)",
-        f"![parse rate]({PLOTS['parse_rate']})",
+        f"![parse rate]({paths.REPORT_PLOTS['parse_rate']})",
         "## Effects (bootstrap over items; p from item sign-flips; Holm within model x prompt)",
         _markdown(effects),
-        f"![gains by group]({PLOTS['gains']})",
+        f"![gains by group]({paths.REPORT_PLOTS['gains']})",
         "## Alignment across models",
         _markdown(alignment),
-        f"![fine-tuning gain against CoT gain]({PLOTS['alignment']})",
+        f"![fine-tuning gain against CoT gain]({paths.REPORT_PLOTS['alignment']})",
         "## Full accuracy table",
         _markdown(accuracy),
     ]
-    write_text("\n\n".join(sections) + "\n", out_dir / "summary.md")
+    write_text("\n\n".join(sections) + "\n", out_dir / paths.REPORT_SUMMARY)
     write_tables(verdicts, accuracy, wide, effects, alignment, out_dir)

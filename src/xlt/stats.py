@@ -21,7 +21,7 @@ import pandas as pd
 from .atomic import write_csv
 from .errors import XltError
 from .languages import GROUPS, Language
-from .paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
+from .paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
 from .stattests import (
     Resampling,
     bootstrap_p,
@@ -35,26 +35,6 @@ from .stattests import (
     relabelling_p,
     sign_flip_p,
     unit_permutations,
-)
-
-NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note")
-GAINS_COLUMNS = (
-    "model",
-    "lang",
-    "group",
-    "family",
-    "script",
-    "gain",
-    "prompt",
-    "before",
-    "after",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "normalised",
-    "normalised_ci_low",
-    "normalised_ci_high",
-    "n_items",
 )
 
 

@@ -46,7 +46,7 @@ def all_outputs():
         paths.EFFECTS,
         paths.ALIGNMENT,
         paths.GAINS,
-        f"{paths.REPORT}/summary.md",
+        f"{paths.REPORT}/{paths.REPORT_SUMMARY}",
     ] + [paths.MERGED.format(model=model) for model in MODELS if config["models"][model]["finetune"]["merge"]]
 
 

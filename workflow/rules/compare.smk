@@ -7,7 +7,7 @@ rule compare:
         gains=paths.GAINS,
         notes=paths.NOTES,
     log:
-        "logs/compare.log",
+        paths.LOGS["compare"],
     conda:
         "../../envs/light.yaml"
     threads: 1

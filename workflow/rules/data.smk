@@ -4,7 +4,7 @@ rule prepare_data:
     output:
         expand(paths.DATA, lang=LANGS),
     log:
-        "logs/prepare_data.log",
+        paths.LOGS["prepare_data"],
     conda:
         "../../envs/light.yaml"
     threads: 1

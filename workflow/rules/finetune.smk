@@ -8,7 +8,7 @@ rule finetune:
     output:
         directory(paths.ADAPTER),
     log:
-        "logs/finetune/{model}.log",
+        paths.LOGS["finetune"],
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("finetune", "threads")
@@ -38,7 +38,7 @@ rule merge:
     output:
         directory(paths.MERGED),
     log:
-        "logs/merge/{model}.log",
+        paths.LOGS["merge"],
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")

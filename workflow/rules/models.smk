@@ -4,7 +4,7 @@ rule prepare_model:
     output:
         directory(paths.BASE_MODEL),
     log:
-        "logs/prepare_model/{model}.log",
+        paths.LOGS["prepare_model"],
     conda:
         "../../envs/models.yaml"
     threads: config["resources"]["prepare_model"]["threads"]

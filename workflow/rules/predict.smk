@@ -7,7 +7,7 @@ rule predict:
     output:
         expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
     log:
-        "logs/predict/{model}/{variant}/{prompt}.log",
+        paths.LOGS["predict"],
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")

@@ -9,61 +9,61 @@ rule report:
         gains=paths.GAINS,
     output:
         verdicts=report(
-            f"{paths.REPORT}/verdicts.html",
+            f"{paths.REPORT}/{paths.REPORT_TABLES['verdicts']}",
             caption="../report/verdicts.rst",
             category="1. Verdicts",
             labels={"item": "verdict per model and prompt"},
         ),
         summary=report(
-            f"{paths.REPORT}/summary.md",
+            f"{paths.REPORT}/{paths.REPORT_SUMMARY}",
             caption="../report/summary.rst",
             category="1. Verdicts",
             labels={"item": "summary.md (every table, to download)"},
         ),
         accuracy=report(
-            f"{paths.REPORT}/accuracy.png",
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['accuracy']}",
             caption="../report/accuracy.rst",
             category="2. Accuracy",
             labels={"item": "accuracy heatmap"},
         ),
         parse_rate=report(
-            f"{paths.REPORT}/parse_rate.png",
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['parse_rate']}",
             caption="../report/parse_rate.rst",
             category="2. Accuracy",
             labels={"item": "parse-rate heatmap"},
         ),
         accuracy_table=report(
-            f"{paths.REPORT}/accuracy.html",
+            f"{paths.REPORT}/{paths.REPORT_TABLES['accuracy']}",
             caption="../report/accuracy_table.rst",
             category="2. Accuracy",
             labels={"item": "table"},
         ),
         gains=report(
-            f"{paths.REPORT}/gains_by_group.png",
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['gains']}",
             caption="../report/gains.rst",
             category="3. Gains by language group",
             labels={"item": "gains by group"},
         ),
         effects_table=report(
-            f"{paths.REPORT}/effects.html",
+            f"{paths.REPORT}/{paths.REPORT_TABLES['effects']}",
             caption="../report/effects_table.rst",
             category="3. Gains by language group",
             labels={"item": "table"},
         ),
         alignment=report(
-            f"{paths.REPORT}/ft_vs_cot_gain.png",
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['alignment']}",
             caption="../report/alignment.rst",
             category="4. Fine-tuning and CoT gains",
             labels={"item": "fine-tuning gain against CoT gain"},
         ),
         alignment_table=report(
-            f"{paths.REPORT}/alignment.html",
+            f"{paths.REPORT}/{paths.REPORT_TABLES['alignment']}",
             caption="../report/alignment_table.rst",
             category="4. Fine-tuning and CoT gains",
             labels={"item": "table"},
         ),
     log:
-        "logs/report.log",
+        paths.LOGS["report"],
     conda:
         "../../envs/light.yaml"
     threads: 1

@@ -4,9 +4,9 @@ rule score:
         data=expand(paths.DATA, lang=LANGS),
     output:
         accuracy=paths.ACCURACY,
-        scored="results/scores/items.parquet",
+        scored=paths.ITEMS,
     log:
-        "logs/score.log",
+        paths.LOGS["score"],
     conda:
         "../../envs/light.yaml"
     threads: 1

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import paths
 from ..extract import extract, extract_choice
 from ..models import encode_prompt
 from ..prompts import Template, options_of, render
@@ -410,6 +411,4 @@ def predictions_frame(requests: list[Request], generations: list[tuple[str, int]
                 "n_output_tokens": n_output,
             }
         )
-    frame = pd.DataFrame(rows)
-    frame["parsed_choice"] = frame["parsed_choice"].astype("Int64")
-    return frame
+    return paths.predictions_frame(rows)

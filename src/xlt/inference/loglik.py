@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import paths
 from ..prompts import HARNESS_CHOICES, LETTERS, harness_context
 from .engine import cache_keyword, max_padding_share, plan_batches, prefill
 
@@ -119,6 +120,4 @@ def loglik_frame(requests: list[ChoiceRequest], scores: list[list[float]], model
                 "n_output_tokens": 0,
             }
         )
-    frame = pd.DataFrame(rows)
-    frame["parsed_choice"] = frame["parsed_choice"].astype("Int64")
-    return frame
+    return paths.predictions_frame(rows)

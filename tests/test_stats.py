@@ -7,8 +7,17 @@ from statsmodels.stats.weightstats import DescrStatsW
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
 from xlt.simulate import Scenario, simulate_predictions
-from xlt.stats import StatsSettings, compare
-from xlt.stattests import Resampling, equivalence_p, expanded_confidence, holm, relabelling_p, sign_flip_p
+from xlt.stats import Passages, StatsSettings, compare
+from xlt.stattests import (
+    Resampling,
+    equivalence_interval,
+    equivalence_p,
+    expanded_confidence,
+    holm,
+    minimum_detectable_effect,
+    relabelling_p,
+    sign_flip_p,
+)
 from xlt.verdict import verdict
 
 # The default study's shape: Arabic source; Semitic targets in three scripts (Maltese in
@@ -189,3 +198,55 @@ def test_verdict_states_an_advantage_and_its_bound():
     assert "a related-language advantage (difference +12.0 points" in sentence and "Holm p=0.001" in sentence
     assert "With 400 items an advantage of 6.0 points is detected with 80% power." in sentence
     assert "no estimate" in verdict(effects, "m", "cot", 0.05)
+
+
+def test_passages_come_from_the_item_id_and_default_to_one_question_each():
+    passages = Passages.of(["https://a#1", "https://a#2", "https://b#1", "https://c#3", "https://c#4"])
+    assert passages.index.tolist() == [0, 0, 1, 2, 2] and passages.keyed and passages.n == 3
+    foreign = Passages.of(["17", "3", "40"])
+    assert foreign.index.tolist() == [0, 1, 2] and not foreign.keyed
+    assert "3 questions treated as independent" in foreign.describe()
+
+
+def test_resampling_draws_and_flips_whole_passages():
+    clusters = np.repeat(np.arange(30), 2)
+    resampling = Resampling.draw(clusters, 200, 0.95, seed=0)
+    assert (resampling.counts[:, 0::2] == resampling.counts[:, 1::2]).all() and (resampling.signs[:, 0::2] == resampling.signs[:, 1::2]).all()
+    assert resampling.n_clusters == 30 and not resampling.singletons
+    # Thirty passages of two questions: the interval is as wide as thirty items' would be.
+    assert expanded_confidence(0.95, resampling.n_clusters) == pytest.approx(expanded_confidence(0.95, 30))
+
+
+def test_a_passage_of_two_identical_questions_counts_as_one():
+    """Duplicating every question as a second question on its passage adds no
+    information: every clustered statistic is what the single questions give, while
+    the question-level view would take the duplicates for twice the evidence."""
+    scenarios = {m: Scenario(n_items=60, ft_gain=0.1, related_advantage=0.1, cot_gain=0.05) for m in ("m1", "m2", "m3")}
+    single = simulate_predictions(scenarios, LANGUAGES, seed=8)
+    double = pd.concat([single, single.assign(item_id=single["item_id"].str.replace("#1", "#2"))], ignore_index=True)
+    one, two = compare(single, LANGUAGES, SETTINGS), compare(double, LANGUAGES, SETTINGS)
+    kept = ~one.effects["effect"].str.contains("mcnemar")
+    columns = ["estimate", "ci_low", "ci_high", "p_value", "equivalence_p"]
+    assert two.effects.loc[kept, columns].to_numpy() == pytest.approx(one.effects.loc[kept, columns].to_numpy(), nan_ok=True, abs=1e-6)
+    assert (two.effects["n_items"] == 120).all()
+    assert two.alignment[["estimate", "ci_low", "ci_high"]].to_numpy() == pytest.approx(
+        one.alignment[["estimate", "ci_low", "ci_high"]].to_numpy(), nan_ok=True
+    )
+    method = two.notes.set_index(["model", "prompt", "effect"])["method"]
+    assert "bootstrap over passages" in method[("m1", "direct", "relatedness")]
+    assert "passage sign-flip" in method[("m1", "direct", "mcnemar_heb_Hebr")] and "exact McNemar" in one.notes["method"].str.cat()
+    # Treated as independent questions, the same duplicates look like twice the evidence.
+    values = np.repeat(np.random.default_rng(0).choice([-1.0, 0.0, 1.0], 60), 2)
+    clusters = np.repeat(np.arange(60), 2)
+    assert minimum_detectable_effect(values, 0.95) == pytest.approx(minimum_detectable_effect(values, 0.95, clusters=clusters) / np.sqrt(2), rel=0.01)
+    assert equivalence_p(values, 0.05, -1, 1) < equivalence_p(values, 0.05, -1, 1, clusters)
+
+
+def test_equivalence_interval_is_what_the_tost_inverts():
+    values = np.random.default_rng(3).choice([-1.0, 0.0, 0.0, 1.0], size=400) / 2
+    clusters = np.arange(400) // 2
+    low, high = equivalence_interval(values, 0.05, -1, 1, clusters)
+    assert low < values.mean() < high
+    # The TOST at 5% declares equivalence for a margin just outside the 90% interval, not just inside it.
+    outside, inside = max(-low, high) + 1e-4, max(-low, high) - 1e-4
+    assert equivalence_p(values, outside, -1, 1, clusters) < 0.05 < equivalence_p(values, inside, -1, 1, clusters)

@@ -2,9 +2,12 @@
 there and nothing else (false-positive rate, power, interval coverage).
 
 Each item has a difficulty shared by its translations (items are parallel across
-languages) plus a translation-specific part, on the logit scale. A cell's intercept is
-solved so that its accuracy *averaged over items* is exactly the scenario's, so the
-true effects are known on the accuracy scale the statistics report.
+languages) plus a translation-specific part, on the logit scale. Items are questions on
+passages: a passage adds a difficulty shared by its questions in every cell, and one
+per cell (language x variant x prompt) shared by its questions in that cell, which is
+what makes two questions on one passage change together. A cell's intercept is solved
+so that its accuracy *averaged over items* is exactly the scenario's, so the true
+effects are known on the accuracy scale the statistics report.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ class Scenario:
     """True accuracies of one model. Fine-tuning adds `ft_gain` everywhere,
     `related_advantage` more on related targets and `script_advantage` more on targets
     written in the source's script; chain-of-thought adds `cot_gain`;
-    `language_gain_sd` gives every language its own fine-tuning gain on top."""
+    `language_gain_sd` gives every language its own fine-tuning gain on top, and
+    `language_baseline_sd` its own baseline (logit scale around `baseline`).
+    `n_items` questions sit on passages of `questions_per_passage` each."""
 
     n_items: int = 200
     baseline: float = 0.5
@@ -41,10 +46,26 @@ class Scenario:
     item_sd: float = 1.0
     item_language_sd: float = 0.5
     language_gain_sd: float = 0.0
+    language_baseline_sd: float = 0.0
+    questions_per_passage: int = 1
+    passage_sd: float = 0.0
+    passage_cell_sd: float = 0.0
     unparsed_share: float = 0.2
 
     def with_(self, **changes) -> Scenario:
         return replace(self, **changes)
+
+    @property
+    def passages(self) -> np.ndarray:
+        """Each question's passage number."""
+        if self.n_items % self.questions_per_passage:
+            raise XltError(f"n_items={self.n_items} is not a whole number of passages of {self.questions_per_passage} questions")
+        return np.arange(self.n_items) // self.questions_per_passage
+
+    @property
+    def spread(self) -> float:
+        """SD of an item's logit difficulty in one cell, all parts together."""
+        return math.sqrt(self.item_sd**2 + self.item_language_sd**2 + self.passage_sd**2 + self.passage_cell_sd**2)
 
 
 def cell_accuracy(scenario: Scenario, language: Language, source_script: str, variant: str, prompt: str, language_gain: float = 0.0) -> float:
@@ -66,24 +87,33 @@ def _intercept(accuracy: float, spread: float) -> float:
     return optimize.brentq(lambda c: float(_WEIGHTS @ special.expit(c - spread * _NODES)) - accuracy, -30, 30, xtol=1e-12)
 
 
+def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np.ndarray | float:
+    """A difficulty drawn per passage and repeated on its questions (0 when sd is 0)."""
+    return rng.normal(0.0, sd, scenario.n_items // scenario.questions_per_passage)[scenario.passages] if sd else 0.0
+
+
 def simulate_cells(
     scenario: Scenario, languages: dict[str, Language], rng: np.random.Generator, difficulty: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """One model's items x cells matrix of 0/1 correctness and the (variant, prompt, lang)
-    of each column. `difficulty` (one per item) lets models share their items."""
+    of each column. `difficulty` (one per item, passage part included) lets models share
+    their items."""
     n = scenario.n_items
     if difficulty is None:
-        difficulty = rng.normal(0.0, scenario.item_sd, n)
-    spread = math.hypot(scenario.item_sd, scenario.item_language_sd)
+        difficulty = rng.normal(0.0, scenario.item_sd, n) + _passage_part(scenario, scenario.passage_sd, rng)
     source_script = next(language.script for language in languages.values() if language.group == "source")
     columns, blocks = [], []
     for code, language in languages.items():
         translation = difficulty + rng.normal(0.0, scenario.item_language_sd, n)
         language_gain = rng.normal(0.0, scenario.language_gain_sd) if scenario.language_gain_sd else 0.0
+        own = scenario
+        if scenario.language_baseline_sd:
+            own = scenario.with_(baseline=float(special.expit(special.logit(scenario.baseline) + rng.normal(0.0, scenario.language_baseline_sd))))
         for variant in VARIANTS:
             for prompt in PROMPTS:
-                intercept = _intercept(round(cell_accuracy(scenario, language, source_script, variant, prompt, language_gain), 12), spread)
-                blocks.append(rng.random(n) < special.expit(intercept - translation))
+                intercept = _intercept(round(cell_accuracy(own, language, source_script, variant, prompt, language_gain), 12), scenario.spread)
+                passage = _passage_part(scenario, scenario.passage_cell_sd, rng)
+                blocks.append(rng.random(n) < special.expit(intercept - translation - passage))
                 columns.append((variant, prompt, code))
     return np.column_stack(blocks).astype(float), columns
 
@@ -95,11 +125,17 @@ def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, La
     sizes = {scenario.n_items for scenario in scenarios.values()}
     if len(sizes) != 1:
         raise XltError("simulated models must share their items: give every scenario the same n_items")
+    layouts = {scenario.questions_per_passage for scenario in scenarios.values()}
+    if len(layouts) != 1:
+        raise XltError("simulated models must share their passages: give every scenario the same questions_per_passage")
     n = sizes.pop()
+    first = next(iter(scenarios.values()))
     difficulty = rng.normal(0.0, 1.0, n)
+    passage_difficulty = rng.normal(0.0, 1.0, n // first.questions_per_passage)[first.passages] if any(s.passage_sd for s in scenarios.values()) else 0.0
+    item_ids = [f"item{p:05d}#{q + 1}" for p, q in zip(first.passages, np.arange(n) % first.questions_per_passage)]
     frames = []
     for model, scenario in scenarios.items():
-        matrix, columns = simulate_cells(scenario, languages, rng, difficulty * scenario.item_sd)
+        matrix, columns = simulate_cells(scenario, languages, rng, difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd)
         answer = 1 + np.arange(n) % 4
         for k, (variant, prompt, lang) in enumerate(columns):
             correct = matrix[:, k].astype(bool)
@@ -111,7 +147,7 @@ def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, La
             frames.append(
                 pd.DataFrame(
                     {
-                        "item_id": [f"item{i:05d}" for i in range(n)],
+                        "item_id": item_ids,
                         "lang": lang,
                         "model": model,
                         "variant": variant,
@@ -128,15 +164,17 @@ def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, La
     return pd.concat(frames, ignore_index=True).loc[:, list(PREDICTION_COLUMNS)]
 
 
-def relatedness_trials(scenario: Scenario, languages: dict[str, Language], trials: int, settings, seed: int = 0) -> pd.DataFrame:
+def relatedness_trials(scenario: Scenario, languages: dict[str, Language], trials: int, settings, seed: int = 0, clustered: bool = True) -> pd.DataFrame:
     """The fine-tuning relatedness effect (direct prompt) of `trials` simulated studies
-    of one model, computed by the code that writes effects.csv: one row per trial
-    with estimate, ci_low, ci_high, p_value (item sign-flip) and equivalence_p. Trials share one bootstrap and sign-flip draw, which is
-    harmless: each trial's items are new."""
+    of one model, computed by the code that writes effects.csv: one row per trial with
+    estimate, ci_low, ci_high, p_value (passage sign-flip) and equivalence_p.
+    `clustered=False` is the question-level version (questions resampled and flipped
+    as if independent), kept for comparison. Trials share one bootstrap and sign-flip
+    draw, which is harmless: each trial's items are new."""
     from .stats import FT_DIRECT, ModelCells, ModelContext, accuracy_effect
 
     rng = np.random.default_rng(seed)
-    resampling = settings.resampling(scenario.n_items)
+    resampling = settings.resampling(scenario.passages if clustered else scenario.n_items)
     rows = []
     for _ in range(trials):
         matrix, columns = simulate_cells(scenario, languages, rng)

@@ -4,9 +4,11 @@ per-language McNemar tests, and the across-model alignment of the two gains.
 
 Items are parallel across languages (the same passage and question, translated), so
 every model is an items x cells matrix of 0/1 correctness, cells being variant x
-prompt x language. One bootstrap (whole items resampled with all their cells) and one
-set of item sign flips serve every effect and model, which keeps all comparisons
-paired. Accuracy-scale effects are weighted sums of cells; the headroom-normalised
+prompt x language. Several questions share a passage (Belebele's `link`; an item id is
+`link#question_number`), so the passage is the unit of every resampling and test: one
+bootstrap (whole passages resampled with all their questions and cells) and one set of
+passage sign flips serve every effect and model, which keeps all comparisons paired.
+Predictions whose item ids carry no passage key are treated as independent questions. Accuracy-scale effects are weighted sums of cells; the headroom-normalised
 gains are functions of the cell accuracies; both are evaluated on the same resamples.
 """
 
@@ -49,8 +51,37 @@ class StatsSettings:
     def from_config(cls, block: dict) -> StatsSettings:
         return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed")})
 
-    def resampling(self, n_items: int) -> Resampling:
-        return Resampling.draw(n_items, self.bootstrap_samples, self.confidence, self.seed)
+    def resampling(self, clusters: np.ndarray | int) -> Resampling:
+        return Resampling.draw(clusters, self.bootstrap_samples, self.confidence, self.seed)
+
+
+@dataclass(frozen=True)
+class Passages:
+    """The passage of each item (in item order), numbered in order of first appearance,
+    and whether the item ids carried a passage key at all."""
+
+    index: np.ndarray
+    keyed: bool
+
+    @classmethod
+    def of(cls, item_ids: list[str]) -> Passages:
+        """From ids `link#question_number`; ids without '#' (predictions from elsewhere)
+        are each their own passage."""
+        keyed = all("#" in str(item) for item in item_ids)
+        keys = [str(item).rsplit("#", 1)[0] for item in item_ids] if keyed else list(item_ids)
+        _, first, index = np.unique(keys, return_index=True, return_inverse=True)
+        renumber = np.empty(first.size, dtype=int)
+        renumber[np.argsort(first)] = np.arange(first.size)
+        return cls(renumber[index.ravel()], keyed)
+
+    @property
+    def n(self) -> int:
+        return int(self.index.max()) + 1
+
+    def describe(self) -> str:
+        if not self.keyed:
+            return f"{self.index.size} questions treated as independent (item ids carry no passage key 'link#question')"
+        return f"{self.n} passages with {self.index.size} questions"
 
 
 @dataclass(frozen=True)
@@ -110,9 +141,9 @@ class ModelCells:
         return share.mean(axis=-1)
 
 
-def correctness(items: pd.DataFrame) -> dict[str, ModelCells]:
+def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
     """Model -> ModelCells, on the items every model has in every one of its cells
-    (pairing needs the same items everywhere), in item-id order."""
+    (pairing needs the same items everywhere), in item-id order; and their passages."""
     wide = {}
     for model, rows in items.groupby("model", sort=True):
         wide[model] = rows.pivot_table(index="item_id", columns=["variant", "prompt", "lang"], values="correct", aggfunc="first").astype(float)
@@ -120,7 +151,8 @@ def correctness(items: pd.DataFrame) -> dict[str, ModelCells]:
     if not common:
         raise XltError("no item has predictions in every model, variant, prompt and language; the comparison needs paired items")
     ordered = sorted(common)
-    return {model: ModelCells(matrix.loc[ordered].to_numpy(), {column: k for k, column in enumerate(matrix.columns)}) for model, matrix in wide.items()}
+    cells = {model: ModelCells(matrix.loc[ordered].to_numpy(), {column: k for k, column in enumerate(matrix.columns)}) for model, matrix in wide.items()}
+    return cells, Passages.of(ordered)
 
 
 @dataclass
@@ -157,24 +189,36 @@ class ModelContext:
     def n_items(self) -> int:
         return self.cells.values.shape[0]
 
+    @property
+    def clusters(self) -> np.ndarray:
+        return self.resampling.clusters
 
-def _interval_method(settings: StatsSettings) -> str:
-    return f"{settings.confidence:.0%} expanded percentile bootstrap over items ({settings.bootstrap_samples} resamples)"
+
+def _unit(resampling: Resampling) -> str:
+    return "items" if resampling.singletons else "passages"
+
+
+def _interval_method(settings: StatsSettings, resampling: Resampling) -> str:
+    return f"{settings.confidence:.0%} expanded percentile bootstrap over {_unit(resampling)} ({settings.bootstrap_samples} resamples)"
 
 
 def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.ndarray, test: str = "sign-flip") -> Row:
-    """An accuracy-scale effect (a weighted sum of cells): bootstrap interval, item
-    sign-flip p-value (or exact McNemar for one language) and the TOST p-value."""
+    """An accuracy-scale effect (a weighted sum of cells): bootstrap interval, passage
+    sign-flip p-value (or, for one language, exact McNemar when every passage has one
+    question, a passage sign-flip when some have more) and the TOST p-value."""
     values = context.cells.values @ weights
     settings = context.settings
     low, high = context.resampling.interval(context.draws @ weights)
-    if test == "mcnemar":
+    if test == "mcnemar" and context.resampling.singletons:
         after, before = np.flatnonzero(weights > 0)[0], np.flatnonzero(weights < 0)[0]
         p = mcnemar_p(context.cells.values[:, before], context.cells.values[:, after])
         test_text = "exact McNemar"
     else:
         p = sign_flip_p(values, context.resampling.signs)
-        test_text = f"item sign-flip ({context.resampling.signs.shape[0]} flips)"
+        unit = "item" if context.resampling.singletons else "passage"
+        test_text = f"{unit} sign-flip ({context.resampling.signs.shape[0]} flips)" + (
+            " (McNemar's test with passages as clusters)" if test == "mcnemar" else ""
+        )
     margin = settings.equivalence_margin
     row = Row(
         context.model,
@@ -182,11 +226,11 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         name,
         float(values.mean()),
         context.n_items,
-        f"{_interval_method(settings)}; p: {test_text}; equivalence_p: empirical-likelihood TOST, margin ±{margin:g}",
+        f"{_interval_method(settings, context.resampling)}; p: {test_text}; equivalence_p: empirical-likelihood TOST over {_unit(context.resampling)}, margin ±{margin:g}",
         low,
         high,
         p,
-        equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum())),
+        equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum()), context.clusters),
     )
     if np.all(values == values[0]):
         row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
@@ -201,7 +245,14 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
     draws = statistic(context.draws)
     low, high = context.resampling.interval(draws)
     row = Row(
-        context.model, prompt, name, estimate, context.n_items, f"{_interval_method(context.settings)}; tested on the accuracy scale as {raw_name}", low, high
+        context.model,
+        prompt,
+        name,
+        estimate,
+        context.n_items,
+        f"{_interval_method(context.settings, context.resampling)}; tested on the accuracy scale as {raw_name}",
+        low,
+        high,
     )
     undefined = float(np.mean(~np.isfinite(draws)))
     if not np.isfinite(estimate):
@@ -211,8 +262,9 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
     return row
 
 
-def _gee_frame(cells: ModelCells, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str) -> pd.DataFrame:
-    n = cells.values.shape[0]
+def _gee_frame(
+    cells: ModelCells, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, clusters: np.ndarray
+) -> pd.DataFrame:
     blocks = []
     for code in targets:
         for treated, cell in ((0, comparison.before), (1, comparison.after)):
@@ -224,7 +276,7 @@ def _gee_frame(cells: ModelCells, comparison: Comparison, targets: list[str], la
                         "related": int(languages[code].group == "related"),
                         "same_script": int(languages[code].script == source_script),
                         "lang": code,
-                        "item": np.arange(n),
+                        "passage": clusters,
                     }
                 )
             )
@@ -246,18 +298,18 @@ def logit_effects(
     context: ModelContext, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, with_script: bool
 ) -> list[Row]:
     """correct ~ C(lang) + treated + treated:related (+ treated:same_script), binomial
-    GEE clustered by item: the relatedness interaction as a log odds ratio, beside the
+    GEE clustered by passage: the relatedness interaction as a log odds ratio, beside the
     accuracy-scale difference in differences."""
     terms = ["treated:related"] + (["treated:same_script"] if with_script else [])
     names = {"treated:related": f"{comparison.prefix}relatedness_gee", "treated:same_script": f"{comparison.prefix}same_script_gee"}
     method = (
         "binomial GEE, correct ~ C(lang) + treated + "
         + " + ".join(terms)
-        + ", independence working correlation, robust SE clustered by item; estimate: log odds ratio"
+        + f", independence working correlation, robust SE clustered by {'item' if context.resampling.singletons else 'passage'}; estimate: log odds ratio"
     )
-    frame = _gee_frame(context.cells, comparison, targets, languages, source_script)
+    frame = _gee_frame(context.cells, comparison, targets, languages, source_script, context.clusters)
     note = _unfittable(frame, comparison, context.n_items)
-    fit = None if note else gee_interactions(frame, "correct ~ C(lang) + treated + " + " + ".join(terms), terms, "item", context.settings.confidence)
+    fit = None if note else gee_interactions(frame, "correct ~ C(lang) + treated + " + " + ".join(terms), terms, "passage", context.settings.confidence)
     note = note or fit.note
     rows = []
     for term in terms:
@@ -310,14 +362,14 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
     same_script = [code for code in control if languages[code].script == source_script]
     rows += logit_effects(context, comparison, targets, languages, source_script, with_script=bool(other_script and same_script))
 
-    mde = minimum_detectable_effect(cells.values @ weights, settings.confidence)
+    mde = minimum_detectable_effect(cells.values @ weights, settings.confidence, clusters=context.clusters)
     mde_row = Row(
         context.model,
         prompt,
         f"{name}_mde",
         mde,
         context.n_items,
-        f"smallest difference in differences detected with 80% power by a two-sided test at {1 - settings.confidence:g}, for the item-level spread observed",
+        f"smallest difference in differences detected with 80% power by a two-sided test at {1 - settings.confidence:g}, for the spread between {_unit(context.resampling)} observed",
     )
     if not np.isfinite(mde):
         mde_row.notes.append("every item has the same difference in differences: no spread to base a power calculation on")
@@ -484,8 +536,7 @@ def alignment_table(
     independent within a model; p from the item bootstrap). Intervals resample items."""
     units = alignment_units(cells, languages)
     n_models = len(units["models"])
-    n_items = resampling.counts.shape[1]
-    halves = (np.arange(n_items) % 2 == 0, np.arange(n_items) % 2 == 1)
+    halves = (resampling.clusters % 2 == 0, resampling.clusters % 2 == 1)
     rows, notes = [], []
     for unit_name, members in units.items():
         enough = len(members) >= 3
@@ -518,8 +569,8 @@ def alignment_table(
                         else:
                             row["p_value"] = bootstrap_p(boot)
                     rows.append(row)
-                    method_text = f"{_interval_method(settings)}; p: {p_method}" + (
-                        "; x and y on disjoint halves of the items (even/odd positions), averaged over both assignments" if split else ""
+                    method_text = f"{_interval_method(settings, resampling)}; p: {p_method}" + (
+                        f"; x and y on disjoint halves of the {_unit(resampling)} (even/odd positions), averaged over both assignments" if split else ""
                     )
                     notes.append({"table": "alignment", "model": "", "prompt": "", "effect": statistic, "method": method_text, "holm_family": "", "note": note})
     return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS)), pd.DataFrame(notes, columns=list(NOTES_COLUMNS))
@@ -573,11 +624,14 @@ def compare(items: pd.DataFrame, languages: dict[str, Language], settings: Stats
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    cells = correctness(items)
-    resampling = settings.resampling(next(iter(cells.values())).values.shape[0])
+    cells, passages = correctness(items)
+    resampling = settings.resampling(passages.index)
     effects, effect_notes = effects_table(cells, languages, settings, resampling)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)
-    return Comparisons(effects, alignment, gains_table(cells, languages, settings, resampling), pd.concat([effect_notes, alignment_notes], ignore_index=True))
+    notes = pd.concat([effect_notes, alignment_notes], ignore_index=True)
+    if not passages.keyed:
+        notes["note"] = [f"{note}; {passages.describe()}" if note else passages.describe() for note in notes["note"]]
+    return Comparisons(effects, alignment, gains_table(cells, languages, settings, resampling), notes)
 
 
 def write_comparisons(comparisons: Comparisons, effects_out, alignment_out, gains_out, notes_out) -> None:

@@ -1,8 +1,12 @@
-"""Tests and intervals for item-paired accuracy data, free of the study's vocabulary.
+"""Tests and intervals for item-paired, clustered accuracy data, free of the study's
+vocabulary.
 
 Every quantity here is computed from an items x cells matrix of 0/1 correctness,
 where the cells of one item (its languages, variants and prompts) belong together:
 items are parallel translations, so resampling and randomization act on whole items.
+Items also come in clusters (several questions on one passage) whose noise is shared,
+so resampling, sign flips, the TOST and the power calculation act on whole clusters.
+With one item per cluster every function gives what its item-level form gives.
 """
 
 from __future__ import annotations
@@ -20,32 +24,55 @@ PERMUTATIONS = 20_000
 POWER = 0.80
 
 
+def cluster_totals(values: np.ndarray, clusters: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of `values` and cluster sizes; `clusters[i]` is item i's cluster
+    number (0..k-1), None for one cluster per item."""
+    if clusters is None:
+        return values.astype(float), np.ones(values.size)
+    return np.bincount(clusters, weights=values), np.bincount(clusters).astype(float)
+
+
 @dataclass(frozen=True)
 class Resampling:
     """Shared randomness of one comparison: `counts[b, i]` is how often item i is drawn
-    in bootstrap resample b (one matrix for every model and effect, so all are paired),
-    and `signs` the item-level sign flips of the randomization tests."""
+    in bootstrap resample b (whole clusters are drawn; one matrix for every model and
+    effect, so all are paired), and `signs` the sign flips of the randomization tests,
+    one per cluster and repeated on its items. `clusters` maps items to clusters."""
 
     counts: np.ndarray
     signs: np.ndarray
+    clusters: np.ndarray
     confidence: float
     seed: int
 
     @classmethod
-    def draw(cls, n_items: int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS) -> Resampling:
+    def draw(cls, clusters: np.ndarray | int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS) -> Resampling:
+        """`clusters`: each item's cluster number (0..k-1), or a number of items that
+        are clusters of one. One item per cluster gives the item-level draws."""
+        clusters = np.arange(clusters) if isinstance(clusters, int) else np.asarray(clusters)
+        n_clusters = int(clusters.max()) + 1
         rng = np.random.default_rng(seed)
-        counts = rng.multinomial(n_items, np.full(n_items, 1.0 / n_items), size=samples).astype(float)
-        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(flips, n_items))
-        return cls(counts, signs, confidence, seed)
+        counts = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=samples).astype(float)
+        signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(flips, n_clusters))
+        return cls(np.ascontiguousarray(counts[:, clusters]), np.ascontiguousarray(signs[:, clusters]), clusters, confidence, seed)
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.clusters.max()) + 1
+
+    @property
+    def singletons(self) -> bool:
+        """Every cluster holds one item."""
+        return self.n_clusters == self.clusters.size
 
     def interval(self, draws: np.ndarray) -> tuple[float, float]:
         """Expanded percentile interval of bootstrap draws of a statistic of the items."""
-        return percentile_interval(draws, expanded_confidence(self.confidence, self.counts.shape[1]))
+        return percentile_interval(draws, expanded_confidence(self.confidence, self.n_clusters))
 
     def means(self, values: np.ndarray) -> np.ndarray:
         """Bootstrap draws of the column means of an items x columns array (resamples x
-        columns), as one matrix product."""
-        return self.counts @ values / self.counts.shape[1]
+        columns), as one matrix product; a resample's size varies with its clusters'."""
+        return self.counts @ values / self.counts.sum(axis=1, keepdims=True)
 
 
 def expanded_confidence(confidence: float, n_items: int) -> float:
@@ -83,10 +110,13 @@ def bootstrap_p(draws: np.ndarray) -> float:
 
 def sign_flip_p(values: np.ndarray, signs: np.ndarray) -> float:
     """Two-sided randomization p-value of a paired mean: with no effect, swapping the two
-    conditions within an item flips the sign of its difference."""
+    conditions within a cluster flips the sign of its items' differences (`signs` is
+    constant within a cluster)."""
     observed = abs(float(values.mean()))
     null = np.abs(signs @ values.astype(np.float32)) / values.size
-    return float((1 + np.sum(null >= observed - 1e-9)) / (signs.shape[0] + 1))
+    # 0/1 data make ties common; float32 sums round at ~1e-7, far below the spacing
+    # of distinct flipped means (a weight / n), so ties are met within 1e-6.
+    return float((1 + np.sum(null >= observed - 1e-6)) / (signs.shape[0] + 1))
 
 
 def relabelling_p(values: np.ndarray, k: int, seed: int, limit: int = PERMUTATIONS) -> tuple[float, int, bool]:
@@ -124,43 +154,49 @@ def mcnemar_p(before: np.ndarray, after: np.ndarray) -> float:
     return float(mcnemar(table, exact=True).pvalue)
 
 
-def _el_log_ratio(values: np.ndarray, mu: float, low: float, high: float) -> float:
-    """-2 log empirical likelihood ratio for "the mean is mu", over distributions on the
-    observed values plus the end of the scale [low, high] beyond mu.
+def _el_log_ratio(values: np.ndarray, mu: float, low: float, high: float, clusters: np.ndarray | None = None) -> float:
+    """-2 log empirical likelihood ratio for "the item mean is mu", over distributions on
+    the observed clusters plus one cluster at the end of the scale [low, high] beyond mu.
 
-    Admitting that end as a support point is what keeps a sample without variation from
-    looking certain: n identical differences are also what a true mean of mu would
-    produce with probability about (1 - |mu|/|end|)^n, and the ratio says so."""
-    n, mean = values.size, float(values.mean())
+    The clusters enter through the estimating equation of a ratio mean: cluster c with
+    total V_c over m_c items contributes z_c = V_c - mu m_c (the item value itself when
+    every cluster has one item). Admitting the end as a support point (a cluster of the
+    mean size at that end) is what keeps a sample without variation from looking
+    certain: n identical differences are also what a true mean of mu would produce with
+    probability about (1 - |mu|/|end|)^n, and the ratio says so."""
+    totals, sizes = cluster_totals(values, clusters)
+    n, mean = totals.size, float(totals.sum() / sizes.sum())
     if mu == mean:
         return 0.0
     end = high if mu > mean else low
-    gap = end - values
-    if np.all(gap * (end - mu) > 0):
+    z = totals - mu * sizes
+    z_end = sizes.mean() * (end - mu)
+    gap = z_end - z
+    if np.all(gap * z_end > 0):
         # The constrained optimum in closed form when it puts mass on the end: weight
-        # (end - mu) / (n (end - x_i)) on each observation, the rest (if any) on the end.
-        weights = (end - mu) / gap
+        # z_end / (n (z_end - z_c)) on each cluster, the rest (if any) on the end.
+        weights = z_end / gap
         if weights.sum() <= n:
             return float(-2 * np.sum(np.log(weights)))
-    z = values - mu
     low_lambda, high_lambda = -1 / z.max(), -1 / z.min()
     shrink = 1e-10 * (high_lambda - low_lambda)
     lam = optimize.brentq(lambda t: np.sum(z / (1 + t * z)), low_lambda + shrink, high_lambda - shrink, xtol=1e-14)
     return float(2 * np.sum(np.log1p(lam * z)))
 
 
-def equivalence_p(values: np.ndarray, margin: float, low: float, high: float) -> float:
+def equivalence_p(values: np.ndarray, margin: float, low: float, high: float, clusters: np.ndarray | None = None) -> float:
     """TOST p-value for |mean| < margin: the larger of the one-sided empirical likelihood
     p-values against mean >= margin and against mean <= -margin, the per-item values
-    lying in [low, high]. Equivalence at level a is the (1 - 2a) interval inside the
-    margins."""
-    mean = float(values.mean())
+    lying in [low, high], clustered by `clusters`. Equivalence at level a is the
+    (1 - 2a) interval of `equivalence_interval` inside the margins."""
+    totals, sizes = cluster_totals(values, clusters)
+    mean = float(totals.sum() / sizes.sum())
     p = []
     for mu in (margin, -margin):
         if not low < mu < high:
             p.append(0.0)  # the scale cannot reach beyond this margin
             continue
-        root = math.sqrt(max(_el_log_ratio(values, mu, low, high), 0.0))
+        root = math.sqrt(max(_el_log_ratio(values, mu, low, high, clusters), 0.0))
         signed = root if mean > mu else -root
         # Against mean >= +margin, small when the mean lies well below it; against
         # mean <= -margin, small when it lies well above.
@@ -168,14 +204,42 @@ def equivalence_p(values: np.ndarray, margin: float, low: float, high: float) ->
     return max(p)
 
 
-def minimum_detectable_effect(values: np.ndarray, confidence: float, power: float = POWER) -> float:
+def equivalence_interval(values: np.ndarray, alpha: float, low: float, high: float, clusters: np.ndarray | None = None) -> tuple[float, float]:
+    """The (1 - 2 alpha) empirical likelihood interval that the TOST at level alpha
+    inverts: the means whose one-sided test is not rejected at alpha. The TOST declares
+    equivalence exactly when this interval lies inside the margins."""
+    totals, sizes = cluster_totals(values, clusters)
+    mean = float(totals.sum() / sizes.sum())
+    critical = stats.norm.ppf(1 - alpha) ** 2
+    bounds = []
+    for end in (low, high):
+        if mean == end:
+            bounds.append(end)
+            continue
+        step = 1e-9 * (high - low)
+        excess = lambda mu: _el_log_ratio(values, mu, low, high, clusters) - critical  # noqa: E731
+        inner, outer = (mean + step, end - step) if end > mean else (end + step, mean - step)
+        if excess(end - step if end > mean else end + step) <= 0:
+            bounds.append(end)
+        else:
+            bounds.append(float(optimize.brentq(excess, inner, outer, xtol=1e-10)))
+    return bounds[0], bounds[1]
+
+
+def minimum_detectable_effect(values: np.ndarray, confidence: float, power: float = POWER, clusters: np.ndarray | None = None) -> float:
     """The paired mean difference a two-sided test at level 1 - confidence detects with
-    the given power, for the item-level spread of `values` (normal approximation)."""
-    spread = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
-    if spread == 0:
+    the given power, for the spread of `values` between clusters (normal approximation;
+    the linearised variance of a ratio mean, the item-level one for clusters of one)."""
+    totals, sizes = cluster_totals(values, clusters)
+    n = totals.size
+    if n < 2:
+        return math.nan
+    residual = totals - sizes * (totals.sum() / sizes.sum())
+    spread = math.sqrt(n / (n - 1) * float(np.sum(residual**2))) / sizes.sum()
+    if spread < 1e-12:
         return math.nan
     z = stats.norm.ppf(1 - (1 - confidence) / 2) + stats.norm.ppf(power)
-    return float(z * spread / math.sqrt(values.size))
+    return float(z * spread)
 
 
 def holm(p_values: list[float]) -> list[float]:

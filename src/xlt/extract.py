@@ -147,7 +147,34 @@ _WEAK_LABELS = {"a", "1", "2", "3", "4"}
 
 # normalize(): presentation forms and full-width letters by NFKC, then one spelling per
 # letter (hamza-carrying alefs, Arabic/Persian yeh and kaf), native digits to ASCII,
-# and out: vowel marks, tatweel, zero-width and direction marks, markdown emphasis.
+# and out: vowel marks, tatweel, invisible characters, markdown emphasis.
+# Invisible: every format character (Unicode category Cf: zero-width and direction
+# marks, word joiner, soft hyphen, Mongolian vowel separator, tags; tests/faults/test_hostile_outputs.py
+# checks this list against unicodedata) and the combining grapheme joiner U+034F.
+_INVISIBLE_RANGES = (
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+INVISIBLE = tuple(chr(c) for first, last in _INVISIBLE_RANGES for c in range(first, last + 1)) + ("\u034f",)
 _FOLD = {
     **{c: "ا" for c in "أإآٱ"},
     "İ": "I",
@@ -162,10 +189,8 @@ _DROP = (
     [chr(c) for c in range(0x064B, 0x0660)]
     + ["\u0670", "\u0640"]  # Arabic harakat, dagger alef, tatweel
     + [chr(c) for c in range(0x0591, 0x05C8) if chr(c) not in "\u05be\u05c0\u05c3\u05c6"]  # Hebrew points
-    + [chr(c) for c in range(0x200B, 0x2010)]
-    + [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2066, 0x206A)]
-    + ["\u061c", "\ufeff", "*", "`", "_"]
+    + list(INVISIBLE)
+    + ["*", "`", "_"]
 )
 _TRANSLATE = str.maketrans({**_FOLD, **{c: None for c in _DROP}})
 
@@ -230,9 +255,11 @@ _LABEL = (
 )
 # What may stand between an answer phrase and its label or option text: punctuation,
 # brackets, line breaks, an ellipsis (not a full stop, which ends the statement), a
-# Hebrew prefix, and `before` words.
-_LEAD_PUNCT = rf"[\s:：\-–—=→>,،;؛\"'«»“”‘’()\[\]{{}}<#$\\|፡፥፦፤~_]|\.{{2,}}|…|{_HEBREW_PREFIX}"
-_LEAD = rf"(?:{_LEAD_PUNCT}|(?:{_words('before')}){_NOT_LETTER})*"
+# Hebrew prefix, and `before` words. The runs are possessive (`*+`, `{2,}+`): no label
+# begins inside a lead, so giving characters back never finds a match, and a run of
+# dots that could be split in 2^n ways is read once (linear time on any output).
+_LEAD_PUNCT = rf"[\s:：\-–—=→>,،;؛\"'«»“”‘’()\[\]{{}}<#$\\|፡፥፦፤~_]|\.{{2,}}+|…|{_HEBREW_PREFIX}"
+_LEAD = rf"(?:{_LEAD_PUNCT}|(?:{_words('before')}){_NOT_LETTER})*+"
 _EITHER = rf"(?:{_words('either')}){_NOT_LETTER}"
 
 # Phrases are searched in the reversed text, so the search meets the last one first and
@@ -243,7 +270,7 @@ _PHRASE_BACKWARDS = re.compile(
     + _NOT_LETTER
 )
 _STATED_LABEL = re.compile(rf"{_LEAD}{_LABEL}")
-_LEAD_PUNCT_RUN = re.compile(rf"(?:{_LEAD_PUNCT})*")
+_LEAD_PUNCT_RUN = re.compile(rf"(?:{_LEAD_PUNCT})*+")
 _LEAD_WORD = re.compile(rf"(?:{_words('before')}){_NOT_LETTER}")
 _CLOSING = re.compile(r"[^\S\n]*[)\]}>.:：,،'׳’\"»”\-–—]*[^\S\n]*")
 # Another label joined to the first ("B or C", "B, C", "B/C", "B C", "(A, B, C or D)").

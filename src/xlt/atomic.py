@@ -6,9 +6,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import XltError
 
 
 def _default_mode(is_dir: bool) -> int:
@@ -17,6 +20,27 @@ def _default_mode(is_dir: bool) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return (0o777 if is_dir else 0o666) & ~umask
+
+
+def _check_target(target: Path, is_dir: bool) -> None:
+    """Only a regular file (a real folder for `is_dir`) is replaced: the rename would
+    otherwise put a file where a device, a symlink or a folder was (as root, onto
+    /dev/null). Its parent is made, or the line says why it cannot be."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise XltError(f"{target}: cannot make its folder {target.parent} ({error.strerror}); give a path in a folder") from None
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise XltError(f"{target}: cannot be written ({error.strerror})") from None
+    wanted, what, whats = (stat.S_ISDIR, "a folder", "folders") if is_dir else (stat.S_ISREG, "a regular file", "regular files")
+    if not wanted(mode):
+        kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISDIR: "a folder", stat.S_ISREG: "a regular file"}
+        found = next((kind for test, kind in kinds.items() if test(mode)), "a device or other special file")
+        raise XltError(f"{target}: is {found}, not {what}; xlt replaces only {whats}: remove it or write elsewhere")
 
 
 def _remove(path: Path) -> None:
@@ -31,7 +55,7 @@ def atomic_path(target: str | Path, is_dir: bool = False):
     Temporaries of `target` left by a killed writer are removed first: one job writes
     a target at a time, and a converted model's leftovers are gigabytes."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(target, is_dir)
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         _remove(stale)
     if is_dir:

@@ -10,6 +10,7 @@ stops with one line naming the key and what is allowed. The workflow also runs
 from __future__ import annotations
 
 import copy
+import math
 from importlib.resources import files
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def _describe(error) -> str:
         path, message = path + [unknown[0]], f"unknown key; allowed here: {', '.join(known)}"
     elif error.validator == "pattern" and "description" in error.schema:
         message = f"{error.instance!r} is not allowed: {error.schema['description']}"
+    elif error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
+        message = f"{error.instance!r} is not allowed: a finite number"
     elif error.validator == "minProperties":
         message = f"needs at least {error.validator_value} entries, found {len(error.instance)}"
     elif error.validator == "oneOf" and all(set(option) == {"required"} for option in error.validator_value):
@@ -66,7 +69,15 @@ def validate_config(config: dict, source: str = "config") -> dict:
                     instance.setdefault(name, copy.deepcopy(subschema["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    validator_class = validators.extend(base, {"properties": set_defaults})
+    # JSON Schema counts 2000.0 as an integer and NaN as a number that passes every
+    # bound: the code after validation needs an int, and a finite number.
+    type_checker = base.TYPE_CHECKER.redefine_many(
+        {
+            "integer": lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool),
+            "number": lambda checker, instance: isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance),
+        }
+    )
+    validator_class = validators.extend(base, {"properties": set_defaults}, type_checker=type_checker)
     try:
         validator_class(load_schema()).validate(config)
     except jsonschema.ValidationError as error:
@@ -76,13 +87,16 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def check_config(config: dict, source: str = "config") -> None:
-    """Cross-key rules: the source is a configured language, every related family has a
-    language, there is at least one control, templates refer to configured files, a
+    """Cross-key rules: each language's script is its code's, the source is a configured
+    language, every related family has a language, there is at least one control, templates refer to configured files, a
     GPU type comes with a GPU count."""
     languages = config["languages"]
     source_language = config["source_language"]
     if source_language not in languages:
         raise XltError(f"{source}: source_language: {source_language!r} is not among languages ({', '.join(languages)})")
+    for code, meta in languages.items():
+        if meta["script"] != code.split("_")[1]:
+            raise XltError(f"{source}: languages.{code}.script: {meta['script']!r} is not the script of the code {code} ({code.split('_')[1]})")
     families = {meta["family"] for meta in languages.values()}
     for family in config["related_families"]:
         if family not in families:
@@ -123,9 +137,10 @@ def check_launcher(finetune: dict, where: str) -> None:
 
 
 def check_files(config: dict, source: str = "config") -> None:
-    """The files a run reads exist: each language's prompt template, each fixture file,
+    """The files a run reads exist: each language's prompt template (read and checked,
+    so a template missing a key stops planning, not a model job), each fixture file,
     each model's local path. Relative paths are taken from the working directory."""
-    from .prompts import template_path
+    from .prompts import load_template, template_path
 
     templates = Path(config["prompts"]["templates"])
     for code, meta in config["languages"].items():
@@ -135,6 +150,10 @@ def check_files(config: dict, source: str = "config") -> None:
             raise XltError(
                 f"{source}: languages.{code}: no prompt template {template_path(templates, name)}; write one, or set template: to one of {', '.join(available)}"
             )
+        try:
+            load_template(template_path(templates, name))
+        except XltError as error:
+            raise XltError(f"{source}: languages.{code}: {error}") from None
     if config["data"]["source"] == "fixture":
         fixtures = Path(config["data"]["fixture_dir"])
         for code in config["languages"]:
@@ -145,20 +164,69 @@ def check_files(config: dict, source: str = "config") -> None:
             raise XltError(f"{source}: models.{name}.path: {entry['path']} does not exist (a checkpoint folder or a .gguf file)")
 
 
+class _Refused(yaml.YAMLError):
+    """Valid YAML that xlt's files never need: the line says what and where."""
+
+    def __init__(self, what: str, mark):
+        super().__init__(f"line {mark.line + 1}: {what}")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """safe_load, less what a settings file never needs and an attacker uses: explicit
+    tags (`!!python/name:os.system`, `!!binary`, any `!tag`), anchors and aliases (an
+    alias bomb expands to gigabytes when the settings are copied or hashed), and
+    duplicate keys (the last would win without a word)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(f"alias *{event.anchor}: anchors and aliases are not allowed; write the value out", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(f"anchor &{event.anchor}: anchors and aliases are not allowed; write the value out", event.start_mark)
+        if getattr(event, "tag", None) not in (None, "!"):
+            tag = event.tag.replace("tag:yaml.org,2002:", "!!")
+            raise _Refused(f"tag {tag}: tags are not allowed (no Python objects); write plain values", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _Refused(f"key {key!r} appears twice in one mapping", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path, what: str):
-    """A YAML file's content (safe_load: no Python objects), or one line saying why not."""
+    """A YAML file's content as plain values (StrictLoader), or one line saying why not."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=StrictLoader)
     except FileNotFoundError:
         raise XltError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise XltError(f"{path}: {what} is a folder, not a file") from None
+    except UnicodeDecodeError as error:
+        raise XltError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); save the file as UTF-8") from None
+    except _Refused as error:
+        raise XltError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise XltError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
 
 
-def load_config(path: str | Path) -> dict:
+def read_config_file(path: str | Path) -> dict:
+    """A config file's settings, before validation. YTE templating (`__use_yte__`), which
+    Snakemake would evaluate as Python, is refused: an xlt config is plain YAML."""
     config = read_yaml(path, "config file")
     if not isinstance(config, dict):
         raise XltError(f"{path}: expected a mapping of settings at the top level")
-    return validate_config(config, source=str(path))
+    if "__use_yte__" in config:
+        raise XltError(f"{path}: __use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see README, When something goes wrong)")
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    return validate_config(read_config_file(path), source=str(path))

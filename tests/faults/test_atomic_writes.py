@@ -5,7 +5,9 @@ writer that bypasses xlt.atomic."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -15,6 +17,7 @@ import pytest
 from faultlib import REPO, files_under
 
 from xlt.atomic import atomic_path, write_parquet
+from xlt.errors import XltError
 
 KILLED_WRITER = textwrap.dedent(
     """
@@ -107,3 +110,51 @@ def test_the_audit_finds_a_direct_write():
     assert WRITE_CALL.search("    frame.to_parquet(output, index=False)")
     assert WRITE_CALL.search('    with open(report, "w") as handle:')
     assert not WRITE_CALL.search('    with open(path, encoding="utf-8") as handle:')
+
+
+def _write(target, is_dir=False):
+    with atomic_path(target, is_dir=is_dir) as tmp:
+        tmp.mkdir(exist_ok=True) if is_dir else tmp.write_text("new")
+
+
+def test_a_symlink_is_not_replaced(tmp_path):
+    pointed = tmp_path / "elsewhere.txt"
+    pointed.write_text("theirs")
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(pointed)
+    with pytest.raises(XltError) as error:
+        _write(link)
+    assert str(error.value) == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    assert link.is_symlink() and pointed.read_text() == "theirs"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["elsewhere.txt", "out.jsonl"]
+
+
+def test_a_device_or_fifo_is_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(XltError, match="is a device or other special file, not a regular file"):
+        _write(fifo)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    if os.geteuid() == 0:  # as root the rename would replace the null device itself
+        before = os.stat("/dev/null")
+        with pytest.raises(XltError, match="^/dev/null: is a device or other special file"):
+            _write("/dev/null")
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_ino == before.st_ino
+
+
+def test_a_folder_is_not_replaced_by_a_file_nor_a_file_by_a_folder(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "keep").write_text("kept")
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(XltError, match="folder: is a folder, not a regular file"):
+        _write(tmp_path / "folder")
+    with pytest.raises(XltError, match="file: is a regular file, not a folder"):
+        _write(tmp_path / "file", is_dir=True)
+    assert (tmp_path / "folder" / "keep").read_text() == "kept" and (tmp_path / "file").read_text() == "kept"
+
+
+def test_a_path_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(XltError) as error:
+        _write(tmp_path / "file" / "effects.csv")
+    assert str(error.value).startswith(f"{tmp_path}/file/effects.csv: cannot make its folder {tmp_path}/file (")

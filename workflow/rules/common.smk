@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from xlt import paths
-from xlt.config import check_files, validate_config
+from xlt.config import check_files, read_config_file, validate_config
 from xlt.errors import XltError
 from xlt.extract import fingerprint as extractor_fingerprint
 from xlt.inference import fingerprint as inference_fingerprint
@@ -19,9 +19,12 @@ from xlt.prompts import template_path
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
-# what was loaded.
+# what was loaded. Each config file is read again as xlt reads it (plain YAML: no YTE,
+# tags, aliases or duplicate keys), since Snakemake evaluated YTE when it loaded them.
 CONFIG_SOURCE = ", ".join(str(path) for path in workflow.configfiles) or "config"
 try:
+    for configfile_path in workflow.configfiles:
+        read_config_file(configfile_path)
     config.update(validate_config(config, source=CONFIG_SOURCE))
     check_files(config, source=CONFIG_SOURCE)
 except XltError as error:

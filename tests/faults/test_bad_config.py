@@ -126,6 +126,38 @@ CASES = {
         lambda c: c["languages"].update(xho_Latn={"family": "Bantu", "script": "Latn", "template": "eng_Latn"}),
         f"data.fixture_dir: {FIXTURE} has no xho_Latn.jsonl for languages.xho_Latn",
     ),
+    "integral float where an integer goes": (
+        lambda c: c["stats"].update(bootstrap_samples=2000.0),
+        "stats.bootstrap_samples: 2000.0 is not of type 'integer'",
+    ),
+    "integral float seed": (
+        lambda c: c["data"].update(seed=1234.0),
+        "data.seed: 1234.0 is not of type 'integer'",
+    ),
+    "NaN within bounds": (
+        lambda c: c["data"].update(test_fraction=float("nan")),
+        "data.test_fraction: nan is not allowed: a finite number",
+    ),
+    "bootstrap samples beyond reason": (
+        lambda c: c["stats"].update(bootstrap_samples=10**12),
+        "stats.bootstrap_samples: 1000000000000 is greater than the maximum of 1000000",
+    ),
+    "chain-of-thought budget beyond reason": (
+        lambda c: c["prompts"].update(cot_max_new_tokens=10**15),
+        "prompts.cot_max_new_tokens: 1000000000000000 is greater than the maximum of 32768",
+    ),
+    "negative seed": (
+        lambda c: c["stats"].update(seed=-1),
+        "stats.seed: -1 is less than the minimum of 0",
+    ),
+    "script in lower case": (
+        lambda c: c["languages"]["arb_Arab"].update(script="arab"),
+        "languages.arb_Arab.script: 'arab' is not allowed: an ISO 15924 script code in its canonical case, the script part of the language's code (Arab, not arab)",
+    ),
+    "script of another code": (
+        lambda c: c["languages"]["arb_Arab"].update(script="Hebr"),
+        "languages.arb_Arab.script: 'Hebr' is not the script of the code arb_Arab (Arab)",
+    ),
     "model path that does not exist": (
         lambda c: _dense(c).update(path="/nonexistent/tiny dense"),
         "models.tiny-dense.path: /nonexistent/tiny dense does not exist (a checkpoint folder or a .gguf file)",

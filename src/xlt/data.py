@@ -5,6 +5,7 @@ training in every language."""
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import XltError
+from .extract import INVISIBLE
 
 BELEBELE_FIELDS = (
     "link",
@@ -63,6 +65,11 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE))
+
+
 def read_jsonl(path: Path) -> pd.DataFrame:
     """One row per line of a JSON-lines file. A byte-order mark and Windows line ends
     are fine; a line that is not a JSON object, or bytes that are not UTF-8, stop with
@@ -74,7 +81,9 @@ def read_jsonl(path: Path) -> pd.DataFrame:
         line = data[: error.start].count(b"\n") + 1
         raise XltError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at LF, CRLF or CR only: str.splitlines() would also split at U+2028,
+    # U+0085 and other breaks, which JSON strings may hold raw.
+    for number, line in enumerate(_LINE_END.split(text), start=1):
         if not line.strip():
             continue
         try:
@@ -83,6 +92,12 @@ def read_jsonl(path: Path) -> pd.DataFrame:
             raise XltError(f"{path}: line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
         if not isinstance(record, dict):
             raise XltError(f"{path}: line {number}: expected a JSON object with the Belebele fields, found {type(record).__name__}")
+        for field, value in record.items():
+            lone = _LONE_SURROGATE.search(value) if isinstance(value, str) else None
+            if lone:
+                raise XltError(
+                    f"{path}: line {number}: field {field} holds a lone surrogate U+{ord(lone.group()):04X} (an escaped half of a character), which is not text"
+                )
         records.append(record)
     if not records:
         raise XltError(f"{path}: no rows")
@@ -115,7 +130,7 @@ def _whole_number(value) -> int | None:
         return int(value)
     if isinstance(value, (float, np.floating)):
         return int(value) if float(value).is_integer() else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²" or "٣"
         return int(value.strip())
     return None
 
@@ -140,13 +155,19 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
             if field in TEXT_FIELDS + ("link", "dialect"):
                 if not isinstance(value, str):
                     raise XltError(f"{origin}: row {position}: field {field} is {value!r}; allowed: text")
-                if not normalize_text(value):
-                    raise XltError(f"{origin}: row {position}: field {field} is empty")
+                if not normalize_text(value).translate(_INVISIBLE).strip():
+                    raise XltError(f"{origin}: row {position}: field {field} is empty" + (" (only invisible characters)" if value.strip() else ""))
         question_number = _whole_number(row.question_number)
         if question_number is None or question_number < 1:
             raise XltError(f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1")
         if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
             raise XltError(f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4")
+        options = [normalize_text(getattr(row, field)) for field in OPTION_FIELDS]
+        for later, option in enumerate(options[1:], start=2):
+            if option in options[: later - 1]:
+                raise XltError(
+                    f"{origin}: row {position}: fields mc_answer{options.index(option) + 1} and mc_answer{later} are the same text ({option[:40]!r}); the four options must differ"
+                )
     for field in TEXT_FIELDS + ("link", "dialect"):
         frame[field] = frame[field].map(normalize_text)
     for field in ("question_number", "correct_answer_num"):

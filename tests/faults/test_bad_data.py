@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from belebele_rows import rows, write_jsonl
 from faultlib import files_under
@@ -59,6 +60,16 @@ def _replace_line(row, text):
     return mutate
 
 
+def _lone_surrogate(records):
+    records[1]["flores_passage"] += " \ud800"
+    return [json.dumps(record) for record in records]  # written as the escape \ud800
+
+
+def _same_options(records):
+    records[1]["mc_answer3"] = " " + records[1]["mc_answer1"]
+    return _lines(records)
+
+
 def _answers_shifted(records):
     records[4]["correct_answer_num"] = "3"
     return _lines(records)
@@ -74,6 +85,17 @@ CASES = {
     "option that is not text": (_set(5, "mc_answer1", 7), "row 5: field mc_answer1 is 7; allowed: text"),
     "answer 5": (_set(2, "correct_answer_num", "5"), "row 2: field correct_answer_num is '5'; allowed: 1, 2, 3, 4"),
     "answer 0": (_set(3, "correct_answer_num", 0), "row 3: field correct_answer_num is 0; allowed: 1, 2, 3, 4"),
+    "answer as a superscript digit": (_set(2, "correct_answer_num", "²"), "row 2: field correct_answer_num is '²'; allowed: 1, 2, 3, 4"),
+    "question number in Arabic-Indic digits": (_set(2, "question_number", "٢"), "row 2: field question_number is '٢'; allowed: a whole number from 1"),
+    "lone surrogate in a passage": (
+        _lone_surrogate,
+        "line 2: field flores_passage holds a lone surrogate U+D800 (an escaped half of a character), which is not text",
+    ),
+    "passage of only invisible characters": (
+        _set(2, "flores_passage", "\u200b\u200d\u2060\u00ad"),
+        "row 2: field flores_passage is empty (only invisible characters)",
+    ),
+    "two identical options": (_same_options, "row 2: fields mc_answer1 and mc_answer3 are the same text ('1'); the four options must differ"),
     "answer as a letter": (_set(2, "correct_answer_num", "B"), "row 2: field correct_answer_num is 'B'; allowed: 1, 2, 3, 4"),
     "question number that is not a number": (
         _set(6, "question_number", "two"),
@@ -193,3 +215,15 @@ def test_hub_that_cannot_be_reached(tmp_path, monkeypatch):
         prepare_data(config, LANGS, _outputs(tmp_path / "results" / "data"))
     assert str(error.value) == "facebook/belebele[arb_Arab]: cannot be loaded: Couldn't reach 'facebook/belebele' on the Hub (LocalEntryNotFoundError)"
     assert files_under(tmp_path / "results") == []
+
+
+def test_line_separators_inside_json_strings_are_text(tmp_path):
+    """U+2028, U+2029 and U+0085 may stand raw in a JSON string: they are not line ends
+    of a JSON-lines file (str.splitlines() would split there)."""
+    records = _records("heb_Hebr")
+    records[0]["flores_passage"] += "\u2028second line\u0085third\u2029fourth"
+    fixture = _fixture(tmp_path / "fixture", _lines(records))
+    prepare_data(_data_config(fixture), LANGS, _outputs(tmp_path / "out"))
+    prepared = pd.read_parquet(tmp_path / "out" / "heb_Hebr.parquet")
+    passages = set(prepared["flores_passage"])
+    assert any(passage.endswith("\u2028second line\u0085third\u2029fourth") for passage in passages)

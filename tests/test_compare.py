@@ -63,9 +63,9 @@ def tree(tmp_path):
     return tmp_path / "predictions", config
 
 
-def run(tree, out):
+def run(tree, out, *flags):
     root, config = tree
-    return main(["compare", "--predictions", str(root), "--config", str(config), "--out", str(out)])
+    return main(["compare", "--predictions", str(root), "--config", str(config), "--out", str(out), *flags])
 
 
 def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
@@ -86,11 +86,11 @@ def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
     assert notes["note"].str.contains("50 questions treated as independent").all()
 
 
-def test_compare_reads_a_tree_with_missing_cells(tree, tmp_path):
+def test_compare_reads_a_tree_with_missing_cells_when_allowed(tree, tmp_path):
     root, _ = tree
     for path in (root / "m3" / "base" / "cot").glob("*.parquet"):
         path.unlink()
-    assert run(tree, tmp_path / "stats") == 0
+    assert run(tree, tmp_path / "stats", "--allow-missing") == 0
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
     assert "cot_relatedness" not in set(effects[effects.model == "m3"]["effect"])
     assert "relatedness" in set(effects[(effects.model == "m3") & (effects.prompt == "direct")]["effect"])

@@ -16,6 +16,7 @@ from .paths import STATS_FILES
 
 
 def _compare(args) -> None:
+    from .completeness import check_complete, note_missing
     from .config import load_config
     from .languages import language_table
     from .scoring import load_predictions
@@ -23,7 +24,8 @@ def _compare(args) -> None:
 
     config = load_config(args.config)
     items = load_predictions(args.predictions)
-    comparisons = compare(items, language_table(config), StatsSettings.from_config(config["stats"]))
+    missing = check_complete(items, config["languages"], args.allow_missing or config["stats"]["allow_missing_cells"], args.predictions)
+    comparisons = note_missing(compare(items, language_table(config), StatsSettings.from_config(config["stats"])), missing)
     out = Path(args.out)
     names = STATS_FILES.values()
     write_comparisons(comparisons, *(out / name for name in names))
@@ -50,11 +52,22 @@ def _extract_text(args) -> None:
         raise XltError(f"--options takes the 4 option texts, not {len(args.options)}")
     found = extract(args.text, args.options)
     record = {"output": args.text, "options": args.options, "parsed_choice": found.choice, "rule": found.rule}
-    _write_lines([json.dumps(record, ensure_ascii=False)], args.output)
+    _write_lines([_json_line(record)], args.output)
+
+
+def _json_line(record: dict) -> str:
+    """One JSON line, non-ASCII text as itself; a lone surrogate (half a character,
+    as an escape in the input or an undecodable byte of --text) stays an escape."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record)
+    return line
 
 
 def _extract_json_lines(args) -> None:
-    from .extract import extract_choice
+    from .extract import ANSWER_WORDS, extract_choice
 
     with ExitStack() as files:
         source = sys.stdin if args.input == "-" else files.enter_context(_open_input(args.input))
@@ -71,8 +84,13 @@ def _extract_json_lines(args) -> None:
             options = record.get("options")
             if options is not None and not (isinstance(options, list) and len(options) == 4 and all(isinstance(o, str) for o in options)):
                 raise XltError(f"{args.input}: line {number}: field options must be a list of 4 strings (or absent)")
+            if "lang" in record and record["lang"] not in ANSWER_WORDS:
+                raise XltError(
+                    f"{args.input}: line {number}: field lang is {record['lang']!r}, not a language the extractor has words for "
+                    f"({', '.join(ANSWER_WORDS)}); omit it, or add the language to ANSWER_WORDS in src/xlt/extract.py"
+                )
             record["parsed_choice"] = extract_choice(record["output"], options)
-            lines.append(json.dumps(record, ensure_ascii=False))
+            lines.append(_json_line(record))
     _write_lines(lines, args.output)
 
 
@@ -83,12 +101,12 @@ def _extract_predictions(args) -> None:
 
     from .atomic import write_parquet
     from .data import read_prepared
-    from .scoring import check_predictions, rescore
+    from .scoring import load_prediction_files, rescore
 
     path = Path(args.input)
     if not path.is_file():
         raise XltError(f"{path}: predictions file not found")
-    predictions = check_predictions(pd.read_parquet(path), str(path))
+    predictions = load_prediction_files([path])
     files = []
     for given in map(Path, args.data or []):
         found = sorted(given.glob("*.parquet")) if given.is_dir() else [given] if given.is_file() else []
@@ -162,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--predictions", required=True, help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
     compare.add_argument("--config", required=True, help="study config (languages, families, stats settings)")
     compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to")
+    compare.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="compare a tree with missing cells (model x variant x prompt x language); notes.csv names them in every row they affect",
+    )
     compare.set_defaults(run=_compare)
 
     extract = commands.add_parser(

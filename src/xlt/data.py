@@ -246,8 +246,18 @@ def prepare_languages(
     return prepared
 
 
+PREPARED_COLUMNS = ("item_id", *BELEBELE_FIELDS, "split", "lang")
+
+
 def read_prepared(path: str | Path, split: str | None = None) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
+    """A prepared data file (results/data/{lang}.parquet), or one line saying why not."""
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for a damaged or foreign file
+        raise XltError(f"{path}: not a prepared data file: not a readable parquet file ({type(error).__name__})") from None
+    missing = [column for column in PREPARED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise XltError(f"{path}: not a prepared data file: no column(s) {', '.join(missing)}")
     if split is not None:
         frame = frame[frame["split"] == split].reset_index(drop=True)
     return frame

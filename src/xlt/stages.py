@@ -247,11 +247,14 @@ def score(prediction_files: list[str], data_files: list[str], study: dict, accur
 
 
 def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+    from .completeness import check_complete, note_missing
     from .stats import StatsSettings, write_comparisons
     from .stats import compare as run_compare
 
     start = time.perf_counter()
-    comparisons = run_compare(pd.read_parquet(items_file), language_table(study), StatsSettings.from_config(study["stats"]))
+    items = pd.read_parquet(items_file)
+    missing = check_complete(items, study["languages"], study["stats"]["allow_missing_cells"], items_file)
+    comparisons = note_missing(run_compare(items, language_table(study), StatsSettings.from_config(study["stats"])), missing)
     write_comparisons(comparisons, effects_out, alignment_out, gains_out, notes_out)
     _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 

@@ -78,3 +78,55 @@ def test_verbose_raises_with_the_traceback(tmp_path, monkeypatch, how):
         monkeypatch.setenv("XLT_VERBOSE", "1")
     with pytest.raises(XltError, match="config file not found"):
         main(argv)
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("xlt: error: ") and err.count("\n") == 1, err
+    return err[len("xlt: error: ") : -1]
+
+
+def test_extract_output_into_a_folder_or_symlink(tmp_path, capsys):
+    source = tmp_path / "outputs.jsonl"
+    source.write_text(json.dumps({"output": "Answer: B"}) + "\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(["extract", str(source), "-o", str(folder)]) == 2
+    assert _one_line(capsys) == f"{folder}: is a folder, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    assert main(["extract", str(source), "-o", str(link)]) == 2
+    assert _one_line(capsys) == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    assert link.is_symlink() and json.loads(source.read_text()) == {"output": "Answer: B"}
+
+
+def test_extract_output_with_a_lone_surrogate_is_written_as_its_escape(tmp_path, capsys):
+    source = tmp_path / "outputs.jsonl"
+    source.write_text('{"output": "Answer: B \\ud800"}\n')
+    target = tmp_path / "parsed.jsonl"
+    assert main(["extract", str(source), "-o", str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == '{"output": "Answer: B \\ud800", "parsed_choice": 2}\n'
+    assert main(["extract", "--text", "Answer: C \udce4"]) == 0
+    assert json.loads(capsys.readouterr().out)["parsed_choice"] == 3
+
+
+def test_extract_with_an_unknown_language(tmp_path, capsys):
+    source = tmp_path / "outputs.jsonl"
+    source.write_text(json.dumps({"output": "Jibu: B", "lang": "swh_Latn"}) + "\n")
+    assert main(["extract", str(source)]) == 2
+    assert _one_line(capsys).startswith(f"{source}: line 1: field lang is 'swh_Latn', not a language the extractor has words for (eng_Latn, arb_Arab, ")
+
+
+def test_extract_data_that_is_not_parquet(tmp_path, capsys):
+    import pandas as pd
+
+    predictions = tmp_path / "arb_Arab.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(predictions)
+    not_parquet = tmp_path / "data.csv"
+    not_parquet.write_text("lang,item_id\n")
+    assert main(["extract", str(predictions), "--data", str(not_parquet)]) == 2
+    assert _one_line(capsys).startswith(f"{predictions}: ")  # the predictions file is read (and refused) first
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("not parquet at all")
+    assert main(["extract", str(fake)]) == 2
+    assert _one_line(capsys).startswith(f"{fake}: not a readable parquet file (")

@@ -1,0 +1,73 @@
+"""Whether a predictions tree holds what the statistics compare: every cell (model x
+variant x prompt x language) and one answer key. A missing cell changes estimates
+without a word (a gain averaged over two related languages instead of three, an
+effect that disappears with its languages), so it is an error unless the user allows
+it; then every row of notes.csv it affects says which cells were missing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import product
+
+import pandas as pd
+
+from .errors import XltError
+
+CELL = ("model", "variant", "prompt", "lang")
+
+
+def cell_file(cell: tuple[str, str, str, str]) -> str:
+    model, variant, prompt, lang = cell
+    return f"{model}/{variant}/{prompt}/{lang}.parquet"
+
+
+def missing_cells(items: pd.DataFrame, langs) -> list[tuple[str, str, str, str]]:
+    """Cells absent from `items`: every model, variant and prompt found in it, crossed
+    with every configured language."""
+    present = set(items[list(CELL)].drop_duplicates().itertuples(index=False, name=None))
+    found = [sorted(set(items[column])) for column in CELL[:3]]
+    return [cell for cell in product(*found, list(langs)) if cell not in present]
+
+
+def check_answer_key(items: pd.DataFrame, source: str) -> None:
+    """Every cell scores an item against the same correct option."""
+    answers = items.groupby(["lang", "item_id"])["answer"].nunique()
+    differ = answers[answers > 1]
+    if len(differ):
+        lang, item = differ.index[0]
+        rows = items[(items["lang"] == lang) & (items["item_id"] == item)].drop_duplicates("answer")
+        first, second = rows.iloc[0], rows.iloc[1]
+        raise XltError(
+            f"{source}: item {item} ({lang}) has answer {first['answer']} in {cell_file(tuple(first[list(CELL)]))} but {second['answer']} in "
+            f"{cell_file(tuple(second[list(CELL)]))} ({len(differ)} item(s) differ); every model must be scored against one answer key"
+        )
+
+
+def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str) -> list[tuple[str, str, str, str]]:
+    """The missing cells (allowed), or an error naming them."""
+    check_answer_key(items, source)
+    missing = missing_cells(items, langs)
+    if missing and not allow_missing:
+        shown = ", ".join(cell_file(cell) for cell in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise XltError(
+            f"{source}: {len(missing)} cell(s) missing: {shown}; every model needs every variant, prompt and language. "
+            "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them"
+        )
+    return missing
+
+
+def note_missing(comparisons, missing: list[tuple[str, str, str, str]]):
+    """`comparisons` with each notes.csv row that a missing cell affects saying so: rows
+    of that model and prompt, and rows over all models (model or prompt empty)."""
+    if not missing:
+        return comparisons
+    notes = comparisons.notes.copy()
+    texts = []
+    for model, prompt, note in zip(notes["model"].fillna(""), notes["prompt"].fillna(""), notes["note"].fillna("")):
+        cells = [cell for cell in missing if model in ("", cell[0]) and prompt in ("", cell[2])]
+        if cells:
+            added = f"computed without missing cell(s) {', '.join(cell_file(cell) for cell in cells)}"
+            note = f"{note}; {added}" if note else added
+        texts.append(note)
+    notes["note"] = texts
+    return replace(comparisons, notes=notes)

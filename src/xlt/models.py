@@ -281,11 +281,13 @@ def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto"
     """
     import torch
     from accelerate import PartialState
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     location, revision = resolve_checkpoint(base_dir)
-    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code}
+    # As for inference: a Hub model's pickled weights (pytorch_model.bin) are never loaded.
+    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code, "use_safetensors": True}
     quantization_config = _quantization_config(location, revision, spec, quantization, kwargs["dtype"])
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
@@ -296,7 +298,10 @@ def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto"
             kwargs["device_map"] = {"": state.local_process_index}
     elif torch.cuda.is_available():
         kwargs["device_map"] = "auto"
-    return AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except (OSError, SafetensorError) as error:
+        raise XltError(f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}") from error
 
 
 def uses_chat_template(spec: ModelSpec, tokenizer) -> bool:

@@ -1,4 +1,4 @@
-"""Nothing untrusted runs: YAML is read with safe_load, weights are never unpickled,
+"""Nothing untrusted runs: YAML is read with safe_load (xlt.config.StrictLoader), weights are never unpickled,
 remote code stays off unless a model's config turns it on, and names and paths from
 the config cannot reach a shell (the schema rejects hostile names, see
 test_bad_config.py; a path with spaces and quotes runs as it is)."""
@@ -26,7 +26,7 @@ CODE = sorted(
 THIS_FILE = Path(__file__).resolve()
 
 UNSAFE = {
-    "yaml.load without SafeLoader": re.compile(r"yaml\.(load|load_all|full_load|unsafe_load)\("),
+    "yaml.load without SafeLoader": re.compile(r"yaml\.(load|load_all)\((?![^)]*Loader=(yaml\.)?(Safe|Strict)Loader\))|yaml\.(full_load|unsafe_load)\("),
     "a pickle module": re.compile(r"^\s*(import|from)\s+(c?pickle|dill|cloudpickle|joblib)\b", re.MULTILINE),
     "trust_remote_code switched on in code": re.compile(r"trust_remote_code\s*[=:]\s*True"),
 }
@@ -52,6 +52,16 @@ def test_the_checks_find_what_they_look_for():
     assert _unsafe_uses("state = torch.load(path, weights_only=True)") == []
     assert _unsafe_uses("AutoModel.from_pretrained(x, trust_remote_code=True)") == ["trust_remote_code switched on in code"]
     assert _unsafe_uses("yaml.safe_load(handle)") == []
+    assert _unsafe_uses("yaml.load(handle, Loader=StrictLoader)") == []
+    assert _unsafe_uses("yaml.load(handle, Loader=yaml.FullLoader)") == ["yaml.load without SafeLoader"]
+
+
+def test_the_strict_loader_is_a_safe_loader():
+    import yaml
+
+    from xlt.config import StrictLoader
+
+    assert issubclass(StrictLoader, yaml.SafeLoader)
 
 
 @pytest.mark.parametrize("path", [path for path in CODE if path.resolve() != THIS_FILE], ids=lambda path: str(path.relative_to(REPO)))

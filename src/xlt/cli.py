@@ -55,6 +55,18 @@ def _extract_text(args) -> None:
     _write_lines([_json_line(record)], args.output)
 
 
+def _numbered_lines(source, name: str):
+    """(number, text) of each line of a binary stream split at LF only (U+2028 inside a
+    JSON string is text), decoded one by one so bytes that are not UTF-8 name their line."""
+    for number, line in enumerate(source, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise XltError(f"{name}: line {number}: not UTF-8 text; save the file as UTF-8") from None
+        yield number, line
+
+
 def _json_line(record: dict) -> str:
     """One JSON line, non-ASCII text as itself; a lone surrogate (half a character,
     as an escape in the input or an undecodable byte of --text) stays an escape."""
@@ -70,9 +82,9 @@ def _extract_json_lines(args) -> None:
     from .extract import ANSWER_WORDS, extract_choice
 
     with ExitStack() as files:
-        source = sys.stdin if args.input == "-" else files.enter_context(_open_input(args.input))
+        source = getattr(sys.stdin, "buffer", sys.stdin) if args.input == "-" else files.enter_context(_open_input(args.input))
         lines = []
-        for number, line in enumerate(source, start=1):
+        for number, line in _numbered_lines(source, args.input):
             if not line.strip():
                 continue
             try:
@@ -123,9 +135,11 @@ def _extract_predictions(args) -> None:
 
 def _open_input(path: str):
     try:
-        return open(path, encoding="utf-8")
+        return open(path, "rb")
     except FileNotFoundError:
         raise XltError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise XltError(f"{path}: is a folder, not a JSON-lines file") from None
 
 
 def _write_lines(lines: list[str], output: str) -> None:

@@ -34,8 +34,8 @@ def _describe(error) -> str:
     path = [str(part) for part in error.absolute_path]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(known))
-        path, message = path + [unknown[0]], f"unknown key; allowed here: {', '.join(known)}"
+        unknown = sorted((key for key in error.instance if key not in known), key=str)
+        path, message = path + [str(unknown[0])], f"unknown key; allowed here: {', '.join(known)}"
     elif error.validator == "pattern" and "description" in error.schema:
         message = f"{error.instance!r} is not allowed: {error.schema['description']}"
     elif error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
@@ -174,8 +174,9 @@ class _Refused(yaml.YAMLError):
 class StrictLoader(yaml.SafeLoader):
     """safe_load, less what a settings file never needs and an attacker uses: explicit
     tags (`!!python/name:os.system`, `!!binary`, any `!tag`), anchors and aliases (an
-    alias bomb expands to gigabytes when the settings are copied or hashed), and
-    duplicate keys (the last would win without a word)."""
+    alias bomb expands to gigabytes when the settings are copied or hashed), duplicate
+    keys (the last would win without a word) and keys that are not text (`1:`, `on:`,
+    which name nothing and would become folder names)."""
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -193,6 +194,8 @@ class StrictLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key = self.construct_object(key_node)
+                if not isinstance(key, str):
+                    raise _Refused(f"key {key_node.value!r} is read as {type(key).__name__}, not text; quote it", key_node.start_mark)
                 if key in seen:
                     raise _Refused(f"key {key!r} appears twice in one mapping", key_node.start_mark)
                 seen.add(key)

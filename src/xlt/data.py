@@ -158,7 +158,7 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
                 if not normalize_text(value).translate(_INVISIBLE).strip():
                     raise XltError(f"{origin}: row {position}: field {field} is empty" + (" (only invisible characters)" if value.strip() else ""))
         question_number = _whole_number(row.question_number)
-        if question_number is None or question_number < 1:
+        if question_number is None or not 1 <= question_number < 2**63:
             raise XltError(f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1")
         if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
             raise XltError(f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4")
@@ -246,16 +246,15 @@ def prepare_languages(
     return prepared
 
 
-PREPARED_COLUMNS = ("item_id", *BELEBELE_FIELDS, "split", "lang")
-
-
 def read_prepared(path: str | Path, split: str | None = None) -> pd.DataFrame:
-    """A prepared data file (results/data/{lang}.parquet), or one line saying why not."""
+    """A prepared data file (results/data/{lang}.parquet), or one line saying why not:
+    at least each item's language, id and options (and split, to select by it)."""
     try:
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for a damaged or foreign file
         raise XltError(f"{path}: not a prepared data file: not a readable parquet file ({type(error).__name__})") from None
-    missing = [column for column in PREPARED_COLUMNS if column not in frame.columns]
+    required = ("item_id", "lang", *OPTION_FIELDS, *(("split",) if split else ()))
+    missing = [column for column in required if column not in frame.columns]
     if missing:
         raise XltError(f"{path}: not a prepared data file: no column(s) {', '.join(missing)}")
     if split is not None:

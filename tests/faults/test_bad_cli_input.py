@@ -130,3 +130,12 @@ def test_extract_data_that_is_not_parquet(tmp_path, capsys):
     fake.write_text("not parquet at all")
     assert main(["extract", str(fake)]) == 2
     assert _one_line(capsys).startswith(f"{fake}: not a readable parquet file (")
+
+
+def test_extract_input_that_is_not_utf8_or_a_folder(tmp_path, capsys):
+    source = tmp_path / "outputs.jsonl"
+    source.write_bytes(b'\xef\xbb\xbf{"output": "Answer: B"}\n{"output": "caf\xe9"}\n')
+    assert main(["extract", str(source)]) == 2
+    assert _one_line(capsys) == f"{source}: line 2: not UTF-8 text; save the file as UTF-8"
+    assert main(["extract", str(tmp_path)]) == 2
+    assert _one_line(capsys) == f"{tmp_path}: is a folder, not a JSON-lines file"

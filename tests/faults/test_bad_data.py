@@ -87,6 +87,7 @@ CASES = {
     "answer 0": (_set(3, "correct_answer_num", 0), "row 3: field correct_answer_num is 0; allowed: 1, 2, 3, 4"),
     "answer as a superscript digit": (_set(2, "correct_answer_num", "²"), "row 2: field correct_answer_num is '²'; allowed: 1, 2, 3, 4"),
     "question number in Arabic-Indic digits": (_set(2, "question_number", "٢"), "row 2: field question_number is '٢'; allowed: a whole number from 1"),
+    "question number past int64": (_set(2, "question_number", 2**70), f"row 2: field question_number is {2**70}; allowed: a whole number from 1"),
     "lone surrogate in a passage": (
         _lone_surrogate,
         "line 2: field flores_passage holds a lone surrogate U+D800 (an escaped half of a character), which is not text",

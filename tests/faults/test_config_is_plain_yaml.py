@@ -27,6 +27,7 @@ CASES = {
     ),
     "Python tag": ("pwn: !!python/name:os.system\n", "tag !!python/name:os.system: tags are not allowed (no Python objects); write plain values"),
     "any tag": ("pwn: !!binary aGVsbG8=\n", "tag !!binary: tags are not allowed (no Python objects); write plain values"),
+    "key that is not text": ("on: 1\n", "key 'on' is read as bool, not text; quote it"),
     "duplicate key": ("source_language: heb_Hebr\n", "key 'source_language' appears twice in one mapping"),
     "alias bomb": (
         "bomb:\n" + "".join("  " + line + "\n" for line in BOMB.splitlines()),

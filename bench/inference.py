@@ -5,11 +5,13 @@ otherwise run, on the same model and the same items, in one process.
     python bench/inference.py --items-per-lang 16  # the whole default test split
 
 Measured, for `direct` and `cot` prompts:
-  * engine: xlt's batched greedy decoding (xlt.inference.generate), as the predict stage runs it;
+  * engine: xlt's batched greedy decoding (xlt.inference.engine.generate), as the predict stage runs it;
   * naive:  one `model.generate` call per item (greedy, same prompt tokens, same token budget);
-and both together ("direct + cot", the study's generation work: one item of each prompt).
+and both together ("direct + cot", the study's generation work: one item of each prompt);
+the direct job with the choice cell (its label log-probabilities, read from the same
+prompt pass) against the direct job alone.
 And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".." D"):
-  * xlt's scorer (xlt.inference.loglik) against lm-evaluation-harness 0.4.x itself, run
+  * xlt's scorer (the engine with no token generated) against lm-evaluation-harness 0.4.x itself, run
     offline on a local task YAML over the same items (`include_path`), with item-level
     agreement of the chosen option.
 Model loading is outside every timing. Achieved FLOP/s is 2 x parameters x tokens
@@ -20,6 +22,7 @@ Results: bench/results/inference.json and .md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -36,10 +39,10 @@ import pandas as pd  # noqa: E402
 from xlt.config import load_config  # noqa: E402
 from xlt.data import DataSource, prepare_languages  # noqa: E402
 from xlt.extract import extract_choice  # noqa: E402
-from xlt.inference import build_requests, generate, predictions_frame  # noqa: E402
-from xlt.inference.engine import resolve_batch_size  # noqa: E402
-from xlt.inference.loglik import build_choice_requests, loglik_frame, score_choices  # noqa: E402
-from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model, uses_chat_template  # noqa: E402
+from xlt.inference.engine import generate, resolve_batch_size  # noqa: E402
+from xlt.inference.predictions import prediction_frames  # noqa: E402
+from xlt.inference.requests import build_requests, encode, uses_chat_template  # noqa: E402
+from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model  # noqa: E402
 from xlt.prompts import load_template, options_of, template_path  # noqa: E402
 
 HARNESS_TASK = """\
@@ -200,33 +203,52 @@ def main() -> None:
     # seconds, items, prompt tokens, new tokens of the study's whole generation work
     totals = {"engine": [0.0, 0, 0, 0], "naive generate loop": [0.0, 0, 0, 0]}
     chat = uses_chat_template(spec, tokenizer)
+    quiet = {"progress": False, "log": lambda *_: None}
     for prompt in ("direct", "cot"):
         max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
-        requests = build_requests(items, templates, prompt, tokenizer, chat, spec.chat_template_kwargs)
-        prompt_tokens = sum(len(r.input_ids) for r in requests)
-        engine, engine_s = timed(generate, model, tokenizer, requests, max_new_tokens, batch_size, progress=False, log=lambda *_: None)
-        naive, naive_s = timed(naive_generate, model, tokenizer, requests, max_new_tokens)
-        for name, outputs, seconds in (("engine", engine, engine_s), ("naive generate loop", naive, naive_s)):
+        requests = build_requests(items, templates, prompt, "generate", max_new_tokens)
+        encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
+        prompt_tokens = sum(len(r.input_ids) for r in encoded)
+        engine, engine_s = timed(generate, model, tokenizer, encoded, max_new_tokens, batch_size, **quiet)
+        naive, naive_s = timed(naive_generate, model, tokenizer, encoded, max_new_tokens)
+        for name, outputs, seconds in (("engine", [(g.text, g.n_output_tokens) for g in engine], engine_s), ("naive generate loop", naive, naive_s)):
             new_tokens = sum(n for _, n in outputs)
             rows.append({"prompt": prompt, **throughput(name, seconds, len(requests), prompt_tokens, new_tokens, parameters, peak)})
             print(rows[-1], flush=True)
             totals[name] = [sum(pair) for pair in zip(totals[name], (seconds, len(requests), prompt_tokens, new_tokens))]
-        ours = [None if pd.isna(c) else int(c) for c in predictions_frame(requests, engine, args.model, "base", prompt)["parsed_choice"]]
-        theirs = [extract_choice(r.completion_prefix + text, options_of(item)) for r, (text, _), item in zip(requests, naive, items.to_dict("records"))]
+        ours = [None if pd.isna(c) else int(c) for c in prediction_frames(requests, engine, args.model, "base")[prompt]["parsed_choice"]]
+        theirs = [extract_choice(r.completion_prefix + text, options_of(item)) for r, (text, _), item in zip(encoded, naive, items.to_dict("records"))]
         agreement[f"{prompt}: engine vs naive parsed answer"] = sum(a == b for a, b in zip(ours, theirs)) / len(ours)
         rows[-2]["speedup_vs_naive"] = round(naive_s / engine_s, 2)
+        if prompt == "direct":
+            # the same job without the choice cell: its labels left unscored
+            alone, alone_s = timed(
+                generate, model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded], max_new_tokens, batch_size, **quiet
+            )
+            rows.append(
+                {
+                    "prompt": "direct",
+                    **throughput(
+                        "engine, without the choice cell", alone_s, len(requests), prompt_tokens, sum(g.n_output_tokens for g in alone), parameters, peak
+                    ),
+                }
+            )
+            rows[-1]["choice_cell_extra"] = f"{engine_s / alone_s - 1:+.1%}"
+            print(rows[-1], flush=True)
+            agreement["direct: text with vs without the choice cell"] = sum(a.text == b.text for a, b in zip(engine, alone)) / len(engine)
     for name, (seconds, n_items, prompt_tokens, new_tokens) in totals.items():
         rows.append({"prompt": "direct + cot", **throughput(name, seconds, n_items, prompt_tokens, new_tokens, parameters, peak)})
         print(rows[-1], flush=True)
     rows[-2]["speedup_vs_naive"] = round(totals["naive generate loop"][0] / totals["engine"][0], 2)
 
-    choice_requests = build_choice_requests(items, tokenizer)
-    scores, loglik_s = timed(score_choices, model, tokenizer, choice_requests, batch_size)
-    context_tokens = sum(len(r.context_ids) for r in choice_requests)
+    loglik_requests = [r for r in build_requests(items, templates, "direct", "loglik", 0) if r.harness]
+    loglik_encoded = [encode(tokenizer, request, chat) for request in loglik_requests]
+    scores, loglik_s = timed(generate, model, tokenizer, loglik_encoded, 0, batch_size, **quiet)
+    context_tokens = sum(len(r.input_ids) for r in loglik_encoded)
     rows.append({"prompt": "loglik", **throughput("xlt loglik", loglik_s, len(items), context_tokens, 0, parameters, peak)})
     print(rows[-1], flush=True)
     if not args.skip_harness:
-        frame = loglik_frame(choice_requests, scores, args.model, "base")
+        frame = prediction_frames(loglik_requests, scores, args.model, "base")["direct"]
         with tempfile.TemporaryDirectory() as workdir:
             harness, harness_s = run_harness(model, tokenizer, items, batch_size, Path(workdir))
         rows.append({"prompt": "loglik", **throughput("lm-evaluation-harness", harness_s, len(items), context_tokens, 0, parameters, peak)})

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 MODEL_LIBRARIES = {"torch", "transformers", "peft", "accelerate"}
-MODEL_RULES = {"prepare_model", "finetune", "merge", "predict"}
+MODEL_RULES = {"prepare_model", "finetune", "merge", "predict", "predict_direct"}
 # Optional extras the model environment carries too: the GPU jobs of the paper
 # configuration (DeepSpeed launchers, QLoRA) run in it.
 JOB_EXTRAS = ("deepspeed", "qlora")
@@ -45,6 +45,9 @@ def rule_environments(repo) -> dict[str, str]:
             name = block.split(":", 1)[0].strip()
             conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, re.M)
             found[name] = (path.parent / conda.group(1)).resolve().name if conda else None
+        # `use rule A as B with:` runs B in A's environment (none of ours overrides it)
+        for used, name in re.findall(r"^use rule (\w+) as (\w+) with:", path.read_text(), flags=re.M):
+            found[name] = found[used]
     return found
 
 

@@ -33,8 +33,9 @@ from xlt.finetune import (
     merge_adapter,
     seeded_length_grouped_sampler,
 )
+from xlt.inference.requests import uses_chat_template
 from xlt.launch import MAIN_HOST, finetune_launch
-from xlt.models import ModelSpec, load_model, load_tokenizer, uses_chat_template
+from xlt.models import ModelSpec, load_model, load_tokenizer
 from xlt.prompts import answer_completion, load_template
 
 REPO = Path(__file__).resolve().parents[1]

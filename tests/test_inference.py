@@ -1,22 +1,25 @@
 """The inference engine on the tiny models: our decoding loop against transformers'
-`generate`, resumable shards, loglik scoring against a plain full forward pass, and the
-vLLM backend's requests (vLLM itself cannot run here: a stand-in module records what
-it is asked)."""
+`generate`, resumable shards, label scoring (loglik, the choice cell, the forced answer
+after chain of thought) against a plain full forward pass, and the vLLM backend's
+requests (vLLM itself cannot run here: a stand-in module records what it is asked)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import types
 
+import pandas as pd
 import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
 
-from xlt.inference import build_requests, generate
-from xlt.inference.engine import DecodeState, greedy_batch, merge_states, plan_batches, plan_waves, resolve_batch_size, stop_token_ids
-from xlt.inference.loglik import build_choice_requests, encode_pair, loglik_frame, score_choices
+from xlt.batching import plan_batches, plan_waves
+from xlt.inference.engine import DecodeState, Generation, generate, greedy_batch, merge_states, resolve_batch_size, stop_token_ids
+from xlt.inference.predictions import prediction_frames
+from xlt.inference.requests import Encoded, build_requests, encode, encode_pair, uses_chat_template
 from xlt.inference.shards import Shard, partial_path, run_fingerprint
-from xlt.models import ModelSpec, load_model, load_tokenizer, uses_chat_template
+from xlt.models import ModelSpec, load_model, load_tokenizer
 
 TEMPLATE, MODELS = ENGLISH, TINY_MODELS
 
@@ -26,15 +29,22 @@ def loaded(prepared_tiny, name):
     return spec, load_tokenizer(prepared_tiny[name], spec), load_model(prepared_tiny[name], spec, dtype="float32")
 
 
+def encoded(spec, tokenizer, frame, prompt, scoring="generate", max_new_tokens=20):
+    """A job's requests and their encoding with the model's tokenizer."""
+    requests = build_requests(frame, {"eng_Latn": TEMPLATE}, prompt, scoring, max_new_tokens)
+    chat = uses_chat_template(spec, tokenizer)
+    return requests, [encode(tokenizer, request, chat) for request in requests]
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_decoding_loop_matches_transformers_generate(prepared_tiny, name):
     import torch
 
     spec, tokenizer, model = loaded(prepared_tiny, name)
-    requests = build_requests(items(4), {"eng_Latn": TEMPLATE}, "cot", tokenizer, uses_chat_template(spec, tokenizer))
+    _, requests = encoded(spec, tokenizer, items(4), "cot")
     eos = stop_token_ids(model.generation_config, tokenizer)
     for request in requests:
-        ours = greedy_batch(model, [request.input_ids], 20, tokenizer.pad_token_id, eos, lambda row, ids: False)[0]
+        ours = greedy_batch(model, [request.input_ids], 20, tokenizer.pad_token_id, eos, lambda row, ids: False)[0].tokens
         with torch.no_grad():
             theirs = model.generate(torch.tensor([request.input_ids]), max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         assert ours == theirs[0, len(request.input_ids) :].tolist()
@@ -43,16 +53,16 @@ def test_decoding_loop_matches_transformers_generate(prepared_tiny, name):
 @pytest.mark.parametrize("name", MODELS)
 def test_rows_leave_the_batch_without_changing_the_others(prepared_tiny, name):
     spec, tokenizer, model = loaded(prepared_tiny, name)
-    requests = build_requests(items(5), {"eng_Latn": TEMPLATE}, "cot", tokenizer, uses_chat_template(spec, tokenizer))
+    _, requests = encoded(spec, tokenizer, items(5), "cot")
     eos = stop_token_ids(model.generation_config, tokenizer)
     rows_ = [r.input_ids for r in requests]
     stop_early = {0: 3, 2: 5}  # rows 0 and 2 "answer" after 3 and 5 tokens
     batched = greedy_batch(model, rows_, 16, tokenizer.pad_token_id, eos, lambda row, ids: len(ids) == stop_early.get(row))
-    for row, ids in enumerate(batched):
+    for row, outcome in enumerate(batched):
         alone = greedy_batch(model, [rows_[row]], 16, tokenizer.pad_token_id, eos, lambda _, got: len(got) == stop_early.get(row))[0]  # noqa: B023
-        assert ids == alone
+        assert outcome.tokens == alone.tokens
         if row in stop_early:
-            assert len(ids) == stop_early[row]
+            assert len(outcome.tokens) == stop_early[row] and outcome.stop_reason == "answer"
 
 
 def test_waves_and_prefill_chunks_are_longest_first_and_stable():
@@ -109,7 +119,7 @@ def test_a_wave_of_uneven_prompts_decodes_as_each_prompt_alone(prepared_tiny, na
         wave = greedy_batch(model, rows_, 12, pad_id, {-1}, lambda row, ids: len(ids) == stop_after.get(row))
         for row, ids in enumerate(rows_):
             alone = model.generate(torch.tensor([ids]), max_new_tokens=stop_after.get(row, 12), do_sample=False, pad_token_id=pad_id)
-            assert wave[row] == alone[0, len(ids) :].tolist(), f"row {row}"
+            assert wave[row].tokens == alone[0, len(ids) :].tolist(), f"row {row}"
 
 
 def test_chunks_are_decoded_one_after_another_when_their_caches_cannot_be_joined(prepared_tiny, monkeypatch):
@@ -117,13 +127,13 @@ def test_chunks_are_decoded_one_after_another_when_their_caches_cannot_be_joined
     not joined: its chunks are decoded in turn, to the same tokens."""
     import torch
 
-    from xlt.inference import engine
+    from xlt.inference import engine, forward
 
     model, pad_id = wave_model(prepared_tiny, "tiny-dense")
     rows_ = [list(range(10, 10 + length)) for length in (30, 29, 8, 7)]
     with torch.inference_mode():
         joined = greedy_batch(model, rows_, 6, pad_id, {-1}, lambda row, ids: False)
-        state = DecodeState([0], *engine.prefill(model, [rows_[0]], pad_id))
+        state = DecodeState([0], *forward.prefill(model, [rows_[0]], pad_id))
         state.cache.layers[0] = type("LinearAttentionLayer", (), {"is_initialized": True})()
         assert merge_states([state], 6) is None
         monkeypatch.setattr(engine, "merge_states", lambda states, new_tokens: None)
@@ -141,12 +151,12 @@ def test_auto_batch_size_depends_on_the_device():
 def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
     path = tmp_path / ".predict.partial.jsonl"
     shard = Shard(path, "run-1")
-    shard.append(0, {3: ("Answer: B.", 4), 1: ("ጥያቄ", 2)})
-    shard.append(1, {0: ("x", 1)})
+    shard.append(0, {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}})
+    shard.append(1, {0: {"text": "x", "n": 1}})
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write('{"wave": 2, "results": [[2, "half')
+        handle.write('{"wave": 2, "results": [[2, {"text": "half')
     reopened = Shard(path, "run-1")
-    assert reopened.completed() == {0: {3: ("Answer: B.", 4), 1: ("ጥያቄ", 2)}, 1: {0: ("x", 1)}}
+    assert reopened.completed() == {0: {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}}, 1: {0: {"text": "x", "n": 1}}}
     assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
     assert Shard(path, "run-2").completed() == {}
     assert run_fingerprint(a=1, b=[1, 2]) == run_fingerprint(b=[1, 2], a=1) != run_fingerprint(a=2, b=[1, 2])
@@ -155,14 +165,15 @@ def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
 
 def test_generate_reads_finished_waves_back_instead_of_recomputing(prepared_tiny, tmp_path):
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
-    requests = build_requests(items(4), {"eng_Latn": TEMPLATE}, "direct", tokenizer, True)
+    _, requests = encoded(spec, tokenizer, items(4), "direct")
     plan = plan_waves([len(r.input_ids) for r in requests], 2)
     shard = Shard(tmp_path / "shard.jsonl", "run")
-    shard.append(0, {index: (f"from the shard {index}", 1) for index in plan[0]})
+    stored = {index: Generation(f"from the shard {index}", 7, 1, "answer", [-1.0, -2.0, -3.0, -4.0]) for index in plan[0]}
+    shard.append(0, {index: dataclasses.asdict(generation) for index, generation in stored.items()})
     generations = generate(model, tokenizer, requests, 4, 2, shard=shard, progress=False, log=lambda *_: None)
     fresh = generate(model, tokenizer, requests, 4, 2, progress=False, log=lambda *_: None)
     for index in range(len(requests)):
-        expected = (f"from the shard {index}", 1) if index in plan[0] else fresh[index]
+        expected = stored[index] if index in plan[0] else fresh[index]
         assert generations[index] == expected
     assert set(Shard(tmp_path / "shard.jsonl", "run").completed()) == {0, 1}
 
@@ -174,61 +185,128 @@ def test_context_and_continuation_split_as_the_harness_does(prepared_tiny):
     assert tokenizer.decode(continuation) == " B"
 
 
-def full_sequence_scores(model, request) -> list[float]:
-    """The plain way: each choice appended to the context, one unpadded forward pass
-    per choice, the choice's tokens summed."""
+def full_sequence_scores(model, context_ids, labels) -> list[float]:
+    """The plain way: each label appended to the context, one unpadded forward pass
+    per label, the label's tokens summed."""
     import torch
 
     scores = []
-    for ids in request.choice_ids:
+    for ids in labels:
         with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([request.context_ids + ids])).logits[0].float()
-        logprobs = torch.log_softmax(logits[len(request.context_ids) - 1 : -1], dim=-1)
+            logits = model(input_ids=torch.tensor([context_ids + ids])).logits[0].float()
+        logprobs = torch.log_softmax(logits[len(context_ids) - 1 : -1], dim=-1)
         scores.append(float(logprobs[torch.arange(len(ids)), torch.tensor(ids)].sum()))
     return scores
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_one_pass_over_the_shared_context_scores_like_four_full_passes(prepared_tiny, name):
+    """loglik scoring: the harness's prompt for the direct cell, the study's direct
+    prompt for the choice cell, no token generated."""
     spec, tokenizer, model = loaded(prepared_tiny, name)
-    requests = build_choice_requests(items(5), tokenizer)
-    assert all(len(ids) == 2 for r in requests for ids in r.choice_ids)  # the byte tokenizer splits " A"
-    fast = score_choices(model, tokenizer, requests, batch_size=3)
-    slow = [full_sequence_scores(model, request) for request in requests]
-    for fast_row, slow_row in zip(fast, slow):
-        assert fast_row == pytest.approx(slow_row, abs=1e-4)
-    frame = loglik_frame(requests, fast, name, "base")
-    best = [max(range(4), key=row.__getitem__) + 1 for row in fast]
-    assert frame["parsed_choice"].tolist() == best
-    assert frame["raw_output"].tolist() == [f"Answer: {'ABCD'[b - 1]}" for b in best]
+    requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", scoring="loglik", max_new_tokens=0)
+    assert [request.cells for request in requests[:2]] == [("direct",), ("choice",)] and requests[0].harness
+    assert all(len(ids) == 2 for r in encoded_ for ids in r.label_ids)  # the byte tokenizer splits " A"
+    fast = generate(model, tokenizer, encoded_, 0, 3, progress=False, log=lambda *_: None)
+    for result, request in zip(fast, encoded_):
+        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
+        assert result.n_output_tokens == 0
+    frames = prediction_frames(requests, fast, name, "base")
+    best = [max(range(4), key=result.label_logprobs.__getitem__) + 1 for result in fast]
+    assert frames["direct"]["parsed_choice"].tolist() == best[0::2]
+    assert frames["direct"]["raw_output"].tolist() == [f"Answer: {'ABCD'[b - 1]}" for b in best[0::2]]
+    assert frames["choice"]["parsed_choice"].tolist() == best[1::2]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_choice_cell_is_the_direct_prompts_label_logprobs(prepared_tiny, name):
+    """The direct job's label log-probabilities at the answer position equal a plain
+    forward pass over the prompt and each label (to 1e-5), and scoring them leaves the
+    generated text as it is without them."""
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", max_new_tokens=6)
+    assert all(r.scores_prompt and r.label_ids == [tokenizer.encode(f" {letter}", add_special_tokens=False) for letter in "ABCD"] for r in encoded_)
+    results = generate(model, tokenizer, encoded_, 6, 3, progress=False, log=lambda *_: None)
+    unscored = generate(model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 6, 3, progress=False, log=lambda *_: None)
+    for result, plain, request in zip(results, unscored, encoded_):
+        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-5)
+        assert (result.text, result.n_output_tokens, result.stop_reason) == (plain.text, plain.n_output_tokens, plain.stop_reason)
+        assert plain.label_logprobs is None
+    frames = prediction_frames(requests, results, name, "base")
+    choice = frames["choice"]
+    assert choice["parsed_choice"].tolist() == [max(range(4), key=r.label_logprobs.__getitem__) + 1 for r in results]
+    assert [list(json.loads(raw).values()) for raw in choice["raw_output"]] == [r.label_logprobs for r in results]
+    assert choice["stop_reason"].isna().all() and (choice["n_output_tokens"] == 0).all()
+    assert frames["direct"]["raw_output"].tolist() == ["Answer:" + r.text for r in results]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forced_answer_is_the_likeliest_label_after_continuation_and_answer_phrase(prepared_tiny, name):
+    """Rows that stop by end of sequence (here: a token the rows happen to write) or by
+    the budget get the answer phrase and their labels scored from the cache; the label
+    is the argmax of a plain forward pass over prompt + continuation + phrase + label."""
+    import torch
+
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    requests, encoded_ = encoded(spec, tokenizer, items(4), "cot", max_new_tokens=10)
+    rows_ = [r.input_ids for r in encoded_]
+    forced = [(r.forced_ids, r.label_ids) for r in encoded_]
+    assert tokenizer.decode(encoded_[0].forced_ids) == "\nAnswer:"
+    with torch.inference_mode():
+        free = greedy_batch(model, rows_, 10, tokenizer.pad_token_id, {-1}, lambda row, ids: False)
+        # the rows end at a token row 0 writes; or row 2 "states an answer" after 3 tokens and the others run to the budget
+        by_eos = greedy_batch(model, rows_, 10, tokenizer.pad_token_id, {free[0].tokens[4]}, lambda row, ids: False, forced=forced)
+        by_budget = greedy_batch(model, rows_, 10, tokenizer.pad_token_id, {-1}, lambda row, ids: row == 2 and len(ids) == 3, forced=forced)
+    assert by_eos[0].stop_reason == "eos" and len(by_eos[0].tokens) <= 5
+    assert [outcome.stop_reason for outcome in by_budget] == ["budget", "budget", "answer", "budget"]
+    for row, outcome in [*enumerate(by_eos), *enumerate(by_budget)]:
+        if outcome.stop_reason == "answer":
+            assert outcome.forced_logprobs is None
+            continue
+        continuation = outcome.tokens[:-1] if outcome.stop_reason == "eos" else outcome.tokens
+        slow = full_sequence_scores(model, rows_[row] + continuation + encoded_[row].forced_ids, encoded_[row].label_ids)
+        assert outcome.forced_logprobs == pytest.approx(slow, abs=1e-4)
+        assert max(range(4), key=outcome.forced_logprobs.__getitem__) == max(range(4), key=slow.__getitem__)
+    results = generate(model, tokenizer, encoded_, 10, 4, progress=False, log=lambda *_: None)
+    frame = prediction_frames(requests, results, name, "base")["cot"]
+    assert set(frame["stop_reason"]) <= {"answer", "eos", "budget"}
+    for result, (_, row) in zip(results, frame.iterrows()):
+        stated = row["parsed_choice"]
+        expected = stated if not pd.isna(stated) else max(range(4), key=result.forced_logprobs.__getitem__) + 1
+        assert row["forced_choice"] == expected
 
 
 class _FakeVllm:
-    """Records what the backend asks of vLLM and answers with fixed token ids."""
+    """Records what the backend asks of vLLM and answers with fixed token ids; a
+    request that forces a token gets -id/1000 as its log-probability."""
 
     def __init__(self, answer_ids):
         self.answer_ids = answer_ids
-        self.calls = {}
+        self.calls = []
+        self.engine = None
         fake = self
 
         class LLM:
             def __init__(self, **kwargs):
-                fake.calls["engine"] = kwargs
+                fake.engine = kwargs
 
             def generate(self, prompts, sampling, lora_request=None):
-                fake.calls.update(prompts=prompts, sampling=sampling, lora=lora_request)
+                fake.calls.append({"prompts": prompts, "sampling": sampling, "lora": lora_request})
+                if isinstance(sampling, list):
+                    forced = [args["allowed_token_ids"][0] for args in sampling]
+                    return [
+                        types.SimpleNamespace(outputs=[types.SimpleNamespace(logprobs=[{token: types.SimpleNamespace(logprob=-token / 1000)}])])
+                        for token in forced
+                    ]
                 return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=fake.answer_ids)]) for _ in prompts]
 
         self.module = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kwargs: kwargs)
         self.lora_module = types.SimpleNamespace(LoRARequest=lambda name, number, path: (name, number, path))
 
 
-def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monkeypatch, study_config, tmp_path):
-    from xlt.inference.vllm import generate_vllm
+def vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, answer_ids):
+    from xlt.inference.vllm import VLLMBackend
 
-    spec, tokenizer, _ = loaded(prepared_tiny, "tiny-dense")
-    requests = build_requests(items(3), {"eng_Latn": TEMPLATE}, "cot", tokenizer, True)
-    answer_ids = tokenizer.encode(" so the answer is here.\nAnswer: C.\nMore text after the answer", add_special_tokens=False)
     fake = _FakeVllm(answer_ids)
     monkeypatch.setitem(sys.modules, "vllm", fake.module)
     monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=fake.lora_module))
@@ -236,30 +314,66 @@ def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monke
     entry = json.loads(json.dumps(study_config["models"]["smollm2-135m"]))
     entry["inference"].update(backend="vllm", tensor_parallel_size=4)
     adapter = tmp_path / "adapter"
-    adapter.mkdir()
+    adapter.mkdir(exist_ok=True)
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 12}))
-    generations = generate_vllm(spec, str(prepared_tiny["tiny-dense"]), str(adapter), entry, tokenizer, requests, 96)
+    spec, tokenizer, _ = loaded(prepared_tiny, "tiny-dense")
+    return fake, tokenizer, VLLMBackend(spec, tokenizer, str(prepared_tiny["tiny-dense"]), str(adapter), entry), adapter
 
-    engine = fake.calls["engine"]
+
+def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monkeypatch, study_config, tmp_path):
+    answer = " so the answer is here.\nAnswer: C.\nMore text after the answer"
+    fake, tokenizer, backend, adapter = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None)
+    fake.answer_ids = tokenizer.encode(answer, add_special_tokens=False)
+    spec = ModelSpec("tiny-dense")
+    requests, encoded_ = encoded(spec, tokenizer, items(3), "cot", max_new_tokens=96)
+    generations = backend.run(requests)
+
+    engine = fake.engine
     assert engine["tensor_parallel_size"] == 4 and engine["enable_prefix_caching"] and engine["enable_lora"]
     assert engine["load_format"] == "safetensors"
     assert engine["max_lora_rank"] == 12
-    assert fake.calls["prompts"] == [{"prompt_token_ids": r.input_ids} for r in requests]
-    assert fake.calls["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}
-    assert fake.calls["lora"] == ("tiny-dense-ft", 1, str(adapter))
-    text, count = generations[0]
-    assert text == " so the answer is here.\nAnswer: C."
-    assert count == len(tokenizer.encode(text, add_special_tokens=False))
+    assert len(fake.calls) == 1  # every row stated its answer: no forced pass
+    assert fake.calls[0]["prompts"] == [{"prompt_token_ids": r.input_ids} for r in encoded_]
+    assert fake.calls[0]["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}
+    assert fake.calls[0]["lora"] == ("tiny-dense-ft", 1, str(adapter))
+    first = generations[0]
+    assert first.text == " so the answer is here.\nAnswer: C." and first.stop_reason == "answer"
+    assert first.n_output_tokens == len(tokenizer.encode(first.text, add_special_tokens=False))
+
+
+def test_vllm_backend_scores_labels_in_a_second_call(prepared_tiny, monkeypatch, study_config, tmp_path):
+    """Direct requests get their labels scored after the prompt; a CoT row that ends
+    without an answer gets them after continuation + answer phrase; both read the
+    label tokens' prompt log-probabilities."""
+    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None)
+    continuation = tokenizer.encode(" no idea", add_special_tokens=False)
+    fake.answer_ids = continuation + [tokenizer.eos_token_id]
+    spec = ModelSpec("tiny-dense")
+    requests, encoded_ = encoded(spec, tokenizer, items(2), "cot", max_new_tokens=96)
+    results = backend.run(requests)
+    assert [r.stop_reason for r in results] == ["eos", "eos"] and results[0].text == " no idea"
+    labels = encoded_[0].label_ids
+    assert all(len(label) == 2 for label in labels)  # the byte tokenizer: " " then the letter
+    second = fake.calls[1]
+    contexts = [r.input_ids + continuation + r.forced_ids for r in encoded_]
+    assert second["prompts"] == [{"prompt_token_ids": context + label[:position]} for context in contexts for label in labels for position in (0, 1)]
+    assert [args["allowed_token_ids"] for args in second["sampling"]] == [[token] for _ in contexts for label in labels for token in label]
+    assert all(args["logprobs"] == 0 and args["max_tokens"] == 1 for args in second["sampling"])
+    assert results[0].forced_logprobs == pytest.approx([-sum(label) / 1000 for label in labels])
+    fake.calls.clear()
+    requests, encoded_ = encoded(spec, tokenizer, items(2), "direct", max_new_tokens=4)
+    results = backend.run(requests)
+    assert fake.calls[1]["prompts"] == [{"prompt_token_ids": r.input_ids + label[:position]} for r in encoded_ for label in labels for position in (0, 1)]
+    assert results[1].label_logprobs == pytest.approx([-sum(label) / 1000 for label in labels])
 
 
 def test_single_token_choices_need_no_second_pass(prepared_tiny):
-    from xlt.inference.loglik import ChoiceRequest
-
     _, tokenizer, model = loaded(prepared_tiny, "tiny-moe")
     letters = [tokenizer.encode(letter, add_special_tokens=False) for letter in "ABCD"]
-    requests = [ChoiceRequest(r.item_id, r.lang, r.context_ids + r.choice_ids[0][:1], letters, r.answer) for r in build_choice_requests(items(3), tokenizer)]
-    for fast_row, request in zip(score_choices(model, tokenizer, requests, batch_size=2), requests):
-        assert fast_row == pytest.approx(full_sequence_scores(model, request), abs=1e-4)
+    _, harness = encoded(ModelSpec("tiny-moe"), tokenizer, items(3), "direct", scoring="loglik", max_new_tokens=0)
+    requests = [Encoded(r.input_ids + r.label_ids[0][:1], "", letters, True, None) for r in harness[0::2]]
+    for result, request in zip(generate(model, tokenizer, requests, 0, 2, progress=False, log=lambda *_: None), requests):
+        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
 
 
 def test_the_newest_token_screen_agrees_with_decoding_everything(prepared_tiny):

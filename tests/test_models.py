@@ -6,9 +6,11 @@ import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
 
 from xlt.finetune import IGNORE, AnswerOnlyCollator, FinetuneSettings, TokenCounts, build_example, finetune
-from xlt.inference import answer_complete, build_requests, generate, predictions_frame
-from xlt.models import ModelSpec, encode_prompt, load_model, load_tokenizer, uses_chat_template
-from xlt.paths import PREDICTION_COLUMNS
+from xlt.inference.engine import answer_complete, generate
+from xlt.inference.predictions import prediction_frames
+from xlt.inference.requests import build_requests, encode, encode_prompt, uses_chat_template
+from xlt.models import ModelSpec, load_model, load_tokenizer
+from xlt.paths import COT_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS
 from xlt.prompts import answer_completion, render
 
 TEMPLATE, MODELS = ENGLISH, TINY_MODELS
@@ -131,12 +133,16 @@ def test_generation_is_batched_greedy_and_order_preserving(prepared_tiny, name, 
     tokenizer = load_tokenizer(prepared_tiny[name], spec)
     model = load_model(prepared_tiny[name], spec)
     frame = items(5)
-    requests = build_requests(frame, {"eng_Latn": TEMPLATE}, prompt, tokenizer, uses_chat_template(spec, tokenizer))
-    batched = generate(model, tokenizer, requests, max_new_tokens=6, batch_size=4, progress=False)
-    single = generate(model, tokenizer, requests, max_new_tokens=6, batch_size=1, progress=False)
-    assert [text for text, _ in batched] == [text for text, _ in single]
-    predictions = predictions_frame(requests, batched, name, "base", prompt)
-    assert list(predictions.columns) == list(PREDICTION_COLUMNS)
+    requests = build_requests(frame, {"eng_Latn": TEMPLATE}, prompt, "generate", 6)
+    chat = uses_chat_template(spec, tokenizer)
+    encoded = [encode(tokenizer, request, chat) for request in requests]
+    batched = generate(model, tokenizer, encoded, max_new_tokens=6, batch_size=4, progress=False)
+    single = generate(model, tokenizer, encoded, max_new_tokens=6, batch_size=1, progress=False)
+    assert [result.text for result in batched] == [result.text for result in single]
+    frames = prediction_frames(requests, batched, name, "base")
+    assert set(frames) == set(JOB_CELLS[prompt])
+    predictions = frames[prompt]
+    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *COT_COLUMNS]
     assert predictions["item_id"].tolist() == frame["item_id"].tolist()
     assert (predictions["n_output_tokens"] <= 6).all()
     prefix = "Answer:" if prompt == "direct" else "Let's think step by step."

@@ -72,7 +72,7 @@ def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo
     for model in ("tiny-dense", "tiny-moe"):
         assert f"results/models/{model}/adapter" in planned
         assert {path for path in jobs_of(planned, model) if "/predictions/" in path} == {
-            f"results/predictions/{model}/ft/{prompt}/{lang}.parquet" for prompt in ("direct", "cot") for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
+            f"results/predictions/{model}/ft/{prompt}/{lang}.parquet" for prompt in ("direct", "cot", "choice") for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
         }
         assert f"results/models/{model}/base" not in planned
     assert planned >= DOWNSTREAM
@@ -82,7 +82,7 @@ def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo
     "source, reruns",
     [
         ("src/xlt/extract.py", {"score", "compare", "report"}),
-        ("src/xlt/inference/engine.py", {"predict", "score", "compare", "report"}),
+        ("src/xlt/inference/engine.py", {"predict", "predict_direct", "score", "compare", "report"}),
     ],
     ids=["extractor", "inference engine"],
 )

@@ -104,7 +104,9 @@ def expected_submissions(config: dict) -> list[str]:
     comments = []
     for model in config["models"]:
         comments += [f"rule_prepare_model_wildcards_{model}", f"rule_finetune_wildcards_{model}"]
-        comments += [f"rule_predict_wildcards_{model}_{variant}_{prompt}" for variant in paths.VARIANTS for prompt in paths.PROMPTS]
+        # the direct job (which also writes the choice cell) is a rule of its own
+        comments += [f"rule_predict_wildcards_{model}_{variant}_cot" for variant in paths.VARIANTS]
+        comments += [f"rule_predict_direct_wildcards_{model}_{variant}" for variant in paths.VARIANTS]
     return sorted(comments)
 
 

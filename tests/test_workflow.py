@@ -13,9 +13,9 @@ import pytest
 import yaml
 from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
 
-from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, PREDICTION_COLUMNS, REPORT_PLOTS, REPORT_TABLES
+from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, COT_COLUMNS, EFFECTS_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS, REPORT_PLOTS, REPORT_TABLES
 
-VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot")
+VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice")
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 
@@ -36,12 +36,12 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
             for prompt in PROMPTS:
                 for lang in langs:
                     frame = pd.read_parquet(results / "predictions" / model / variant / prompt / f"{lang}.parquet")
-                    assert list(frame.columns) == list(PREDICTION_COLUMNS)
+                    assert list(frame.columns) == [*PREDICTION_COLUMNS, *COT_COLUMNS]
                     assert len(frame) == config["data"]["max_test_items"]
                     assert (frame["lang"] == lang).all() and (frame["variant"] == variant).all()
     accuracy = pd.read_csv(results / "scores" / "accuracy.csv")
     assert list(accuracy.columns) == list(ACCURACY_COLUMNS)
-    assert len(accuracy) == len(models) * 4 * len(langs)
+    assert len(accuracy) == len(models) * len(VARIANTS) * len(PROMPTS) * len(langs)
     effects = pd.read_csv(results / "stats" / "effects.csv")
     assert list(effects.columns) == list(EFFECTS_COLUMNS)
     assert {"relatedness", "cot_relatedness", "ft_gain_related", "ft_gain_control"} <= set(effects["effect"])
@@ -67,7 +67,7 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
         "report.log",
         *(f"prepare_model/{model}.log" for model in models),
         *(f"finetune/{model}.log" for model in models),
-        *(f"predict/{model}/{variant}/{prompt}.log" for model in models for variant in VARIANTS for prompt in PROMPTS),
+        *(f"predict/{model}/{variant}/{prompt}.log" for model in models for variant in VARIANTS for prompt in JOB_CELLS),
     }
 
     assert run_snakemake(repo, workdir, configfile, dryrun=True) == []

@@ -20,8 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path, write_csv, write_text
+from .batching import pad, positions
 from .errors import XltError
-from .models import ModelSpec, encode_prompt
+from .inference.requests import encode_prompt
+from .models import ModelSpec
 from .prompts import Template, answer_completion, render
 
 IGNORE = -100
@@ -100,24 +102,16 @@ class AnswerOnlyCollator:
         self.pad_id = pad_id
 
     def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-        rows = len(features)
-        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        labels = torch.full((rows, width), IGNORE, dtype=torch.long)
-        attention_mask = torch.zeros((rows, width), dtype=torch.long)
+        input_ids, attention_mask = pad([f["input_ids"] for f in features], self.pad_id)
+        labels, _ = pad([f["labels"] for f in features], IGNORE)
+        width = input_ids.shape[1]
         first_supervised = width
-        for row, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            input_ids[row, width - n :] = torch.tensor(feature["input_ids"])
-            labels[row, width - n :] = torch.tensor(feature["labels"])
-            attention_mask[row, width - n :] = 1
+        for feature in features:
             supervised = [k for k, label in enumerate(feature["labels"]) if label != IGNORE]
             if not supervised:
                 raise XltError("a training example has no supervised token (its answer was masked)")
-            first_supervised = min(first_supervised, width - n + supervised[0])
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            first_supervised = min(first_supervised, width - len(feature["input_ids"]) + supervised[0])
+        position_ids = positions(attention_mask)
         # The logit at position t predicts token t+1, so one more position than the
         # supervised span is needed.
         keep = width - first_supervised + 1
@@ -345,7 +339,8 @@ def finetune(
     from peft import prepare_model_for_kbit_training
     from transformers import PrinterCallback, Trainer, TrainerCallback
 
-    from .models import load_for_training, load_tokenizer, uses_chat_template
+    from .inference.requests import uses_chat_template
+    from .models import load_for_training, load_tokenizer
 
     tokenizer = load_tokenizer(base_dir, spec)
     chat = uses_chat_template(spec, tokenizer)

@@ -1,6 +1,6 @@
 """Models: where a configured model comes from, turning embedded GGUF files into a
-loadable safetensors checkpoint once, loading base or base + LoRA adapter, and turning
-a rendered prompt into token ids the same way for training and inference."""
+loadable safetensors checkpoint once, and loading base or base + LoRA adapter (prompt
+encoding lives with the requests, in inference/requests.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .errors import XltError
-from .prompts import Prompt
 
 MANIFEST = "xlt_model.json"
 GGUF_MAGIC = b"GGUF"
@@ -302,32 +301,6 @@ def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto"
         return AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except (OSError, SafetensorError) as error:
         raise XltError(f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}") from error
-
-
-def uses_chat_template(spec: ModelSpec, tokenizer) -> bool:
-    if spec.chat_template == "auto":
-        return bool(getattr(tokenizer, "chat_template", None))
-    if spec.chat_template == "on" and not getattr(tokenizer, "chat_template", None):
-        raise XltError(f"model {spec.name}: chat_template is 'on' but its tokenizer has no chat template")
-    return spec.chat_template == "on"
-
-
-def encode_prompt(tokenizer, prompt: Prompt, chat: bool, chat_kwargs: dict | None = None) -> list[int]:
-    """Token ids of a prompt up to and including its completion prefix.
-
-    With a chat template the user text is a user turn and the completion prefix opens
-    the assistant turn; the template brings its own special tokens. Without one, the
-    prefix follows the text on a new line and the tokenizer adds its usual BOS.
-    """
-    if chat:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt.user}],
-            tokenize=False,
-            add_generation_prompt=True,
-            **(chat_kwargs or {}),
-        )
-        return tokenizer(text + prompt.completion_prefix, add_special_tokens=False)["input_ids"]
-    return tokenizer(f"{prompt.user}\n{prompt.completion_prefix}")["input_ids"]
 
 
 def set_threads(threads: int) -> None:

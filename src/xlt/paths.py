@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIANTS = ("base", "ft")
-PROMPTS = ("direct", "cot")
+PROMPTS = ("direct", "cot", "choice")
+# The format-free score: the likeliest option label at the direct prompt's answer
+# position, a cell of the layout like the generated prompts.
+CHOICE_PROMPT = "choice"
+# The cells each predict job writes: the choice cell comes from the direct prompt's pass.
+JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",)}
 
 DATA = "results/data/{lang}.parquet"
 BASE_MODEL = "results/models/{model}/base"
@@ -55,6 +60,7 @@ LOGS = {
     "finetune": "logs/finetune/{model}.log",
     "merge": "logs/merge/{model}.log",
     "predict": "logs/predict/{model}/{variant}/{prompt}.log",
+    "predict_direct": "logs/predict/{model}/{variant}/direct.log",
     "score": "logs/score.log",
     "compare": "logs/compare.log",
     "report": "logs/report.log",
@@ -73,6 +79,11 @@ PREDICTION_COLUMNS = (
     "n_prompt_tokens",
     "n_output_tokens",
 )
+# Chain-of-thought rows add why the continuation stopped and the forced answer (the
+# stated one where there is one, else the likeliest label after the answer phrase);
+# older trees and predictions from elsewhere may lack them.
+COT_COLUMNS = ("stop_reason", "forced_choice")
+STOP_REASONS = ("answer", "eos", "budget")
 ACCURACY_COLUMNS = (
     "model",
     "variant",
@@ -121,13 +132,14 @@ NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", 
 
 
 def predictions_frame(rows: list[dict]):
-    """The predictions of one job as the contract's table: PREDICTION_COLUMNS in order,
-    `parsed_choice` a nullable integer (null: no answer found). Every way of predicting
-    builds its frame here."""
+    """The predictions of one job as the contract's table: PREDICTION_COLUMNS and
+    COT_COLUMNS in order, `parsed_choice` and `forced_choice` nullable integers (null:
+    no answer found). Every way of predicting builds its frame here."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    frame["parsed_choice"] = frame["parsed_choice"].astype("Int64")
+    frame = pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, *COT_COLUMNS])
+    for column in ("parsed_choice", "forced_choice"):
+        frame[column] = frame[column].astype("Int64")
     return frame
 
 

@@ -73,8 +73,15 @@ def render(item: Mapping, template: Template, prompt: str) -> Prompt:
     option_lines = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options_of(item)))
     instruction = template.direct if prompt == "direct" else template.cot
     user = f"{template.passage}: {item['flores_passage']}\n{template.question}: {item['question']}\n{option_lines}\n{instruction}"
-    prefix = f"{template.answer}:" if prompt == "direct" else template.cot_start
+    prefix = answer_phrase(template) if prompt == "direct" else template.cot_start
     return Prompt(user=user, completion_prefix=prefix)
+
+
+def answer_phrase(template: Template) -> str:
+    """What an answer opens with in this language ("Answer:"): the direct prompt's
+    completion prefix, and what a chain of thought without a stated answer is given
+    before its forced answer is read."""
+    return f"{template.answer}:"
 
 
 def answer_completion(choice: int) -> str:

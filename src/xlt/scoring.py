@@ -12,7 +12,7 @@ import pandas as pd
 from .errors import XltError
 from .extract import extract_choice
 from .languages import Language
-from .paths import ACCURACY_COLUMNS, PREDICTION_COLUMNS, discover_predictions
+from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, PREDICTION_COLUMNS, discover_predictions
 
 _KEY = ("model", "variant", "prompt", "lang")
 
@@ -100,7 +100,12 @@ def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFram
             raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
         option_lists = options.loc[keys].to_numpy().tolist()
     rescored = predictions.copy()
-    choices = [extract_choice(raw, opts) for raw, opts in zip(rescored["raw_output"], option_lists)]
+    # A choice row's raw output holds label log-probabilities, not text to read.
+    generated = (rescored["prompt"] != CHOICE_PROMPT).to_numpy()
+    choices = [
+        extract_choice(raw, opts) if text else parsed
+        for raw, opts, text, parsed in zip(rescored["raw_output"], option_lists, generated, rescored["parsed_choice"])
+    ]
     rescored["parsed_choice"] = pd.array(choices, dtype="Int64")
     rescored["correct"] = (rescored["parsed_choice"] == rescored["answer"]).fillna(False).astype(bool)
     return rescored

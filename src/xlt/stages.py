@@ -146,91 +146,39 @@ def predict(
     outputs: list[str],
     threads: int,
 ) -> None:
-    """Predictions of one model variant with one prompt for every language.
+    """Predictions of one model variant with one prompt for every language, in every
+    cell that prompt's job fills (`outputs`, in the contract's layout: the direct job
+    writes the direct and choice cells).
 
     `scoring` is "generate" (greedy generation, answer extracted from the text) or
     "loglik" (lm-evaluation-harness's Belebele prompt, the likeliest option letter).
-    Generation is resumable: finished batches go to a partial shard beside the outputs,
+    The job is resumable: finished waves go to a partial shard beside the outputs,
     which a rerun of a killed job reads back and a finished job removes.
     """
-    from . import __version__
     from .data import read_prepared
-    from .inference import build_requests, generate, predictions_frame
-    from .inference import fingerprint as engine_fingerprint
-    from .inference.engine import resolve_batch_size
-    from .inference.shards import Shard, directory_signature, partial_path, run_fingerprint
-    from .models import ModelSpec, load_tokenizer, set_threads, uses_chat_template
+    from .inference.backend import open_backend
+    from .inference.predictions import prediction_frames
+    from .inference.requests import build_requests
+    from .inference.shards import partial_path
+    from .models import set_threads
     from .prompts import load_template
 
     set_threads(threads)
-    spec = ModelSpec.from_config(name, entry)
-    settings = entry["inference"]
     items = pd.concat([read_prepared(path, split="test") for path in data_files], ignore_index=True)
-    tokenizer = load_tokenizer(base_dir, spec)
-    shard = None
-    if scoring == "loglik":
-        frame = _loglik_predictions(spec, base_dir, adapter_dir, items, tokenizer, settings, variant)
-    else:
-        chat = uses_chat_template(spec, tokenizer)
-        templates = {lang: load_template(path) for lang, path in template_files.items()}
-        requests = build_requests(items, templates, prompt, tokenizer, chat, spec.chat_template_kwargs)
-        started = time.monotonic()
-        if settings["backend"] == "vllm":
-            from .inference.vllm import generate_vllm
-
-            generations = generate_vllm(spec, base_dir, adapter_dir, entry, tokenizer, requests, max_new_tokens)
-        else:
-            model = _load_for_inference(spec, base_dir, adapter_dir, settings, variant)
-            batch_size = resolve_batch_size(settings["batch_size"], model)
-            fingerprint = run_fingerprint(
-                version=__version__,
-                engine=engine_fingerprint(),
-                entry=entry,
-                variant=variant,
-                prompt=prompt,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                base=directory_signature(base_dir),
-                adapter=directory_signature(adapter_dir),
-                requests=[(r.item_id, r.input_ids, r.completion_prefix) for r in requests],
-            )
-            shard = Shard(partial_path(outputs), fingerprint)
-            generations = generate(model, tokenizer, requests, max_new_tokens, batch_size, shard=shard, log=_say)
-        elapsed = time.monotonic() - started
-        frame = predictions_frame(requests, generations, name, variant, prompt)
-        _say(
-            f"{len(frame)} items in {elapsed:.1f}s ({len(frame) / elapsed:.2f} items/s, "
-            f"{frame['n_output_tokens'].sum() / elapsed:.1f} new tokens/s); parse rate {frame['parsed_choice'].notna().mean():.1%}"
-        )
-    by_lang = dict(tuple(frame.groupby("lang")))
-    for path in outputs:
-        write_parquet(by_lang[Path(path).stem].reset_index(drop=True), path)
-    if shard is not None:
-        shard.remove()
-
-
-def _load_for_inference(spec, base_dir: str, adapter_dir: str | None, settings: dict, variant: str):
-    from .models import load_model
-
+    templates = {lang: load_template(path) for lang, path in template_files.items()}
+    requests = build_requests(items, templates, prompt, scoring, max_new_tokens)
+    backend = open_backend(name, entry, variant, base_dir, adapter_dir, log=_say)
     started = time.monotonic()
-    model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=settings["dtype"])
-    _say(f"loaded {spec.name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")
-    return model
-
-
-def _loglik_predictions(spec, base_dir: str, adapter_dir: str | None, items: pd.DataFrame, tokenizer, settings: dict, variant: str) -> pd.DataFrame:
-    from .inference.engine import resolve_batch_size
-    from .inference.loglik import build_choice_requests, loglik_frame, score_choices
-
-    if settings["backend"] != "hf":
-        raise XltError(f"model {spec.name}: prompts.direct_scoring 'loglik' needs inference.backend 'hf', not {settings['backend']!r}")
-    model = _load_for_inference(spec, base_dir, adapter_dir, settings, variant)
-    requests = build_choice_requests(items, tokenizer)
-    started = time.monotonic()
-    scores = score_choices(model, tokenizer, requests, resolve_batch_size(settings["batch_size"], model))
+    results = backend.run(requests, resume=partial_path(outputs))
     elapsed = time.monotonic() - started
-    _say(f"scored {len(requests)} items x 4 choices in {elapsed:.1f}s ({len(requests) / elapsed:.2f} items/s)")
-    return loglik_frame(requests, scores, spec.name, variant)
+    frames = prediction_frames(requests, results, name, variant)
+    new_tokens = sum(result.n_output_tokens for result in results)
+    parsed = ", ".join(f"{cell} {frame['parsed_choice'].notna().mean():.1%}" for cell, frame in frames.items())
+    _say(f"{len(items)} items in {elapsed:.1f}s ({len(items) / elapsed:.2f} items/s, {new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
+    for path in outputs:
+        cell = frames[Path(path).parent.name]
+        write_parquet(cell[cell["lang"] == Path(path).stem].reset_index(drop=True), path)
+    partial_path(outputs).unlink(missing_ok=True)
 
 
 def score(prediction_files: list[str], data_files: list[str], study: dict, accuracy_out: str, items_out: str) -> None:

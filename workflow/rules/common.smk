@@ -151,5 +151,19 @@ def predict_inputs(wildcards):
     return inputs
 
 
+def predict_params(prompt):
+    """The settings a predict job of `prompt` depends on (its cells: paths.JOB_CELLS)."""
+    return {
+        "prompt": prompt,
+        "entry": lambda wildcards: model_entry(wildcards.model, stages=("inference",)),
+        "template_files": {lang: template_file(lang) for lang in LANGS},
+        "max_new_tokens": config["prompts"][f"{prompt}_max_new_tokens"],
+        "scoring": config["prompts"]["direct_scoring"] if prompt == "direct" else "generate",
+        # A changed engine or prompt code reruns inference (Snakemake tracks the
+        # script, not the modules it imports).
+        "engine": inference_fingerprint(),
+    }
+
+
 def all_predictions():
     return expand(paths.PREDICTIONS, model=MODELS, variant=paths.VARIANTS, prompt=paths.PROMPTS, lang=LANGS)

@@ -1,6 +1,8 @@
-# One job per model x variant x prompt writes every language: a model is loaded once
-# per job, which on a cluster (minutes for a 70B model) and on a laptop (seconds per
-# process) costs more than the generation of a small language's items.
+# One job per model x variant x generated prompt writes every language: a model is
+# loaded once per job, which on a cluster (minutes for a 70B model) and on a laptop
+# (seconds per process) costs more than the generation of a small language's items.
+# The direct job also writes the choice cell: its label log-probabilities come from
+# the direct prompt's own first decoding step.
 rule predict:
     input:
         unpack(predict_inputs),
@@ -8,6 +10,8 @@ rule predict:
         expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
     log:
         paths.LOGS["predict"],
+    wildcard_constraints:
+        prompt="cot",
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")
@@ -17,12 +21,15 @@ rule predict:
         gpu=stage_resource("inference", "gpu"),
         gpu_model=stage_resource("inference", "gpu_model"),
     params:
-        entry=lambda wildcards: model_entry(wildcards.model, stages=("inference",)),
-        template_files={lang: template_file(lang) for lang in LANGS},
-        max_new_tokens=lambda wildcards: config["prompts"][f"{wildcards.prompt}_max_new_tokens"],
-        scoring=lambda wildcards: config["prompts"]["direct_scoring"] if wildcards.prompt == "direct" else "generate",
-        # A changed engine or prompt code reruns inference (Snakemake tracks the
-        # script, not the modules it imports).
-        engine=inference_fingerprint(),
+        **predict_params("cot"),
     script:
         "../scripts/predict.py"
+
+
+use rule predict as predict_direct with:
+    output:
+        expand(paths.PREDICTIONS, prompt=paths.JOB_CELLS["direct"], lang=LANGS, allow_missing=True),
+    log:
+        paths.LOGS["predict_direct"],
+    params:
+        **predict_params("direct"),

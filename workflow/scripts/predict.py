@@ -11,7 +11,7 @@ with log_to(snakemake.log[0], gpus=snakemake.resources.gpu):
         snakemake.wildcards.model,
         snakemake.params.entry,
         snakemake.wildcards.variant,
-        snakemake.wildcards.prompt,
+        snakemake.params.prompt,
         snakemake.input.base,
         snakemake.input.get("adapter"),
         list(snakemake.input.data),

@@ -1,25 +1,24 @@
 """Inference: turning Belebele items into predictions with a model.
 
-`generate` (the study's scoring: the model writes, the extractor reads), `loglik` (the
-choice whose letter is most likely, as lm-evaluation-harness scores Belebele), and the
-`vllm` backend for large models. Every path writes the same predictions schema.
+`requests` (what a job asks: prompts, label scoring, forced answers), `backend` (the
+interface every backend implements, and `open_backend`), `hf` and `engine` (the
+transformers backend and its decoding loop), `vllm` (the vLLM backend for large
+models), `forward` (forward passes over a KV cache), `shards` (resumable jobs) and
+`predictions` (the predictions contract, the same from every backend).
 """
 
 import hashlib
 from pathlib import Path
 
-from .engine import Request, answer_complete, build_requests, generate, plan_waves, predictions_frame
-
-__all__ = ["Request", "answer_complete", "build_requests", "fingerprint", "generate", "plan_waves", "predictions_frame"]
-
 
 def fingerprint() -> str:
-    """Hash of the code that turns items into model outputs (this package and the
-    prompts): a workflow param of predict, so a changed engine reruns inference, as a
-    changed extractor reruns scoring. The extractor is left out on purpose: it decides
-    when a row stops, but a change to it should not cost a rerun of every model."""
+    """Hash of the code that turns items into model outputs (this package, the
+    batching helpers and the prompts): a workflow param of predict, so a changed engine
+    reruns inference, as a changed extractor reruns scoring. The extractor is left out
+    on purpose: it decides when a row stops, but a change to it should not cost a
+    rerun of every model."""
     package = Path(__file__).parent
     digest = hashlib.sha256()
-    for source in [*sorted(package.glob("*.py")), package.parent / "prompts.py"]:
+    for source in [*sorted(package.glob("*.py")), package.parent / "batching.py", package.parent / "prompts.py"]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]

@@ -10,50 +10,50 @@ weight once either way), so the fewer, wider steps the better. The decoding loop
 own rather than `model.generate`: a row that has answered (or ended) is dropped from the
 batch and its cache at once, instead of being padded along until the slowest row
 finishes, which is where chain-of-thought decoding spends most of its time.
+
+The option labels' log-probabilities come from the same passes: after the prompt from
+the prompt pass's last logits (the choice cell, and the harness's `loglik` scoring with
+no token generated), and after a continuation that stops without an answer from its
+cached context plus the answer phrase (the forced answer).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
-import pandas as pd
-
-from .. import paths
-from ..extract import extract, extract_choice
-from ..models import encode_prompt
-from ..prompts import Template, options_of, render
+from ..batching import max_padding_share, plan_batches, plan_waves
+from ..extract import extract
+from .forward import cache_keyword, copy_rows, extend, label_logprobs, prefill
+from .requests import Encoded
 
 
-@dataclass(frozen=True)
-class Request:
-    item_id: str
-    lang: str
-    input_ids: list[int]
-    completion_prefix: str
-    options: list[str]
-    answer: int
+@dataclass
+class Generation:
+    """What the engine returns for one request: the generated text (the stop token
+    left out), its token count and why it stopped (answer, eos, budget), the label
+    log-probabilities after the prompt (where asked) and after the forced answer
+    phrase (a continuation that states no answer)."""
+
+    text: str
+    n_prompt_tokens: int
+    n_output_tokens: int
+    stop_reason: str
+    label_logprobs: list[float] | None = None
+    forced_logprobs: list[float] | None = None
 
 
-def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: str, tokenizer, chat: bool, chat_kwargs: dict | None = None) -> list[Request]:
-    requests = []
-    for item in items.to_dict("records"):
-        rendered = render(item, templates[item["lang"]], prompt)
-        requests.append(
-            Request(
-                item_id=item["item_id"],
-                lang=item["lang"],
-                input_ids=encode_prompt(tokenizer, rendered, chat, chat_kwargs),
-                completion_prefix=rendered.completion_prefix,
-                options=options_of(item),
-                answer=int(item["correct_answer_num"]),
-            )
-        )
-    return requests
+@dataclass
+class Decoded:
+    """A row of a wave as decoding leaves it (token ids, the stop token included)."""
+
+    tokens: list[int] = field(default_factory=list)
+    stop_reason: str = "budget"
+    label_logprobs: list[float] | None = None
+    forced_logprobs: list[float] | None = None
 
 
 def answer_complete(text: str) -> bool:
@@ -76,77 +76,10 @@ def stated_answer(tokenizer, completion_prefix: str, ids: list[int]) -> bool:
     return answer_complete(completion_prefix + tokenizer.decode(ids, skip_special_tokens=True))
 
 
-# A prefill chunk is closed before its padding would pass this share of its tokens: a
-# padded position costs as much as a real one in the prompt pass, and prompts of one
-# item differ by 6x in tokens across scripts (English vs Amharic under SmolLM2's
-# tokenizer). On a GPU a wide pass is worth some padding; on a CPU it is not (16 mixed
-# prompts of SmolLM2: 8.1 s one by one, 10.3 s in chunks padded up to 25%), so there
-# only prompts of equal length share a pass.
-GPU_MAX_PADDING_SHARE = 0.25
-CPU_MAX_PADDING_SHARE = 0.0
-
-
-def max_padding_share(model) -> float:
-    return CPU_MAX_PADDING_SHARE if model.device.type == "cpu" else GPU_MAX_PADDING_SHARE
-
-
-def longest_first(lengths: list[int]) -> list[int]:
-    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-
-
-def plan_waves(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Prompt indices in waves of `batch_size`, longest prompts first: the rows that
-    are decoded together. Depends only on the lengths and the batch size, so a resumed
-    job recomputes exactly the waves an uninterrupted one would (see shards.py)."""
-    order = longest_first(lengths)
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def plan_batches(lengths: list[int], batch_size: int, padding_limit: float = GPU_MAX_PADDING_SHARE) -> list[list[int]]:
-    """Prompt indices in prefill chunks of at most `batch_size`, longest first, a chunk
-    closed before a shorter prompt would take its padding past `padding_limit`."""
-    plan: list[list[int]] = []
-    for index in longest_first(lengths):
-        batch = plan[-1] if plan else None
-        if batch and len(batch) < batch_size:
-            tokens = sum(lengths[i] for i in batch) + lengths[index]
-            if 1 - tokens / (lengths[batch[0]] * (len(batch) + 1)) <= padding_limit:
-                batch.append(index)
-                continue
-        plan.append([index])
-    return plan
-
-
-def _left_pad(rows: list[list[int]], pad_id: int, device):
-    import torch
-
-    width = max(len(ids) for ids in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, ids in enumerate(rows):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def cache_keyword(model) -> str:
-    """The name of the KV-cache argument and output field: transformers 5.x renamed
-    `past_key_values` to `cache`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def prefill(model, rows: list[list[int]], pad_id: int):
-    """One forward pass over left-padded rows keeping the logits of the last position
-    only; returns (last logits, cache, attention mask, last positions)."""
-    input_ids, attention_mask = _left_pad(rows, pad_id, model.device)
-    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    return output.logits[:, -1], getattr(output, cache_keyword(model)), attention_mask, positions[:, -1]
-
-
 @functools.cache
 def _buffered_layer_class():
     """Defined on first use: transformers is imported lazily, as everywhere in xlt."""
+    import torch
     from transformers.cache_utils import DynamicLayer
 
     class BufferedLayer(DynamicLayer):
@@ -170,6 +103,12 @@ def _buffered_layer_class():
 
         def update(self, key_states, value_states, *args, **kwargs):
             added = key_states.shape[-2]
+            if self.length + added > self.key_buffer.shape[2]:
+                # a forced answer's phrase and labels after a continuation that used the
+                # whole budget: the buffers grow once, by what is missing
+                grow = (0, 0, 0, self.length + added - self.key_buffer.shape[2])
+                self.key_buffer = torch.nn.functional.pad(self.key_buffer, grow)
+                self.value_buffer = torch.nn.functional.pad(self.value_buffer, grow)
             self.key_buffer[:, :, self.length : self.length + added] = key_states
             self.value_buffer[:, :, self.length : self.length + added] = value_states
             self.length += added
@@ -236,10 +175,20 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
     )
 
 
-def decode(model, state: DecodeState, max_new_tokens: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool], generated: list[list[int]]) -> None:
-    """Greedy continuation of the state's rows into `generated` (token ids, the stop
-    token included). A row leaves the batch, cache included, when it emits an
-    end-of-sequence token or `finished(row, tokens)` says it has answered."""
+def decode(
+    model,
+    state: DecodeState,
+    max_new_tokens: int,
+    eos_ids: set[int],
+    finished: Callable[[int, list[int]], bool],
+    decoded: list[Decoded],
+    forced: list[tuple[list[int], list[list[int]]] | None],
+) -> None:
+    """Greedy continuation of the state's rows into `decoded`. A row leaves the batch,
+    cache included, when it emits an end-of-sequence token, when `finished(row,
+    tokens)` says it has answered, or at the budget; a row that leaves without an
+    answer and has a `forced` (answer phrase, labels) pair is given its phrase and its
+    labels are scored from the cache before it goes."""
     import torch
 
     keyword = cache_keyword(model)
@@ -247,12 +196,24 @@ def decode(model, state: DecodeState, max_new_tokens: int, eos_ids: set[int], fi
     cache, attention_mask, last_position = state.cache, state.attention_mask, state.last_position
     next_tokens = state.last_logits.argmax(-1)
     for step in range(max_new_tokens):
-        keep = []
+        keep, unanswered = [], []
         for slot, (row, token) in enumerate(zip(active.tolist(), next_tokens.tolist())):
-            generated[row].append(token)
-            if token not in eos_ids and not finished(row, generated[row]):
+            outcome = decoded[row]
+            outcome.tokens.append(token)
+            if token in eos_ids:
+                outcome.stop_reason = "eos"
+            elif finished(row, outcome.tokens):
+                outcome.stop_reason = "answer"
+            elif step == max_new_tokens - 1:
+                outcome.stop_reason = "budget"
+            else:
                 keep.append(slot)
-        if not keep or step == max_new_tokens - 1:
+                continue
+            if outcome.stop_reason != "answer" and forced[row] is not None:
+                unanswered.append(slot)
+        if unanswered:
+            force_answers(model, unanswered, active, cache, attention_mask, last_position, decoded, forced)
+        if not keep:
             break
         if len(keep) < len(active):
             slots = torch.tensor(keep, device=model.device)
@@ -271,19 +232,72 @@ def decode(model, state: DecodeState, max_new_tokens: int, eos_ids: set[int], fi
         next_tokens = output.logits[:, -1].argmax(-1)
 
 
+def force_answers(model, slots: list[int], active, cache, attention_mask, last_position, decoded: list[Decoded], forced) -> None:
+    """The forced answer of rows that stopped without one: after the continuation
+    (whose last token the cache has not seen yet, unless it is the end-of-sequence
+    token, which is left out) the answer phrase, then the labels, all from a copy of
+    the rows' cache. Rows whose feeds are as long go through the model together."""
+    import torch
+
+    groups: dict[int, list[tuple[int, list[int]]]] = {}
+    for slot in slots:
+        row = int(active[slot])
+        outcome = decoded[row]
+        phrase = forced[row][0]
+        feed = phrase if outcome.stop_reason == "eos" else outcome.tokens[-1:] + phrase
+        groups.setdefault(len(feed), []).append((slot, feed))
+    for members in groups.values():
+        chosen = torch.tensor([slot for slot, _ in members], device=model.device)
+        rows = [int(active[slot]) for slot, _ in members]
+        copied = copy_rows(cache, chosen)
+        last_logits, mask, position = extend(model, [feed for _, feed in members], copied, attention_mask[chosen], last_position[chosen])
+        scores = label_logprobs(model, last_logits, copied, mask, position, [forced[row][1] for row in rows])
+        for row, row_scores in zip(rows, scores):
+            decoded[row].forced_logprobs = row_scores
+
+
 def greedy_batch(
-    model, rows: list[list[int]], max_new_tokens: int, pad_id: int, eos_ids: set[int], finished: Callable[[int, list[int]], bool]
-) -> list[list[int]]:
-    """Greedy continuation of each row of a wave (token ids, the stop token included).
-    The prompts go through the model in chunks of similar length (little padding),
-    then the whole wave is decoded as one batch."""
+    model,
+    rows: list[list[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    eos_ids: set[int],
+    finished: Callable[[int, list[int]], bool],
+    prompt_labels: list[list[list[int]] | None] | None = None,
+    forced: list[tuple[list[int], list[list[int]]] | None] | None = None,
+) -> list[Decoded]:
+    """Greedy continuation of each row of a wave. The prompts go through the model in
+    chunks of similar length (little padding), then the whole wave is decoded as one
+    batch. `prompt_labels`: per row, labels to score right after the prompt, from the
+    prompt pass's own last logits (the first decoding step's); `forced`: per row, the
+    (answer phrase, labels) of its forced answer (see `decode`)."""
+    import torch
+
     chunks = plan_batches([len(ids) for ids in rows], len(rows), max_padding_share(model))
-    states = [DecodeState(chunk, *prefill(model, [rows[i] for i in chunk], pad_id)) for chunk in chunks]
+    decoded = [Decoded() for _ in rows]
+    states = []
+    for chunk in chunks:
+        state = DecodeState(chunk, *prefill(model, [rows[i] for i in chunk], pad_id))
+        scored = [i for i, row in enumerate(chunk) if prompt_labels and prompt_labels[row] is not None]
+        if scored:
+            picked = torch.tensor(scored, device=model.device)
+            scores = label_logprobs(
+                model,
+                state.last_logits[picked],
+                copy_rows(state.cache, picked),
+                state.attention_mask[picked],
+                state.last_position[picked],
+                [prompt_labels[chunk[i]] for i in scored],
+            )
+            for i, row_scores in zip(scored, scores):
+                decoded[chunk[i]].label_logprobs = row_scores
+        states.append(state)
+    if max_new_tokens == 0:
+        return decoded
     merged = merge_states(states, max_new_tokens)
-    generated: list[list[int]] = [[] for _ in rows]
     for state in [merged] if merged is not None else states:
-        decode(model, state, max_new_tokens, eos_ids, finished, generated)
-    return generated
+        decode(model, state, max_new_tokens, eos_ids, finished, decoded, forced or [None] * len(rows))
+    return decoded
 
 
 class _LineStream:
@@ -329,10 +343,8 @@ def resolve_batch_size(batch_size: int | str, model) -> int:
     return GPU_BATCH_SIZE if model.device.type == "cuda" else CPU_BATCH_SIZE
 
 
-def generate(
-    model, tokenizer, requests: list[Request], max_new_tokens: int, batch_size: int, shard=None, progress: bool = True, log=print
-) -> list[tuple[str, int]]:
-    """(generated text, number of generated tokens) per request, in request order.
+def generate(model, tokenizer, requests: list[Encoded], max_new_tokens: int, batch_size: int, shard=None, progress: bool = True, log=print) -> list[Generation]:
+    """A `Generation` per request, in request order.
 
     `shard` (a shards.Shard) holds the waves finished by an earlier, interrupted run:
     they are read back instead of recomputed, and each new wave is appended to it. A
@@ -345,14 +357,14 @@ def generate(
     eos_ids = stop_token_ids(model.generation_config, tokenizer)
     plan = plan_waves([len(r.input_ids) for r in requests], batch_size)
     done = shard.completed() if shard is not None else {}
-    results: dict[int, tuple[str, int]] = {}
+    results: dict[int, Generation] = {}
     fitting = batch_size
     bar = tqdm(total=len(requests), unit="item", file=_LineStream(sys.stderr), mininterval=15, disable=not progress, ascii=True)
     started = time.monotonic()
     with torch.inference_mode():
         for wave_number, indices in enumerate(plan):
             if wave_number in done:
-                results.update(done[wave_number])
+                results.update({index: Generation(**fields) for index, fields in done[wave_number].items()})
                 bar.update(len(indices))
                 continue
             pending = [indices[start : start + fitting] for start in range(0, len(indices), fitting)][::-1]
@@ -361,13 +373,15 @@ def generate(
                 part = pending.pop()
                 prefixes = {i: requests[i].completion_prefix for i in part}
                 try:
-                    tokens = greedy_batch(
+                    outcomes = greedy_batch(
                         model,
                         [requests[i].input_ids for i in part],
                         max_new_tokens,
                         tokenizer.pad_token_id,
                         eos_ids,
                         lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),  # noqa: B023 (called within this iteration)
+                        [requests[i].label_ids if requests[i].scores_prompt else None for i in part],
+                        [(requests[i].forced_ids, requests[i].label_ids) if requests[i].forced_ids else None for i in part],
                     )
                 except Exception as error:
                     if not (_is_out_of_memory(error) and len(part) > 1):
@@ -377,38 +391,20 @@ def generate(
                     log(f"wave of {len(part)} ran out of GPU memory: retrying as {fitting} + {len(part) - fitting}")
                     pending.extend([part[fitting:], part[:fitting]])
                     continue
-                for index, ids in zip(part, tokens):
-                    ends_with_eos = bool(ids) and ids[-1] in eos_ids
-                    text = tokenizer.decode(ids[:-1] if ends_with_eos else ids, skip_special_tokens=True)
-                    wave_results[index] = (text, len(ids))
+                for index, outcome in zip(part, outcomes):
+                    ids = outcome.tokens[:-1] if outcome.stop_reason == "eos" else outcome.tokens
+                    wave_results[index] = Generation(
+                        tokenizer.decode(ids, skip_special_tokens=True),
+                        len(requests[index].input_ids),
+                        len(outcome.tokens),
+                        outcome.stop_reason,
+                        outcome.label_logprobs,
+                        outcome.forced_logprobs,
+                    )
             results.update(wave_results)
             if shard is not None:
-                shard.append(wave_number, wave_results)
+                shard.append(wave_number, {index: asdict(generation) for index, generation in wave_results.items()})
             bar.update(len(indices))
     bar.close()
     log(f"generated for {len(requests)} items in {time.monotonic() - started:.1f}s ({len(done)} of {len(plan)} waves read back from an earlier run)")
     return [results[i] for i in range(len(requests))]
-
-
-def predictions_frame(requests: list[Request], generations: list[tuple[str, int]], model_name: str, variant: str, prompt: str) -> pd.DataFrame:
-    """The predictions contract: one row per item, raw text kept, answer parsed."""
-    rows = []
-    for request, (text, n_output) in zip(requests, generations):
-        raw = request.completion_prefix + text
-        choice = extract_choice(raw, request.options)
-        rows.append(
-            {
-                "item_id": request.item_id,
-                "lang": request.lang,
-                "model": model_name,
-                "variant": variant,
-                "prompt": prompt,
-                "raw_output": raw,
-                "parsed_choice": choice,
-                "answer": request.answer,
-                "correct": choice == request.answer,
-                "n_prompt_tokens": len(request.input_ids),
-                "n_output_tokens": n_output,
-            }
-        )
-    return paths.predictions_frame(rows)

@@ -51,7 +51,7 @@ class Shard:
         except (OSError, ValueError, AttributeError):
             return None
 
-    def _read(self) -> dict[int, dict[int, tuple[str, int]]]:
+    def _read(self) -> dict[int, dict[int, object]]:
         if self._header() != self.fingerprint:
             return {}
         done = {}
@@ -62,15 +62,15 @@ class Shard:
                     record = json.loads(line)
                 except ValueError:
                     break  # torn by a kill mid-write: everything before it is whole
-                done[record["wave"]] = {int(i): (text, n) for i, text, n in record["results"]}
+                done[record["wave"]] = {int(i): result for i, result in record["results"]}
         return done
 
     @staticmethod
     def _line(record: dict) -> str:
         return json.dumps(record, ensure_ascii=False) + "\n"
 
-    def _wave_line(self, wave: int, results: dict[int, tuple[str, int]]) -> str:
-        return self._line({"wave": wave, "results": [[i, text, n] for i, (text, n) in sorted(results.items())]})
+    def _wave_line(self, wave: int, results: dict[int, object]) -> str:
+        return self._line({"wave": wave, "results": [[i, result] for i, result in sorted(results.items())]})
 
     def _rewrite(self) -> None:
         """Start the file over with the header and the whole waves only, so that
@@ -80,11 +80,11 @@ class Shard:
             for wave, results in sorted(self._done.items()):
                 handle.write(self._wave_line(wave, results))
 
-    def completed(self) -> dict[int, dict[int, tuple[str, int]]]:
-        """Wave number -> {request index: (text, tokens)} of the waves already done."""
+    def completed(self) -> dict[int, dict[int, object]]:
+        """Wave number -> {request index: its result, as JSON} of the waves already done."""
         return dict(self._done)
 
-    def append(self, wave: int, results: dict[int, tuple[str, int]]) -> None:
+    def append(self, wave: int, results: dict[int, object]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(self._wave_line(wave, results))
             handle.flush()

@@ -1,10 +1,18 @@
 """The vLLM backend, for models too large for transformers' generation loop.
 
-Same requests (token ids rendered by the same templates) and the same output schema as
-the transformers engine. The adapter is served by vLLM's LoRA support instead of being
+Same requests (token ids rendered by the same templates) and the same results as the
+transformers engine. The adapter is served by vLLM's LoRA support instead of being
 merged, and the shared instruction text of every prompt is reused by prefix caching.
 vLLM cannot stop on our answer test, so each output is cut afterwards where the
-transformers engine would have stopped (`cut_at_answer`).
+transformers engine would have stopped (`cut_at_answer`). Label log-probabilities
+(the choice cell, the forced answer after a chain of thought that states none) come
+from a second generate call: one one-token request per label token, its prompt the
+context and the label's tokens before it, the token forced (`allowed_token_ids`) and
+its log-probability returned (`logprobs=0`, computed from the raw logits over the whole
+vocabulary). Prefix caching serves the shared context from the first call's cache, so
+only the last prompt token (and a forced answer's continuation and phrase) is computed
+again. (`prompt_logprobs` would read a label in one request, but vLLM skips the prefix
+cache for requests that ask for them.)
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ import json
 from pathlib import Path
 
 from ..models import ModelSpec, resolve_checkpoint
-from .engine import Request, stated_answer, stop_token_ids
+from .engine import Generation, stated_answer, stop_token_ids
+from .requests import Encoded, Request, encode, uses_chat_template
 
 
 def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:
@@ -45,33 +54,88 @@ def sampling_args(max_new_tokens: int) -> dict:
     return {"temperature": 0.0, "max_tokens": max_new_tokens, "skip_special_tokens": True}
 
 
-def prompts_of(requests: list[Request]) -> list[dict]:
+def prompts_of(requests: list[Encoded]) -> list[dict]:
     """Token ids, not text: vLLM must see exactly the tokens the templates rendered."""
     return [{"prompt_token_ids": list(request.input_ids)} for request in requests]
 
 
-def cut_at_answer(completion_prefix: str, token_ids: list[int], tokenizer, eos_ids: set[int]) -> tuple[str, int]:
-    """The generated text and token count up to where the transformers engine stops:
-    the first end-of-sequence token, or the first token after which an answer is
-    stated."""
+def cut_at_answer(completion_prefix: str, token_ids: list[int], tokenizer, eos_ids: set[int]) -> tuple[list[int], int, str]:
+    """The continuation's token ids (the stop token left out), its token count and
+    why it stops, where the transformers engine stops: the first end-of-sequence
+    token, or the first token after which an answer is stated, else the budget."""
     for count in range(1, len(token_ids) + 1):
         if token_ids[count - 1] in eos_ids:
-            return tokenizer.decode(token_ids[: count - 1], skip_special_tokens=True), count
+            return token_ids[: count - 1], count, "eos"
         if stated_answer(tokenizer, completion_prefix, token_ids[:count]):
-            return tokenizer.decode(token_ids[:count], skip_special_tokens=True), count
-    return tokenizer.decode(token_ids, skip_special_tokens=True), len(token_ids)
+            return token_ids[:count], count, "answer"
+    return list(token_ids), len(token_ids), "budget"
 
 
-def generate_vllm(
-    spec: ModelSpec, base_dir: str, adapter_dir: str | None, entry: dict, tokenizer, requests: list[Request], max_new_tokens: int
-) -> list[tuple[str, int]]:
-    from transformers import GenerationConfig
-    from vllm import LLM, SamplingParams
-    from vllm.lora.request import LoRARequest
+def label_requests(context: list[int], labels: list[list[int]]) -> list[tuple[dict, dict]]:
+    """(prompt, sampling arguments) of each label token: the context and the label's
+    tokens before it, the token itself forced, its log-probability returned."""
+    return [
+        ({"prompt_token_ids": context + label[:position]}, {"temperature": 0.0, "max_tokens": 1, "logprobs": 0, "allowed_token_ids": [label[position]]})
+        for label in labels
+        for position in range(len(label))
+    ]
 
-    args = engine_args(spec, base_dir, entry, adapter_dir)
-    llm = LLM(**args)
-    lora = LoRARequest(f"{spec.name}-ft", 1, str(adapter_dir)) if adapter_dir is not None else None
-    outputs = llm.generate(prompts_of(requests), SamplingParams(**sampling_args(max_new_tokens)), lora_request=lora)
-    eos_ids = stop_token_ids(GenerationConfig.from_pretrained(args["model"], revision=args["revision"]), tokenizer)
-    return [cut_at_answer(request.completion_prefix, list(output.outputs[0].token_ids), tokenizer, eos_ids) for request, output in zip(requests, outputs)]
+
+def label_logprobs(outputs, labels: list[list[int]]) -> list[float]:
+    """The summed log-probability of each label's tokens, from `label_requests`' outputs."""
+    scores = []
+    for label in labels:
+        scores.append(float(sum(next(outputs).outputs[0].logprobs[0][token].logprob for token in label)))
+    return scores
+
+
+class VLLMBackend:
+    def __init__(self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict):
+        from transformers import GenerationConfig
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        self.name, self.spec, self.tokenizer = spec.name, spec, tokenizer
+        args = engine_args(spec, base_dir, entry, adapter_dir)
+        self.llm = LLM(**args)
+        self.lora = LoRARequest(f"{spec.name}-ft", 1, str(adapter_dir)) if adapter_dir is not None else None
+        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(args["model"], revision=args["revision"]), tokenizer)
+
+    def run(self, requests: list[Request], resume=None) -> list[Generation]:
+        from vllm import SamplingParams
+
+        chat = uses_chat_template(self.spec, self.tokenizer)
+        encoded = [encode(self.tokenizer, request, chat, self.spec.chat_template_kwargs) for request in requests]
+        continuations = [([], 0, "budget")] * len(encoded)
+        generating = [index for index, request in enumerate(requests) if request.max_new_tokens > 0]
+        if generating:
+            outputs = self.llm.generate(
+                prompts_of([encoded[i] for i in generating]), SamplingParams(**sampling_args(requests[generating[0]].max_new_tokens)), lora_request=self.lora
+            )
+            for index, output in zip(generating, outputs):
+                continuations[index] = cut_at_answer(encoded[index].completion_prefix, list(output.outputs[0].token_ids), self.tokenizer, self.eos_ids)
+        # (request, "prompt" or "forced", label requests) of the second call
+        scoring: list[tuple[int, str, list[tuple[dict, dict]]]] = []
+        for index, item in enumerate(encoded):
+            if item.scores_prompt:
+                scoring.append((index, "prompt", label_requests(item.input_ids, item.label_ids)))
+            ids, _, reason = continuations[index]
+            if item.forced_ids and reason != "answer":
+                scoring.append((index, "forced", label_requests(item.input_ids + ids + item.forced_ids, item.label_ids)))
+        scores: dict[tuple[int, str], list[float]] = {}
+        if scoring:
+            asked = [request for _, _, requests_ in scoring for request in requests_]
+            outputs = iter(self.llm.generate([prompt for prompt, _ in asked], [SamplingParams(**args) for _, args in asked], lora_request=self.lora))
+            for index, kind, _ in scoring:
+                scores[index, kind] = label_logprobs(outputs, encoded[index].label_ids)
+        return [
+            Generation(
+                self.tokenizer.decode(ids, skip_special_tokens=True),
+                len(item.input_ids),
+                count,
+                reason,
+                scores.get((index, "prompt")),
+                scores.get((index, "forced")),
+            )
+            for index, (item, (ids, count, reason)) in enumerate(zip(encoded, continuations))
+        ]

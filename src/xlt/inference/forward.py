@@ -1,0 +1,88 @@
+"""Forward passes over a KV cache, shared by generation and label scoring: the prompt
+pass (`prefill`), more tokens after a cached context (`extend`), and the
+log-probabilities of option labels after it (`label_logprobs`), which never change the
+cache they read, so decoding goes on from it unchanged."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+from ..batching import pad, positions
+
+
+def cache_keyword(model) -> str:
+    """The name of the KV-cache argument and output field: transformers 5.x renamed
+    `past_key_values` to `cache`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def prefill(model, rows: list[list[int]], pad_id: int):
+    """One forward pass over left-padded rows keeping the logits of the last position
+    only; returns (last logits, cache, attention mask, last positions)."""
+    input_ids, attention_mask = pad(rows, pad_id)
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
+    position_ids = positions(attention_mask)
+    output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+    return output.logits[:, -1], getattr(output, cache_keyword(model)), attention_mask, position_ids[:, -1]
+
+
+def copy_rows(cache, rows):
+    """A cache holding the given batch rows (a row may repeat) of `cache`, which stays
+    as it was: the layers' row selection replaces their tensors instead of writing
+    into them."""
+    copied = copy.copy(cache)
+    copied.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in copied.layers:
+        layer.batch_select_indices(rows)
+    return copied
+
+
+def extend(model, feeds: list[list[int]], cache, attention_mask, last_position):
+    """Feed every row of the cache its tokens (all rows the same number) after its
+    context; returns (last logits, attention mask, last positions) after them."""
+    import torch
+
+    input_ids = torch.tensor(feeds, dtype=torch.long, device=model.device)
+    added = input_ids.shape[1]
+    attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(feeds), added))], dim=-1)
+    position_ids = last_position[:, None] + 1 + torch.arange(added, device=model.device)
+    output = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1, **{cache_keyword(model): cache}
+    )
+    return output.logits[:, -1], attention_mask, position_ids[:, -1]
+
+
+def label_logprobs(model, last_logits, cache, attention_mask, last_position, labels: list[list[list[int]]]) -> list[list[float]]:
+    """Log-likelihood of each row's labels (token id lists) as continuations of its
+    cached context. A label's first token is read from the context's last logits; the
+    rest of multi-token labels from one more pass over a copy of the cache, each row
+    repeated once per label."""
+    import torch
+
+    first = torch.log_softmax(last_logits.float(), dim=-1)
+    scores = [[float(first[row, ids[0]]) for ids in row_labels] for row, row_labels in enumerate(labels)]
+    width = max(len(ids) for row_labels in labels for ids in row_labels) - 1
+    if width == 0:
+        return scores
+    per_row = len(labels[0])
+    repeated = torch.arange(len(labels), device=attention_mask.device).repeat_interleave(per_row)
+    choices = [ids for row_labels in labels for ids in row_labels]
+    # Row r feeds label r's tokens but its last, right-padded: the logits at each fed
+    # token score the next one, and padding after the last real token is never read.
+    tail_ids, tail_mask = pad([ids[:-1] or [0] for ids in choices], 0, side="right")
+    for row, ids in enumerate(choices):
+        tail_mask[row, len(ids) - 1 :] = 0
+    output = model(
+        input_ids=tail_ids.to(model.device),
+        attention_mask=torch.cat([attention_mask[repeated], tail_mask.to(model.device)], dim=-1),
+        position_ids=last_position[repeated][:, None] + 1 + torch.arange(tail_ids.shape[1], device=model.device),
+        use_cache=True,
+        **{cache_keyword(model): copy_rows(cache, repeated)},
+    )
+    logprobs = torch.log_softmax(output.logits.float(), dim=-1)
+    for row, ids in enumerate(choices):
+        tail = ids[1:]
+        if tail:
+            scores[row // per_row][row % per_row] += float(logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum())
+    return scores

@@ -1,0 +1,133 @@
+"""What a predict job asks of a model, and its token ids.
+
+One `Request` per item (two with the harness's `loglik` scoring): the text to encode,
+how many tokens to generate, and which cells of the layout its result fills. Encoding
+turns it into an `Encoded` request: prompt token ids (the same way for training and
+inference, `encode_prompt`), the token ids of the option labels to score after the
+prompt, and the answer phrase a chain of thought that states no answer is given before
+its labels are scored (the answer-extraction pass of zero-shot CoT, Kojima et al. 2022).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..errors import XltError
+from ..paths import CHOICE_PROMPT
+from ..prompts import HARNESS_CHOICES, Prompt, Template, answer_completion, answer_phrase, harness_context, options_of, render
+
+# The option labels as the direct prompt shows them and fine-tuning trains them: " A".." D".
+LABELS = tuple(answer_completion(choice) for choice in range(1, 5))
+
+
+@dataclass(frozen=True)
+class Request:
+    """`cells`: the prompts whose files the result fills. A generated prompt's cell
+    ("direct", "cot") reads the text; the choice cell (and the harness's direct cell)
+    reads the label log-probabilities at the end of the prompt."""
+
+    item_id: str
+    lang: str
+    options: list[str]
+    answer: int
+    prompt: Prompt
+    max_new_tokens: int
+    cells: tuple[str, ...]
+    harness: bool = False
+    forced_answer: str | None = None
+
+    @property
+    def scores_labels(self) -> bool:
+        return self.harness or CHOICE_PROMPT in self.cells
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """`label_ids` are scored after the prompt where `scores_prompt`, and after a
+    continuation that states no answer followed by `forced_ids` where those are set."""
+
+    input_ids: list[int]
+    completion_prefix: str
+    label_ids: list[list[int]] | None
+    scores_prompt: bool
+    forced_ids: list[int] | None
+
+
+def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: str, scoring: str, max_new_tokens: int) -> list[Request]:
+    """The requests of one prompt's job. `direct` fills the direct and choice cells
+    from one pass ("generate": the text, and the labels at the answer position) or, with
+    `scoring` "loglik", scores the harness's prompt for the direct cell and the study's
+    direct prompt for the choice cell. `cot` carries the answer phrase of its forced pass."""
+    if scoring not in ("generate", "loglik"):
+        raise XltError(f"prompts.direct_scoring {scoring!r} is not one of generate, loglik")
+    requests = []
+    for item in items.to_dict("records"):
+        template = templates[item["lang"]]
+        common = {"item_id": item["item_id"], "lang": item["lang"], "options": options_of(item), "answer": int(item["correct_answer_num"])}
+        rendered = render(item, template, prompt)
+        if prompt == "cot":
+            requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("cot",), forced_answer=f"\n{answer_phrase(template)}"))
+        elif scoring == "generate":
+            requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("direct", CHOICE_PROMPT)))
+        else:
+            requests.append(Request(**common, prompt=Prompt(harness_context(item), ""), max_new_tokens=0, cells=("direct",), harness=True))
+            requests.append(Request(**common, prompt=rendered, max_new_tokens=0, cells=(CHOICE_PROMPT,)))
+    return requests
+
+
+def uses_chat_template(spec, tokenizer) -> bool:
+    """Whether a model's prompts go through its tokenizer's chat template
+    (`spec.chat_template`: auto, on or off)."""
+    if spec.chat_template == "auto":
+        return bool(getattr(tokenizer, "chat_template", None))
+    if spec.chat_template == "on" and not getattr(tokenizer, "chat_template", None):
+        raise XltError(f"model {spec.name}: chat_template is 'on' but its tokenizer has no chat template")
+    return spec.chat_template == "on"
+
+
+def encode_prompt(tokenizer, prompt: Prompt, chat: bool, chat_kwargs: dict | None = None) -> list[int]:
+    """Token ids of a prompt up to and including its completion prefix.
+
+    With a chat template the user text is a user turn and the completion prefix opens
+    the assistant turn; the template brings its own special tokens. Without one, the
+    prefix follows the text on a new line and the tokenizer adds its usual BOS.
+    """
+    if chat:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt.user}],
+            tokenize=False,
+            add_generation_prompt=True,
+            **(chat_kwargs or {}),
+        )
+        return tokenizer(text + prompt.completion_prefix, add_special_tokens=False)["input_ids"]
+    return tokenizer(f"{prompt.user}\n{prompt.completion_prefix}")["input_ids"]
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness's `_encode_pair` for causal models: trailing spaces of the
+    context move to the continuation, which is the tail of the tokenized whole."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer.encode(context + continuation)
+    context_ids = tokenizer.encode(context)
+    return context_ids, whole[len(context_ids) :]
+
+
+def _pieces(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode(tokenizer, request: Request, chat: bool, chat_kwargs: dict | None = None) -> Encoded:
+    if request.harness:
+        pairs = [encode_pair(tokenizer, request.prompt.user, choice) for choice in HARNESS_CHOICES]
+        return Encoded(pairs[0][0], "", [ids for _, ids in pairs], True, None)
+    return Encoded(
+        encode_prompt(tokenizer, request.prompt, chat, chat_kwargs),
+        request.prompt.completion_prefix,
+        [_pieces(tokenizer, label) for label in LABELS] if request.scores_labels or request.forced_answer else None,
+        request.scores_labels,
+        _pieces(tokenizer, request.forced_answer) if request.forced_answer else None,
+    )

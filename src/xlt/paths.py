@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIANTS = ("base", "ft")
-PROMPTS = ("direct", "cot", "choice")
+# The prompts a model writes an answer to; simulated studies (simulate.py) draw these.
+GENERATED_PROMPTS = ("direct", "cot")
 # The format-free score: the likeliest option label at the direct prompt's answer
 # position, a cell of the layout like the generated prompts.
 CHOICE_PROMPT = "choice"
+PROMPTS = (*GENERATED_PROMPTS, CHOICE_PROMPT)
 # The cells each predict job writes: the choice cell comes from the direct prompt's pass.
 JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",)}
 

@@ -22,7 +22,7 @@ from scipy import optimize, special
 
 from .errors import XltError
 from .languages import Language
-from .paths import PREDICTION_COLUMNS, PROMPTS, VARIANTS
+from .paths import GENERATED_PROMPTS, PREDICTION_COLUMNS, VARIANTS
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(64)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -110,7 +110,7 @@ def simulate_cells(
         if scenario.language_baseline_sd:
             own = scenario.with_(baseline=float(special.expit(special.logit(scenario.baseline) + rng.normal(0.0, scenario.language_baseline_sd))))
         for variant in VARIANTS:
-            for prompt in PROMPTS:
+            for prompt in GENERATED_PROMPTS:
                 intercept = _intercept(round(cell_accuracy(own, language, source_script, variant, prompt, language_gain), 12), scenario.spread)
                 passage = _passage_part(scenario, scenario.passage_cell_sd, rng)
                 blocks.append(rng.random(n) < special.expit(intercept - translation - passage))

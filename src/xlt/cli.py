@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--allow-missing",
         action="store_true",
-        help="compare a tree with missing cells (model x variant x prompt x language); notes.csv names them in every row they affect",
+        help="compare a tree with missing or incomplete cells (model x variant x prompt x language); notes.csv names them in every row they affect",
     )
     compare.set_defaults(run=_compare)
 

@@ -1,5 +1,6 @@
 """Whether a predictions tree holds what the statistics compare: every cell (model x
-variant x prompt x language) and one answer key. A missing cell changes estimates
+variant x prompt x language), each with every item of its language, and one answer
+key. A missing or incomplete cell changes estimates
 without a word (a gain averaged over two related languages instead of three, an
 effect that disappears with its languages), so it is an error unless the user allows
 it; then every row of notes.csv it affects says which cells were missing."""
@@ -21,12 +22,20 @@ def cell_file(cell: tuple[str, str, str, str]) -> str:
     return f"{model}/{variant}/{prompt}/{lang}.parquet"
 
 
-def missing_cells(items: pd.DataFrame, langs) -> list[tuple[str, str, str, str]]:
-    """Cells absent from `items`: every model, variant and prompt found in it, crossed
-    with every configured language."""
-    present = set(items[list(CELL)].drop_duplicates().itertuples(index=False, name=None))
+def missing_cells(items: pd.DataFrame, langs) -> list[str]:
+    """Cells absent from `items` (every model, variant and prompt found in it, crossed
+    with every configured language), and cells lacking items that other cells of their
+    language hold, as `model/variant/prompt/lang.parquet` ("... (20 of 30 items)")."""
+    counts = items.groupby(list(CELL))["item_id"].nunique().to_dict()
+    per_lang = items.groupby("lang")["item_id"].nunique().to_dict()
     found = [sorted(set(items[column])) for column in CELL[:3]]
-    return [cell for cell in product(*found, list(langs)) if cell not in present]
+    missing = []
+    for cell in product(*found, list(langs)):
+        if cell not in counts:
+            missing.append(cell_file(cell))
+        elif counts[cell] < per_lang[cell[3]]:
+            missing.append(f"{cell_file(cell)} ({counts[cell]} of {per_lang[cell[3]]} items)")
+    return missing
 
 
 def check_answer_key(items: pd.DataFrame, source: str) -> None:
@@ -43,20 +52,20 @@ def check_answer_key(items: pd.DataFrame, source: str) -> None:
         )
 
 
-def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str) -> list[tuple[str, str, str, str]]:
+def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str) -> list[str]:
     """The missing cells (allowed), or an error naming them."""
     check_answer_key(items, source)
     missing = missing_cells(items, langs)
     if missing and not allow_missing:
-        shown = ", ".join(cell_file(cell) for cell in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise XltError(
-            f"{source}: {len(missing)} cell(s) missing: {shown}; every model needs every variant, prompt and language. "
+            f"{source}: {len(missing)} cell(s) missing or incomplete: {shown}; every model needs every item of every variant, prompt and language. "
             "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them"
         )
     return missing
 
 
-def note_missing(comparisons, missing: list[tuple[str, str, str, str]]):
+def note_missing(comparisons, missing: list[str]):
     """`comparisons` with each notes.csv row that a missing cell affects saying so: rows
     of that model and prompt, and rows over all models (model or prompt empty)."""
     if not missing:
@@ -64,9 +73,9 @@ def note_missing(comparisons, missing: list[tuple[str, str, str, str]]):
     notes = comparisons.notes.copy()
     texts = []
     for model, prompt, note in zip(notes["model"].fillna(""), notes["prompt"].fillna(""), notes["note"].fillna("")):
-        cells = [cell for cell in missing if model in ("", cell[0]) and prompt in ("", cell[2])]
+        cells = [cell for cell in missing if model in ("", cell.split("/")[0]) and prompt in ("", cell.split("/")[2])]
         if cells:
-            added = f"computed without missing cell(s) {', '.join(cell_file(cell) for cell in cells)}"
+            added = f"computed without missing or incomplete cell(s) {', '.join(cells)}"
             note = f"{note}; {added}" if note else added
         texts.append(note)
     notes["note"] = texts

@@ -40,10 +40,17 @@ def test_a_missing_language_file_is_an_error_naming_it(tree, tmp_path, capsys):
     assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
     err = capsys.readouterr().err
     assert err == (
-        f"xlt: error: {tree}: 1 cell(s) missing: m2/ft/direct/heb_Hebr.parquet; every model needs every variant, prompt and language. "
+        f"xlt: error: {tree}: 1 cell(s) missing or incomplete: m2/ft/direct/heb_Hebr.parquet; every model needs every item of every variant, prompt and language. "
         "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them\n"
     )
     assert not (tmp_path / "stats").exists()
+
+
+def test_a_cell_missing_items_is_an_error_naming_it(tree, tmp_path, capsys):
+    path = tree / "m1" / "base" / "cot" / "eng_Latn.parquet"
+    pd.read_parquet(path).iloc[5:].to_parquet(path)
+    assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
+    assert "1 cell(s) missing or incomplete: m1/base/cot/eng_Latn.parquet (25 of 30 items);" in capsys.readouterr().err
 
 
 def test_every_related_language_missing_is_an_error(tree, tmp_path, capsys):
@@ -51,7 +58,7 @@ def test_every_related_language_missing_is_an_error(tree, tmp_path, capsys):
         for path in tree.glob(f"*/*/*/{lang}.parquet"):
             path.unlink()
     assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
-    assert "16 cell(s) missing: m1/base/cot/heb_Hebr.parquet, m1/base/cot/mlt_Latn.parquet" in capsys.readouterr().err
+    assert "16 cell(s) missing or incomplete: m1/base/cot/heb_Hebr.parquet, m1/base/cot/mlt_Latn.parquet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("how", ["flag", "config"])
@@ -60,7 +67,7 @@ def test_allowed_missing_cells_are_named_in_every_row_they_affect(tree, tmp_path
     flags, stats = (["--allow-missing"], {}) if how == "flag" else ([], {"allow_missing_cells": True})
     assert _compare(tree, _config(tmp_path, **stats), tmp_path / "stats", *flags) == 0
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
-    named = notes["note"].str.contains("computed without missing cell(s) m2/ft/direct/heb_Hebr.parquet", regex=False)
+    named = notes["note"].str.contains("computed without missing or incomplete cell(s) m2/ft/direct/heb_Hebr.parquet", regex=False)
     affected = ((notes["model"] == "m2") | (notes["model"] == "")) & notes["prompt"].isin(["direct", ""])
     assert affected.any() and (~affected).any()
     assert (named == affected).all()
@@ -84,7 +91,7 @@ def test_the_workflow_check_is_the_same_function():
         {"model": ["m"] * 2, "variant": ["base"] * 2, "prompt": ["direct"] * 2, "lang": ["arb_Arab", "heb_Hebr"], "item_id": ["x#1"] * 2, "answer": [1, 1]}
     )
     assert check_complete(items, ["arb_Arab", "heb_Hebr"], allow_missing=False, source="items.parquet") == []
-    with pytest.raises(XltError, match="^items.parquet: 1 cell\\(s\\) missing: m/base/direct/eng_Latn.parquet;"):
+    with pytest.raises(XltError, match="^items.parquet: 1 cell\\(s\\) missing or incomplete: m/base/direct/eng_Latn.parquet;"):
         check_complete(items, ["arb_Arab", "heb_Hebr", "eng_Latn"], allow_missing=False, source="items.parquet")
 
 

@@ -76,7 +76,7 @@ def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
     assert list(effects.columns) == list(EFFECTS_COLUMNS)
     assert list(alignment.columns) == list(ALIGNMENT_COLUMNS)
     assert list(notes.columns) == list(NOTES_COLUMNS)
-    assert set(effects["model"]) == {"m1", "m2", "m3"}
+    assert set(effects["model"]) == {"m1", "m2", "m3", "pooled"}
     assert {"relatedness", "cot_relatedness", "same_family", "same_script", "relatedness_gee", "relatedness_mde"} <= set(effects["effect"])
     assert effects["estimate"].notna().all()
     assert alignment["estimate"].notna().all() and (alignment["n_models"] == 3).all()

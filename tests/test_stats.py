@@ -4,10 +4,11 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.weightstats import DescrStatsW
 
+from xlt.errors import XltError
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
 from xlt.simulate import Scenario, simulate_predictions
-from xlt.stats import Passages, StatsSettings, compare
+from xlt.stats import Passages, StatsSettings, alignment_table, compare, correctness
 from xlt.stattests import (
     Resampling,
     equivalence_interval,
@@ -83,7 +84,10 @@ def test_equal_gains_everywhere_are_declared_equivalent():
     assert effects.loc["ft_gain_control", "p_value"] < 0.001
     assert effects.loc["relatedness_mde", "estimate"] < 0.05
     sentence = verdict(result.effects, "m", "direct", 0.05)
-    assert "no related-language advantage larger than 5 points (TOST p=" in sentence
+    assert "no related-language advantage larger than 5 points (Holm-adjusted TOST p=" in sentence
+    row = effects.loc["relatedness"]
+    assert -0.05 < row.equivalence_ci_low < row.estimate < row.equivalence_ci_high < 0.05
+    assert f"the TOST's 90% interval {100 * row.equivalence_ci_low:+.1f} to {100 * row.equivalence_ci_high:+.1f}" in sentence
 
 
 def test_identical_predictions_are_not_taken_for_certainty():
@@ -125,14 +129,37 @@ def test_mcnemar_rows_are_the_exact_binomial_test_on_discordant_pairs():
     assert effects.loc["mcnemar_tur_Latn", "estimate"] == pytest.approx((up - down) / 60)
 
 
-def test_holm_runs_over_every_test_of_one_model_and_prompt():
-    result = compare(simulate_predictions({"a": Scenario(n_items=80), "b": Scenario(n_items=80)}, LANGUAGES, seed=6), LANGUAGES, SETTINGS)
-    family = result.effects[(result.effects.model == "b") & (result.effects.prompt == "cot") & result.effects.p_value.notna()]
+def test_holm_adjusts_the_primary_test_across_models_and_the_rest_within_model_and_prompt():
+    scenarios = {"a": Scenario(n_items=80), "b": Scenario(n_items=80), "c": Scenario(n_items=80, related_advantage=0.2)}
+    result = compare(simulate_predictions(scenarios, LANGUAGES, seed=6), LANGUAGES, SETTINGS)
+    effects = result.effects
+    primary = effects[effects.role == "primary"]
+    assert set(zip(primary.model, primary.prompt, primary.effect)) == {(m, "direct", "relatedness") for m in scenarios}
+    assert primary["p_adjusted"].tolist() == pytest.approx(holm(primary["p_value"].tolist()))
+    assert primary["equivalence_p_adjusted"].tolist() == pytest.approx(holm(primary["equivalence_p"].tolist()))
+    assert effects.loc[effects.role == "secondary", "equivalence_p_adjusted"].isna().all()
+    # The secondary family of b / direct leaves the primary test out.
+    family = effects[(effects.model == "b") & (effects.prompt == "direct") & effects.p_value.notna() & (effects.role == "secondary")]
     assert family["p_adjusted"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
-    assert {"cot_relatedness_permutation", "relatedness_gee", "cot_mcnemar_amh_Ethi", "ft_gain_related"} <= set(family["effect"])
-    described = result.notes[(result.notes.model == "b") & (result.notes.prompt == "cot") & (result.notes.holm_family != "")]
-    assert set(described["holm_family"]) == {f"Holm over the {len(family)} p-values of b / cot"}
+    assert {"relatedness_permutation", "relatedness_gee", "mcnemar_amh_Ethi", "ft_gain_related"} <= set(family["effect"])
+    notes = result.notes.set_index(["model", "prompt", "effect"])
+    assert (
+        notes.loc[("b", "direct", "relatedness"), "holm_family"]
+        == "primary: Holm across the 3 models' direct/relatedness tests (p and TOST p adjusted separately)"
+    )
+    assert notes.loc[("b", "direct", "ft_gain_related"), "holm_family"] == f"secondary: Holm over the {len(family)} secondary p-values of b / direct"
+    assert (result.notes.role == "secondary").sum() == len(result.notes) - 3
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_the_primary_test_is_declared_in_config():
+    frame = simulate_predictions({"a": Scenario(n_items=40), "b": Scenario(n_items=40)}, LANGUAGES, seed=6)
+    effects = compare(frame, LANGUAGES, StatsSettings(bootstrap_samples=200, primary="cot/cot_relatedness")).effects
+    assert set(effects.loc[effects.role == "primary", "effect"]) == {"cot_relatedness"} and (effects.role == "primary").sum() == 2
+    with pytest.raises(
+        XltError, match="stats.primary: 'direct/relatednes' is not a tested effect of these predictions; allowed: auto or one of .*direct/relatedness,"
+    ):
+        compare(frame, LANGUAGES, StatsSettings(bootstrap_samples=200, primary="direct/relatednes"))
 
 
 def test_language_label_permutation_is_exact_for_few_languages():
@@ -140,6 +167,9 @@ def test_language_label_permutation_is_exact_for_few_languages():
     assert (relabellings, exact) == (35, True) and p == pytest.approx(1 / 35)
     p, relabellings, exact = relabelling_p(np.arange(30, dtype=float), 15, seed=0)
     assert not exact and relabellings == 20_000 and p < 0.001
+    # Two-sided with groups of 4 and 4: a split and its complement tie, so 2 of 70 at best.
+    p, relabellings, exact = relabelling_p(np.array([0.3] * 4 + [0.0] * 4), 4, seed=0)
+    assert (relabellings, exact) == (70, True) and p == pytest.approx(2 / 70)
 
 
 def test_sign_flips_and_bootstrap_are_paired_over_items():
@@ -189,13 +219,14 @@ def test_alignment_needs_three_models_and_says_so():
 def test_verdict_states_an_advantage_and_its_bound():
     effects = pd.DataFrame(
         [
-            ["m", "direct", "relatedness", 0.12, 0.07, 0.17, 0.0001, 0.001, 0.99, 400],
-            ["m", "direct", "relatedness_mde", 0.06, np.nan, np.nan, np.nan, np.nan, np.nan, 400],
+            ["m", "direct", "relatedness", 0.12, 0.07, 0.17, 0.0001, 0.001, 0.9, 400, "primary", 0.99, 0.08, 0.16],
+            ["m", "direct", "relatedness_mde", 0.06, np.nan, np.nan, np.nan, np.nan, np.nan, 400, "secondary", np.nan, np.nan, np.nan],
         ],
         columns=list(EFFECTS_COLUMNS),
     )
     sentence = verdict(effects, "m", "direct", 0.05)
-    assert "a related-language advantage (difference +12.0 points" in sentence and "Holm p=0.001" in sentence
+    assert sentence.startswith("m (primary test: direct prompt, fine-tuning gain): a related-language advantage (difference +12.0 points")
+    assert "Holm p across models=0.001" in sentence and "Holm-adjusted TOST p=0.99, the TOST's 90% interval +8.0 to +16.0" in sentence
     assert "With 400 items an advantage of 6.0 points is detected with 80% power." in sentence
     assert "no estimate" in verdict(effects, "m", "cot", 0.05)
 
@@ -250,3 +281,48 @@ def test_equivalence_interval_is_what_the_tost_inverts():
     # The TOST at 5% declares equivalence for a margin just outside the 90% interval, not just inside it.
     outside, inside = max(-low, high) + 1e-4, max(-low, high) - 1e-4
     assert equivalence_p(values, outside, -1, 1, clusters) < 0.05 < equivalence_p(values, inside, -1, 1, clusters)
+
+
+def test_pooled_model_finds_relatedness_across_models_at_equal_baselines():
+    """Three models with a 15-point related advantage and baselines from 30% to 60%:
+    the pooled GEE (one intercept per model x language, the gain allowed to depend on
+    the baseline) finds it; with no advantage it finds nothing."""
+    planted = {m: Scenario(n_items=150, baseline=b, ft_gain=0.1, related_advantage=0.15) for m, b in (("a", 0.3), ("b", 0.45), ("c", 0.6))}
+    null = {m: scenario.with_(related_advantage=0.0) for m, scenario in planted.items()}
+    found = rows(compare(simulate_predictions(planted, LANGUAGES, seed=12), LANGUAGES, SETTINGS).effects, "pooled", "direct")
+    assert found.loc["relatedness_gee", "estimate"] > 0.3 and found.loc["relatedness_gee", "p_value"] < 0.001
+    assert found.loc["relatedness_gee", "role"] == "secondary" and np.isfinite(found.loc["baseline_gee", "estimate"])
+    result = compare(simulate_predictions(null, LANGUAGES, seed=13), LANGUAGES, SETTINGS)
+    nothing = rows(result.effects, "pooled", "direct").loc["relatedness_gee"]
+    assert nothing.ci_low < 0 < nothing.ci_high and nothing.n_items == 150
+    method = result.notes.set_index(["model", "prompt", "effect"]).loc[("pooled", "direct", "relatedness_gee"), "method"]
+    assert method.startswith("binomial GEE over 3 models, correct ~ C(cell) + C(model):treated + treated:baseline + treated:related")
+    assert set(rows(result.effects, "pooled", "cot").index) == {"relatedness_gee", "baseline_gee", "cot_relatedness_gee", "cot_baseline_gee"}
+
+
+def _alignment(scenarios, seed):
+    cells, passages = correctness(simulate_predictions(scenarios, LANGUAGES, seed=seed))
+    return alignment_table(cells, LANGUAGES, SETTINGS, SETTINGS.resampling(passages.index))[0].set_index("statistic")
+
+
+def test_alignment_from_the_shared_cells_noise_is_removed():
+    """Equal true accuracies everywhere: only the measured base/direct cell, which both
+    gains subtract, makes them differ together across the units. Disjoint halves of
+    the passages (each gain with its own baseline half) remove that."""
+    noise = {f"m{k}": Scenario(n_items=60, baseline=0.5, ft_gain=0.2, cot_gain=0.2, questions_per_passage=2, passage_cell_sd=0.5) for k in range(8)}
+    alignment = _alignment(noise, seed=14)
+    assert alignment.loc["pearson:ft_gain~cot_gain:model_language", "estimate"] > 0.3
+    assert abs(alignment.loc["pearson:ft_gain~cot_gain:model_language:split_items", "estimate"]) < 0.25
+    assert alignment.loc["pearson:ft_gain~cot_gain:models", "estimate"] > 0.3
+    assert abs(alignment.loc["pearson:ft_gain~cot_gain:models:split_items", "estimate"]) < 0.5
+
+
+def test_alignment_across_models_has_the_models_as_its_unit():
+    scenarios = {f"m{k}": Scenario(n_items=100, baseline=0.6 - g, ft_gain=g, cot_gain=g) for k, g in enumerate(np.linspace(0.0, 0.3, 7))}
+    cells, passages = correctness(simulate_predictions(scenarios, LANGUAGES, seed=16))
+    alignment, notes = alignment_table(cells, LANGUAGES, SETTINGS, SETTINGS.resampling(passages.index))
+    row = alignment.set_index("statistic").loc["pearson:ft_gain~cot_gain:models"]
+    half = 1.959964 / 2  # Fisher z with 7 models: atanh(r) +- z / sqrt(7 - 3)
+    assert (row.ci_low, row.ci_high) == pytest.approx((np.tanh(np.arctanh(row.estimate) - half), np.tanh(np.arctanh(row.estimate) + half)))
+    note = notes.set_index("effect").loc["pearson:ft_gain~cot_gain:models", "note"]
+    assert "power with 7 models: a two-sided test at 0.05 detects a correlation of 0.89 with 80% power and one of 0.5 with 20% power" in note

@@ -110,7 +110,13 @@ EFFECTS_COLUMNS = (
     "p_adjusted",
     "equivalence_p",
     "n_items",
+    "role",
+    "equivalence_p_adjusted",
+    "equivalence_ci_low",
+    "equivalence_ci_high",
 )
+# The model name of effects.csv rows estimated from every model together.
+POOLED_MODEL = "pooled"
 ALIGNMENT_COLUMNS = ("statistic", "estimate", "ci_low", "ci_high", "p_value", "n_models")
 GAINS_COLUMNS = (
     "model",
@@ -130,7 +136,7 @@ GAINS_COLUMNS = (
     "normalised_ci_high",
     "n_items",
 )
-NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note")
+NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note", "role")
 
 
 def predictions_frame(rows: list[dict]):

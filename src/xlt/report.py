@@ -13,7 +13,7 @@ import pandas as pd
 from . import paths
 from .atomic import atomic_path, write_text
 from .languages import GROUPS, Language
-from .verdict import verdict
+from .verdict import primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
 VARIANT_NAMES = {"base": "base model", "ft": "fine-tuned"}
@@ -28,6 +28,8 @@ GAIN_PANELS = (
     ("fine-tuning gain, CoT", "cot", "ft_gain", "relatedness"),
     ("CoT gain, base model", "cot", "cot_gain", "cot_relatedness"),
 )
+# (prompt, effect) of the verdicts besides the primary test's, which comes first.
+VERDICT_EFFECTS = (("direct", "relatedness"), ("cot", "relatedness"), ("cot", "cot_relatedness"))
 GAIN_SERIES = (("source", "source language"), ("related", "related targets"), ("control", "controls"), ("difference", "related − control"))
 
 
@@ -139,7 +141,7 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
     """Per model: the gain on the source, the related targets and the controls, and the
     related - control difference, with intervals; one panel per kind of gain."""
     plt = _pyplot()
-    models = sorted(effects["model"].unique())
+    models = sorted(set(effects["model"]) - {paths.POOLED_MODEL})
     panels = [panel for panel in GAIN_PANELS if ((effects["prompt"] == panel[1]) & effects["effect"].str.startswith(panel[2])).any()]
     figure, axes = plt.subplots(
         1, len(panels), figsize=(1.6 + 2.1 * len(panels), 1.6 + 0.55 * len(models)), sharex=True, sharey=True, squeeze=False, layout="constrained"
@@ -284,20 +286,22 @@ def write_report(
     plot_alignment(gains, out_dir / paths.REPORT_PLOTS["alignment"])
 
     models = sorted(accuracy["model"].unique())
-    verdicts = [verdict(effects, model, prompt, margin) for model in models for prompt in ("direct", "cot")]
-    verdicts += [verdict(effects, model, "cot", margin, "cot_relatedness") for model in models]
+    primary = primary_of(effects)
+    secondary = [key for key in VERDICT_EFFECTS if key != primary]
+    verdicts = [verdict(effects, model, primary[0], margin, primary[1]) for model in models]
+    verdicts += [verdict(effects, model, prompt, margin, effect) for prompt, effect in secondary for model in models]
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [" / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns]
     sections = [
         "# Cross-lingual transfer: results",
-        "## Verdicts (gain on related targets minus gain on controls)",
+        "## Verdicts (gain on related targets minus gain on controls; the primary test first, then secondary rows)",
         "\n".join(f"- {line}" for line in verdicts),
         "## Accuracy (model x language x variant x prompt)",
         _markdown(wide),
         f"![accuracy]({paths.REPORT_PLOTS['accuracy']})",
         "## Parse rate (share of outputs with a recognisable answer)",
         f"![parse rate]({paths.REPORT_PLOTS['parse_rate']})",
-        "## Effects (bootstrap over items; p from item sign-flips; Holm within model x prompt)",
+        "## Effects (bootstrap over passages; p from passage sign-flips; the primary test Holm-adjusted across models, secondary tests within model x prompt)",
         _markdown(effects),
         f"![gains by group]({paths.REPORT_PLOTS['gains']})",
         "## Alignment across models",

@@ -23,6 +23,7 @@ from scipy import optimize, special
 from .errors import XltError
 from .languages import Language
 from .paths import GENERATED_PROMPTS, PREDICTION_COLUMNS, VARIANTS
+from .stattests import equivalence_p, expanded_confidence
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(64)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -34,7 +35,8 @@ class Scenario:
     `related_advantage` more on related targets and `script_advantage` more on targets
     written in the source's script; chain-of-thought adds `cot_gain`;
     `language_gain_sd` gives every language its own fine-tuning gain on top, and
-    `language_baseline_sd` its own baseline (logit scale around `baseline`).
+    `language_baseline_sd` its own baseline (logit scale around `baseline`, within
+    10-80%).
     `n_items` questions sit on passages of `questions_per_passage` each."""
 
     n_items: int = 200
@@ -108,7 +110,11 @@ def simulate_cells(
         language_gain = rng.normal(0.0, scenario.language_gain_sd) if scenario.language_gain_sd else 0.0
         own = scenario
         if scenario.language_baseline_sd:
-            own = scenario.with_(baseline=float(special.expit(special.logit(scenario.baseline) + rng.normal(0.0, scenario.language_baseline_sd))))
+            # Kept within 10-80% so that every gain stays a valid accuracy, and rounded
+            # to a tenth of a point: the true accuracy is still exact, and the cell
+            # intercepts come from a cache of at most a thousand values.
+            shifted = special.expit(special.logit(scenario.baseline) + rng.normal(0.0, scenario.language_baseline_sd))
+            own = scenario.with_(baseline=round(float(np.clip(shifted, 0.1, 0.8)), 3))
         for variant in VARIANTS:
             for prompt in GENERATED_PROMPTS:
                 intercept = _intercept(round(cell_accuracy(own, language, source_script, variant, prompt, language_gain), 12), scenario.spread)
@@ -164,69 +170,98 @@ def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, La
     return pd.concat(frames, ignore_index=True).loc[:, list(PREDICTION_COLUMNS)]
 
 
-def relatedness_trials(scenario: Scenario, languages: dict[str, Language], trials: int, settings, seed: int = 0, clustered: bool = True) -> pd.DataFrame:
-    """The fine-tuning relatedness effect (direct prompt) of `trials` simulated studies
-    of one model, computed by the code that writes effects.csv: one row per trial with
-    estimate, ci_low, ci_high, p_value (passage sign-flip) and equivalence_p.
-    `clustered=False` is the question-level version (questions resampled and flipped
-    as if independent), kept for comparison. Trials share one bootstrap and sign-flip
-    draw, which is harmless: each trial's items are new."""
-    from .stats import FT_DIRECT, ModelCells, ModelContext, accuracy_effect
+def relatedness_trials(
+    scenario: Scenario, languages: dict[str, Language], trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250
+) -> pd.DataFrame:
+    """The fine-tuning relatedness effect (direct prompt; the default primary test) of
+    `trials` simulated studies of one model: one row per trial with estimate, ci_low,
+    ci_high, p_value (passage sign-flip) and equivalence_p, as effects.csv has them.
+    `clustered=False` is the question-level version (questions resampled and flipped as
+    if independent), kept for comparison; both see the same data for one seed. The
+    trials are computed a batch at a time with the primitives accuracy_effect uses
+    (tests/test_simulation.py checks the two agree). Trials share one bootstrap and
+    sign-flip draw, which is harmless: each trial's items are new."""
+    from .stats import FT_DIRECT, ModelCells
 
     rng = np.random.default_rng(seed)
     resampling = settings.resampling(scenario.passages if clustered else scenario.n_items)
+    clusters = None if resampling.singletons else resampling.clusters
+    tail = (1 - expanded_confidence(settings.confidence, resampling.n_clusters)) / 2
+    sizes = resampling.counts.sum(axis=1)
     rows = []
-    for _ in range(trials):
-        matrix, columns = simulate_cells(scenario, languages, rng)
-        cells = ModelCells(matrix, {column: k for k, column in enumerate(columns)})
-        context = ModelContext.build("simulated", cells, resampling, settings)
-        groups = cells.groups(FT_DIRECT, languages)
-        row = accuracy_effect(context, "direct", "relatedness", cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"]))
-        rows.append({"estimate": row.estimate, "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value, "equivalence_p": row.equivalence_p})
+    for start in range(0, trials, batch):
+        values = []
+        for _ in range(min(batch, trials - start)):
+            matrix, columns = simulate_cells(scenario, languages, rng)
+            cells = ModelCells(matrix, {column: k for k, column in enumerate(columns)})
+            groups = cells.groups(FT_DIRECT, languages)
+            weights = cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"])
+            values.append(matrix @ weights)
+        values = np.array(values)
+        low, high = np.quantile(values @ resampling.counts.T / sizes, [tail, 1 - tail], axis=1)
+        observed = np.abs(values.mean(axis=1))
+        flipped = np.abs(values.astype(np.float32) @ resampling.signs.T) / values.shape[1]
+        p = (1 + np.sum(flipped >= observed[:, None] - 1e-6, axis=1)) / (resampling.signs.shape[0] + 1)
+        scale = (float(weights[weights < 0].sum()), float(weights[weights > 0].sum()))
+        for k, row in enumerate(values):
+            equivalence = equivalence_p(row, settings.equivalence_margin, *scale, clusters)
+            rows.append({"estimate": float(row.mean()), "ci_low": low[k], "ci_high": high[k], "p_value": p[k], "equivalence_p": equivalence})
     return pd.DataFrame(rows)
 
 
+# The simulated study of `python -m xlt.simulate`: two questions per passage, a passage
+# effect shared by its questions in every cell and one per cell (what makes two
+# questions on one passage gain together), and a baseline of its own per language.
+PASSAGE_CORRELATED = Scenario(questions_per_passage=2, passage_sd=0.5, passage_cell_sd=2.0, language_baseline_sd=0.5)
+VERSIONS = {"passage": True, "question-level": False}
+
+
 def operating_characteristics(
-    languages: dict[str, Language], settings, trials: int, n_items: int = 200, base: Scenario = Scenario(), seed: int = 0
+    languages: dict[str, Language], settings, trials: int, n_items: int = 200, base: Scenario = PASSAGE_CORRELATED, seed: int = 0
 ) -> pd.DataFrame:
-    """False-positive rate and power of the relatedness test (item sign-flip), coverage
+    """False-positive rate and power of the relatedness test (passage sign-flip), coverage
     of its interval, and the TOST's false-equivalence rate at the margin and its power,
-    each with its Monte-Carlo standard error."""
-    alpha = 1 - settings.confidence
+    each with its Monte-Carlo standard error; and the same for the question-level
+    version on the same data, for comparison."""
+    alpha = settings.alpha
     margin = settings.equivalence_margin
     advantages = {"no effect": 0.0, "10-point advantage": 0.10, "advantage = margin": margin}
-    results = {
-        name: relatedness_trials(base.with_(n_items=n_items, related_advantage=advantage), languages, trials, settings, seed + k)
-        for k, (name, advantage) in enumerate(advantages.items())
-    }
-    covered = {name: (frame.ci_low <= advantages[name]) & (advantages[name] <= frame.ci_high) for name, frame in results.items()}
-    checks = [
-        ("false-positive rate (p < alpha)", "no effect", results["no effect"].p_value < alpha, f"<= {alpha:g}"),
-        ("power (p < alpha)", "10-point advantage", results["10-point advantage"].p_value < alpha, ">= 0.8"),
-        *((f"coverage of the {settings.confidence:.0%} interval", name, hits, f"~ {settings.confidence:g}") for name, hits in covered.items()),
-        ("false equivalence (TOST p < alpha)", "advantage = margin", results["advantage = margin"].equivalence_p < alpha, f"<= {alpha:g}"),
-        ("equivalence power (TOST p < alpha)", "no effect", results["no effect"].equivalence_p < alpha, ""),
-    ]
     rows = []
-    for check, scenario, hits, target in checks:
-        rate = float(np.mean(hits))
-        rows.append(
-            {
-                "check": check,
-                "scenario": scenario,
-                "n_items": n_items,
-                "trials": trials,
-                "rate": rate,
-                "mc_se": math.sqrt(rate * (1 - rate) / trials),
-                "target": target,
-            }
-        )
+    for version, clustered in VERSIONS.items():
+        results = {
+            name: relatedness_trials(base.with_(n_items=n_items, related_advantage=advantage), languages, trials, settings, seed + k, clustered)
+            for k, (name, advantage) in enumerate(advantages.items())
+        }
+        covered = {name: (frame.ci_low <= advantages[name]) & (advantages[name] <= frame.ci_high) for name, frame in results.items()}
+        checks = [
+            ("false-positive rate (p < alpha)", "no effect", results["no effect"].p_value < alpha, f"<= {alpha:g}"),
+            ("power (p < alpha)", "10-point advantage", results["10-point advantage"].p_value < alpha, ""),
+            *((f"coverage of the {settings.confidence:.0%} interval", name, hits, f"~ {settings.confidence:g}") for name, hits in covered.items()),
+            ("false equivalence (TOST p < alpha)", "advantage = margin", results["advantage = margin"].equivalence_p < alpha, f"<= {alpha:g}"),
+            ("equivalence power (TOST p < alpha)", "no effect", results["no effect"].equivalence_p < alpha, ""),
+        ]
+        for check, scenario, hits, target in checks:
+            rate = float(np.mean(hits))
+            rows.append(
+                {
+                    "version": version,
+                    "check": check,
+                    "scenario": scenario,
+                    "n_items": n_items,
+                    "questions_per_passage": base.questions_per_passage,
+                    "trials": trials,
+                    "rate": rate,
+                    "mc_se": math.sqrt(rate * (1 - rate) / trials),
+                    "target": target,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the operating characteristics as a markdown table (for the README)."""
+    """Print the operating characteristics as a markdown table (for docs/statistics.md)."""
     import argparse
+    import time
 
     from .config import load_config
     from .languages import language_table
@@ -234,13 +269,17 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="study config: its languages and stats settings")
-    parser.add_argument("--trials", type=int, default=2000)
-    parser.add_argument("--items", type=int, default=200, help="items per language")
+    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--items", type=int, default=200, help="questions per language")
+    parser.add_argument("--questions-per-passage", type=int, default=PASSAGE_CORRELATED.questions_per_passage)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    table = operating_characteristics(language_table(config), StatsSettings.from_config(config["stats"]), args.trials, args.items, seed=args.seed)
+    started = time.perf_counter()
+    base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
+    table = operating_characteristics(language_table(config), StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed)
     print(table.to_markdown(index=False, floatfmt=".4f"))
+    print(f"\n{args.trials} trials per scenario and version in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -19,16 +19,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from .atomic import write_csv
 from .errors import XltError
 from .languages import GROUPS, Language
 from .paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
+from .paths import POOLED_MODEL as POOLED
 from .stattests import (
     Resampling,
     bootstrap_p,
     correlation,
+    correlation_power,
+    detectable_correlation,
+    equivalence_interval,
     equivalence_p,
+    fisher_interval,
     gee_interactions,
     holm,
     mcnemar_p,
@@ -39,6 +45,11 @@ from .stattests import (
     unit_permutations,
 )
 
+# `stats.primary: auto` is the first of these (prompt, effect) rows that the study has:
+# the source x target interaction where there are several source languages, else the
+# relatedness difference in differences under the direct prompt.
+AUTO_PRIMARY = (("direct", "relatedness_interaction"), ("direct", "relatedness"))
+
 
 @dataclass(frozen=True)
 class StatsSettings:
@@ -46,10 +57,15 @@ class StatsSettings:
     confidence: float = 0.95
     equivalence_margin: float = 0.05
     seed: int = 0
+    primary: str = "auto"
 
     @classmethod
     def from_config(cls, block: dict) -> StatsSettings:
-        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed")})
+        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed", "primary")})
+
+    @property
+    def alpha(self) -> float:
+        return 1 - self.confidence
 
     def resampling(self, clusters: np.ndarray | int) -> Resampling:
         return Resampling.draw(clusters, self.bootstrap_samples, self.confidence, self.seed)
@@ -170,6 +186,11 @@ class Row:
     p_value: float = math.nan
     p_adjusted: float = math.nan
     equivalence_p: float = math.nan
+    role: str = "secondary"
+    equivalence_p_adjusted: float = math.nan
+    equivalence_ci_low: float = math.nan
+    equivalence_ci_high: float = math.nan
+    holm_family: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -220,17 +241,22 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
             " (McNemar's test with passages as clusters)" if test == "mcnemar" else ""
         )
     margin = settings.equivalence_margin
+    scale = (float(weights[weights < 0].sum()), float(weights[weights > 0].sum()))
+    tost_low, tost_high = equivalence_interval(values, settings.alpha, *scale, context.clusters)
     row = Row(
         context.model,
         prompt,
         name,
         float(values.mean()),
         context.n_items,
-        f"{_interval_method(settings, context.resampling)}; p: {test_text}; equivalence_p: empirical-likelihood TOST over {_unit(context.resampling)}, margin ±{margin:g}",
+        f"{_interval_method(settings, context.resampling)}; p: {test_text}; equivalence_p: empirical-likelihood TOST over {_unit(context.resampling)}, "
+        f"margin ±{margin:g}, equivalent at {settings.alpha:g} when its {1 - 2 * settings.alpha:.0%} interval (equivalence_ci_*) lies inside",
         low,
         high,
         p,
-        equivalence_p=equivalence_p(values, margin, float(weights[weights < 0].sum()), float(weights[weights > 0].sum()), context.clusters),
+        equivalence_p=equivalence_p(values, margin, *scale, context.clusters),
+        equivalence_ci_low=tost_low,
+        equivalence_ci_high=tost_high,
     )
     if np.all(values == values[0]):
         row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
@@ -321,6 +347,71 @@ def logit_effects(
     return rows
 
 
+def pooled_effects(
+    cells: dict[str, ModelCells], comparison: Comparison, languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
+) -> list[Row]:
+    """Relatedness from every model together, as a log odds ratio: binomial GEE
+    correct ~ C(cell) + C(model):treated + treated:baseline + treated:related on the
+    target languages, a cell being one model x language. Its intercepts take each
+    cell's level, `treated:baseline` lets the gain depend on the cell's baseline
+    accuracy (centred logit of the `before` cell: a near-chance language has more
+    headroom), so `treated:related` is the related-language advantage at equal
+    baselines. Robust standard errors clustered by passage, across all models."""
+    models = [model for model, model_cells in cells.items() if len(model_cells.langs(comparison, languages)) > 1]
+    groups = {model: cells[model].groups(comparison, languages) for model in models}
+    models = [model for model in models if groups[model]["related"] and groups[model]["control"]]
+    if len(models) < 2:
+        return []
+    blocks = []
+    for model in models:
+        model_cells = cells[model]
+        for code in groups[model]["related"] + groups[model]["control"]:
+            before = model_cells.values[:, model_cells.columns[(*comparison.before, code)]]
+            # Half a passage's worth of shrinkage keeps a cell at 0% or 100% finite.
+            baseline = special.logit((before.mean() * resampling.n_clusters + 0.5) / (resampling.n_clusters + 1))
+            for treated, cell in ((0, comparison.before), (1, comparison.after)):
+                blocks.append(
+                    pd.DataFrame(
+                        {
+                            "correct": model_cells.values[:, model_cells.columns[(*cell, code)]],
+                            "treated": treated,
+                            "related": int(languages[code].group == "related"),
+                            "baseline": baseline,
+                            "model": model,
+                            "cell": f"{model}|{code}",
+                            "passage": resampling.clusters,
+                        }
+                    )
+                )
+    frame = pd.concat(blocks, ignore_index=True)
+    frame["baseline"] -= frame["baseline"].mean()
+    terms = ["treated:related", "treated:baseline"]
+    names = {"treated:related": f"{comparison.prefix}relatedness_gee", "treated:baseline": f"{comparison.prefix}baseline_gee"}
+    formula = "correct ~ C(cell) + C(model):treated + treated:baseline + treated:related"
+    method = (
+        f"binomial GEE over {len(models)} models, {formula}, baseline = centred logit of each model x language's {'/'.join(comparison.before)} accuracy; "
+        f"independence working correlation, robust SE clustered by {_unit(resampling)} across models; estimate: log odds ratio"
+    )
+    outcomes = frame.groupby(["cell", "treated"])["correct"].agg(["min", "max"])
+    degenerate = outcomes[outcomes["min"] == outcomes["max"]]
+    note = (
+        f"cell {degenerate.index[0][0]} ({'after' if degenerate.index[0][1] else 'before'}) has every item alike: its log odds are infinite"
+        if len(degenerate)
+        else ""
+    )
+    fit = None if note else gee_interactions(frame, formula, terms, "passage", settings.confidence)
+    note = note or fit.note
+    rows = []
+    for term in terms:
+        estimate, low, high, p = fit.estimates[term] if fit else (math.nan,) * 4
+        row = Row(POOLED, comparison.prompt, names[term], estimate, resampling.clusters.size, method, low, high, p)
+        row.notes.append(
+            note or f"models: {', '.join(models)}; {'conditional on these models' if term.endswith('related') else 'per logit of baseline accuracy'}"
+        )
+        rows.append(row)
+    return rows
+
+
 def relatedness_effects(context: ModelContext, comparison: Comparison, groups: dict[str, list[str]], languages: dict[str, Language]) -> list[Row]:
     """The difference in differences and everything that qualifies it: its headroom-
     normalised form, the language-label permutation test, the logistic model, the
@@ -354,7 +445,10 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
         p_value=p,
     )
     if exact:
-        permutation.notes.append(f"smallest attainable p = {1 / relabellings:.3f}; languages, not items, are the units")
+        # Two-sided: when the groups are the same size a split and its complement give
+        # the same |difference|, so the most extreme split comes twice.
+        smallest = (2 if 2 * len(related) == len(targets) else 1) / relabellings
+        permutation.notes.append(f"smallest attainable p = {smallest:.3f} (two-sided); languages, not items, are the units")
     rows.append(permutation)
 
     source_script = next(lang.script for lang in languages.values() if lang.group == "source")
@@ -415,16 +509,32 @@ def comparison_effects(context: ModelContext, comparison: Comparison, languages:
     return rows
 
 
-def _adjust(rows: list[Row]) -> dict[tuple[str, str], str]:
-    """Holm within one model and prompt: every test a reader of that model's verdict
-    under that prompt looks at together. Returns each family's description."""
-    families = {}
+def primary_key(setting: str, rows: list[Row]) -> tuple[str, str]:
+    """The (prompt, effect) of `stats.primary` ("auto" or "prompt/effect")."""
+    tested = {(row.prompt, row.effect) for row in rows if np.isfinite(row.p_value) and row.model != POOLED}
+    if setting == "auto":
+        return next((key for key in AUTO_PRIMARY if key in tested), AUTO_PRIMARY[-1])
+    prompt, _, effect = setting.partition("/")
+    if (prompt, effect) not in tested:
+        known = ", ".join(sorted({f"{p}/{e}" for p, e in tested if not e.endswith("_permutation")})) or "none"
+        raise XltError(f"stats.primary: {setting!r} is not a tested effect of these predictions; allowed: auto or one of {known}")
+    return prompt, effect
+
+
+def _adjust(rows: list[Row], primary: tuple[str, str]) -> None:
+    """The primary test (one per model) carries the verdict: Holm across models over
+    the primary tests only, for its p-value and, separately, its TOST p-value. Every
+    other test is secondary: Holm within one model and prompt over its secondary tests,
+    a guide to what stands out rather than a claim."""
+    chosen = [row for row in rows if (row.prompt, row.effect) == primary and row.model != POOLED and np.isfinite(row.p_value)]
+    for row, adjusted, equivalence in zip(chosen, holm([row.p_value for row in chosen]), holm([row.equivalence_p for row in chosen])):
+        row.role, row.p_adjusted, row.equivalence_p_adjusted = "primary", adjusted, equivalence
+        row.holm_family = f"primary: Holm across the {len(chosen)} models' {'/'.join(primary)} tests (p and TOST p adjusted separately)"
     for key in sorted({(row.model, row.prompt) for row in rows}):
-        family = [row for row in rows if (row.model, row.prompt) == key and np.isfinite(row.p_value)]
+        family = [row for row in rows if (row.model, row.prompt) == key and row.role == "secondary" and np.isfinite(row.p_value)]
         for row, adjusted in zip(family, holm([row.p_value for row in family])):
             row.p_adjusted = adjusted
-        families[key] = f"Holm over the {len(family)} p-values of {key[0]} / {key[1]}"
-    return families
+            row.holm_family = f"secondary: Holm over the {len(family)} secondary p-values of {key[0]} / {key[1]}"
 
 
 def effects_table(
@@ -436,7 +546,9 @@ def effects_table(
         context = ModelContext.build(model, model_cells, resampling, settings)
         for comparison in COMPARISONS:
             rows += comparison_effects(context, comparison, languages)
-    families = _adjust(rows)
+    for comparison in COMPARISONS:
+        rows += pooled_effects(cells, comparison, languages, settings, resampling)
+    _adjust(rows, primary_key(settings.primary, rows))
     effects = pd.DataFrame([{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS))
     notes = pd.DataFrame(
         [
@@ -446,8 +558,9 @@ def effects_table(
                 "prompt": row.prompt,
                 "effect": row.effect,
                 "method": row.method,
-                "holm_family": families[(row.model, row.prompt)] if np.isfinite(row.p_value) else "",
+                "holm_family": row.holm_family,
                 "note": "; ".join(row.notes),
+                "role": row.role,
             }
             for row in rows
         ],
@@ -493,6 +606,10 @@ ALIGNMENT_PAIRS = (
 # estimated with x and y measured on disjoint halves of the items, which that shared
 # noise cannot reach.
 SPLIT_PAIRS = (("ft_gain", "cot_gain"), ("baseline", "ft_gain"), ("baseline", "cot_gain"))
+# Disjoint halves remove the shared cell's noise, not a true difference in it: a model
+# that is truly bad at letter-only answers (base/direct) has both gains truly larger,
+# which no correlation of these two gains can tell from alignment.
+CORRELATION_OF_INTEREST = 0.5  # notes.csv states the power of the models unit against it
 
 
 def alignment_units(cells: dict[str, ModelCells], languages: dict[str, Language]) -> dict[str, list[Unit]]:
@@ -531,9 +648,11 @@ def alignment_table(
     cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Across models: does the fine-tuning gain go with the CoT gain, and with a weak
-    baseline? Per model (the study's unit; p from permuting the pairing of models,
-    exact up to 8 models) and per model x target language (more points, not
-    independent within a model; p from the item bootstrap). Intervals resample items."""
+    baseline? Per model (the study's unit: interval from Fisher's z over the models, p
+    from permuting the pairing of models, exact up to 8 models, and the power at this
+    number of models in notes.csv) and per model x target language (more points, not
+    independent within a model; interval and p from the passage bootstrap, conditional
+    on these models)."""
     units = alignment_units(cells, languages)
     n_models = len(units["models"])
     halves = (resampling.clusters % 2 == 0, resampling.clusters % 2 == 1)
@@ -549,7 +668,7 @@ def alignment_table(
         p_method = (
             f"permutation of the pairing across models ({'exact, all ' if exact else ''}{len(orders) if orders is not None else 0} orderings)"
             if unit_name == "models"
-            else "item bootstrap (conditional on these models and languages: cells of one model are not independent)"
+            else f"{_unit(resampling)[:-1]} bootstrap (conditional on these models and languages: cells of one model are not independent)"
         )
         for pairs, split in ((ALIGNMENT_PAIRS, False), (SPLIT_PAIRS, True)):
             for x, y in pairs:
@@ -558,21 +677,56 @@ def alignment_table(
                     row = {"statistic": statistic, "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "n_models": n_models}
                     note = f"needs at least 3 points, has {len(members)}" if not enough else ""
                     if enough:
-                        value = float(_pair_correlation(split_estimates if split else estimates, x, y, method))
-                        boot = _pair_correlation(split_draws if split else draws, x, y, method)
+                        tables = split_estimates if split else estimates
+                        value = float(_pair_correlation(tables, x, y, method))
                         row["estimate"] = value
-                        row["ci_low"], row["ci_high"] = resampling.interval(boot)
+                        if orders is None:
+                            boot = _pair_correlation(split_draws if split else draws, x, y, method)
+                            row["ci_low"], row["ci_high"] = resampling.interval(boot)
+                        else:
+                            row["ci_low"], row["ci_high"] = fisher_interval(value, len(members), settings.confidence, method)
                         if not np.isfinite(value):
                             note = "a quantity does not vary across the points (or a headroom is zero): no correlation"
                         elif orders is not None:
-                            row["p_value"] = permutation_p(value, _pair_correlation(split_estimates if split else estimates, x, y, method, orders), exact)
+                            row["p_value"] = permutation_p(value, _pair_correlation(tables, x, y, method, orders), exact)
                         else:
                             row["p_value"] = bootstrap_p(boot)
+                    if unit_name == "models" and enough:
+                        n, alpha = len(members), settings.alpha
+                        detectable = detectable_correlation(n, alpha, method=method)
+                        power = correlation_power(n, CORRELATION_OF_INTEREST, alpha, method)
+                        note = "; ".join(
+                            part
+                            for part in (
+                                note,
+                                f"power with {n} models: a two-sided test at {alpha:g} detects a correlation of {detectable:.2f} with 80% power "
+                                f"and one of {CORRELATION_OF_INTEREST:g} with {power:.0%} power"
+                                if np.isfinite(detectable)
+                                else f"{n} models are too few for a Fisher-z interval or a power statement",
+                            )
+                            if part
+                        )
                     rows.append(row)
-                    method_text = f"{_interval_method(settings, resampling)}; p: {p_method}" + (
+                    interval_text = (
+                        f"{settings.confidence:.0%} Fisher-z interval over the {len(members)} models"
+                        if unit_name == "models"
+                        else _interval_method(settings, resampling)
+                    )
+                    method_text = f"{interval_text}; p: {p_method}" + (
                         f"; x and y on disjoint halves of the {_unit(resampling)} (even/odd positions), averaged over both assignments" if split else ""
                     )
-                    notes.append({"table": "alignment", "model": "", "prompt": "", "effect": statistic, "method": method_text, "holm_family": "", "note": note})
+                    notes.append(
+                        {
+                            "table": "alignment",
+                            "model": "",
+                            "prompt": "",
+                            "effect": statistic,
+                            "method": method_text,
+                            "holm_family": "",
+                            "note": note,
+                            "role": "secondary",
+                        }
+                    )
     return pd.DataFrame(rows, columns=list(ALIGNMENT_COLUMNS)), pd.DataFrame(notes, columns=list(NOTES_COLUMNS))
 
 

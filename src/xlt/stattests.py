@@ -265,6 +265,38 @@ def correlation(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
         return np.where(denominator > 0, (x * y).sum(axis=-1) / np.where(denominator > 0, denominator, 1), np.nan)
 
 
+def _fisher_se(n: int, method: str, covariates: int) -> float:
+    """Standard error of atanh(r) for n units (Fieller, Hartley and Pearson's 1.06 for
+    Spearman), less a degree of freedom per covariate of a partial correlation."""
+    dof = n - 3 - covariates
+    return math.sqrt((1.06 if method == "spearman" else 1.0) / dof) if dof > 0 else math.inf
+
+
+def fisher_interval(r: float, n: int, confidence: float, method: str, covariates: int = 0) -> tuple[float, float]:
+    """Interval of a correlation across n independent units from Fisher's z: the spread
+    between the units, not the measurement noise within them, sets its width."""
+    if not np.isfinite(r):
+        return math.nan, math.nan
+    half = stats.norm.ppf(1 - (1 - confidence) / 2) * _fisher_se(n, method, covariates)
+    centre = math.atanh(min(max(r, -1 + 1e-12), 1 - 1e-12))
+    return math.tanh(centre - half), math.tanh(centre + half)
+
+
+def correlation_power(n: int, r: float, alpha: float, method: str = "pearson", covariates: int = 0) -> float:
+    """Power of a two-sided test at `alpha` against a true correlation r across n units."""
+    se = _fisher_se(n, method, covariates)
+    if not math.isfinite(se):
+        return math.nan
+    shift, critical = math.atanh(r) / se, stats.norm.ppf(1 - alpha / 2)
+    return float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
+
+
+def detectable_correlation(n: int, alpha: float, power: float = POWER, method: str = "pearson", covariates: int = 0) -> float:
+    """The correlation that a two-sided test at `alpha` detects with `power` across n units."""
+    se = _fisher_se(n, method, covariates)
+    return math.tanh((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se) if math.isfinite(se) else math.nan
+
+
 def unit_permutations(units: int, seed: int, limit: int = PERMUTATIONS) -> tuple[np.ndarray, bool]:
     """Orderings of `units` for a pairing permutation test: every one when there are at
     most `limit` (exact), else `limit` random ones with the identity first."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -322,12 +323,17 @@ class _Options:
         """A digit label that is also the text of another option ("3" when option B is "3")."""
         return label.isdigit() and any(text == label for i, text in enumerate(self.texts, start=1) if i != value)
 
+    @cached_property
+    def _longest_first(self) -> tuple[tuple[int, str], ...]:
+        """(value, casefolded text) of the non-empty options, longest first."""
+        ordered = sorted(range(1, 5), key=lambda v: -len(self.texts[v - 1]))
+        return tuple((value, self.texts[value - 1].casefold()) for value in ordered if self.texts[value - 1])
+
     def repeated_in(self, line: str) -> int | None:
         """The option a line consists of (once or repeated), ignoring punctuation."""
         folded = line.casefold()
-        for value in sorted(range(1, 5), key=lambda v: -len(self.texts[v - 1])):
-            option = self.texts[value - 1].casefold()
-            if option and option in folded and not _HAS_WORD.search(folded.replace(option, " ")):
+        for value, option in self._longest_first:
+            if option in folded and not _HAS_WORD.search(folded.replace(option, " ")):
                 return value
         return None
 
@@ -440,7 +446,7 @@ def _option_lines(text: str, options: _Options) -> Extraction | None:
     for line in text.split("\n"):
         labelled = _LINE_OPENING.match(line)
         content = line[labelled.end() :] if labelled else line
-        value = options.repeated_in(content)
+        value = options.repeated_in(content) if content.strip() else None  # a blank line repeats no option
         if value is None:
             continue
         if labelled and _LABEL_VALUE[labelled.group("label")] != value:

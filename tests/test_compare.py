@@ -80,8 +80,11 @@ def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
     assert {"relatedness", "cot_relatedness", "same_family", "same_script", "relatedness_gee", "relatedness_mde"} <= set(effects["effect"])
     assert effects["estimate"].notna().all()
     assert alignment["estimate"].notna().all() and (alignment["n_models"] == 3).all()
-    # Every gap in a table has its reason in notes.csv.
-    assert len(notes) == len(effects) + len(alignment)
+    # Every gap in a table has its reason in notes.csv, and every row left out (this
+    # tree has no choice cell) a "missing:" note.
+    missing = notes["note"].str.startswith("missing:")
+    assert len(notes) == len(effects) + len(alignment) + missing.sum()
+    assert set(notes.loc[missing, "effect"]) >= {"ft_gain_choice_*, ft_gain_format_*, ft_gain_format_share_targets", "pearson:ft_gain_format~cot_gain:models"}
     # Integer item ids carry no passage key: every row says its questions were treated as independent.
     assert notes["note"].str.contains("50 questions treated as independent").all()
 

@@ -118,6 +118,7 @@ def _figures(paper_sized):
             models | {"source language", "related targets", "controls", "related − control", "fine-tuning gain, direct", "CoT gain, base model"},
         ),
         "alignment": (report.alignment_figure(gains), models | {"equal gains"}),
+        "diagnostics": (report.diagnostics_figure(accuracy, languages), set(languages) | {title for _, title in report.DIAGNOSTICS} | {"share (%)"}),
     }
 
 
@@ -136,7 +137,7 @@ def test_the_readability_check_sees_overlapping_labels_and_not_rotated_ones():
 
 
 @pytest.mark.parametrize("size", ["paper_sized", "small"])
-@pytest.mark.parametrize("name", ["accuracy", "parse_rate", "gains", "alignment"])
+@pytest.mark.parametrize("name", ["accuracy", "parse_rate", "gains", "alignment", "diagnostics"])
 def test_plots_are_labelled_without_overlapping_or_clipped_text(request, size, name):
     import matplotlib.pyplot as plt
 

@@ -45,6 +45,7 @@ REPORT_SUMMARY = "summary.md"
 REPORT_PLOTS = {
     "accuracy": "accuracy.png",
     "parse_rate": "parse_rate.png",
+    "diagnostics": "format_diagnostics.png",
     "gains": "gains_by_group.png",
     "alignment": "ft_vs_cot_gain.png",
 }
@@ -98,6 +99,12 @@ ACCURACY_COLUMNS = (
     "ci_low",
     "ci_high",
     "parse_rate",
+    # Format diagnostics (docs/diagnostics.md): what a cell's accuracy is made of.
+    "forced_accuracy",
+    "accuracy_given_parsed",
+    "top_choice_share",
+    "truncation_rate",
+    "empty_rate",
 )
 EFFECTS_COLUMNS = (
     "model",

@@ -17,7 +17,12 @@ from .verdict import primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
 VARIANT_NAMES = {"base": "base model", "ft": "fine-tuned"}
-PROMPT_NAMES = {"direct": "direct", "cot": "CoT"}
+PROMPT_NAMES = {"direct": "direct", "cot": "CoT", "choice": "choice (format-free)"}
+# A cell answers (almost) one letter when its most frequent stated label has this share
+# with nearly every output stated, and is mostly truncated past this share (issue 13).
+CONSTANT_TOP_SHARE = 0.6
+CONSTANT_MIN_PARSED = 0.9
+TRUNCATED_SHARE = 0.5
 # Okabe & Ito's palette and distinct marker shapes: series stay apart under the common
 # colour-vision deficiencies and in greyscale print. Yellow, the faintest on paper, last.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
@@ -133,8 +138,136 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
     return figure
 
 
+# (column of accuracy.csv, panel title) of the diagnostics figure, and the column whose
+# warning threshold a framed cell passes.
+DIAGNOSTICS = (
+    ("parse_rate", "answer stated"),
+    ("accuracy_given_parsed", "accuracy given stated"),
+    ("forced_accuracy", "forced accuracy"),
+    ("top_choice_share", "top label share"),
+    ("truncation_rate", "cut by budget"),
+    ("empty_rate", "empty output"),
+)
+PROMPT_ORDER = ("direct", "cot", "choice")
+
+
+def flagged(accuracy: pd.DataFrame, column: str) -> pd.Series:
+    """Rows whose `column` passes its warning threshold (see format_warnings)."""
+    if column == "top_choice_share":
+        return (accuracy["top_choice_share"] >= CONSTANT_TOP_SHARE) & (accuracy["parse_rate"] >= CONSTANT_MIN_PARSED)
+    if column == "truncation_rate":
+        return accuracy["truncation_rate"] > TRUNCATED_SHARE
+    return pd.Series(False, index=accuracy.index)
+
+
+def diagnostics_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
+    """One heatmap panel per diagnostic, a row per model x variant x prompt, a column
+    per language; every cell prints its value, and a cell that raises a warning in
+    summary.md is framed in red."""
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
+    order = language_order(languages, accuracy["lang"])
+    prompts = [prompt for prompt in PROMPT_ORDER if prompt in set(accuracy["prompt"])] + sorted(set(accuracy["prompt"]) - set(PROMPT_ORDER))
+    keys = [
+        (model, variant, prompt)
+        for model in sorted(accuracy["model"].unique())
+        for variant in sorted(accuracy["variant"].unique(), key=lambda v: (v != "base", v))
+        for prompt in prompts
+        if ((accuracy["model"] == model) & (accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)).any()
+    ]
+    rows = accuracy.set_index(["model", "variant", "prompt", "lang"])
+    panel_width = 0.3 * len(order) + 0.2
+    figure, axes = plt.subplots(
+        1, len(DIAGNOSTICS), figsize=(2.4 + len(DIAGNOSTICS) * panel_width, 1.6 + 0.24 * len(keys)), sharey=True, squeeze=False, layout="constrained"
+    )
+    cmap = plt.get_cmap("cividis")
+    for ax, (column, title) in zip(axes[0], DIAGNOSTICS):
+        values = rows[column] if column in rows.columns else pd.Series(np.nan, index=rows.index)
+        warn = flagged(accuracy, column) if column in accuracy.columns else pd.Series(False, index=accuracy.index)
+        warn = pd.Series(warn.to_numpy(), index=rows.index)
+        grid = np.array([[values.get((*key, code), np.nan) for code in order] for key in keys], dtype=float)
+        image = ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            text, colour = ("–", "black") if np.isnan(value) else (f"{100 * value:.0f}", _text_colour(cmap(value)))
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
+            if warn.get((*keys[i], order[j]), False):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=PALETTE[3], lw=1.6))
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(range(len(order)), labels=order, rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
+        ax.tick_params(length=0)
+        ax.spines[:].set_visible(False)
+    axes[0, 0].set_yticks(
+        range(len(keys)),
+        labels=[f"{model} · {VARIANT_NAMES.get(variant, variant)} · {PROMPT_NAMES.get(prompt, prompt)}" for model, variant, prompt in keys],
+        fontsize=7,
+    )
+    bar = figure.colorbar(image, ax=axes, shrink=0.8, label="share (%)", pad=0.01, aspect=30)
+    bar.ax.yaxis.set_major_formatter(lambda value, _: f"{100 * value:.0f}")
+    return figure
+
+
 def plot_cells(accuracy: pd.DataFrame, languages: dict[str, Language], column: str, ylabel: str, path: Path, chance: float | None) -> None:
     _save(cells_figure(accuracy, languages, column, ylabel, chance), path)
+
+
+def _cell_name(model: str, variant: str, prompt: str) -> str:
+    return f"{model}, {VARIANT_NAMES.get(variant, variant)}, {PROMPT_NAMES.get(prompt, prompt)} prompt"
+
+
+def format_warnings(accuracy: pd.DataFrame) -> list[str]:
+    """One line per model x variant x prompt naming its languages where the accuracy is
+    a format artefact: the same label for most items (top share >= 0.6 with >= 90%
+    of outputs stated) or outputs mostly cut by the token budget (> 50%)."""
+    lines = []
+    for (model, variant, prompt), rows in accuracy.groupby(["model", "variant", "prompt"], sort=True):
+        constant = rows[(rows["top_choice_share"] >= CONSTANT_TOP_SHARE) & (rows["parse_rate"] >= CONSTANT_MIN_PARSED)]
+        if len(constant):
+            shares = ", ".join(f"{code} {100 * share:.0f}%" for code, share in zip(constant["lang"], constant["top_choice_share"]))
+            lines.append(
+                f"{_cell_name(model, variant, prompt)}: the same label for most items in {len(constant)} language(s) "
+                f"(share of the most frequent stated label: {shares}); accuracy there measures a constant answer, not reading"
+            )
+        truncated = rows[rows["truncation_rate"] > TRUNCATED_SHARE]
+        if len(truncated):
+            shares = ", ".join(f"{code} {100 * share:.0f}%" for code, share in zip(truncated["lang"], truncated["truncation_rate"]))
+            lines.append(
+                f"{_cell_name(model, variant, prompt)}: most outputs cut by the token budget in {len(truncated)} language(s) "
+                f"({shares}); accuracy there measures truncation, not reasoning"
+            )
+    return lines
+
+
+def _points(row) -> str:
+    def signed(value):
+        return f"{100 * value:+.1f}".replace("-", "−")
+
+    return f"{signed(row['estimate'])} points [{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
+
+
+def format_share_lines(effects: pd.DataFrame, models: list[str]) -> list[str]:
+    """Per model, in words: how much of its fine-tuning gain (direct prompt, mean over
+    the target languages) the format-free choice score moves, and how much is format."""
+    rows = effects[effects["prompt"] == "direct"].set_index(["model", "effect"])
+    lines = []
+    for model in models:
+        names = ("ft_gain_targets", "ft_gain_choice_targets", "ft_gain_format_targets", "ft_gain_format_share_targets")
+        if not all((model, name) in rows.index for name in names):
+            lines.append(
+                f"{model}: no choice cell for both variants, so its fine-tuning gain cannot be split into knowledge and format (notes.csv says which cells are missing)."
+            )
+            continue
+        total, knowledge, form, share = (rows.loc[(model, name)] for name in names)
+        line = (
+            f"{model}: fine-tuning gain on the targets (direct prompt) {_points(total)}; the format-free choice score moves "
+            f"{_points(knowledge)} of it (knowledge), the rest {_points(form)} is format"
+        )
+        if np.isfinite(share["estimate"]):
+            line += f": a format share of {100 * share['estimate']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
+        if total["ci_low"] <= 0 <= total["ci_high"]:
+            line += " (the gain's interval covers 0, so the share is not well determined)"
+        lines.append(line + ".")
+    return lines
 
 
 def group_gains_figure(effects: pd.DataFrame, margin: float):
@@ -253,13 +386,23 @@ def html_page(title: str, parts: list[str]) -> str:
     )
 
 
-def write_tables(verdicts: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, out_dir: Path) -> None:
+def write_tables(
+    verdicts: list[str], warnings: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, out_dir: Path
+) -> None:
     """The report's tables as HTML pages (the report shows HTML items; CSV only downloads)."""
     differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness"])]
     pages = {
         "verdicts": (
             "Verdicts",
-            ["<ul>", *(f"<li>{escape(line)}</li>" for line in verdicts), "</ul>", "<h2>The differences they rest on</h2>", _html_table(differences)],
+            [
+                "<ul>",
+                *(f"<li>{escape(line)}</li>" for line in verdicts),
+                "</ul>",
+                "<h2>Format warnings</h2>",
+                "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in warnings) + "</ul>" if warnings else "<p>None.</p>",
+                "<h2>The differences they rest on</h2>",
+                _html_table(differences),
+            ],
         ),
         "accuracy": ("Accuracy", [_html_table(wide), "<h2>With 95% intervals and parse rate</h2>", _html_table(accuracy)]),
         "effects": ("Effects", [_html_table(effects)]),
@@ -282,6 +425,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
     plot_cells(accuracy, languages, "parse_rate", "parse rate", out_dir / paths.REPORT_PLOTS["parse_rate"], chance=None)
+    _save(diagnostics_figure(accuracy, languages), out_dir / paths.REPORT_PLOTS["diagnostics"])
     plot_group_gains(effects, margin, out_dir / paths.REPORT_PLOTS["gains"])
     plot_alignment(gains, out_dir / paths.REPORT_PLOTS["alignment"])
 
@@ -290,17 +434,24 @@ def write_report(
     secondary = [key for key in VERDICT_EFFECTS if key != primary]
     verdicts = [verdict(effects, model, primary[0], margin, primary[1]) for model in models]
     verdicts += [verdict(effects, model, prompt, margin, effect) for prompt, effect in secondary for model in models]
+    warnings = format_warnings(accuracy)
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [" / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns]
     sections = [
         "# Cross-lingual transfer: results",
         "## Verdicts (gain on related targets minus gain on controls; the primary test first, then secondary rows)",
         "\n".join(f"- {line}" for line in verdicts),
+        "## Format warnings (cells whose accuracy is a format artefact)",
+        "\n".join(f"- {line}" for line in warnings) if warnings else "No cell answers one label for most items or is mostly cut by the token budget.",
+        "## Knowledge and format in the fine-tuning gain",
+        "\n".join(f"- {line}" for line in format_share_lines(effects, models)),
         "## Accuracy (model x language x variant x prompt)",
         _markdown(wide),
         f"![accuracy]({paths.REPORT_PLOTS['accuracy']})",
         "## Parse rate (share of outputs with a recognisable answer)",
         f"![parse rate]({paths.REPORT_PLOTS['parse_rate']})",
+        "## Format diagnostics per cell (framed: a warning above)",
+        f"![format diagnostics]({paths.REPORT_PLOTS['diagnostics']})",
         "## Effects (bootstrap over passages; p from passage sign-flips; the primary test Holm-adjusted across models, secondary tests within model x prompt)",
         _markdown(effects),
         f"![gains by group]({paths.REPORT_PLOTS['gains']})",
@@ -311,4 +462,4 @@ def write_report(
         _markdown(accuracy),
     ]
     write_text("\n\n".join(sections) + "\n", out_dir / paths.REPORT_SUMMARY)
-    write_tables(verdicts, accuracy, wide, effects, alignment, out_dir)
+    write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir)

@@ -12,7 +12,7 @@ import pandas as pd
 from .errors import XltError
 from .extract import extract_choice
 from .languages import Language
-from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, PREDICTION_COLUMNS, discover_predictions
+from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, COT_COLUMNS, PREDICTION_COLUMNS, STOP_REASONS, discover_predictions
 
 _KEY = ("model", "variant", "prompt", "lang")
 
@@ -28,7 +28,7 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     missing = [column for column in PREDICTION_COLUMNS if column not in frame.columns]
     if missing:
         raise XltError(f"{origin}: missing column {missing[0]}; predictions need {', '.join(PREDICTION_COLUMNS)}")
-    frame = frame.loc[:, list(PREDICTION_COLUMNS)].reset_index(drop=True)
+    frame = frame.loc[:, [*PREDICTION_COLUMNS, *(column for column in COT_COLUMNS if column in frame.columns)]].reset_index(drop=True)
     missing_id = frame.index[frame["item_id"].isna()]
     if len(missing_id):
         raise XltError(f"{origin}: column item_id, row {missing_id[0] + 1}: empty; every row needs its item's id")
@@ -44,6 +44,18 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     bad = frame.index[~answer.isin([1, 2, 3, 4])]
     if len(bad):
         raise XltError(f"{origin}: column answer, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'answer'])}; allowed: 1-4")
+    if "forced_choice" in frame.columns:
+        forced = pd.to_numeric(frame["forced_choice"], errors="coerce")
+        bad = frame.index[frame["forced_choice"].notna() & ~forced.isin([1, 2, 3, 4])]
+        if len(bad):
+            raise XltError(f"{origin}: column forced_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'forced_choice'])}; allowed: 1-4 or null")
+        frame["forced_choice"] = forced.astype("Int64")
+    if "stop_reason" in frame.columns:
+        bad = frame.index[frame["stop_reason"].notna() & ~frame["stop_reason"].isin(STOP_REASONS)]
+        if len(bad):
+            raise XltError(
+                f"{origin}: column stop_reason, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'stop_reason'])}; allowed: {', '.join(STOP_REASONS)} or null"
+            )
     duplicated = frame.index[frame.duplicated("item_id")]
     if len(duplicated):
         raise XltError(f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice")
@@ -108,12 +120,59 @@ def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFram
     ]
     rescored["parsed_choice"] = pd.array(choices, dtype="Int64")
     rescored["correct"] = (rescored["parsed_choice"] == rescored["answer"]).fillna(False).astype(bool)
+    if "forced_choice" in rescored.columns:
+        # The stated answer where the current extractor finds one; else the forced pass's.
+        rescored["forced_choice"] = rescored["parsed_choice"].fillna(rescored["forced_choice"]).astype("Int64")
     return rescored
 
 
-def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confidence: float = 0.95) -> pd.DataFrame:
-    """Accuracy with a Wilson interval (sound near 0 and 1 and for small n) and the
-    share of outputs with a recognisable answer."""
+def _truncated(items: pd.DataFrame, budgets: dict[str, int]) -> pd.Series:
+    """Per row: whether the continuation ran out of its token budget (1.0), did not
+    (0.0), or cannot be told (NaN). `stop_reason` says so where the row has it; else a
+    generated output that used its prompt's whole budget (`budgets`, prompt -> max new
+    tokens) was cut; for a prompt whose budget is not known, NaN."""
+    budget = items["prompt"].map(budgets).astype(float)
+    derived = (items["n_output_tokens"].astype(float) >= budget).astype(float).where(budget.notna())
+    if "stop_reason" not in items.columns:
+        return derived
+    stated = items["stop_reason"].map({reason: float(reason == "budget") for reason in STOP_REASONS})
+    return stated.fillna(derived)
+
+
+def _top_share(parsed: pd.Series) -> float:
+    counts = parsed.dropna().value_counts()
+    return float(counts.iloc[0] / counts.sum()) if len(counts) else np.nan
+
+
+def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per model x variant x prompt x language, what its accuracy is made of
+    (docs/diagnostics.md): accuracy of the forced answers (`forced_choice` where a row
+    has it, else the stated answer), accuracy among stated answers, the share of the
+    most frequent stated label (1.0: one letter for every item), the share of outputs
+    cut by the token budget and the share of empty outputs."""
+    rows = items.assign(
+        forced_correct=(items["forced_choice"].fillna(items["parsed_choice"]) if "forced_choice" in items.columns else items["parsed_choice"])
+        .eq(items["answer"])
+        .fillna(False),
+        correct_parsed=items["correct"].where(items["parsed_choice"].notna()).astype(float),
+        truncated=_truncated(items, budgets or {}),
+        empty=items["raw_output"].fillna("").astype(str).str.strip().eq(""),
+    )
+    grouped = rows.groupby(list(_KEY), sort=True)
+    return pd.DataFrame(
+        {
+            "forced_accuracy": grouped["forced_correct"].mean().astype(float),
+            "accuracy_given_parsed": grouped["correct_parsed"].mean(),
+            "top_choice_share": grouped["parsed_choice"].agg(_top_share),
+            "truncation_rate": grouped["truncated"].mean(),
+            "empty_rate": grouped["empty"].mean().astype(float),
+        }
+    ).reset_index()
+
+
+def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confidence: float = 0.95, budgets: dict[str, int] | None = None) -> pd.DataFrame:
+    """Accuracy with a Wilson interval (sound near 0 and 1 and for small n), the
+    share of outputs with a recognisable answer and the format diagnostics."""
     from statsmodels.stats.proportion import proportion_confint
 
     unknown = sorted(set(items["lang"]) - set(languages))
@@ -128,4 +187,5 @@ def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confiden
     grouped["parse_rate"] = grouped["n_parsed"] / grouped["n"]
     grouped["family"] = grouped["lang"].map(lambda code: languages[code].family)
     grouped["script"] = grouped["lang"].map(lambda code: languages[code].script)
+    grouped = grouped.merge(format_diagnostics(items, budgets), on=list(_KEY), how="left")
     return grouped.loc[:, list(ACCURACY_COLUMNS)]

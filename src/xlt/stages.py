@@ -191,7 +191,8 @@ def score(prediction_files: list[str], data_files: list[str], study: dict, accur
     changed = int((items["parsed_choice"].fillna(0) != predictions["parsed_choice"].fillna(0)).sum())
     _say(f"re-extracted {len(items)} answers ({changed} differ from the predict-time extraction)")
     write_parquet(items, items_out)
-    write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"]), accuracy_out)
+    budgets = {key.removesuffix("_max_new_tokens"): value for key, value in study["prompts"].items() if key.endswith("_max_new_tokens")}
+    write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"], budgets), accuracy_out)
 
 
 def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:

@@ -24,7 +24,7 @@ from scipy import special
 from .atomic import write_csv
 from .errors import XltError
 from .languages import GROUPS, Language
-from .paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
+from .paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
 from .paths import POOLED_MODEL as POOLED
 from .stattests import (
     Resampling,
@@ -117,6 +117,22 @@ FT_COT = Comparison("ft_gain", "", "cot", ("ft", "cot"), ("base", "cot"))
 COT = Comparison("cot_gain", "cot_", "cot", ("base", "cot"), ("base", "direct"))
 COMPARISONS = (FT_DIRECT, FT_COT, COT)
 
+# The knowledge/format decomposition (docs/diagnostics.md): each gain splits into the
+# change of a format-free score (its `_choice` part) and the rest (its `_format` part).
+# For fine-tuning the format-free score is the variant's choice cell. The choice cell
+# is a property of the variant, not of the prompt, so against it the CoT gain's
+# knowledge part would be 0 by construction; the CoT cell's own format-free score is
+# its forced answers (`forced_choice`: the stated answer, else the likeliest label
+# after the answer phrase), so the CoT gain's `_choice` part is forced CoT minus
+# choice (what reasoning changes in the answer), and its `_format` part is the change
+# in how far the strict score falls short of the format-free one.
+FORCED_PROMPT = "cot_forced"  # the internal cell of CoT rows scored by forced_choice
+FT_DIRECT_CHOICE = Comparison("ft_gain_choice", "", "direct", ("ft", CHOICE_PROMPT), ("base", CHOICE_PROMPT))
+FT_COT_CHOICE = Comparison("ft_gain_choice", "", "cot", ("ft", CHOICE_PROMPT), ("base", CHOICE_PROMPT))
+COT_CHOICE = Comparison("cot_gain_choice", "cot_", "cot", ("base", FORCED_PROMPT), ("base", CHOICE_PROMPT))
+DECOMPOSITIONS = ((FT_DIRECT, FT_DIRECT_CHOICE), (FT_COT, FT_COT_CHOICE), (COT, COT_CHOICE))
+DECOMPOSITION_GROUPS = (*GROUPS, "targets")
+
 
 @dataclass(frozen=True)
 class ModelCells:
@@ -155,6 +171,18 @@ class ModelCells:
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(before < 1, (after - before) / np.where(before < 1, 1 - before, 1), np.nan)
         return share.mean(axis=-1)
+
+
+def with_forced_cells(items: pd.DataFrame) -> pd.DataFrame:
+    """`items` plus, for every CoT cell whose rows carry `forced_choice`, a
+    FORCED_PROMPT cell scored by it (rows without one count their stated answer)."""
+    if "forced_choice" not in items.columns:
+        return items
+    cot = items[items["prompt"] == "cot"]
+    has_forced = cot.groupby(["model", "variant", "lang"])["forced_choice"].transform(lambda column: column.notna().any())
+    forced = cot[has_forced.astype(bool)]
+    choice = forced["forced_choice"].fillna(forced["parsed_choice"])
+    return pd.concat([items, forced.assign(prompt=FORCED_PROMPT, parsed_choice=choice, correct=choice.eq(forced["answer"]).fillna(False))], ignore_index=True)
 
 
 def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
@@ -509,6 +537,58 @@ def comparison_effects(context: ModelContext, comparison: Comparison, languages:
     return rows
 
 
+def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Comparison, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
+    """Per language group and over all targets: the gain's knowledge part (`_choice`:
+    the change of the format-free score) and its format part (`_format`: the rest),
+    which add up to the gain on every resample, plus the gain over the targets and the
+    format part's share of it. Bootstrap intervals only: a description of the gain,
+    not a test, so outside the Holm families. Where a format-free cell is missing, no
+    rows, and a note naming the cells and why."""
+    cells, settings, prompt = context.cells, context.settings, gain.prompt
+    groups = cells.groups(gain, languages)
+    groups["targets"] = groups["related"] + groups["control"]
+    codes = [code for code in languages if any(code in members for members in groups.values())]
+    absent = [f"{'/'.join(cell)}/{code}" for code in codes for cell in (knowledge.after, knowledge.before) if (*cell, code) not in cells.columns]
+    if absent:
+        needs = "forced_choice on its CoT rows" if FORCED_PROMPT in (knowledge.after[1], knowledge.before[1]) else "the choice cell"
+        why = f"missing: no format-free score for {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''} (needs {needs}; older runs and predictions from elsewhere may lack it)"
+        effect = f"{gain.gain}_choice_*, {gain.gain}_format_*, {gain.gain}_format_share_targets"
+        return [], [
+            {"table": "effects", "model": context.model, "prompt": prompt, "effect": effect, "method": "", "holm_family": "", "note": why, "role": "secondary"}
+        ]
+    method = (
+        f"{_interval_method(settings)}; descriptive, not tested (outside the Holm families); "
+        f"knowledge part: {'/'.join(knowledge.after)} - {'/'.join(knowledge.before)}, format part: the gain minus it"
+    )
+
+    def described(name: str, estimate: float, draws: np.ndarray) -> Row:
+        low, high = context.resampling.interval(draws)
+        return Row(context.model, prompt, name, estimate, context.n_items, method, low, high)
+
+    accuracy = cells.values.mean(axis=0)
+    rows = []
+    for group, members in groups.items():
+        if not members:
+            continue
+        total, choice = cells.gain_weights(gain, members), cells.gain_weights(knowledge, members)
+        parts = {f"{gain.gain}_choice_{group}": choice, f"{gain.gain}_format_{group}": total - choice}
+        if group == "targets":
+            parts = {f"{gain.gain}_targets": total, **parts}
+        rows += [described(name, float(accuracy @ weights), context.draws @ weights) for name, weights in parts.items()]
+        if group == "targets":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = np.where(context.draws @ total != 0, context.draws @ (total - choice) / (context.draws @ total), np.nan)
+                estimate = float(accuracy @ (total - choice) / (accuracy @ total)) if accuracy @ total != 0 else math.nan
+            row = described(f"{gain.gain}_format_share_targets", estimate, share)
+            row.method += "; share: format part / gain over the targets"
+            if not np.isfinite(estimate):
+                row.notes.append("the gain over the targets is 0: no share to take")
+            elif rows[-3].ci_low <= 0 <= rows[-3].ci_high:
+                row.notes.append("the gain's interval covers 0: the share is unstable (its interval is wide or unbounded in practice)")
+            rows.append(row)
+    return rows, []
+
+
 def primary_key(setting: str, rows: list[Row]) -> tuple[str, str]:
     """The (prompt, effect) of `stats.primary` ("auto" or "prompt/effect")."""
     tested = {(row.prompt, row.effect) for row in rows if np.isfinite(row.p_value) and row.model != POOLED}
@@ -541,11 +621,15 @@ def effects_table(
     cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """effects.csv and its notes (method, Holm family, reasons for gaps)."""
-    rows = []
+    rows, absent = [], []
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
         for comparison in COMPARISONS:
             rows += comparison_effects(context, comparison, languages)
+        for gain, knowledge in DECOMPOSITIONS:
+            found, missing = decomposition_effects(context, gain, knowledge, languages)
+            rows += found
+            absent += missing
     for comparison in COMPARISONS:
         rows += pooled_effects(cells, comparison, languages, settings, resampling)
     _adjust(rows, primary_key(settings.primary, rows))
@@ -566,6 +650,8 @@ def effects_table(
         ],
         columns=list(NOTES_COLUMNS),
     )
+    if absent:
+        notes = pd.concat([notes, pd.DataFrame(absent, columns=list(NOTES_COLUMNS))], ignore_index=True)
     return effects, notes
 
 
@@ -590,7 +676,14 @@ class Unit:
             "cot_gain": accuracy @ cells.gain_weights(COT, codes),
             "ft_gain_norm": cells.normalised_gain(accuracy, FT_DIRECT, codes),
             "cot_gain_norm": cells.normalised_gain(accuracy, COT, codes),
+            "ft_gain_format": accuracy @ (cells.gain_weights(FT_DIRECT, codes) - cells.gain_weights(FT_DIRECT_CHOICE, codes))
+            if self.has_choice
+            else np.full(accuracy.shape[:-1], np.nan),
         }
+
+    @property
+    def has_choice(self) -> bool:
+        return all((variant, CHOICE_PROMPT, code) in self.cells.columns for variant in ("base", "ft") for code in self.codes)
 
 
 ALIGNMENT_PAIRS = (
@@ -600,12 +693,13 @@ ALIGNMENT_PAIRS = (
     ("baseline", "ft_gain_norm"),
     ("baseline", "cot_gain"),
     ("baseline", "cot_gain_norm"),
+    ("ft_gain_format", "cot_gain"),
 )
 # Pairs that share a measurement (both gains subtract base/direct; a gain subtracts the
 # baseline), so item noise alone correlates them (regression to the mean): also
 # estimated with x and y measured on disjoint halves of the items, which that shared
 # noise cannot reach.
-SPLIT_PAIRS = (("ft_gain", "cot_gain"), ("baseline", "ft_gain"), ("baseline", "cot_gain"))
+SPLIT_PAIRS = (("ft_gain", "cot_gain"), ("baseline", "ft_gain"), ("baseline", "cot_gain"), ("ft_gain_format", "cot_gain"))
 # Disjoint halves remove the shared cell's noise, not a true difference in it: a model
 # that is truly bad at letter-only answers (base/direct) has both gains truly larger,
 # which no correlation of these two gains can tell from alignment.
@@ -674,6 +768,22 @@ def alignment_table(
             for x, y in pairs:
                 for method in ("pearson", "spearman"):
                     statistic = f"{method}:{x}~{y}:{unit_name}" + (":split_items" if split else "")
+                    lacking = sorted({unit.model for unit in members if not unit.has_choice}) if "ft_gain_format" in (x, y) else []
+                    if lacking:
+                        why = f"missing: no choice cell for {', '.join(lacking)}, so no format part of the fine-tuning gain (older runs and predictions from elsewhere may lack it)"
+                        notes.append(
+                            {
+                                "table": "alignment",
+                                "model": "",
+                                "prompt": "",
+                                "effect": statistic,
+                                "method": "",
+                                "holm_family": "",
+                                "note": why,
+                                "role": "secondary",
+                            }
+                        )
+                        continue
                     row = {"statistic": statistic, "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "n_models": n_models}
                     note = f"needs at least 3 points, has {len(members)}" if not enough else ""
                     if enough:
@@ -778,7 +888,7 @@ def compare(items: pd.DataFrame, languages: dict[str, Language], settings: Stats
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    cells, passages = correctness(items)
+    cells, passages = correctness(with_forced_cells(items))
     resampling = settings.resampling(passages.index)
     effects, effect_notes = effects_table(cells, languages, settings, resampling)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)

@@ -32,6 +32,12 @@ rule report:
             category="2. Accuracy",
             labels={"item": "parse-rate heatmap"},
         ),
+        diagnostics=report(
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['diagnostics']}",
+            caption="../report/format_diagnostics.rst",
+            category="2. Accuracy",
+            labels={"item": "format diagnostics"},
+        ),
         accuracy_table=report(
             f"{paths.REPORT}/{paths.REPORT_TABLES['accuracy']}",
             caption="../report/accuracy_table.rst",

@@ -8,7 +8,8 @@ greedy, stopping at a stated answer or end of sequence).
 
 Prints, per model and language, the percentiles of generated tokens and why each
 continuation stopped (answer stated, end of sequence, budget), and the share of
-continuations finished within each candidate budget. Results: bench/results/cot_lengths.json
+continuations finished within each candidate budget. The forced answer pass after an
+unfinished continuation runs too (as in the predict stage) but is not measured here. Results: bench/results/cot_lengths.json
 and .md.
 """
 
@@ -30,10 +31,10 @@ import pandas as pd  # noqa: E402
 from inference import test_items  # noqa: E402
 
 from xlt.config import load_config  # noqa: E402
-from xlt.extract import extract, extract_choice  # noqa: E402
-from xlt.inference import build_requests, generate  # noqa: E402
-from xlt.inference.engine import resolve_batch_size  # noqa: E402
-from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model, uses_chat_template  # noqa: E402
+from xlt.extract import extract_choice  # noqa: E402
+from xlt.inference.engine import generate, resolve_batch_size  # noqa: E402
+from xlt.inference.requests import build_requests, encode, uses_chat_template  # noqa: E402
+from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model  # noqa: E402
 from xlt.prompts import load_template, template_path  # noqa: E402
 
 CANDIDATE_BUDGETS = (64, 96, 128, 160, 192, 256)
@@ -59,25 +60,23 @@ def measure(model_name: str, config: dict, items: pd.DataFrame, budget: int, mod
     model = load_model(base, spec, dtype="float32")
     langs = list(config["languages"])
     templates = {lang: load_template(template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)) for lang in langs}
-    requests = build_requests(items, templates, "cot", tokenizer, uses_chat_template(spec, tokenizer), spec.chat_template_kwargs)
+    requests = build_requests(items, templates, "cot", "generate", budget)
+    chat = uses_chat_template(spec, tokenizer)
+    encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
     batch_size = resolve_batch_size(config["models"][model_name]["inference"]["batch_size"], model)
     started = time.perf_counter()
-    generations = generate(model, tokenizer, requests, budget, batch_size, progress=False, log=lambda *_: None)
+    generations = generate(model, tokenizer, encoded, budget, batch_size, progress=False, log=lambda *_: None)
     seconds = time.perf_counter() - started
     rows = []
-    for request, (text, n_tokens) in zip(requests, generations):
-        raw = request.completion_prefix + text
-        # The engine stops at an answer stated after an answer phrase; otherwise at the
-        # end-of-sequence token (counted in n_tokens, dropped from the text) or the budget.
-        reason = "answer" if extract(raw, request.options).rule == "phrase" else "budget" if n_tokens >= budget else "eos"
-        parsed = extract_choice(raw, request.options)
+    for request, prompt, generation in zip(requests, encoded, generations):
+        parsed = extract_choice(prompt.completion_prefix + generation.text, request.options)
         rows.append(
             {
                 "model": model_name,
                 "lang": request.lang,
                 "item_id": request.item_id,
-                "n_output_tokens": n_tokens,
-                "stop_reason": reason,
+                "n_output_tokens": generation.n_output_tokens,
+                "stop_reason": generation.stop_reason,
                 "parsed": parsed is not None,
             }
         )

@@ -557,7 +557,7 @@ def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Co
             {"table": "effects", "model": context.model, "prompt": prompt, "effect": effect, "method": "", "holm_family": "", "note": why, "role": "secondary"}
         ]
     method = (
-        f"{_interval_method(settings)}; descriptive, not tested (outside the Holm families); "
+        f"{_interval_method(settings, context.resampling)}; descriptive, not tested (outside the Holm families); "
         f"knowledge part: {'/'.join(knowledge.after)} - {'/'.join(knowledge.before)}, format part: the gain minus it"
     )
 

@@ -141,12 +141,12 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
 # (column of accuracy.csv, panel title) of the diagnostics figure, and the column whose
 # warning threshold a framed cell passes.
 DIAGNOSTICS = (
-    ("parse_rate", "answer stated"),
-    ("accuracy_given_parsed", "accuracy given stated"),
-    ("forced_accuracy", "forced accuracy"),
-    ("top_choice_share", "top label share"),
-    ("truncation_rate", "cut by budget"),
-    ("empty_rate", "empty output"),
+    ("parse_rate", "answer\nstated"),
+    ("accuracy_given_parsed", "accuracy given\nstated"),
+    ("forced_accuracy", "forced\naccuracy"),
+    ("top_choice_share", "top label\nshare"),
+    ("truncation_rate", "cut by\nbudget"),
+    ("empty_rate", "empty\noutput"),
 )
 PROMPT_ORDER = ("direct", "cot", "choice")
 
@@ -177,7 +177,7 @@ def diagnostics_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
         if ((accuracy["model"] == model) & (accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)).any()
     ]
     rows = accuracy.set_index(["model", "variant", "prompt", "lang"])
-    panel_width = 0.3 * len(order) + 0.2
+    panel_width = max(1.3, 0.3 * len(order) + 0.2)  # room for the panel titles with few languages
     figure, axes = plt.subplots(
         1, len(DIAGNOSTICS), figsize=(2.4 + len(DIAGNOSTICS) * panel_width, 1.6 + 0.24 * len(keys)), sharey=True, squeeze=False, layout="constrained"
     )

@@ -49,6 +49,6 @@ def tiny_study(repo, tiny_models, tmp_path_factory) -> tuple[Path, Path]:
     from snakemake_runs import run_snakemake, write_test_config
 
     workdir = tmp_path_factory.mktemp("study")
-    configfile = write_test_config(repo, workdir, tiny_models)
+    configfile = write_test_config(workdir, tiny_models)
     run_snakemake(repo, workdir, configfile)
     return workdir, configfile

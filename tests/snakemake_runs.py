@@ -1,6 +1,7 @@
-"""The workflow on the test config (tiny models, three languages) in a temporary folder:
-through Snakemake's API in this process, or through its command line in a fresh one
-(which imports the code of the workflow copy it is given, so it sees code changes)."""
+"""Driving Snakemake in the tests: the test config (tiny models, three languages) made
+runnable from any folder, the workflow through Snakemake's API in this process, or
+through the command line a user types in a fresh one (which imports the code of the
+workflow copy it is given, so it sees code changes), and reading its plans and graphs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_snakemake(repo: Path, workdir: Path, configfile: Path, cores: int = 2, dryrun: bool = False, forcerun: tuple[str, ...] = ()) -> list[str]:
@@ -31,24 +34,60 @@ def run_snakemake(repo: Path, workdir: Path, configfile: Path, cores: int = 2, d
     return scheduled
 
 
-def write_test_config(repo: Path, workdir: Path, tiny_models: dict[str, Path]) -> Path:
-    """The repo's .test config with its relative paths made absolute for `workdir`."""
-    config = yaml.safe_load((repo / ".test" / "config" / "config.yaml").read_text())
-    config["data"]["fixture_dir"] = str(repo / config["data"]["fixture_dir"])
-    config["prompts"]["templates"] = str(repo / config["prompts"]["templates"])
+def tiny_config(model_paths: dict[str, Path]) -> dict:
+    """.test/config/config.yaml with its relative paths made absolute, so a run in any
+    working directory reads the repository's fixture and templates."""
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config["data"]["fixture_dir"] = str(REPO / config["data"]["fixture_dir"])
+    config["prompts"]["templates"] = str(REPO / config["prompts"]["templates"])
     for name, entry in config["models"].items():
-        entry["path"] = str(tiny_models[name])
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+        entry["path"] = str(model_paths[name])
+    return config
+
+
+def write_config(config: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
+def write_test_config(workdir: Path, tiny_models: dict[str, Path]) -> Path:
+    """The test config for a run in `workdir`, written there."""
+    return write_config(tiny_config(tiny_models), workdir / "config.yaml")
+
+
+def workflow_rules(workdir: Path, configfile: Path, snakefile: Path = REPO / "Snakefile") -> dict:
+    """Rule name -> Snakemake's own Rule object (its directives: conda_env, shellcmd,
+    basedir, ...), as Snakemake parses the workflow for this config; nothing runs."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile]),
+            snakefile=snakefile,
+            workdir=workdir,
+        )
+        return {rule.name: rule for rule in workflow._workflow.rules}
+
+
+def cli_command(workdir: Path, configfile: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
+    """The command line a user types, with this checkout's Snakefile unless another is
+    given (`--configfile` last: it takes every argument up to the next option)."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir), *args, "--configfile", str(configfile)]
+
+
+def run_cli(workdir: Path, configfile: Path, *args: str, snakefile: Path = REPO / "Snakefile", timeout: int = 900) -> subprocess.CompletedProcess:
+    """`snakemake ARGS` in a fresh process, whatever its exit status."""
+    return subprocess.run(cli_command(workdir, configfile, *args, snakefile=snakefile), capture_output=True, text=True, timeout=timeout)
+
+
 def snakemake_command(snakefile: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 300) -> str:
-    """`snakemake ARGS` in a fresh process; returns what it printed on stdout."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), "--configfile", str(configfile), *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    """`snakemake ARGS` in a fresh process that must succeed; returns what it printed on stdout."""
+    done = run_cli(workdir, configfile, *args, snakefile=snakefile, timeout=timeout)
     if done.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(f"{' '.join(done.args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 

@@ -5,21 +5,22 @@ jobs run must then not need)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from snakemake_runs import tiny_config, workflow_rules, write_config
 
 MODEL_LIBRARIES = {"torch", "transformers", "peft", "accelerate"}
 MODEL_RULES = {"prepare_model", "finetune", "merge", "predict", "predict_direct"}
 # Optional extras the model environment carries too: the GPU jobs of the paper
 # configuration (DeepSpeed launchers, QLoRA) run in it.
 JOB_EXTRAS = ("deepspeed", "qlora")
-# Runs the jobs rather than inside them: the script directive brings its own module.
+# Runs the jobs rather than inside them.
 HOST_ONLY = {"snakemake"}
 
 
@@ -37,18 +38,13 @@ def environment(path) -> tuple[dict[str, Requirement], str]:
     return {Requirement(line).name: Requirement(line) for line in pip}, python.split("=", 1)[1].strip()
 
 
-def rule_environments(repo) -> dict[str, str]:
-    """rule name -> the conda file its `conda:` directive names, from workflow/rules."""
-    found = {}
-    for path in sorted((repo / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
-            name = block.split(":", 1)[0].strip()
-            conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, re.M)
-            found[name] = (path.parent / conda.group(1)).resolve().name if conda else None
-        # `use rule A as B with:` runs B in A's environment (none of ours overrides it)
-        for used, name in re.findall(r"^use rule (\w+) as (\w+) with:", path.read_text(), flags=re.M):
-            found[name] = found[used]
-    return found
+def rule_environments(tmp_path) -> dict[str, str | None]:
+    """rule name -> the conda file its `conda:` directive names, as Snakemake reads the
+    rules (`use rule A as B` included; the test config, with stand-in model folders:
+    nothing runs)."""
+    configfile = write_config(tiny_config({"tiny-dense": tmp_path, "tiny-moe": tmp_path}), tmp_path / "config.yaml")
+    rules = workflow_rules(tmp_path, configfile)
+    return {name: (Path(rule.basedir) / rule.conda_env).resolve().name if rule.conda_env else None for name, rule in rules.items() if name != "all"}
 
 
 def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
@@ -64,9 +60,9 @@ def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
     assert set(required) - HOST_ONLY - covered == set(), "pyproject dependencies in no environment"
 
 
-def test_every_rule_runs_in_an_existing_environment_by_its_group(repo):
-    environments = rule_environments(repo)
-    assert set(environments) >= MODEL_RULES
+def test_every_rule_runs_in_an_existing_environment_by_its_group(repo, tmp_path):
+    environments = rule_environments(tmp_path)
+    assert set(environments) >= MODEL_RULES | {"prepare_data", "score", "compare", "report"}
     for rule, env in environments.items():
         assert env is not None and (repo / "envs" / env).is_file(), f"rule {rule}: no conda environment file"
         assert env == ("models.yaml" if rule in MODEL_RULES else "light.yaml"), f"rule {rule} runs in {env}"
@@ -84,7 +80,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"blocked: {{name}}")
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(repo / "src")!r})
-import xlt.stages, xlt.data, xlt.scoring, xlt.stats, xlt.report, xlt.extract, xlt.cli
+import xlt.stages, xlt.data, xlt.scoring, xlt.stats, xlt.report, xlt.extract, xlt.cli, xlt.jobs, xlt.fingerprint
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

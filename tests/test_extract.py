@@ -11,7 +11,6 @@ option text, markdown.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -19,9 +18,8 @@ from typing import NamedTuple
 import pandas as pd
 import pytest
 
-import xlt.extract
 from xlt.config import load_config
-from xlt.extract import ANSWER_WORDS, Extraction, extract, extract_choice, fingerprint
+from xlt.extract import ANSWER_WORDS, Extraction, extract, extract_choice
 from xlt.languages import language_table
 from xlt.prompts import TEMPLATE_FIELDS, load_template, options_of, render
 
@@ -341,11 +339,6 @@ def test_rule_phrase_only_for_an_answer_after_an_answer_phrase():
     assert extract("Answer:").rule == "none"
     assert extract("Answer: Because").rule == "none"
     assert extract("").rule == "none"
-
-
-def test_fingerprint_is_the_hash_of_the_extraction_code():
-    source = Path(xlt.extract.__file__).read_bytes()
-    assert fingerprint() == hashlib.sha256(source).hexdigest()[:16]
 
 
 # `xlt extract`: JSON lines (DESIGN.md's form), a predictions parquet, or one text.

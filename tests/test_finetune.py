@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from belebele_rows import ENGLISH, items
 
 from xlt.config import load_config, validate_config
 from xlt.data import check_rows
@@ -25,6 +26,7 @@ from xlt.finetune import (
     IGNORE,
     AnswerOnlyCollator,
     FinetuneSettings,
+    TokenCounts,
     attach_lora,
     build_example,
     build_examples,
@@ -161,6 +163,42 @@ def test_padding_does_not_leak_between_examples(prepared_tiny, name):
     assert torch.allclose(together, alone, rtol=1e-4, atol=1e-5)
 
 
+def test_collator_left_pads_and_keeps_only_answer_logits():
+    collator = AnswerOnlyCollator(pad_id=0)
+    batch = collator(
+        [
+            {"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE, IGNORE, IGNORE, 8, 9]},
+            {"input_ids": [5, 6, 9], "labels": [IGNORE, 6, 9]},
+        ]
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [0, 0, 5, 6, 9]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 0, 0, 1, 2]]
+    assert batch["logits_to_keep"] == 3
+    assert batch["labels"].tolist() == [[IGNORE, 8, 9], [IGNORE, 6, 9]]
+    counts = TokenCounts()
+    counts.add(batch)
+    assert counts.take() == {"tokens": 8, "supervised_tokens": 4, "padding_share": pytest.approx(2 / 10)}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_to_keep_gives_the_same_loss_as_full_logits(prepared_tiny, name):
+    import torch
+
+    spec = ModelSpec(name)
+    tokenizer = load_tokenizer(prepared_tiny[name], spec)
+    model = load_model(prepared_tiny[name], spec, dtype="float32")
+    chat = uses_chat_template(spec, tokenizer)
+    examples = [build_example(item, ENGLISH, tokenizer, chat, {}, 512) for item in items(3).to_dict("records")]
+    batch = AnswerOnlyCollator(tokenizer.pad_token_id)(examples)
+    with torch.no_grad():
+        short = model(**batch).loss
+        full_labels = torch.full_like(batch["input_ids"], IGNORE)
+        full_labels[:, -batch["labels"].shape[1] :] = batch["labels"]
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], labels=full_labels).loss
+    assert torch.isfinite(short)
+    assert short.item() == pytest.approx(full.item(), rel=1e-5)
+
+
 # --- where LoRA attaches ----------------------------------------------------------
 
 
@@ -218,6 +256,7 @@ def test_loss_falls_on_a_fixed_batch(prepared_tiny, name, experts, tmp_path):
     run = settings(experts=experts, max_steps=12, target_modules="attention" if experts else "all-linear")
     finetune(prepared_tiny[name], ModelSpec(name), arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", save_steps=5, log=lambda *_: None)
     log = pd.read_csv(adapter / "train_log.csv")
+    assert {"loss", "learning_rate", "tokens", "padding_share", "supervised_tokens"} <= set(log.columns)
     assert len(log) == 12 and log["step"].tolist() == list(range(1, 13))
     assert log["loss"].iloc[-3:].mean() < log["loss"].iloc[:3].mean() - 0.2
     assert (log["supervised_tokens"] == 4 * 3).all()  # a space, the letter, end of sequence

@@ -15,11 +15,13 @@ import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
 
 from xlt.batching import plan_batches, plan_waves
-from xlt.inference.engine import DecodeState, Generation, generate, greedy_batch, merge_states, resolve_batch_size, stop_token_ids
+from xlt.inference.engine import DecodeState, Generation, answer_complete, generate, greedy_batch, merge_states, resolve_batch_size, stop_token_ids
 from xlt.inference.predictions import prediction_frames
-from xlt.inference.requests import Encoded, build_requests, encode, encode_pair, uses_chat_template
+from xlt.inference.requests import Encoded, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
 from xlt.inference.shards import Shard, partial_path, run_fingerprint
 from xlt.models import ModelSpec, load_model, load_tokenizer
+from xlt.paths import COT_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS
+from xlt.prompts import render
 
 TEMPLATE, MODELS = ENGLISH, TINY_MODELS
 
@@ -398,3 +400,47 @@ def test_a_letter_is_not_closed_by_the_first_bytes_of_the_next_character(prepare
     assert tokenizer.decode(word[:4]) == " ב\ufffd"  # space, the two bytes of ב, the first of ס
     assert not any(stated_answer(tokenizer, "התשובה:", word[:n]) for n in range(1, len(word) + 1))
     assert [stated_answer(tokenizer, "התשובה:", letter[:n]) for n in range(1, len(letter) + 1)] == [False, False, False, True]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_chat_template_is_used_only_where_the_tokenizer_has_one(prepared_tiny, name):
+    spec = ModelSpec(name)
+    tokenizer = load_tokenizer(prepared_tiny[name], spec)
+    assert uses_chat_template(spec, tokenizer) == (name == "tiny-dense")
+    ids = encode_prompt(tokenizer, render(items(1).iloc[0], TEMPLATE, "direct"), uses_chat_template(spec, tokenizer))
+    text = tokenizer.decode(ids)
+    assert text.endswith("Answer:")
+    assert ("<|im_start|>assistant" in text) == (name == "tiny-dense")
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("prompt", ["direct", "cot"])
+def test_generation_is_batched_greedy_and_order_preserving(prepared_tiny, name, prompt):
+    spec = ModelSpec(name)
+    tokenizer = load_tokenizer(prepared_tiny[name], spec)
+    model = load_model(prepared_tiny[name], spec)
+    frame = items(5)
+    requests = build_requests(frame, {"eng_Latn": TEMPLATE}, prompt, "generate", 6)
+    chat = uses_chat_template(spec, tokenizer)
+    encoded = [encode(tokenizer, request, chat) for request in requests]
+    batched = generate(model, tokenizer, encoded, max_new_tokens=6, batch_size=4, progress=False)
+    single = generate(model, tokenizer, encoded, max_new_tokens=6, batch_size=1, progress=False)
+    assert [result.text for result in batched] == [result.text for result in single]
+    frames = prediction_frames(requests, batched, name, "base")
+    assert set(frames) == set(JOB_CELLS[prompt])
+    predictions = frames[prompt]
+    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *COT_COLUMNS]
+    assert predictions["item_id"].tolist() == frame["item_id"].tolist()
+    assert (predictions["n_output_tokens"] <= 6).all()
+    prefix = "Answer:" if prompt == "direct" else "Let's think step by step."
+    assert predictions["raw_output"].str.startswith(prefix).all()
+
+
+def test_answer_complete_waits_for_the_label_to_close():
+    assert not answer_complete("Answer:")
+    assert not answer_complete("Answer: B")
+    assert answer_complete("Answer: B.")
+    assert answer_complete("Answer: B\n")
+    assert not answer_complete("Answer: Because")
+    assert not answer_complete("התשובה: ב\ufffd")  # the next token may complete "בסתיו"
+    assert answer_complete("התשובה: ב.")

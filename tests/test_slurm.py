@@ -16,13 +16,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from snakemake_runs import write_test_config
+from snakemake_runs import cli_command, write_test_config
 
 from xlt import paths
 
@@ -48,6 +47,11 @@ def environment_without_slurm() -> dict[str, str]:
     """This process's environment less any SLURM_* variable (of a cluster it may run
     in), which would send the test's clients elsewhere."""
     return {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
+
+
+def slurm_command(repo: Path, workdir: Path, configfile: Path) -> list[str]:
+    """The study through profiles/slurm, as a user starts it."""
+    return cli_command(workdir, configfile, "--profile", str(repo / "profiles" / "slurm"), snakefile=repo / "Snakefile")
 
 
 def run_in_own_group(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -126,25 +130,9 @@ def contract_artifacts(config: dict) -> list[str]:
     return artifacts
 
 
-def snakemake_command(repo: Path, workdir: Path, configfile: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--profile",
-        str(repo / "profiles" / "slurm"),
-    ]
-
-
 def gpu_test_config(repo: Path, workdir: Path, tiny_models: dict[str, Path]) -> tuple[Path, dict]:
     """The test config, with one model's fine-tuning asking for the test cluster's GPU."""
-    configfile = write_test_config(repo, workdir, tiny_models)
+    configfile = write_test_config(workdir, tiny_models)
     config = yaml.safe_load(configfile.read_text())
     config["models"][GPU_MODEL]["finetune"]["resources"] = {"gpu": 1, "gpu_model": GPU_TYPE}
     configfile.write_text(yaml.safe_dump(config))
@@ -166,7 +154,7 @@ def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
     resources of its fine-tuning job and of no other."""
     configfile, _ = gpu_test_config(repo, tmp_path, tiny_models)
     plan = subprocess.run(
-        snakemake_command(repo, tmp_path, configfile) + ["--dry-run"], env=environment_without_slurm(), capture_output=True, text=True, timeout=300
+        slurm_command(repo, tmp_path, configfile) + ["--dry-run"], env=environment_without_slurm(), capture_output=True, text=True, timeout=300
     )
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-4000:]
     planned = planned_resources(plan.stdout)
@@ -183,7 +171,7 @@ def test_study_runs_through_sbatch_with_the_gpu_request(repo, tiny_models, slurm
     workdir.mkdir()
     configfile, config = gpu_test_config(repo, workdir, tiny_models)
     # This cluster keeps no accounting (no sacct) and starts jobs at once.
-    snakemake = snakemake_command(repo, workdir, configfile)
+    snakemake = slurm_command(repo, workdir, configfile)
     snakemake += ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
 
     run = run_in_own_group(snakemake, slurm_cluster, timeout=WORKFLOW_TIMEOUT_S)

@@ -4,19 +4,13 @@ columns, then a second run that schedules nothing."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from types import SimpleNamespace
-
 import pandas as pd
-import pytest
 import yaml
 from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
 
 from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, COT_COLUMNS, EFFECTS_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS, REPORT_PLOTS, REPORT_TABLES
 
 VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice")
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 
 def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
@@ -83,16 +77,13 @@ def test_rule_graph_picture_matches_the_workflow(repo, tiny_study):
     )
 
 
-@pytest.mark.parametrize("script", sorted(path.name for path in SCRIPTS.glob("*.py")))
-def test_scripts_put_this_checkouts_src_first(repo, script):
-    """Snakemake hands a script its folder as the rule file's relative path
-    (workflow/rules/../scripts); the script must still find this checkout's src, not an
-    xlt installed from another checkout."""
-    source = (SCRIPTS / script).read_text()
-    setup = source.split("\nfrom xlt")[0]
-    saved = list(sys.path)
-    try:
-        exec(setup, {"snakemake": SimpleNamespace(scriptdir=str(repo / "workflow" / "rules" / ".." / "scripts"))})
-        assert Path(sys.path[0]) == repo / "src"
-    finally:
-        sys.path[:] = saved
+def test_every_job_runs_this_checkouts_xlt(repo, tiny_study):
+    """Every job is an `xlt <stage>` command with this checkout's src first on the module
+    path, so it runs this code, not an xlt installed from another checkout."""
+    workdir, configfile = tiny_study
+    printed = snakemake_command(repo / "Snakefile", workdir, configfile, "-n", "-p", "--forceall")
+    commands = [line.removeprefix("Shell command: ") for line in printed.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
+    stages = {command.split(" -m xlt ")[1].split()[0] for command in commands}
+    assert stages == {"prepare-data", "prepare-model", "finetune", "predict", "score", "compare", "report"}
+    for command in commands:
+        assert command.startswith(f"PYTHONPATH={repo / 'src'}" + "${PYTHONPATH:+:$PYTHONPATH} "), command[:200]

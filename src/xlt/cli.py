@@ -1,7 +1,9 @@
 """The `xlt` command: the study's statistics and answer extraction on predictions
-made anywhere, without the workflow engine and without loading a model; and the
-model jobs the workflow runs as shell commands (`finetune`, `merge`), which import
-torch only when they run."""
+made anywhere, without the workflow engine and without loading a model; and every
+stage of the workflow (`prepare-data`, `prepare-model`, `finetune`, `merge`,
+`predict`, `score`, `compare`, `report`), which its rules run as shell commands with
+named arguments. A stage's `--settings` is the JSON that xlt.jobs.job_settings builds
+from the config; model libraries are imported only by the stages that load a model."""
 
 from __future__ import annotations
 
@@ -12,24 +14,39 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import XltError, verbose
-from .paths import STATS_FILES
+from .jobs import read_settings
+from .paths import JOB_CELLS, STATS_FILES, VARIANTS
 
 
 def _compare(args) -> None:
+    """From a predictions folder and a config file (predictions made anywhere), or, as
+    the workflow runs it, from the scored items and the study settings."""
     from .completeness import check_complete, note_missing
     from .config import load_config
     from .languages import language_table
     from .scoring import load_predictions
     from .stats import StatsSettings, compare, write_comparisons
 
+    if args.items is not None:
+        if args.settings is None or args.predictions is not None or args.config is not None:
+            raise XltError("--items goes with --settings (the workflow's compare job), not with --predictions or --config")
+        from .stages import compare as compare_stage
+
+        with _job_log(args):
+            compare_stage(args.items, read_settings(args.settings, "the study settings"), *_stats_files(args.out))
+        return
+    if args.predictions is None or args.config is None:
+        raise XltError("give --predictions and --config (or --items and --settings)")
     config = load_config(args.config)
     items = load_predictions(args.predictions)
     missing = check_complete(items, config["languages"], args.allow_missing or config["stats"]["allow_missing_cells"], args.predictions)
     comparisons = note_missing(compare(items, language_table(config), StatsSettings.from_config(config["stats"])), missing)
-    out = Path(args.out)
-    names = STATS_FILES.values()
-    write_comparisons(comparisons, *(out / name for name in names))
-    print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {out} ({', '.join(names)})")
+    write_comparisons(comparisons, *_stats_files(args.out))
+    print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})")
+
+
+def _stats_files(out: str) -> list[Path]:
+    return [Path(out) / name for name in STATS_FILES.values()]
 
 
 def _extract(args) -> None:
@@ -152,14 +169,36 @@ def _write_lines(lines: list[str], output: str) -> None:
         write_text(text, output)
 
 
+def _job_log(args):
+    """The stage's output to its log (--log), failures as one line on the terminal too
+    (stages.log_to); without --log, the terminal."""
+    from contextlib import nullcontext
+
+    from .stages import log_to
+
+    return log_to(args.log, gpus=getattr(args, "gpus", 0)) if args.log else nullcontext()
+
+
 def _model_entry(args) -> dict:
-    try:
-        entry = json.loads(args.settings)
-    except json.JSONDecodeError as error:
-        raise XltError(f"--settings: not JSON ({error.msg})") from None
-    if not isinstance(entry, dict) or not isinstance(entry.get("finetune"), dict):
+    entry = read_settings(args.settings, "a model's config with its finetune block")
+    if not isinstance(entry.get("finetune"), dict):
         raise XltError("--settings: expected a model's config as a JSON object with its finetune block")
     return entry
+
+
+def _prepare_data(args) -> None:
+    from .stages import prepare_data
+
+    settings = read_settings(args.settings, "the data settings and languages")
+    with _job_log(args):
+        prepare_data(settings["data"], settings["langs"], args.out)
+
+
+def _prepare_model(args) -> None:
+    from .stages import prepare_model
+
+    with _job_log(args):
+        prepare_model(args.model, read_settings(args.settings, "the model's source"), args.out, args.threads)
 
 
 def _finetune(args) -> None:
@@ -171,16 +210,61 @@ def _finetune(args) -> None:
 def _merge(args) -> None:
     from .stages import merge
 
-    merge(args.model, _model_entry(args), args.base, args.adapter, args.out, args.threads)
+    with _job_log(args):
+        merge(args.model, _model_entry(args), args.base, args.adapter, args.out, args.threads)
 
 
-def _model_job(commands, name: str, help: str):
-    """A subcommand that loads a model: what the workflow's jobs run (see workflow/rules)."""
+def _predict(args) -> None:
+    from .stages import predict
+
+    settings = read_settings(args.settings, "the model's inference settings and prompts")
+    with _job_log(args):
+        predict(
+            args.model,
+            settings["model"],
+            args.variant,
+            args.prompt,
+            args.base,
+            args.adapter,
+            args.data,
+            settings["templates"],
+            settings["max_new_tokens"],
+            settings["scoring"],
+            args.out,
+            args.threads,
+        )
+
+
+def _score(args) -> None:
+    from .stages import score
+
+    with _job_log(args):
+        score(args.predictions, args.data, read_settings(args.settings, "the study settings"), args.accuracy, args.items)
+
+
+def _report(args) -> None:
+    from .stages import report
+
+    with _job_log(args):
+        report(args.accuracy, args.effects, args.alignment, args.gains, read_settings(args.settings, "the study settings"), args.out)
+
+
+def _stage(commands, name: str, help: str, run, settings: str, log: bool = True):
+    """A workflow stage's subcommand, with the arguments every stage has. Fine-tuning
+    has no --log: under `accelerate launch` its processes share the shell's redirect."""
     command = commands.add_parser(name, help=help)
+    command.add_argument("--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.job_settings builds from the config)")
+    if log:
+        command.add_argument("--log", help="file to write the stage's output to (default: the terminal)")
+    command.set_defaults(run=run)
+    return command
+
+
+def _model_job(commands, name: str, help: str, run, log: bool = True):
+    """A subcommand that loads a model: what the workflow's model jobs run."""
+    command = _stage(commands, name, help, run, "the model's config entry (source, and the block of this stage)", log)
     command.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
-    command.add_argument("--settings", required=True, help="the model's config entry as JSON (source, finetune block)")
     command.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
-    command.add_argument("--out", required=True, help="folder to write")
     command.add_argument("--threads", type=int, default=1, help="CPU threads (shared among the processes of one node)")
     return command
 
@@ -190,15 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors (also: XLT_VERBOSE=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    compare = commands.add_parser("compare", help="statistics (effects.csv, alignment.csv) from a predictions folder")
-    compare.add_argument("--predictions", required=True, help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
-    compare.add_argument("--config", required=True, help="study config (languages, families, stats settings)")
+    compare = commands.add_parser("compare", help="statistics (effects.csv, alignment.csv, gains.csv, notes.csv) from a predictions folder")
+    compare.add_argument("--predictions", help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
+    compare.add_argument("--config", help="study config (languages, families, stats settings)")
+    compare.add_argument("--items", help="instead of --predictions: the scored items (results/scores/items.parquet), as the workflow runs it")
+    compare.add_argument("--settings", help="with --items: the study settings as JSON (what xlt.jobs.job_settings builds from the config)")
     compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to")
     compare.add_argument(
         "--allow-missing",
         action="store_true",
         help="compare a tree with missing or incomplete cells (model x variant x prompt x language); notes.csv names them in every row they affect",
     )
+    compare.add_argument("--log", help="with --items: file to write the stage's output to")
     compare.set_defaults(run=_compare)
 
     extract = commands.add_parser(
@@ -214,15 +301,51 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--options", nargs="+", metavar="OPTION", help="with --text: the four option texts")
     extract.set_defaults(run=_extract)
 
-    finetune = _model_job(commands, "finetune", "train a LoRA adapter on the source language's train split (resumes a killed run)")
+    prepare_data = _stage(
+        commands, "prepare-data", "split the Belebele rows of every language into train and test", _prepare_data, "the data settings and languages"
+    )
+    prepare_data.add_argument("--out", nargs="+", required=True, help="one results/data/LANG.parquet per language, in the settings' order")
+
+    prepare_model = _stage(commands, "prepare-model", "a loadable base model: an embedded GGUF converted, or a manifest", _prepare_model, "the model's source")
+    prepare_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
+    prepare_model.add_argument("--out", required=True, help="folder to write (results/models/MODEL/base)")
+    prepare_model.add_argument("--threads", type=int, default=1, help="CPU threads")
+
+    finetune = _model_job(commands, "finetune", "train a LoRA adapter on the source language's train split (resumes a killed run)", _finetune, log=False)
     finetune.add_argument("--data", required=True, help="the source language's prepared data (results/data/LANG.parquet)")
     finetune.add_argument("--template", required=True, help="the source language's prompt template")
+    finetune.add_argument("--out", required=True, help="folder to write the adapter to")
     finetune.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints, removed on success")
-    finetune.set_defaults(run=_finetune)
 
-    merge = _model_job(commands, "merge", "write base model + adapter merged, for backends that cannot load adapters")
+    merge = _model_job(commands, "merge", "write base model + adapter merged, for backends that cannot load adapters", _merge)
     merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter)")
-    merge.set_defaults(run=_merge)
+    merge.add_argument("--out", required=True, help="folder to write the merged model to")
+
+    predict = _stage(
+        commands, "predict", "predictions of one model variant with one prompt, every language", _predict, "the model's inference settings and prompts"
+    )
+    predict.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
+    predict.add_argument("--variant", required=True, choices=VARIANTS)
+    predict.add_argument("--prompt", required=True, choices=tuple(JOB_CELLS), help="the prompt of the job; direct also writes the choice cell")
+    predict.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
+    predict.add_argument("--adapter", help="the adapter folder, for variant ft")
+    predict.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")
+    predict.add_argument("--out", nargs="+", required=True, help="one predictions file per language ({lang}.parquet)")
+    predict.add_argument("--threads", type=int, default=1, help="CPU threads")
+    predict.add_argument("--gpus", type=int, default=0, help="GPUs the job was given: it stops at once where CUDA is not available")
+
+    score = _stage(commands, "score", "re-extract every answer and score it: accuracy per cell, items for compare", _score, "the study settings")
+    score.add_argument("--predictions", nargs="+", required=True, help="predictions files ({model}/{variant}/{prompt}/{lang}.parquet)")
+    score.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")
+    score.add_argument("--accuracy", required=True, help="accuracy table to write (results/scores/accuracy.csv)")
+    score.add_argument("--items", required=True, help="scored items to write (results/scores/items.parquet)")
+
+    report = _stage(commands, "report", "summary.md, plots and table pages from the scores and statistics", _report, "the study settings")
+    report.add_argument("--accuracy", required=True, help="results/scores/accuracy.csv")
+    report.add_argument("--effects", required=True, help="results/stats/effects.csv")
+    report.add_argument("--alignment", required=True, help="results/stats/alignment.csv")
+    report.add_argument("--gains", required=True, help="results/stats/gains.csv")
+    report.add_argument("--out", required=True, help="folder to write the report to (results/report)")
     return parser
 
 

@@ -483,12 +483,3 @@ def extract(text: str | None, options: list[str] | None = None) -> Extraction:
 def extract_choice(text: str | None, options: list[str] | None = None) -> int | None:
     """The chosen option (1-4), or None when the text states no single choice."""
     return extract(text, options).choice
-
-
-def fingerprint() -> str:
-    """Hash of this module's source: a workflow param, so a changed extractor reruns
-    scoring (and only scoring)."""
-    import hashlib
-    from pathlib import Path
-
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import read_yaml
 from .errors import XltError
 from .extract import extract
+from .yamlfile import read_yaml
 
 LETTERS = ("A", "B", "C", "D")
 TEMPLATE_FIELDS = ("passage", "question", "answer", "direct", "cot", "cot_start")

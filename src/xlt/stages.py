@@ -1,6 +1,6 @@
-"""One function per workflow stage: files in, files out. Snakemake's scripts call these
-with their inputs and params and nothing else, so every stage also runs (and is
-tested) without the workflow engine. Model-loading modules are imported inside the
+"""One function per workflow stage: files in, files out. The `xlt <stage>` commands
+(cli.py), which the rules run, call these with their arguments and nothing else, so
+every stage also runs (and is tested) without the workflow engine. Model-loading modules are imported inside the
 stages that need them, so the model-free stages never import torch."""
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from faultlib import REPO, files_under, run_snakemake, tiny_config, write_config
+from faultlib import REPO, files_under
+from snakemake_runs import run_cli, tiny_config, write_config
 
 from xlt.config import check_files, validate_config
 from xlt.errors import XltError
@@ -207,7 +208,7 @@ def test_mistake_stops_snakemake_before_any_job(valid_config, tmp_path, case):
     workdir = tmp_path / "run"
     workdir.mkdir()
 
-    result = run_snakemake(workdir, configfile, "--cores", "1")
+    result = run_cli(workdir, configfile, "--cores", "1")
 
     assert result.returncode != 0
     assert f"{configfile}: {message}" in result.stderr.splitlines()
@@ -220,7 +221,7 @@ def test_dry_run_shows_the_same_line(valid_config, tmp_path):
     mutate, message = CASES["unknown nested key"]
     mutate(valid_config)
     configfile = write_config(valid_config, tmp_path / "config.yaml")
-    result = run_snakemake(tmp_path, configfile, "-n")
+    result = run_cli(tmp_path, configfile, "-n")
     shown = result.stdout + result.stderr  # a dry run reports on standard output
     assert result.returncode != 0
     assert f"{configfile}: {message}" in shown.splitlines()

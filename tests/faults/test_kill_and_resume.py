@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from faultlib import files_under, run_snakemake, snakemake_command, tiny_config, write_config
+from faultlib import files_under
+from snakemake_runs import cli_command, run_cli, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +109,7 @@ def kill_during(stage: Stage, workdir: Path, configfile: Path, seed: int) -> dic
     """Run the workflow and SIGKILL its process group at a seeded random moment after
     the watched job is under way."""
     rng = random.Random(seed)
-    command = snakemake_command(workdir, configfile, "--cores", "2")
+    command = cli_command(workdir, configfile, "--cores", "2")
     with open(workdir / "killed-run.txt", "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -130,9 +131,9 @@ def kill_during(stage: Stage, workdir: Path, configfile: Path, seed: int) -> dic
 
 
 def resume(workdir: Path, configfile: Path) -> None:
-    unlock = run_snakemake(workdir, configfile, "--unlock")
+    unlock = run_cli(workdir, configfile, "--unlock")
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    rerun = run_snakemake(workdir, configfile, "--cores", "2", "--rerun-incomplete")
+    rerun = run_cli(workdir, configfile, "--cores", "2", "--rerun-incomplete")
     assert rerun.returncode == 0, rerun.stderr[-4000:]
 
 
@@ -170,7 +171,7 @@ def study(tiny_models, tmp_path_factory):
     configfile = write_config(fault_config(tiny_models), root / "config.yaml")
     reference = root / "reference"
     reference.mkdir()
-    result = run_snakemake(reference, configfile, "--cores", "2")
+    result = run_cli(reference, configfile, "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     return root, configfile, reference
 
@@ -179,7 +180,7 @@ def test_two_uninterrupted_runs_are_byte_identical(study):
     root, configfile, reference = study
     again = root / "again"
     again.mkdir()
-    result = run_snakemake(again, configfile, "--cores", "2")
+    result = run_cli(again, configfile, "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     predictions = sorted(str(path.relative_to(again)) for path in (again / "results" / "predictions").rglob("*.parquet"))
     assert len(predictions) == 2 * 3 * 3  # variants x cells (direct, cot, choice) x languages

@@ -1,4 +1,4 @@
-"""Nothing untrusted runs: YAML is read with safe_load (xlt.config.StrictLoader), weights are never unpickled,
+"""Nothing untrusted runs: YAML is read with safe_load (xlt.yamlfile.StrictLoader), weights are never unpickled,
 remote code stays off unless a model's config turns it on, and names and paths from
 the config cannot reach a shell (the schema rejects hostile names, see
 test_bad_config.py; a path with spaces and quotes runs as it is)."""
@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from faultlib import REPO, run_snakemake, tiny_config, write_config
+from faultlib import REPO
+from snakemake_runs import run_cli, tiny_config, write_config
 
 CODE = sorted(
     [
@@ -59,7 +59,7 @@ def test_the_checks_find_what_they_look_for():
 def test_the_strict_loader_is_a_safe_loader():
     import yaml
 
-    from xlt.config import StrictLoader
+    from xlt.yamlfile import StrictLoader
 
     assert issubclass(StrictLoader, yaml.SafeLoader)
 
@@ -88,28 +88,15 @@ def test_the_shell_check_finds_an_unquoted_placeholder():
 
 
 # Command prefixes built word by word with shlex.quote (xlt.launch, tested with hostile
-# paths in tests/test_finetune.py): quoting them whole would make them one word.
-PRE_QUOTED = {"{params.launch}"}
+# paths in tests/test_finetune.py), and predict's `--adapter PATH` (shlex.quote in
+# common.smk): quoting them whole would make them one word.
+PRE_QUOTED = {"{params.launch}", "{params.xlt}", "{params.adapter}"}
 
 
 def test_every_shell_placeholder_is_quoted():
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         unquoted = _unquoted_shell_placeholders(path.read_text(encoding="utf-8"))
         assert [placeholder for placeholder in unquoted if placeholder not in PRE_QUOTED] == [], path.name
-
-
-def test_workflow_scripts_import_this_checkout(tmp_path):
-    """Snakemake passes the scripts' folder as workflow/rules/../scripts; each script
-    must still put this checkout's src first, not an installed xlt."""
-    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
-        header = script.read_text(encoding="utf-8").split("\nfrom xlt")[0]
-        snakemake = type("Snakemake", (), {"scriptdir": str(REPO / "workflow" / "rules" / ".." / "scripts")})()
-        saved = list(sys.path)
-        try:
-            exec(compile(header, str(script), "exec"), {"snakemake": snakemake, "__name__": "script"})
-            assert Path(sys.path[0]) == REPO / "src", script.name
-        finally:
-            sys.path[:] = saved
 
 
 def test_a_path_with_spaces_and_quotes_runs(tiny_models, tmp_path):
@@ -120,7 +107,7 @@ def test_a_path_with_spaces_and_quotes_runs(tiny_models, tmp_path):
     workdir.mkdir()
     configfile = write_config(config, tmp_path / "config.yaml")
 
-    result = run_snakemake(workdir, configfile, "--cores", "1", "results/models/tiny-dense/base")
+    result = run_cli(workdir, configfile, "--cores", "1", "results/models/tiny-dense/base")
 
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((workdir / "results" / "models" / "tiny-dense" / "base" / "xlt_model.json").read_text())

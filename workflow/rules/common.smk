@@ -1,5 +1,5 @@
-import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,10 +12,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from xlt import paths
 from xlt.config import check_files, read_config_file, validate_config
 from xlt.errors import XltError
-from xlt.extract import fingerprint as extractor_fingerprint
-from xlt.inference import fingerprint as inference_fingerprint
+from xlt.fingerprint import stage_fingerprint
+from xlt.jobs import language_template, settings_json
 from xlt.launch import finetune_launch, xlt_command
-from xlt.prompts import template_path
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
@@ -53,48 +52,26 @@ def all_outputs():
     ] + [paths.MERGED.format(model=model) for model in MODELS if config["models"][model]["finetune"]["merge"]]
 
 
-def study_config():
-    """What the model-free stages need: a change elsewhere does not rerun them."""
-    return {key: config[key] for key in ("languages", "source_language", "related_families", "stats")}
+def job_settings(stage):
+    """The `--settings` of a stage's jobs (xlt.jobs.job_settings), as a params function:
+    a changed setting reruns the jobs it belongs to."""
+    return lambda wildcards: settings_json(config, stage, wildcards.get("model"), wildcards.get("prompt"))
 
 
-def template_file(lang):
-    """The prompt template a language uses (its own, or the one its config names)."""
-    name = config["languages"][lang].get("template") or lang
-    return str(template_path(config["prompts"]["templates"], name))
-
-
-def model_entry(model, stages=("finetune", "inference")):
-    """A model's settings for jobs of `stages`, less resources: a params value, so
-    changing resources, or another stage's settings, reruns nothing."""
-    entry = config["models"][model]
-    return {
-        **{key: value for key, value in entry.items() if key not in ("finetune", "inference")},
-        **{stage: {k: v for k, v in entry[stage].items() if k != "resources"} for stage in stages},
-    }
-
-
-def finetune_settings(model):
-    """What a model's adapter depends on, as JSON: its source and finetune settings, not
-    how or where the job runs (launcher, resources) nor whether it is merged after."""
-    entry = config["models"][model]
-    finetune = {key: value for key, value in entry["finetune"].items() if key not in ("launcher", "resources", "merge")}
-    source = {key: value for key, value in entry.items() if key not in ("finetune", "inference")}
-    return json.dumps({**source, "finetune": finetune}, sort_keys=True)
-
-
-def finetune_launcher_setting(model, key):
-    return config["models"][model]["finetune"]["launcher"][key]
+def finetune_launcher_config(model):
+    """How a model's finetune job starts (not a param: it does not change the adapter)."""
+    return config["models"][model]["finetune"]["launcher"]
 
 
 def finetune_inputs(wildcards):
     inputs = {
         "base": paths.BASE_MODEL.format(model=wildcards.model),
         "data": paths.DATA.format(lang=SOURCE),
-        "template": template_file(SOURCE),
+        "template": language_template(config, SOURCE),
     }
-    if finetune_launcher_setting(wildcards.model, "type") == "accelerate":
-        inputs["accelerate_config"] = finetune_launcher_setting(wildcards.model, "config_file")
+    launcher = finetune_launcher_config(wildcards.model)
+    if launcher["type"] == "accelerate":
+        inputs["accelerate_config"] = launcher["config_file"]
     return inputs
 
 
@@ -107,7 +84,7 @@ def job_python():
 
 
 def xlt_launcher(wildcards, resources):
-    """`python -m xlt` for a model job. A params function that takes `resources` is
+    """`python -m xlt` for a job. A params function that takes `resources` is
     one Snakemake does not track for reruns: interpreter paths and launchers are how a
     job runs, not what it computes."""
     return xlt_command(str(Path(workflow.basedir) / "src"), job_python())
@@ -116,7 +93,7 @@ def xlt_launcher(wildcards, resources):
 def finetune_launcher(wildcards, resources):
     """The launch words of a model's finetune job (see xlt.launch), untracked like
     xlt_launcher: one process per GPU of its resources."""
-    launcher = config["models"][wildcards.model]["finetune"]["launcher"]
+    launcher = finetune_launcher_config(wildcards.model)
     return finetune_launch(launcher, resources.gpu, str(Path(workflow.basedir) / "src"), job_python())
 
 
@@ -144,7 +121,7 @@ def predict_inputs(wildcards):
     inputs = {
         "base": paths.BASE_MODEL.format(model=wildcards.model),
         "data": expand(paths.DATA, lang=LANGS),
-        "templates": sorted({template_file(lang) for lang in LANGS}),
+        "templates": sorted({language_template(config, lang) for lang in LANGS}),
     }
     if wildcards.variant == "ft":
         inputs["adapter"] = paths.ADAPTER.format(model=wildcards.model)
@@ -152,17 +129,21 @@ def predict_inputs(wildcards):
 
 
 def predict_params(prompt):
-    """The settings a predict job of `prompt` depends on (its cells: paths.JOB_CELLS)."""
+    """The params of a predict job of `prompt` (its cells: paths.JOB_CELLS): its settings
+    and code hash, which it depends on, and the words of its command line."""
     return {
         "prompt": prompt,
-        "entry": lambda wildcards: model_entry(wildcards.model, stages=("inference",)),
-        "template_files": {lang: template_file(lang) for lang in LANGS},
-        "max_new_tokens": config["prompts"][f"{prompt}_max_new_tokens"],
-        "scoring": config["prompts"]["direct_scoring"] if prompt == "direct" else "generate",
-        # A changed engine or prompt code reruns inference (Snakemake tracks the
-        # script, not the modules it imports).
-        "engine": inference_fingerprint(),
+        "settings": lambda wildcards: settings_json(config, "predict", wildcards.model, prompt),
+        # The engine's and the prompts' code (xlt.fingerprint): a change reruns inference.
+        "code": stage_fingerprint("predict"),
+        "xlt": xlt_launcher,
+        "adapter": adapter_argument,
     }
+
+
+def adapter_argument(wildcards, input):
+    """`--adapter PATH` for the fine-tuned variant's predict jobs, nothing for the base."""
+    return f"--adapter {shlex.quote(input.adapter)}" if wildcards.variant == "ft" else ""
 
 
 def all_predictions():

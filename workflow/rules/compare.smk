@@ -15,6 +15,9 @@ rule compare:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
     params:
-        study=study_config(),
-    script:
-        "../scripts/compare.py"
+        settings=job_settings("compare"),
+        code=stage_fingerprint("compare"),
+        xlt=xlt_launcher,
+        out_dir=lambda wildcards, output: str(Path(output.effects).parent),
+    shell:
+        "{params.xlt} compare --items {input.scored:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"

@@ -12,7 +12,8 @@ rule prepare_data:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
     params:
-        data=config["data"],
-        langs=LANGS,
-    script:
-        "../scripts/prepare_data.py"
+        settings=job_settings("prepare_data"),
+        code=stage_fingerprint("prepare_data"),
+        xlt=xlt_launcher,
+    shell:
+        "{params.xlt} prepare-data --settings {params.settings:q} --out {output:q} --log {log:q}"

@@ -17,10 +17,11 @@ rule finetune:
         runtime=stage_resource("finetune", "runtime"),
         gpu=stage_resource("finetune", "gpu"),
         gpu_model=stage_resource("finetune", "gpu_model"),
-        nodes=lambda wildcards: finetune_launcher_setting(wildcards.model, "num_machines"),
-        mpi=lambda wildcards: "srun" if finetune_launcher_setting(wildcards.model, "num_machines") > 1 else None,
+        nodes=lambda wildcards: finetune_launcher_config(wildcards.model)["num_machines"],
+        mpi=lambda wildcards: "srun" if finetune_launcher_config(wildcards.model)["num_machines"] > 1 else None,
     params:
-        settings=lambda wildcards: finetune_settings(wildcards.model),
+        settings=job_settings("finetune"),
+        code=stage_fingerprint("finetune"),
         checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
         launch=finetune_launcher,
     shell:
@@ -47,8 +48,9 @@ rule merge:
         runtime=stage_resource("inference", "runtime"),
         gpu=stage_resource("inference", "gpu"),
     params:
-        settings=lambda wildcards: finetune_settings(wildcards.model),
-        launch=xlt_launcher,
+        settings=job_settings("merge"),
+        code=stage_fingerprint("merge"),
+        xlt=xlt_launcher,
     shell:
-        "{params.launch} merge --model {wildcards.model:q} --settings {params.settings:q}"
-        " --base {input.base:q} --adapter {input.adapter:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "{params.xlt} merge --model {wildcards.model:q} --settings {params.settings:q}"
+        " --base {input.base:q} --adapter {input.adapter:q} --out {output:q} --threads {threads} --log {log:q}"

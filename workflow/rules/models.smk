@@ -12,6 +12,8 @@ rule prepare_model:
         mem_mb=config["resources"]["prepare_model"]["mem_mb"],
         runtime=config["resources"]["prepare_model"]["runtime"],
     params:
-        entry=lambda wildcards: {key: config["models"][wildcards.model].get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")},
-    script:
-        "../scripts/prepare_model.py"
+        settings=job_settings("prepare_model"),
+        code=stage_fingerprint("prepare_model"),
+        xlt=xlt_launcher,
+    shell:
+        "{params.xlt} prepare-model --model {wildcards.model:q} --settings {params.settings:q}" " --out {output:q} --threads {threads} --log {log:q}"

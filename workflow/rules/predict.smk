@@ -22,8 +22,10 @@ rule predict:
         gpu_model=stage_resource("inference", "gpu_model"),
     params:
         **predict_params("cot"),
-    script:
-        "../scripts/predict.py"
+    shell:
+        "{params.xlt} predict --model {wildcards.model:q} --variant {wildcards.variant:q} --prompt {params.prompt:q}"
+        " --settings {params.settings:q} --base {input.base:q} {params.adapter} --data {input.data:q}"
+        " --out {output:q} --threads {threads} --gpus {resources.gpu:q} --log {log:q}"
 
 
 use rule predict as predict_direct with:

@@ -77,7 +77,10 @@ rule report:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
     params:
-        study=study_config(),
+        settings=job_settings("report"),
+        code=stage_fingerprint("report"),
+        xlt=xlt_launcher,
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),
-    script:
-        "../scripts/report.py"
+    shell:
+        "{params.xlt} report --accuracy {input.accuracy:q} --effects {input.effects:q} --alignment {input.alignment:q}"
+        " --gains {input.gains:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"

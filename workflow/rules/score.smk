@@ -14,8 +14,11 @@ rule score:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
     params:
-        study=study_config(),
-        # A changed extractor reruns scoring (and what follows), never inference.
-        extractor=extractor_fingerprint(),
-    script:
-        "../scripts/score.py"
+        settings=job_settings("score"),
+        # Scoring re-extracts every answer: a changed extractor reruns it (and what
+        # follows), never inference.
+        code=stage_fingerprint("score"),
+        xlt=xlt_launcher,
+    shell:
+        "{params.xlt} score --predictions {input.predictions:q} --data {input.data:q} --settings {params.settings:q}"
+        " --accuracy {output.accuracy:q} --items {output.scored:q} --log {log:q}"

@@ -29,8 +29,8 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
     `base_dir`, with the LoRA adapter in `adapter_dir` for the fine-tuned variant."""
     from .. import __version__
     from ..errors import XltError
+    from ..fingerprint import stage_fingerprint
     from ..models import ModelSpec, load_model, load_tokenizer
-    from . import fingerprint
     from .shards import directory_signature
 
     spec = ModelSpec.from_config(name, entry)
@@ -46,7 +46,7 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
 
         signature = {
             "version": __version__,
-            "engine": fingerprint(),
+            "engine": stage_fingerprint("predict"),
             "entry": entry,
             "variant": variant,
             "base": directory_signature(base_dir),

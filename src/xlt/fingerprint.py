@@ -1,0 +1,121 @@
+"""The hash of a stage's own code: a param of its rule, so that editing the code a stage
+runs reruns that stage (and what follows) and nothing else.
+
+Snakemake reruns a job when its params change, but it does not look at the Python a
+shell command imports. So every rule has a `code` param, `stage_fingerprint(stage)`:
+the source of the stage's function in stages.py (and of the helpers there it calls),
+and of every xlt module it imports, followed transitively through each module's
+imports (anywhere in the file, a function's local imports included). Editing stats.py
+changes the fingerprint of `compare` only; editing finetune.py that of `finetune` and
+`merge`; editing the inference engine that of `predict`.
+
+The answer extractor (extract.py) is left out of the model stages on purpose: it
+decides when a generated row stops, but a changed extractor reruns `score` (which
+re-extracts every stored raw output), not every model.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+PACKAGE = "xlt"
+ROOT = Path(__file__).resolve().parent
+LEFT_OUT = {stage: {"xlt.extract"} for stage in ("prepare_model", "finetune", "merge", "predict")}
+
+
+def _file(module: str) -> Path | None:
+    """The source file of an xlt module or package, None if there is none."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    path = ROOT.joinpath(*parts[1:])
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if len(parts) > 1 and path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The module an ImportFrom names, with its dots resolved against `module`."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base[: len(base) - node.level + (1 if is_package else 0)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imports(nodes, module: str, names_used: set[str] | None = None) -> set[str]:
+    """xlt modules imported by the import statements among `nodes`. With `names_used`,
+    an import counts only if one of the names it binds is among them."""
+    source = _file(module)
+    is_package = source is not None and source.name == "__init__.py"
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if names_used is None or (alias.asname or alias.name).split(".")[0] in names_used}
+        elif isinstance(node, ast.ImportFrom):
+            target = _absolute(node, module, is_package)
+            for alias in node.names:
+                if names_used is not None and (alias.asname or alias.name) not in names_used:
+                    continue
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if _file(submodule) else target)
+    return {name for name in found if name.split(".")[0] == PACKAGE and _file(name)}
+
+
+def _with_parents(module: str) -> set[str]:
+    """A module and the packages above it, whose __init__ runs when it is imported."""
+    parts = module.split(".")
+    return {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
+
+
+def _stage_function(stage: str) -> tuple[list[str], set[str]]:
+    """The sources of the stage's function in stages.py and of the stages.py functions it
+    calls (transitively), and the xlt modules they import."""
+    tree = ast.parse((ROOT / "stages.py").read_text(encoding="utf-8"))
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    if stage not in functions:
+        raise KeyError(f"xlt.stages has no stage function {stage!r}; stages: {', '.join(sorted(n for n in functions if not n.startswith('_')))}")
+    seen, queue = set(), [stage]
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        queue += [node.id for node in ast.walk(functions[name]) if isinstance(node, ast.Name) and node.id in functions]
+    used = {node.id for name in seen for node in ast.walk(functions[name]) if isinstance(node, ast.Name)}
+    modules = _imports([node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))], "xlt.stages", names_used=used)
+    for name in seen:
+        modules |= _imports(ast.walk(functions[name]), "xlt.stages")
+    return [ast.unparse(functions[name]) for name in sorted(seen)], modules
+
+
+def stage_modules(stage: str) -> set[str]:
+    """Every xlt module the stage's function runs code of (the left-out ones excepted)."""
+    left_out = LEFT_OUT.get(stage, set())
+    _, start = _stage_function(stage)
+    seen: set[str] = set()
+    queue = [parent for module in start for parent in _with_parents(module)]
+    while queue:
+        module = queue.pop()
+        if module in seen or module in left_out:
+            continue
+        seen.add(module)
+        tree = ast.parse(_file(module).read_text(encoding="utf-8"))
+        queue += [parent for found in _imports(ast.walk(tree), module) for parent in _with_parents(found)]
+    return seen
+
+
+def stage_fingerprint(stage: str) -> str:
+    """16 hex digits that change when the code of `stage` (a function of xlt.stages)
+    changes: a workflow param of that stage's rule."""
+    sources, _ = _stage_function(stage)
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.encode() + b"\0")
+    for module in sorted(stage_modules(stage)):
+        digest.update(module.encode() + b"\0" + _file(module).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

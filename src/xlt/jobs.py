@@ -1,0 +1,79 @@
+"""What each workflow job depends on, built from the validated config in one place.
+
+A job's settings are a param of its rule (so changing one reruns that job and what
+follows) and reach its `xlt <stage>` command as `--settings JSON`. They hold what the
+job computes from, and nothing about how or where it runs: resources, the fine-tuning
+launcher and whether an adapter is also merged are left out, so changing those reruns
+nothing. One model's settings are in that model's jobs only.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .errors import XltError
+from .prompts import template_path
+
+# The parts of a model's config entry that are not where its weights come from.
+STAGE_BLOCKS = ("finetune", "inference")
+# What an adapter does not depend on: how the job runs, and what is done after it.
+NOT_LEARNED = ("launcher", "resources", "merge")
+MODEL_STAGES = ("prepare_model", "finetune", "merge", "predict")
+STUDY_STAGES = ("score", "compare", "report")
+
+
+def model_source(entry: dict) -> dict:
+    """A model entry without its stage blocks: where the weights come from and how the
+    model is prompted (id/path/package, revision, chat template, trust_remote_code)."""
+    return {key: value for key, value in entry.items() if key not in STAGE_BLOCKS}
+
+
+def study_settings(config: dict) -> dict:
+    """What the model-free stages need: a change elsewhere does not rerun them."""
+    return {key: config[key] for key in ("languages", "source_language", "related_families", "stats")}
+
+
+def language_template(config: dict, lang: str) -> str:
+    """The prompt template file a language uses (its own, or the one its config names)."""
+    name = config["languages"][lang].get("template") or lang
+    return str(template_path(config["prompts"]["templates"], name))
+
+
+def job_settings(config: dict, stage: str, model: str | None = None, prompt: str | None = None) -> dict:
+    """The settings of one job of `stage` (a rule name); `model` for the model stages,
+    `prompt` for predict."""
+    if stage == "prepare_data":
+        return {"data": config["data"], "langs": list(config["languages"])}
+    if stage in STUDY_STAGES:
+        return study_settings(config)
+    if stage not in MODEL_STAGES:
+        raise ValueError(f"no job settings for stage {stage!r}; stages: prepare_data, {', '.join(MODEL_STAGES + STUDY_STAGES)}")
+    entry = config["models"][model]
+    if stage == "prepare_model":
+        return {key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")}
+    if stage in ("finetune", "merge"):
+        return {**model_source(entry), "finetune": {key: value for key, value in entry["finetune"].items() if key not in NOT_LEARNED}}
+    inference = {key: value for key, value in entry["inference"].items() if key != "resources"}
+    return {
+        "model": {**model_source(entry), "inference": inference},
+        "templates": {lang: language_template(config, lang) for lang in config["languages"]},
+        "max_new_tokens": config["prompts"][f"{prompt}_max_new_tokens"],
+        "scoring": config["prompts"]["direct_scoring"] if prompt == "direct" else "generate",
+    }
+
+
+def settings_json(config: dict, stage: str, model: str | None = None, prompt: str | None = None) -> str:
+    """job_settings as the JSON of a `--settings` argument (keys sorted: the same
+    settings always give the same text, so an unchanged job is not rerun)."""
+    return json.dumps(job_settings(config, stage, model, prompt), sort_keys=True)
+
+
+def read_settings(text: str, what: str) -> dict:
+    """A `--settings` argument back as a dict, or one line saying why not."""
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise XltError(f"--settings: not JSON ({error.msg})") from None
+    if not isinstance(settings, dict):
+        raise XltError(f"--settings: expected {what} as a JSON object")
+    return settings

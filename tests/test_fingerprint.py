@@ -1,0 +1,92 @@
+"""Each stage's code hash covers the code that stage runs and nothing else, so an edit
+reruns the stage it concerns (tests/test_reruns.py checks that through Snakemake), and
+the modules of src/xlt import each other without cycles."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+
+import pytest
+
+from xlt import fingerprint
+from xlt.fingerprint import stage_fingerprint, stage_modules
+
+STAGES = ("prepare_data", "prepare_model", "finetune", "merge", "predict", "score", "compare", "report")
+
+
+@pytest.mark.parametrize(
+    "stage, covers, leaves_out",
+    [
+        ("compare", {"xlt.stats", "xlt.stattests", "xlt.paths"}, {"xlt.report", "xlt.finetune", "xlt.models", "xlt.inference", "xlt.extract"}),
+        ("report", {"xlt.report", "xlt.verdict"}, {"xlt.stats", "xlt.finetune", "xlt.models"}),
+        ("score", {"xlt.scoring", "xlt.extract"}, {"xlt.stats", "xlt.models", "xlt.inference"}),
+        ("finetune", {"xlt.finetune", "xlt.models", "xlt.prompts", "xlt.data"}, {"xlt.inference", "xlt.stats", "xlt.extract", "xlt.config"}),
+        (
+            "predict",
+            {"xlt.inference.engine", "xlt.inference.loglik", "xlt.inference.vllm", "xlt.models", "xlt.prompts"},
+            {"xlt.finetune", "xlt.extract", "xlt.stats"},
+        ),
+        ("prepare_data", {"xlt.data"}, {"xlt.models", "xlt.stats"}),
+    ],
+)
+def test_a_stage_hashes_the_modules_it_runs(stage, covers, leaves_out):
+    modules = stage_modules(stage)
+    assert covers <= modules
+    assert not leaves_out & modules
+
+
+def test_every_stage_has_a_fingerprint_and_they_differ():
+    prints = {stage: stage_fingerprint(stage) for stage in STAGES}
+    assert all(len(value) == 16 for value in prints.values())
+    assert len(set(prints.values())) == len(STAGES)
+    with pytest.raises(KeyError, match="no stage function 'finetuning'"):
+        stage_fingerprint("finetuning")
+
+
+def test_the_fingerprint_changes_with_the_code_it_covers(tmp_path, monkeypatch):
+    copy = tmp_path / "xlt"
+    shutil.copytree(fingerprint.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "ROOT", copy)
+    before = {stage: stage_fingerprint(stage) for stage in STAGES}
+    with open(copy / "stats.py", "a") as handle:
+        handle.write("\n# a changed line\n")
+    after = {stage: stage_fingerprint(stage) for stage in STAGES}
+    assert {stage for stage in STAGES if before[stage] != after[stage]} == {"compare"}
+    # The stage's own function in stages.py counts; another stage's function does not.
+    stages = (copy / "stages.py").read_text()
+    (copy / "stages.py").write_text(stages.replace('_say(f"report written to {out_dir}")', '_say(f"report in {out_dir}")'))
+    changed = {stage for stage in STAGES if stage_fingerprint(stage) != after[stage]}
+    assert changed == {"report"}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in sorted(fingerprint.ROOT.rglob("*.py")):
+        parts = path.relative_to(fingerprint.ROOT.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[module] = fingerprint._imports(ast.walk(ast.parse(path.read_text(encoding="utf-8"))), module) - {module}
+    return graph
+
+
+def test_xlt_modules_import_each_other_without_cycles():
+    """config and prompts used to import each other (read_yaml now lives in yamlfile)."""
+    graph = _import_graph()
+    assert "xlt.prompts" in graph["xlt.config"]
+    done, active = set(), []
+
+    def visit(module):
+        if module in active:
+            raise AssertionError("import cycle: " + " -> ".join([*active[active.index(module) :], module]))
+        if module in done:
+            return
+        active.append(module)
+        for imported in graph.get(module, ()):
+            if imported != "xlt" and not module.startswith(imported + "."):
+                visit(imported)
+        active.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+    assert "xlt.config" not in graph["xlt.prompts"]

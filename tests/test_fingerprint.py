@@ -21,10 +21,14 @@ STAGES = ("prepare_data", "prepare_model", "finetune", "merge", "predict", "scor
         ("compare", {"xlt.stats", "xlt.stattests", "xlt.paths"}, {"xlt.report", "xlt.finetune", "xlt.models", "xlt.inference", "xlt.extract"}),
         ("report", {"xlt.report", "xlt.verdict"}, {"xlt.stats", "xlt.finetune", "xlt.models"}),
         ("score", {"xlt.scoring", "xlt.extract"}, {"xlt.stats", "xlt.models", "xlt.inference"}),
-        ("finetune", {"xlt.finetune", "xlt.models", "xlt.prompts", "xlt.data"}, {"xlt.inference", "xlt.stats", "xlt.extract", "xlt.config"}),
+        (
+            "finetune",
+            {"xlt.finetune", "xlt.models", "xlt.prompts", "xlt.data", "xlt.batching"},
+            {"xlt.inference.engine", "xlt.inference.hf", "xlt.stats", "xlt.extract", "xlt.config"},
+        ),
         (
             "predict",
-            {"xlt.inference.engine", "xlt.inference.loglik", "xlt.inference.vllm", "xlt.models", "xlt.prompts"},
+            {"xlt.inference.engine", "xlt.inference.hf", "xlt.inference.vllm", "xlt.inference.requests", "xlt.batching", "xlt.models", "xlt.prompts"},
             {"xlt.finetune", "xlt.extract", "xlt.stats"},
         ),
         ("prepare_data", {"xlt.data"}, {"xlt.models", "xlt.stats"}),

@@ -65,8 +65,10 @@ def test_xlt_compare_runs_on_a_foreign_tree(tree, tmp_path, capsys):
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
     assert main(["compare", "--predictions", str(root), "--config", str(config), "--out", str(tmp_path / "stats")]) == 0
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
-    assert set(effects["model"]) == {"m1", "m2", "m3"}
+    # Each model's rows, and the pooled model's across all three.
+    assert set(effects["model"]) == {"m1", "m2", "m3", "pooled"}
     assert "relatedness" in set(effects["effect"])
+    assert "relatedness_gee" in set(effects.loc[effects["model"] == "pooled", "effect"])
     alignment = pd.read_csv(tmp_path / "stats" / "alignment.csv")
     assert alignment.set_index("statistic").loc["pearson:ft_gain~cot_gain:models", "n_models"] == 3
 

@@ -124,22 +124,12 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    from xlt.data import BELEBELE_FIELDS
+
     tasks = []
     for lang, frame in items.groupby("lang"):
         data = workdir / f"{lang}.jsonl"
-        columns = [
-            "link",
-            "question_number",
-            "flores_passage",
-            "question",
-            "mc_answer1",
-            "mc_answer2",
-            "mc_answer3",
-            "mc_answer4",
-            "correct_answer_num",
-            "dialect",
-        ]
-        frame[columns].astype({"correct_answer_num": str}).to_json(data, orient="records", lines=True, force_ascii=False)
+        frame[list(BELEBELE_FIELDS)].astype({"correct_answer_num": str}).to_json(data, orient="records", lines=True, force_ascii=False)
         task = f"xlt_belebele_{lang}"
         (workdir / f"{task}.yaml").write_text(HARNESS_TASK.format(task=task, data=data), encoding="utf-8")
         tasks.append(task)

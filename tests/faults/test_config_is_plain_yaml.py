@@ -9,7 +9,8 @@ expressions by the time xlt refuses it. A config file is code, like the Snakefil
 from __future__ import annotations
 
 import pytest
-from faultlib import REPO, files_under, run_snakemake, tiny_config, write_config
+from faultlib import REPO, files_under
+from snakemake_runs import run_cli, tiny_config, write_config
 
 from xlt.config import check_files, load_config, validate_config
 from xlt.errors import XltError
@@ -68,7 +69,7 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
     workdir = tmp_path / "run"
     workdir.mkdir()
 
-    result = run_snakemake(workdir, configfile, "-n")
+    result = run_cli(workdir, configfile, "-n")
 
     shown = result.stdout + result.stderr
     assert result.returncode != 0

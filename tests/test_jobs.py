@@ -56,7 +56,10 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
 
 def test_settings_travel_as_json_and_back(study_config):
     text = settings_json(study_config, "predict", "smollm2-135m", "direct")
-    assert text == json.dumps(json.loads(text), sort_keys=True)
+    assert text == settings_json(study_config, "predict", "smollm2-135m", "direct")
+    # The languages keep the config's order: the statistics' rows follow it.
+    study = json.loads(settings_json(study_config, "compare"))
+    assert list(study["languages"]) == list(study_config["languages"]) != sorted(study_config["languages"])
     assert read_settings(text, "x") == job_settings(study_config, "predict", "smollm2-135m", "direct")
     with pytest.raises(XltError, match="--settings: not JSON"):
         read_settings("{", "the study settings")

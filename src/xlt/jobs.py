@@ -63,9 +63,11 @@ def job_settings(config: dict, stage: str, model: str | None = None, prompt: str
 
 
 def settings_json(config: dict, stage: str, model: str | None = None, prompt: str | None = None) -> str:
-    """job_settings as the JSON of a `--settings` argument (keys sorted: the same
-    settings always give the same text, so an unchanged job is not rerun)."""
-    return json.dumps(job_settings(config, stage, model, prompt), sort_keys=True)
+    """job_settings as the JSON of a `--settings` argument, in the config's own order:
+    the order of `languages` is the order of the statistics' rows and the report's
+    columns (sorting the keys changed effects.csv), and the validated config gives the
+    same text every time, so an unchanged job is not rerun."""
+    return json.dumps(job_settings(config, stage, model, prompt))
 
 
 def read_settings(text: str, what: str) -> dict:

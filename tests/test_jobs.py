@@ -47,7 +47,9 @@ def test_direct_scoring_applies_to_the_direct_prompt_alone(study_config):
 def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
     for stage in ("score", "compare", "report"):
         settings = job_settings(study_config, stage)
-        assert set(settings) == {"languages", "source_language", "related_families", "stats"}
+        assert set(settings) == {"languages", "source_language", "related_families", "stats", "prompts"}
+        # Only the token budgets (scoring reads truncation from them), not the templates.
+        assert set(settings["prompts"]) == {"direct_max_new_tokens", "cot_max_new_tokens"}
     data = job_settings(study_config, "prepare_data")
     assert data["langs"] == list(study_config["languages"]) and data["data"]["source"] == "fixture"
     with pytest.raises(ValueError, match="no job settings for stage 'predictions'"):

@@ -25,7 +25,8 @@ def plan(repo, tiny_study, tmp_path, edit=None, forcerun=()) -> set[str]:
         config = copy.deepcopy(config)
         edit(config)
     changed = tmp_path / "config.yaml"
-    changed.write_text(yaml.safe_dump(config))
+    # In the config's own key order: the order of `languages` is part of the study.
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
     return set(run_snakemake(repo, workdir, changed, dryrun=True, forcerun=forcerun))
 
 

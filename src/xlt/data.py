@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import XltError
-from .extract import INVISIBLE
+from .invisible import INVISIBLE
 
 BELEBELE_FIELDS = (
     "link",

@@ -29,8 +29,10 @@ def model_source(entry: dict) -> dict:
 
 
 def study_settings(config: dict) -> dict:
-    """What the model-free stages need: a change elsewhere does not rerun them."""
-    return {key: config[key] for key in ("languages", "source_language", "related_families", "stats")}
+    """What the model-free stages need: a change elsewhere does not rerun them. The
+    token budgets are here because scoring reads truncation from them."""
+    budgets = {key: value for key, value in config["prompts"].items() if key.endswith("_max_new_tokens")}
+    return {**{key: config[key] for key in ("languages", "source_language", "related_families", "stats")}, "prompts": budgets}
 
 
 def language_template(config: dict, lang: str) -> str:

@@ -391,7 +391,11 @@ def test_killed_job_resumes_to_the_same_adapter(prepared_tiny, tmp_path):
     entry = validate_config(
         {
             "data": {},
-            "languages": {"arb_Arab": {"family": "S", "script": "A"}, "heb_Hebr": {"family": "S", "script": "H"}, "eng_Latn": {"family": "I", "script": "L"}},
+            "languages": {
+                "arb_Arab": {"family": "S", "script": "Arab"},
+                "heb_Hebr": {"family": "S", "script": "Hebr"},
+                "eng_Latn": {"family": "I", "script": "Latn"},
+            },
             "source_language": "arb_Arab",
             "related_families": ["S"],
             "models": {"tiny-dense": raw},

@@ -393,24 +393,16 @@ def pooled_effects(
     blocks = []
     for model in models:
         model_cells = cells[model]
-        for code in groups[model]["related"] + groups[model]["control"]:
-            before = model_cells.values[:, model_cells.columns[(*comparison.before, code)]]
-            # Half a passage's worth of shrinkage keeps a cell at 0% or 100% finite.
-            baseline = special.logit((before.mean() * resampling.n_clusters + 0.5) / (resampling.n_clusters + 1))
-            for treated, cell in ((0, comparison.before), (1, comparison.after)):
-                blocks.append(
-                    pd.DataFrame(
-                        {
-                            "correct": model_cells.values[:, model_cells.columns[(*cell, code)]],
-                            "treated": treated,
-                            "related": int(languages[code].group == "related"),
-                            "baseline": baseline,
-                            "model": model,
-                            "cell": f"{model}|{code}",
-                            "passage": resampling.clusters,
-                        }
-                    )
-                )
+        codes = groups[model]["related"] + groups[model]["control"]
+        # Half a passage's worth of shrinkage keeps a cell at 0% or 100% finite.
+        baseline = {
+            code: special.logit(
+                (model_cells.values[:, model_cells.columns[(*comparison.before, code)]].mean() * resampling.n_clusters + 0.5) / (resampling.n_clusters + 1)
+            )
+            for code in codes
+        }
+        frame = _gee_frame(model_cells, comparison, codes, languages, "", resampling.clusters)
+        blocks.append(frame.assign(baseline=frame["lang"].map(baseline), model=model, cell=model + "|" + frame["lang"]))
     frame = pd.concat(blocks, ignore_index=True)
     frame["baseline"] -= frame["baseline"].mean()
     terms = ["treated:related", "treated:baseline"]

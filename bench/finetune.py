@@ -39,7 +39,8 @@ from xlt.atomic import write_csv  # noqa: E402
 from xlt.config import load_config  # noqa: E402
 from xlt.data import DataSource, prepare_languages  # noqa: E402
 from xlt.finetune import FinetuneSettings, build_examples, finetune  # noqa: E402
-from xlt.models import ModelSpec, load_tokenizer, prepare_model, set_threads, uses_chat_template  # noqa: E402
+from xlt.inference.requests import uses_chat_template  # noqa: E402
+from xlt.models import ModelSpec, load_tokenizer, prepare_model, set_threads  # noqa: E402
 from xlt.prompts import load_template, template_path  # noqa: E402
 
 

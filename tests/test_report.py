@@ -190,3 +190,14 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(paper_sized, t
     assert verdicts.count("<tr") == 1 + int(effects["effect"].isin(["relatedness", "cot_relatedness"]).sum())
     effects_page = (tmp_path / paths.REPORT_TABLES["effects"]).read_text()
     assert effects_page.count("<tr") == 1 + len(effects)
+
+
+def test_verdicts_judge_at_the_statistics_level(paper_sized, tmp_path):
+    """With stats.confidence 0.9 the verdicts quote the 80% interval a 10% TOST inverts."""
+    accuracy, effects, alignment, gains, languages = paper_sized
+    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path / "at5", alpha=0.05)
+    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path / "at10", alpha=0.1)
+    at5 = (tmp_path / "at5" / paths.REPORT_SUMMARY).read_text()
+    at10 = (tmp_path / "at10" / paths.REPORT_SUMMARY).read_text()
+    assert "the TOST's 90% interval" in at5 and "the TOST's 80% interval" not in at5
+    assert "the TOST's 80% interval" in at10 and "the TOST's 90% interval" not in at10

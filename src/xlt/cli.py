@@ -21,11 +21,9 @@ from .paths import JOB_CELLS, STATS_FILES, VARIANTS
 def _compare(args) -> None:
     """From a predictions folder and a config file (predictions made anywhere), or, as
     the workflow runs it, from the scored items and the study settings."""
-    from .completeness import check_complete, note_missing
     from .config import load_config
-    from .languages import language_table
     from .scoring import load_predictions
-    from .stats import StatsSettings, compare, write_comparisons
+    from .stages import compare_items
 
     if args.items is not None:
         if args.settings is None or args.predictions is not None or args.config is not None:
@@ -39,9 +37,8 @@ def _compare(args) -> None:
         raise XltError("give --predictions and --config (or --items and --settings)")
     config = load_config(args.config)
     items = load_predictions(args.predictions)
-    missing = check_complete(items, config["languages"], args.allow_missing or config["stats"]["allow_missing_cells"], args.predictions)
-    comparisons = note_missing(compare(items, language_table(config), StatsSettings.from_config(config["stats"])), missing)
-    write_comparisons(comparisons, *_stats_files(args.out))
+    allow_missing = args.allow_missing or config["stats"]["allow_missing_cells"]
+    comparisons = compare_items(items, config, allow_missing, args.predictions, _stats_files(args.out))
     print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})")
 
 

@@ -7,7 +7,7 @@ it; then every row of notes.csv it affects says which cells were missing."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import product
 
 import pandas as pd
@@ -22,19 +22,26 @@ def cell_file(cell: tuple[str, str, str, str]) -> str:
     return f"{model}/{variant}/{prompt}/{lang}.parquet"
 
 
-def missing_cells(items: pd.DataFrame, langs) -> list[str]:
+@dataclass(frozen=True)
+class MissingCell:
+    cell: tuple[str, str, str, str]
+    text: str  # `model/variant/prompt/lang.parquet`, with "(20 of 30 items)" when incomplete
+    incomplete: bool
+
+
+def missing_cells(items: pd.DataFrame, langs) -> list[MissingCell]:
     """Cells absent from `items` (every model, variant and prompt found in it, crossed
     with every configured language), and cells lacking items that other cells of their
-    language hold, as `model/variant/prompt/lang.parquet` ("... (20 of 30 items)")."""
+    language hold."""
     counts = items.groupby(list(CELL))["item_id"].nunique().to_dict()
     per_lang = items.groupby("lang")["item_id"].nunique().to_dict()
     found = [sorted(set(items[column])) for column in CELL[:3]]
     missing = []
     for cell in product(*found, list(langs)):
         if cell not in counts:
-            missing.append(cell_file(cell))
+            missing.append(MissingCell(cell, cell_file(cell), incomplete=False))
         elif counts[cell] < per_lang[cell[3]]:
-            missing.append(f"{cell_file(cell)} ({counts[cell]} of {per_lang[cell[3]]} items)")
+            missing.append(MissingCell(cell, f"{cell_file(cell)} ({counts[cell]} of {per_lang[cell[3]]} items)", incomplete=True))
     return missing
 
 
@@ -52,12 +59,12 @@ def check_answer_key(items: pd.DataFrame, source: str) -> None:
         )
 
 
-def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str) -> list[str]:
+def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str) -> list[MissingCell]:
     """The missing cells (allowed), or an error naming them."""
     check_answer_key(items, source)
     missing = missing_cells(items, langs)
     if missing and not allow_missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(cell.text for cell in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise XltError(
             f"{source}: {len(missing)} cell(s) missing or incomplete: {shown}; every model needs every item of every variant, prompt and language. "
             "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them"
@@ -65,15 +72,25 @@ def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str)
     return missing
 
 
-def note_missing(comparisons, missing: list[str]):
-    """`comparisons` with each notes.csv row that a missing cell affects saying so: rows
-    of that model and prompt, and rows over all models (model or prompt empty)."""
+def note_missing(comparisons, missing: list[MissingCell]):
+    """`comparisons` with each notes.csv row that a missing cell affects saying so. An
+    incomplete cell affects every row (the statistics keep only the items every cell
+    holds); a missing one the rows of its model, of the pooled model and over all models
+    (model empty), under the prompts whose comparisons read that cell."""
+    from .paths import POOLED_MODEL
+    from .stats import prompts_using
+
     if not missing:
         return comparisons
     notes = comparisons.notes.copy()
+    read_under = {cell.cell: prompts_using(cell.cell[1:3]) for cell in missing}
     texts = []
     for model, prompt, note in zip(notes["model"].fillna(""), notes["prompt"].fillna(""), notes["note"].fillna("")):
-        cells = [cell for cell in missing if model in ("", cell.split("/")[0]) and prompt in ("", cell.split("/")[2])]
+        cells = [
+            cell.text
+            for cell in missing
+            if cell.incomplete or (model in ("", POOLED_MODEL, cell.cell[0]) and (prompt == "" or prompt in read_under[cell.cell]))
+        ]
         if cells:
             added = f"computed without missing or incomplete cell(s) {', '.join(cells)}"
             note = f"{note}; {added}" if note else added

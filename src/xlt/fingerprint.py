@@ -17,6 +17,7 @@ re-extracts every stored raw output), not every model.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -66,6 +67,13 @@ def _imports(nodes, module: str, names_used: set[str] | None = None) -> set[str]
     return {name for name in found if name.split(".")[0] == PACKAGE and _file(name)}
 
 
+@functools.cache
+def _parse(source: str) -> ast.Module:
+    """The syntax tree of a source text. Cached by the text itself: the workflow asks for
+    every stage's fingerprint at each parse, and most stages share most modules."""
+    return ast.parse(source)
+
+
 def _with_parents(module: str) -> set[str]:
     """A module and the packages above it, whose __init__ runs when it is imported."""
     parts = module.split(".")
@@ -75,7 +83,7 @@ def _with_parents(module: str) -> set[str]:
 def _stage_function(stage: str) -> tuple[list[str], set[str]]:
     """The sources of the stage's function in stages.py and of the stages.py functions it
     calls (transitively), and the xlt modules they import."""
-    tree = ast.parse((ROOT / "stages.py").read_text(encoding="utf-8"))
+    tree = _parse((ROOT / "stages.py").read_text(encoding="utf-8"))
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     if stage not in functions:
         raise KeyError(f"xlt.stages has no stage function {stage!r}; stages: {', '.join(sorted(n for n in functions if not n.startswith('_')))}")
@@ -104,7 +112,7 @@ def stage_modules(stage: str) -> set[str]:
         if module in seen or module in left_out:
             continue
         seen.add(module)
-        tree = ast.parse(_file(module).read_text(encoding="utf-8"))
+        tree = _parse(_file(module).read_text(encoding="utf-8"))
         queue += [parent for found in _imports(ast.walk(tree), module) for parent in _with_parents(found)]
     return seen
 

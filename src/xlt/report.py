@@ -420,7 +420,10 @@ def write_report(
     languages: dict[str, Language],
     margin: float,
     out_dir: str | Path,
+    alpha: float = 0.05,
 ) -> None:
+    """`alpha`: the statistics' level (1 - stats.confidence), which the verdicts judge at
+    and whose TOST interval they quote."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
@@ -432,8 +435,8 @@ def write_report(
     models = sorted(accuracy["model"].unique())
     primary = primary_of(effects)
     secondary = [key for key in VERDICT_EFFECTS if key != primary]
-    verdicts = [verdict(effects, model, primary[0], margin, primary[1]) for model in models]
-    verdicts += [verdict(effects, model, prompt, margin, effect) for prompt, effect in secondary for model in models]
+    verdicts = [verdict(effects, model, primary[0], margin, primary[1], alpha) for model in models]
+    verdicts += [verdict(effects, model, prompt, margin, effect, alpha) for prompt, effect in secondary for model in models]
     warnings = format_warnings(accuracy)
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [" / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns]

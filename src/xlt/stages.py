@@ -169,16 +169,17 @@ def predict(
     requests = build_requests(items, templates, prompt, scoring, max_new_tokens)
     backend = open_backend(name, entry, variant, base_dir, adapter_dir, log=_say)
     started = time.monotonic()
-    results = backend.run(requests, resume=partial_path(outputs))
+    resume = partial_path(outputs)
+    results = backend.run(requests, resume=resume)
     elapsed = time.monotonic() - started
     frames = prediction_frames(requests, results, name, variant)
     new_tokens = sum(result.n_output_tokens for result in results)
     parsed = ", ".join(f"{cell} {frame['parsed_choice'].notna().mean():.1%}" for cell, frame in frames.items())
     _say(f"{len(items)} items in {elapsed:.1f}s ({len(items) / elapsed:.2f} items/s, {new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
+    by_cell_lang = {(cell, lang): rows for cell, frame in frames.items() for lang, rows in frame.groupby("lang")}
     for path in outputs:
-        cell = frames[Path(path).parent.name]
-        write_parquet(cell[cell["lang"] == Path(path).stem].reset_index(drop=True), path)
-    partial_path(outputs).unlink(missing_ok=True)
+        write_parquet(by_cell_lang[(Path(path).parent.name, Path(path).stem)].reset_index(drop=True), path)
+    resume.unlink(missing_ok=True)
 
 
 def score(prediction_files: list[str], data_files: list[str], study: dict, accuracy_out: str, items_out: str) -> None:
@@ -195,16 +196,24 @@ def score(prediction_files: list[str], data_files: list[str], study: dict, accur
     write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"], budgets), accuracy_out)
 
 
-def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source: str, outputs: list):
+    """The statistics of scored `items` (from the workflow or from elsewhere) written to
+    `outputs` (effects, alignment, gains, notes): an incomplete tree is refused unless
+    allowed, and then notes.csv names what was missing."""
     from .completeness import check_complete, note_missing
     from .stats import StatsSettings, write_comparisons
     from .stats import compare as run_compare
 
-    start = time.perf_counter()
-    items = pd.read_parquet(items_file)
-    missing = check_complete(items, study["languages"], study["stats"]["allow_missing_cells"], items_file)
+    missing = check_complete(items, study["languages"], allow_missing, source)
     comparisons = note_missing(run_compare(items, language_table(study), StatsSettings.from_config(study["stats"])), missing)
-    write_comparisons(comparisons, effects_out, alignment_out, gains_out, notes_out)
+    write_comparisons(comparisons, *outputs)
+    return comparisons
+
+
+def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+    start = time.perf_counter()
+    outputs = [effects_out, alignment_out, gains_out, notes_out]
+    comparisons = compare_items(pd.read_parquet(items_file), study, study["stats"]["allow_missing_cells"], items_file, outputs)
     _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 
@@ -219,5 +228,6 @@ def report(accuracy_file: str, effects_file: str, alignment_file: str, gains_fil
         language_table(study),
         study["stats"]["equivalence_margin"],
         out_dir,
+        alpha=round(1 - study["stats"]["confidence"], 12),
     )
     _say(f"report written to {out_dir}")

@@ -131,7 +131,14 @@ FT_DIRECT_CHOICE = Comparison("ft_gain_choice", "", "direct", ("ft", CHOICE_PROM
 FT_COT_CHOICE = Comparison("ft_gain_choice", "", "cot", ("ft", CHOICE_PROMPT), ("base", CHOICE_PROMPT))
 COT_CHOICE = Comparison("cot_gain_choice", "cot_", "cot", ("base", FORCED_PROMPT), ("base", CHOICE_PROMPT))
 DECOMPOSITIONS = ((FT_DIRECT, FT_DIRECT_CHOICE), (FT_COT, FT_COT_CHOICE), (COT, COT_CHOICE))
-DECOMPOSITION_GROUPS = (*GROUPS, "targets")
+
+
+def prompts_using(cell: tuple[str, str]) -> set[str]:
+    """The prompts of effects.csv whose rows read `cell` (variant, prompt): base/direct
+    feeds the CoT gain too, the choice cells feed the decomposition under both prompts."""
+    comparisons = COMPARISONS + tuple(part for _, part in DECOMPOSITIONS)
+    cells_of = {c: {(variant, "cot" if prompt == FORCED_PROMPT else prompt) for variant, prompt in (c.after, c.before)} for c in comparisons}
+    return {comparison.prompt for comparison, cells in cells_of.items() if tuple(cell) in cells}
 
 
 @dataclass(frozen=True)

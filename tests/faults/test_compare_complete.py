@@ -68,7 +68,7 @@ def test_allowed_missing_cells_are_named_in_every_row_they_affect(tree, tmp_path
     assert _compare(tree, _config(tmp_path, **stats), tmp_path / "stats", *flags) == 0
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
     named = notes["note"].str.contains("computed without missing or incomplete cell(s) m2/ft/direct/heb_Hebr.parquet", regex=False)
-    affected = ((notes["model"] == "m2") | (notes["model"] == "")) & notes["prompt"].isin(["direct", ""])
+    affected = notes["model"].isin(["m2", "", "pooled"]) & notes["prompt"].isin(["direct", ""])
     assert affected.any() and (~affected).any()
     assert (named == affected).all()
 
@@ -104,3 +104,13 @@ def test_compare_out_naming_a_file(tree, tmp_path, capsys, under):
     err = capsys.readouterr().err
     assert err.startswith(f"xlt: error: {out}/effects.csv: cannot make its folder {out} (") and err.count("\n") == 1
     assert blocker.read_text() == "a file"
+
+
+def test_a_missing_base_direct_cell_is_named_in_the_cot_gain_rows_too(tree, tmp_path):
+    """base/direct is the `before` of the CoT gain, reported under the cot prompt."""
+    (tree / "m2" / "base" / "direct" / "heb_Hebr.parquet").unlink()
+    assert _compare(tree, _config(tmp_path), tmp_path / "stats", "--allow-missing") == 0
+    notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
+    named = notes["note"].str.contains("m2/base/direct/heb_Hebr.parquet", regex=False)
+    assert named[(notes["model"] == "m2") & (notes["prompt"] == "cot")].any()
+    assert not named[notes["model"] == "m1"].any()

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import XltError
 from .engine import Generation, generate, resolve_batch_size
-from .requests import Request, encode, uses_chat_template
+from .requests import Request, encode_all, run_budget
 from .shards import Shard, run_fingerprint
 
 
@@ -22,12 +21,8 @@ class HFBackend:
         self.signature = signature
 
     def run(self, requests: list[Request], resume: Path | None = None) -> list[Generation]:
-        budgets = {request.max_new_tokens for request in requests}
-        if len(budgets) > 1:
-            raise XltError(f"model {self.name}: one run decodes with one token budget, these requests ask for {sorted(budgets)}")
-        max_new_tokens = budgets.pop() if budgets else 0
-        chat = uses_chat_template(self.spec, self.tokenizer)
-        encoded = [encode(self.tokenizer, request, chat, self.spec.chat_template_kwargs) for request in requests]
+        max_new_tokens = run_budget(self.name, requests)
+        encoded = encode_all(self.tokenizer, self.spec, requests)
         shard = None
         if resume is not None:
             fingerprint = run_fingerprint(

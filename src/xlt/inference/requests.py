@@ -131,3 +131,17 @@ def encode(tokenizer, request: Request, chat: bool, chat_kwargs: dict | None = N
         request.scores_labels,
         _pieces(tokenizer, request.forced_answer) if request.forced_answer else None,
     )
+
+
+def encode_all(tokenizer, spec, requests: list[Request]) -> list[Encoded]:
+    """Every request encoded for one model (its chat mode decided once)."""
+    chat = uses_chat_template(spec, tokenizer)
+    return [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
+
+
+def run_budget(name: str, requests: list[Request]) -> int:
+    """The one token budget of a run (0 for scoring only); mixed budgets are refused."""
+    budgets = {request.max_new_tokens for request in requests}
+    if len(budgets) > 1:
+        raise XltError(f"model {name}: one run decodes with one token budget, these requests ask for {sorted(budgets)}")
+    return budgets.pop() if budgets else 0

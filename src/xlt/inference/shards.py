@@ -90,6 +90,3 @@ class Shard:
             handle.flush()
             os.fsync(handle.fileno())
         self._done[wave] = dict(results)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)

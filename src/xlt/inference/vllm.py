@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..models import ModelSpec, resolve_checkpoint
 from .engine import Generation, stated_answer, stop_token_ids
-from .requests import Encoded, Request, encode, uses_chat_template
+from .requests import Encoded, Request, encode_all, run_budget
 
 
 def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:
@@ -104,14 +104,12 @@ class VLLMBackend:
     def run(self, requests: list[Request], resume=None) -> list[Generation]:
         from vllm import SamplingParams
 
-        chat = uses_chat_template(self.spec, self.tokenizer)
-        encoded = [encode(self.tokenizer, request, chat, self.spec.chat_template_kwargs) for request in requests]
+        max_new_tokens = run_budget(self.spec.name, requests)
+        encoded = encode_all(self.tokenizer, self.spec, requests)
         continuations = [([], 0, "budget")] * len(encoded)
         generating = [index for index, request in enumerate(requests) if request.max_new_tokens > 0]
         if generating:
-            outputs = self.llm.generate(
-                prompts_of([encoded[i] for i in generating]), SamplingParams(**sampling_args(requests[generating[0]].max_new_tokens)), lora_request=self.lora
-            )
+            outputs = self.llm.generate(prompts_of([encoded[i] for i in generating]), SamplingParams(**sampling_args(max_new_tokens)), lora_request=self.lora)
             for index, output in zip(generating, outputs):
                 continuations[index] = cut_at_answer(encoded[index].completion_prefix, list(output.outputs[0].token_ids), self.tokenizer, self.eos_ids)
         # (request, "prompt" or "forced", label requests) of the second call

@@ -31,6 +31,8 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     prepare_data,
+    prepare_training,
+    provenance,
     score,
     compare,
     report,

@@ -11,7 +11,7 @@ import pytest
 
 from xlt.cli import main
 from xlt.languages import language_table
-from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS
+from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS, SOURCE_COLUMN
 from xlt.simulate import Scenario, simulate_predictions
 
 CONFIG = {
@@ -73,9 +73,11 @@ def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
     alignment = pd.read_csv(tmp_path / "stats" / "alignment.csv")
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
-    assert list(effects.columns) == list(EFFECTS_COLUMNS)
-    assert list(alignment.columns) == list(ALIGNMENT_COLUMNS)
-    assert list(notes.columns) == list(NOTES_COLUMNS)
+    # the source column: one source's rows, as every single-source tree's
+    assert list(effects.columns) == ["model", SOURCE_COLUMN, *EFFECTS_COLUMNS[1:]]
+    assert list(alignment.columns) == [SOURCE_COLUMN, *ALIGNMENT_COLUMNS]
+    assert list(notes.columns) == [*NOTES_COLUMNS[:2], SOURCE_COLUMN, *NOTES_COLUMNS[2:]]
+    assert set(effects[SOURCE_COLUMN]) == {CONFIG["source_language"]}
     assert set(effects["model"]) == {"m1", "m2", "m3", "pooled"}
     assert {"relatedness", "cot_relatedness", "same_family", "same_script", "relatedness_gee", "relatedness_mde"} <= set(effects["effect"])
     assert effects["estimate"].notna().all()

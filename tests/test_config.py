@@ -22,15 +22,25 @@ def test_paper_config_validates(repo):
 
 
 def test_language_groups_follow_config(study_config):
+    """The default's two sources (Arabic, Persian) in the study-wide view; each source's
+    own view has the other source among its targets."""
+    assert study_config["source_languages"] == ["arb_Arab", "pes_Arab"]
     assert related_languages(study_config) == ["heb_Hebr", "amh_Ethi", "mlt_Latn"]
-    assert control_languages(study_config) == ["tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab"]
+    assert control_languages(study_config) == ["tur_Latn", "eng_Latn", "urd_Arab"]
+    assert [code for code, lang in language_table(study_config, "arb_Arab").items() if lang.group == "control"] == [
+        "tur_Latn",
+        "eng_Latn",
+        "pes_Arab",
+        "urd_Arab",
+    ]
     table = language_table(study_config)
-    assert table["arb_Arab"].group == "source"
+    assert table["arb_Arab"].group == "source" and table["pes_Arab"].group == "source"
     assert table["mlt_Latn"].script == "Latn" and table["mlt_Latn"].group == "related"
 
 
 def test_changing_related_family_changes_groups(study_config):
     config = copy.deepcopy(study_config)
+    config["source_languages"] = ["arb_Arab"]
     config["related_families"] = ["Indo-European"]
     assert related_languages(config) == ["eng_Latn", "pes_Arab", "urd_Arab"]
     assert "heb_Hebr" in control_languages(config)
@@ -44,7 +54,7 @@ def _raw(repo):
     "mutate, message",
     [
         (lambda c: c.update(unknown_key=1), "config: unknown_key: unknown key; allowed here: data, languages,"),
-        (lambda c: c.update(source_language="xxx_Latn"), "source_language: 'xxx_Latn' is not among languages"),
+        (lambda c: c.update(source_languages=["xxx_Latn"]), "source_languages: 'xxx_Latn' is not among languages"),
         (lambda c: c.update(related_families=["Bantu"]), "related_families: no language of family 'Bantu'"),
         (lambda c: c["models"]["smollm2-135m"].pop("package"), "models.smollm2-135m"),
         (

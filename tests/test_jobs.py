@@ -47,11 +47,16 @@ def test_direct_scoring_applies_to_the_direct_prompt_alone(study_config):
 def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
     for stage in ("score", "compare", "report"):
         settings = job_settings(study_config, stage)
-        assert set(settings) == {"languages", "source_language", "related_families", "stats", "prompts"}
+        extra = {"recipes"} if stage == "report" else set()
+        assert set(settings) == {"languages", "source_languages", "related_families", "stats", "prompts"} | extra
         # Only the token budgets (scoring reads truncation from them), not the templates.
         assert set(settings["prompts"]) == {"direct_max_new_tokens", "cot_max_new_tokens"}
+    # The report lists each model's fine-tuning recipe.
+    assert job_settings(study_config, "report")["recipes"]["smollm2-135m"]["learning_rate"] == 0.0005
     data = job_settings(study_config, "prepare_data")
-    assert data["langs"] == list(study_config["languages"]) and data["data"]["source"] == "fixture"
+    assert data["langs"] == list(study_config["languages"]) and data["data"]["source"] == "fixture" and data["all_test"] is False
+    training = job_settings(study_config, "prepare_training")
+    assert training == {"finetune": {"data": "belebele", "examples": None}, "sources": ["arb_Arab", "pes_Arab"], "seed": study_config["data"]["seed"]}
     with pytest.raises(ValueError, match="no job settings for stage 'predictions'"):
         job_settings(study_config, "predictions")
 
@@ -67,3 +72,17 @@ def test_settings_travel_as_json_and_back(study_config):
         read_settings("{", "the study settings")
     with pytest.raises(XltError, match="--settings: expected the study settings as a JSON object"):
         read_settings("[1]", "the study settings")
+
+
+def test_provenance_hashes_the_config_less_how_jobs_run(study_config):
+    config = copy.deepcopy(study_config)
+    entry = config["models"]["smollm2-135m"]
+    entry["finetune"]["resources"]["mem_mb"] = 1
+    entry["finetune"]["launcher"]["num_machines"] = 3
+    entry["inference"]["resources"]["gpu"] = 2
+    config["resources"]["light"]["runtime"] = 1
+    assert job_settings(config, "provenance") == job_settings(study_config, "provenance")
+    settings = job_settings(study_config, "provenance")["config"]
+    assert "resources" not in settings and "resources" not in settings["models"]["smollm2-135m"]["finetune"]
+    config["models"]["smollm2-135m"]["finetune"]["learning_rate"] = 0.1
+    assert job_settings(config, "provenance")["config"]["models"]["smollm2-135m"]["finetune"]["learning_rate"] == 0.1

@@ -25,7 +25,7 @@ def simulated_study(repo, models: list[str] | None = None, langs: list[str] | No
     accuracies, on the paper config's models and languages (or the first few)."""
     paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     languages = {code: meta for code, meta in paper["languages"].items() if langs is None or code in langs}
-    study = {"languages": languages, "source_language": paper["source_language"], "related_families": paper["related_families"]}
+    study = {"languages": languages, "source_language": paper["source_languages"][0], "related_families": paper["related_families"]}
     languages = language_table(study)
     rng = np.random.default_rng(3)
     scenarios = {}

@@ -4,11 +4,23 @@ columns, then a second run that schedules nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import yaml
 from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
 
-from xlt.paths import ACCURACY_COLUMNS, ALIGNMENT_COLUMNS, COT_COLUMNS, EFFECTS_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS, REPORT_PLOTS, REPORT_TABLES
+from xlt.paths import (
+    ACCURACY_COLUMNS,
+    ALIGNMENT_COLUMNS,
+    COT_COLUMNS,
+    EFFECTS_COLUMNS,
+    JOB_CELLS,
+    PREDICTION_COLUMNS,
+    REPORT_PLOTS,
+    REPORT_TABLES,
+    SOURCE_COLUMN,
+)
 
 VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice")
 
@@ -37,14 +49,18 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
     assert list(accuracy.columns) == list(ACCURACY_COLUMNS)
     assert len(accuracy) == len(models) * len(VARIANTS) * len(PROMPTS) * len(langs)
     effects = pd.read_csv(results / "stats" / "effects.csv")
-    assert list(effects.columns) == list(EFFECTS_COLUMNS)
+    assert list(effects.columns) == ["model", SOURCE_COLUMN, *EFFECTS_COLUMNS[1:]]
+    assert set(effects[SOURCE_COLUMN]) == {config["source_language"]}
     assert {"relatedness", "cot_relatedness", "ft_gain_related", "ft_gain_control"} <= set(effects["effect"])
     # An estimate is missing only where notes.csv gives the reason (the tiny models'
     # answers rarely change, so the logistic model and the power calculation lack data).
     notes = pd.read_csv(results / "stats" / "notes.csv", keep_default_na=False).query("table == 'effects'")
     missing = effects[effects["estimate"].isna()].merge(notes, on=["model", "prompt", "effect"])
     assert (missing["note"] != "").all() and len(missing) == effects["estimate"].isna().sum()
-    assert list(pd.read_csv(results / "stats" / "alignment.csv").columns) == list(ALIGNMENT_COLUMNS)
+    assert list(pd.read_csv(results / "stats" / "alignment.csv").columns) == [SOURCE_COLUMN, *ALIGNMENT_COLUMNS]
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert set(provenance["models"]) == set(models) and all(model["resolved"].startswith("sha256:") for model in provenance["models"].values())
+    assert len(pd.read_parquet(results / "data" / "train" / f"{config['source_language']}.parquet")) == config["data"]["max_train_items"]
     report = results / "report"
     assert "## Verdicts" in (report / "summary.md").read_text()
     for png in REPORT_PLOTS.values():
@@ -56,6 +72,8 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
     logs = {str(path.relative_to(workdir / "logs")) for path in (workdir / "logs").rglob("*.log")}
     assert logs == {
         "prepare_data.log",
+        "prepare_training.log",
+        "provenance.log",
         "score.log",
         "compare.log",
         "report.log",

@@ -1,7 +1,7 @@
 """The `xlt` command: the study's statistics and answer extraction on predictions
 made anywhere, without the workflow engine and without loading a model; and every
-stage of the workflow (`prepare-data`, `prepare-model`, `finetune`, `merge`,
-`predict`, `score`, `compare`, `report`), which its rules run as shell commands with
+stage of the workflow (`prepare-data`, `prepare-training`, `prepare-model`, `finetune`,
+`merge`, `predict`, `score`, `compare`, `report`, `provenance`), which its rules run as shell commands with
 named arguments. A stage's `--settings` is the JSON that xlt.jobs.job_settings builds
 from the config; model libraries are imported only by the stages that load a model."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import XltError, verbose
 from .jobs import read_settings
-from .paths import JOB_CELLS, STATS_FILES, VARIANTS
+from .paths import JOB_CELLS, STATS_FILES, VARIANTS, is_variant
 
 
 def _compare(args) -> None:
@@ -188,7 +188,30 @@ def _prepare_data(args) -> None:
 
     settings = read_settings(args.settings, "the data settings and languages")
     with _job_log(args):
-        prepare_data(settings["data"], settings["langs"], args.out)
+        prepare_data(settings["data"], settings["langs"], args.out, settings["all_test"])
+
+
+def _prepare_training(args) -> None:
+    from .stages import prepare_training
+
+    settings = read_settings(args.settings, "the finetune block, source languages and seed")
+    sources = settings["sources"]
+    if args.belebele is not None and len(args.belebele) != len(sources):
+        raise XltError(f"--belebele: {len(args.belebele)} files for {len(sources)} source languages ({', '.join(sources)})")
+    belebele = dict(zip(sources, args.belebele or []))
+    with _job_log(args):
+        prepare_training(settings["finetune"], sources, belebele, args.out, settings["seed"])
+
+
+def _provenance(args) -> None:
+    from .stages import provenance
+
+    settings = read_settings(args.settings, "the config")
+    models = list(settings["config"]["models"])
+    if len(args.base) != len(models):
+        raise XltError(f"--base: {len(args.base)} folders for {len(models)} models ({', '.join(models)})")
+    with _job_log(args):
+        provenance(settings["config"], dict(zip(models, args.base)), args.checkout, args.out)
 
 
 def _prepare_model(args) -> None:
@@ -242,8 +265,15 @@ def _score(args) -> None:
 def _report(args) -> None:
     from .stages import report
 
+    settings = read_settings(args.settings, "the study settings and recipes")
     with _job_log(args):
-        report(args.accuracy, args.effects, args.alignment, args.gains, read_settings(args.settings, "the study settings"), args.out)
+        report(args.accuracy, args.effects, args.alignment, args.gains, settings, args.out, settings.get("recipes"), args.provenance)
+
+
+def _variant(name: str) -> str:
+    if not is_variant(name):
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(VARIANTS)} or ft-<source language>, e.g. ft-arb_Arab")
+    return name
 
 
 def _stage(commands, name: str, help: str, run, settings: str, log: bool = True):
@@ -303,29 +333,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare_data.add_argument("--out", nargs="+", required=True, help="one results/data/LANG.parquet per language, in the settings' order")
 
+    prepare_training = _stage(
+        commands,
+        "prepare-training",
+        "each source language's fine-tuning examples, the same number for every source",
+        _prepare_training,
+        "the finetune block, source languages and seed",
+    )
+    prepare_training.add_argument(
+        "--belebele", nargs="+", help="with finetune.data belebele: each source's prepared data (results/data/LANG.parquet), in the sources' order"
+    )
+    prepare_training.add_argument("--out", nargs="+", required=True, help="one results/data/train/SOURCE.parquet per source, in the sources' order")
+
     prepare_model = _stage(commands, "prepare-model", "a loadable base model: an embedded GGUF converted, or a manifest", _prepare_model, "the model's source")
     prepare_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     prepare_model.add_argument("--out", required=True, help="folder to write (results/models/MODEL/base)")
     prepare_model.add_argument("--threads", type=int, default=1, help="CPU threads")
 
-    finetune = _model_job(commands, "finetune", "train a LoRA adapter on the source language's train split (resumes a killed run)", _finetune, log=False)
-    finetune.add_argument("--data", required=True, help="the source language's prepared data (results/data/LANG.parquet)")
+    finetune = _model_job(commands, "finetune", "train a LoRA adapter on one source language's training examples (resumes a killed run)", _finetune, log=False)
+    finetune.add_argument("--data", required=True, help="the source language's training examples (results/data/train/SOURCE.parquet)")
     finetune.add_argument("--template", required=True, help="the source language's prompt template")
     finetune.add_argument("--out", required=True, help="folder to write the adapter to")
     finetune.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints, removed on success")
 
     merge = _model_job(commands, "merge", "write base model + adapter merged, for backends that cannot load adapters", _merge)
-    merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter)")
+    merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter or adapter-SOURCE)")
     merge.add_argument("--out", required=True, help="folder to write the merged model to")
 
     predict = _stage(
         commands, "predict", "predictions of one model variant with one prompt, every language", _predict, "the model's inference settings and prompts"
     )
     predict.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
-    predict.add_argument("--variant", required=True, choices=VARIANTS)
+    predict.add_argument("--variant", required=True, type=_variant, help="base, ft, or ft-SOURCE (one fine-tuned variant per source language)")
     predict.add_argument("--prompt", required=True, choices=tuple(JOB_CELLS), help="the prompt of the job; direct also writes the choice cell")
     predict.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
-    predict.add_argument("--adapter", help="the adapter folder, for variant ft")
+    predict.add_argument("--adapter", help="the adapter folder, for a fine-tuned variant")
     predict.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")
     predict.add_argument("--out", nargs="+", required=True, help="one predictions file per language ({lang}.parquet)")
     predict.add_argument("--threads", type=int, default=1, help="CPU threads")
@@ -342,7 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--effects", required=True, help="results/stats/effects.csv")
     report.add_argument("--alignment", required=True, help="results/stats/alignment.csv")
     report.add_argument("--gains", required=True, help="results/stats/gains.csv")
+    report.add_argument("--provenance", help="results/provenance.json, summarised in summary.md")
     report.add_argument("--out", required=True, help="folder to write the report to (results/report)")
+
+    provenance = _stage(
+        commands, "provenance", "results/provenance.json: revisions, hashes and versions of what the numbers come from", _provenance, "the config"
+    )
+    provenance.add_argument("--base", nargs="+", required=True, help="each model's prepared base folder (results/models/MODEL/base), in the config's order")
+    provenance.add_argument("--checkout", required=True, help="the workflow's checkout, whose git commit is recorded")
+    provenance.add_argument("--out", required=True, help="file to write (results/provenance.json)")
     return parser
 
 

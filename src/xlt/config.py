@@ -88,13 +88,17 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def check_config(config: dict, source: str = "config") -> None:
-    """Cross-key rules: each language's script is its code's, the source is a configured
-    language, every related family has a language, there is at least one control, templates refer to configured files, a
-    GPU type comes with a GPU count."""
+    """Cross-key rules: each language's script is its code's, the sources are configured
+    languages, every related family has a language, there is at least one control,
+    training data is given for every source, templates refer to configured files, a GPU
+    type comes with a GPU count. `source_language` becomes the one-entry `source_languages`."""
     languages = config["languages"]
-    source_language = config["source_language"]
-    if source_language not in languages:
-        raise XltError(f"{source}: source_language: {source_language!r} is not among languages ({', '.join(languages)})")
+    if "source_languages" not in config:
+        config["source_languages"] = [config["source_language"]]
+    key = "source_language" if "source_language" in config else "source_languages"
+    for source_language in config["source_languages"]:
+        if source_language not in languages:
+            raise XltError(f"{source}: {key}: {source_language!r} is not among languages ({', '.join(languages)})")
     for code, meta in languages.items():
         if meta["script"] != code.split("_")[1]:
             raise XltError(f"{source}: languages.{code}.script: {meta['script']!r} is not the script of the code {code} ({code.split('_')[1]})")
@@ -102,12 +106,23 @@ def check_config(config: dict, source: str = "config") -> None:
     for family in config["related_families"]:
         if family not in families:
             raise XltError(f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}")
-    related = [code for code, meta in languages.items() if meta["family"] in config["related_families"] and code != source_language]
-    controls = [code for code, meta in languages.items() if meta["family"] not in config["related_families"]]
+    sources = config["source_languages"]
+    related = [code for code, meta in languages.items() if meta["family"] in config["related_families"] and code not in sources]
+    controls = [code for code, meta in languages.items() if meta["family"] not in config["related_families"] and code not in sources]
     if not related:
-        raise XltError(f"{source}: related_families: no related target language besides the source {source_language}")
+        raise XltError(f"{source}: related_families: no related target language besides the source(s) {', '.join(sources)}")
     if not controls:
-        raise XltError(f"{source}: languages: no control language (every language is in related_families)")
+        raise XltError(f"{source}: languages: no control language (every language is in related_families or a source)")
+    data = config["finetune"]["data"]
+    if isinstance(data, dict):
+        for lang in sources:
+            if lang not in data:
+                raise XltError(
+                    f"{source}: finetune.data: no training set for source {lang}; give one for every source ({', '.join(sources)}) or write belebele"
+                )
+        for lang in data:
+            if lang not in sources:
+                raise XltError(f"{source}: finetune.data.{lang}: not a source language ({', '.join(sources)})")
     for model, entry in config["models"].items():
         check_launcher(entry["finetune"], f"{source}: models.{model}.finetune")
         for stage in ("finetune", "inference"):
@@ -155,6 +170,10 @@ def check_files(config: dict, source: str = "config") -> None:
             load_template(template_path(templates, name))
         except XltError as error:
             raise XltError(f"{source}: languages.{code}: {error}") from None
+    if isinstance(config["finetune"]["data"], dict):
+        for lang, training_set in config["finetune"]["data"].items():
+            if "path" in training_set and not Path(training_set["path"]).is_file():
+                raise XltError(f"{source}: finetune.data.{lang}.path: {training_set['path']} does not exist (a .jsonl or .parquet file)")
     if config["data"]["source"] == "fixture":
         fixtures = Path(config["data"]["fixture_dir"])
         for code in config["languages"]:

@@ -235,7 +235,8 @@ def prepare_languages(
     origins = {lang: source.describe(lang) for lang in langs}
     frames = {lang: check_rows(load_language(source, lang), origins[lang]) for lang in langs}
     check_parallel(frames, origins)
-    split_of = split_links(frames[langs[0]]["link"], test_fraction, seed)
+    # test_fraction 0: the training data comes from elsewhere (finetune.data), every item is a test item
+    split_of = split_links(frames[langs[0]]["link"], test_fraction, seed) if test_fraction else dict.fromkeys(frames[langs[0]]["link"], "test")
     reference = frames[langs[0]].assign(split=lambda f: f["link"].map(split_of))
     keep = _capped_items(reference, "test", max_test_items, seed) | _capped_items(reference, "train", max_train_items, seed)
     prepared = {}

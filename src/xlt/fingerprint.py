@@ -11,7 +11,8 @@ changes the fingerprint of `compare` only; editing finetune.py that of `finetune
 
 The answer extractor (extract.py) is left out of the model stages on purpose: it
 decides when a generated row stops, but a changed extractor reruns `score` (which
-re-extracts every stored raw output), not every model.
+re-extracts every stored raw output), not every model. `prepare_training` imports it
+only through the prompts' option letters and never extracts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 PACKAGE = "xlt"
 ROOT = Path(__file__).resolve().parent
-LEFT_OUT = {stage: {"xlt.extract"} for stage in ("prepare_model", "finetune", "merge", "predict")}
+LEFT_OUT = {stage: {"xlt.extract"} for stage in ("prepare_model", "prepare_training", "finetune", "merge", "predict")}
 
 
 def _file(module: str) -> Path | None:

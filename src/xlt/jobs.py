@@ -13,6 +13,7 @@ import json
 
 from .errors import XltError
 from .prompts import template_path
+from .recipes import recipes
 
 # The parts of a model's config entry that are not where its weights come from.
 STAGE_BLOCKS = ("finetune", "inference")
@@ -20,6 +21,7 @@ STAGE_BLOCKS = ("finetune", "inference")
 NOT_LEARNED = ("launcher", "resources", "merge")
 MODEL_STAGES = ("prepare_model", "finetune", "merge", "predict")
 STUDY_STAGES = ("score", "compare", "report")
+DATA_STAGES = ("prepare_data", "prepare_training", "provenance")
 
 
 def model_source(entry: dict) -> dict:
@@ -32,7 +34,7 @@ def study_settings(config: dict) -> dict:
     """What the model-free stages need: a change elsewhere does not rerun them. The
     token budgets are here because scoring reads truncation from them."""
     budgets = {key: value for key, value in config["prompts"].items() if key.endswith("_max_new_tokens")}
-    return {**{key: config[key] for key in ("languages", "source_language", "related_families", "stats")}, "prompts": budgets}
+    return {**{key: config[key] for key in ("languages", "source_languages", "related_families", "stats")}, "prompts": budgets}
 
 
 def language_template(config: dict, lang: str) -> str:
@@ -41,15 +43,34 @@ def language_template(config: dict, lang: str) -> str:
     return str(template_path(config["prompts"]["templates"], name))
 
 
+def computed_config(config: dict) -> dict:
+    """The config less how and where jobs run (resources, launchers, merging): what
+    provenance.json hashes, so that moving a run to other machines keeps its hash."""
+    models = {}
+    for name, entry in config["models"].items():
+        models[name] = {**model_source(entry)}
+        for block in STAGE_BLOCKS:
+            if block in entry:
+                models[name][block] = {key: value for key, value in entry[block].items() if key not in NOT_LEARNED}
+    return {**{key: value for key, value in config.items() if key != "resources"}, "models": models}
+
+
 def job_settings(config: dict, stage: str, model: str | None = None, prompt: str | None = None) -> dict:
     """The settings of one job of `stage` (a rule name); `model` for the model stages,
     `prompt` for predict."""
     if stage == "prepare_data":
-        return {"data": config["data"], "langs": list(config["languages"])}
+        # With external training data (finetune.data) every Belebele item is a test item.
+        return {"data": config["data"], "langs": list(config["languages"]), "all_test": isinstance(config["finetune"]["data"], dict)}
+    if stage == "prepare_training":
+        return {"finetune": config["finetune"], "sources": config["source_languages"], "seed": config["data"]["seed"]}
+    if stage == "provenance":
+        return {"config": computed_config(config)}
+    if stage == "report":
+        return {**study_settings(config), "recipes": recipes(config)}
     if stage in STUDY_STAGES:
         return study_settings(config)
     if stage not in MODEL_STAGES:
-        raise ValueError(f"no job settings for stage {stage!r}; stages: prepare_data, {', '.join(MODEL_STAGES + STUDY_STAGES)}")
+        raise ValueError(f"no job settings for stage {stage!r}; stages: {', '.join(DATA_STAGES + MODEL_STAGES + STUDY_STAGES)}")
     entry = config["models"][model]
     if stage == "prepare_model":
         return {key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")}

@@ -24,13 +24,31 @@ class Language:
         return self.group != "source"
 
 
-def language_table(config: dict) -> dict[str, Language]:
-    """Code -> Language, in config order, with the group (source/related/control) resolved."""
-    source = config["source_language"]
-    related_families = set(config["related_families"])
+def source_languages(config: dict) -> list[str]:
+    """The fine-tuning languages: `source_languages`, or the one `source_language`."""
+    return list(config.get("source_languages") or [config["source_language"]])
+
+
+def language_table(config: dict, source: str | None = None) -> dict[str, Language]:
+    """Code -> Language, in config order, with the group (source/related/control) resolved.
+
+    With one source a language is related when it is of `related_families`. With several,
+    for one `source` a language is related when it is of that source's family (of
+    `related_families` for a source in them), and every other language is a target,
+    other sources included. With several sources and none named, every source is in
+    group source and the related targets are those of `related_families` (the
+    study-wide view of tables and plots).
+    """
+    sources = source_languages(config)
+    if source is None and len(sources) == 1:
+        source = sources[0]
+    if len(sources) == 1 or source is None or config["languages"][source]["family"] in config["related_families"]:
+        related_families = set(config["related_families"])
+    else:
+        related_families = {config["languages"][source]["family"]}
     table = {}
     for code, meta in config["languages"].items():
-        if code == source:
+        if code == source or (source is None and code in sources):
             group = "source"
         elif meta["family"] in related_families:
             group = "related"

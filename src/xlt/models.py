@@ -150,22 +150,26 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
 def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
     """Write `out_dir`: a converted checkpoint for GGUF models, or a manifest pointing
     at a Hub id or local folder (those load as they are)."""
+    from .hashes import file_sha256, folder_sha256
+
     with atomic_path(out_dir, is_dir=True) as tmp:
         if spec.is_gguf:
             scratch = tmp / ".gguf"
             scratch.mkdir()
             gguf = _embedded_gguf(spec.package, scratch) if spec.package else Path(spec.path)
             convert_gguf(gguf, tmp, log=log)
+            digest = file_sha256(gguf)
             for leftover in scratch.iterdir():
                 leftover.unlink()
             scratch.rmdir()
-            manifest = {"kind": "converted", "source": spec.package or str(Path(spec.path).resolve())}
+            # the GGUF's hash: what provenance.json records for an embedded or local file
+            manifest = {"kind": "converted", "source": spec.package or str(Path(spec.path).resolve()), "sha256": digest}
         elif spec.id:
             manifest = {"kind": "hub", "id": spec.id, "revision": spec.revision}
         else:
             local = Path(spec.path).resolve()
             check_checkpoint(spec.name, local)
-            manifest = {"kind": "local", "path": str(local)}
+            manifest = {"kind": "local", "path": str(local), "sha256": folder_sha256(local)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         log(f"model {spec.name}: {manifest}")
 

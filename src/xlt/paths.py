@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIANTS = ("base", "ft")
+# With several source languages each fine-tuned variant names its source, ft-arb_Arab;
+# with one it stays `ft` (older trees and predictions from elsewhere read unchanged).
+SOURCE_VARIANT = "ft-{source}"
 # The prompts a model writes an answer to; simulated studies (simulate.py) draw these.
 GENERATED_PROMPTS = ("direct", "cot")
 # The format-free score: the likeliest option label at the direct prompt's answer
@@ -21,8 +24,13 @@ JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",)}
 DATA = "results/data/{lang}.parquet"
 BASE_MODEL = "results/models/{model}/base"
 ADAPTER = "results/models/{model}/adapter"
+SOURCE_ADAPTER = "results/models/{model}/adapter-{source}"
 MERGED = "results/models/{model}/merged"
+SOURCE_MERGED = "results/models/{model}/merged-{source}"
 CHECKPOINTS = "results/checkpoints/{model}"
+SOURCE_CHECKPOINTS = "results/checkpoints/{model}-{source}"
+TRAINING = "results/data/train/{source}.parquet"
+PROVENANCE = "results/provenance.json"
 PREDICTIONS_ROOT = "results/predictions"
 PREDICTIONS = PREDICTIONS_ROOT + "/{model}/{variant}/{prompt}/{lang}.parquet"
 SCORES = "results/scores"
@@ -60,13 +68,17 @@ REPORT_TABLES = {
 LOGS = {
     "prepare_data": "logs/prepare_data.log",
     "prepare_model": "logs/prepare_model/{model}.log",
+    "prepare_training": "logs/prepare_training.log",
     "finetune": "logs/finetune/{model}.log",
+    "finetune_source": "logs/finetune/{model}-{source}.log",
     "merge": "logs/merge/{model}.log",
+    "merge_source": "logs/merge/{model}-{source}.log",
     "predict": "logs/predict/{model}/{variant}/{prompt}.log",
     "predict_direct": "logs/predict/{model}/{variant}/direct.log",
     "score": "logs/score.log",
     "compare": "logs/compare.log",
     "report": "logs/report.log",
+    "provenance": "logs/provenance.log",
 }
 
 PREDICTION_COLUMNS = (
@@ -144,6 +156,10 @@ GAINS_COLUMNS = (
     "n_items",
 )
 NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note", "role")
+# effects.csv, gains.csv and notes.csv carry the fine-tuning source after `model` (notes:
+# after `table`), alignment.csv first: each source's rows are a single-source study's;
+# cross-source rows (relatedness_interaction) have it empty.
+SOURCE_COLUMN = "source"
 
 
 def predictions_frame(rows: list[dict]):
@@ -156,6 +172,39 @@ def predictions_frame(rows: list[dict]):
     for column in ("parsed_choice", "forced_choice"):
         frame[column] = frame[column].astype("Int64")
     return frame
+
+
+def finetuned_variants(sources: list[str]) -> dict[str, str]:
+    """Source language -> the name of its fine-tuned variant."""
+    if len(sources) == 1:
+        return {sources[0]: "ft"}
+    return {source: SOURCE_VARIANT.format(source=source) for source in sources}
+
+
+def study_variants(sources: list[str]) -> list[str]:
+    return ["base", *finetuned_variants(sources).values()]
+
+
+def source_paths(model: str, source: str, sources: list[str]) -> dict[str, str]:
+    """The adapter, merged checkpoint and checkpoint folders of one model x source: the
+    single-source names with one source, the source in the name with several."""
+    if len(sources) == 1:
+        return {"adapter": ADAPTER.format(model=model), "merged": MERGED.format(model=model), "checkpoints": CHECKPOINTS.format(model=model)}
+    names = {"model": model, "source": source}
+    return {"adapter": SOURCE_ADAPTER.format(**names), "merged": SOURCE_MERGED.format(**names), "checkpoints": SOURCE_CHECKPOINTS.format(**names)}
+
+
+def variant_source(variant: str) -> str | None:
+    """The source language a variant folder names (ft-arb_Arab -> arb_Arab), else None."""
+    prefix = SOURCE_VARIANT.split("{")[0]
+    return variant[len(prefix) :] if variant.startswith(prefix) and len(variant) > len(prefix) else None
+
+
+def is_variant(variant: str) -> bool:
+    import re
+
+    source = variant_source(variant)
+    return variant in VARIANTS or (source is not None and re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", source) is not None)
 
 
 @dataclass(frozen=True)
@@ -181,8 +230,8 @@ def discover_predictions(root: str | Path) -> list[PredictionFile]:
     found = []
     for path in sorted(root.glob("*/*/*/*.parquet")):
         model, variant, prompt = path.relative_to(root).parts[:3]
-        if variant not in VARIANTS:
-            raise XltError(f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)}")
+        if not is_variant(variant):
+            raise XltError(f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)} or ft-<source language>, e.g. ft-arb_Arab")
         if prompt not in PROMPTS:
             raise XltError(f"{path}: prompt folder {prompt!r} is not one of {', '.join(PROMPTS)}")
         found.append(PredictionFile(model, variant, prompt, path.stem, path))

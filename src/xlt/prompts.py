@@ -72,7 +72,9 @@ def render(item: Mapping, template: Template, prompt: str) -> Prompt:
         raise XltError(f"prompt mode {prompt!r} is not one of direct, cot")
     option_lines = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options_of(item)))
     instruction = template.direct if prompt == "direct" else template.cot
-    user = f"{template.passage}: {item['flores_passage']}\n{template.question}: {item['question']}\n{option_lines}\n{instruction}"
+    # External training sets may have questions without a passage (finetune.data)
+    passage = f"{template.passage}: {item['flores_passage']}\n" if item["flores_passage"] else ""
+    user = f"{passage}{template.question}: {item['question']}\n{option_lines}\n{instruction}"
     prefix = answer_phrase(template) if prompt == "direct" else template.cot_start
     return Prompt(user=user, completion_prefix=prefix)
 

@@ -13,7 +13,7 @@ import pandas as pd
 from . import paths
 from .atomic import atomic_path, write_text
 from .languages import GROUPS, Language
-from .verdict import primary_of, verdict
+from .verdict import INTERACTION, primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
 VARIANT_NAMES = {"base": "base model", "ft": "fine-tuned"}
@@ -82,6 +82,61 @@ def language_order(languages: dict[str, Language], present) -> list[str]:
     return [code for group in GROUPS for code, lang in languages.items() if lang.group == group and code in present]
 
 
+def report_variants(present) -> list[str]:
+    """base, then the fine-tuned variants: `ft`, or one `ft-<source>` per source."""
+    present = set(present)
+    return [variant for variant in paths.VARIANTS if variant in present] + sorted(present - set(paths.VARIANTS))
+
+
+def variant_title(variant: str) -> str:
+    source = paths.variant_source(variant)
+    return f"fine-tuned on {source}" if source else VARIANT_NAMES[variant]
+
+
+def rows_by_source(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Source -> its rows, in file order; "" holds the rows across sources. A table
+    without the column (an older tree's) is one source's."""
+    if paths.SOURCE_COLUMN not in frame.columns:
+        return {"": frame.iloc[0:0], None: frame}
+    source = frame[paths.SOURCE_COLUMN].fillna("")
+    return {name: frame[source == name] for name in dict.fromkeys(source)}
+
+
+def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alpha: float) -> list[str]:
+    """With several sources the interaction first (the design's test: primary under the
+    direct prompt); then per source (named when there are several) its primary test and
+    the secondary verdicts, as a single-source study's."""
+    parts = rows_by_source(effects)
+    sources = [source for source in parts if source != ""]
+    lines = []
+    across = parts.get("", effects.iloc[0:0])
+    if (across["effect"] == INTERACTION).any():
+        lines += [verdict(across, model, prompt, margin, INTERACTION, alpha) for prompt in ("direct", "cot") for model in models]
+    for source in sources:
+        rows, label = parts[source], f"fine-tuned on {source}: " if len(sources) > 1 else ""
+        primary = primary_of(rows)
+        keys = [primary, *(key for key in VERDICT_EFFECTS if key != primary)]
+        lines += [label + verdict(rows, model, prompt, margin, effect, alpha) for prompt, effect in keys for model in models]
+    return lines
+
+
+def provenance_lines(record: dict) -> list[str]:
+    """The report's view: one line per model and data set, then versions and hashes."""
+    lines = [f"xlt {record['xlt']['version']}, git commit {record['xlt']['git_commit']}; config sha256 {record['config_sha256']}"]
+    for name, model in record["models"].items():
+        lines.append(f"model {name}: {model.get('id') or model.get('source') or model.get('path')} @ {model['resolved']}")
+    belebele = record["datasets"]["belebele"]
+    if belebele["kind"] == "hub":
+        lines.append(f"test data {belebele['id']} @ {belebele['resolved']}")
+    else:
+        lines += [f"test data fixture {lang} @ {digest}" for lang, digest in belebele["files"].items()]
+    for lang, entry in record["datasets"]["training"].items():
+        where = entry.get("path") or entry.get("id") or "Belebele training split"
+        lines.append(f"training data {lang}: {where}" + (f" @ {entry['resolved']}" if "resolved" in entry else ""))
+    lines.append("libraries: " + ", ".join(f"{name} {version}" for name, version in record["libraries"].items()))
+    return lines
+
+
 def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column: str, label: str, chance: float | None):
     """Heatmap of `column` (a share, 0-1), model x language, in a 2 x 2 grid of panels:
     base and fine-tuned side by side, direct above CoT. Every cell prints its value, so
@@ -89,7 +144,7 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
     plt = _pyplot()
     models = sorted(accuracy["model"].unique())
     order = language_order(languages, accuracy["lang"])
-    variants = list(dict.fromkeys(variant for variant, _ in CELLS))
+    variants = report_variants(accuracy["variant"])
     prompts = list(dict.fromkeys(prompt for _, prompt in CELLS))
     panel_width, panel_height = 0.32 * len(order) + 0.1, 0.27 * len(models) + 0.1
     figure, axes = plt.subplots(
@@ -123,7 +178,7 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
             top.set_xticks(list(centres.values()), labels=list(centres), fontsize=8, style="italic")
             top.tick_params(length=0)
             top.spines[:].set_visible(False)
-            ax.set_title(VARIANT_NAMES[variant], fontweight="bold")
+            ax.set_title(variant_title(variant), fontweight="bold")
         if row == len(prompts) - 1:
             ax.set_xticks(range(len(order)), labels=order, rotation=45, ha="right", rotation_mode="anchor")
         if col == len(variants) - 1:
@@ -390,7 +445,7 @@ def write_tables(
     verdicts: list[str], warnings: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, out_dir: Path
 ) -> None:
     """The report's tables as HTML pages (the report shows HTML items; CSV only downloads)."""
-    differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness"])]
+    differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness", INTERACTION])]
     pages = {
         "verdicts": (
             "Verdicts",
@@ -421,22 +476,25 @@ def write_report(
     margin: float,
     out_dir: str | Path,
     alpha: float = 0.05,
+    recipes: dict[str, dict] | None = None,
+    provenance: dict | None = None,
 ) -> None:
     """`alpha`: the statistics' level (1 - stats.confidence), which the verdicts judge at
-    and whose TOST interval they quote."""
+    and whose TOST interval they quote. `recipes`: model -> its fine-tuning recipe
+    (xlt.recipes); `provenance`: the content of provenance.json. Each is a section of
+    summary.md when given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
     plot_cells(accuracy, languages, "parse_rate", "parse rate", out_dir / paths.REPORT_PLOTS["parse_rate"], chance=None)
     _save(diagnostics_figure(accuracy, languages), out_dir / paths.REPORT_PLOTS["diagnostics"])
-    plot_group_gains(effects, margin, out_dir / paths.REPORT_PLOTS["gains"])
-    plot_alignment(gains, out_dir / paths.REPORT_PLOTS["alignment"])
+    # The plots show the first source's rows; every source's are in the tables.
+    first = next(source for source in rows_by_source(effects) if source != "")
+    plot_group_gains(rows_by_source(effects)[first], margin, out_dir / paths.REPORT_PLOTS["gains"])
+    plot_alignment(rows_by_source(gains)[first], out_dir / paths.REPORT_PLOTS["alignment"])
 
     models = sorted(accuracy["model"].unique())
-    primary = primary_of(effects)
-    secondary = [key for key in VERDICT_EFFECTS if key != primary]
-    verdicts = [verdict(effects, model, primary[0], margin, primary[1], alpha) for model in models]
-    verdicts += [verdict(effects, model, prompt, margin, effect, alpha) for prompt, effect in secondary for model in models]
+    verdicts = study_verdicts(effects, models, margin, alpha)
     warnings = format_warnings(accuracy)
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [" / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns]
@@ -464,5 +522,9 @@ def write_report(
         "## Full accuracy table",
         _markdown(accuracy),
     ]
+    if recipes:
+        sections += ["## Fine-tuning recipe of each model", _markdown(pd.DataFrame([{"model": name, **recipe} for name, recipe in recipes.items()]))]
+    if provenance:
+        sections += ["## Provenance (results/provenance.json)", "\n".join(f"- {line}" for line in provenance_lines(provenance))]
     write_text("\n\n".join(sections) + "\n", out_dir / paths.REPORT_SUMMARY)
     write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir)

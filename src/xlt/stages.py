@@ -69,13 +69,14 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare_data(data_config: dict, langs: list[str], outputs: list[str]) -> None:
+def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_test: bool = False) -> None:
+    """`all_test`: fine-tuning data comes from elsewhere, so every item is a test item."""
     from .data import DataSource, prepare_languages
 
     frames = prepare_languages(
         DataSource.from_config(data_config),
         langs,
-        test_fraction=data_config["test_fraction"],
+        test_fraction=0 if all_test else data_config["test_fraction"],
         seed=data_config["seed"],
         max_test_items=data_config.get("max_test_items"),
         max_train_items=data_config.get("max_train_items"),
@@ -85,6 +86,26 @@ def prepare_data(data_config: dict, langs: list[str], outputs: list[str]) -> Non
         write_parquet(frame, output)
         counts = frame["split"].value_counts().to_dict()
         _say(f"{lang}: {counts.get('train', 0)} train, {counts.get('test', 0)} test items -> {output}")
+
+
+def prepare_training(finetune_config: dict, sources: list[str], data_files: dict[str, str], outputs: list[str], seed: int) -> None:
+    """Each source's fine-tuning examples, the same number for every source: the
+    Belebele training split (`finetune.data: belebele`) or the source's mapped set."""
+    from .trainsets import TrainingSet, belebele_training, equalise, load_training_set, map_fields
+
+    data = finetune_config["data"]
+    frames = {}
+    for lang in sources:
+        if data == "belebele":
+            frames[lang] = belebele_training(data_files[lang], lang)
+        else:
+            training_set = TrainingSet.from_config(lang, data[lang])
+            frames[lang] = map_fields(load_training_set(training_set), training_set)
+    kept = equalise(frames, finetune_config["examples"], seed)
+    for lang, output in zip(sources, outputs):
+        frame = kept[lang]
+        write_parquet(frame, output)
+        _say(f"{lang}: {len(frame)} training examples (of {len(frames[lang])}) -> {output}")
 
 
 def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
@@ -201,11 +222,11 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     `outputs` (effects, alignment, gains, notes): an incomplete tree is refused unless
     allowed, and then notes.csv names what was missing."""
     from .completeness import check_complete, note_missing
+    from .sources import compare_study
     from .stats import StatsSettings, write_comparisons
-    from .stats import compare as run_compare
 
     missing = check_complete(items, study["languages"], allow_missing, source)
-    comparisons = note_missing(run_compare(items, language_table(study), StatsSettings.from_config(study["stats"])), missing)
+    comparisons = note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing)
     write_comparisons(comparisons, *outputs)
     return comparisons
 
@@ -217,7 +238,18 @@ def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, 
     _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 
-def report(accuracy_file: str, effects_file: str, alignment_file: str, gains_file: str, study: dict, out_dir: str) -> None:
+def report(
+    accuracy_file: str,
+    effects_file: str,
+    alignment_file: str,
+    gains_file: str,
+    study: dict,
+    out_dir: str,
+    recipes: dict | None = None,
+    provenance_file: str | None = None,
+) -> None:
+    import json
+
     from .report import write_report
 
     write_report(
@@ -229,5 +261,20 @@ def report(accuracy_file: str, effects_file: str, alignment_file: str, gains_fil
         study["stats"]["equivalence_margin"],
         out_dir,
         alpha=round(1 - study["stats"]["confidence"], 12),
+        recipes=recipes,
+        provenance=json.loads(Path(provenance_file).read_text(encoding="utf-8")) if provenance_file else None,
     )
     _say(f"report written to {out_dir}")
+
+
+def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: str) -> None:
+    """results/provenance.json of the config (less how jobs run: xlt.jobs.computed_config)
+    and the prepared base models (model -> its folder)."""
+    import json
+
+    from .atomic import write_text
+    from .provenance import provenance_record
+
+    record = provenance_record(config, base_dirs, checkout)
+    write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", output)
+    _say(f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}")

@@ -11,7 +11,14 @@ import math
 
 import pandas as pd
 
-SUBJECTS = {"relatedness": "fine-tuning", "cot_relatedness": "chain-of-thought"}
+# The design's test with several sources (xlt.sources): the related-minus-control gain
+# after a related source minus the same after an unrelated one.
+INTERACTION = "relatedness_interaction"
+SUBJECTS = {
+    "relatedness": "fine-tuning",
+    "cot_relatedness": "chain-of-thought",
+    INTERACTION: "related-source minus unrelated-source fine-tuning",
+}
 # What a table without a `role` column (written before there was a declared primary
 # test) is read as.
 LEGACY_PRIMARY = ("direct", "relatedness")

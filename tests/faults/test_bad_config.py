@@ -37,7 +37,7 @@ def _use_hub_id(config, hub_id):
 CASES = {
     "unknown top-level key": (
         lambda c: c.update(modles={}),
-        "modles: unknown key; allowed here: data, languages, source_language, related_families, prompts, models, stats, resources",
+        "modles: unknown key; allowed here: data, languages, source_language, source_languages, finetune, related_families, prompts, models, stats, resources",
     ),
     "unknown nested key": (
         lambda c: _dense(c)["finetune"].update(epoch=3),
@@ -73,7 +73,7 @@ CASES = {
     ),
     "no control language": (
         lambda c: c.update(related_families=["Semitic", "Indo-European"]),
-        "languages: no control language (every language is in related_families)",
+        "languages: no control language (every language is in related_families or a source)",
     ),
     "source language missing from the languages": (
         lambda c: c.update(source_language="amh_Ethi"),

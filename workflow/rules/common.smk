@@ -15,6 +15,7 @@ from xlt.errors import XltError
 from xlt.fingerprint import stage_fingerprint
 from xlt.jobs import language_template, settings_json
 from xlt.launch import finetune_launch, xlt_command
+from xlt.recipes import recipe_warning
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
@@ -30,14 +31,29 @@ except XltError as error:
     raise WorkflowError(str(error)) from None
 
 
+# One line at planning: models trained differently are a confound of comparing them.
+RECIPE_WARNING = recipe_warning(config)
+if RECIPE_WARNING:
+    print(RECIPE_WARNING, file=sys.stderr)
+
+
 LANGS = list(config["languages"])
 MODELS = list(config["models"])
-SOURCE = config["source_language"]
+SOURCES = config["source_languages"]
+# Source language -> its fine-tuned variant (ft with one source, ft-<source> with several)
+FT_VARIANTS = paths.finetuned_variants(SOURCES)
+SOURCE_OF_VARIANT = {variant: source for source, variant in FT_VARIANTS.items()}
+VARIANTS = paths.study_variants(SOURCES)
+EXTERNAL_TRAINING = isinstance(config["finetune"]["data"], dict)
+# One source keeps the single-source folder names (results/models/{model}/adapter)
+ADAPTER = paths.ADAPTER if len(SOURCES) == 1 else paths.SOURCE_ADAPTER
+MERGED = paths.MERGED if len(SOURCES) == 1 else paths.SOURCE_MERGED
 
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
-    variant="|".join(paths.VARIANTS),
+    variant="|".join(re.escape(v) for v in VARIANTS),
+    source="|".join(re.escape(s) for s in SOURCES),
     prompt="|".join(paths.PROMPTS),
     lang="|".join(re.escape(l) for l in LANGS),
 
@@ -49,7 +65,7 @@ def all_outputs():
         paths.ALIGNMENT,
         paths.GAINS,
         f"{paths.REPORT}/{paths.REPORT_SUMMARY}",
-    ] + [paths.MERGED.format(model=model) for model in MODELS if config["models"][model]["finetune"]["merge"]]
+    ] + [paths.source_paths(model, source, SOURCES)["merged"] for model in MODELS if config["models"][model]["finetune"]["merge"] for source in SOURCES]
 
 
 def job_settings(stage):
@@ -63,11 +79,17 @@ def finetune_launcher_config(model):
     return config["models"][model]["finetune"]["launcher"]
 
 
+def source_of(wildcards):
+    """The source language of a finetune or merge job (the only one when paths name none)."""
+    return wildcards.get("source", SOURCES[0])
+
+
 def finetune_inputs(wildcards):
+    source = source_of(wildcards)
     inputs = {
         "base": paths.BASE_MODEL.format(model=wildcards.model),
-        "data": paths.DATA.format(lang=SOURCE),
-        "template": language_template(config, SOURCE),
+        "data": paths.TRAINING.format(source=source),
+        "template": language_template(config, source),
     }
     launcher = finetune_launcher_config(wildcards.model)
     if launcher["type"] == "accelerate":
@@ -117,14 +139,28 @@ def data_inputs(wildcards=None):
     return []
 
 
+def training_inputs(wildcards=None):
+    """Belebele's prepared files of the sources (finetune.data: belebele), or the
+    sources' local training files (a Hub training set is no input file)."""
+    if not EXTERNAL_TRAINING:
+        return {"belebele": [paths.DATA.format(lang=source) for source in SOURCES]}
+    return {"files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry]}
+
+
+def belebele_argument(wildcards, input):
+    """`--belebele FILE...` (each source's prepared data, in source order) when the
+    training examples are Belebele's split; a local training file is named in --settings."""
+    return "--belebele " + " ".join(shlex.quote(path) for path in input.belebele) if not EXTERNAL_TRAINING else ""
+
+
 def predict_inputs(wildcards):
     inputs = {
         "base": paths.BASE_MODEL.format(model=wildcards.model),
         "data": expand(paths.DATA, lang=LANGS),
         "templates": sorted({language_template(config, lang) for lang in LANGS}),
     }
-    if wildcards.variant == "ft":
-        inputs["adapter"] = paths.ADAPTER.format(model=wildcards.model)
+    if wildcards.variant in SOURCE_OF_VARIANT:
+        inputs["adapter"] = paths.source_paths(wildcards.model, SOURCE_OF_VARIANT[wildcards.variant], SOURCES)["adapter"]
     return inputs
 
 
@@ -143,8 +179,8 @@ def predict_params(prompt):
 
 def adapter_argument(wildcards, input):
     """`--adapter PATH` for the fine-tuned variant's predict jobs, nothing for the base."""
-    return f"--adapter {shlex.quote(input.adapter)}" if wildcards.variant == "ft" else ""
+    return f"--adapter {shlex.quote(input.adapter)}" if wildcards.variant in SOURCE_OF_VARIANT else ""
 
 
 def all_predictions():
-    return expand(paths.PREDICTIONS, model=MODELS, variant=paths.VARIANTS, prompt=paths.PROMPTS, lang=LANGS)
+    return expand(paths.PREDICTIONS, model=MODELS, variant=VARIANTS, prompt=paths.PROMPTS, lang=LANGS)

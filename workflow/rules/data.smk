@@ -17,3 +17,26 @@ rule prepare_data:
         xlt=xlt_launcher,
     shell:
         "{params.xlt} prepare-data --settings {params.settings:q} --out {output:q} --log {log:q}"
+
+
+# Every source's fine-tuning examples in one job: they are cut to the same number.
+rule prepare_training:
+    input:
+        unpack(training_inputs),
+    output:
+        expand(paths.TRAINING, source=SOURCES),
+    log:
+        paths.LOGS["prepare_training"],
+    conda:
+        "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=light_resource("mem_mb"),
+        runtime=light_resource("runtime"),
+    params:
+        settings=job_settings("prepare_training"),
+        code=stage_fingerprint("prepare_training"),
+        xlt=xlt_launcher,
+        belebele=belebele_argument,
+    shell:
+        "{params.xlt} prepare-training --settings {params.settings:q} {params.belebele} --out {output:q} --log {log:q}"

@@ -6,9 +6,9 @@ rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        directory(paths.ADAPTER),
+        directory(ADAPTER),
     log:
-        paths.LOGS["finetune"],
+        paths.LOGS["finetune"] if len(SOURCES) == 1 else paths.LOGS["finetune_source"],
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("finetune", "threads")
@@ -22,7 +22,7 @@ rule finetune:
     params:
         settings=job_settings("finetune"),
         code=stage_fingerprint("finetune"),
-        checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model),
+        checkpoints=lambda wildcards: paths.source_paths(wildcards.model, source_of(wildcards), SOURCES)["checkpoints"],
         launch=finetune_launcher,
     shell:
         "{params.launch} finetune --model {wildcards.model:q} --settings {params.settings:q}"
@@ -35,11 +35,11 @@ rule finetune:
 rule merge:
     input:
         base=paths.BASE_MODEL,
-        adapter=paths.ADAPTER,
+        adapter=ADAPTER,
     output:
-        directory(paths.MERGED),
+        directory(MERGED),
     log:
-        paths.LOGS["merge"],
+        paths.LOGS["merge"] if len(SOURCES) == 1 else paths.LOGS["merge_source"],
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")

@@ -7,6 +7,7 @@ rule report:
         effects=paths.EFFECTS,
         alignment=paths.ALIGNMENT,
         gains=paths.GAINS,
+        provenance=paths.PROVENANCE,
     output:
         verdicts=report(
             f"{paths.REPORT}/{paths.REPORT_TABLES['verdicts']}",
@@ -83,4 +84,32 @@ rule report:
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     shell:
         "{params.xlt} report --accuracy {input.accuracy:q} --effects {input.effects:q} --alignment {input.alignment:q}"
-        " --gains {input.gains:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"
+        " --gains {input.gains:q} --provenance {input.provenance:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"
+
+
+# What the numbers were computed from (models' and data's resolved revisions, versions,
+# the config's hash). Local: resolving a Hub revision needs the network.
+rule provenance:
+    input:
+        base=expand(paths.BASE_MODEL, model=MODELS),
+        data=expand(paths.DATA, lang=LANGS),
+        training=expand(paths.TRAINING, source=SOURCES),
+    output:
+        paths.PROVENANCE,
+    log:
+        paths.LOGS["provenance"],
+    conda:
+        "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=light_resource("mem_mb"),
+        runtime=light_resource("runtime"),
+    params:
+        settings=job_settings("provenance"),
+        code=stage_fingerprint("provenance"),
+        xlt=xlt_launcher,
+        # untracked, like xlt_launcher: where the checkout is changes no number
+        checkout=lambda wildcards, resources: workflow.basedir,
+    shell:
+        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q} --checkout {params.checkout:q}"
+        " --out {output:q} --log {log:q}"

@@ -1,0 +1,175 @@
+"""Fine-tuning data of each source language: the source's Belebele training split, or an
+external multiple-choice set (a local JSON-lines or parquet file, or a Hub dataset)
+whose fields are mapped onto passage (optional), question, four options and the answer.
+
+Every source trains on the same number of examples (the smallest source's unless
+`finetune.examples` says otherwise), so a difference between sources' adapters is not
+one of data size. Rows come out in the shape of prepared Belebele rows, which is what
+the fine-tuning stage reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import OPTION_FIELDS, _is_missing, _whole_number, normalize_text, read_jsonl, read_prepared
+from .errors import XltError
+from .prompts import LETTERS
+
+TRAINING_COLUMNS = ("item_id", "lang", "flores_passage", "question", *OPTION_FIELDS, "correct_answer_num", "split")
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One source's external training set, as `finetune.data.<source>` configures it."""
+
+    lang: str
+    fields: dict
+    answer_as: str = "letter"
+    index_base: int = 0
+    path: str | None = None
+    hub: dict | None = None
+    max_examples: int | None = None
+
+    @classmethod
+    def from_config(cls, lang: str, entry: dict) -> TrainingSet:
+        return cls(
+            lang=lang,
+            fields=entry["fields"],
+            answer_as=entry["answer_as"],
+            index_base=entry["index_base"],
+            path=entry.get("path"),
+            hub=entry.get("hub"),
+            max_examples=entry.get("max_examples"),
+        )
+
+    def describe(self) -> str:
+        if self.path:
+            return self.path
+        hub = self.hub
+        return f"{hub['id']}[{hub.get('config') or 'default'}/{hub.get('split', 'train')}]"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise XltError(f"{path}: training file not found")
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # a truncated or foreign file: one line
+            raise XltError(f"{path}: not a readable parquet file ({str(error).splitlines()[0]})") from None
+        if frame.empty:
+            raise XltError(f"{path}: no rows")
+        return frame
+    return read_jsonl(path)
+
+
+def load_training_set(training_set: TrainingSet) -> pd.DataFrame:
+    """The set's rows as stored, before the field map."""
+    if training_set.path:
+        return read_table(Path(training_set.path))
+    import datasets
+
+    hub = training_set.hub
+    datasets.disable_progress_bars()
+    try:
+        dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=hub.get("split", "train"), revision=hub.get("revision"))
+    except Exception as error:  # network, unknown config or split, missing dataset: one line
+        raise XltError(f"{training_set.describe()}: cannot be loaded: {str(error).splitlines()[0]}") from error
+    return dataset.to_pandas()
+
+
+def _text(value, origin: str, row: int, key: str, column: str) -> str:
+    if _is_missing(value) or not isinstance(value, str) or not normalize_text(value):
+        raise XltError(f"{origin}: row {row}: field {column} (fields.{key}) is {value!r}; allowed: non-empty text")
+    return normalize_text(value)
+
+
+def _options(record: dict, fields: dict, origin: str, row: int) -> list[str]:
+    spec = fields["options"]
+    if isinstance(spec, str):
+        value = record[spec]
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)) or len(value) != 4:
+            count = f"{len(value)} entries" if isinstance(value, (list, tuple)) else repr(value)
+            raise XltError(f"{origin}: row {row}: field {spec} (fields.options) is {count}; allowed: a list of exactly 4 options")
+        return [_text(option, origin, row, "options", f"{spec}[{k}]") for k, option in enumerate(value)]
+    return [_text(record[column], origin, row, "options", column) for column in spec]
+
+
+def _answer(value, options: list[str], training_set: TrainingSet, origin: str, row: int) -> int:
+    """The correct option, 1 to 4."""
+    column = training_set.fields["answer"]
+    where = f"{origin}: row {row}: field {column} (fields.answer, answer_as {training_set.answer_as})"
+    if training_set.answer_as == "letter":
+        letter = value.strip().upper() if isinstance(value, str) else None
+        if letter not in LETTERS:
+            raise XltError(f"{where} is {value!r}; allowed: {', '.join(LETTERS)}")
+        return LETTERS.index(letter) + 1
+    if training_set.answer_as == "index":
+        index = _whole_number(value)
+        first = training_set.index_base
+        if index is None or not first <= index <= first + 3:
+            raise XltError(f"{where} is {value!r}; allowed: {', '.join(str(first + k) for k in range(4))} (index_base {first})")
+        return index - first + 1
+    text = normalize_text(value) if isinstance(value, str) else None
+    matches = [k for k, option in enumerate(options, start=1) if option == text]
+    if len(matches) != 1:
+        found = "matches more than one option" if matches else "matches none of the options"
+        raise XltError(f"{where} is {value!r}, which {found}; allowed: the text of exactly one option")
+    return matches[0]
+
+
+def map_fields(frame: pd.DataFrame, training_set: TrainingSet) -> pd.DataFrame:
+    """Rows in the shape of prepared Belebele training rows, or one line naming the
+    file, the row (1-based) and the field at fault."""
+    origin, fields = training_set.describe(), training_set.fields
+    options = [fields["options"]] if isinstance(fields["options"], str) else list(fields["options"])
+    mapped = {"passage": fields.get("passage"), "question": fields["question"], "answer": fields["answer"]}
+    for key, column in [*((k, c) for k, c in mapped.items() if c), *(("options", c) for c in options)]:
+        if column not in frame.columns:
+            raise XltError(f"{origin}: fields.{key}: no field {column!r} in the data; its fields: {', '.join(map(str, frame.columns))}")
+    if training_set.max_examples is not None:
+        frame = frame.iloc[: training_set.max_examples]
+    rows = []
+    for row, record in enumerate(frame.to_dict("records"), start=1):
+        texts = _options(record, fields, origin, row)
+        rows.append(
+            {
+                "item_id": f"{training_set.lang}:train:{row}",
+                "lang": training_set.lang,
+                "flores_passage": _text(record[fields["passage"]], origin, row, "passage", fields["passage"]) if fields.get("passage") else "",
+                "question": _text(record[fields["question"]], origin, row, "question", fields["question"]),
+                **dict(zip(OPTION_FIELDS, texts)),
+                "correct_answer_num": _answer(record[fields["answer"]], texts, training_set, origin, row),
+                "split": "train",
+            }
+        )
+    return pd.DataFrame(rows, columns=list(TRAINING_COLUMNS))
+
+
+def belebele_training(data_file: str, lang: str) -> pd.DataFrame:
+    train = read_prepared(data_file, split="train").assign(lang=lang)
+    if train.empty:
+        raise XltError(f"{data_file}: no training items for source {lang} (data.test_fraction leaves none)")
+    return train.loc[:, list(TRAINING_COLUMNS)]
+
+
+def equalise(frames: dict[str, pd.DataFrame], examples: int | None, seed: int) -> dict[str, pd.DataFrame]:
+    """The same number of examples for every source: `examples`, or the smallest
+    source's count. Each source keeps a seeded random subset, in its original order."""
+    counts = {lang: len(frame) for lang, frame in frames.items()}
+    smallest = min(counts, key=counts.get)
+    n = counts[smallest] if examples is None else examples
+    if n > counts[smallest]:
+        raise XltError(f"finetune.examples: {n} examples per source, but source {smallest} has only {counts[smallest]}")
+    kept = {}
+    for lang, frame in frames.items():
+        order = np.sort(np.random.default_rng(seed).permutation(len(frame))[:n])
+        kept[lang] = frame.iloc[order].reset_index(drop=True)
+    return kept

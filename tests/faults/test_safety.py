@@ -111,5 +111,6 @@ def test_a_path_with_spaces_and_quotes_runs(tiny_models, tmp_path):
 
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((workdir / "results" / "models" / "tiny-dense" / "base" / "xlt_model.json").read_text())
-    assert manifest == {"kind": "local", "path": str(hostile.resolve())}
+    assert {key: manifest[key] for key in ("kind", "path")} == {"kind": "local", "path": str(hostile.resolve())}
+    assert len(manifest["sha256"]) == 64  # the folder's hash, for provenance.json
     assert not any(path.name == "pwned" for path in tmp_path.rglob("pwned"))

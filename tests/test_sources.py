@@ -157,11 +157,11 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
         provenance=provenance,
     )
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert summary.count("- fine-tuned on arb_Arab: m (direct prompt, fine-tuning gain)") == 1
-    assert summary.count("- fine-tuned on pes_Arab: m (cot prompt, chain-of-thought gain)") == 1
+    assert summary.count("- fine-tuned on arb_Arab: m (primary test: direct prompt, fine-tuning gain)") == 1
+    assert summary.count("- fine-tuned on pes_Arab: m (secondary: cot prompt, chain-of-thought gain)") == 1
     interaction = comparisons.effects.set_index(["source", "prompt", "effect"]).loc[("", "direct", INTERACTION)]
     assert (
-        f"- m (direct prompt, related-source minus unrelated-source fine-tuning gain): inconclusive: difference {100 * interaction.estimate:+.1f} points"
+        f"- m (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): inconclusive: difference {100 * interaction.estimate:+.1f} points"
         in summary
     )
     assert interaction.n_items == 120

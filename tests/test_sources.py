@@ -131,7 +131,7 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
 
     items = synthetic_items(120, 0.10, seed=9)
     comparisons = compare_study(items, study(), SETTINGS)
-    accuracy = accuracy_table(items.assign(parsed_choice=1, answer=1), language_table(study()), 0.95)
+    accuracy = accuracy_table(items.assign(parsed_choice=1, answer=1, raw_output="Answer: A", n_output_tokens=3), language_table(study()), 0.95)
     effects_file = tmp_path / "effects.csv"
     comparisons.effects.to_csv(effects_file, index=False)
     recipes = {"m": {"learning_rate": 0.0005, "lora": "r=8 alpha=16 dropout=0 all-linear"}}

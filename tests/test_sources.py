@@ -110,6 +110,23 @@ def test_study_rows_per_source_and_the_interaction():
     assert (comparisons.notes.loc[comparisons.notes["effect"] == INTERACTION, "note"].str.contains("after arb_Arab minus the same after pes_Arab")).all()
 
 
+def test_a_primary_naming_the_interaction_leaves_each_source_its_own():
+    """stats.primary cot/relatedness_interaction: the cot interaction rows are primary, the
+    direct ones secondary, and each source keeps its automatic primary (a single-source
+    study's); naming the interaction with one source stops with one line."""
+    items = synthetic_items(60, 0.10, seed=10)
+    named = StatsSettings(bootstrap_samples=200, seed=1, primary=f"cot/{INTERACTION}")
+    effects = compare_study(items, study(), named).effects
+    interaction = effects[effects["effect"] == INTERACTION].set_index("prompt")["role"]
+    assert interaction.to_dict() == {"direct": "secondary", "cot": "primary"}
+    for source in ("arb_Arab", "pes_Arab"):
+        primary = effects[(effects["source"] == source) & (effects["role"] == "primary")]
+        assert set(zip(primary["prompt"], primary["effect"])) == {("direct", "relatedness")}
+    single = synthetic_items(60, 0.0, seed=11, sources=("arb_Arab",))
+    with pytest.raises(XltError, match=f"stats.primary: 'cot/{INTERACTION}' is not a tested effect"):
+        compare_study(single, study(("arb_Arab",)), named)
+
+
 def test_a_single_source_tree_compares_as_before(tmp_path):
     items = synthetic_items(60, 0.0, seed=8, sources=("arb_Arab",))
     single = {"languages": LANGUAGES, "source_language": "arb_Arab", "related_families": ["Semitic"], "stats": {}}

@@ -11,6 +11,8 @@ difficulty, and whatever fine-tuning teaches every language alike, cancel out.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from .errors import XltError
@@ -44,6 +46,15 @@ def interaction_targets(study: dict) -> tuple[list[str], list[str]]:
     ]
 
 
+def interaction_primary_prompt(settings: StatsSettings) -> str | None:
+    """The prompt under which the interaction is the primary test: direct for
+    stats.primary auto, the named one for `<prompt>/relatedness_interaction`, else none."""
+    if settings.primary == "auto":
+        return "direct"
+    prompt, _, effect = settings.primary.partition("/")
+    return prompt if effect == INTERACTION else None
+
+
 def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) -> list[Row]:
     """Per model and prompt: (related − control fine-tuning gain | sources of the related
     families) − (the same | sources outside them), each side averaged over its sources."""
@@ -72,14 +83,15 @@ def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) 
                 f"minus the same after {'+'.join(outside)}"
             )
             rows.append(row)
-    # Under the direct prompt the interaction is the study's primary test (stats.primary
-    # auto or naming it): Holm across models, for its p and its TOST p.
-    primary = settings.primary in ("auto", f"direct/{INTERACTION}")
+    # The interaction is the study's primary test under the direct prompt (stats.primary
+    # auto), or under the prompt stats.primary names it with: Holm across models, for its
+    # p and its TOST p.
+    primary_prompt = interaction_primary_prompt(settings)
     for prompt in ("direct", "cot"):
         family = [row for row in rows if row.prompt == prompt]
         for row, adjusted, equivalence in zip(family, holm([row.p_value for row in family]), holm([row.equivalence_p for row in family])):
             row.p_adjusted = adjusted
-            if primary and prompt == "direct":
+            if prompt == primary_prompt:
                 row.role, row.equivalence_p_adjusted = "primary", equivalence
     return rows
 
@@ -95,7 +107,10 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
             f"predictions of variant {unknown[0]}, which the config's source languages ({', '.join(sources)}) do not make; "
             f"expected {', '.join(['base', *variants.values()])}"
         )
-    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), settings) for source in sources}
+    # Each source's rows are a single-source study's: a primary naming the interaction
+    # (a cross-source row) leaves them their own automatic primary test.
+    per_source = replace(settings, primary="auto") if len(sources) > 1 and interaction_primary_prompt(settings) and settings.primary != "auto" else settings
+    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), per_source) for source in sources}
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
     notes = [_tagged(part.notes, source, 2) for source, part in parts.items()]
     rows = interaction_rows(items, study, settings) if len(sources) > 1 else []

@@ -111,5 +111,4 @@ rule provenance:
         # untracked, like xlt_launcher: where the checkout is changes no number
         checkout=lambda wildcards, resources: workflow.basedir,
     shell:
-        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q} --checkout {params.checkout:q}"
-        " --out {output:q} --log {log:q}"
+        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q} --checkout {params.checkout:q} --out {output:q} --log {log:q}"

@@ -127,6 +127,20 @@ def test_a_primary_naming_the_interaction_leaves_each_source_its_own():
         compare_study(single, study(("arb_Arab",)), named)
 
 
+def test_a_missing_cell_of_one_source_is_noted_on_that_sources_rows():
+    from xlt.completeness import missing_cells, note_missing
+
+    items = synthetic_items(60, 0.0, seed=12)
+    items = items[~((items["variant"] == "ft-pes_Arab") & (items["prompt"] == "direct") & (items["lang"] == "heb_Hebr"))]
+    missing = missing_cells(items, LANGUAGES)
+    assert [cell.text for cell in missing] == ["m/ft-pes_Arab/direct/heb_Hebr.parquet"]
+    notes = note_missing(compare_study(items, study(), SETTINGS), missing).notes
+    noted = notes["note"].str.contains("m/ft-pes_Arab/direct/heb_Hebr.parquet", regex=False)
+    direct_relatedness = (notes["effect"] == "relatedness") & (notes["prompt"] == "direct")
+    assert noted[direct_relatedness & (notes["source"] == "pes_Arab")].all()
+    assert not noted[notes["source"] == "arb_Arab"].any()
+
+
 def test_a_single_source_tree_compares_as_before(tmp_path):
     items = synthetic_items(60, 0.0, seed=8, sources=("arb_Arab",))
     single = {"languages": LANGUAGES, "source_language": "arb_Arab", "related_families": ["Semitic"], "stats": {}}

@@ -88,9 +88,10 @@ def test_the_shell_check_finds_an_unquoted_placeholder():
 
 
 # Command prefixes built word by word with shlex.quote (xlt.launch, tested with hostile
-# paths in tests/test_finetune.py), and predict's `--adapter PATH` (shlex.quote in
-# common.smk): quoting them whole would make them one word.
-PRE_QUOTED = {"{params.launch}", "{params.xlt}", "{params.adapter}"}
+# paths in tests/test_finetune.py), and predict's `--adapter PATH` and prepare_training's
+# `--belebele FILE...` (shlex.quote in common.smk): quoting them whole would make them
+# one word.
+PRE_QUOTED = {"{params.launch}", "{params.xlt}", "{params.adapter}", "{params.belebele}"}
 
 
 def test_every_shell_placeholder_is_quoted():

@@ -65,7 +65,7 @@ def measure(model_name: str, config: dict, items: pd.DataFrame, budget: int, mod
     encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
     batch_size = resolve_batch_size(config["models"][model_name]["inference"]["batch_size"], model)
     started = time.perf_counter()
-    generations = generate(model, tokenizer, encoded, budget, batch_size, progress=False, log=lambda *_: None)
+    generations = generate(model, tokenizer, encoded, batch_size, progress=False, log=lambda *_: None)
     seconds = time.perf_counter() - started
     rows = []
     for request, prompt, generation in zip(requests, encoded, generations):

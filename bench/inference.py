@@ -7,9 +7,11 @@ otherwise run, on the same model and the same items, in one process.
 Measured, for `direct` and `cot` prompts:
   * engine: xlt's batched greedy decoding (xlt.inference.engine.generate), as the predict stage runs it;
   * naive:  one `model.generate` call per item (greedy, same prompt tokens, same token budget);
-and both together ("direct + cot", the study's generation work: one item of each prompt);
-the direct job with the choice cell (its label log-probabilities, read from the same
-prompt pass) against the direct job alone.
+and both together ("direct + cot", the study's generation work: one item of each prompt):
+the two prompts run apart (the engine twice, the naive loop) against the predict stage's
+one run over both, whose items share their prompt pass (direct + cot + choice, with
+token-level agreement of the two); the direct prompt with the choice cell (its label
+log-probabilities, read from the same prompt pass) against the direct prompt alone.
 And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".." D"):
   * xlt's scorer (the engine with no token generated) against lm-evaluation-harness 0.4.x itself, run
     offline on a local task YAML over the same items (`include_path`), at batch 1, 8 and
@@ -97,6 +99,10 @@ def naive_generate(model, tokenizer, requests, max_new_tokens: int) -> list[tupl
             new = ids[0, len(request.input_ids) :].tolist()
             outputs.append((tokenizer.decode(new, skip_special_tokens=True), len(new)))
     return outputs
+
+
+def _likeliest(logprobs: list[float] | None) -> int | None:
+    return None if logprobs is None else max(range(len(logprobs)), key=logprobs.__getitem__)
 
 
 def timed(function, *args, **kwargs):
@@ -194,12 +200,14 @@ def main() -> None:
     totals = {"engine": [0.0, 0, 0, 0], "naive generate loop": [0.0, 0, 0, 0]}
     chat = uses_chat_template(spec, tokenizer)
     quiet = {"progress": False, "log": lambda *_: None}
+    separate = {}  # prompt -> (its encoded requests, the engine's results run apart)
     for prompt in ("direct", "cot"):
         max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
         requests = build_requests(items, templates, prompt, "generate", max_new_tokens)
         encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
         prompt_tokens = sum(len(r.input_ids) for r in encoded)
-        engine, engine_s = timed(generate, model, tokenizer, encoded, max_new_tokens, batch_size, **quiet)
+        engine, engine_s = timed(generate, model, tokenizer, encoded, batch_size, **quiet)
+        separate[prompt] = (encoded, engine)
         naive, naive_s = timed(naive_generate, model, tokenizer, encoded, max_new_tokens)
         for name, outputs, seconds in (("engine", [(g.text, g.n_output_tokens) for g in engine], engine_s), ("naive generate loop", naive, naive_s)):
             new_tokens = sum(n for _, n in outputs)
@@ -212,9 +220,7 @@ def main() -> None:
         rows[-2]["speedup_vs_naive"] = round(naive_s / engine_s, 2)
         if prompt == "direct":
             # the same job without the choice cell: its labels left unscored
-            alone, alone_s = timed(
-                generate, model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded], max_new_tokens, batch_size, **quiet
-            )
+            alone, alone_s = timed(generate, model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded], batch_size, **quiet)
             rows.append(
                 {
                     "prompt": "direct",
@@ -230,10 +236,32 @@ def main() -> None:
         rows.append({"prompt": "direct + cot", **throughput(name, seconds, n_items, prompt_tokens, new_tokens, parameters, peak)})
         print(rows[-1], flush=True)
     rows[-2]["speedup_vs_naive"] = round(totals["naive generate loop"][0] / totals["engine"][0], 2)
+    # the predict stage's run: both prompts at once, each item's prompt pass shared
+    both = separate["direct"][0] + separate["cot"][0]
+    shared, shared_s = timed(generate, model, tokenizer, both, batch_size, **quiet)
+    apart = separate["direct"][1] + separate["cot"][1]
+    rows.append(
+        {
+            "prompt": "direct + cot",
+            **throughput(
+                "engine, shared prompt pass", shared_s, len(both), sum(len(r.input_ids) for r in both), sum(g.n_output_tokens for g in shared), parameters, peak
+            ),
+            "speedup_vs_naive": round(totals["naive generate loop"][0] / shared_s, 2),
+            "speedup_vs_separate": round(totals["engine"][0] / shared_s, 2),
+        }
+    )
+    print(rows[-1], flush=True)
+    agreement["direct + cot: shared vs separate prompt pass, same tokens and stop"] = sum(
+        (a.text, a.n_output_tokens, a.stop_reason) == (b.text, b.n_output_tokens, b.stop_reason) for a, b in zip(shared, apart)
+    ) / len(both)
+    agreement["direct + cot: shared vs separate, same likeliest label (choice cell, forced answers)"] = sum(
+        [_likeliest(a.label_logprobs), _likeliest(a.forced_logprobs)] == [_likeliest(b.label_logprobs), _likeliest(b.forced_logprobs)]
+        for a, b in zip(shared, apart)
+    ) / len(both)
 
     loglik_requests = [r for r in build_requests(items, templates, "direct", "loglik", 0) if r.harness]
     loglik_encoded = [encode(tokenizer, request, chat) for request in loglik_requests]
-    scores, loglik_s = timed(generate, model, tokenizer, loglik_encoded, 0, batch_size, **quiet)
+    scores, loglik_s = timed(generate, model, tokenizer, loglik_encoded, batch_size, **quiet)
     context_tokens = sum(len(r.input_ids) for r in loglik_encoded)
     rows.append({"prompt": "loglik", **throughput("xlt loglik", loglik_s, len(items), context_tokens, 0, parameters, peak)})
     print(rows[-1], flush=True)

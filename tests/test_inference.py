@@ -18,7 +18,7 @@ from xlt.batching import plan_batches, plan_waves
 from xlt.inference.engine import DecodeState, Generation, answer_complete, generate, greedy_batch, merge_states, resolve_batch_size, stop_token_ids
 from xlt.inference.predictions import prediction_frames
 from xlt.inference.requests import Encoded, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
-from xlt.inference.shards import Shard, partial_path, run_fingerprint
+from xlt.inference.shards import Shard, run_fingerprint, shard_path
 from xlt.models import ModelSpec, load_model, load_tokenizer
 from xlt.paths import COT_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS
 from xlt.prompts import render
@@ -151,33 +151,36 @@ def test_auto_batch_size_depends_on_the_device():
 
 
 def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
-    path = tmp_path / ".predict.partial.jsonl"
+    path = tmp_path / ".predict.jsonl"
     shard = Shard(path, "run-1")
     shard.append(0, {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}})
     shard.append(1, {0: {"text": "x", "n": 1}})
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"wave": 2, "results": [[2, {"text": "half')
     reopened = Shard(path, "run-1")
-    assert reopened.completed() == {0: {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}}, 1: {0: {"text": "x", "n": 1}}}
+    assert reopened.completed() == {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}, 0: {"text": "x", "n": 1}}
     assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
     assert Shard(path, "run-2").completed() == {}
     assert run_fingerprint(a=1, b=[1, 2]) == run_fingerprint(b=[1, 2], a=1) != run_fingerprint(a=2, b=[1, 2])
-    assert partial_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix() == "results/predictions/m/base/cot/.predict.partial.jsonl"
+    assert shard_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix() == "results/predictions/m/base/cot/.predict.jsonl"
 
 
-def test_generate_reads_finished_waves_back_instead_of_recomputing(prepared_tiny, tmp_path):
+def test_generate_reads_finished_results_back_instead_of_recomputing(prepared_tiny):
+    """Results given as done are returned as they are and not recorded again; every
+    other result is recorded with its wave, each once."""
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
-    _, requests = encoded(spec, tokenizer, items(4), "direct")
+    _, requests = encoded(spec, tokenizer, items(4), "direct", max_new_tokens=4)
     plan = plan_waves([len(r.input_ids) for r in requests], 2)
-    shard = Shard(tmp_path / "shard.jsonl", "run")
     stored = {index: Generation(f"from the shard {index}", 7, 1, "answer", [-1.0, -2.0, -3.0, -4.0]) for index in plan[0]}
-    shard.append(0, {index: dataclasses.asdict(generation) for index, generation in stored.items()})
-    generations = generate(model, tokenizer, requests, 4, 2, shard=shard, progress=False, log=lambda *_: None)
-    fresh = generate(model, tokenizer, requests, 4, 2, progress=False, log=lambda *_: None)
+    recorded = []
+    generations = generate(
+        model, tokenizer, requests, 2, done=stored, record=lambda wave, results: recorded.append((wave, results)), progress=False, log=lambda *_: None
+    )
+    fresh = generate(model, tokenizer, requests, 2, progress=False, log=lambda *_: None)
     for index in range(len(requests)):
         expected = stored[index] if index in plan[0] else fresh[index]
         assert generations[index] == expected
-    assert set(Shard(tmp_path / "shard.jsonl", "run").completed()) == {0, 1}
+    assert [(wave, sorted(results)) for wave, results in recorded] == [(1, sorted(plan[1]))]
 
 
 def test_context_and_continuation_split_as_the_harness_does(prepared_tiny):
@@ -209,7 +212,7 @@ def test_one_pass_over_the_shared_context_scores_like_four_full_passes(prepared_
     requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", scoring="loglik", max_new_tokens=0)
     assert [request.cells for request in requests[:2]] == [("direct",), ("choice",)] and requests[0].harness
     assert all(len(ids) == 2 for r in encoded_ for ids in r.label_ids)  # the byte tokenizer splits " A"
-    fast = generate(model, tokenizer, encoded_, 0, 3, progress=False, log=lambda *_: None)
+    fast = generate(model, tokenizer, encoded_, 3, progress=False, log=lambda *_: None)
     for result, request in zip(fast, encoded_):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
         assert result.n_output_tokens == 0
@@ -228,8 +231,8 @@ def test_choice_cell_is_the_direct_prompts_label_logprobs(prepared_tiny, name):
     spec, tokenizer, model = loaded(prepared_tiny, name)
     requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", max_new_tokens=6)
     assert all(r.scores_prompt and r.label_ids == [tokenizer.encode(f" {letter}", add_special_tokens=False) for letter in "ABCD"] for r in encoded_)
-    results = generate(model, tokenizer, encoded_, 6, 3, progress=False, log=lambda *_: None)
-    unscored = generate(model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 6, 3, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded_, 3, progress=False, log=lambda *_: None)
+    unscored = generate(model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 3, progress=False, log=lambda *_: None)
     for result, plain, request in zip(results, unscored, encoded_):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-5)
         assert (result.text, result.n_output_tokens, result.stop_reason) == (plain.text, plain.n_output_tokens, plain.stop_reason)
@@ -269,7 +272,7 @@ def test_forced_answer_is_the_likeliest_label_after_continuation_and_answer_phra
         slow = full_sequence_scores(model, rows_[row] + continuation + encoded_[row].forced_ids, encoded_[row].label_ids)
         assert outcome.forced_logprobs == pytest.approx(slow, abs=1e-4)
         assert max(range(4), key=outcome.forced_logprobs.__getitem__) == max(range(4), key=slow.__getitem__)
-    results = generate(model, tokenizer, encoded_, 10, 4, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded_, 4, progress=False, log=lambda *_: None)
     frame = prediction_frames(requests, results, name, "base")["cot"]
     assert set(frame["stop_reason"]) <= {"answer", "eos", "budget"}
     for result, (_, row) in zip(results, frame.iterrows()):
@@ -374,7 +377,7 @@ def test_single_token_choices_need_no_second_pass(prepared_tiny):
     letters = [tokenizer.encode(letter, add_special_tokens=False) for letter in "ABCD"]
     _, harness = encoded(ModelSpec("tiny-moe"), tokenizer, items(3), "direct", scoring="loglik", max_new_tokens=0)
     requests = [Encoded(r.input_ids + r.label_ids[0][:1], "", letters, True, None) for r in harness[0::2]]
-    for result, request in zip(generate(model, tokenizer, requests, 0, 2, progress=False, log=lambda *_: None), requests):
+    for result, request in zip(generate(model, tokenizer, requests, 2, progress=False, log=lambda *_: None), requests):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
 
 
@@ -423,8 +426,8 @@ def test_generation_is_batched_greedy_and_order_preserving(prepared_tiny, name, 
     requests = build_requests(frame, {"eng_Latn": TEMPLATE}, prompt, "generate", 6)
     chat = uses_chat_template(spec, tokenizer)
     encoded = [encode(tokenizer, request, chat) for request in requests]
-    batched = generate(model, tokenizer, encoded, max_new_tokens=6, batch_size=4, progress=False)
-    single = generate(model, tokenizer, encoded, max_new_tokens=6, batch_size=1, progress=False)
+    batched = generate(model, tokenizer, encoded, batch_size=4, progress=False)
+    single = generate(model, tokenizer, encoded, batch_size=1, progress=False)
     assert [result.text for result in batched] == [result.text for result in single]
     frames = prediction_frames(requests, batched, name, "base")
     assert set(frames) == set(JOB_CELLS[prompt])
@@ -444,3 +447,117 @@ def test_answer_complete_waits_for_the_label_to_close():
     assert not answer_complete("Answer: Because")
     assert not answer_complete("התשובה: ב\ufffd")  # the next token may complete "בסתיו"
     assert answer_complete("התשובה: ב.")
+
+
+def test_the_shared_prefix_leaves_every_prompt_a_token_of_its_own():
+    from xlt.inference.engine import common_prefix
+
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 9]]) == 2
+    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter one keeps its last token
+    assert common_prefix([[5, 6], [5, 6]]) == 1
+    assert common_prefix([[7], [8, 9]]) == 0
+
+
+def counting_tokens(model):
+    """Wraps the model's forward to count the tokens it is fed (rows x columns)."""
+    import functools
+
+    fed = []
+    forward = model.forward
+
+    @functools.wraps(forward)  # the engine reads the cache argument's name from the signature
+    def counted(*args, **kwargs):
+        fed.append(kwargs["input_ids"].numel())
+        return forward(*args, **kwargs)
+
+    model.forward = counted
+    return fed
+
+
+def both_prompts(spec, tokenizer, frame, direct_tokens=6, cot_tokens=12):
+    from xlt.inference.requests import encode_all
+
+    requests = build_requests(frame, {"eng_Latn": TEMPLATE}, "direct", "generate", direct_tokens)
+    requests += build_requests(frame, {"eng_Latn": TEMPLATE}, "cot", "generate", cot_tokens)
+    return requests, encode_all(tokenizer, spec, requests)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_an_items_prompts_share_their_prompt_pass_and_decode_as_each_alone(prepared_tiny, name):
+    """The direct and CoT requests of five items in one run (their common token prefix
+    prefilled once, then one decoding batch with two budgets) give the tokens, stop
+    reasons and label log-probabilities (choice cell, forced answers) of each prompt's
+    own run, while the model is fed fewer tokens."""
+    from xlt.inference.engine import common_prefix
+
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    requests, encoded_ = both_prompts(spec, tokenizer, items(5))
+    assert common_prefix([encoded_[0].input_ids, encoded_[5].input_ids]) > len(encoded_[0].input_ids) / 2
+    fed = counting_tokens(model)
+    together = generate(model, tokenizer, encoded_, 8, progress=False, log=lambda *_: None)
+    shared_tokens = sum(fed)
+    fed.clear()
+    apart = generate(model, tokenizer, encoded_[:5], 8, progress=False, log=lambda *_: None) + generate(
+        model, tokenizer, encoded_[5:], 8, progress=False, log=lambda *_: None
+    )
+    assert shared_tokens < sum(fed)
+    assert [r.n_output_tokens for r in apart[5:]] != [0] * 5
+    for shared, alone in zip(together, apart):
+        assert (shared.text, shared.n_output_tokens, shared.stop_reason, shared.n_prompt_tokens) == (
+            alone.text,
+            alone.n_output_tokens,
+            alone.stop_reason,
+            alone.n_prompt_tokens,
+        )
+        for scores, expected in ((shared.label_logprobs, alone.label_logprobs), (shared.forced_logprobs, alone.forced_logprobs)):
+            assert (scores is None) == (expected is None)
+            if expected is not None:
+                assert scores == pytest.approx(expected, abs=1e-5)
+    frames = prediction_frames(requests, together, name, "base")
+    assert set(frames) == {"direct", "choice", "cot"} and all(len(frame) == 5 for frame in frames.values())
+
+
+def test_a_run_whose_other_prompt_changed_reads_this_prompts_results_back(prepared_tiny, tmp_path):
+    """Each prompt's results are kept in its own shard with its own fingerprint: after
+    the CoT budget changes, a rerun decodes the CoT requests only and returns the
+    direct results it kept; a rerun with nothing changed decodes nothing."""
+    from xlt.inference import engine
+    from xlt.inference.hf import HFBackend
+
+    spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
+    backend = HFBackend(spec, tokenizer, model, 4, {"model": "tiny-dense"}, log=lambda *_: None)
+    resume = {"direct": tmp_path / "direct" / ".predict.jsonl", "cot": tmp_path / "cot" / ".predict.jsonl"}
+    for path in resume.values():
+        path.parent.mkdir()
+    requests, _ = both_prompts(spec, tokenizer, items(5))
+    first = backend.run(requests, resume=resume)
+    decoded_rows = []
+    greedy = engine.greedy_batch
+
+    def recording(model, rows, *args, **kwargs):
+        decoded_rows.extend(rows)
+        return greedy(model, rows, *args, **kwargs)
+
+    engine.greedy_batch = recording
+    try:
+        longer, encoded_ = both_prompts(spec, tokenizer, items(5), cot_tokens=16)
+        second = backend.run(longer, resume=resume)
+        assert sorted(map(tuple, decoded_rows)) == sorted(tuple(r.input_ids) for r in encoded_[5:])
+        assert second[:5] == first[:5]
+        decoded_rows.clear()
+        assert backend.run(longer, resume=resume) == second and decoded_rows == []
+    finally:
+        engine.greedy_batch = greedy
+
+
+def test_vllm_backend_decodes_each_prompt_in_its_own_call_for_the_prefix_cache(prepared_tiny, monkeypatch, study_config, tmp_path):
+    """Direct then CoT, each call with its prompt's budget: the CoT call finds what an
+    item's prompts share already in vLLM's prefix cache."""
+    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None)
+    fake.answer_ids = tokenizer.encode(" Answer: B.", add_special_tokens=False)
+    spec = ModelSpec("tiny-dense")
+    requests, encoded_ = both_prompts(spec, tokenizer, items(3))
+    backend.run(requests)
+    assert fake.engine["enable_prefix_caching"]
+    assert [call["sampling"]["max_tokens"] for call in fake.calls[:2]] == [6, 12]
+    assert [call["prompts"] for call in fake.calls[:2]] == [[{"prompt_token_ids": r.input_ids} for r in part] for part in (encoded_[:3], encoded_[3:])]

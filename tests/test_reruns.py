@@ -8,6 +8,7 @@ depends on it, not the base-model jobs."""
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 
 import pytest
@@ -84,10 +85,10 @@ def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo
     "source, reruns",
     [
         ("src/xlt/extract.py", {"score": 1, "compare": 1, "report": 1}),
-        ("src/xlt/inference/engine.py", {"predict": 4, "predict_direct": 4, "score": 1, "compare": 1, "report": 1}),
+        ("src/xlt/inference/engine.py", {"predict": 4, "score": 1, "compare": 1, "report": 1}),
         ("src/xlt/stats.py", {"compare": 1, "report": 1}),
         # Fine-tuning and the fine-tuned predict jobs after it, not the base ones.
-        ("src/xlt/finetune.py", {"finetune": 2, "predict": 2, "predict_direct": 2, "score": 1, "compare": 1, "report": 1}),
+        ("src/xlt/finetune.py", {"finetune": 2, "predict": 2, "score": 1, "compare": 1, "report": 1}),
     ],
     ids=["extractor", "inference engine", "statistics", "fine-tuning"],
 )
@@ -112,3 +113,28 @@ def test_changed_code_reruns_its_stage_and_what_follows_only(repo, tiny_study, t
     planned = planned_rules(copy_root / "Snakefile", workdir, configfile)
     del planned["all"]
     assert planned == reruns
+
+
+def test_a_changed_cot_budget_recomputes_the_cot_prompt_only(repo, tiny_study, tmp_path):
+    """The predict jobs rerun (their settings changed) but read the direct prompt's
+    results back from its shard: the direct and choice files come out byte for byte as
+    they were, each job's log says every direct result was read back, and none of the
+    CoT ones."""
+    workdir, configfile = tiny_study
+    study = tmp_path / "study"
+    shutil.copytree(workdir, study, ignore=shutil.ignore_patterns("config.yaml"))
+    config = yaml.safe_load(configfile.read_text())
+    config["prompts"]["cot_max_new_tokens"] += 4
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    kept = {path: path.read_bytes() for cell in ("direct", "choice") for path in (study / "results" / "predictions").glob(f"*/*/{cell}/*.parquet")}
+    assert len(kept) == 2 * 2 * 2 * 3  # models x variants x cells x languages
+    planned = run_snakemake(repo, study, changed)
+    assert {path for path in planned if "/predictions/" in path} >= {str(path.relative_to(study)) for path in kept}
+    assert {path: path.read_bytes() for path in kept} == kept
+    for log in (study / "logs" / "predict").rglob("*.log"):
+        text = log.read_text()
+        direct = re.search(r"direct: (\d+) of (\d+) results read back", text)
+        cot = re.search(r"cot: (\d+) of (\d+) results read back", text)
+        assert direct and direct.group(1) == direct.group(2) != "0", log
+        assert cot and cot.group(1) == "0", log

@@ -108,9 +108,7 @@ def expected_submissions(config: dict) -> list[str]:
     comments = []
     for model in config["models"]:
         comments += [f"rule_prepare_model_wildcards_{model}", f"rule_finetune_wildcards_{model}"]
-        # the direct job (which also writes the choice cell) is a rule of its own
-        comments += [f"rule_predict_wildcards_{model}_{variant}_cot" for variant in paths.VARIANTS]
-        comments += [f"rule_predict_direct_wildcards_{model}_{variant}" for variant in paths.VARIANTS]
+        comments += [f"rule_predict_wildcards_{model}_{variant}" for variant in paths.VARIANTS]
     return sorted(comments)
 
 
@@ -158,7 +156,7 @@ def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
     )
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-4000:]
     planned = planned_resources(plan.stdout)
-    assert f"predict model={GPU_MODEL}, variant=ft, prompt=cot" in planned
+    assert f"predict model={GPU_MODEL}, variant=ft" in planned
     gpu_requests = {job: resources for job, resources in planned.items() if "gpu_model=" in resources}
     assert list(gpu_requests) == [f"finetune model={GPU_MODEL}"]
     assert f"gpu=1, gpu_model={GPU_TYPE}" in gpu_requests[f"finetune model={GPU_MODEL}"]

@@ -167,9 +167,9 @@ def test_the_default_plans_two_sources_and_the_paper_external_data(repo, tmp_pat
     from snakemake_runs import planned_rules, snakemake_command
 
     default = planned_rules(repo / "Snakefile", repo, repo / "config" / "config.yaml")
-    assert default["finetune"] == 4 and default["predict"] + default["predict_direct"] == 2 * 3 * 2 and default["prepare_training"] == 1
+    assert default["finetune"] == 4 and default["predict"] == 2 * 3 and default["prepare_training"] == 1
     paper = planned_rules(repo / "Snakefile", repo, repo / "config" / "paper.yaml")
-    assert paper["finetune"] == 14 and paper["predict"] + paper["predict_direct"] == 7 * 3 * 2 and paper["provenance"] == 1
+    assert paper["finetune"] == 14 and paper["predict"] == 7 * 3 and paper["provenance"] == 1
     config = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     assert {lang: entry["hub"]["id"] for lang, entry in config["finetune"]["data"].items()} == {
         "arb_Arab": "CohereForAI/Global-MMLU",

@@ -15,7 +15,6 @@ from xlt.paths import (
     ALIGNMENT_COLUMNS,
     COT_COLUMNS,
     EFFECTS_COLUMNS,
-    JOB_CELLS,
     PREDICTION_COLUMNS,
     REPORT_PLOTS,
     REPORT_TABLES,
@@ -79,7 +78,7 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
         "report.log",
         *(f"prepare_model/{model}.log" for model in models),
         *(f"finetune/{model}.log" for model in models),
-        *(f"predict/{model}/{variant}/{prompt}.log" for model in models for variant in VARIANTS for prompt in JOB_CELLS),
+        *(f"predict/{model}/{variant}.log" for model in models for variant in VARIANTS),
     }
 
     assert run_snakemake(repo, workdir, configfile, dryrun=True) == []

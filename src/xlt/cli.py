@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import XltError, verbose
 from .jobs import read_settings
-from .paths import JOB_CELLS, STATS_FILES, VARIANTS, is_variant
+from .paths import STATS_FILES, VARIANTS, is_variant
 
 
 def _compare(args) -> None:
@@ -243,13 +243,11 @@ def _predict(args) -> None:
             args.model,
             settings["model"],
             args.variant,
-            args.prompt,
+            settings["prompts"],
             args.base,
             args.adapter,
             args.data,
             settings["templates"],
-            settings["max_new_tokens"],
-            settings["scoring"],
             args.out,
             args.threads,
         )
@@ -360,16 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter or adapter-SOURCE)")
     merge.add_argument("--out", required=True, help="folder to write the merged model to")
 
-    predict = _stage(
-        commands, "predict", "predictions of one model variant with one prompt, every language", _predict, "the model's inference settings and prompts"
-    )
+    predict = _stage(commands, "predict", "predictions of one model variant, every prompt and language", _predict, "the model's inference settings and prompts")
     predict.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     predict.add_argument("--variant", required=True, type=_variant, help="base, ft, or ft-SOURCE (one fine-tuned variant per source language)")
-    predict.add_argument("--prompt", required=True, choices=tuple(JOB_CELLS), help="the prompt of the job; direct also writes the choice cell")
     predict.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
     predict.add_argument("--adapter", help="the adapter folder, for a fine-tuned variant")
     predict.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")
-    predict.add_argument("--out", nargs="+", required=True, help="one predictions file per language ({lang}.parquet)")
+    predict.add_argument("--out", nargs="+", required=True, help="one predictions file per cell and language ({cell}/{lang}.parquet)")
     predict.add_argument("--threads", type=int, default=1, help="CPU threads")
     predict.add_argument("--gpus", type=int, default=0, help="GPUs the job was given: it stops at once where CUDA is not available")
 

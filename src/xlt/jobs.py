@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from .errors import XltError
+from .paths import JOB_CELLS
 from .prompts import template_path
 from .recipes import recipes
 
@@ -55,9 +56,16 @@ def computed_config(config: dict) -> dict:
     return {**{key: value for key, value in config.items() if key != "resources"}, "models": models}
 
 
-def job_settings(config: dict, stage: str, model: str | None = None, prompt: str | None = None) -> dict:
-    """The settings of one job of `stage` (a rule name); `model` for the model stages,
-    `prompt` for predict."""
+def prompt_settings(config: dict, prompt: str) -> dict:
+    """What a prompt's predictions depend on besides the model and templates."""
+    return {
+        "max_new_tokens": config["prompts"][f"{prompt}_max_new_tokens"],
+        "scoring": config["prompts"]["direct_scoring"] if prompt == "direct" else "generate",
+    }
+
+
+def job_settings(config: dict, stage: str, model: str | None = None) -> dict:
+    """The settings of one job of `stage` (a rule name); `model` for the model stages."""
     if stage == "prepare_data":
         # With external training data (finetune.data) every Belebele item is a test item.
         return {"data": config["data"], "langs": list(config["languages"]), "all_test": isinstance(config["finetune"]["data"], dict)}
@@ -80,17 +88,16 @@ def job_settings(config: dict, stage: str, model: str | None = None, prompt: str
     return {
         "model": {**model_source(entry), "inference": inference},
         "templates": {lang: language_template(config, lang) for lang in config["languages"]},
-        "max_new_tokens": config["prompts"][f"{prompt}_max_new_tokens"],
-        "scoring": config["prompts"]["direct_scoring"] if prompt == "direct" else "generate",
+        "prompts": {prompt: prompt_settings(config, prompt) for prompt in JOB_CELLS},
     }
 
 
-def settings_json(config: dict, stage: str, model: str | None = None, prompt: str | None = None) -> str:
+def settings_json(config: dict, stage: str, model: str | None = None) -> str:
     """job_settings as the JSON of a `--settings` argument, in the config's own order:
     the order of `languages` is the order of the statistics' rows and the report's
     columns (sorting the keys changed effects.csv), and the validated config gives the
     same text every time, so an unchanged job is not rerun."""
-    return json.dumps(job_settings(config, stage, model, prompt))
+    return json.dumps(job_settings(config, stage, model))
 
 
 def read_settings(text: str, what: str) -> dict:

@@ -18,7 +18,7 @@ GENERATED_PROMPTS = ("direct", "cot")
 # position, a cell of the layout like the generated prompts.
 CHOICE_PROMPT = "choice"
 PROMPTS = (*GENERATED_PROMPTS, CHOICE_PROMPT)
-# The cells each predict job writes: the choice cell comes from the direct prompt's pass.
+# The cells each prompt fills: the choice cell comes from the direct prompt's pass.
 JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",)}
 
 DATA = "results/data/{lang}.parquet"
@@ -73,8 +73,7 @@ LOGS = {
     "finetune_source": "logs/finetune/{model}-{source}.log",
     "merge": "logs/merge/{model}.log",
     "merge_source": "logs/merge/{model}-{source}.log",
-    "predict": "logs/predict/{model}/{variant}/{prompt}.log",
-    "predict_direct": "logs/predict/{model}/{variant}/direct.log",
+    "predict": "logs/predict/{model}/{variant}.log",
     "score": "logs/score.log",
     "compare": "logs/compare.log",
     "report": "logs/report.log",

@@ -157,50 +157,59 @@ def predict(
     name: str,
     entry: dict,
     variant: str,
-    prompt: str,
+    prompts: dict[str, dict],
     base_dir: str,
     adapter_dir: str | None,
     data_files: list[str],
     template_files: dict[str, str],
-    max_new_tokens: int,
-    scoring: str,
     outputs: list[str],
     threads: int,
 ) -> None:
-    """Predictions of one model variant with one prompt for every language, in every
-    cell that prompt's job fills (`outputs`, in the contract's layout: the direct job
-    writes the direct and choice cells).
+    """Predictions of one model variant for every prompt (`prompts`: each one's
+    `max_new_tokens` and `scoring`) and language, in every cell (`outputs`, in the
+    contract's layout: a prompt fills its paths.JOB_CELLS, the direct prompt the choice
+    cell too). An item's prompts share their prompt pass (inference/engine.py).
 
     `scoring` is "generate" (greedy generation, answer extracted from the text) or
     "loglik" (lm-evaluation-harness's Belebele prompt, the likeliest option letter).
-    The job is resumable: finished waves go to a partial shard beside the outputs,
-    which a rerun of a killed job reads back and a finished job removes.
+    Each prompt's finished waves are kept in a shard beside its outputs: a killed job
+    continues where it stopped, and a job rerun because one prompt's settings changed
+    reads the other prompt's results back instead of recomputing them.
     """
     from .data import read_prepared
     from .inference.backend import open_backend
     from .inference.predictions import prediction_frames
     from .inference.requests import build_requests
-    from .inference.shards import partial_path
+    from .inference.shards import shard_path
     from .models import set_threads
+    from .paths import JOB_CELLS
     from .prompts import load_template
 
+    by_cell: dict[str, list[str]] = {}
+    for path in outputs:
+        by_cell.setdefault(Path(path).parent.name, []).append(path)
+    written = {cell for prompt in prompts for cell in JOB_CELLS[prompt]}
+    if set(by_cell) != written:
+        raise XltError(
+            f"predict {name} ({variant}): the prompts {', '.join(prompts)} write the cells {', '.join(sorted(written))}, the outputs are in {', '.join(sorted(by_cell))}"
+        )
     set_threads(threads)
     items = pd.concat([read_prepared(path, split="test") for path in data_files], ignore_index=True)
     templates = {lang: load_template(path) for lang, path in template_files.items()}
-    requests = build_requests(items, templates, prompt, scoring, max_new_tokens)
+    requests = [
+        request for prompt, settings in prompts.items() for request in build_requests(items, templates, prompt, settings["scoring"], settings["max_new_tokens"])
+    ]
     backend = open_backend(name, entry, variant, base_dir, adapter_dir, log=_say)
     started = time.monotonic()
-    resume = partial_path(outputs)
-    results = backend.run(requests, resume=resume)
+    results = backend.run(requests, resume={prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts})
     elapsed = time.monotonic() - started
     frames = prediction_frames(requests, results, name, variant)
     new_tokens = sum(result.n_output_tokens for result in results)
     parsed = ", ".join(f"{cell} {frame['parsed_choice'].notna().mean():.1%}" for cell, frame in frames.items())
-    _say(f"{len(items)} items in {elapsed:.1f}s ({len(items) / elapsed:.2f} items/s, {new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
+    _say(f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
     by_cell_lang = {(cell, lang): rows for cell, frame in frames.items() for lang, rows in frame.groupby("lang")}
     for path in outputs:
         write_parquet(by_cell_lang[(Path(path).parent.name, Path(path).stem)].reset_index(drop=True), path)
-    resume.unlink(missing_ok=True)
 
 
 def score(prediction_files: list[str], data_files: list[str], study: dict, accuracy_out: str, items_out: str) -> None:

@@ -71,7 +71,7 @@ def all_outputs():
 def job_settings(stage):
     """The `--settings` of a stage's jobs (xlt.jobs.job_settings), as a params function:
     a changed setting reruns the jobs it belongs to."""
-    return lambda wildcards: settings_json(config, stage, wildcards.get("model"), wildcards.get("prompt"))
+    return lambda wildcards: settings_json(config, stage, wildcards.get("model"))
 
 
 def finetune_launcher_config(model):
@@ -162,19 +162,6 @@ def predict_inputs(wildcards):
     if wildcards.variant in SOURCE_OF_VARIANT:
         inputs["adapter"] = paths.source_paths(wildcards.model, SOURCE_OF_VARIANT[wildcards.variant], SOURCES)["adapter"]
     return inputs
-
-
-def predict_params(prompt):
-    """The params of a predict job of `prompt` (its cells: paths.JOB_CELLS): its settings
-    and code hash, which it depends on, and the words of its command line."""
-    return {
-        "prompt": prompt,
-        "settings": lambda wildcards: settings_json(config, "predict", wildcards.model, prompt),
-        # The engine's and the prompts' code (xlt.fingerprint): a change reruns inference.
-        "code": stage_fingerprint("predict"),
-        "xlt": xlt_launcher,
-        "adapter": adapter_argument,
-    }
 
 
 def adapter_argument(wildcards, input):

@@ -1,17 +1,18 @@
-# One job per model x variant x generated prompt writes every language: a model is
+# One job per model x variant writes every prompt's cells in every language: a model is
 # loaded once per job, which on a cluster (minutes for a 70B model) and on a laptop
-# (seconds per process) costs more than the generation of a small language's items.
-# The direct job also writes the choice cell: its label log-probabilities come from
-# the direct prompt's own first decoding step.
+# (seconds per process) costs more than the generation of a small language's items, and
+# an item's direct and chain-of-thought prompts share their prompt pass (the passage,
+# question and options are most of their tokens). The choice cell's label
+# log-probabilities come from the direct prompt's own first decoding step. Each prompt's
+# finished results are kept beside its outputs, so a change to one prompt's settings
+# recomputes that prompt only (src/xlt/inference/shards.py).
 rule predict:
     input:
         unpack(predict_inputs),
     output:
-        expand(paths.PREDICTIONS, lang=LANGS, allow_missing=True),
+        expand(paths.PREDICTIONS, prompt=paths.PROMPTS, lang=LANGS, allow_missing=True),
     log:
         paths.LOGS["predict"],
-    wildcard_constraints:
-        prompt="cot",
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")
@@ -21,17 +22,12 @@ rule predict:
         gpu=stage_resource("inference", "gpu"),
         gpu_model=stage_resource("inference", "gpu_model"),
     params:
-        **predict_params("cot"),
+        settings=job_settings("predict"),
+        # The engine's and the prompts' code (xlt.fingerprint): a change reruns inference.
+        code=stage_fingerprint("predict"),
+        xlt=xlt_launcher,
+        adapter=adapter_argument,
     shell:
-        "{params.xlt} predict --model {wildcards.model:q} --variant {wildcards.variant:q} --prompt {params.prompt:q}"
+        "{params.xlt} predict --model {wildcards.model:q} --variant {wildcards.variant:q}"
         " --settings {params.settings:q} --base {input.base:q} {params.adapter} --data {input.data:q}"
         " --out {output:q} --threads {threads} --gpus {resources.gpu:q} --log {log:q}"
-
-
-use rule predict as predict_direct with:
-    output:
-        expand(paths.PREDICTIONS, prompt=paths.JOB_CELLS["direct"], lang=LANGS, allow_missing=True),
-    log:
-        paths.LOGS["predict_direct"],
-    params:
-        **predict_params("direct"),

@@ -11,6 +11,14 @@ own rather than `model.generate`: a row that has answered (or ended) is dropped 
 batch and its cache at once, instead of being padded along until the slowest row
 finishes, which is where chain-of-thought decoding spends most of its time.
 
+An item's prompts (direct and chain of thought) share most of their tokens: the chat
+header, passage, question and options, all but the last instruction line and the
+completion prefix. Their prompt pass is shared at the token level: the longest common
+token prefix of the item's requests goes through the model once, and each request's
+own remaining tokens are fed after a copy of that cache (`prompt_states`), so a
+tokenizer merge at the boundary cannot change what a prompt is. The requests of every
+prompt then decode as one batch, each to its own token budget.
+
 The option labels' log-probabilities come from the same passes: after the prompt from
 the prompt pass's last logits (the choice cell, and the harness's `loglik` scoring with
 no token generated), and after a continuation that stops without an answer from its
@@ -23,7 +31,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..batching import max_padding_share, plan_batches, plan_waves
 from ..extract import extract
@@ -178,7 +186,7 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
 def decode(
     model,
     state: DecodeState,
-    max_new_tokens: int,
+    budgets: list[int],
     eos_ids: set[int],
     finished: Callable[[int, list[int]], bool],
     decoded: list[Decoded],
@@ -186,16 +194,16 @@ def decode(
 ) -> None:
     """Greedy continuation of the state's rows into `decoded`. A row leaves the batch,
     cache included, when it emits an end-of-sequence token, when `finished(row,
-    tokens)` says it has answered, or at the budget; a row that leaves without an
-    answer and has a `forced` (answer phrase, labels) pair is given its phrase and its
-    labels are scored from the cache before it goes."""
+    tokens)` says it has answered, or at its budget (`budgets[row]` tokens); a row that
+    leaves without an answer and has a `forced` (answer phrase, labels) pair is given
+    its phrase and its labels are scored from the cache before it goes."""
     import torch
 
     keyword = cache_keyword(model)
     active = torch.tensor(state.rows, device=model.device)
     cache, attention_mask, last_position = state.cache, state.attention_mask, state.last_position
     next_tokens = state.last_logits.argmax(-1)
-    for step in range(max_new_tokens):
+    for step in range(max(budgets[row] for row in state.rows)):
         keep, unanswered = [], []
         for slot, (row, token) in enumerate(zip(active.tolist(), next_tokens.tolist())):
             outcome = decoded[row]
@@ -204,7 +212,7 @@ def decode(
                 outcome.stop_reason = "eos"
             elif finished(row, outcome.tokens):
                 outcome.stop_reason = "answer"
-            elif step == max_new_tokens - 1:
+            elif step == budgets[row] - 1:
                 outcome.stop_reason = "budget"
             else:
                 keep.append(slot)
@@ -256,47 +264,110 @@ def force_answers(model, slots: list[int], active, cache, attention_mask, last_p
             decoded[row].forced_logprobs = row_scores
 
 
+def common_prefix(rows: list[list[int]]) -> int:
+    """How many leading tokens all rows share, leaving every row at least one token of
+    its own (the prompt pass must end on each row's own last token)."""
+    shared = min(len(ids) for ids in rows) - 1
+    for position in range(shared):
+        if any(ids[position] != rows[0][position] for ids in rows[1:]):
+            return position
+    return max(shared, 0)
+
+
+def take(state: DecodeState, slots: list[int]) -> DecodeState:
+    """A state of some of `state`'s rows (`slots`: their places in it, a place may
+    repeat) over a copy of their cache, which later passes extend without touching
+    `state`."""
+    import torch
+
+    picked = torch.tensor(slots, device=state.last_logits.device)
+    return DecodeState(
+        [state.rows[slot] for slot in slots],
+        state.last_logits[picked],
+        copy_rows(state.cache, picked),
+        state.attention_mask[picked],
+        state.last_position[picked],
+    )
+
+
+def select(state: DecodeState, slots: list[int]) -> DecodeState:
+    """`take`, or the state itself where the slots are all its rows in order."""
+    return state if slots == list(range(len(state.rows))) else take(state, slots)
+
+
+def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None = None) -> list[DecodeState]:
+    """The prompt pass over `rows`, as decode states that hold every row once. Rows of
+    one item (`items[row]`, None for a row alone) share the pass over their longest
+    common token prefix: the prefix goes through the model with the other rows' (in
+    left-padded chunks of similar length), then each row's remaining tokens are fed
+    after a copy of its prefix's cache, rows with as many remaining tokens together."""
+    members: dict[object, list[int]] = {}
+    for row, item in enumerate(items or [None] * len(rows)):
+        members.setdefault(("row", row) if item is None else ("item", item), []).append(row)
+    # a unit: the tokens of one prompt pass, and its rows with the tokens fed after it
+    units: list[tuple[list[int], list[tuple[int, list[int]]]]] = []
+    for group in members.values():
+        shared = common_prefix([rows[row] for row in group]) if len(group) > 1 else 0
+        if shared == 0:
+            units.extend((rows[row], [(row, [])]) for row in group)
+        else:
+            units.append((rows[group[0]][:shared], [(row, rows[row][shared:]) for row in group]))
+    states = []
+    for chunk in plan_batches([len(ids) for ids, _ in units], len(units), max_padding_share(model)):
+        prefilled = DecodeState(list(chunk), *prefill(model, [units[unit][0] for unit in chunk], pad_id))
+        whole = [slot for slot, unit in enumerate(chunk) if not units[unit][1][0][1]]
+        if whole:
+            state = select(prefilled, whole)
+            states.append(replace(state, rows=[units[chunk[slot]][1][0][0] for slot in whole]))
+        by_length: dict[int, list[tuple[int, int, list[int]]]] = {}
+        for slot, unit in enumerate(chunk):
+            for row, own in units[unit][1]:
+                if own:
+                    by_length.setdefault(len(own), []).append((slot, row, own))
+        for fed in by_length.values():
+            state = take(prefilled, [slot for slot, _, _ in fed])
+            last_logits, attention_mask, last_position = extend(model, [own for _, _, own in fed], state.cache, state.attention_mask, state.last_position)
+            states.append(DecodeState([row for _, row, _ in fed], last_logits, state.cache, attention_mask, last_position))
+    return states
+
+
 def greedy_batch(
     model,
     rows: list[list[int]],
-    max_new_tokens: int,
+    budgets: int | list[int],
     pad_id: int,
     eos_ids: set[int],
     finished: Callable[[int, list[int]], bool],
     prompt_labels: list[list[list[int]] | None] | None = None,
     forced: list[tuple[list[int], list[list[int]]] | None] | None = None,
+    items: list | None = None,
 ) -> list[Decoded]:
-    """Greedy continuation of each row of a wave. The prompts go through the model in
-    chunks of similar length (little padding), then the whole wave is decoded as one
-    batch. `prompt_labels`: per row, labels to score right after the prompt, from the
-    prompt pass's own last logits (the first decoding step's); `forced`: per row, the
-    (answer phrase, labels) of its forced answer (see `decode`)."""
-    import torch
-
-    chunks = plan_batches([len(ids) for ids in rows], len(rows), max_padding_share(model))
+    """Greedy continuation of each row of a wave, to its budget (`budgets`: one for
+    every row, or each row's). The prompt pass (`prompt_states`, shared by the rows of
+    one item) is followed by the decoding of the whole wave as one batch.
+    `prompt_labels`: per row, labels to score right after the prompt, from the prompt
+    pass's own last logits (the first decoding step's); `forced`: per row, the (answer
+    phrase, labels) of its forced answer (see `decode`)."""
+    budgets = budgets if isinstance(budgets, list) else [budgets] * len(rows)
     decoded = [Decoded() for _ in rows]
-    states = []
-    for chunk in chunks:
-        state = DecodeState(chunk, *prefill(model, [rows[i] for i in chunk], pad_id))
-        scored = [i for i, row in enumerate(chunk) if prompt_labels and prompt_labels[row] is not None]
+    decoding = []
+    for state in prompt_states(model, rows, pad_id, items):
+        scored = [slot for slot, row in enumerate(state.rows) if prompt_labels and prompt_labels[row] is not None]
         if scored:
-            picked = torch.tensor(scored, device=model.device)
+            picked = select(state, scored)  # label scoring reads the cache, never changes it
             scores = label_logprobs(
-                model,
-                state.last_logits[picked],
-                copy_rows(state.cache, picked),
-                state.attention_mask[picked],
-                state.last_position[picked],
-                [prompt_labels[chunk[i]] for i in scored],
+                model, picked.last_logits, picked.cache, picked.attention_mask, picked.last_position, [prompt_labels[row] for row in picked.rows]
             )
-            for i, row_scores in zip(scored, scores):
-                decoded[chunk[i]].label_logprobs = row_scores
-        states.append(state)
-    if max_new_tokens == 0:
+            for row, row_scores in zip(picked.rows, scores):
+                decoded[row].label_logprobs = row_scores
+        generating = [slot for slot, row in enumerate(state.rows) if budgets[row] > 0]
+        if generating:
+            decoding.append(select(state, generating))
+    if not decoding:
         return decoded
-    merged = merge_states(states, max_new_tokens)
-    for state in [merged] if merged is not None else states:
-        decode(model, state, max_new_tokens, eos_ids, finished, decoded, forced or [None] * len(rows))
+    merged = merge_states(decoding, max(budgets))
+    for state in [merged] if merged is not None else decoding:
+        decode(model, state, budgets, eos_ids, finished, decoded, forced or [None] * len(rows))
     return decoded
 
 
@@ -343,53 +414,75 @@ def resolve_batch_size(batch_size: int | str, model) -> int:
     return GPU_BATCH_SIZE if model.device.type == "cuda" else CPU_BATCH_SIZE
 
 
-def generate(model, tokenizer, requests: list[Encoded], max_new_tokens: int, batch_size: int, shard=None, progress: bool = True, log=print) -> list[Generation]:
-    """A `Generation` per request, in request order.
+def item_groups(requests: list[Encoded]) -> list[list[int]]:
+    """Request indices by item (`Encoded.item`), in order of first appearance; a
+    request without an item is a group of its own."""
+    groups: dict[object, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(("row", index) if request.item is None else ("item", request.item), []).append(index)
+    return list(groups.values())
 
-    `shard` (a shards.Shard) holds the waves finished by an earlier, interrupted run:
-    they are read back instead of recomputed, and each new wave is appended to it. A
-    wave that runs out of GPU memory is split in two and retried, and later waves are
-    cut to the largest size that fitted.
+
+def generate(
+    model,
+    tokenizer,
+    requests: list[Encoded],
+    batch_size: int,
+    done: dict[int, Generation] | None = None,
+    record: Callable[[int, dict[int, Generation]], None] | None = None,
+    progress: bool = True,
+    log=print,
+) -> list[Generation]:
+    """A `Generation` per request, in request order, each to its own token budget.
+
+    Waves are planned over items (an item's requests are decoded together, after one
+    shared prompt pass), `batch_size` items to a wave, longest first. `done`: results
+    an earlier, interrupted or differently configured run has finished (request index:
+    result), which are not recomputed; `record(wave, results)` receives every wave's new
+    results as soon as they exist. A wave that runs out of GPU memory is split in two
+    and retried, and later waves are cut to the largest size that fitted.
     """
     import torch
     from tqdm import tqdm
 
     eos_ids = stop_token_ids(model.generation_config, tokenizer)
-    plan = plan_waves([len(r.input_ids) for r in requests], batch_size)
-    done = shard.completed() if shard is not None else {}
-    results: dict[int, Generation] = {}
+    groups = item_groups(requests)
+    plan = plan_waves([max(len(requests[i].input_ids) for i in group) for group in groups], batch_size)
+    results: dict[int, Generation] = dict(done or {})
+    read_back = sum(all(i in results for g in wave for i in groups[g]) for wave in plan)
     fitting = batch_size
-    bar = tqdm(total=len(requests), unit="item", file=_LineStream(sys.stderr), mininterval=15, disable=not progress, ascii=True)
+    bar = tqdm(total=len(requests), unit="request", file=_LineStream(sys.stderr), mininterval=15, disable=not progress, ascii=True)
+    bar.update(len(results))
     started = time.monotonic()
     with torch.inference_mode():
-        for wave_number, indices in enumerate(plan):
-            if wave_number in done:
-                results.update({index: Generation(**fields) for index, fields in done[wave_number].items()})
-                bar.update(len(indices))
-                continue
-            pending = [indices[start : start + fitting] for start in range(0, len(indices), fitting)][::-1]
+        for wave_number, wave in enumerate(plan):
+            todo = [[i for i in groups[g] if i not in results] for g in wave]
+            todo = [group for group in todo if group]
+            pending = [todo[start : start + fitting] for start in range(0, len(todo), fitting)][::-1]
             wave_results = {}
             while pending:
-                part = pending.pop()
+                part_groups = pending.pop()
+                part = [i for group in part_groups for i in group]
                 prefixes = {i: requests[i].completion_prefix for i in part}
                 try:
                     outcomes = greedy_batch(
                         model,
                         [requests[i].input_ids for i in part],
-                        max_new_tokens,
+                        [requests[i].max_new_tokens for i in part],
                         tokenizer.pad_token_id,
                         eos_ids,
                         lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),  # noqa: B023 (called within this iteration)
                         [requests[i].label_ids if requests[i].scores_prompt else None for i in part],
                         [(requests[i].forced_ids, requests[i].label_ids) if requests[i].forced_ids else None for i in part],
+                        [requests[i].item for i in part],
                     )
                 except Exception as error:
-                    if not (_is_out_of_memory(error) and len(part) > 1):
+                    if not (_is_out_of_memory(error) and len(part_groups) > 1):
                         raise
                     torch.cuda.empty_cache()
-                    fitting = len(part) // 2
-                    log(f"wave of {len(part)} ran out of GPU memory: retrying as {fitting} + {len(part) - fitting}")
-                    pending.extend([part[fitting:], part[:fitting]])
+                    fitting = len(part_groups) // 2
+                    log(f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}")
+                    pending.extend([part_groups[fitting:], part_groups[:fitting]])
                     continue
                 for index, outcome in zip(part, outcomes):
                     ids = outcome.tokens[:-1] if outcome.stop_reason == "eos" else outcome.tokens
@@ -401,10 +494,11 @@ def generate(model, tokenizer, requests: list[Encoded], max_new_tokens: int, bat
                         outcome.label_logprobs,
                         outcome.forced_logprobs,
                     )
-            results.update(wave_results)
-            if shard is not None:
-                shard.append(wave_number, {index: asdict(generation) for index, generation in wave_results.items()})
-            bar.update(len(indices))
+                bar.update(len(part))
+            if wave_results:
+                results.update(wave_results)
+                if record is not None:
+                    record(wave_number, wave_results)
     bar.close()
-    log(f"generated for {len(requests)} items in {time.monotonic() - started:.1f}s ({len(done)} of {len(plan)} waves read back from an earlier run)")
+    log(f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)")
     return [results[i] for i in range(len(requests))]

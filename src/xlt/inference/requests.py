@@ -1,7 +1,8 @@
 """What a predict job asks of a model, and its token ids.
 
-One `Request` per item (two with the harness's `loglik` scoring): the text to encode,
-how many tokens to generate, and which cells of the layout its result fills. Encoding
+One `Request` per item and prompt (two for the direct prompt with the harness's `loglik`
+scoring): the text to encode, how many tokens to generate, which cells of the layout its
+result fills, and the prompt (`job`) whose settings decide it. Encoding
 turns it into an `Encoded` request: prompt token ids (the same way for training and
 inference, `encode_prompt`), the token ids of the option labels to score after the
 prompt, and the answer phrase a chain of thought that states no answer is given before
@@ -26,8 +27,11 @@ LABELS = tuple(answer_completion(choice) for choice in range(1, 5))
 class Request:
     """`cells`: the prompts whose files the result fills. A generated prompt's cell
     ("direct", "cot") reads the text; the choice cell (and the harness's direct cell)
-    reads the label log-probabilities at the end of the prompt."""
+    reads the label log-probabilities at the end of the prompt. `job`: the prompt of
+    the config ("direct", "cot") whose settings decide the result, and with whose
+    outputs it is kept for resuming (inference/shards.py)."""
 
+    job: str
     item_id: str
     lang: str
     options: list[str]
@@ -46,17 +50,22 @@ class Request:
 @dataclass(frozen=True)
 class Encoded:
     """`label_ids` are scored after the prompt where `scores_prompt`, and after a
-    continuation that states no answer followed by `forced_ids` where those are set."""
+    continuation that states no answer followed by `forced_ids` where those are set.
+    Requests of one `item` (an item's prompts) go through the model's prompt pass
+    together: their longest common token prefix once, then each one's own tokens
+    (inference/engine.py)."""
 
     input_ids: list[int]
     completion_prefix: str
     label_ids: list[list[int]] | None
     scores_prompt: bool
     forced_ids: list[int] | None
+    max_new_tokens: int = 0
+    item: str | None = None
 
 
 def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: str, scoring: str, max_new_tokens: int) -> list[Request]:
-    """The requests of one prompt's job. `direct` fills the direct and choice cells
+    """The requests of one prompt. `direct` fills the direct and choice cells
     from one pass ("generate": the text, and the labels at the answer position) or, with
     `scoring` "loglik", scores the harness's prompt for the direct cell and the study's
     direct prompt for the choice cell. `cot` carries the answer phrase of its forced pass."""
@@ -65,7 +74,7 @@ def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: 
     requests = []
     for item in items.to_dict("records"):
         template = templates[item["lang"]]
-        common = {"item_id": item["item_id"], "lang": item["lang"], "options": options_of(item), "answer": int(item["correct_answer_num"])}
+        common = {"job": prompt, "item_id": item["item_id"], "lang": item["lang"], "options": options_of(item), "answer": int(item["correct_answer_num"])}
         rendered = render(item, template, prompt)
         if prompt == "cot":
             requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("cot",), forced_answer=f"\n{answer_phrase(template)}"))
@@ -121,15 +130,18 @@ def _pieces(tokenizer, text: str) -> list[int]:
 
 
 def encode(tokenizer, request: Request, chat: bool, chat_kwargs: dict | None = None) -> Encoded:
+    item = f"{request.lang}/{request.item_id}"
     if request.harness:
         pairs = [encode_pair(tokenizer, request.prompt.user, choice) for choice in HARNESS_CHOICES]
-        return Encoded(pairs[0][0], "", [ids for _, ids in pairs], True, None)
+        return Encoded(pairs[0][0], "", [ids for _, ids in pairs], True, None, request.max_new_tokens, item)
     return Encoded(
         encode_prompt(tokenizer, request.prompt, chat, chat_kwargs),
         request.prompt.completion_prefix,
         [_pieces(tokenizer, label) for label in LABELS] if request.scores_labels or request.forced_answer else None,
         request.scores_labels,
         _pieces(tokenizer, request.forced_answer) if request.forced_answer else None,
+        request.max_new_tokens,
+        item,
     )
 
 
@@ -137,11 +149,3 @@ def encode_all(tokenizer, spec, requests: list[Request]) -> list[Encoded]:
     """Every request encoded for one model (its chat mode decided once)."""
     chat = uses_chat_template(spec, tokenizer)
     return [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
-
-
-def run_budget(name: str, requests: list[Request]) -> int:
-    """The one token budget of a run (0 for scoring only); mixed budgets are refused."""
-    budgets = {request.max_new_tokens for request in requests}
-    if len(budgets) > 1:
-        raise XltError(f"model {name}: one run decodes with one token budget, these requests ask for {sorted(budgets)}")
-    return budgets.pop() if budgets else 0

@@ -1,10 +1,13 @@
-"""Partial shards: what a predict job has finished, kept beside its outputs so that a
-job killed at any moment (SIGKILL included) continues where it stopped.
+"""Shards: what a predict job has finished, kept beside each prompt's outputs, so that
+a job killed at any moment (SIGKILL included) continues where it stopped, and a job
+rerun because one prompt's settings changed reads the other prompt's results back
+instead of recomputing them.
 
 A shard is a JSON-lines file. Its first line names the run it belongs to (a
-fingerprint of model, adapter, prompts and decoding settings); every further line is
-one finished wave (rows decoded together), written and fsync'ed whole. A rerun with a different fingerprint
-starts afresh; a torn last line (the kill came mid-write) is ignored.
+fingerprint of model, adapter, the prompt's requests and decoding settings); every
+further line is one finished wave (rows decoded together), written and fsync'ed whole.
+A run with a different fingerprint starts the shard afresh; a torn last line (the kill
+came mid-write) is ignored.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ def directory_signature(path: str | Path | None) -> list | None:
     return [[str(file.relative_to(root)), file.stat().st_size, file.stat().st_mtime_ns] for file in sorted(root.rglob("*")) if file.is_file()]
 
 
-def partial_path(outputs: list[str]) -> Path:
-    """The shard of a predict job: hidden beside its outputs, never an output itself,
-    so Snakemake neither deletes it on failure nor mistakes it for a result."""
-    return Path(outputs[0]).parent / ".predict.partial.jsonl"
+def shard_path(outputs: list[str]) -> Path:
+    """The shard of one prompt of a predict job (`outputs`: that prompt's files):
+    hidden beside them, never an output itself, so Snakemake neither deletes it nor
+    mistakes it for a result."""
+    return Path(outputs[0]).parent / ".predict.jsonl"
 
 
 class Shard:
@@ -80,9 +84,9 @@ class Shard:
             for wave, results in sorted(self._done.items()):
                 handle.write(self._wave_line(wave, results))
 
-    def completed(self) -> dict[int, dict[int, object]]:
-        """Wave number -> {request index: its result, as JSON} of the waves already done."""
-        return dict(self._done)
+    def completed(self) -> dict[int, object]:
+        """Request index -> its result (as JSON), of every wave already done."""
+        return {index: result for results in self._done.values() for index, result in results.items()}
 
     def append(self, wave: int, results: dict[int, object]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:

@@ -2,7 +2,9 @@
 
 Same requests (token ids rendered by the same templates) and the same results as the
 transformers engine. The adapter is served by vLLM's LoRA support instead of being
-merged, and the shared instruction text of every prompt is reused by prefix caching.
+merged, and prefix caching (`enable_prefix_caching`) computes what an item's prompts
+share (chat header, passage, question, options) once, as the transformers engine's
+shared prompt pass does.
 vLLM cannot stop on our answer test, so each output is cut afterwards where the
 transformers engine would have stopped (`cut_at_answer`). Label log-probabilities
 (the choice cell, the forced answer after a chain of thought that states none) come
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from ..models import ModelSpec, resolve_checkpoint
 from .engine import Generation, stated_answer, stop_token_ids
-from .requests import Encoded, Request, encode_all, run_budget
+from .requests import Encoded, Request, encode_all
 
 
 def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:
@@ -104,12 +106,18 @@ class VLLMBackend:
     def run(self, requests: list[Request], resume=None) -> list[Generation]:
         from vllm import SamplingParams
 
-        max_new_tokens = run_budget(self.spec.name, requests)
         encoded = encode_all(self.tokenizer, self.spec, requests)
         continuations = [([], 0, "budget")] * len(encoded)
-        generating = [index for index, request in enumerate(requests) if request.max_new_tokens > 0]
-        if generating:
-            outputs = self.llm.generate(prompts_of([encoded[i] for i in generating]), SamplingParams(**sampling_args(max_new_tokens)), lora_request=self.lora)
+        # One call per prompt (token budget), in the requests' order: an item's later
+        # prompt finds the passage, question and options it shares with the earlier one
+        # in the prefix cache, where within one call the two could be scheduled together
+        # and both computed.
+        by_budget: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            if request.max_new_tokens > 0:
+                by_budget.setdefault(request.max_new_tokens, []).append(index)
+        for budget, generating in by_budget.items():
+            outputs = self.llm.generate(prompts_of([encoded[i] for i in generating]), SamplingParams(**sampling_args(budget)), lora_request=self.lora)
             for index, output in zip(generating, outputs):
                 continuations[index] = cut_at_answer(encoded[index].completion_prefix, list(output.outputs[0].token_ids), self.tokenizer, self.eos_ids)
         # (request, "prompt" or "forced", label requests) of the second call

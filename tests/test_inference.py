@@ -561,3 +561,29 @@ def test_vllm_backend_decodes_each_prompt_in_its_own_call_for_the_prefix_cache(p
     assert fake.engine["enable_prefix_caching"]
     assert [call["sampling"]["max_tokens"] for call in fake.calls[:2]] == [6, 12]
     assert [call["prompts"] for call in fake.calls[:2]] == [[{"prompt_token_ids": r.input_ids} for r in part] for part in (encoded_[:3], encoded_[3:])]
+
+
+@pytest.mark.parametrize("name", [*MODELS, "tiny-sliding"])
+def test_rows_of_one_item_share_a_prefix_past_the_sliding_window(prepared_tiny, name):
+    """Three items of two prompts each, whose 30-token common prefix is longer than the
+    sliding model's 16-token window and whose own tails differ in length: the shared
+    prompt pass decodes every row as model.generate does it alone, unpadded."""
+    import torch
+
+    model, pad_id = wave_model(prepared_tiny, name)
+    generator = torch.Generator().manual_seed(2)
+    rows_, items_, prompt_tokens = [], [], 0
+    for item, prefix_length in enumerate((30, 34, 31)):
+        prompt_tokens += prefix_length + 3 + 7
+        prefix = torch.randint(5, 250, (prefix_length,), generator=generator).tolist()
+        for tail_length in (3, 7):
+            rows_.append(prefix + torch.randint(5, 250, (tail_length,), generator=generator).tolist())
+            items_.append(f"item-{item}")
+    fed = counting_tokens(model)
+    with torch.inference_mode():
+        wave = greedy_batch(model, rows_, [4, 9] * 3, pad_id, {-1}, lambda row, ids: False, items=items_)
+        # on a CPU each prefix is a pass of its own, then its two tails: nine passes that feed each prefix once
+        assert sum(fed[:9]) == prompt_tokens < sum(len(ids) for ids in rows_) and fed[9] == len(rows_)
+        for row, ids in enumerate(rows_):
+            alone = model.generate(torch.tensor([ids]), max_new_tokens=[4, 9][row % 2], do_sample=False, pad_token_id=pad_id)
+            assert wave[row].tokens == alone[0, len(ids) :].tolist(), f"row {row}"

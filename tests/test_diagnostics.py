@@ -175,7 +175,7 @@ def test_a_planted_format_only_gain_lands_in_the_format_part():
         # is forced CoT minus choice, 0 in expectation; its parts add up to the gain.
         cot = [effects.loc[(model, "cot", f"cot_gain{part}_related"), "estimate"] for part in ("", "_choice", "_format")]
         assert cot[1] + cot[2] == pytest.approx(cot[0], abs=1e-12)
-    assert effects.loc[("m1", "direct", "ft_gain_format_related"), "p_value"] != effects.loc[("m1", "direct", "ft_gain_format_related"), "p_value"]
+    assert np.isnan(effects.loc[("m1", "direct", "ft_gain_format_related"), "p_value"])  # a part of a gain is estimated, not tested
     alignment = comparisons.alignment.set_index("statistic")
     assert np.isfinite(alignment.loc["pearson:ft_gain_format~cot_gain:models", "estimate"])
 

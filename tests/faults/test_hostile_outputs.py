@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from adversarial import PREFIXES, UNITS
 
-from xlt.extract import INVISIBLE, extract
+from xlt.extract import extract
+from xlt.invisible import INVISIBLE
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"

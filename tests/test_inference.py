@@ -582,8 +582,38 @@ def test_rows_of_one_item_share_a_prefix_past_the_sliding_window(prepared_tiny, 
     fed = counting_tokens(model)
     with torch.inference_mode():
         wave = greedy_batch(model, rows_, [4, 9] * 3, pad_id, {-1}, lambda row, ids: False, items=items_)
-        # on a CPU each prefix is a pass of its own, then its two tails: nine passes that feed each prefix once
-        assert sum(fed[:9]) == prompt_tokens < sum(len(ids) for ids in rows_) and fed[9] == len(rows_)
+        # on a CPU each prefix is a pass of its own, then its two tails: nine passes that feed each prefix once;
+        # then the three rows of budget 4 decode together, one token each
+        assert sum(fed[:9]) == prompt_tokens < sum(len(ids) for ids in rows_) and fed[9] == 3
         for row, ids in enumerate(rows_):
             alone = model.generate(torch.tensor([ids]), max_new_tokens=[4, 9][row % 2], do_sample=False, pad_token_id=pad_id)
             assert wave[row].tokens == alone[0, len(ids) :].tolist(), f"row {row}"
+
+
+def test_done_rows_leave_the_batch_a_quarter_at_a_time(prepared_tiny, monkeypatch):
+    """Eight rows answering one step after another: the batch (every layer's cache) is
+    cut when done rows are a quarter of it, to 6, 4, 3, 2 and 1 rows, not once per row,
+    and every row still gets the tokens model.generate gives it alone."""
+    import torch
+
+    from xlt.inference import engine
+
+    model, pad_id = wave_model(prepared_tiny, "tiny-dense")
+    layer_class = engine._buffered_layer_class()
+    original = layer_class.batch_select_indices
+    cuts = []
+
+    def recording(self, indices):
+        cuts.append(len(indices))
+        original(self, indices)
+
+    monkeypatch.setattr(layer_class, "batch_select_indices", recording)
+    generator = torch.Generator().manual_seed(3)
+    rows_ = [torch.randint(5, 250, (12,), generator=generator).tolist() for _ in range(8)]
+    with torch.inference_mode():
+        wave = greedy_batch(model, rows_, 12, pad_id, {-1}, lambda row, ids: len(ids) == row + 1)
+        for row, ids in enumerate(rows_):
+            alone = model.generate(torch.tensor([ids]), max_new_tokens=row + 1, do_sample=False, pad_token_id=pad_id)
+            assert wave[row].tokens == alone[0, len(ids) :].tolist() and wave[row].stop_reason == "answer", f"row {row}"
+    layers = model.config.num_hidden_layers
+    assert cuts == [size for size in (6, 4, 3, 2, 1) for _ in range(layers)]

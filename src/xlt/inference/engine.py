@@ -16,8 +16,8 @@ header, passage, question and options, all but the last instruction line and the
 completion prefix. Their prompt pass is shared at the token level: the longest common
 token prefix of the item's requests goes through the model once, and each request's
 own remaining tokens are fed after a copy of that cache (`prompt_states`), so a
-tokenizer merge at the boundary cannot change what a prompt is. The requests of every
-prompt then decode as one batch, each to its own token budget.
+tokenizer merge at the boundary cannot change what a prompt is. Each prompt's rows of
+the wave then decode as one batch, to that prompt's token budget.
 
 The option labels' log-probabilities come from the same passes: after the prompt from
 the prompt pass's last logits (the choice cell, and the harness's `loglik` scoring with
@@ -192,20 +192,26 @@ def decode(
     decoded: list[Decoded],
     forced: list[tuple[list[int], list[list[int]]] | None],
 ) -> None:
-    """Greedy continuation of the state's rows into `decoded`. A row leaves the batch,
-    cache included, when it emits an end-of-sequence token, when `finished(row,
-    tokens)` says it has answered, or at its budget (`budgets[row]` tokens); a row that
-    leaves without an answer and has a `forced` (answer phrase, labels) pair is given
-    its phrase and its labels are scored from the cache before it goes."""
+    """Greedy continuation of the state's rows into `decoded`. A row is done when it
+    emits an end-of-sequence token, when `finished(row, tokens)` says it has answered,
+    or at its budget (`budgets[row]` tokens); a row done without an answer that has a
+    `forced` (answer phrase, labels) pair is given its phrase and its labels are scored
+    from the cache at once. Done rows leave the batch, cache included, once they are a
+    quarter of it: dropping rows copies every layer's cache, which done whenever one
+    row finishes copies it once per row, while a done row carried a few steps more
+    costs only its share of those steps."""
     import torch
 
     keyword = cache_keyword(model)
     active = torch.tensor(state.rows, device=model.device)
     cache, attention_mask, last_position = state.cache, state.attention_mask, state.last_position
     next_tokens = state.last_logits.argmax(-1)
+    done: set[int] = set()
     for step in range(max(budgets[row] for row in state.rows)):
         keep, unanswered = [], []
         for slot, (row, token) in enumerate(zip(active.tolist(), next_tokens.tolist())):
+            if slot in done:
+                continue
             outcome = decoded[row]
             outcome.tokens.append(token)
             if token in eos_ids:
@@ -217,17 +223,19 @@ def decode(
             else:
                 keep.append(slot)
                 continue
+            done.add(slot)
             if outcome.stop_reason != "answer" and forced[row] is not None:
                 unanswered.append(slot)
         if unanswered:
             force_answers(model, unanswered, active, cache, attention_mask, last_position, decoded, forced)
         if not keep:
             break
-        if len(keep) < len(active):
+        if 4 * len(done) >= len(active):
             slots = torch.tensor(keep, device=model.device)
             cache.batch_select_indices(slots)
             active, attention_mask = active[slots], attention_mask[slots]
             next_tokens, last_position = next_tokens[slots], last_position[slots]
+            done = set()
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=-1)
         last_position = last_position + 1
         output = model(
@@ -344,13 +352,13 @@ def greedy_batch(
 ) -> list[Decoded]:
     """Greedy continuation of each row of a wave, to its budget (`budgets`: one for
     every row, or each row's). The prompt pass (`prompt_states`, shared by the rows of
-    one item) is followed by the decoding of the whole wave as one batch.
+    one item) is followed by the decoding of each budget's rows as one batch.
     `prompt_labels`: per row, labels to score right after the prompt, from the prompt
     pass's own last logits (the first decoding step's); `forced`: per row, the (answer
     phrase, labels) of its forced answer (see `decode`)."""
     budgets = budgets if isinstance(budgets, list) else [budgets] * len(rows)
     decoded = [Decoded() for _ in rows]
-    decoding = []
+    decoding: dict[int, list[DecodeState]] = {}
     for state in prompt_states(model, rows, pad_id, items):
         scored = [slot for slot, row in enumerate(state.rows) if prompt_labels and prompt_labels[row] is not None]
         if scored:
@@ -360,14 +368,15 @@ def greedy_batch(
             )
             for row, row_scores in zip(picked.rows, scores):
                 decoded[row].label_logprobs = row_scores
-        generating = [slot for slot, row in enumerate(state.rows) if budgets[row] > 0]
-        if generating:
-            decoding.append(select(state, generating))
-    if not decoding:
-        return decoded
-    merged = merge_states(decoding, max(budgets))
-    for state in [merged] if merged is not None else decoding:
-        decode(model, state, budgets, eos_ids, finished, decoded, forced or [None] * len(rows))
+        for budget in sorted({budgets[row] for row in state.rows} - {0}):
+            decoding.setdefault(budget, []).append(select(state, [slot for slot, row in enumerate(state.rows) if budgets[row] == budget]))
+    # Rows of one budget (one prompt) decode as one batch, with caches sized for that
+    # budget: a short direct answer neither holds a CoT's cache width nor makes the CoT
+    # rows' cache be copied when it leaves.
+    for budget, states in decoding.items():
+        merged = merge_states(states, budget)
+        for state in [merged] if merged is not None else states:
+            decode(model, state, budgets, eos_ids, finished, decoded, forced or [None] * len(rows))
     return decoded
 
 

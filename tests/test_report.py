@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -201,3 +202,22 @@ def test_verdicts_judge_at_the_statistics_level(paper_sized, tmp_path):
     at10 = (tmp_path / "at10" / paths.REPORT_SUMMARY).read_text()
     assert "the TOST's 90% interval" in at5 and "the TOST's 80% interval" not in at5
     assert "the TOST's 80% interval" in at10 and "the TOST's 90% interval" not in at10
+
+
+def test_the_format_split_is_stated_per_source_with_several_sources():
+    """With two source languages every model has one set of fine-tuning rows per source
+    (the default's design): one sentence each, naming its source, with its own numbers."""
+    names = ("ft_gain_targets", "ft_gain_choice_targets", "ft_gain_format_targets", "ft_gain_format_share_targets")
+    rows = [
+        {"model": model, paths.SOURCE_COLUMN: source, "prompt": "direct", "effect": name, "estimate": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+        for model, source, gain in (("m1", "arb_Arab", 0.2), ("m1", "pes_Arab", 0.3), ("m2", "arb_Arab", 0.1), ("m2", "pes_Arab", 0.05))
+        for name, value in zip(names, (gain, gain / 2, gain / 2, 0.5))
+    ]
+    rows.append(
+        {"model": "m1", paths.SOURCE_COLUMN: None, "prompt": "direct", "effect": "relatedness_interaction", "estimate": 0.0, "ci_low": -0.1, "ci_high": 0.1}
+    )
+    lines = report.format_share_lines(pd.DataFrame(rows), ["m1", "m2"])
+    assert [line.split(":")[0] for line in lines] == [f"{m}, fine-tuned on {s}" for s in ("arb_Arab", "pes_Arab") for m in ("m1", "m2")]
+    assert "+30.0 points [+20.0, +40.0]" in lines[2]  # m1 on pes_Arab
+    single = report.format_share_lines(pd.DataFrame([row for row in rows if row[paths.SOURCE_COLUMN] == "arb_Arab"]).drop(columns=paths.SOURCE_COLUMN), ["m1"])
+    assert single[0].startswith("m1: fine-tuning gain on the targets (direct prompt) +20.0 points")

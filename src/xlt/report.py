@@ -301,27 +301,31 @@ def _points(row) -> str:
 
 
 def format_share_lines(effects: pd.DataFrame, models: list[str]) -> list[str]:
-    """Per model, in words: how much of its fine-tuning gain (direct prompt, mean over
-    the target languages) the format-free choice score moves, and how much is format."""
-    rows = effects[effects["prompt"] == "direct"].set_index(["model", "effect"])
+    """Per model (and source, named when there are several), in words: how much of its
+    fine-tuning gain (direct prompt, mean over the target languages) the format-free
+    choice score moves, and how much is format."""
+    parts = {source: rows for source, rows in rows_by_source(effects).items() if source != ""}
     lines = []
-    for model in models:
-        names = ("ft_gain_targets", "ft_gain_choice_targets", "ft_gain_format_targets", "ft_gain_format_share_targets")
-        if not all((model, name) in rows.index for name in names):
-            lines.append(
-                f"{model}: no choice cell for both variants, so its fine-tuning gain cannot be split into knowledge and format (notes.csv says which cells are missing)."
+    for source, source_rows in parts.items():
+        rows = source_rows[source_rows["prompt"] == "direct"].set_index(["model", "effect"])
+        for model in models:
+            who = f"{model}, fine-tuned on {source}" if len(parts) > 1 else model
+            names = ("ft_gain_targets", "ft_gain_choice_targets", "ft_gain_format_targets", "ft_gain_format_share_targets")
+            if not all((model, name) in rows.index for name in names):
+                lines.append(
+                    f"{who}: no choice cell for both variants, so its fine-tuning gain cannot be split into knowledge and format (notes.csv says which cells are missing)."
+                )
+                continue
+            total, knowledge, form, share = (rows.loc[(model, name)] for name in names)
+            line = (
+                f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}; the format-free choice score moves "
+                f"{_points(knowledge)} of it (knowledge), the rest {_points(form)} is format"
             )
-            continue
-        total, knowledge, form, share = (rows.loc[(model, name)] for name in names)
-        line = (
-            f"{model}: fine-tuning gain on the targets (direct prompt) {_points(total)}; the format-free choice score moves "
-            f"{_points(knowledge)} of it (knowledge), the rest {_points(form)} is format"
-        )
-        if np.isfinite(share["estimate"]):
-            line += f": a format share of {100 * share['estimate']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
-        if total["ci_low"] <= 0 <= total["ci_high"]:
-            line += " (the gain's interval covers 0, so the share is not well determined)"
-        lines.append(line + ".")
+            if np.isfinite(share["estimate"]):
+                line += f": a format share of {100 * share['estimate']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
+            if total["ci_low"] <= 0 <= total["ci_high"]:
+                line += " (the gain's interval covers 0, so the share is not well determined)"
+            lines.append(line + ".")
     return lines
 
 

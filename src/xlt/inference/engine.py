@@ -27,6 +27,7 @@ cached context plus the answer phrase (the forced answer).
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 import time
@@ -321,22 +322,69 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
         else:
             units.append((rows[group[0]][:shared], [(row, rows[row][shared:]) for row in group]))
     states = []
+    # remaining-token count -> (prefix state, slot, row, tokens): fed together across chunks
+    by_length: dict[int, list[tuple[DecodeState, int, int, list[int]]]] = {}
     for chunk in plan_batches([len(ids) for ids, _ in units], len(units), max_padding_share(model)):
         prefilled = DecodeState(list(chunk), *prefill(model, [units[unit][0] for unit in chunk], pad_id))
         whole = [slot for slot, unit in enumerate(chunk) if not units[unit][1][0][1]]
         if whole:
             state = select(prefilled, whole)
             states.append(replace(state, rows=[units[chunk[slot]][1][0][0] for slot in whole]))
-        by_length: dict[int, list[tuple[int, int, list[int]]]] = {}
         for slot, unit in enumerate(chunk):
             for row, own in units[unit][1]:
                 if own:
-                    by_length.setdefault(len(own), []).append((slot, row, own))
-        for fed in by_length.values():
-            state = take(prefilled, [slot for slot, _, _ in fed])
-            last_logits, attention_mask, last_position = extend(model, [own for _, _, own in fed], state.cache, state.attention_mask, state.last_position)
-            states.append(DecodeState([row for _, row, _ in fed], last_logits, state.cache, attention_mask, last_position))
+                    by_length.setdefault(len(own), []).append((prefilled, slot, row, own))
+    for fed in by_length.values():
+        joined = join_rows([(prefix, slot) for prefix, slot, _, _ in fed])
+        # a cache that cannot be joined: each chunk's rows are fed in a pass of their own
+        parts = [fed] if joined is not None else [[entry for entry in fed if entry[0] is prefix] for prefix in {id(e[0]): e[0] for e in fed}.values()]
+        for part in parts:
+            state = joined if joined is not None else take(part[0][0], [slot for _, slot, _, _ in part])
+            last_logits, attention_mask, last_position = extend(model, [own for *_, own in part], state.cache, state.attention_mask, state.last_position)
+            states.append(DecodeState([row for _, _, row, _ in part], last_logits, state.cache, attention_mask, last_position))
     return states
+
+
+def join_rows(parts: list[tuple[DecodeState, int]]) -> DecodeState | None:
+    """One state over copies of rows of several states (`parts`: state, slot), their
+    caches right-aligned in the widest one's width and the columns a row lacks masked
+    out, so that their remaining tokens go through the model in one pass: on a CPU a
+    pass reads every weight once, and a pass per prompt-pass chunk (a chunk per prompt
+    length there) cost about as much as the prefix it saved. None where a layer is not a
+    plain or sliding-window dynamic layer holding every column (a sliding layer past its
+    window has dropped some)."""
+    import torch
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    if len({id(state) for state, _ in parts}) == 1:
+        return take(parts[0][0], [slot for _, slot in parts])
+    width = max(state.attention_mask.shape[1] for state, _ in parts)
+    for state, _ in parts:
+        for layer in state.cache.layers:
+            if type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) or layer.keys.shape[2] != state.attention_mask.shape[1]:
+                return None
+
+    def aligned(tensor, slot):
+        return torch.nn.functional.pad(tensor[slot : slot + 1], (0, 0, width - tensor.shape[2], 0))
+
+    first = parts[0][0].cache
+    layers = []
+    for index, layer in enumerate(first.layers):
+        joined = copy.copy(layer)
+        joined.keys = torch.cat([aligned(state.cache.layers[index].keys, slot) for state, slot in parts])
+        joined.values = torch.cat([aligned(state.cache.layers[index].values, slot) for state, slot in parts])
+        if hasattr(joined, "cumulative_length"):
+            joined.cumulative_length = width
+        layers.append(joined)
+    cache = copy.copy(first)
+    cache.layers = layers
+    return DecodeState(
+        [slot for _, slot in parts],
+        torch.cat([state.last_logits[slot : slot + 1] for state, slot in parts]),
+        cache,
+        torch.cat([torch.nn.functional.pad(state.attention_mask[slot : slot + 1], (width - state.attention_mask.shape[1], 0)) for state, slot in parts]),
+        torch.cat([state.last_position[slot : slot + 1] for state, slot in parts]),
+    )
 
 
 def greedy_batch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_stats import CONFIG
 
 from xlt.errors import XltError
 from xlt.languages import language_table
@@ -13,16 +14,7 @@ from xlt.paths import discover_predictions, finetuned_variants, source_paths, va
 from xlt.sources import INTERACTION, compare_study, interaction_rows, interaction_targets
 from xlt.stats import StatsSettings, compare
 
-LANGUAGES = {
-    "arb_Arab": {"family": "Semitic", "script": "Arab"},
-    "heb_Hebr": {"family": "Semitic", "script": "Hebr"},
-    "amh_Ethi": {"family": "Semitic", "script": "Ethi"},
-    "mlt_Latn": {"family": "Semitic", "script": "Latn"},
-    "tur_Latn": {"family": "Turkic", "script": "Latn"},
-    "eng_Latn": {"family": "Indo-European", "script": "Latn"},
-    "pes_Arab": {"family": "Indo-European", "script": "Arab"},
-    "urd_Arab": {"family": "Indo-European", "script": "Arab"},
-}
+LANGUAGES = CONFIG["languages"]  # the default study's eight languages
 # Baselines far apart, as published Belebele accuracies are: a target's difficulty must cancel.
 BASELINE = {"arb_Arab": 0.6, "heb_Hebr": 0.5, "amh_Ethi": 0.3, "mlt_Latn": 0.4, "tur_Latn": 0.55, "eng_Latn": 0.75, "pes_Arab": 0.55, "urd_Arab": 0.45}
 SETTINGS = StatsSettings(bootstrap_samples=1000, seed=1)

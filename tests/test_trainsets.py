@@ -9,10 +9,11 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from test_finetune import settings as finetune_settings
 
 from xlt.config import validate_config
 from xlt.errors import XltError
-from xlt.finetune import FinetuneSettings, finetune
+from xlt.finetune import finetune
 from xlt.models import ModelSpec
 from xlt.prompts import load_template
 from xlt.stages import prepare_data, prepare_training
@@ -135,22 +136,7 @@ def test_with_external_data_every_belebele_item_is_a_test_item(repo, tmp_path, m
 def test_a_field_mapped_file_with_answers_as_text_fine_tunes_a_tiny_model(repo, prepared_tiny, tmp_path):
     training_set = race_like(repo)
     rows = map_fields(load_training_set(training_set), training_set).iloc[:4]
-    settings = FinetuneSettings(
-        r=4,
-        alpha=8,
-        dropout=0.0,
-        target_modules="all-linear",
-        learning_rate=0.01,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        epochs=1,
-        micro_batch_size=4,
-        gradient_accumulation=1,
-        max_length=1024,
-        seed=0,
-        dtype="float32",
-        max_steps=10,
-    )
+    settings = finetune_settings(max_steps=10)
     template = load_template(repo / "config" / "templates" / "arb_Arab.yaml")
     adapter = tmp_path / "adapter"
     finetune(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"), rows, template, settings, adapter, tmp_path / "ckpt", save_steps=5, log=lambda *_: None)

@@ -336,10 +336,14 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
                     by_length.setdefault(len(own), []).append((prefilled, slot, row, own))
     for fed in by_length.values():
         joined = join_rows([(prefix, slot) for prefix, slot, _, _ in fed])
-        # a cache that cannot be joined: each chunk's rows are fed in a pass of their own
-        parts = [fed] if joined is not None else [[entry for entry in fed if entry[0] is prefix] for prefix in {id(e[0]): e[0] for e in fed}.values()]
-        for part in parts:
-            state = joined if joined is not None else take(part[0][0], [slot for _, slot, _, _ in part])
+        if joined is not None:
+            parts = [(joined, fed)]
+        else:  # a cache that cannot be joined: each chunk's rows are fed in a pass of their own
+            by_prefix: dict[int, list] = {}
+            for entry in fed:
+                by_prefix.setdefault(id(entry[0]), []).append(entry)
+            parts = [(take(group[0][0], [slot for _, slot, _, _ in group]), group) for group in by_prefix.values()]
+        for state, part in parts:
             last_logits, attention_mask, last_position = extend(model, [own for *_, own in part], state.cache, state.attention_mask, state.last_position)
             states.append(DecodeState([row for _, _, row, _ in part], last_logits, state.cache, attention_mask, last_position))
     return states

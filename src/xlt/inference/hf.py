@@ -35,7 +35,8 @@ class HFBackend:
                 batch_size=self.batch_size,
                 requests=[(requests[index].item_id, asdict(encoded[index])) for index in members],
             )
-            shards[job] = shard, _ = Shard(path, fingerprint), members
+            shard = Shard(path, fingerprint)
+            shards[job] = shard, members
             self.log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}")
         done = {members[local]: Generation(**fields) for shard, members in shards.values() for local, fields in shard.completed().items()}
 

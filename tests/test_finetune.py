@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from belebele_rows import ENGLISH, items
+from snakemake_runs import snakemake_command
 
 from xlt.config import load_config, validate_config
 from xlt.data import check_rows
@@ -452,17 +453,8 @@ def test_checkpoints_cut_short_or_of_another_run_are_not_resumed(tmp_path):
 def paper_launches() -> dict[str, str]:
     """The finetune command `snakemake -n -p --configfile config/paper.yaml` prints for
     each model."""
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", "config/paper.yaml", "--cores", "64"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    commands = [
-        line.split("Shell command: ", 1)[1] for line in (result.stdout + result.stderr).splitlines() if "Shell command: " in line and " finetune " in line
-    ]
+    printed = snakemake_command(REPO / "Snakefile", REPO, REPO / "config" / "paper.yaml", "-n", "-p", "--cores", "64")
+    commands = [line.split("Shell command: ", 1)[1] for line in printed.splitlines() if "Shell command: " in line and " finetune " in line]
     return {shlex.split(command)[shlex.split(command).index("--model") + 1]: command for command in commands}
 
 

@@ -13,13 +13,13 @@ from itertools import product
 import pandas as pd
 
 from .errors import XltError
+from .paths import PREDICTION_CELL
 
 CELL = ("model", "variant", "prompt", "lang")
 
 
 def cell_file(cell: tuple[str, str, str, str]) -> str:
-    model, variant, prompt, lang = cell
-    return f"{model}/{variant}/{prompt}/{lang}.parquet"
+    return PREDICTION_CELL.format(**dict(zip(CELL, cell)))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ SOURCE_CHECKPOINTS = "results/checkpoints/{model}-{source}"
 TRAINING = "results/data/train/{source}.parquet"
 PROVENANCE = "results/provenance.json"
 PREDICTIONS_ROOT = "results/predictions"
-PREDICTIONS = PREDICTIONS_ROOT + "/{model}/{variant}/{prompt}/{lang}.parquet"
+# A cell's file under a predictions folder: the layout `xlt compare --predictions` reads.
+PREDICTION_CELL = "{model}/{variant}/{prompt}/{lang}.parquet"
+PREDICTIONS = PREDICTIONS_ROOT + "/" + PREDICTION_CELL
 SCORES = "results/scores"
 ACCURACY = SCORES + "/accuracy.csv"
 # Every prediction re-extracted and rescored, one row per item x cell: compare's input.
@@ -216,7 +218,7 @@ class PredictionFile:
 
 
 def discover_predictions(root: str | Path) -> list[PredictionFile]:
-    """Every `{model}/{variant}/{prompt}/{lang}.parquet` under `root`, sorted.
+    """Every PREDICTION_CELL file under `root`, sorted.
 
     Files that sit elsewhere in the tree (partial shards, notes) are not predictions and
     are skipped; a file in the layout with an unknown variant or prompt is an error.
@@ -235,5 +237,5 @@ def discover_predictions(root: str | Path) -> list[PredictionFile]:
             raise XltError(f"{path}: prompt folder {prompt!r} is not one of {', '.join(PROMPTS)}")
         found.append(PredictionFile(model, variant, prompt, path.stem, path))
     if not found:
-        raise XltError(f"{root}: no predictions in the layout {{model}}/{{variant}}/{{prompt}}/{{lang}}.parquet")
+        raise XltError(f"{root}: no predictions in the layout {PREDICTION_CELL}")
     return found

@@ -15,10 +15,11 @@ import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
 
 from xlt.batching import plan_batches, plan_waves
-from xlt.inference.engine import DecodeState, Generation, answer_complete, generate, greedy_batch, merge_states, resolve_batch_size, stop_token_ids
+from xlt.inference.engine import DecodeState, generate, greedy_batch, merge_states, resolve_batch_size
 from xlt.inference.predictions import prediction_frames
-from xlt.inference.requests import Encoded, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
+from xlt.inference.requests import Encoded, Generation, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
 from xlt.inference.shards import Shard, run_fingerprint, shard_path
+from xlt.inference.stopping import answer_complete, stop_token_ids
 from xlt.models import ModelSpec, load_model, load_tokenizer
 from xlt.paths import COT_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS
 from xlt.prompts import render
@@ -382,7 +383,7 @@ def test_single_token_choices_need_no_second_pass(prepared_tiny):
 
 
 def test_the_newest_token_screen_agrees_with_decoding_everything(prepared_tiny):
-    from xlt.inference.engine import answer_complete, stated_answer
+    from xlt.inference.stopping import answer_complete, stated_answer
 
     tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"))
     for prefix, text in [("Answer:", " B.\\nmore"), ("Let's think step by step.", " A is wrong.\nAnswer: C\n"), ("الإجابة:", " ب. ثم"), ("መልስ:", " D።")]:
@@ -396,7 +397,7 @@ def test_a_letter_is_not_closed_by_the_first_bytes_of_the_next_character(prepare
     """Under a byte-level tokenizer a Hebrew letter is two tokens: after the first byte
     of ס in " בסתיו" (autumn) the text ends in U+FFFD, which must not read as the end of
     the label ב; the letter closed by a period still stops the row."""
-    from xlt.inference.engine import stated_answer
+    from xlt.inference.stopping import stated_answer
 
     tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"))
     word, letter = (tokenizer.encode(text, add_special_tokens=False) for text in (" בסתיו.", " ב."))

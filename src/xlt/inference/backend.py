@@ -1,6 +1,6 @@
 """The prediction backend interface, in the spirit of lm-evaluation-harness's `LM`: one
 object per loaded model variant that turns a list of requests (inference/requests.py)
-into one `Generation` per request (inference/engine.py): the text generated with the
+into one `Generation` per request (inference/requests.py): the text generated with the
 study's stopping rule, and the log-probabilities of the option labels where a request
 asks for them. Two implementations: the transformers engine (inference/hf.py) and vLLM
 (inference/vllm.py), chosen by the model's `inference.backend`."""
@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from .engine import Generation
-from .requests import Request
+from .requests import Generation, Request
 
 
 class Backend(Protocol):

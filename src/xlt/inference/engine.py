@@ -35,24 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..batching import max_padding_share, plan_batches, plan_waves
-from ..extract import extract
 from .forward import cache_keyword, copy_rows, extend, label_logprobs, prefill
-from .requests import Encoded
-
-
-@dataclass
-class Generation:
-    """What the engine returns for one request: the generated text (the stop token
-    left out), its token count and why it stopped (answer, eos, budget), the label
-    log-probabilities after the prompt (where asked) and after the forced answer
-    phrase (a continuation that states no answer)."""
-
-    text: str
-    n_prompt_tokens: int
-    n_output_tokens: int
-    stop_reason: str
-    label_logprobs: list[float] | None = None
-    forced_logprobs: list[float] | None = None
+from .requests import Encoded, Generation
+from .stopping import stated_answer, stop_token_ids
 
 
 @dataclass
@@ -63,26 +48,6 @@ class Decoded:
     stop_reason: str = "budget"
     label_logprobs: list[float] | None = None
     forced_logprobs: list[float] | None = None
-
-
-def answer_complete(text: str) -> bool:
-    """True once the text states an answer after an answer phrase and something (a
-    period, a line end) has closed the label, so " B" is not cut from " Because". A
-    token can end inside a character's UTF-8 bytes, which decode to U+FFFD until the
-    next token completes them: that half-written character closes nothing (SmolLM2 wrote
-    "התשובה: ב" and then the bytes of "בסתיו", autumn, not the letter ב)."""
-    return bool(text) and not text[-1].isalnum() and text[-1] != "\ufffd" and extract(text).rule == "phrase"
-
-
-def stated_answer(tokenizer, completion_prefix: str, ids: list[int]) -> bool:
-    """`answer_complete` on the prefix and the generated tokens `ids`. Decoding the
-    whole continuation at every step is quadratic in its length; the newest token
-    alone shows whether the text can have closed a label (it must end in something
-    other than a letter or digit), so only then is the whole text decoded."""
-    newest = tokenizer.decode(ids[-1:], skip_special_tokens=True)
-    if newest and newest[-1].isalnum():
-        return False
-    return answer_complete(completion_prefix + tokenizer.decode(ids, skip_special_tokens=True))
 
 
 @functools.cache
@@ -444,16 +409,6 @@ class _LineStream:
 
     def flush(self) -> None:
         self.stream.flush()
-
-
-def stop_token_ids(generation_config, tokenizer) -> set[int]:
-    """End-of-sequence ids of the tokenizer and of the model's generation config (chat
-    models often end a turn with a token of their own)."""
-    configured = getattr(generation_config, "eos_token_id", None)
-    ids = set(configured) if isinstance(configured, list) else {configured}
-    ids.add(tokenizer.eos_token_id)
-    ids.discard(None)
-    return ids
 
 
 def _is_out_of_memory(error: Exception) -> bool:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from .engine import Generation, generate, resolve_batch_size
-from .requests import Request, encode_all
+from .engine import generate, resolve_batch_size
+from .requests import Generation, Request, encode_all
 from .shards import Shard, run_fingerprint
 
 

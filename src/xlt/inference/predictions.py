@@ -8,8 +8,7 @@ import json
 from ..extract import extract_choice
 from ..paths import CHOICE_PROMPT, predictions_frame
 from ..prompts import LETTERS
-from .engine import Generation
-from .requests import Request
+from .requests import Generation, Request
 
 
 def _likeliest(logprobs: list[float] | None) -> int | None:

@@ -1,4 +1,4 @@
-"""What a predict job asks of a model, and its token ids.
+"""What a predict job asks of a model, its token ids, and what a backend answers.
 
 One `Request` per item and prompt (two for the direct prompt with the harness's `loglik`
 scoring): the text to encode, how many tokens to generate, which cells of the layout its
@@ -149,3 +149,18 @@ def encode_all(tokenizer, spec, requests: list[Request]) -> list[Encoded]:
     """Every request encoded for one model (its chat mode decided once)."""
     chat = uses_chat_template(spec, tokenizer)
     return [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
+
+
+@dataclass
+class Generation:
+    """What a backend returns for one request: the generated text (the stop token
+    left out), its token count and why it stopped (answer, eos, budget), the label
+    log-probabilities after the prompt (where asked) and after the forced answer
+    phrase (a continuation that states no answer)."""
+
+    text: str
+    n_prompt_tokens: int
+    n_output_tokens: int
+    stop_reason: str
+    label_logprobs: list[float] | None = None
+    forced_logprobs: list[float] | None = None

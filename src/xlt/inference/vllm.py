@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 
 from ..models import ModelSpec, resolve_checkpoint
-from .engine import Generation, stated_answer, stop_token_ids
-from .requests import Encoded, Request, encode_all
+from .requests import Encoded, Generation, Request, encode_all
+from .stopping import stated_answer, stop_token_ids
 
 
 def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import yaml
-from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command
+from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command, tiny_config, write_config
 
 from xlt.paths import (
     ACCURACY_COLUMNS,
@@ -20,6 +21,7 @@ from xlt.paths import (
     REPORT_TABLES,
     SOURCE_COLUMN,
 )
+from xlt.sources import INTERACTION
 
 VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice")
 
@@ -104,3 +106,28 @@ def test_every_job_runs_this_checkouts_xlt(repo, tiny_study):
     assert stages == {"prepare-data", "prepare-training", "prepare-model", "finetune", "predict", "score", "compare", "report", "provenance"}
     for command in commands:
         assert command.startswith(f"PYTHONPATH={repo / 'src'}" + "${PYTHONPATH:+:$PYTHONPATH} "), command[:200]
+
+
+@pytest.mark.slow
+def test_two_sources_run_to_the_report_and_a_second_run_does_nothing(repo, tiny_models, tmp_path):
+    """The default study's shape (an Arabic and an unrelated source) on the tiny dense
+    model: one adapter and one predict job per source, the interaction in effects.csv,
+    the report's knowledge/format sentence once per source (the two-source default run's
+    report crashed on a lookup by model alone)."""
+    config = tiny_config(tiny_models)
+    config["models"] = {"tiny-dense": config["models"]["tiny-dense"]}
+    config["languages"]["tur_Latn"] = {"family": "Turkic", "script": "Latn"}
+    del config["source_language"]
+    config["source_languages"] = ["arb_Arab", "eng_Latn"]
+    configfile = write_config(config, tmp_path / "config.yaml")
+    run_snakemake(repo, tmp_path, configfile)
+
+    results = tmp_path / "results"
+    assert {path.name for path in (results / "predictions" / "tiny-dense").iterdir()} == {"base", "ft-arb_Arab", "ft-eng_Latn"}
+    effects = pd.read_csv(results / "stats" / "effects.csv", keep_default_na=False)
+    assert set(effects[SOURCE_COLUMN]) == {"arb_Arab", "eng_Latn", ""}
+    assert set(effects.loc[effects[SOURCE_COLUMN] == "", "effect"]) == {INTERACTION}
+    summary = (results / "report" / "summary.md").read_text(encoding="utf-8")
+    assert "fine-tuned on arb_Arab" in summary and "fine-tuned on eng_Latn" in summary
+    assert "related-source minus unrelated-source fine-tuning gain" in summary
+    assert run_snakemake(repo, tmp_path, configfile, dryrun=True) == []

@@ -13,6 +13,7 @@ from xlt.languages import language_table
 from xlt.paths import discover_predictions, finetuned_variants, source_paths, variant_source
 from xlt.sources import INTERACTION, compare_study, interaction_rows, interaction_targets
 from xlt.stats import StatsSettings, compare
+from xlt.stattests import holm
 
 LANGUAGES = CONFIG["languages"]  # the default study's eight languages
 # Baselines far apart, as published Belebele accuracies are: a target's difficulty must cancel.
@@ -102,18 +103,28 @@ def test_study_rows_per_source_and_the_interaction():
     assert (comparisons.notes.loc[comparisons.notes["effect"] == INTERACTION, "note"].str.contains("after arb_Arab minus the same after pes_Arab")).all()
 
 
-def test_a_primary_naming_the_interaction_leaves_each_source_its_own():
-    """stats.primary cot/relatedness_interaction: the cot interaction rows are primary, the
-    direct ones secondary, and each source keeps its automatic primary (a single-source
-    study's); naming the interaction with one source stops with one line."""
-    items = synthetic_items(60, 0.10, seed=10)
+def test_the_interaction_is_the_one_primary_test():
+    """With several sources the interaction under the direct prompt (stats.primary auto)
+    or the prompt stats.primary names is the one primary test per model: each source's
+    rows are all secondary, Holm-adjusted within their model and prompt. Naming a
+    per-source effect leaves the interaction secondary; naming the interaction with one
+    source stops with one line."""
+    items = pd.concat([synthetic_items(60, 0.10, seed=10), synthetic_items(60, 0.10, seed=13).assign(model="n")], ignore_index=True)
+    for primary, prompt in (("auto", "direct"), (f"cot/{INTERACTION}", "cot")):
+        comparisons = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary=primary))
+        effects = comparisons.effects
+        chosen = effects[effects["role"] == "primary"]
+        assert set(zip(chosen["model"], chosen["source"], chosen["prompt"], chosen["effect"])) == {(m, "", prompt, INTERACTION) for m in ("m", "n")}
+        assert chosen["p_adjusted"].tolist() == pytest.approx(holm(chosen["p_value"].tolist()))
+        per_source = comparisons.notes[comparisons.notes["source"] != ""]
+        tested = per_source[per_source["holm_family"] != ""]
+        assert (per_source["role"] == "secondary").all() and len(tested) and tested["holm_family"].str.startswith("secondary: Holm over").all()
+        family = effects[(effects["source"] == "arb_Arab") & (effects["model"] == "m") & (effects["prompt"] == "direct") & effects["p_value"].notna()]
+        assert "relatedness" in set(family["effect"]) and family["p_adjusted"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
+    named = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness")).effects
+    assert (named.loc[named["effect"] == INTERACTION, "role"] == "secondary").all()
+    assert set(named.loc[named["role"] == "primary", "effect"]) == {"relatedness"}
     named = StatsSettings(bootstrap_samples=200, seed=1, primary=f"cot/{INTERACTION}")
-    effects = compare_study(items, study(), named).effects
-    interaction = effects[effects["effect"] == INTERACTION].set_index("prompt")["role"]
-    assert interaction.to_dict() == {"direct": "secondary", "cot": "primary"}
-    for source in ("arb_Arab", "pes_Arab"):
-        primary = effects[(effects["source"] == source) & (effects["role"] == "primary")]
-        assert set(zip(primary["prompt"], primary["effect"])) == {("direct", "relatedness")}
     single = synthetic_items(60, 0.0, seed=11, sources=("arb_Arab",))
     with pytest.raises(XltError, match=f"stats.primary: 'cot/{INTERACTION}' is not a tested effect"):
         compare_study(single, study(("arb_Arab",)), named)
@@ -180,7 +191,8 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
         provenance=provenance,
     )
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert summary.count("- fine-tuned on arb_Arab: m (primary test: direct prompt, fine-tuning gain)") == 1
+    assert summary.count("- fine-tuned on arb_Arab: m (secondary: direct prompt, fine-tuning gain)") == 1
+    assert summary.count("(primary test:") == 1  # the interaction alone
     assert summary.count("- fine-tuned on pes_Arab: m (secondary: cot prompt, chain-of-thought gain)") == 1
     interaction = comparisons.effects.set_index(["source", "prompt", "effect"]).loc[("", "direct", INTERACTION)]
     assert (

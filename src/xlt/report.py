@@ -104,8 +104,8 @@ def rows_by_source(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alpha: float) -> list[str]:
     """With several sources the interaction first (the design's test: primary under the
-    direct prompt); then per source (named when there are several) its primary test and
-    the secondary verdicts, as a single-source study's."""
+    direct prompt); then per source (named when there are several) its primary test, if
+    it has one (not where the interaction is primary), and the secondary verdicts."""
     parts = rows_by_source(effects)
     sources = [source for source in parts if source != ""]
     lines = []
@@ -115,7 +115,7 @@ def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alph
     for source in sources:
         rows, label = parts[source], f"fine-tuned on {source}: " if len(sources) > 1 else ""
         primary = primary_of(rows)
-        keys = [primary, *(key for key in VERDICT_EFFECTS if key != primary)]
+        keys = [*([primary] if primary else []), *(key for key in VERDICT_EFFECTS if key != primary)]
         lines += [label + verdict(rows, model, prompt, margin, effect, alpha) for prompt, effect in keys for model in models]
     return lines
 

@@ -21,8 +21,8 @@ import pandas as pd
 from scipy import optimize, special
 
 from .errors import XltError
-from .languages import Language
-from .paths import GENERATED_PROMPTS, PREDICTION_COLUMNS, VARIANTS
+from .languages import Language, language_table, source_languages
+from .paths import GENERATED_PROMPTS, PREDICTION_COLUMNS, finetuned_variants
 from .stattests import equivalence_p, expanded_confidence
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(64)
@@ -32,8 +32,8 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 @dataclass(frozen=True)
 class Scenario:
     """True accuracies of one model. Fine-tuning adds `ft_gain` everywhere,
-    `related_advantage` more on related targets and `script_advantage` more on targets
-    written in the source's script; chain-of-thought adds `cot_gain`;
+    `related_advantage` more on related targets (after the sources that carry it, see
+    simulate_cells) and `script_advantage` more on targets written in the source's script; chain-of-thought adds `cot_gain`;
     `language_gain_sd` gives every language its own fine-tuning gain on top, and
     `language_baseline_sd` its own baseline (logit scale around `baseline`, within
     10-80%).
@@ -70,12 +70,16 @@ class Scenario:
         return math.sqrt(self.item_sd**2 + self.item_language_sd**2 + self.passage_sd**2 + self.passage_cell_sd**2)
 
 
-def cell_accuracy(scenario: Scenario, language: Language, source_script: str, variant: str, prompt: str, language_gain: float = 0.0) -> float:
+def cell_accuracy(
+    scenario: Scenario, language: Language, source_script: str, variant: str, prompt: str, language_gain: float = 0.0, related: bool = True
+) -> float:
+    """True accuracy of one cell; `related`: whether this fine-tuned variant's source
+    carries the related-language advantage."""
     accuracy = scenario.baseline
-    if variant == "ft":
+    if variant != "base":
         accuracy += scenario.ft_gain + language_gain
         if language.is_target:
-            accuracy += scenario.related_advantage * (language.group == "related") + scenario.script_advantage * (language.script == source_script)
+            accuracy += scenario.related_advantage * related * (language.group == "related") + scenario.script_advantage * (language.script == source_script)
     if prompt == "cot":
         accuracy += scenario.cot_gain
     if not 0 < accuracy < 1:
@@ -94,12 +98,22 @@ def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np
     return rng.normal(0.0, sd, scenario.n_items // scenario.questions_per_passage)[scenario.passages] if sd else 0.0
 
 
+# One fine-tuned variant, `ft`, whose source carries the related-language advantage.
+SINGLE_SOURCE = {"ft": True}
+
+
 def simulate_cells(
-    scenario: Scenario, languages: dict[str, Language], rng: np.random.Generator, difficulty: np.ndarray | None = None
+    scenario: Scenario,
+    languages: dict[str, Language],
+    rng: np.random.Generator,
+    difficulty: np.ndarray | None = None,
+    variants: dict[str, bool] = SINGLE_SOURCE,
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """One model's items x cells matrix of 0/1 correctness and the (variant, prompt, lang)
     of each column. `difficulty` (one per item, passage part included) lets models share
-    their items."""
+    their items. `variants`: each fine-tuned variant and whether its source carries the
+    related-language advantage (study_variants); every one has the same `ft_gain` and
+    language gains, so what differs between sources is that advantage alone."""
     n = scenario.n_items
     if difficulty is None:
         difficulty = rng.normal(0.0, scenario.item_sd, n) + _passage_part(scenario, scenario.passage_sd, rng)
@@ -115,18 +129,22 @@ def simulate_cells(
             # intercepts come from a cache of at most a thousand values.
             shifted = special.expit(special.logit(scenario.baseline) + rng.normal(0.0, scenario.language_baseline_sd))
             own = scenario.with_(baseline=round(float(np.clip(shifted, 0.1, 0.8)), 3))
-        for variant in VARIANTS:
+        for variant in ("base", *variants):
             for prompt in GENERATED_PROMPTS:
-                intercept = _intercept(round(cell_accuracy(own, language, source_script, variant, prompt, language_gain), 12), scenario.spread)
+                accuracy = cell_accuracy(own, language, source_script, variant, prompt, language_gain, variants.get(variant, False))
+                intercept = _intercept(round(accuracy, 12), scenario.spread)
                 passage = _passage_part(scenario, scenario.passage_cell_sd, rng)
                 blocks.append(rng.random(n) < special.expit(intercept - translation - passage))
                 columns.append((variant, prompt, code))
     return np.column_stack(blocks).astype(float), columns
 
 
-def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, Language], seed: int = 0) -> pd.DataFrame:
+def simulate_predictions(
+    scenarios: dict[str, Scenario], languages: dict[str, Language], seed: int = 0, variants: dict[str, bool] = SINGLE_SOURCE
+) -> pd.DataFrame:
     """Predictions in the contract's columns for every model, variant, prompt and
-    language; the models answer the same items (their difficulties are shared)."""
+    language; the models answer the same items (their difficulties are shared).
+    `variants` as simulate_cells takes them (study_variants for a study's own)."""
     rng = np.random.default_rng(seed)
     sizes = {scenario.n_items for scenario in scenarios.values()}
     if len(sizes) != 1:
@@ -141,7 +159,7 @@ def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, La
     item_ids = [f"item{p:05d}#{q + 1}" for p, q in zip(first.passages, np.arange(n) % first.questions_per_passage)]
     frames = []
     for model, scenario in scenarios.items():
-        matrix, columns = simulate_cells(scenario, languages, rng, difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd)
+        matrix, columns = simulate_cells(scenario, languages, rng, difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd, variants)
         answer = 1 + np.arange(n) % 4
         for k, (variant, prompt, lang) in enumerate(columns):
             correct = matrix[:, k].astype(bool)
@@ -170,19 +188,49 @@ def simulate_predictions(scenarios: dict[str, Scenario], languages: dict[str, La
     return pd.concat(frames, ignore_index=True).loc[:, list(PREDICTION_COLUMNS)]
 
 
-def relatedness_trials(
-    scenario: Scenario, languages: dict[str, Language], trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250
-) -> pd.DataFrame:
-    """The fine-tuning relatedness effect (direct prompt; the default primary test) of
-    `trials` simulated studies of one model: one row per trial with estimate, ci_low,
-    ci_high, p_value (passage sign-flip) and equivalence_p, as effects.csv has them.
-    `clustered=False` is the question-level version (questions resampled and flipped as
-    if independent), kept for comparison; both see the same data for one seed. The
-    trials are computed a batch at a time with the primitives accuracy_effect uses
-    (tests/test_simulation.py checks the two agree). Trials share one bootstrap and
-    sign-flip draw, which is harmless: each trial's items are new."""
-    from .stats import FT_DIRECT, ModelCells
+def study_variants(study: dict) -> dict[str, bool]:
+    """Each fine-tuned variant of `study` (a config) and whether its source carries the
+    related-language advantage: the one source of a single-source study, else the
+    sources of the related families (a planted advantage is then an interaction)."""
+    sources = source_languages(study)
+    return {
+        variant: len(sources) == 1 or study["languages"][source]["family"] in study["related_families"]
+        for source, variant in finetuned_variants(sources).items()
+    }
 
+
+def primary_name(study: dict) -> str:
+    """The study's automatic primary test (stats.primary auto) as prompt/effect: the
+    interaction under the direct prompt with several sources, else the relatedness
+    effect under the direct prompt."""
+    from .verdict import INTERACTION
+
+    return f"direct/{INTERACTION}" if len(source_languages(study)) > 1 else "direct/relatedness"
+
+
+def primary_weights(cells, study: dict) -> np.ndarray:
+    """The weights over one model's cells (ModelCells) whose sum is primary_name's effect."""
+    from .sources import interaction_weights
+    from .stats import FT_DIRECT
+
+    if len(source_languages(study)) > 1:
+        return interaction_weights(cells, study, "direct")
+    groups = cells.groups(FT_DIRECT, language_table(study))
+    return cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"])
+
+
+def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250) -> pd.DataFrame:
+    """The study's primary test (primary_weights) on `trials` simulated studies of one
+    model: one row per trial with estimate, ci_low, ci_high, p_value (passage sign-flip)
+    and equivalence_p, as effects.csv has them. `clustered=False` is the question-level
+    version (questions resampled and flipped as if independent), kept for comparison;
+    both see the same data for one seed. The trials are computed a batch at a time with
+    the primitives accuracy_effect uses (tests/test_simulation.py checks the two agree).
+    Trials share one bootstrap and sign-flip draw, which is harmless: each trial's items
+    are new."""
+    from .stats import ModelCells
+
+    languages, variants = language_table(study), study_variants(study)
     rng = np.random.default_rng(seed)
     resampling = settings.resampling(scenario.passages if clustered else scenario.n_items)
     clusters = None if resampling.singletons else resampling.clusters
@@ -192,10 +240,8 @@ def relatedness_trials(
     for start in range(0, trials, batch):
         values = []
         for _ in range(min(batch, trials - start)):
-            matrix, columns = simulate_cells(scenario, languages, rng)
-            cells = ModelCells(matrix, {column: k for k, column in enumerate(columns)})
-            groups = cells.groups(FT_DIRECT, languages)
-            weights = cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"])
+            matrix, columns = simulate_cells(scenario, languages, rng, variants=variants)
+            weights = primary_weights(ModelCells(matrix, {column: k for k, column in enumerate(columns)}), study)
             values.append(matrix @ weights)
         values = np.array(values)
         low, high = np.quantile(values @ resampling.counts.T / sizes, [tail, 1 - tail], axis=1)
@@ -216,20 +262,20 @@ PASSAGE_CORRELATED = Scenario(questions_per_passage=2, passage_sd=0.5, passage_c
 VERSIONS = {"passage": True, "question-level": False}
 
 
-def operating_characteristics(
-    languages: dict[str, Language], settings, trials: int, n_items: int = 200, base: Scenario = PASSAGE_CORRELATED, seed: int = 0
-) -> pd.DataFrame:
-    """False-positive rate and power of the relatedness test (passage sign-flip), coverage
-    of its interval, and the TOST's false-equivalence rate at the margin and its power,
-    each with its Monte-Carlo standard error; and the same for the question-level
-    version on the same data, for comparison."""
+def operating_characteristics(study: dict, settings, trials: int, n_items: int = 200, base: Scenario = PASSAGE_CORRELATED, seed: int = 0) -> pd.DataFrame:
+    """False-positive rate and power of the study's primary test (passage sign-flip; the
+    relatedness effect, or with several sources their interaction), coverage of its
+    interval, and the TOST's false-equivalence rate at the margin and its power, each
+    with its Monte-Carlo standard error; and the same for the question-level version on
+    the same data, for comparison."""
     alpha = settings.alpha
     margin = settings.equivalence_margin
     advantages = {"no effect": 0.0, "10-point advantage": 0.10, "advantage = margin": margin}
+    test = primary_name(study)
     rows = []
     for version, clustered in VERSIONS.items():
         results = {
-            name: relatedness_trials(base.with_(n_items=n_items, related_advantage=advantage), languages, trials, settings, seed + k, clustered)
+            name: primary_trials(base.with_(n_items=n_items, related_advantage=advantage), study, trials, settings, seed + k, clustered)
             for k, (name, advantage) in enumerate(advantages.items())
         }
         covered = {name: (frame.ci_low <= advantages[name]) & (advantages[name] <= frame.ci_high) for name, frame in results.items()}
@@ -245,6 +291,7 @@ def operating_characteristics(
             rows.append(
                 {
                     "version": version,
+                    "test": test,
                     "check": check,
                     "scenario": scenario,
                     "n_items": n_items,
@@ -264,7 +311,6 @@ def main(argv: list[str] | None = None) -> None:
     import time
 
     from .config import load_config
-    from .languages import language_table
     from .stats import StatsSettings
 
     parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
@@ -277,9 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     started = time.perf_counter()
     base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
-    table = operating_characteristics(language_table(config), StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed)
+    table = operating_characteristics(config, StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed)
     print(table.to_markdown(index=False, floatfmt=".4f"))
-    print(f"\n{args.trials} trials per scenario and version in {time.perf_counter() - started:.0f} s")
+    print(f"\n{args.trials} trials per scenario and version of {primary_name(config)} in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

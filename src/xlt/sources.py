@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
 from .errors import XltError
 from .languages import language_table, source_languages
 from .paths import SOURCE_COLUMN, finetuned_variants
-from .stats import Comparison, Comparisons, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness
+from .stats import Comparison, Comparisons, ModelCells, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness
 from .stattests import holm
 from .verdict import INTERACTION
 
@@ -55,13 +56,36 @@ def interaction_primary_prompt(settings: StatsSettings) -> str | None:
     return prompt if effect == INTERACTION else None
 
 
-def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) -> list[Row]:
-    """Per model and prompt: (related − control fine-tuning gain | sources of the related
-    families) − (the same | sources outside them), each side averaged over its sources."""
+def interaction_sides(study: dict) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(sources of the related families, sources outside them, related targets, control
+    targets) of the interaction; it exists when none of the four is empty."""
+    sources = source_languages(study)
+    inside = [source for source in sources if study["languages"][source]["family"] in study["related_families"]]
+    return inside, [source for source in sources if source not in inside], *interaction_targets(study)
+
+
+def interaction_weights(cells: ModelCells, study: dict, prompt: str) -> np.ndarray | None:
+    """Weights over one model's cells whose sum is the interaction under `prompt`: (related
+    − control fine-tuning gain | sources of the related families) − (the same | sources
+    outside them), each side averaged over its sources; None where a cell is missing or
+    the study has no such sources or targets."""
     variants = finetuned_variants(source_languages(study))
-    inside = [source for source in variants if study["languages"][source]["family"] in study["related_families"]]
-    outside = [source for source in variants if source not in inside]
-    related, control = interaction_targets(study)
+    inside, outside, related, control = interaction_sides(study)
+    if not (inside and outside and related and control):
+        return None
+    comparisons = {source: Comparison("ft_gain", "", prompt, (variants[source], prompt), ("base", prompt)) for source in variants}
+    needed = [(*cell, code) for comparison in comparisons.values() for cell in (comparison.after, comparison.before) for code in related + control]
+    if not all(column in cells.columns for column in needed):
+        return None
+    return sum(cells.contrast_weights(comparisons[source], related, control) for source in inside) / len(inside) - sum(
+        cells.contrast_weights(comparisons[source], related, control) for source in outside
+    ) / len(outside)
+
+
+def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) -> list[Row]:
+    """Per model and prompt: the interaction (interaction_weights) with its interval,
+    sign-flip p and TOST, as accuracy_effect computes them."""
+    inside, outside, related, control = interaction_sides(study)
     if not (inside and outside and related and control):
         return []
     cells, passages = correctness(items)
@@ -70,13 +94,9 @@ def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) 
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
         for prompt in ("direct", "cot"):
-            comparisons = {source: Comparison("ft_gain", "", prompt, (variants[source], prompt), ("base", prompt)) for source in variants}
-            needed = [(*cell, code) for comparison in comparisons.values() for cell in (comparison.after, comparison.before) for code in related + control]
-            if not all(column in model_cells.columns for column in needed):
+            weights = interaction_weights(model_cells, study, prompt)
+            if weights is None:
                 continue
-            weights = sum(model_cells.contrast_weights(comparisons[source], related, control) for source in inside) / len(inside) - sum(
-                model_cells.contrast_weights(comparisons[source], related, control) for source in outside
-            ) / len(outside)
             row = accuracy_effect(context, prompt, INTERACTION, weights)
             row.notes.append(
                 f"(related {'+'.join(related)} minus control {'+'.join(control)} fine-tuning gain) after {'+'.join(inside)} "
@@ -107,13 +127,16 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
             f"predictions of variant {unknown[0]}, which the config's source languages ({', '.join(sources)}) do not make; "
             f"expected {', '.join(['base', *variants.values()])}"
         )
-    # Each source's rows are a single-source study's: a primary naming the interaction
-    # (a cross-source row) leaves them their own automatic primary test.
+    # Each source's rows are a single-source study's, except that where the interaction
+    # is the primary test they are all secondary: one primary test per model. Where the
+    # config names the interaction and the study has none (no source outside the related
+    # families, or a cell missing), each source keeps its automatic primary test.
+    rows = interaction_rows(items, study, settings) if len(sources) > 1 else []
+    interaction_primary = any(row.role == "primary" for row in rows)
     per_source = replace(settings, primary="auto") if len(sources) > 1 and interaction_primary_prompt(settings) and settings.primary != "auto" else settings
-    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), per_source) for source in sources}
+    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), per_source, not interaction_primary) for source in sources}
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
     notes = [_tagged(part.notes, source, 2) for source, part in parts.items()]
-    rows = interaction_rows(items, study, settings) if len(sources) > 1 else []
     if rows:
         columns = [column for column in effects[0].columns if column != SOURCE_COLUMN]
         effects.append(_tagged(pd.DataFrame([{column: getattr(row, column) for column in columns} for row in rows], columns=columns), ""))

@@ -600,11 +600,12 @@ def primary_key(setting: str, rows: list[Row]) -> tuple[str, str]:
     return prompt, effect
 
 
-def _adjust(rows: list[Row], primary: tuple[str, str]) -> None:
+def _adjust(rows: list[Row], primary: tuple[str, str] | None) -> None:
     """The primary test (one per model) carries the verdict: Holm across models over
     the primary tests only, for its p-value and, separately, its TOST p-value. Every
     other test is secondary: Holm within one model and prompt over its secondary tests,
-    a guide to what stands out rather than a claim."""
+    a guide to what stands out rather than a claim. `primary` None: every row is
+    secondary (the primary test is elsewhere, as the interaction of several sources)."""
     chosen = [row for row in rows if (row.prompt, row.effect) == primary and row.model != POOLED and np.isfinite(row.p_value)]
     for row, adjusted, equivalence in zip(chosen, holm([row.p_value for row in chosen]), holm([row.equivalence_p for row in chosen])):
         row.role, row.p_adjusted, row.equivalence_p_adjusted = "primary", adjusted, equivalence
@@ -617,9 +618,10 @@ def _adjust(rows: list[Row], primary: tuple[str, str]) -> None:
 
 
 def effects_table(
-    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
+    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling, with_primary: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """effects.csv and its notes (method, Holm family, reasons for gaps)."""
+    """effects.csv and its notes (method, Holm family, reasons for gaps); with_primary
+    False: every row secondary (compare)."""
     rows, absent = [], []
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
@@ -631,7 +633,7 @@ def effects_table(
             absent += missing
     for comparison in COMPARISONS:
         rows += pooled_effects(cells, comparison, languages, settings, resampling)
-    _adjust(rows, primary_key(settings.primary, rows))
+    _adjust(rows, primary_key(settings.primary, rows) if with_primary else None)
     effects = pd.DataFrame([{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS))
     notes = pd.DataFrame(
         [
@@ -882,14 +884,16 @@ class Comparisons:
     notes: pd.DataFrame
 
 
-def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings) -> Comparisons:
-    """effects.csv, alignment.csv, gains.csv and notes.csv from item-level predictions."""
+def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings, with_primary: bool = True) -> Comparisons:
+    """effects.csv, alignment.csv, gains.csv and notes.csv from item-level predictions.
+    with_primary False: no row is the primary test (one source of several, whose
+    primary test is their interaction); every row is secondary."""
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
     cells, passages = correctness(with_forced_cells(items))
     resampling = settings.resampling(passages.index)
-    effects, effect_notes = effects_table(cells, languages, settings, resampling)
+    effects, effect_notes = effects_table(cells, languages, settings, resampling, with_primary)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)
     notes = pd.concat([effect_notes, alignment_notes], ignore_index=True)
     if not passages.keyed:

@@ -28,12 +28,13 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def primary_of(effects: pd.DataFrame) -> tuple[str, str]:
-    """(prompt, effect) of the primary rows of effects.csv."""
+def primary_of(effects: pd.DataFrame) -> tuple[str, str] | None:
+    """(prompt, effect) of the primary rows of effects.csv; None where every row is
+    secondary (one source's rows, where the interaction of several is the primary test)."""
     if "role" not in effects:
         return LEGACY_PRIMARY
     chosen = effects[effects["role"] == "primary"]
-    return (str(chosen["prompt"].iloc[0]), str(chosen["effect"].iloc[0])) if len(chosen) else LEGACY_PRIMARY
+    return (str(chosen["prompt"].iloc[0]), str(chosen["effect"].iloc[0])) if len(chosen) else None
 
 
 def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effect: str = "relatedness", alpha: float = 0.05) -> str:

@@ -94,6 +94,7 @@ def _json_line(record: dict) -> str:
 
 def _extract_json_lines(args) -> None:
     from .extract import ANSWER_WORDS, extract_choice
+    from .jsonline import parse_json_line
 
     with ExitStack() as files:
         source = getattr(sys.stdin, "buffer", sys.stdin) if args.input == "-" else files.enter_context(_open_input(args.input))
@@ -101,10 +102,7 @@ def _extract_json_lines(args) -> None:
         for number, line in _numbered_lines(source, args.input):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise XltError(f"{args.input}: line {number}: not JSON ({error.msg})") from None
+            record = parse_json_line(line, f"{args.input}: line {number}")
             if not isinstance(record, dict) or not isinstance(record.get("output"), str):
                 raise XltError(f"{args.input}: line {number}: field output is missing or not text")
             options = record.get("options")

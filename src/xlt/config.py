@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -78,7 +79,14 @@ def validate_config(config: dict, source: str = "config") -> dict:
             "number": lambda checker, instance: isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance),
         }
     )
-    validator_class = validators.extend(base, {"properties": set_defaults}, type_checker=type_checker)
+
+    # A pattern's `$` ends the text, as in JSON Schema's regular expressions: Python's
+    # re.search would let `$` match before a final line break ("m1\n" a model name).
+    def whole_text_pattern(validator, pattern, instance, schema):
+        if validator.is_type(instance, "string") and not re.search(re.sub(r"\$$", r"\\Z", pattern), instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+    validator_class = validators.extend(base, {"properties": set_defaults, "pattern": whole_text_pattern}, type_checker=type_checker)
     try:
         validator_class(load_schema()).validate(config)
     except jsonschema.ValidationError as error:

@@ -4,7 +4,6 @@ training in every language."""
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import pandas as pd
 
 from .errors import XltError
 from .invisible import INVISIBLE
+from .jsonline import parse_json_line
 
 BELEBELE_FIELDS = (
     "link",
@@ -86,10 +86,7 @@ def read_jsonl(path: Path) -> pd.DataFrame:
     for number, line in enumerate(_LINE_END.split(text), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise XltError(f"{path}: line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
+        record = parse_json_line(line, f"{path}: line {number}")
         if not isinstance(record, dict):
             raise XltError(f"{path}: line {number}: expected a JSON object with the Belebele fields, found {type(record).__name__}")
         for field, value in record.items():

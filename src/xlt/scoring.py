@@ -78,6 +78,8 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
 
 
 def _read(path) -> pd.DataFrame:
+    if not Path(path).is_file():  # pyarrow would read a folder as a dataset, and wait on a fifo
+        raise XltError(f"{path}: is a folder or a device, not a parquet file")
     try:
         return pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for a damaged or foreign file

@@ -63,5 +63,9 @@ def read_yaml(path: str | Path, what: str):
         raise XltError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); save the file as UTF-8") from None
     except _Refused as error:
         raise XltError(f"{path}: {error}") from None
+    except RecursionError:
+        raise XltError(f"{path}: not valid YAML for xlt: nested too deeply to read (settings need a few levels)") from None
+    except ValueError as error:  # a value PyYAML cannot build: an integer of thousands of digits, 2001-02-30
+        raise XltError(f"{path}: not valid YAML: {str(error).split(';')[0]}") from None
     except yaml.YAMLError as error:
         raise XltError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None

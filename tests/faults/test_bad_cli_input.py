@@ -60,7 +60,7 @@ def test_extract_stops_at_a_bad_line_and_writes_no_output(tmp_path, capsys):
     source.write_text(json.dumps(good) + "\n" + '{"output": "A"' + "\n")
     target = tmp_path / "parsed.jsonl"
     assert main(["extract", str(source), "-o", str(target)]) == 2
-    assert capsys.readouterr().err == f"xlt: error: {source}: line 2: not JSON (Expecting ',' delimiter)\n"
+    assert capsys.readouterr().err == f"xlt: error: {source}: line 2: not valid JSON (Expecting ',' delimiter at column 15)\n"
     assert list(tmp_path.iterdir()) == [source]
 
 
@@ -139,3 +139,25 @@ def test_extract_input_that_is_not_utf8_or_a_folder(tmp_path, capsys):
     assert _one_line(capsys) == f"{source}: line 2: not UTF-8 text; save the file as UTF-8"
     assert main(["extract", str(tmp_path)]) == 2
     assert _one_line(capsys) == f"{tmp_path}: is a folder, not a JSON-lines file"
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+        ("9" * 5000, "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"),
+    ],
+    ids=["nested too deeply", "integer of 5000 digits"],
+)
+def test_extract_a_json_line_python_cannot_read(tmp_path, capsys, value, reason):
+    source = tmp_path / "outputs.jsonl"
+    source.write_text('{"output": "Answer: B", "x": ' + value + "}\n")
+    assert main(["extract", str(source)]) == 2
+    assert _one_line(capsys) == f"{source}: line 1: not valid JSON ({reason})"
+
+
+def test_compare_a_cell_that_is_a_folder(tmp_path, capsys):
+    cell = tmp_path / "predictions" / "m1" / "base" / "direct" / "arb_Arab.parquet"
+    cell.mkdir(parents=True)
+    assert _compare(tmp_path, REPO / "config" / "config.yaml") == 2
+    assert _one_line(capsys) == f"{cell}: is a folder or a device, not a parquet file"

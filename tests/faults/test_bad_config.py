@@ -159,6 +159,30 @@ CASES = {
         lambda c: c["languages"]["arb_Arab"].update(script="Hebr"),
         "languages.arb_Arab.script: 'Hebr' is not the script of the code arb_Arab (Arab)",
     ),
+    "model name ending in a line break": (
+        lambda c: _rename_model(c, "tiny-dense\n"),
+        f"models: 'tiny-dense\\n' is not allowed: {MODEL_NAME_RULE}",
+    ),
+    "language code ending in a line break": (
+        lambda c: c["languages"].update({"eng_Latn\n": c["languages"].pop("eng_Latn")}),
+        "languages: 'eng_Latn\\n' is not allowed: a FLORES-200 code, language_Script, e.g. arb_Arab, heb_Hebr, eng_Latn",
+    ),
+    "hub id ending in a line break": (
+        lambda c: _use_hub_id(c, "Qwen/Qwen3-4B\n"),
+        "models.tiny-dense.id: 'Qwen/Qwen3-4B\\n' is not allowed: a Hub id, owner/name (letters, digits, '.', '_', '-'), e.g. Qwen/Qwen3-4B",
+    ),
+    "template outside the templates folder": (
+        lambda c: c["languages"]["heb_Hebr"].update(template="../../etc/passwd"),
+        "languages.heb_Hebr.template: '../../etc/passwd' is not allowed: prompt template to use (a language code under prompts.templates: letters, digits, '.', '_', '-'); default: the language's own",
+    ),
+    "empty module name to adapt": (
+        lambda c: _dense(c)["finetune"].update(lora={"target_modules": [""]}),
+        "models.tiny-dense.finetune.lora.target_modules: [''] is not allowed: '' should be non-empty; or [''] is not of type 'string'; or [''] is not one of ['all-linear', 'attention']",
+    ),
+    "optimizer steps beyond reason": (
+        lambda c: _dense(c)["finetune"].update(max_steps=10**30),
+        f"models.tiny-dense.finetune.max_steps: {10**30} is greater than the maximum of 1000000000",
+    ),
     "model path that does not exist": (
         lambda c: _dense(c).update(path="/nonexistent/tiny dense"),
         "models.tiny-dense.path: /nonexistent/tiny dense does not exist (a checkpoint folder or a .gguf file)",

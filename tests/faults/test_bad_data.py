@@ -107,6 +107,7 @@ CASES = {
         "row 4: duplicate (link, question_number) = (https://example.invalid/001, 1), first in row 3",
     ),
     "line that is not JSON": (_replace_line(4, '{"link": "x",'), "line 4: not valid JSON (Expecting property name enclosed in double quotes at column 14)"),
+    "line nested too deeply": (_replace_line(4, '{"link": ' + "[" * 100_000 + "]" * 100_000 + "}"), "line 4: not valid JSON (nested too deeply to read)"),
     "line that is not an object": (_replace_line(2, "[1, 2, 3]"), "line 2: expected a JSON object with the Belebele fields, found list"),
     "empty file": (lambda records: [], "no rows"),
     "item missing in one language": (

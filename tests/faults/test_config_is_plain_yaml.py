@@ -2,11 +2,16 @@
 aliases (alias bombs), no duplicate keys. `xlt` refuses them when it reads a config;
 the workflow reads each --configfile again the same way and stops before any job.
 
-What remains (Snakemake's, not xlt's): Snakemake loads --configfile through YTE
-before the Snakefile runs, so a config with `__use_yte__: true` has run its
-expressions by the time xlt refuses it. A config file is code, like the Snakefile."""
+The default config (config/config.yaml, no --configfile) is read this way before
+Snakemake's `configfile:` loads it, so its YTE never runs. What remains (Snakemake's,
+not xlt's): Snakemake loads --configfile through YTE before the Snakefile runs, so such
+a config with `__use_yte__: true` has run its expressions by the time xlt refuses it.
+A config file is code, like the Snakefile."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from faultlib import REPO, files_under
@@ -46,6 +51,22 @@ def _config_text(tmp_path, case) -> tuple[str, int]:
     return text + added.replace("{marker}", str(tmp_path / "PWNED")), text.count("\n") + 1
 
 
+@pytest.mark.parametrize(
+    "added, message",
+    [
+        ("deep: " + "[" * 100_000 + "]" * 100_000 + "\n", "not valid YAML for xlt: nested too deeply to read (settings need a few levels)"),
+        ("big: " + "9" * 5000 + "\n", "not valid YAML: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"),
+    ],
+    ids=["nested too deeply", "integer of 5000 digits"],
+)
+def test_yaml_python_cannot_build_is_one_line(tmp_path, added, message):
+    configfile = tmp_path / "my.yaml"
+    configfile.write_text("stats: {seed: 1}\n" + added, encoding="utf-8")
+    with pytest.raises(XltError) as error:
+        load_config(configfile)
+    assert str(error.value) == f"{configfile}: {message}"
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_xlt_refuses_it(tmp_path, case):
     text, line = _config_text(tmp_path, case)
@@ -79,6 +100,30 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
     # Snakemake evaluated the YTE expression when it loaded the file, before xlt could
     # refuse it: what the README says remains.
     assert (tmp_path / "PWNED").exists() == (case == "YTE")
+
+
+@pytest.mark.parametrize("case", ["YTE", "Python tag"])
+def test_the_default_config_is_refused_before_snakemake_loads_it(tmp_path, case):
+    text, _ = _config_text(tmp_path, case)
+    workdir = tmp_path / "run"
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_text(text, encoding="utf-8")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "-n"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+    shown = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"config/config.yaml: line {text.count(chr(10))}: {CASES[case][1]}" in shown.splitlines() or (
+        f"config/config.yaml: {CASES[case][1]}" in shown.splitlines()
+    ), shown[-2000:]
+    assert "Traceback" not in shown
+    assert not (tmp_path / "PWNED").exists()
+    assert files_under(workdir / "results") == []
 
 
 def test_a_template_missing_a_key_stops_planning(tmp_path):

@@ -5,10 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# The workflow's own src/ first, so it runs the same code whether or not xlt is
-# installed in the environment that runs Snakemake (or a job's conda environment).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-
+# The Snakefile put the workflow's own src/ first on sys.path.
 from xlt import paths
 from xlt.config import check_files, read_config_file, validate_config
 from xlt.errors import XltError

@@ -463,7 +463,7 @@ def test_cli_runs_as_a_command(tmp_path):
 @pytest.mark.parametrize(
     ("lines", "arguments", "message"),
     [
-        ('{"output": "Answer: B"}\nnot json\n', [], "in.jsonl: line 2: not JSON"),
+        ('{"output": "Answer: B"}\nnot json\n', [], "in.jsonl: line 2: not valid JSON"),
         ('{"text": "Answer: B"}\n', [], "in.jsonl: line 1: field output is missing or not text"),
         ('{"output": "Answer: B", "options": ["a", "b"]}\n', [], "in.jsonl: line 1: field options must be a list of 4 strings"),
         ("", ["--options", "a", "b"], "--options goes with --text"),

@@ -86,14 +86,17 @@ def test_an_ellipsis_still_leads_to_the_label():
 
 def test_every_invisible_character_is_dropped():
     """All of Unicode's format characters (category Cf, as of Unicode 15: the list may
-    name some that this Python's older tables leave unassigned) and the grapheme joiner."""
+    name some that this Python's older tables leave unassigned), the grapheme joiner and the
+    variation selectors."""
     format_characters = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"}
     assert format_characters <= set(INVISIBLE)
     assert {unicodedata.category(c) for c in set(INVISIBLE) - format_characters} <= {"Cn", "Mn"}
-    assert [c for c in INVISIBLE if unicodedata.category(c) == "Mn"] == ["\u034f"]
+    variation_selectors = [chr(c) for c in [*range(0x180B, 0x180E), 0x180F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]]
+    assert all("VARIATION SELECTOR" in unicodedata.name(c) for c in variation_selectors)
+    assert sorted(c for c in INVISIBLE if unicodedata.category(c) == "Mn") == sorted(["\u034f", *variation_selectors])
 
 
-@pytest.mark.parametrize("invisible", ["\u2060", "\u00ad", "\u034f", "\u180e", "\u200d", "\u2063", "\U000e0041"])
+@pytest.mark.parametrize("invisible", ["\u2060", "\u00ad", "\u034f", "\u180e", "\u200d", "\u2063", "\U000e0041", "\ufe0f", "\U000e0100", "\u180b"])
 def test_an_invisible_character_before_the_colon_is_ignored(invisible):
     assert extract(f"Answer{invisible}: B").choice == 2
     assert extract(f"الإجابة{invisible}: ب").choice == 2

@@ -70,15 +70,24 @@ def _extract_text(args) -> None:
 
 
 def _numbered_lines(source, name: str):
-    """(number, text) of each line of a binary stream split at LF only (U+2028 inside a
-    JSON string is text), decoded one by one so bytes that are not UTF-8 name their line."""
-    for number, line in enumerate(source, start=1):
+    """(number, text) of each line of a binary stream, decoded one by one so bytes that
+    are not UTF-8 name their line. Lines end at LF, CRLF or CR, as data.read_jsonl reads
+    them (U+2028 inside a JSON string is text)."""
+    numbered = enumerate((line for chunk in source for line in _split_at_line_ends(chunk)), start=1)
+    for number, line in numbered:
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
                 raise XltError(f"{name}: line {number}: not UTF-8 text; save the file as UTF-8") from None
         yield number, line
+
+
+def _split_at_line_ends(chunk):
+    """The lines of one chunk a stream yields (text up to and with its LF): a CRLF is one
+    line end, and a CR alone ends a line too."""
+    lf, cr = (b"\n", b"\r") if isinstance(chunk, bytes) else ("\n", "\r")
+    return chunk.removesuffix(lf).removesuffix(cr).split(cr) if chunk.endswith(lf) else chunk.split(cr)
 
 
 def _json_line(record: dict) -> str:

@@ -161,3 +161,14 @@ def test_compare_a_cell_that_is_a_folder(tmp_path, capsys):
     cell.mkdir(parents=True)
     assert _compare(tmp_path, REPO / "config" / "config.yaml") == 2
     assert _one_line(capsys) == f"{cell}: is a folder or a device, not a parquet file"
+
+
+def test_extract_reads_lines_ended_by_cr_or_crlf(tmp_path, capsys):
+    """As data preparation reads JSON lines: LF, CRLF or a CR alone ends a line."""
+    source = tmp_path / "outputs.jsonl"
+    source.write_bytes(b'{"output": "Answer: B"}\r{"output": "Answer: C"}\r\n\r\n{"output": "Answer: D\xe2\x80\xa8"}\n{"output": "x"\r')
+    assert main(["extract", str(source)]) == 2
+    assert _one_line(capsys) == f"{source}: line 5: not valid JSON (Expecting ',' delimiter at column 15)"
+    source.write_bytes(source.read_bytes().removesuffix(b'{"output": "x"\r'))
+    assert main(["extract", str(source)]) == 0
+    assert [json.loads(line)["parsed_choice"] for line in capsys.readouterr().out.split("\n")[:-1]] == [2, 3, 4]

@@ -12,7 +12,8 @@ import pytest
 from xlt.cli import main
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS, SOURCE_COLUMN
-from xlt.simulate import Scenario, simulate_predictions
+from xlt.simulate import PASSAGE_CORRELATED, Scenario, simulate_predictions
+from xlt.sources import INTERACTION
 
 CONFIG = {
     "languages": {
@@ -128,3 +129,37 @@ def test_compare_names_an_unreadable_file(tree, tmp_path, capsys):
     path.write_text("item_id,correct\n1,true\n")
     assert run(tree, tmp_path / "stats") == 2
     assert f"{path}: not a readable parquet file" in capsys.readouterr().err
+
+
+def write_tree(root, frame):
+    for (model, variant, prompt, lang), rows in frame.groupby(["model", "variant", "prompt", "lang"]):
+        path = root / model / variant / prompt / f"{lang}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(path, index=False)
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_compare_finds_a_planted_interaction_in_passage_correlated_trees_and_no_common_advantage(tmp_path, planted):
+    """Two questions per passage with passage effects (xlt.simulate's PASSAGE_CORRELATED),
+    the default study's two sources: a Semitic advantage after Arabic alone is the
+    interaction, found by the primary test of both models; the same advantage after
+    either source is about the targets, not the source, and the primary test finds
+    nothing although each source's relatedness row does. One primary row per model."""
+    from test_sources import study
+
+    config = {**study(), "models": {"m1": {"id": "org/m1"}, "m2": {"id": "org/m2"}}, "data": {}, "stats": {"bootstrap_samples": 500}}
+    variants = {"ft-arb_Arab": True, "ft-pes_Arab": not planted}
+    scenarios = {model: PASSAGE_CORRELATED.with_(n_items=160, baseline=0.4 + 0.1 * k, related_advantage=0.25) for k, model in enumerate(("m1", "m2"))}
+    write_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(config), seed=21, variants=variants))
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    assert run((tmp_path / "predictions", tmp_path / "config.yaml"), tmp_path / "stats") == 0
+    effects = pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
+    notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
+    primary = effects[effects["role"] == "primary"]
+    assert set(zip(primary["model"], primary[SOURCE_COLUMN], primary["prompt"], primary["effect"])) == {(m, "", "direct", INTERACTION) for m in ("m1", "m2")}
+    assert (notes["role"] == "primary").sum() == 2
+    assert "bootstrap over passages" in notes.loc[notes["effect"] == INTERACTION, "method"].iloc[0]
+    found = primary["p_adjusted"].astype(float) < 0.05
+    assert found.all() if planted else not found.any()
+    arabic = effects[(effects[SOURCE_COLUMN] == "arb_Arab") & (effects["prompt"] == "direct") & (effects["effect"] == "relatedness")]
+    assert (arabic["role"] == "secondary").all() and (arabic["estimate"].astype(float) > 0.1).all()

@@ -51,6 +51,8 @@ def _extract(args) -> None:
         raise XltError("--options goes with --text; JSON lines carry their own options")
     if args.data is not None and not args.input.endswith(".parquet"):
         raise XltError("--data goes with a predictions .parquet input; JSON lines carry their own options")
+    if args.output and args.output.endswith(".parquet") and (args.text is not None or not args.input.endswith(".parquet")):
+        raise XltError(f"-o {args.output}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input")
     if args.text is not None:
         _extract_text(args)
     elif args.input.endswith(".parquet"):

@@ -36,6 +36,14 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
         wrong = frame.index[frame[column].astype(str) != value]
         if len(wrong):
             raise XltError(f"{origin}: column {column}, row {wrong[0] + 1}: {frame.at[wrong[0], column]!r} but the file's place in the layout says {value!r}")
+    bad = frame.index[~frame["raw_output"].map(lambda raw: isinstance(raw, str))]
+    if len(bad):
+        raise XltError(f"{origin}: column raw_output, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'raw_output'])}; allowed: text (the model's output)")
+    for column in ("n_prompt_tokens", "n_output_tokens"):
+        count = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame.index[frame[column].notna() & ~((count >= 0) & (count % 1 == 0))]
+        if len(bad):
+            raise XltError(f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: a whole number from 0, or null")
     parsed = pd.to_numeric(frame["parsed_choice"], errors="coerce")
     bad = frame.index[(frame["parsed_choice"].notna() & ~parsed.isin([1, 2, 3, 4]))]
     if len(bad):

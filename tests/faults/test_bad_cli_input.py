@@ -172,3 +172,28 @@ def test_extract_reads_lines_ended_by_cr_or_crlf(tmp_path, capsys):
     source.write_bytes(source.read_bytes().removesuffix(b'{"output": "x"\r'))
     assert main(["extract", str(source)]) == 0
     assert [json.loads(line)["parsed_choice"] for line in capsys.readouterr().out.split("\n")[:-1]] == [2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "column, value, allowed",
+    [("raw_output", None, "None; allowed: text (the model's output)"), ("n_output_tokens", -5, "-5; allowed: a whole number from 0, or null")],
+)
+def test_extract_a_predictions_row_that_breaks_the_contract(tmp_path, capsys, column, value, allowed):
+    import pandas as pd
+
+    predictions = tmp_path / "arb_Arab.parquet"
+    row = {"item_id": "l#1", "lang": "arb_Arab", "model": "m", "variant": "base", "prompt": "cot", "raw_output": "Answer: B", "parsed_choice": 2}
+    row |= {"answer": 2, "correct": True, "n_prompt_tokens": 10, "n_output_tokens": 3, column: value}
+    pd.DataFrame([row]).to_parquet(predictions)
+    assert main(["extract", str(predictions), "-o", str(tmp_path / "out.parquet")]) == 2
+    assert _one_line(capsys) == f"{predictions}: column {column}, row 1: {allowed}"
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_extract_json_lines_to_a_parquet_name(tmp_path, capsys):
+    source = tmp_path / "outputs.jsonl"
+    source.write_text(json.dumps({"output": "Answer: B"}) + "\n")
+    assert main(["extract", str(source), "-o", str(tmp_path / "parsed.parquet")]) == 2
+    assert (
+        _one_line(capsys) == f"-o {tmp_path / 'parsed.parquet'}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
+    )

@@ -65,6 +65,13 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def _as_read(option: str) -> str:
+    """An option as a reader tells it from another: no invisible characters, any run of
+    white space (a no-break space too) one space. Case and compatibility forms (x², x2)
+    stay: a reader sees them differ."""
+    return " ".join(normalize_text(option).translate(_INVISIBLE).split())
+
+
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE))
@@ -159,11 +166,12 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
             raise XltError(f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1")
         if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
             raise XltError(f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4")
-        options = [normalize_text(getattr(row, field)) for field in OPTION_FIELDS]
+        options = [_as_read(getattr(row, field)) for field in OPTION_FIELDS]
         for later, option in enumerate(options[1:], start=2):
             if option in options[: later - 1]:
                 raise XltError(
-                    f"{origin}: row {position}: fields mc_answer{options.index(option) + 1} and mc_answer{later} are the same text ({option[:40]!r}); the four options must differ"
+                    f"{origin}: row {position}: fields mc_answer{options.index(option) + 1} and mc_answer{later} are the same text "
+                    f"({normalize_text(getattr(row, f'mc_answer{later}'))[:40]!r}, as read: invisible characters and kinds of space aside); the four options must differ"
                 )
     for field in TEXT_FIELDS + ("link", "dialect"):
         frame[field] = frame[field].map(normalize_text)

@@ -70,6 +70,14 @@ def _same_options(records):
     return _lines(records)
 
 
+def _options(first, third):
+    def mutate(records):
+        records[1]["mc_answer1"], records[1]["mc_answer3"] = first, third
+        return _lines(records)
+
+    return mutate
+
+
 def _answers_shifted(records):
     records[4]["correct_answer_num"] = "3"
     return _lines(records)
@@ -96,7 +104,14 @@ CASES = {
         _set(2, "flores_passage", "\u200b\u200d\u2060\u00ad"),
         "row 2: field flores_passage is empty (only invisible characters)",
     ),
-    "two identical options": (_same_options, "row 2: fields mc_answer1 and mc_answer3 are the same text ('1'); the four options must differ"),
+    "two identical options": (
+        _same_options,
+        "row 2: fields mc_answer1 and mc_answer3 are the same text ('1', as read: invisible characters and kinds of space aside); the four options must differ",
+    ),
+    "two options that differ only in what cannot be seen": (
+        _options("cat sat", "cat\u200b\u00a0sat"),
+        "row 2: fields mc_answer1 and mc_answer3 are the same text ('cat\\u200b\\xa0sat', as read: invisible characters and kinds of space aside); the four options must differ",
+    ),
     "answer as a letter": (_set(2, "correct_answer_num", "B"), "row 2: field correct_answer_num is 'B'; allowed: 1, 2, 3, 4"),
     "question number that is not a number": (
         _set(6, "question_number", "two"),

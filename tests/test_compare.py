@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_scoring import write_tree
 
 from xlt.cli import main
 from xlt.languages import language_table
@@ -129,13 +130,6 @@ def test_compare_names_an_unreadable_file(tree, tmp_path, capsys):
     path.write_text("item_id,correct\n1,true\n")
     assert run(tree, tmp_path / "stats") == 2
     assert f"{path}: not a readable parquet file" in capsys.readouterr().err
-
-
-def write_tree(root, frame):
-    for (model, variant, prompt, lang), rows in frame.groupby(["model", "variant", "prompt", "lang"]):
-        path = root / model / variant / prompt / f"{lang}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows.to_parquet(path, index=False)
 
 
 @pytest.mark.parametrize("planted", [True, False])

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_scoring import write_tree
 
 from xlt import report
 from xlt.cli import main
@@ -184,10 +185,7 @@ def test_compare_without_choice_cells_says_which_rows_are_missing(tmp_path):
     frame = _planted_format_gain(n_items=40)
     frame = frame[frame["prompt"] != "choice"].drop(columns=["forced_choice"])
     root = tmp_path / "predictions"
-    for (model, variant, prompt, lang), rows in frame.groupby(["model", "variant", "prompt", "lang"]):
-        path = root / model / variant / prompt / f"{lang}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows.loc[:, list(PREDICTION_COLUMNS)].to_parquet(path, index=False)
+    write_tree(root, frame.loc[:, list(PREDICTION_COLUMNS)])
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
     assert main(["compare", "--predictions", str(root), "--config", str(config), "--out", str(tmp_path / "stats")]) == 0

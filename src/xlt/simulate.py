@@ -203,9 +203,9 @@ def primary_name(study: dict) -> str:
     """The study's automatic primary test (stats.primary auto) as prompt/effect: the
     interaction under the direct prompt with several sources, else the relatedness
     effect under the direct prompt."""
-    from .verdict import INTERACTION
+    from .stats import AUTO_PRIMARY
 
-    return f"direct/{INTERACTION}" if len(source_languages(study)) > 1 else "direct/relatedness"
+    return "/".join(AUTO_PRIMARY[0] if len(source_languages(study)) > 1 else AUTO_PRIMARY[-1])
 
 
 def primary_weights(cells, study: dict) -> np.ndarray:

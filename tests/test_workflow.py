@@ -108,6 +108,22 @@ def test_every_job_runs_this_checkouts_xlt(repo, tiny_study):
         assert command.startswith(f"PYTHONPATH={repo / 'src'}" + "${PYTHONPATH:+:$PYTHONPATH} "), command[:200]
 
 
+def test_jobs_that_gate_others_start_first(repo):
+    """With cores to spare for only some jobs, fine-tuning (its variant's predict job
+    waits on it) starts first, then the base predict jobs, then the fine-tuned ones:
+    `snakemake -n` on the default config prints each job's priority (0 unprinted)."""
+    printed = snakemake_command(repo / "Snakefile", repo, repo / "config" / "config.yaml", "-n", "--forceall")
+    priorities = {}
+    for block in printed.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:] if line.startswith("    ") and ": " in line)
+        variant = "base" if "variant=base" in fields.get("wildcards", "") else "ft" if "variant=" in fields.get("wildcards", "") else None
+        priorities.setdefault((rule, variant), set()).add(int(fields.get("priority", 0)))
+    assert priorities[("finetune", None)] == {2}
+    assert priorities[("predict", "base")] == {1} and priorities[("predict", "ft")] == {0}
+    assert all(found == {0} for (rule, _), found in priorities.items() if rule not in ("finetune", "predict"))
+
+
 @pytest.mark.slow
 def test_two_sources_run_to_the_report_and_a_second_run_does_nothing(repo, tiny_models, tmp_path):
     """The default study's shape (an Arabic and an unrelated source) on the tiny dense

@@ -9,6 +9,7 @@ rule finetune:
         directory(ADAPTER),
     log:
         paths.LOGS["finetune"] if len(SOURCES) == 1 else paths.LOGS["finetune_source"],
+    priority: FINETUNE_PRIORITY
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("finetune", "threads")

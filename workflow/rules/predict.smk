@@ -13,6 +13,7 @@ rule predict:
         expand(paths.PREDICTIONS, prompt=paths.PROMPTS, lang=LANGS, allow_missing=True),
     log:
         paths.LOGS["predict"],
+    priority: predict_priority
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")

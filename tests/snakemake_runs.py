@@ -110,6 +110,13 @@ def planned_rules(snakefile: Path, workdir: Path, configfile: Path) -> Counter:
     return counts
 
 
+def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, its printed fields: wildcards, resources, priority, ...) for each job of a
+    dry run's output, local rules included."""
+    parts = re.split(r"^(?:local)?rule (\w+):$", dry_run_output, flags=re.MULTILINE)[1:]
+    return [(rule, dict(re.findall(r"^ +(\w+): (.*)$", body, flags=re.MULTILINE))) for rule, body in zip(parts[0::2], parts[1::2])]
+
+
 def rule_graph(dot: str) -> set[tuple[str, str]]:
     """(rule, rule it feeds) edges of `snakemake --rulegraph` output."""
     labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M))

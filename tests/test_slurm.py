@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake_runs import cli_command, write_test_config
+from snakemake_runs import cli_command, planned_jobs, write_test_config
 
 from xlt import paths
 
@@ -139,12 +138,7 @@ def gpu_test_config(repo: Path, workdir: Path, tiny_models: dict[str, Path]) -> 
 
 def planned_resources(dry_run_output: str) -> dict[str, str]:
     """'<rule> <wildcards>' -> resources, for each job of a dry run."""
-    parts = re.split(r"^(?:local)?rule (\w+):$", dry_run_output, flags=re.MULTILINE)[1:]
-    planned = {}
-    for rule, body in zip(parts[0::2], parts[1::2]):
-        fields = dict(re.findall(r"^ +(\w+): (.*)$", body, flags=re.MULTILINE))
-        planned[f"{rule} {fields.get('wildcards', '')}".strip()] = fields["resources"]
-    return planned
+    return {f"{rule} {fields.get('wildcards', '')}".strip(): fields["resources"] for rule, fields in planned_jobs(dry_run_output)}
 
 
 def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from snakemake_runs import rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command, tiny_config, write_config
+from snakemake_runs import planned_jobs, rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command, tiny_config, write_config
 
 from xlt.paths import (
     ACCURACY_COLUMNS,
@@ -114,9 +114,7 @@ def test_jobs_that_gate_others_start_first(repo):
     `snakemake -n` on the default config prints each job's priority (0 unprinted)."""
     printed = snakemake_command(repo / "Snakefile", repo, repo / "config" / "config.yaml", "-n", "--forceall")
     priorities = {}
-    for block in printed.split("\nrule ")[1:]:
-        rule = block.split(":", 1)[0]
-        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:] if line.startswith("    ") and ": " in line)
+    for rule, fields in planned_jobs(printed):
         variant = "base" if "variant=base" in fields.get("wildcards", "") else "ft" if "variant=" in fields.get("wildcards", "") else None
         priorities.setdefault((rule, variant), set()).add(int(fields.get("priority", 0)))
     assert priorities[("finetune", None)] == {2}

@@ -169,14 +169,13 @@ def adapter_argument(wildcards, input):
 # The order jobs start in when cores are scarce: longest path to the end first. A
 # finetune job gates its variant's predict job, so it goes first; a base predict job
 # (nothing waits on it but compare, and it is a model's longest: no fine-tuned short
-# answers) next; the fine-tuned predict jobs fill in. Replaying the default run's job
-# times on 2 cores, this order ends in 30.4 min; ties broken at random end in 32.2 on
-# average (30.0 to 36.5), and the run measured without it took 33.6 (docs/measurements.md).
-FINETUNE_PRIORITY = 2
+# answers) next; the fine-tuned predict jobs fill in. On the default run (2 cores) it cut
+# the time a core sat idle from 207 s to 81 s (docs/measurements.md).
+FINETUNE_PRIORITY, BASE_PREDICT_PRIORITY = 2, 1
 
 
 def predict_priority(wildcards):
-    return 1 if wildcards.variant not in SOURCE_OF_VARIANT else 0
+    return 0 if wildcards.variant in SOURCE_OF_VARIANT else BASE_PREDICT_PRIORITY
 
 
 def all_predictions():

@@ -9,9 +9,9 @@ import pytest
 from test_stats import CONFIG
 
 from xlt.errors import XltError
-from xlt.languages import language_table
+from xlt.languages import interaction_targets, language_table
 from xlt.paths import discover_predictions, finetuned_variants, source_paths, variant_source
-from xlt.sources import INTERACTION, compare_study, interaction_rows, interaction_targets
+from xlt.sources import INTERACTION, compare_study, interaction_rows
 from xlt.stats import StatsSettings, compare
 from xlt.stattests import holm
 
@@ -106,9 +106,10 @@ def test_study_rows_per_source_and_the_interaction():
 def test_the_interaction_is_the_one_primary_test():
     """With several sources the interaction under the direct prompt (stats.primary auto)
     or the prompt stats.primary names is the one primary test per model: each source's
-    rows are all secondary, Holm-adjusted within their model and prompt. Naming a
-    per-source effect leaves the interaction secondary; naming the interaction with one
-    source stops with one line."""
+    rows are all secondary, Holm-adjusted within their model and prompt. Naming one
+    source's effect (`@source`) leaves the interaction and the other source's rows
+    secondary; a per-source effect without its source, or the interaction with one
+    source, stops with one line listing what this study allows."""
     items = pd.concat([synthetic_items(60, 0.10, seed=10), synthetic_items(60, 0.10, seed=13).assign(model="n")], ignore_index=True)
     for primary, prompt in (("auto", "direct"), (f"cot/{INTERACTION}", "cot")):
         comparisons = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary=primary))
@@ -121,12 +122,15 @@ def test_the_interaction_is_the_one_primary_test():
         assert (per_source["role"] == "secondary").all() and len(tested) and tested["holm_family"].str.startswith("secondary: Holm over").all()
         family = effects[(effects["source"] == "arb_Arab") & (effects["model"] == "m") & (effects["prompt"] == "direct") & effects["p_value"].notna()]
         assert "relatedness" in set(family["effect"]) and family["p_adjusted"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
-    named = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness")).effects
+    named = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness@pes_Arab")).effects
     assert (named.loc[named["effect"] == INTERACTION, "role"] == "secondary").all()
-    assert set(named.loc[named["role"] == "primary", "effect"]) == {"relatedness"}
+    chosen = named[named["role"] == "primary"]
+    assert set(zip(chosen["model"], chosen["source"], chosen["prompt"], chosen["effect"])) == {(m, "pes_Arab", "direct", "relatedness") for m in ("m", "n")}
+    with pytest.raises(XltError, match=r"stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: .*allowed: auto, "):
+        compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness"))
     named = StatsSettings(bootstrap_samples=200, seed=1, primary=f"cot/{INTERACTION}")
     single = synthetic_items(60, 0.0, seed=11, sources=("arb_Arab",))
-    with pytest.raises(XltError, match=f"stats.primary: 'cot/{INTERACTION}' is not a tested effect"):
+    with pytest.raises(XltError, match=f"stats.primary: 'cot/{INTERACTION}': not a test of this study; allowed: auto, direct/ft_gain_source, "):
         compare_study(single, study(("arb_Arab",)), named)
 
 

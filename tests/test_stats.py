@@ -156,9 +156,7 @@ def test_the_primary_test_is_declared_in_config():
     frame = simulate_predictions({"a": Scenario(n_items=40), "b": Scenario(n_items=40)}, LANGUAGES, seed=6)
     effects = compare(frame, LANGUAGES, StatsSettings(bootstrap_samples=200, primary="cot/cot_relatedness")).effects
     assert set(effects.loc[effects.role == "primary", "effect"]) == {"cot_relatedness"} and (effects.role == "primary").sum() == 2
-    with pytest.raises(
-        XltError, match="stats.primary: 'direct/relatednes' is not a tested effect of these predictions; allowed: auto or one of .*direct/relatedness,"
-    ):
+    with pytest.raises(XltError, match="stats.primary: 'direct/relatednes' is not a test of this study; allowed: auto, .*direct/relatedness,"):
         compare(frame, LANGUAGES, StatsSettings(bootstrap_samples=200, primary="direct/relatednes"))
 
 

@@ -1,9 +1,11 @@
 """Whether a predictions tree holds what the statistics compare: every cell (model x
-variant x prompt x language), each with every item of its language, and one answer
-key. A missing or incomplete cell changes estimates
-without a word (a gain averaged over two related languages instead of three, an
-effect that disappears with its languages), so it is an error unless the user allows
-it; then every row of notes.csv it affects says which cells were missing."""
+variant x prompt x language), each with every item of the tree, and one answer key. A
+missing or incomplete cell changes estimates without a word (a gain averaged over two
+related languages instead of three, an effect that disappears with its languages, the
+statistics run on the few items every cell shares), so it is an error unless the user
+allows it; then every row of notes.csv it affects says which cells were missing. Item
+ids that mix passage keys with plain ids, and model names the tables reserve, stop
+whatever the user allows: no reading of them is right."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from itertools import product
 import pandas as pd
 
 from .errors import XltError
-from .paths import PREDICTION_CELL
+from .paths import POOLED_MODEL, PREDICTION_CELL
 
 CELL = ("model", "variant", "prompt", "lang")
 
@@ -29,20 +31,39 @@ class MissingCell:
     incomplete: bool
 
 
-def missing_cells(items: pd.DataFrame, langs) -> list[MissingCell]:
-    """Cells absent from `items` (every model, variant and prompt found in it, crossed
-    with every configured language), and cells lacking items that other cells of their
-    language hold."""
+def missing_cells(items: pd.DataFrame, langs, variants=None, prompts=()) -> list[MissingCell]:
+    """Cells absent from `items` and cells lacking items that another cell holds (items
+    are parallel: every language, variant and model answers the same ones). The cells
+    expected: every model found, crossed with `variants` (the study's; default: those
+    found), the prompts found and `prompts` (those the primary test reads), and every
+    configured language."""
     counts = items.groupby(list(CELL))["item_id"].nunique().to_dict()
-    per_lang = items.groupby("lang")["item_id"].nunique().to_dict()
-    found = [sorted(set(items[column])) for column in CELL[:3]]
+    n_items = items["item_id"].nunique()
+    models = sorted(set(items["model"]))
+    variants = sorted(set(items["variant"])) if variants is None else list(variants)
+    prompts = sorted(set(items["prompt"]) | set(prompts))
     missing = []
-    for cell in product(*found, list(langs)):
+    for cell in product(models, variants, prompts, list(langs)):
         if cell not in counts:
             missing.append(MissingCell(cell, cell_file(cell), incomplete=False))
-        elif counts[cell] < per_lang[cell[3]]:
-            missing.append(MissingCell(cell, f"{cell_file(cell)} ({counts[cell]} of {per_lang[cell[3]]} items)", incomplete=True))
+        elif counts[cell] < n_items:
+            missing.append(MissingCell(cell, f"{cell_file(cell)} ({counts[cell]} of {n_items} items)", incomplete=True))
     return missing
+
+
+def check_names(items: pd.DataFrame, source: str) -> None:
+    """What no allowance can make readable: a model named as the rows over all models,
+    and item ids of which some carry a passage key (`link#question_number`) and some do
+    not (their questions would be resampled as independent, the passages' together)."""
+    if POOLED_MODEL in set(items["model"]):
+        raise XltError(f"{source}: model {POOLED_MODEL!r}: the name is reserved for the rows estimated from all models together; rename that model")
+    ids = pd.Series(items["item_id"].unique()).astype(str)
+    keyless = ids[~ids.str.contains("#", regex=False)]
+    if 0 < len(keyless) < len(ids):
+        raise XltError(
+            f"{source}: item {keyless.iloc[0]!r} has no passage key but other items do ({len(keyless)} of {len(ids)} ids lack '#'); "
+            "item ids are link#question_number throughout (questions of a passage are resampled together) or plain ids throughout"
+        )
 
 
 def check_answer_key(items: pd.DataFrame, source: str) -> None:
@@ -59,10 +80,11 @@ def check_answer_key(items: pd.DataFrame, source: str) -> None:
         )
 
 
-def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str) -> list[MissingCell]:
+def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str, variants=None, prompts=()) -> list[MissingCell]:
     """The missing cells (allowed), or an error naming them."""
+    check_names(items, source)
     check_answer_key(items, source)
-    missing = missing_cells(items, langs)
+    missing = missing_cells(items, langs, variants, prompts)
     if missing and not allow_missing:
         shown = ", ".join(cell.text for cell in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise XltError(

@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from .errors import XltError
+from .paths import POOLED_MODEL
+from .primary import resolve_primary
 from .yamlfile import read_yaml
 
 SCHEMA_PATH = Path(str(files("xlt").joinpath("schema.yaml")))
@@ -98,8 +100,10 @@ def validate_config(config: dict, source: str = "config") -> dict:
 def check_config(config: dict, source: str = "config") -> None:
     """Cross-key rules: each language's script is its code's, the sources are configured
     languages, every related family has a language, there is at least one control,
-    training data is given for every source, templates refer to configured files, a GPU
-    type comes with a GPU count. `source_language` becomes the one-entry `source_languages`."""
+    training data is given for every source, no model takes a name the tables reserve,
+    stats.primary names one test of this study (xlt.primary), templates refer to
+    configured files, a GPU type comes with a GPU count. `source_language` becomes the
+    one-entry `source_languages`."""
     languages = config["languages"]
     if "source_languages" not in config:
         config["source_languages"] = [config["source_language"]]
@@ -131,6 +135,9 @@ def check_config(config: dict, source: str = "config") -> None:
         for lang in data:
             if lang not in sources:
                 raise XltError(f"{source}: finetune.data.{lang}: not a source language ({', '.join(sources)})")
+    if POOLED_MODEL in config["models"]:
+        raise XltError(f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all models together; name the model otherwise")
+    resolve_primary(config, config["stats"]["primary"], where=f"{source}: stats.primary")
     for model, entry in config["models"].items():
         check_launcher(entry["finetune"], f"{source}: models.{model}.finetune")
         for stage in ("finetune", "inference"):

@@ -58,6 +58,24 @@ def language_table(config: dict, source: str | None = None) -> dict[str, Languag
     return table
 
 
+def interaction_targets(study: dict) -> tuple[list[str], list[str]]:
+    """(related, control) targets shared by every source: no source is among them."""
+    sources = set(source_languages(study))
+    families = set(study["related_families"])
+    targets = [code for code in study["languages"] if code not in sources]
+    return [code for code in targets if study["languages"][code]["family"] in families], [
+        code for code in targets if study["languages"][code]["family"] not in families
+    ]
+
+
+def interaction_sides(study: dict) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(sources of the related families, sources outside them, related targets, control
+    targets) of the source x target interaction; it exists when none of the four is empty."""
+    sources = source_languages(study)
+    inside = [source for source in sources if study["languages"][source]["family"] in study["related_families"]]
+    return inside, [source for source in sources if source not in inside], *interaction_targets(study)
+
+
 def related_languages(config: dict) -> list[str]:
     return [code for code, lang in language_table(config).items() if lang.group == "related"]
 

@@ -11,17 +11,18 @@ difficulty, and whatever fine-tuning teaches every language alike, cancel out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from .errors import XltError
-from .languages import language_table, source_languages
+from .languages import interaction_sides, language_table, source_languages
 from .paths import SOURCE_COLUMN, finetuned_variants
-from .stats import Comparison, Comparisons, ModelCells, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness
+from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
+from .stats import Comparison, Comparisons, ModelCells, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness, too_few_note
 from .stattests import holm
-from .verdict import INTERACTION
 
 
 def _tagged(frame: pd.DataFrame, source: str, position: int = 1) -> pd.DataFrame:
@@ -35,33 +36,6 @@ def source_items(items: pd.DataFrame, variant: str) -> pd.DataFrame:
     subset = items[items["variant"].isin(["base", variant])].copy()
     subset.loc[subset["variant"] == variant, "variant"] = "ft"
     return subset
-
-
-def interaction_targets(study: dict) -> tuple[list[str], list[str]]:
-    """(related, control) targets shared by every source: no source is among them."""
-    sources = set(source_languages(study))
-    families = set(study["related_families"])
-    targets = [code for code in study["languages"] if code not in sources]
-    return [code for code in targets if study["languages"][code]["family"] in families], [
-        code for code in targets if study["languages"][code]["family"] not in families
-    ]
-
-
-def interaction_primary_prompt(settings: StatsSettings) -> str | None:
-    """The prompt under which the interaction is the primary test: direct for
-    stats.primary auto, the named one for `<prompt>/relatedness_interaction`, else none."""
-    if settings.primary == "auto":
-        return "direct"
-    prompt, _, effect = settings.primary.partition("/")
-    return prompt if effect == INTERACTION else None
-
-
-def interaction_sides(study: dict) -> tuple[list[str], list[str], list[str], list[str]]:
-    """(sources of the related families, sources outside them, related targets, control
-    targets) of the interaction; it exists when none of the four is empty."""
-    sources = source_languages(study)
-    inside = [source for source in sources if study["languages"][source]["family"] in study["related_families"]]
-    return inside, [source for source in sources if source not in inside], *interaction_targets(study)
 
 
 def interaction_weights(cells: ModelCells, study: dict, prompt: str) -> np.ndarray | None:
@@ -82,9 +56,10 @@ def interaction_weights(cells: ModelCells, study: dict, prompt: str) -> np.ndarr
     ) / len(outside)
 
 
-def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) -> list[Row]:
+def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings, primary_prompt: str | None = None) -> list[Row]:
     """Per model and prompt: the interaction (interaction_weights) with its interval,
-    sign-flip p and TOST, as accuracy_effect computes them."""
+    sign-flip p and TOST, as accuracy_effect computes them; under `primary_prompt` the
+    primary test (xlt.primary), Holm across models for its p and its TOST p."""
     inside, outside, related, control = interaction_sides(study)
     if not (inside and outside and related and control):
         return []
@@ -93,7 +68,7 @@ def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) 
     rows = []
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
-        for prompt in ("direct", "cot"):
+        for prompt in INTERACTION_PROMPTS:
             weights = interaction_weights(model_cells, study, prompt)
             if weights is None:
                 continue
@@ -102,18 +77,60 @@ def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings) 
                 f"(related {'+'.join(related)} minus control {'+'.join(control)} fine-tuning gain) after {'+'.join(inside)} "
                 f"minus the same after {'+'.join(outside)}"
             )
+            if too_few_note(resampling):
+                row.notes.append(too_few_note(resampling))
             rows.append(row)
-    # The interaction is the study's primary test under the direct prompt (stats.primary
-    # auto), or under the prompt stats.primary names it with: Holm across models, for its
-    # p and its TOST p.
-    primary_prompt = interaction_primary_prompt(settings)
-    for prompt in ("direct", "cot"):
+    for prompt in INTERACTION_PROMPTS:
         family = [row for row in rows if row.prompt == prompt]
         for row, adjusted, equivalence in zip(family, holm([row.p_value for row in family]), holm([row.equivalence_p for row in family])):
             row.p_adjusted = adjusted
             if prompt == primary_prompt:
                 row.role, row.equivalence_p_adjusted = "primary", equivalence
+            row.holm_family = f"{row.role}: Holm across the models' {row.prompt}/{INTERACTION} tests"
     return rows
+
+
+def absent_primary_rows(effects: pd.DataFrame, models: list[str], test: PrimaryTest) -> list[Row]:
+    """A row for each model whose primary test has no estimate (its cells missing, which
+    the user allowed): still one primary row per model, saying so."""
+    chosen = effects[(effects["role"] == "primary") & (effects[SOURCE_COLUMN] == test.source)]
+    return [
+        Row(
+            model,
+            test.prompt,
+            test.effect,
+            math.nan,
+            0,
+            "",
+            role="primary",
+            holm_family="primary: no estimate to adjust",
+            notes=[f"no estimate: cells the primary test {test.name}{f' of source {test.source}' if test.source else ''} reads are missing for {model}"],
+        )
+        for model in models
+        if model not in set(chosen["model"])
+    ]
+
+
+def _row_tables(rows: list[Row], source: str, effect_columns: list[str], note_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows built here (the interaction, absent primary tests) as effects and notes rows of `source`."""
+    effects = pd.DataFrame([{column: getattr(row, column) for column in effect_columns} for row in rows], columns=effect_columns)
+    notes = pd.DataFrame(
+        [
+            {
+                "table": "effects",
+                "model": row.model,
+                "prompt": row.prompt,
+                "effect": row.effect,
+                "method": row.method,
+                "holm_family": row.holm_family,
+                "note": "; ".join(row.notes),
+                "role": row.role,
+            }
+            for row in rows
+        ],
+        columns=note_columns,
+    )
+    return _tagged(effects, source), _tagged(notes, source, 2)
 
 
 def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> Comparisons:
@@ -127,41 +144,26 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
             f"predictions of variant {unknown[0]}, which the config's source languages ({', '.join(sources)}) do not make; "
             f"expected {', '.join(['base', *variants.values()])}"
         )
-    # Each source's rows are a single-source study's, except that where the interaction
-    # is the primary test they are all secondary: one primary test per model. Where the
-    # config names the interaction and the study has none (no source outside the related
-    # families, or a cell missing), each source keeps its automatic primary test.
-    rows = interaction_rows(items, study, settings) if len(sources) > 1 else []
-    interaction_primary = any(row.role == "primary" for row in rows)
-    per_source = replace(settings, primary="auto") if len(sources) > 1 and interaction_primary_prompt(settings) and settings.primary != "auto" else settings
-    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), per_source, not interaction_primary) for source in sources}
+    # One primary test per model, chosen from the config (xlt.primary): the interaction's
+    # rows, or one source's, whose compare alone has a primary row; every other row is
+    # secondary.
+    test = resolve_primary(study, settings.primary)
+    rows = interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
+    own = replace(settings, primary=test.name)
+    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), own, source == test.source) for source in sources}
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
     notes = [_tagged(part.notes, source, 2) for source, part in parts.items()]
+    effect_columns = [column for column in effects[0].columns if column != SOURCE_COLUMN]
+    note_columns = [column for column in notes[0].columns if column != SOURCE_COLUMN]
     if rows:
-        columns = [column for column in effects[0].columns if column != SOURCE_COLUMN]
-        effects.append(_tagged(pd.DataFrame([{column: getattr(row, column) for column in columns} for row in rows], columns=columns), ""))
-        notes.append(
-            _tagged(
-                pd.DataFrame(
-                    [
-                        {
-                            "table": "effects",
-                            "model": row.model,
-                            "prompt": row.prompt,
-                            "effect": row.effect,
-                            "method": row.method,
-                            "holm_family": f"{row.role}: Holm across the models' {row.prompt}/{INTERACTION} tests",
-                            "note": "; ".join(row.notes),
-                            "role": row.role,
-                        }
-                        for row in rows
-                    ],
-                    columns=[column for column in notes[0].columns if column != SOURCE_COLUMN],
-                ),
-                "",
-                2,
-            )
-        )
+        across = _row_tables(rows, "", effect_columns, note_columns)
+        effects.append(across[0])
+        notes.append(across[1])
+    absent = absent_primary_rows(pd.concat(effects, ignore_index=True), sorted(set(items["model"])), test)
+    if absent:
+        tables = _row_tables(absent, test.source, effect_columns, note_columns)
+        effects.append(tables[0])
+        notes.append(tables[1])
     return Comparisons(
         pd.concat(effects, ignore_index=True),
         pd.concat([_tagged(part.alignment, source, 0) for source, part in parts.items()], ignore_index=True),

@@ -231,10 +231,16 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     `outputs` (effects, alignment, gains, notes): an incomplete tree is refused unless
     allowed, and then notes.csv names what was missing."""
     from .completeness import check_complete, note_missing
+    from .languages import source_languages
+    from .paths import study_variants
+    from .primary import resolve_primary
     from .sources import compare_study
     from .stats import StatsSettings, write_comparisons
 
-    missing = check_complete(items, study["languages"], allow_missing, source)
+    # Every cell the study makes: each source's variant, and the prompt of every gain
+    # (direct) and of the primary test, whatever the tree holds.
+    prompts = {"direct", resolve_primary(study, study["stats"]["primary"]).prompt}
+    missing = check_complete(items, study["languages"], allow_missing, source, variants=study_variants(source_languages(study)), prompts=prompts)
     comparisons = note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing)
     write_comparisons(comparisons, *outputs)
     return comparisons

@@ -26,6 +26,7 @@ from .errors import XltError
 from .languages import GROUPS, Language
 from .paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
 from .paths import POOLED_MODEL as POOLED
+from .primary import AUTO_PRIMARY
 from .stattests import (
     Resampling,
     bootstrap_p,
@@ -38,17 +39,13 @@ from .stattests import (
     gee_interactions,
     holm,
     mcnemar_p,
+    minimum_clusters,
     minimum_detectable_effect,
     permutation_p,
     relabelling_p,
     sign_flip_p,
     unit_permutations,
 )
-
-# `stats.primary: auto` is the first of these (prompt, effect) rows that the study has:
-# the source x target interaction where there are several source languages, else the
-# relatedness difference in differences under the direct prompt.
-AUTO_PRIMARY = (("direct", "relatedness_interaction"), ("direct", "relatedness"))
 
 
 @dataclass(frozen=True)
@@ -258,6 +255,18 @@ def _interval_method(settings: StatsSettings, resampling: Resampling) -> str:
     return f"{settings.confidence:.0%} expanded percentile bootstrap over {_unit(resampling)} ({settings.bootstrap_samples} resamples)"
 
 
+def too_few_note(resampling: Resampling) -> str:
+    """Why every interval of a comparison is NaN where its passages are too few for one
+    (stattests.minimum_clusters), else ""."""
+    if not resampling.too_few:
+        return ""
+    confidence = resampling.confidence
+    return (
+        f"no interval: {resampling.n_clusters} {_unit(resampling)}, fewer than the {minimum_clusters(confidence)} a {confidence:.0%} interval needs "
+        f"(no two-sided test at {1 - confidence:g} can reject on fewer)"
+    )
+
+
 def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.ndarray, test: str = "sign-flip") -> Row:
     """An accuracy-scale effect (a weighted sum of cells): bootstrap interval, passage
     sign-flip p-value (or, for one language, exact McNemar when every passage has one
@@ -277,7 +286,8 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         )
     margin = settings.equivalence_margin
     scale = (float(weights[weights < 0].sum()), float(weights[weights > 0].sum()))
-    tost_low, tost_high = equivalence_interval(values, settings.alpha, *scale, context.clusters)
+    too_few = context.resampling.too_few
+    tost_low, tost_high = (math.nan, math.nan) if too_few else equivalence_interval(values, settings.alpha, *scale, context.clusters)
     row = Row(
         context.model,
         prompt,
@@ -293,7 +303,7 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         equivalence_ci_low=tost_low,
         equivalence_ci_high=tost_high,
     )
-    if np.all(values == values[0]):
+    if np.all(values == values[0]) and not too_few:
         row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
         row.notes.append(f"every item has the same value ({values[0]:+.3f}): the interval collapses; the TOST p reflects the number of items only")
     return row
@@ -369,7 +379,7 @@ def logit_effects(
         + f", independence working correlation, robust SE clustered by {'item' if context.resampling.singletons else 'passage'}; estimate: log odds ratio"
     )
     frame = _gee_frame(context.cells, comparison, targets, languages, source_script, context.clusters)
-    note = _unfittable(frame, comparison, context.n_items)
+    note = too_few_note(context.resampling) or _unfittable(frame, comparison, context.n_items)
     fit = None if note else gee_interactions(frame, "correct ~ C(lang) + treated + " + " + ".join(terms), terms, "passage", context.settings.confidence)
     note = note or fit.note
     rows = []
@@ -421,7 +431,7 @@ def pooled_effects(
     )
     outcomes = frame.groupby(["cell", "treated"])["correct"].agg(["min", "max"])
     degenerate = outcomes[outcomes["min"] == outcomes["max"]]
-    note = (
+    note = too_few_note(resampling) or (
         f"cell {degenerate.index[0][0]} ({'after' if degenerate.index[0][1] else 'before'}) has every item alike: its log odds are infinite"
         if len(degenerate)
         else ""
@@ -437,6 +447,37 @@ def pooled_effects(
         )
         rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class ScriptSplit:
+    """The targets by script against the source's: controls in it (`same_script`) and in
+    others (`other_script`), related targets in others (`related_other`)."""
+
+    source_script: str
+    same_script: list[str]
+    other_script: list[str]
+    related_other: list[str]
+
+    @classmethod
+    def of(cls, groups: dict[str, list[str]], languages: dict[str, Language]) -> ScriptSplit:
+        script = next(lang.script for lang in languages.values() if lang.group == "source")
+        return cls(
+            script,
+            [code for code in groups["control"] if languages[code].script == script],
+            [code for code in groups["control"] if languages[code].script != script],
+            [code for code in groups["related"] if languages[code].script != script],
+        )
+
+    @property
+    def same_family(self) -> bool:
+        """Related and control targets outside the source's script: family apart from script."""
+        return bool(self.related_other and self.other_script)
+
+    @property
+    def both_scripts(self) -> bool:
+        """Controls in and outside the source's script: script apart from family."""
+        return bool(self.same_script and self.other_script)
 
 
 def relatedness_effects(context: ModelContext, comparison: Comparison, groups: dict[str, list[str]], languages: dict[str, Language]) -> list[Row]:
@@ -478,10 +519,9 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
         permutation.notes.append(f"smallest attainable p = {smallest:.3f} (two-sided); languages, not items, are the units")
     rows.append(permutation)
 
-    source_script = next(lang.script for lang in languages.values() if lang.group == "source")
-    other_script = [code for code in control if languages[code].script != source_script]
-    same_script = [code for code in control if languages[code].script == source_script]
-    rows += logit_effects(context, comparison, targets, languages, source_script, with_script=bool(other_script and same_script))
+    split = ScriptSplit.of(groups, languages)
+    source_script, other_script, same_script, related_other = split.source_script, split.other_script, split.same_script, split.related_other
+    rows += logit_effects(context, comparison, targets, languages, source_script, with_script=split.both_scripts)
 
     mde = minimum_detectable_effect(cells.values @ weights, settings.confidence, clusters=context.clusters)
     mde_row = Row(
@@ -496,13 +536,12 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
         mde_row.notes.append("every item has the same difference in differences: no spread to base a power calculation on")
     rows.append(mde_row)
 
-    related_other = [code for code in related if languages[code].script != source_script]
-    if related_other and other_script:
+    if split.same_family:
         rows.append(accuracy_effect(context, prompt, f"{prefix}same_family", cells.contrast_weights(comparison, related_other, other_script)))
         rows[-1].notes.append(
             f"related {'+'.join(related_other)} minus controls {'+'.join(other_script)}: all in scripts other than the source's ({source_script})"
         )
-    if same_script and other_script:
+    if split.both_scripts:
         rows.append(accuracy_effect(context, prompt, f"{prefix}same_script", cells.contrast_weights(comparison, same_script, other_script)))
         rows[-1].notes.append(
             f"controls in the source's script ({'+'.join(same_script)}) minus controls in other scripts ({'+'.join(other_script)}): all unrelated"
@@ -534,6 +573,24 @@ def comparison_effects(context: ModelContext, comparison: Comparison, languages:
             accuracy_effect(context, comparison.prompt, f"{comparison.prefix}mcnemar_{code}", context.cells.gain_weights(comparison, [code]), test="mcnemar")
         )
     return rows
+
+
+def effects_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
+    """The (prompt, effect) rows with a test (a p-value) that one source's comparison
+    gives on a complete tree: what stats.primary may name (xlt.primary). The same
+    rows as comparison_effects, named from the config alone."""
+    groups = {group: [code for code, lang in languages.items() if lang.group == group] for group in GROUPS}
+    split = ScriptSplit.of(groups, languages)
+    tested = []
+    for comparison in COMPARISONS:
+        names = [f"{comparison.gain}_{group}" for group, members in groups.items() if members]
+        if groups["related"] and groups["control"]:
+            names += [f"{comparison.prefix}relatedness{suffix}" for suffix in ("", "_permutation", "_gee")]
+            names += [f"{comparison.prefix}same_script_gee"] * split.both_scripts
+            names += [f"{comparison.prefix}same_family"] * split.same_family + [f"{comparison.prefix}same_script"] * split.both_scripts
+        names += [f"{comparison.prefix}mcnemar_{code}" for code in languages]
+        tested += [(comparison.prompt, name) for name in names]
+    return tested
 
 
 def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Comparison, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
@@ -588,15 +645,15 @@ def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Co
     return rows, []
 
 
-def primary_key(setting: str, rows: list[Row]) -> tuple[str, str]:
-    """The (prompt, effect) of `stats.primary` ("auto" or "prompt/effect")."""
-    tested = {(row.prompt, row.effect) for row in rows if np.isfinite(row.p_value) and row.model != POOLED}
+def primary_key(setting: str, languages: dict[str, Language]) -> tuple[str, str]:
+    """The (prompt, effect) of `stats.primary` ("auto" or "prompt/effect") among one
+    source's rows (the study-wide choice is xlt.primary's)."""
     if setting == "auto":
-        return next((key for key in AUTO_PRIMARY if key in tested), AUTO_PRIMARY[-1])
+        return AUTO_PRIMARY[-1]
     prompt, _, effect = setting.partition("/")
-    if (prompt, effect) not in tested:
-        known = ", ".join(sorted({f"{p}/{e}" for p, e in tested if not e.endswith("_permutation")})) or "none"
-        raise XltError(f"stats.primary: {setting!r} is not a tested effect of these predictions; allowed: auto or one of {known}")
+    if (prompt, effect) not in effects_tested(languages):
+        allowed = ", ".join(f"{p}/{e}" for p, e in effects_tested(languages))
+        raise XltError(f"stats.primary: {setting!r} is not a test of this study; allowed: auto, {allowed}")
     return prompt, effect
 
 
@@ -606,10 +663,11 @@ def _adjust(rows: list[Row], primary: tuple[str, str] | None) -> None:
     other test is secondary: Holm within one model and prompt over its secondary tests,
     a guide to what stands out rather than a claim. `primary` None: every row is
     secondary (the primary test is elsewhere, as the interaction of several sources)."""
-    chosen = [row for row in rows if (row.prompt, row.effect) == primary and row.model != POOLED and np.isfinite(row.p_value)]
+    chosen = [row for row in rows if (row.prompt, row.effect) == primary and row.model != POOLED]
+    tested = sum(np.isfinite(row.p_value) for row in chosen)
     for row, adjusted, equivalence in zip(chosen, holm([row.p_value for row in chosen]), holm([row.equivalence_p for row in chosen])):
         row.role, row.p_adjusted, row.equivalence_p_adjusted = "primary", adjusted, equivalence
-        row.holm_family = f"primary: Holm across the {len(chosen)} models' {'/'.join(primary)} tests (p and TOST p adjusted separately)"
+        row.holm_family = f"primary: Holm across the {tested} models' {'/'.join(primary)} tests (p and TOST p adjusted separately)"
     for key in sorted({(row.model, row.prompt) for row in rows}):
         family = [row for row in rows if (row.model, row.prompt) == key and row.role == "secondary" and np.isfinite(row.p_value)]
         for row, adjusted in zip(family, holm([row.p_value for row in family])):
@@ -633,7 +691,7 @@ def effects_table(
             absent += missing
     for comparison in COMPARISONS:
         rows += pooled_effects(cells, comparison, languages, settings, resampling)
-    _adjust(rows, primary_key(settings.primary, rows) if with_primary else None)
+    _adjust(rows, primary_key(settings.primary, languages) if with_primary else None)
     effects = pd.DataFrame([{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS))
     notes = pd.DataFrame(
         [
@@ -896,6 +954,15 @@ def compare(items: pd.DataFrame, languages: dict[str, Language], settings: Stats
     effects, effect_notes = effects_table(cells, languages, settings, resampling, with_primary)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)
     notes = pd.concat([effect_notes, alignment_notes], ignore_index=True)
+    too_few = too_few_note(resampling)
+    if too_few:
+        # Every bootstrap interval of the comparison is NaN (the Fisher-z ones over models stand).
+        bootstrapped = (notes["table"] != "alignment") | notes["effect"].str.contains(":model_language", regex=False)
+        notes.loc[bootstrapped, "note"] = [note if too_few in note else f"{note}; {too_few}" if note else too_few for note in notes.loc[bootstrapped, "note"]]
+        gains_notes = [
+            {"table": "gains", "model": model, "prompt": "", "effect": "", "method": "", "holm_family": "", "note": too_few, "role": ""} for model in cells
+        ]
+        notes = pd.concat([notes, pd.DataFrame(gains_notes, columns=list(NOTES_COLUMNS))], ignore_index=True)
     if not passages.keyed:
         notes["note"] = [f"{note}; {passages.describe()}" if note else passages.describe() for note in notes["note"]]
     return Comparisons(effects, alignment, gains_table(cells, languages, settings, resampling), notes)

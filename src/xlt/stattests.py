@@ -65,14 +65,33 @@ class Resampling:
         """Every cluster holds one item."""
         return self.n_clusters == self.clusters.size
 
+    @property
+    def too_few(self) -> bool:
+        """Too few clusters for an interval at this confidence (minimum_clusters)."""
+        return self.n_clusters < minimum_clusters(self.confidence)
+
     def interval(self, draws: np.ndarray) -> tuple[float, float]:
-        """Expanded percentile interval of bootstrap draws of a statistic of the items."""
+        """Expanded percentile interval of bootstrap draws of a statistic of the items;
+        NaN where the clusters are too few for one."""
+        if self.too_few:
+            return math.nan, math.nan
         return percentile_interval(draws, expanded_confidence(self.confidence, self.n_clusters))
 
     def means(self, values: np.ndarray) -> np.ndarray:
         """Bootstrap draws of the column means of an items x columns array (resamples x
         columns), as one matrix product; a resample's size varies with its clusters'."""
         return self.counts @ values / self.counts.sum(axis=1, keepdims=True)
+
+
+def minimum_clusters(confidence: float) -> int:
+    """The fewest clusters an interval at `confidence` is computed on: the fewest on which
+    a two-sided paired test at 1 - confidence can reject at all. With k clusters the
+    sign-flip test's smallest p-value is 2 / 2^k (the data's sign pattern and its
+    mirror), so k must satisfy 2^(1-k) <= 1 - confidence: 6 at 95%, 8 at 99%. Below it
+    the data cannot tell any effect from none, and a bootstrap interval would only look
+    as if they could: its resamples are few (one cluster gives one: a zero-width
+    "interval"), its percentiles the extreme resamples themselves."""
+    return max(2, math.ceil(1 - math.log2(1 - confidence) - 1e-9))
 
 
 def expanded_confidence(confidence: float, n_items: int) -> float:

@@ -11,9 +11,8 @@ import math
 
 import pandas as pd
 
-# The design's test with several sources (xlt.sources): the related-minus-control gain
-# after a related source minus the same after an unrelated one.
-INTERACTION = "relatedness_interaction"
+from .primary import INTERACTION
+
 SUBJECTS = {
     "relatedness": "fine-tuning",
     "cot_relatedness": "chain-of-thought",
@@ -43,7 +42,7 @@ def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effec
     rows = effects[(effects["model"] == model) & (effects["prompt"] == prompt)].set_index("effect")
     primary = (prompt, effect) == primary_of(effects)
     head = f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {SUBJECTS.get(effect, effect)} gain)"
-    if effect not in rows.index:
+    if effect not in rows.index or not math.isfinite(rows.loc[effect].estimate):
         return f"{head}: no estimate (a language group or cell is missing)."
     r = rows.loc[effect]
     tost = r.get("equivalence_p_adjusted", math.nan)

@@ -18,7 +18,7 @@ from xlt.batching import plan_batches, plan_waves
 from xlt.inference.engine import DecodeState, generate, greedy_batch, merge_states, resolve_batch_size
 from xlt.inference.predictions import prediction_frames
 from xlt.inference.requests import Encoded, Generation, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
-from xlt.inference.shards import Shard, run_fingerprint, shard_path
+from xlt.inference.shards import Shard, identity, run_fingerprint, shard_path
 from xlt.inference.stopping import answer_complete, stop_token_ids
 from xlt.models import ModelSpec, load_model, load_tokenizer
 from xlt.paths import COT_COLUMNS, JOB_CELLS, PREDICTION_COLUMNS
@@ -153,15 +153,21 @@ def test_auto_batch_size_depends_on_the_device():
 
 def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
     path = tmp_path / ".predict.jsonl"
-    shard = Shard(path, "run-1")
+    identities = [identity(f"eng_Latn/p{k}#1", "cot", {"input_ids": [k, 7]}) for k in range(4)]
+
+    def opened(fingerprint: str) -> Shard:
+        return Shard(path, fingerprint, identities, [1, 0, 2, 0], lambda result: isinstance(result, dict))
+
+    shard = opened("run-1")
     shard.append(0, {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}})
     shard.append(1, {0: {"text": "x", "n": 1}})
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write('{"wave": 2, "results": [[2, {"text": "half')
-    reopened = Shard(path, "run-1")
+        handle.write('{"wave": 2, "results": [{"index": 2, "request": {"item": "half')
+    reopened = opened("run-1")
     assert reopened.completed() == {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}, 0: {"text": "x", "n": 1}}
+    assert reopened.rejected == 1
     assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
-    assert Shard(path, "run-2").completed() == {}
+    assert opened("run-2").completed() == {}
     assert run_fingerprint(a=1, b=[1, 2]) == run_fingerprint(b=[1, 2], a=1) != run_fingerprint(a=2, b=[1, 2])
     assert shard_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix() == "results/predictions/m/base/cot/.predict.jsonl"
 

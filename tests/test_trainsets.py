@@ -129,8 +129,10 @@ def test_with_external_data_every_belebele_item_is_a_test_item(repo, tmp_path, m
     assert [set(pd.read_parquet(path)["split"]) for path in outputs] == [{"test"}, {"test"}]
     assert len(pd.read_parquet(outputs[0])) == 48
     training = str(tmp_path / "train" / "arb_Arab.parquet")
-    prepare_training(config["finetune"], ["arb_Arab"], {}, [training], seed=0)
+    prepare_training(config["finetune"], ["arb_Arab"], {}, [training], seed=0, test_files=outputs, checks_out=str(tmp_path / "train" / "checks.json"))
     assert len(pd.read_parquet(training)) == 12
+    checks = json.loads((tmp_path / "train" / "checks.json").read_text())
+    assert checks["arb_Arab"] == {"origin": RACE_LIKE, "rows_read": 12, "duplicates_dropped": [], "test_items": [], "examples": 12}
 
 
 def test_a_field_mapped_file_with_answers_as_text_fine_tunes_a_tiny_model(repo, prepared_tiny, tmp_path):

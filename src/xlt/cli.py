@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -209,7 +210,7 @@ def _prepare_training(args) -> None:
         raise XltError(f"--belebele: {len(args.belebele)} files for {len(sources)} source languages ({', '.join(sources)})")
     belebele = dict(zip(sources, args.belebele or []))
     with _job_log(args):
-        prepare_training(settings["finetune"], sources, belebele, args.out, settings["seed"])
+        prepare_training(settings["finetune"], sources, belebele, args.out, settings["seed"], test_files=args.test_data, checks_out=args.checks)
 
 
 def _provenance(args) -> None:
@@ -220,7 +221,7 @@ def _provenance(args) -> None:
     if len(args.base) != len(models):
         raise XltError(f"--base: {len(args.base)} folders for {len(models)} models ({', '.join(models)})")
     with _job_log(args):
-        provenance(settings["config"], dict(zip(models, args.base)), args.checkout, args.out)
+        provenance(settings["config"], dict(zip(models, args.base)), args.checkout, args.out, args.training_checks)
 
 
 def _prepare_model(args) -> None:
@@ -259,6 +260,7 @@ def _predict(args) -> None:
             settings["templates"],
             args.out,
             args.threads,
+            fresh=args.fresh or os.environ.get("XLT_FRESH", "") not in ("", "0"),
         )
 
 
@@ -350,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_training.add_argument(
         "--belebele", nargs="+", help="with finetune.data belebele: each source's prepared data (results/data/LANG.parquet), in the sources' order"
     )
+    prepare_training.add_argument(
+        "--test-data", nargs="+", required=True, help="every language's prepared data (results/data/LANG.parquet): no training row may be one of its test items"
+    )
     prepare_training.add_argument("--out", nargs="+", required=True, help="one results/data/train/SOURCE.parquet per source, in the sources' order")
+    prepare_training.add_argument("--checks", required=True, help="what the checks of the training rows found, as JSON (results/data/train/checks.json)")
 
     prepare_model = _stage(commands, "prepare-model", "a loadable base model: an embedded GGUF converted, or a manifest", _prepare_model, "the model's source")
     prepare_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
@@ -376,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", nargs="+", required=True, help="one predictions file per cell and language ({cell}/{lang}.parquet)")
     predict.add_argument("--threads", type=int, default=1, help="CPU threads")
     predict.add_argument("--gpus", type=int, default=0, help="GPUs the job was given: it stops at once where CUDA is not available")
+    predict.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the results earlier runs kept (each prompt's .predict.jsonl) and compute everything again (also: XLT_FRESH=1, which jobs inherit)",
+    )
 
     score = _stage(commands, "score", "re-extract every answer and score it: accuracy per cell, items for compare", _score, "the study settings")
     score.add_argument("--predictions", nargs="+", required=True, help="predictions files ({model}/{variant}/{prompt}/{lang}.parquet)")
@@ -395,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "provenance", "results/provenance.json: revisions, hashes and versions of what the numbers come from", _provenance, "the config"
     )
     provenance.add_argument("--base", nargs="+", required=True, help="each model's prepared base folder (results/models/MODEL/base), in the config's order")
+    provenance.add_argument(
+        "--training-checks", required=True, help="prepare-training's checks (results/data/train/checks.json), recorded with each training set"
+    )
     provenance.add_argument("--checkout", required=True, help="the workflow's checkout, whose git commit is recorded")
     provenance.add_argument("--out", required=True, help="file to write (results/provenance.json)")
     return parser

@@ -72,6 +72,21 @@ def _as_read(option: str) -> str:
     return " ".join(normalize_text(option).translate(_INVISIBLE).split())
 
 
+def is_blank(text: str) -> bool:
+    """Nothing a reader sees: empty once normalised and its invisible characters dropped."""
+    return not normalize_text(text).translate(_INVISIBLE).strip()
+
+
+def same_options(options: list[str]) -> tuple[int, int] | None:
+    """(earlier, later) 0-based positions of the first two options a reader cannot tell
+    apart (_as_read), or None where the options all differ."""
+    seen = [_as_read(option) for option in options]
+    for later, option in enumerate(seen[1:], start=1):
+        if option in seen[:later]:
+            return seen.index(option), later
+    return None
+
+
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _INVISIBLE = str.maketrans(dict.fromkeys(INVISIBLE))
@@ -159,20 +174,20 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
             if field in TEXT_FIELDS + ("link", "dialect"):
                 if not isinstance(value, str):
                     raise XltError(f"{origin}: row {position}: field {field} is {value!r}; allowed: text")
-                if not normalize_text(value).translate(_INVISIBLE).strip():
+                if is_blank(value):
                     raise XltError(f"{origin}: row {position}: field {field} is empty" + (" (only invisible characters)" if value.strip() else ""))
         question_number = _whole_number(row.question_number)
         if question_number is None or not 1 <= question_number < 2**63:
             raise XltError(f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1")
         if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
             raise XltError(f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4")
-        options = [_as_read(getattr(row, field)) for field in OPTION_FIELDS]
-        for later, option in enumerate(options[1:], start=2):
-            if option in options[: later - 1]:
-                raise XltError(
-                    f"{origin}: row {position}: fields mc_answer{options.index(option) + 1} and mc_answer{later} are the same text "
-                    f"({normalize_text(getattr(row, f'mc_answer{later}'))[:40]!r}, as read: invisible characters and kinds of space aside); the four options must differ"
-                )
+        same = same_options([getattr(row, field) for field in OPTION_FIELDS])
+        if same:
+            earlier, later = same[0] + 1, same[1] + 1
+            raise XltError(
+                f"{origin}: row {position}: fields mc_answer{earlier} and mc_answer{later} are the same text "
+                f"({normalize_text(getattr(row, f'mc_answer{later}'))[:40]!r}, as read: invisible characters and kinds of space aside); the four options must differ"
+            )
     for field in TEXT_FIELDS + ("link", "dialect"):
         frame[field] = frame[field].map(normalize_text)
     for field in ("question_number", "correct_answer_num"):

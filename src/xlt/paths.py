@@ -30,6 +30,8 @@ SOURCE_MERGED = "results/models/{model}/merged-{source}"
 CHECKPOINTS = "results/checkpoints/{model}"
 SOURCE_CHECKPOINTS = "results/checkpoints/{model}-{source}"
 TRAINING = "results/data/train/{source}.parquet"
+# What prepare_training's checks found (rows read, duplicates dropped, test items let through).
+TRAINING_CHECKS = "results/data/train/checks.json"
 PROVENANCE = "results/provenance.json"
 PREDICTIONS_ROOT = "results/predictions"
 # A cell's file under a predictions folder: the layout `xlt compare --predictions` reads.

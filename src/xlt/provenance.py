@@ -95,11 +95,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def provenance_record(config: dict, base_dirs: dict[str, str], checkout: str | Path) -> dict:
+def provenance_record(config: dict, base_dirs: dict[str, str], checkout: str | Path, training_checks: dict | None = None) -> dict:
+    """`training_checks`: source -> what prepare_training's checks found (rows read,
+    duplicates dropped, test items let through), recorded with each training set."""
+    datasets = dataset_provenance(config)
+    for lang, checks in (training_checks or {}).items():
+        datasets["training"][lang]["checks"] = {key: value for key, value in checks.items() if key != "origin"}
     return {
         "xlt": {"version": __version__, "git_commit": git_commit(checkout)},
         "config_sha256": config_hash(config),
         "models": {name: model_provenance(path) for name, path in base_dirs.items()},
-        "datasets": dataset_provenance(config),
+        "datasets": datasets,
         "libraries": library_versions(),
     }

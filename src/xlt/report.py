@@ -132,7 +132,15 @@ def provenance_lines(record: dict) -> list[str]:
         lines += [f"test data fixture {lang} @ {digest}" for lang, digest in belebele["files"].items()]
     for lang, entry in record["datasets"]["training"].items():
         where = entry.get("path") or entry.get("id") or "Belebele training split"
-        lines.append(f"training data {lang}: {where}" + (f" @ {entry['resolved']}" if "resolved" in entry else ""))
+        checks = entry.get("checks", {})
+        found = [
+            f"{len(checks[key])} {what}"
+            for key, what in (("test_items", "test items trained on"), ("duplicates_dropped", "repeated rows dropped"))
+            if checks.get(key)
+        ]
+        lines.append(
+            f"training data {lang}: {where}" + (f" @ {entry['resolved']}" if "resolved" in entry else "") + (f" ({', '.join(found)})" if found else "")
+        )
     lines.append("libraries: " + ", ".join(f"{name} {version}" for name, version in record["libraries"].items()))
     return lines
 

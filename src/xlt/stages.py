@@ -88,24 +88,51 @@ def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_te
         _say(f"{lang}: {counts.get('train', 0)} train, {counts.get('test', 0)} test items -> {output}")
 
 
-def prepare_training(finetune_config: dict, sources: list[str], data_files: dict[str, str], outputs: list[str], seed: int) -> None:
+def prepare_training(
+    finetune_config: dict, sources: list[str], data_files: dict[str, str], outputs: list[str], seed: int, *, test_files: list[str], checks_out: str
+) -> None:
     """Each source's fine-tuning examples, the same number for every source: the
-    Belebele training split (`finetune.data: belebele`) or the source's mapped set."""
-    from .trainsets import TrainingSet, belebele_training, equalise, load_training_set, map_fields
+    Belebele training split (`finetune.data: belebele`) or the source's mapped set,
+    checked against the test items of every language (`test_files`, the prepared data);
+    what the checks found goes to `checks_out` (JSON, which provenance.json carries)."""
+    import json
+
+    from .atomic import write_text
+    from .data import read_prepared
+    from .trainsets import TrainingSet, belebele_training, check_overlap, describe_row, equalise, load_training_set, map_fields, without_duplicates
 
     data = finetune_config["data"]
-    frames = {}
+    test = pd.concat([read_prepared(path, split="test") for path in test_files], ignore_index=True)
+    frames, checks = {}, {}
     for lang in sources:
         if data == "belebele":
-            frames[lang] = belebele_training(data_files[lang], lang)
+            origin, frame = data_files[lang], belebele_training(data_files[lang], lang)
         else:
             training_set = TrainingSet.from_config(lang, data[lang])
-            frames[lang] = map_fields(load_training_set(training_set), training_set)
+            origin, frame = training_set.describe(), map_fields(load_training_set(training_set), training_set)
+        read = len(frame)
+        frame, dropped = without_duplicates(frame, origin, finetune_config["drop_duplicate_rows"])
+        overlap = check_overlap(frame, test, origin, finetune_config["allow_test_overlap"])
+        if dropped:
+            _say(
+                f"{lang}: dropped {len(dropped)} of {read} training rows the same as an earlier one (finetune.drop_duplicate_rows): {_listed([describe_row(item) for item in dropped])}"
+            )
+        if overlap:
+            rows = [f"{describe_row(found['row'])} ({found['by']} of {found['test_item']}, {found['lang']})" for found in overlap]
+            _say(f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}")
+        frames[lang] = frame
+        checks[lang] = {"origin": origin, "rows_read": read, "duplicates_dropped": dropped, "test_items": overlap}
     kept = equalise(frames, finetune_config["examples"], seed)
     for lang, output in zip(sources, outputs):
         frame = kept[lang]
         write_parquet(frame, output)
+        checks[lang]["examples"] = len(frame)
         _say(f"{lang}: {len(frame)} training examples (of {len(frames[lang])}) -> {output}")
+    write_text(json.dumps(checks, indent=2, ensure_ascii=False) + "\n", checks_out)
+
+
+def _listed(names: list[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
@@ -164,6 +191,7 @@ def predict(
     template_files: dict[str, str],
     outputs: list[str],
     threads: int,
+    fresh: bool = False,
 ) -> None:
     """Predictions of one model variant for every prompt (`prompts`: each one's
     `max_new_tokens` and `scoring`) and language, in every cell (`outputs`, in the
@@ -174,13 +202,14 @@ def predict(
     "loglik" (lm-evaluation-harness's Belebele prompt, the likeliest option letter).
     Each prompt's finished waves are kept in a shard beside its outputs: a killed job
     continues where it stopped, and a job rerun because one prompt's settings changed
-    reads the other prompt's results back instead of recomputing them.
+    reads the other prompt's results back instead of recomputing them; `fresh` discards
+    them first, and everything is computed again.
     """
     from .data import read_prepared
     from .inference.backend import open_backend
     from .inference.predictions import prediction_frames
     from .inference.requests import build_requests
-    from .inference.shards import shard_path
+    from .inference.shards import discard, shard_path
     from .models import set_threads
     from .paths import JOB_CELLS
     from .prompts import load_template
@@ -199,9 +228,12 @@ def predict(
     requests = [
         request for prompt, settings in prompts.items() for request in build_requests(items, templates, prompt, settings["scoring"], settings["max_new_tokens"])
     ]
+    shards = {prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts}
+    if fresh:
+        _say(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
     backend = open_backend(name, entry, variant, base_dir, adapter_dir, log=_say)
     started = time.monotonic()
-    results = backend.run(requests, resume={prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts})
+    results = backend.run(requests, resume=shards)
     elapsed = time.monotonic() - started
     frames = prediction_frames(requests, results, name, variant)
     new_tokens = sum(result.n_output_tokens for result in results)
@@ -282,14 +314,19 @@ def report(
     _say(f"report written to {out_dir}")
 
 
-def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: str) -> None:
-    """results/provenance.json of the config (less how jobs run: xlt.jobs.computed_config)
-    and the prepared base models (model -> its folder)."""
+def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:
+    """results/provenance.json of the config (less how jobs run: xlt.jobs.computed_config),
+    the prepared base models (model -> its folder) and what the training rows' checks
+    found (prepare_training's JSON)."""
     import json
 
     from .atomic import write_text
     from .provenance import provenance_record
 
-    record = provenance_record(config, base_dirs, checkout)
+    try:
+        checks = json.loads(Path(training_checks).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise XltError(f"{training_checks}: not prepare-training's checks ({type(error).__name__}); run prepare-training again") from None
+    record = provenance_record(config, base_dirs, checkout, checks)
     write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", output)
     _say(f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}")

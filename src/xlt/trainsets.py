@@ -2,10 +2,16 @@
 external multiple-choice set (a local JSON-lines or parquet file, or a Hub dataset)
 whose fields are mapped onto passage (optional), question, four options and the answer.
 
-Every source trains on the same number of examples (the smallest source's unless
-`finetune.examples` says otherwise), so a difference between sources' adapters is not
-one of data size. Rows come out in the shape of prepared Belebele rows, which is what
-the fine-tuning stage reads.
+Training rows are checked as strictly as Belebele's test rows (xlt.data): no field
+empty or only invisible characters, four options a reader can tell apart, no row the
+same as another (as read: passage, question and options; dropped instead where
+`finetune.drop_duplicate_rows` says so), and none that is a test item, by its passage
+text or by its question and options (`finetune.allow_test_overlap` lets them through,
+named in the log and in results/data/train/checks.json, which provenance.json
+carries). Every source trains on the same number of examples (the smallest source's
+unless `finetune.examples` says otherwise), so a difference between sources' adapters
+is not one of data size. Rows come out in the shape of prepared Belebele rows, which is
+what the fine-tuning stage reads.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import OPTION_FIELDS, _is_missing, _whole_number, normalize_text, read_jsonl, read_prepared
+from .data import OPTION_FIELDS, _as_read, _is_missing, _whole_number, is_blank, normalize_text, read_jsonl, read_prepared, same_options
 from .errors import XltError
 from .prompts import LETTERS
 
@@ -84,8 +90,9 @@ def load_training_set(training_set: TrainingSet) -> pd.DataFrame:
 
 
 def _text(value, origin: str, row: int, key: str, column: str) -> str:
-    if _is_missing(value) or not isinstance(value, str) or not normalize_text(value):
-        raise XltError(f"{origin}: row {row}: field {column} (fields.{key}) is {value!r}; allowed: non-empty text")
+    if _is_missing(value) or not isinstance(value, str) or is_blank(value):
+        shown = f"{value!r} (only invisible characters)" if isinstance(value, str) and value.strip() else repr(value)
+        raise XltError(f"{origin}: row {row}: field {column} (fields.{key}) is {shown}; allowed: non-empty text")
     return normalize_text(value)
 
 
@@ -98,8 +105,18 @@ def _options(record: dict, fields: dict, origin: str, row: int) -> list[str]:
         if not isinstance(value, (list, tuple)) or len(value) != 4:
             count = f"{len(value)} entries" if isinstance(value, (list, tuple)) else repr(value)
             raise XltError(f"{origin}: row {row}: field {spec} (fields.options) is {count}; allowed: a list of exactly 4 options")
-        return [_text(option, origin, row, "options", f"{spec}[{k}]") for k, option in enumerate(value)]
-    return [_text(record[column], origin, row, "options", column) for column in spec]
+        columns = [f"{spec}[{k}]" for k in range(4)]
+        texts = [_text(option, origin, row, "options", column) for column, option in zip(columns, value)]
+    else:
+        columns = list(spec)
+        texts = [_text(record[column], origin, row, "options", column) for column in spec]
+    same = same_options(texts)
+    if same:
+        raise XltError(
+            f"{origin}: row {row}: fields {columns[same[0]]} and {columns[same[1]]} (fields.options) are the same text ({texts[same[1]][:40]!r}, as read: "
+            "invisible characters and kinds of space aside); the four options must differ"
+        )
+    return texts
 
 
 def _answer(value, options: list[str], training_set: TrainingSet, origin: str, row: int) -> int:
@@ -158,6 +175,76 @@ def belebele_training(data_file: str, lang: str) -> pd.DataFrame:
     if train.empty:
         raise XltError(f"{data_file}: no training items for source {lang} (data.test_fraction leaves none)")
     return train.loc[:, list(TRAINING_COLUMNS)]
+
+
+def describe_row(item_id: str) -> str:
+    """A training row as its user finds it: `row N` of an external file, else its item."""
+    return f"row {item_id.rsplit(':', 1)[1]}" if ":train:" in item_id else f"item {item_id}"
+
+
+def _as_read_item(frame: pd.DataFrame) -> pd.Series:
+    """Each row's question and options as a reader tells them apart (options in any order)."""
+    options = frame.loc[:, list(OPTION_FIELDS)].map(_as_read).to_numpy()
+    return frame["question"].map(_as_read) + "\0" + pd.Series(["\0".join(sorted(row)) for row in options], index=frame.index)
+
+
+def duplicates(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """(position, position of its first copy) of each row with the passage, question and
+    options of an earlier one, as read."""
+    key = frame["flores_passage"].map(_as_read) + "\0" + _as_read_item(frame)
+    first = {}
+    found = []
+    for position, value in enumerate(key):
+        if value in first:
+            found.append((position, first[value]))
+        else:
+            first[value] = position
+    return found
+
+
+def without_duplicates(frame: pd.DataFrame, origin: str, drop: bool) -> tuple[pd.DataFrame, list[str]]:
+    """`frame` less rows the same as an earlier one (and which were dropped) where `drop`;
+    else an error naming the first."""
+    found = duplicates(frame)
+    if found and not drop:
+        position, first = found[0]
+        ids = frame["item_id"].tolist()
+        raise XltError(
+            f"{origin}: {describe_row(ids[position])}: the same passage, question and options as {describe_row(ids[first])} (as read: invisible characters, "
+            f"kinds of space and option order aside; {len(found)} such row(s)); a repeated row trains twice and counts twice when sources are equalised. "
+            "Remove them, or drop them with finetune.drop_duplicate_rows: true"
+        )
+    dropped = [frame["item_id"].iloc[position] for position, _ in found]
+    return frame.drop(index=frame.index[[position for position, _ in found]]).reset_index(drop=True), dropped
+
+
+def overlap_with_test(frame: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
+    """The training rows that are test items: the same passage text as a test item's, or
+    the same question and options (for sets without passages), as read. One record per
+    such row: its item id, the test item and its language, and by which."""
+    passages, questions = {}, {}
+    for passage, item, item_id, lang in zip(test["flores_passage"].map(_as_read), _as_read_item(test), test["item_id"], test["lang"]):
+        passages.setdefault(passage, (item_id, lang))
+        questions.setdefault(item, (item_id, lang))
+    found = []
+    for item_id, passage, item in zip(frame["item_id"], frame["flores_passage"].map(_as_read), _as_read_item(frame)):
+        by, match = ("passage", passages[passage]) if passage in passages else ("question and options", questions.get(item))
+        if match:
+            found.append({"row": item_id, "test_item": match[0], "lang": match[1], "by": by})
+    return found
+
+
+def check_overlap(frame: pd.DataFrame, test: pd.DataFrame, origin: str, allow: bool) -> list[dict]:
+    """overlap_with_test's records where `allow`; else an error naming the first."""
+    found = overlap_with_test(frame, test)
+    if found and not allow:
+        first = found[0]
+        raise XltError(
+            f"{origin}: {len(found)} of {len(frame)} training rows are test items: {describe_row(first['row'])} has the {first['by']} of test item "
+            f"{first['test_item']} ({first['lang']}); fine-tuning on the test items measures memory, not transfer. Remove them, or allow it "
+            "(finetune.allow_test_overlap: true) and the log and results/provenance.json name them"
+        )
+    return found
 
 
 def equalise(frames: dict[str, pd.DataFrame], examples: int | None, seed: int) -> dict[str, pd.DataFrame]:

@@ -19,12 +19,15 @@ rule prepare_data:
         "{params.xlt} prepare-data --settings {params.settings:q} --out {output:q} --log {log:q}"
 
 
-# Every source's fine-tuning examples in one job: they are cut to the same number.
+# Every source's fine-tuning examples in one job: they are cut to the same number, and
+# checked against every language's test items.
 rule prepare_training:
     input:
         unpack(training_inputs),
+        test=expand(paths.DATA, lang=LANGS),
     output:
-        expand(paths.TRAINING, source=SOURCES),
+        training=expand(paths.TRAINING, source=SOURCES),
+        checks=paths.TRAINING_CHECKS,
     log:
         paths.LOGS["prepare_training"],
     conda:
@@ -39,4 +42,5 @@ rule prepare_training:
         xlt=xlt_launcher,
         belebele=belebele_argument,
     shell:
-        "{params.xlt} prepare-training --settings {params.settings:q} {params.belebele} --out {output:q} --log {log:q}"
+        "{params.xlt} prepare-training --settings {params.settings:q} {params.belebele} --test-data {input.test:q}"
+        " --out {output.training:q} --checks {output.checks:q} --log {log:q}"

@@ -94,6 +94,7 @@ rule provenance:
         base=expand(paths.BASE_MODEL, model=MODELS),
         data=expand(paths.DATA, lang=LANGS),
         training=expand(paths.TRAINING, source=SOURCES),
+        checks=paths.TRAINING_CHECKS,
     output:
         paths.PROVENANCE,
     log:
@@ -111,4 +112,5 @@ rule provenance:
         # untracked, like xlt_launcher: where the checkout is changes no number
         checkout=lambda wildcards, resources: workflow.basedir,
     shell:
-        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q} --checkout {params.checkout:q} --out {output:q} --log {log:q}"
+        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q} --training-checks {input.checks:q} --checkout {params.checkout:q}"
+        " --out {output:q} --log {log:q}"

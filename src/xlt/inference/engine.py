@@ -96,6 +96,29 @@ def _buffered_layer_class():
     return BufferedLayer
 
 
+class NotANumber(Exception):
+    """The model's scores at a decoding step are NaN for these rows (of a wave inside
+    `decode`, requests once `generate` re-raises it): a greedy step would take a NaN
+    for the likeliest token."""
+
+    def __init__(self, rows: list[int]):
+        super().__init__(f"NaN scores for rows {rows}")
+        self.rows = rows
+
+
+def greedy_tokens(logits, rows: list[int]):
+    """The likeliest token of each row (last axis), never a NaN's: torch's argmax takes
+    a NaN for the largest value, so a row whose winner is NaN stops with NotANumber.
+    `rows`: the wave's row numbers of the logits' rows."""
+    import torch
+
+    tokens = logits.argmax(-1)
+    lost = torch.isnan(logits.gather(-1, tokens[:, None])[:, 0])
+    if bool(lost.any()):
+        raise NotANumber([rows[slot] for slot in lost.nonzero().flatten().tolist()])
+    return tokens
+
+
 @dataclass
 class DecodeState:
     """Rows being decoded: their numbers in the wave, the logits of their last
@@ -171,7 +194,7 @@ def decode(
     keyword = cache_keyword(model)
     active = torch.tensor(state.rows, device=model.device)
     cache, attention_mask, last_position = state.cache, state.attention_mask, state.last_position
-    next_tokens = state.last_logits.argmax(-1)
+    next_tokens = greedy_tokens(state.last_logits, state.rows)
     done: set[int] = set()
     for step in range(max(budgets[row] for row in state.rows)):
         keep, unanswered = [], []
@@ -211,7 +234,7 @@ def decode(
             use_cache=True,
             **{keyword: cache},
         )
-        next_tokens = output.logits[:, -1].argmax(-1)
+        next_tokens = greedy_tokens(output.logits[:, -1], active.tolist())
 
 
 def force_answers(model, slots: list[int], active, cache, attention_mask, last_position, decoded: list[Decoded], forced) -> None:
@@ -439,6 +462,16 @@ def item_groups(requests: list[Encoded]) -> list[list[int]]:
     return list(groups.values())
 
 
+def wave_plan(requests: list[Encoded], batch_size: int) -> list[list[list[int]]]:
+    """The waves `generate` decodes, each a list of item groups of request indices:
+    `batch_size` items to a wave, longest first. It depends on the requests and the
+    batch size only, so a resumed job's waves are an uninterrupted one's, and a shard
+    can tell the results of a wave from any others (inference/shards.py)."""
+    groups = item_groups(requests)
+    plan = plan_waves([max(len(requests[i].input_ids) for i in group) for group in groups], batch_size)
+    return [[groups[g] for g in wave] for wave in plan]
+
+
 def generate(
     model,
     tokenizer,
@@ -456,23 +489,23 @@ def generate(
     an earlier, interrupted or differently configured run has finished (request index:
     result), which are not recomputed; `record(wave, results)` receives every wave's new
     results as soon as they exist. A wave that runs out of GPU memory is split in two
-    and retried, and later waves are cut to the largest size that fitted.
+    and retried, and later waves are cut to the largest size that fitted. Scores that
+    are NaN at a decoding step raise NotANumber with the requests' indices.
     """
     import torch
     from tqdm import tqdm
 
     eos_ids = stop_token_ids(model.generation_config, tokenizer)
-    groups = item_groups(requests)
-    plan = plan_waves([max(len(requests[i].input_ids) for i in group) for group in groups], batch_size)
+    plan = wave_plan(requests, batch_size)
     results: dict[int, Generation] = dict(done or {})
-    read_back = sum(all(i in results for g in wave for i in groups[g]) for wave in plan)
+    read_back = sum(all(i in results for group in wave for i in group) for wave in plan)
     fitting = batch_size
     bar = tqdm(total=len(requests), unit="request", file=_LineStream(sys.stderr), mininterval=15, disable=not progress, ascii=True)
     bar.update(len(results))
     started = time.monotonic()
     with torch.inference_mode():
         for wave_number, wave in enumerate(plan):
-            todo = [[i for i in groups[g] if i not in results] for g in wave]
+            todo = [[i for i in group if i not in results] for group in wave]
             todo = [group for group in todo if group]
             pending = [todo[start : start + fitting] for start in range(0, len(todo), fitting)][::-1]
             wave_results = {}
@@ -492,6 +525,8 @@ def generate(
                         [(requests[i].forced_ids, requests[i].label_ids) if requests[i].forced_ids else None for i in part],
                         [requests[i].item for i in part],
                     )
+                except NotANumber as error:
+                    raise NotANumber([part[row] for row in error.rows]) from None
                 except Exception as error:
                     if not (_is_out_of_memory(error) and len(part_groups) > 1):
                         raise

@@ -3,12 +3,29 @@ tokenizer, decoded in resumable waves (inference/engine.py, inference/shards.py)
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from .engine import generate, resolve_batch_size
+from ..errors import XltError
+from .engine import NotANumber, generate, resolve_batch_size, wave_plan
 from .requests import Generation, Request, encode_all
-from .shards import Shard, run_fingerprint
+from .shards import Shard, identity, run_fingerprint
+
+_GENERATION_FIELDS = {field.name for field in fields(Generation)}
+
+
+def is_generation(stored: object) -> bool:
+    """Whether a result read back from a shard has a Generation's fields and types."""
+    if not (isinstance(stored, dict) and set(stored) == _GENERATION_FIELDS):
+        return False
+    counts = [stored[name] for name in ("n_prompt_tokens", "n_output_tokens")]
+    scores = [stored[name] for name in ("label_logprobs", "forced_logprobs")]
+    return (
+        isinstance(stored["text"], str)
+        and all(type(count) is int and count >= 0 for count in counts)
+        and stored["stop_reason"] in ("answer", "eos", "budget")
+        and all(score is None or (isinstance(score, list) and all(type(value) in (int, float) for value in score)) for score in scores)
+    )
 
 
 class HFBackend:
@@ -24,8 +41,10 @@ class HFBackend:
         """Every prompt's requests in one run (an item's prompts share their prompt
         pass). `resume`: per prompt (`Request.job`), the shard where its finished
         results are kept; each prompt's shard has a fingerprint of its own requests, so
-        a run whose other prompt changed reads this one's results back."""
+        a run whose other prompt changed reads this one's results back. A stored result
+        is read back only for the request it names, from the wave that request is in."""
         encoded = encode_all(self.tokenizer, self.spec, requests)
+        wave_of = {index: number for number, wave in enumerate(wave_plan(encoded, self.batch_size)) for group in wave for index in group}
         shards: dict[str, tuple[Shard, list[int]]] = {}
         for job, path in (resume or {}).items():
             members = [index for index, request in enumerate(requests) if request.job == job]
@@ -35,9 +54,11 @@ class HFBackend:
                 batch_size=self.batch_size,
                 requests=[(requests[index].item_id, asdict(encoded[index])) for index in members],
             )
-            shard = Shard(path, fingerprint)
+            identities = [identity(f"{requests[index].lang}/{requests[index].item_id}", job, asdict(encoded[index])) for index in members]
+            shard = Shard(path, fingerprint, identities, [wave_of[index] for index in members], is_generation)
             shards[job] = shard, members
-            self.log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}")
+            rejected = f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed" if shard.rejected else ""
+            self.log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
         done = {members[local]: Generation(**fields) for shard, members in shards.values() for local, fields in shard.completed().items()}
 
         def record(wave: int, results: dict[int, Generation]) -> None:
@@ -46,4 +67,11 @@ class HFBackend:
                 if finished:
                     shard.append(wave, finished)
 
-        return generate(self.model, self.tokenizer, encoded, self.batch_size, done=done, record=record, log=self.log)
+        try:
+            return generate(self.model, self.tokenizer, encoded, self.batch_size, done=done, record=record, log=self.log)
+        except NotANumber as error:
+            request = requests[error.rows[0]]
+            raise XltError(
+                f"model {self.name}: item {request.item_id} ({request.lang}), prompt {request.job}: the scores of the next token are NaN at a decoding "
+                f"step ({len(error.rows)} request(s) of the wave); a NaN never counts as the likeliest token: check the weights and inference.dtype"
+            ) from None

@@ -55,7 +55,8 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
     data = job_settings(study_config, "prepare_data")
     assert data["langs"] == list(study_config["languages"]) and data["data"]["source"] == "fixture" and data["all_test"] is False
     training = job_settings(study_config, "prepare_training")
-    assert training == {"finetune": {"data": "belebele", "examples": None}, "sources": ["arb_Arab", "pes_Arab"], "seed": study_config["data"]["seed"]}
+    finetune = {"data": "belebele", "examples": None, "allow_test_overlap": False, "drop_duplicate_rows": False}
+    assert training == {"finetune": finetune, "sources": ["arb_Arab", "pes_Arab"], "seed": study_config["data"]["seed"]}
     with pytest.raises(ValueError, match="no job settings for stage 'predictions'"):
         job_settings(study_config, "predictions")
 
@@ -85,3 +86,16 @@ def test_provenance_hashes_the_config_less_how_jobs_run(study_config):
     assert "resources" not in settings and "resources" not in settings["models"]["smollm2-135m"]["finetune"]
     config["models"]["smollm2-135m"]["finetune"]["learning_rate"] = 0.1
     assert job_settings(config, "provenance")["config"]["models"]["smollm2-135m"]["finetune"]["learning_rate"] == 0.1
+
+
+def test_the_keys_each_command_checks_are_those_job_settings_builds(study_config):
+    """xlt.jobs.SETTINGS_KEYS (what `xlt <stage> --settings` must hold) against the
+    settings the workflow passes: every key checked is one it builds, and the stages
+    that read all their keys check all of them."""
+    from xlt.jobs import SETTINGS_KEYS
+
+    for stage, keys in SETTINGS_KEYS.items():
+        built = job_settings(study_config, stage, "smollm2-135m")
+        assert set(keys) <= set(built), stage
+        if stage not in ("finetune", "merge", "report"):
+            assert set(keys) == set(built), stage

@@ -31,8 +31,9 @@ def _compare(args) -> None:
             raise XltError("--items goes with --settings (the workflow's compare job), not with --predictions or --config")
         from .stages import compare as compare_stage
 
+        settings = read_settings(args.settings, "the study settings", "compare")
         with _job_log(args):
-            compare_stage(args.items, read_settings(args.settings, "the study settings"), *_stats_files(args.out))
+            compare_stage(_existing(args.items, "--items"), settings, *_stats_files(args.out))
         return
     if args.predictions is None or args.config is None:
         raise XltError("give --predictions and --config (or --items and --settings)")
@@ -45,6 +46,40 @@ def _compare(args) -> None:
 
 def _stats_files(out: str) -> list[Path]:
     return [Path(out) / name for name in STATS_FILES.values()]
+
+
+def _files(paths: list[str] | None, option: str) -> list[str] | None:
+    """The paths of an option that takes several files: none empty, none given twice
+    (a file read twice counts its rows twice; one written twice keeps the last)."""
+    for path in paths or []:
+        if not path.strip():
+            raise XltError(f"{option}: an empty path; give a file")
+    seen = [os.path.normpath(path) for path in paths or []]
+    repeated = next((path for path, normal in zip(paths or [], seen) if seen.count(normal) > 1), None)
+    if repeated is not None:
+        raise XltError(f"{option}: {repeated} is given {seen.count(os.path.normpath(repeated))} times; give each file once")
+    return paths
+
+
+def _one_each(names: list[str], paths: list[str], option: str, what: str, kind: str = "files") -> dict[str, str]:
+    """Name -> its path, one path per name in the names' order; a path named after
+    another of the names (results/data/heb_Hebr.parquet in arb_Arab's place) is out of
+    order."""
+    _files(paths, option)
+    if len(paths) != len(names):
+        raise XltError(f"{option}: {len(paths)} {kind} for {len(names)} {what} ({', '.join(names)}); give one for each, in that order")
+    for name, path in zip(names, paths):
+        stem = Path(path).name.removesuffix(".parquet")
+        if stem != name and stem in names:
+            raise XltError(f"{option}: {path} is in {name}'s place; give one for each of the {what} in the order {', '.join(names)}")
+    return dict(zip(names, paths))
+
+
+def _existing(path: str, option: str) -> str:
+    """A file the command reads, or one line saying it is not there."""
+    if not Path(path).is_file():
+        raise XltError(f"{option} {path}: no such file" + (" (a folder)" if Path(path).is_dir() else ""))
+    return path
 
 
 def _extract(args) -> None:
@@ -187,7 +222,7 @@ def _job_log(args):
 
 
 def _model_entry(args) -> dict:
-    entry = read_settings(args.settings, "a model's config with its finetune block")
+    entry = read_settings(args.settings, "a model's config with its finetune block", args.command)
     if not isinstance(entry.get("finetune"), dict):
         raise XltError("--settings: expected a model's config as a JSON object with its finetune block")
     return entry
@@ -196,39 +231,53 @@ def _model_entry(args) -> dict:
 def _prepare_data(args) -> None:
     from .stages import prepare_data
 
-    settings = read_settings(args.settings, "the data settings and languages")
+    settings = read_settings(args.settings, "the data settings and languages", "prepare_data")
+    outputs = _one_each(settings["langs"], args.out, "--out", "languages")
     with _job_log(args):
-        prepare_data(settings["data"], settings["langs"], args.out, settings["all_test"])
+        prepare_data(settings["data"], settings["langs"], list(outputs.values()), settings["all_test"])
 
 
 def _prepare_training(args) -> None:
     from .stages import prepare_training
 
-    settings = read_settings(args.settings, "the finetune block, source languages and seed")
+    settings = read_settings(args.settings, "the finetune block, source languages and seed", "prepare_training")
     sources = settings["sources"]
-    if args.belebele is not None and len(args.belebele) != len(sources):
-        raise XltError(f"--belebele: {len(args.belebele)} files for {len(sources)} source languages ({', '.join(sources)})")
-    belebele = dict(zip(sources, args.belebele or []))
+    belebele = _one_each(sources, args.belebele, "--belebele", "source languages") if args.belebele is not None else {}
+    if settings["finetune"].get("data") == "belebele" and not belebele:
+        raise XltError("--belebele: finetune.data is belebele, so each source's prepared data is needed, in the sources' order")
+    outputs = _one_each(sources, args.out, "--out", "source languages")
+    if os.path.normpath(args.checks) in map(os.path.normpath, outputs.values()):
+        raise XltError(f"--checks {args.checks}: is also given as --out; write the checks to a file of their own")
     with _job_log(args):
-        prepare_training(settings["finetune"], sources, belebele, args.out, settings["seed"], test_files=args.test_data, checks_out=args.checks)
+        prepare_training(
+            settings["finetune"],
+            sources,
+            belebele,
+            list(outputs.values()),
+            settings["seed"],
+            test_files=_files(args.test_data, "--test-data"),
+            checks_out=args.checks,
+        )
 
 
 def _provenance(args) -> None:
     from .stages import provenance
 
-    settings = read_settings(args.settings, "the config")
-    models = list(settings["config"]["models"])
-    if len(args.base) != len(models):
-        raise XltError(f"--base: {len(args.base)} folders for {len(models)} models ({', '.join(models)})")
+    settings = read_settings(args.settings, "the config", "provenance")
+    models = list(settings["config"].get("models", {}))
+    base = _one_each(models, args.base, "--base", "models", kind="folders")
     with _job_log(args):
-        provenance(settings["config"], dict(zip(models, args.base)), args.checkout, args.out, args.training_checks)
+        provenance(settings["config"], base, args.checkout, args.out, _existing(args.training_checks, "--training-checks"))
 
 
 def _prepare_model(args) -> None:
     from .stages import prepare_model
 
+    source = read_settings(args.settings, "the model's source", "prepare_model")
+    if sum(source[key] is not None for key in ("id", "path", "package")) != 1:
+        raise XltError("--settings: the model's source needs exactly one of id, path, package")
     with _job_log(args):
-        prepare_model(args.model, read_settings(args.settings, "the model's source"), args.out, args.threads)
+        prepare_model(args.model, source, args.out, args.threads)
 
 
 def _finetune(args) -> None:
@@ -247,7 +296,9 @@ def _merge(args) -> None:
 def _predict(args) -> None:
     from .stages import predict
 
-    settings = read_settings(args.settings, "the model's inference settings and prompts")
+    settings = read_settings(args.settings, "the model's inference settings and prompts", "predict")
+    _files(args.data, "--data")
+    _files(args.out, "--out")
     with _job_log(args):
         predict(
             args.model,
@@ -267,16 +318,22 @@ def _predict(args) -> None:
 def _score(args) -> None:
     from .stages import score
 
+    settings = read_settings(args.settings, "the study settings", "score")
+    predictions, data = _files(args.predictions, "--predictions"), _files(args.data, "--data")
+    if os.path.normpath(args.accuracy) == os.path.normpath(args.items):
+        raise XltError(f"--accuracy and --items: both {args.accuracy}; give each table a file of its own")
     with _job_log(args):
-        score(args.predictions, args.data, read_settings(args.settings, "the study settings"), args.accuracy, args.items)
+        score(predictions, data, settings, args.accuracy, args.items)
 
 
 def _report(args) -> None:
     from .stages import report
 
-    settings = read_settings(args.settings, "the study settings and recipes")
+    settings = read_settings(args.settings, "the study settings and recipes", "report")
+    tables = [_existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")]
+    provenance = _existing(args.provenance, "--provenance") if args.provenance else None
     with _job_log(args):
-        report(args.accuracy, args.effects, args.alignment, args.gains, settings, args.out, settings.get("recipes"), args.provenance)
+        report(*tables, settings, args.out, settings.get("recipes"), provenance)
 
 
 def _variant(name: str) -> str:

@@ -23,6 +23,18 @@ NOT_LEARNED = ("launcher", "resources", "merge")
 MODEL_STAGES = ("prepare_model", "finetune", "merge", "predict")
 STUDY_STAGES = ("score", "compare", "report")
 DATA_STAGES = ("prepare_data", "prepare_training", "provenance")
+# The keys of each stage's settings that its command reads (job_settings builds them; a
+# test keeps the two in step): a `--settings` without one stops with one line.
+SETTINGS_KEYS = {
+    "prepare_data": ("data", "langs", "all_test"),
+    "prepare_training": ("finetune", "sources", "seed"),
+    "provenance": ("config",),
+    "prepare_model": ("id", "revision", "path", "package", "trust_remote_code"),
+    "finetune": ("finetune",),
+    "merge": ("finetune",),
+    "predict": ("model", "templates", "prompts"),
+    **dict.fromkeys(STUDY_STAGES, ("languages", "source_languages", "related_families", "stats", "prompts")),
+}
 
 
 def model_source(entry: dict) -> dict:
@@ -100,12 +112,18 @@ def settings_json(config: dict, stage: str, model: str | None = None) -> str:
     return json.dumps(job_settings(config, stage, model))
 
 
-def read_settings(text: str, what: str) -> dict:
-    """A `--settings` argument back as a dict, or one line saying why not."""
+def read_settings(text: str, what: str, stage: str | None = None) -> dict:
+    """A `--settings` argument back as a dict with the keys `stage` reads
+    (SETTINGS_KEYS), or one line saying why not."""
     try:
         settings = json.loads(text)
     except json.JSONDecodeError as error:
         raise XltError(f"--settings: not JSON ({error.msg})") from None
     if not isinstance(settings, dict):
         raise XltError(f"--settings: expected {what} as a JSON object")
+    missing = [key for key in SETTINGS_KEYS.get(stage, ()) if key not in settings]
+    if missing:
+        raise XltError(
+            f"--settings: lacks {', '.join(missing)}; expected {what}, with the keys {', '.join(SETTINGS_KEYS[stage])} (as xlt.jobs.job_settings builds them)"
+        )
     return settings

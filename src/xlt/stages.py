@@ -224,6 +224,14 @@ def predict(
         )
     set_threads(threads)
     items = pd.concat([read_prepared(path, split="test") for path in data_files], ignore_index=True)
+    langs = list(dict.fromkeys(items["lang"]))
+    for cell, paths in by_cell.items():
+        named = [Path(path).stem for path in paths]
+        if sorted(named) != sorted(langs):
+            raise XltError(
+                f"predict {name} ({variant}): the outputs of cell {cell} are for {', '.join(named)}, the data's languages are {', '.join(langs)}; "
+                "give one file per cell and language ({cell}/{lang}.parquet)"
+            )
     templates = {lang: load_template(path) for lang, path in template_files.items()}
     requests = [
         request for prompt, settings in prompts.items() for request in build_requests(items, templates, prompt, settings["scoring"], settings["max_new_tokens"])
@@ -279,9 +287,16 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
 
 
 def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+    from .paths import PREDICTION_COLUMNS
+    from .scoring import _read
+
     start = time.perf_counter()
     outputs = [effects_out, alignment_out, gains_out, notes_out]
-    comparisons = compare_items(pd.read_parquet(items_file), study, study["stats"]["allow_missing_cells"], items_file, outputs)
+    items = _read(items_file)
+    missing = [column for column in PREDICTION_COLUMNS if column not in items.columns]
+    if missing:
+        raise XltError(f"{items_file}: not scored items (results/scores/items.parquet): no column {', '.join(missing)}")
+    comparisons = compare_items(items, study, study["stats"]["allow_missing_cells"], items_file, outputs)
     _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 

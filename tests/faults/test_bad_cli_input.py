@@ -197,3 +197,86 @@ def test_extract_json_lines_to_a_parquet_name(tmp_path, capsys):
     assert (
         _one_line(capsys) == f"-o {tmp_path / 'parsed.parquet'}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
     )
+
+
+# --- every subcommand checks its own arguments (issue 24, finding 10) -----------------
+
+
+def _stage_argv(name: str) -> list[str]:
+    """`xlt NAME --settings {}` with a stand-in for every other required argument."""
+    from xlt.cli import build_parser
+
+    parser = build_parser()
+    command = parser._subparsers._group_actions[0].choices[name]
+    argv = [name]
+    for action in command._actions:
+        if not action.required or action.dest == "settings":
+            continue
+        value = {"variant": "base", "threads": "1"}.get(action.dest, f"stand-in-{action.dest}")
+        argv += [action.option_strings[0], *([value] if action.nargs != "+" else [f"{value}.parquet"])]
+    return [*argv, "--settings", "{}"]
+
+
+@pytest.mark.parametrize("name", ["prepare-data", "prepare-training", "prepare-model", "finetune", "merge", "predict", "score", "report", "provenance"])
+def test_every_stage_says_which_settings_keys_it_lacks(name, tmp_path, capsys, monkeypatch):
+    """Finding 10: `xlt prepare-training --settings '{}'` (and prepare-data, predict,
+    provenance, ...) ended in a raw KeyError traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert main(_stage_argv(name)) == 2
+    assert _one_line(capsys).startswith("--settings: lacks ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_items_that_are_not_there_is_one_line(tmp_path, capsys):
+    from xlt.config import load_config
+    from xlt.jobs import settings_json
+
+    settings = settings_json(load_config(REPO / "config" / "config.yaml"), "compare")
+    assert main(["compare", "--items", str(tmp_path / "items.parquet"), "--settings", settings, "--out", str(tmp_path / "stats")]) == 2
+    assert _one_line(capsys) == f"--items {tmp_path / 'items.parquet'}: no such file"
+    (tmp_path / "items.parquet").write_text("not parquet")
+    assert main(["compare", "--items", str(tmp_path / "items.parquet"), "--settings", settings, "--out", str(tmp_path / "stats")]) == 2
+    assert _one_line(capsys).startswith(f"{tmp_path / 'items.parquet'}: not a readable parquet file")
+    assert not (tmp_path / "stats").exists()
+
+
+def _prepare_data_argv(tmp_path, outputs) -> list[str]:
+    from xlt.config import load_config
+    from xlt.jobs import settings_json
+
+    config = load_config(REPO / "config" / "config.yaml")
+    config["data"]["fixture_dir"] = str(REPO / "data" / "belebele_fixture")
+    return ["prepare-data", "--settings", settings_json(config, "prepare_data"), "--out", *[str(tmp_path / name) for name in outputs]]
+
+
+LANGS = ["arb_Arab", "heb_Hebr", "amh_Ethi", "mlt_Latn", "tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab"]
+
+
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        ([f"{lang}.parquet" for lang in LANGS[:7]], "--out: 7 files for 8 languages (arb_Arab, heb_Hebr, "),
+        ([f"{lang}.parquet" for lang in [*LANGS, "tha_Thai"]], "--out: 9 files for 8 languages (arb_Arab, heb_Hebr, "),
+        (["arb_Arab.parquet"] * 8, "is given 8 times; give each file once"),
+        (
+            [f"{lang}.parquet" for lang in [LANGS[1], LANGS[0], *LANGS[2:]]],
+            "heb_Hebr.parquet is in arb_Arab's place; give one for each of the languages in the order ",
+        ),
+    ],
+)
+def test_prepare_data_outputs_that_do_not_match_the_languages(tmp_path, capsys, outputs, message):
+    """Finding 10: `xlt prepare-data --out` with fewer or more files than languages, or
+    one path eight times, exited 0 with languages skipped or overwritten."""
+    assert main(_prepare_data_argv(tmp_path, outputs)) == 2
+    assert message in _one_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_given_twice_to_score_would_count_its_rows_twice(tmp_path, capsys):
+    from xlt.config import load_config
+    from xlt.jobs import settings_json
+
+    settings = settings_json(load_config(REPO / "config" / "config.yaml"), "score")
+    argv = ["score", "--settings", settings, "--predictions", "p.parquet", "./p.parquet", "--data", "d.parquet", "--accuracy", "a.csv", "--items", "i.parquet"]
+    assert main(argv) == 2
+    assert _one_line(capsys) == "--predictions: p.parquet is given 2 times; give each file once"

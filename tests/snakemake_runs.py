@@ -6,6 +6,7 @@ workflow copy it is given, so it sees code changes), and reading its plans and g
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -32,6 +33,16 @@ def run_snakemake(repo: Path, workdir: Path, configfile: Path, cores: int = 2, d
         dag = workflow.dag(dag_settings=DAGSettings(forcerun=set(forcerun)))
         dag.execute_workflow(executor="dryrun" if dryrun else "local", execution_settings=ExecutionSettings(), updated_files=scheduled)
     return scheduled
+
+
+def shipped_study(root: Path) -> Path:
+    """`root` holding what the shipped configs name by relative paths (config/ and
+    data/), to plan config/config.yaml and config/paper.yaml in: no test plans in the
+    checkout itself, where a finished study, a half-run one or a lock would change
+    what Snakemake plans, and where planning would leave its .snakemake behind."""
+    for folder in ("config", "data"):
+        shutil.copytree(REPO / folder, root / folder)
+    return root
 
 
 def tiny_config(model_paths: dict[str, Path]) -> dict:

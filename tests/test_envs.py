@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -60,6 +61,7 @@ def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
     assert set(required) - HOST_ONLY - covered == set(), "pyproject dependencies in no environment"
 
 
+@pytest.mark.plans
 def test_every_rule_runs_in_an_existing_environment_by_its_group(repo, tmp_path):
     environments = rule_environments(tmp_path)
     assert set(environments) >= MODEL_RULES | {"prepare_data", "score", "compare", "report"}

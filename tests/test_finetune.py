@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from belebele_rows import ENGLISH, items
-from snakemake_runs import snakemake_command
+from snakemake_runs import shipped_study, snakemake_command
 
 from xlt.config import load_config, validate_config
 from xlt.data import check_rows
@@ -450,16 +450,18 @@ def test_checkpoints_cut_short_or_of_another_run_are_not_resumed(tmp_path):
 # --- launching by configuration ---------------------------------------------------
 
 
-def paper_launches() -> dict[str, str]:
+def paper_launches(folder: Path) -> dict[str, str]:
     """The finetune command `snakemake -n -p --configfile config/paper.yaml` prints for
-    each model."""
-    printed = snakemake_command(REPO / "Snakefile", REPO, REPO / "config" / "paper.yaml", "-n", "-p", "--cores", "64")
+    each model, planned in `folder` (never in the checkout)."""
+    study = shipped_study(folder)
+    printed = snakemake_command(REPO / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--cores", "64")
     commands = [line.split("Shell command: ", 1)[1] for line in printed.splitlines() if "Shell command: " in line and " finetune " in line]
     return {shlex.split(command)[shlex.split(command).index("--model") + 1]: command for command in commands}
 
 
-def test_paper_config_prints_each_models_launch_command(repo):
-    launches = paper_launches()
+@pytest.mark.plans
+def test_paper_config_prints_each_models_launch_command(repo, tmp_path):
+    launches = paper_launches(tmp_path)
     paper = load_config(repo / "config" / "paper.yaml")
     assert set(launches) == set(paper["models"])
     for model, command in launches.items():

@@ -148,20 +148,22 @@ def test_a_field_mapped_file_with_answers_as_text_fine_tunes_a_tiny_model(repo, 
     assert (adapter / "adapter_config.json").is_file()
 
 
+@pytest.mark.plans
 def test_the_default_plans_two_sources_and_the_paper_external_data(repo, tmp_path):
     """`snakemake -n`: the default fine-tunes 2 models x 2 sources; the paper fine-tunes
     7 x 2 on Global-MMLU (it cannot be downloaded here) with every Belebele item a test
-    item."""
-    from snakemake_runs import planned_rules, snakemake_command
+    item. Planned in a folder of their own, whatever the checkout holds."""
+    from snakemake_runs import planned_rules, shipped_study, snakemake_command
 
-    default = planned_rules(repo / "Snakefile", repo, repo / "config" / "config.yaml")
+    study = shipped_study(tmp_path)
+    default = planned_rules(repo / "Snakefile", study, study / "config" / "config.yaml")
     assert default["finetune"] == 4 and default["predict"] == 2 * 3 and default["prepare_training"] == 1
-    paper = planned_rules(repo / "Snakefile", repo, repo / "config" / "paper.yaml")
+    paper = planned_rules(repo / "Snakefile", study, study / "config" / "paper.yaml")
     assert paper["finetune"] == 14 and paper["predict"] == 7 * 3 and paper["provenance"] == 1
     config = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     assert {lang: entry["hub"]["id"] for lang, entry in config["finetune"]["data"].items()} == {
         "arb_Arab": "CohereForAI/Global-MMLU",
         "pes_Arab": "CohereForAI/Global-MMLU",
     }
-    shell = snakemake_command(repo / "Snakefile", repo, repo / "config" / "paper.yaml", "-n", "-p", "--forcerun", "finetune")
+    shell = snakemake_command(repo / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--forcerun", "finetune")
     assert "results/models/qwen3-4b/adapter-pes_Arab" in shell and "results/data/train/arb_Arab.parquet" in shell

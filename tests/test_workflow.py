@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from snakemake_runs import planned_jobs, rule_graph, rule_graph_of_svg, run_snakemake, snakemake_command, tiny_config, write_config
+from snakemake_runs import planned_jobs, rule_graph, rule_graph_of_svg, run_snakemake, shipped_study, snakemake_command, tiny_config, write_config
 
 from xlt.paths import (
     ACCURACY_COLUMNS,
@@ -108,11 +108,13 @@ def test_every_job_runs_this_checkouts_xlt(repo, tiny_study):
         assert command.startswith(f"PYTHONPATH={repo / 'src'}" + "${PYTHONPATH:+:$PYTHONPATH} "), command[:200]
 
 
-def test_jobs_that_gate_others_start_first(repo):
+@pytest.mark.plans
+def test_jobs_that_gate_others_start_first(repo, tmp_path):
     """With cores to spare for only some jobs, fine-tuning (its variant's predict job
     waits on it) starts first, then the base predict jobs, then the fine-tuned ones:
     `snakemake -n` on the default config prints each job's priority (0 unprinted)."""
-    printed = snakemake_command(repo / "Snakefile", repo, repo / "config" / "config.yaml", "-n", "--forceall")
+    study = shipped_study(tmp_path)
+    printed = snakemake_command(repo / "Snakefile", study, study / "config" / "config.yaml", "-n", "--forceall")
     priorities = {}
     for rule, fields in planned_jobs(printed):
         variant = "base" if "variant=base" in fields.get("wildcards", "") else "ft" if "variant=" in fields.get("wildcards", "") else None

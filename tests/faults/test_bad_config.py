@@ -241,6 +241,7 @@ def test_mistake_stops_snakemake_before_any_job(valid_config, tmp_path, case):
     assert not (workdir / "pwned").exists() and not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.plans
 def test_dry_run_shows_the_same_line(valid_config, tmp_path):
     mutate, message = CASES["unknown nested key"]
     mutate(valid_config)

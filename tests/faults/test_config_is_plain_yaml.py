@@ -83,6 +83,7 @@ ON_THE_COMMAND_LINE = {"YTE", "Python tag"}
 
 
 @pytest.mark.parametrize("case", [case if case in ON_THE_COMMAND_LINE else pytest.param(case, marks=pytest.mark.slow) for case in CASES])
+@pytest.mark.plans
 def test_snakemake_stops_before_any_job(tmp_path, case):
     text, _ = _config_text(tmp_path, case)
     configfile = tmp_path / "my config.yaml"

@@ -257,6 +257,7 @@ def test_every_value_planning_allows_passes_the_schema(repo, configfile):
         assert validate_config({**config, "stats": {**config.get("stats", {}), "primary": value}})["stats"]["primary"] == value
 
 
+@pytest.mark.plans
 def test_a_nonsense_primary_test_stops_snakemake_before_any_job(repo, tmp_path):
     """Finding 9: `stats.primary: direct/nonsense` planned all 19 jobs and failed in
     compare after every model job. Now `snakemake -n` stops, naming the values allowed."""

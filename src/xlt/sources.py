@@ -21,7 +21,7 @@ from .errors import XltError
 from .languages import interaction_sides, language_table, source_languages
 from .paths import SOURCE_COLUMN, finetuned_variants
 from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
-from .stats import Comparison, Comparisons, ModelCells, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness, too_few_note
+from .stats import Comparison, Comparisons, ModelCells, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness, row_tables, too_few_note
 from .stattests import holm
 
 
@@ -111,25 +111,9 @@ def absent_primary_rows(effects: pd.DataFrame, models: list[str], test: PrimaryT
     ]
 
 
-def _row_tables(rows: list[Row], source: str, effect_columns: list[str], note_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _row_tables(rows: list[Row], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows built here (the interaction, absent primary tests) as effects and notes rows of `source`."""
-    effects = pd.DataFrame([{column: getattr(row, column) for column in effect_columns} for row in rows], columns=effect_columns)
-    notes = pd.DataFrame(
-        [
-            {
-                "table": "effects",
-                "model": row.model,
-                "prompt": row.prompt,
-                "effect": row.effect,
-                "method": row.method,
-                "holm_family": row.holm_family,
-                "note": "; ".join(row.notes),
-                "role": row.role,
-            }
-            for row in rows
-        ],
-        columns=note_columns,
-    )
+    effects, notes = row_tables(rows)
     return _tagged(effects, source), _tagged(notes, source, 2)
 
 
@@ -153,15 +137,13 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     parts = {source: compare(source_items(items, variants[source]), language_table(study, source), own, source == test.source) for source in sources}
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
     notes = [_tagged(part.notes, source, 2) for source, part in parts.items()]
-    effect_columns = [column for column in effects[0].columns if column != SOURCE_COLUMN]
-    note_columns = [column for column in notes[0].columns if column != SOURCE_COLUMN]
     if rows:
-        across = _row_tables(rows, "", effect_columns, note_columns)
+        across = _row_tables(rows, "")
         effects.append(across[0])
         notes.append(across[1])
     absent = absent_primary_rows(pd.concat(effects, ignore_index=True), sorted(set(items["model"])), test)
     if absent:
-        tables = _row_tables(absent, test.source, effect_columns, note_columns)
+        tables = _row_tables(absent, test.source)
         effects.append(tables[0])
         notes.append(tables[1])
     return Comparisons(

@@ -675,23 +675,8 @@ def _adjust(rows: list[Row], primary: tuple[str, str] | None) -> None:
             row.holm_family = f"secondary: Holm over the {len(family)} secondary p-values of {key[0]} / {key[1]}"
 
 
-def effects_table(
-    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling, with_primary: bool = True
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """effects.csv and its notes (method, Holm family, reasons for gaps); with_primary
-    False: every row secondary (compare)."""
-    rows, absent = [], []
-    for model, model_cells in cells.items():
-        context = ModelContext.build(model, model_cells, resampling, settings)
-        for comparison in COMPARISONS:
-            rows += comparison_effects(context, comparison, languages)
-        for gain, knowledge in DECOMPOSITIONS:
-            found, missing = decomposition_effects(context, gain, knowledge, languages)
-            rows += found
-            absent += missing
-    for comparison in COMPARISONS:
-        rows += pooled_effects(cells, comparison, languages, settings, resampling)
-    _adjust(rows, primary_key(settings.primary, languages) if with_primary else None)
+def row_tables(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows as effects.csv's rows and their notes.csv rows (method, Holm family, notes)."""
     effects = pd.DataFrame([{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS))
     notes = pd.DataFrame(
         [
@@ -709,6 +694,27 @@ def effects_table(
         ],
         columns=list(NOTES_COLUMNS),
     )
+    return effects, notes
+
+
+def effects_table(
+    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling, with_primary: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """effects.csv and its notes (method, Holm family, reasons for gaps); with_primary
+    False: every row secondary (compare)."""
+    rows, absent = [], []
+    for model, model_cells in cells.items():
+        context = ModelContext.build(model, model_cells, resampling, settings)
+        for comparison in COMPARISONS:
+            rows += comparison_effects(context, comparison, languages)
+        for gain, knowledge in DECOMPOSITIONS:
+            found, missing = decomposition_effects(context, gain, knowledge, languages)
+            rows += found
+            absent += missing
+    for comparison in COMPARISONS:
+        rows += pooled_effects(cells, comparison, languages, settings, resampling)
+    _adjust(rows, primary_key(settings.primary, languages) if with_primary else None)
+    effects, notes = row_tables(rows)
     if absent:
         notes = pd.concat([notes, pd.DataFrame(absent, columns=list(NOTES_COLUMNS))], ignore_index=True)
     return effects, notes

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from xlt.config import validate_config
 from xlt.errors import XltError
-from xlt.inference.engine import NotANumber, greedy_tokens
 from xlt.inference.hf import HFBackend
 from xlt.inference.predictions import prediction_frames
 from xlt.inference.requests import Generation, build_requests
@@ -55,6 +54,15 @@ def _run_twice(backend, tmp_path, damage):
     return first, second, list(backend.lines)
 
 
+def _generation_in(record):
+    """The first stored result (a dict with the generated text) in a wave line, wherever
+    the line's format keeps it."""
+    if isinstance(record, dict) and "text" in record:
+        return record
+    values = record.values() if isinstance(record, dict) else record if isinstance(record, list) else []
+    return next((found for value in values if (found := _generation_in(value)) is not None), None)
+
+
 def _line(record: dict) -> str:
     """A wave line rehashed after its content changed: only the checks of what it holds
     can refuse it."""
@@ -67,8 +75,9 @@ def test_a_hand_edited_shard_is_recomputed_not_trusted(backend, tmp_path):
     the predictions. Now the line's hash no longer matches: it is recomputed."""
 
     def edit(waves):
-        waves[0]["results"][0]["result"]["text"] = "Answer: D (edited by hand)"
-        return [json.dumps(wave, ensure_ascii=False) for wave in waves]
+        line = json.dumps(waves[0], ensure_ascii=False)
+        text = json.dumps(_generation_in(waves[0])["text"], ensure_ascii=False)
+        return [line.replace(text, json.dumps("Answer: D (edited by hand)"), 1), *(json.dumps(wave, ensure_ascii=False) for wave in waves[1:])]
 
     first, second, log = _run_twice(backend, tmp_path, edit)
     assert second == first and "edited" not in json.dumps([result.text for result in second])
@@ -82,9 +91,10 @@ def test_a_hand_edited_shard_is_recomputed_not_trusted(backend, tmp_path):
     [
         pytest.param(lambda wave: wave.pop("results"), id="missing key"),
         pytest.param(lambda wave: wave["results"][0].__setitem__("index", 99), id="index out of range"),
-        pytest.param(lambda wave: wave["results"][0]["result"].__setitem__("extra", 1), id="extra field"),
-        pytest.param(lambda wave: wave["results"][0]["result"].__setitem__("n_output_tokens", "3"), id="wrong type"),
-        pytest.param(lambda wave: wave["results"][0]["result"].__setitem__("stop_reason", "tired"), id="unknown stop reason"),
+        pytest.param(lambda wave: wave.__setitem__("results", 7), id="results not a list"),
+        pytest.param(lambda wave: _generation_in(wave).__setitem__("extra", 1), id="extra field"),
+        pytest.param(lambda wave: _generation_in(wave).__setitem__("n_output_tokens", "3"), id="wrong type"),
+        pytest.param(lambda wave: _generation_in(wave).__setitem__("stop_reason", "tired"), id="unknown stop reason"),
         pytest.param(lambda wave: wave["results"][0]["request"].__setitem__("item", "eng_Latn/elsewhere#1"), id="another item"),
         pytest.param(lambda wave: wave["results"][0]["request"].__setitem__("encoded", "0" * 32), id="other token ids"),
         pytest.param(lambda wave: wave.__setitem__("wave", 1 - wave["wave"]), id="another wave"),
@@ -144,6 +154,8 @@ def test_a_nan_never_wins_a_greedy_step(rows):
     """The decoding step's argmax: torch takes a NaN for the largest value; a row with a
     NaN stops decoding (NotANumber names it), every other row gets its largest score."""
     import torch
+
+    from xlt.inference.engine import NotANumber, greedy_tokens
 
     logits = torch.tensor(rows, dtype=torch.float32)
     with_nan = [row for row, values in enumerate(rows) if any(math.isnan(value) for value in values)]

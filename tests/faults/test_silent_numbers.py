@@ -21,17 +21,15 @@ from test_compare import CONFIG, write_foreign_tree
 from test_scoring import write_tree
 
 from xlt.cli import main
-from xlt.completeness import CELL, cell_file, check_complete, note_missing
 from xlt.config import validate_config
 from xlt.errors import XltError
 from xlt.languages import language_table
-from xlt.primary import allowed_primary, resolve_primary
 from xlt.report import study_verdicts
 from xlt.simulate import Scenario, simulate_predictions
 from xlt.simulate import study_variants as simulated_variants
 from xlt.sources import INTERACTION, compare_study
-from xlt.stats import StatsSettings, compare, effects_tested
-from xlt.stattests import Resampling, minimum_clusters, sign_flip_p
+from xlt.stats import StatsSettings, compare
+from xlt.stattests import Resampling, sign_flip_p
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
 
@@ -89,6 +87,8 @@ def test_any_ids_dropped_from_any_one_cell_stop_compare_or_are_named(small_study
     """The property behind finding 1: whichever item ids are dropped from whichever cell,
     compare's check stops naming that cell, and allowed, the notes name it: on every row
     when the cell is incomplete, on that model's rows when it is gone."""
+    from xlt.completeness import CELL, cell_file, check_complete, note_missing
+
     frame, comparisons = small_study
     cell = data.draw(st.sampled_from(sorted(frame.groupby(list(CELL)).groups)))
     dropped = data.draw(st.sets(st.sampled_from(sorted(set(frame["item_id"]))), min_size=1))
@@ -146,6 +146,8 @@ def test_one_test_passage_gives_no_interval_not_a_zero_width_one(passages):
     minimum_clusters (6 passages at 95%) every bootstrap interval of effects, alignment
     and gains is NaN, and every row's note says why; from 6 on they are computed, and
     no finite interval is zero-width unless the note says every item has one value."""
+    from xlt.stattests import minimum_clusters
+
     scenario = Scenario(n_items=2 * passages, questions_per_passage=2, baseline=0.4, ft_gain=0.2, passage_sd=1.0)
     frame = simulate_predictions({model: scenario for model in ("m1", "m2", "m3")}, language_table(CONFIG), seed=passages)
     result = compare(frame, language_table(CONFIG), StatsSettings(bootstrap_samples=200))
@@ -172,6 +174,8 @@ def test_one_test_passage_gives_no_interval_not_a_zero_width_one(passages):
 def test_minimum_clusters_is_where_a_sign_flip_test_can_first_reject():
     """The minimum's reason: on k clusters that all favour one side (the most extreme
     data there are) the sign-flip p-value is 2 / 2^k; below 6 it cannot reach 0.05."""
+    from xlt.stattests import minimum_clusters
+
     for clusters in range(1, 9):
         resampling = Resampling.draw(clusters, 100, 0.95, seed=0, flips=20_000)
         p = sign_flip_p(np.ones(clusters), resampling.signs)
@@ -225,6 +229,8 @@ def test_a_per_source_primary_test_with_two_sources_stops_at_planning():
 def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary):
     """The property behind finding 4: any allowed stats.primary, any sources: one
     primary row per model, and it is the test the config names."""
+    from xlt.primary import resolve_primary
+
     study = _study(sources, primary=primary, bootstrap_samples=100)
     test = resolve_primary(study, primary)
     frame = simulate_predictions({m: Scenario(n_items=12) for m in ("m1", "m2")}, language_table(study), seed=2, variants=simulated_variants(study))
@@ -238,6 +244,8 @@ def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary
 def test_what_the_primary_test_may_name_is_what_compare_tests(sources):
     """effects_tested (what planning allows) names exactly the rows with a p-value that
     compare gives on a complete tree, for each source's view of the languages."""
+    from xlt.stats import effects_tested
+
     study = _study(sources, primary="auto" if sources[0] == "arb_Arab" else f"direct/relatedness@{sources[0]}", bootstrap_samples=100)
     frame = simulate_predictions({m: Scenario(n_items=60) for m in ("m1", "m2")}, language_table(study), seed=4, variants=simulated_variants(study))
     effects = compare_study(frame, study, StatsSettings(bootstrap_samples=100, primary=study["stats"]["primary"])).effects
@@ -250,6 +258,8 @@ def test_what_the_primary_test_may_name_is_what_compare_tests(sources):
 def test_every_value_planning_allows_passes_the_schema(repo, configfile):
     """Finding 9's second half: the values listed as allowed (mcnemar_arb_Arab among
     them) were rejected by the schema's own pattern."""
+    from xlt.primary import allowed_primary
+
     config = yaml.safe_load((repo / "config" / configfile).read_text(encoding="utf-8"))
     allowed = allowed_primary(validate_config(config))
     assert "direct/mcnemar_arb_Arab@arb_Arab" in allowed

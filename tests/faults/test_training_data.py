@@ -20,7 +20,7 @@ from xlt.errors import XltError
 from xlt.provenance import provenance_record
 from xlt.report import provenance_lines
 from xlt.stages import prepare_training
-from xlt.trainsets import TrainingSet, map_fields, overlap_with_test
+from xlt.trainsets import TrainingSet, map_fields
 
 BELEBELE_FIELDS = {"passage": "flores_passage", "question": "question", "options": ["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]}
 RACE_LIKE = REPO / "data" / "race_like" / "arb_Arab.jsonl"
@@ -118,6 +118,8 @@ def test_the_test_items_without_their_passages_are_found_by_question_and_options
 def test_overlap_names_exactly_the_test_items_among_the_training_rows(test_items, chosen, spaced):
     """The property: whichever test items a training set holds among rows of its own
     (with their white space changed), exactly those rows are named."""
+    from xlt.trainsets import overlap_with_test
+
     test = pd.concat([pd.read_parquet(path) for path in test_items], ignore_index=True)
     own = map_fields(pd.read_json(RACE_LIKE, lines=True), TrainingSet("arb_Arab", RACE_FIELDS, "text", path=str(RACE_LIKE)))
     arabic = test[test["lang"] == "arb_Arab"].reset_index(drop=True)

@@ -32,8 +32,9 @@ def _compare(args) -> None:
         from .stages import compare as compare_stage
 
         settings = read_settings(args.settings, "the study settings", "compare")
+        _scored_items(args.items)
         with _job_log(args):
-            compare_stage(_existing(args.items, "--items"), settings, *_stats_files(args.out))
+            compare_stage(args.items, settings, *_stats_files(args.out))
         return
     if args.predictions is None or args.config is None:
         raise XltError("give --predictions and --config (or --items and --settings)")
@@ -73,6 +74,16 @@ def _one_each(names: list[str], paths: list[str], option: str, what: str, kind: 
         if stem != name and stem in names:
             raise XltError(f"{option}: {path} is in {name}'s place; give one for each of the {what} in the order {', '.join(names)}")
     return dict(zip(names, paths))
+
+
+def _scored_items(path: str) -> None:
+    """`compare --items`: a readable table of scored items, or one line saying why not."""
+    from .paths import PREDICTION_COLUMNS
+    from .scoring import _read
+
+    missing = [column for column in PREDICTION_COLUMNS if column not in _read(_existing(path, "--items")).columns]
+    if missing:
+        raise XltError(f"--items {path}: not scored items (results/scores/items.parquet): no column {', '.join(missing)}")
 
 
 def _existing(path: str, option: str) -> str:

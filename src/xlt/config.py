@@ -137,7 +137,7 @@ def check_config(config: dict, source: str = "config") -> None:
                 raise XltError(f"{source}: finetune.data.{lang}: not a source language ({', '.join(sources)})")
     if POOLED_MODEL in config["models"]:
         raise XltError(f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all models together; name the model otherwise")
-    resolve_primary(config, config["stats"]["primary"], where=f"{source}: stats.primary")
+    resolve_primary(config, config["stats"]["primary"], _effects_tested, where=f"{source}: stats.primary")
     for model, entry in config["models"].items():
         check_launcher(entry["finetune"], f"{source}: models.{model}.finetune")
         for stage in ("finetune", "inference"):
@@ -146,6 +146,14 @@ def check_config(config: dict, source: str = "config") -> None:
                 raise XltError(
                     f"{source}: models.{model}.{stage}.resources: gpu_model {resources['gpu_model']!r} needs gpu: 1 or more (it is {resources['gpu']})"
                 )
+
+
+def _effects_tested(languages) -> list[tuple[str, str]]:
+    """stats.effects_tested, imported only where a named primary test is checked: the
+    statistics' libraries would slow every plan."""
+    from .stats import effects_tested
+
+    return effects_tested(languages)
 
 
 def check_launcher(finetune: dict, where: str) -> None:

@@ -9,15 +9,21 @@ relatedness under the direct prompt. Several sources without an interaction (all
 the related families, or all outside) have no automatic primary test. A named test is
 `prompt/effect` (a row of effects.csv); with several sources, one source's rows are
 named `prompt/effect@source`, the interaction's `prompt/relatedness_interaction`.
-Light to import: planning reads it.
+Light to import, and never importing the statistics: planning reads it, and the report
+(which reads INTERACTION) must not rerun when the statistics' code changes. What one
+source's comparison tests (stats.effects_tested) is given to it by its callers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import XltError
-from .languages import interaction_sides, language_table, source_languages
+from .languages import Language, interaction_sides, language_table, source_languages
+
+# stats.effects_tested: the (prompt, effect) rows with a p-value of one source's comparison.
+EffectsTested = Callable[[dict[str, Language]], list[tuple[str, str]]]
 
 # The design's test with several sources (xlt.sources): the related-minus-control gain
 # after a related source minus the same after an unrelated one.
@@ -46,10 +52,8 @@ def has_interaction(study: dict) -> bool:
     return len(source_languages(study)) > 1 and all(interaction_sides(study))
 
 
-def allowed_primary(study: dict) -> list[str]:
+def allowed_primary(study: dict, effects_tested: EffectsTested) -> list[str]:
     """Every value `stats.primary` may take in this study, `auto` first where it exists."""
-    from .stats import effects_tested
-
     sources = source_languages(study)
     values = ["auto"] if len(sources) == 1 or has_interaction(study) else []
     if has_interaction(study):
@@ -60,7 +64,7 @@ def allowed_primary(study: dict) -> list[str]:
     return values
 
 
-def resolve_primary(study: dict, setting: str, where: str = "stats.primary") -> PrimaryTest:
+def resolve_primary(study: dict, setting: str, effects_tested: EffectsTested, where: str = "stats.primary") -> PrimaryTest:
     """The primary test `setting` names in `study` (a config), or one line saying why it
     names none and listing the values that do."""
     sources = source_languages(study)
@@ -79,7 +83,7 @@ def resolve_primary(study: dict, setting: str, where: str = "stats.primary") -> 
         if len(sources) == 1 and not source:
             source = sources[0]
         test_source = "" if effect == INTERACTION and not source else source
-        allowed = allowed_primary(study)
+        allowed = allowed_primary(study, effects_tested)
         if setting in allowed:
             return PrimaryTest(prompt, effect, test_source)
         owners = [other for other in sources if f"{test}@{other}" in allowed]
@@ -89,4 +93,4 @@ def resolve_primary(study: dict, setting: str, where: str = "stats.primary") -> 
             reason = "with one source language a test is named without @source"
         else:
             reason = "not a test of this study"
-    raise XltError(f"{where}: {setting!r}: {reason}; allowed: {', '.join(allowed_primary(study))}")
+    raise XltError(f"{where}: {setting!r}: {reason}; allowed: {', '.join(allowed_primary(study, effects_tested))}")

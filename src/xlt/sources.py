@@ -21,7 +21,20 @@ from .errors import XltError
 from .languages import interaction_sides, language_table, source_languages
 from .paths import SOURCE_COLUMN, finetuned_variants
 from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
-from .stats import Comparison, Comparisons, ModelCells, ModelContext, Row, StatsSettings, accuracy_effect, compare, correctness, row_tables, too_few_note
+from .stats import (
+    Comparison,
+    Comparisons,
+    ModelCells,
+    ModelContext,
+    Row,
+    StatsSettings,
+    accuracy_effect,
+    compare,
+    correctness,
+    effects_tested,
+    row_tables,
+    too_few_note,
+)
 from .stattests import holm
 
 
@@ -131,7 +144,7 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     # One primary test per model, chosen from the config (xlt.primary): the interaction's
     # rows, or one source's, whose compare alone has a primary row; every other row is
     # secondary.
-    test = resolve_primary(study, settings.primary)
+    test = resolve_primary(study, settings.primary, effects_tested)
     rows = interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
     own = replace(settings, primary=test.name)
     parts = {source: compare(source_items(items, variants[source]), language_table(study, source), own, source == test.source) for source in sources}

@@ -275,11 +275,11 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     from .paths import study_variants
     from .primary import resolve_primary
     from .sources import compare_study
-    from .stats import StatsSettings, write_comparisons
+    from .stats import StatsSettings, effects_tested, write_comparisons
 
     # Every cell the study makes: each source's variant, and the prompt of every gain
     # (direct) and of the primary test, whatever the tree holds.
-    prompts = {"direct", resolve_primary(study, study["stats"]["primary"]).prompt}
+    prompts = {"direct", resolve_primary(study, study["stats"]["primary"], effects_tested).prompt}
     missing = check_complete(items, study["languages"], allow_missing, source, variants=study_variants(source_languages(study)), prompts=prompts)
     comparisons = note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing)
     write_comparisons(comparisons, *outputs)
@@ -287,16 +287,9 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
 
 
 def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
-    from .paths import PREDICTION_COLUMNS
-    from .scoring import _read
-
     start = time.perf_counter()
     outputs = [effects_out, alignment_out, gains_out, notes_out]
-    items = _read(items_file)
-    missing = [column for column in PREDICTION_COLUMNS if column not in items.columns]
-    if missing:
-        raise XltError(f"{items_file}: not scored items (results/scores/items.parquet): no column {', '.join(missing)}")
-    comparisons = compare_items(items, study, study["stats"]["allow_missing_cells"], items_file, outputs)
+    comparisons = compare_items(pd.read_parquet(items_file), study, study["stats"]["allow_missing_cells"], items_file, outputs)
     _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 

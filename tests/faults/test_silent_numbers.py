@@ -230,9 +230,10 @@ def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary
     """The property behind finding 4: any allowed stats.primary, any sources: one
     primary row per model, and it is the test the config names."""
     from xlt.primary import resolve_primary
+    from xlt.stats import effects_tested
 
     study = _study(sources, primary=primary, bootstrap_samples=100)
-    test = resolve_primary(study, primary)
+    test = resolve_primary(study, primary, effects_tested)
     frame = simulate_predictions({m: Scenario(n_items=12) for m in ("m1", "m2")}, language_table(study), seed=2, variants=simulated_variants(study))
     effects = compare_study(frame, study, StatsSettings.from_config(study["stats"])).effects
     primary_rows = effects[effects["role"] == "primary"]
@@ -259,9 +260,10 @@ def test_every_value_planning_allows_passes_the_schema(repo, configfile):
     """Finding 9's second half: the values listed as allowed (mcnemar_arb_Arab among
     them) were rejected by the schema's own pattern."""
     from xlt.primary import allowed_primary
+    from xlt.stats import effects_tested
 
     config = yaml.safe_load((repo / "config" / configfile).read_text(encoding="utf-8"))
-    allowed = allowed_primary(validate_config(config))
+    allowed = allowed_primary(validate_config(config), effects_tested)
     assert "direct/mcnemar_arb_Arab@arb_Arab" in allowed
     for value in allowed:
         assert validate_config({**config, "stats": {**config.get("stats", {}), "primary": value}})["stats"]["primary"] == value

@@ -99,6 +99,28 @@ def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_
     assert any(line.endswith("(48 test items trained on)") for line in provenance_lines({**record, "models": {}}))
 
 
+@pytest.mark.plans
+def test_the_workflow_refuses_to_train_on_its_test_items(tmp_path):
+    """Finding 5 as a user meets it: `finetune.data` mapping the fixture's own Arabic
+    items, and `snakemake results/data/train/arb_Arab.parquet` (prepare_data, then
+    prepare_training) stops with the line, writing no training data."""
+    from snakemake_runs import run_cli, tiny_config, write_config
+
+    config = tiny_config({"tiny-dense": tmp_path, "tiny-moe": tmp_path})
+    config["finetune"] = {
+        "data": {
+            "arb_Arab": {"path": str(REPO / "data" / "belebele_fixture" / "arb_Arab.jsonl"), "fields": {**BELEBELE_FIELDS, "answer": "correct_answer_num"}}
+        }
+    }
+    config["finetune"]["data"]["arb_Arab"] |= {"answer_as": "index", "index_base": 1}
+    configfile = write_config(config, tmp_path / "config.yaml")
+    result = run_cli(tmp_path, configfile, "--cores", "1", "results/data/train/arb_Arab.parquet")
+    assert result.returncode != 0
+    # the tiny config keeps 6 test items: the 6 training rows that are those
+    assert "arb_Arab.jsonl: 6 of 48 training rows are test items: row " in result.stderr
+    assert not (tmp_path / "results" / "data" / "train").exists() or not any((tmp_path / "results" / "data" / "train").iterdir())
+
+
 def test_the_test_items_without_their_passages_are_found_by_question_and_options(test_items, tmp_path):
     """The same items mapped without a passage (fields.passage null), their options
     reordered and a zero-width space added: still the test items."""

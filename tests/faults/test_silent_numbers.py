@@ -211,17 +211,18 @@ def test_a_per_source_primary_test_with_two_sources_stops_at_planning():
         _study(primary="direct/relatedness")
 
 
+# Each case compares a whole simulated study (seconds); the slow suite runs them all.
 @pytest.mark.parametrize(
     "sources, primary",
     [
         (("arb_Arab",), "auto"),
-        (("arb_Arab",), "cot/cot_relatedness"),
+        pytest.param(("arb_Arab",), "cot/cot_relatedness", marks=pytest.mark.slow),
         (("arb_Arab", "pes_Arab"), "auto"),
-        (("arb_Arab", "pes_Arab"), f"cot/{INTERACTION}"),
+        pytest.param(("arb_Arab", "pes_Arab"), f"cot/{INTERACTION}", marks=pytest.mark.slow),
         (("arb_Arab", "pes_Arab"), "direct/same_family@pes_Arab"),
-        (("arb_Arab", "heb_Hebr", "pes_Arab"), "auto"),
-        (("arb_Arab", "heb_Hebr"), "cot/cot_mcnemar_eng_Latn@arb_Arab"),
-        (("pes_Arab", "tur_Latn"), "direct/ft_gain_control@tur_Latn"),
+        pytest.param(("arb_Arab", "heb_Hebr", "pes_Arab"), "auto", marks=pytest.mark.slow),
+        pytest.param(("arb_Arab", "heb_Hebr"), "cot/cot_mcnemar_eng_Latn@arb_Arab", marks=pytest.mark.slow),
+        pytest.param(("pes_Arab", "tur_Latn"), "direct/ft_gain_control@tur_Latn", marks=pytest.mark.slow),
     ],
 )
 def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary):
@@ -239,7 +240,9 @@ def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary
     assert set(zip(primary_rows["source"], primary_rows["prompt"], primary_rows["effect"])) == {(test.source, test.prompt, test.effect)}
 
 
-@pytest.mark.parametrize("sources", [("arb_Arab",), ("arb_Arab", "pes_Arab"), ("pes_Arab", "tur_Latn")])
+@pytest.mark.parametrize(
+    "sources", [pytest.param(("arb_Arab",), marks=pytest.mark.slow), ("arb_Arab", "pes_Arab"), pytest.param(("pes_Arab", "tur_Latn"), marks=pytest.mark.slow)]
+)
 def test_what_the_primary_test_may_name_is_what_compare_tests(sources):
     """effects_tested (what planning allows) names exactly the rows with a p-value that
     compare gives on a complete tree, for each source's view of the languages."""

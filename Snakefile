@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.17")
 
 # The workflow's own src/ first, so it runs the same code whether or not xlt is
 # installed in the environment that runs Snakemake (or a job's conda environment).

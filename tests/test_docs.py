@@ -1,11 +1,16 @@
 """The documentation pages say what the code and CI do: config/README.md is the schema,
-the README's test command is the one CI runs, and every page the README links exists."""
+the README's test command is the one CI runs, and every page, path, function and config
+key the pages name exists."""
 
+import importlib
+import inspect
+import pkgutil
 import re
 from pathlib import Path
 
 import yaml
 
+import xlt
 from xlt import schema_doc
 from xlt.config import load_schema
 
@@ -46,8 +51,112 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert command in README
 
 
+def test_snakefile_asks_for_the_snakemake_that_pyproject_installs():
+    """The rules use what first came in pyproject's floor (a callable `priority`: 9.17)."""
+    floor = re.search(r'"snakemake\[reports\]>=([\d.]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8")).group(1)
+    assert f'min_version("{floor}")' in (ROOT / "Snakefile").read_text(encoding="utf-8")
+
+
 def test_readme_and_docs_links_resolve():
     for page in [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#]+)\)", page.read_text(encoding="utf-8")):
             if "://" not in target:
                 assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# A path a page names in backquotes: from the checkout's root, or a module under src/xlt/.
+REPO_PATH = re.compile(r"(?:src|tests|docs|bench|config|workflow|profiles|envs|data|\.ci)/[\w./-]*[\w/]")
+MODULE_PATH = re.compile(r"(?:[a-z_]+/)?[a-z_]+\.py")
+# `module.attribute` or `xlt.module.attribute`, optionally called with argument names.
+DOTTED = re.compile(r"((?:xlt\.)?[a-z_]\w*(?:\.\w+)+)(?:\((.*)\))?")
+
+
+# A file of the checkout's code a page names anywhere in its text (user files such as
+# data/x.jsonl in examples are not checked).
+CODE_FILE = re.compile(r"(?<![\w/.-])(?:src|tests|bench|docs|workflow|\.ci)/[\w./-]*\.[A-Za-z]+")
+
+
+def _spans(page: Path) -> list[str]:
+    return [span.strip() for span in re.findall(r"`([^`\n]+)`", page.read_text(encoding="utf-8"))]
+
+
+def _schema_has(schema: dict, parts: list[str]) -> bool:
+    """Whether `parts` is a key path of the schema: from the top, or inside a model's block
+    (the pages write `finetune.merge` for `models.<name>.finetune.merge`)."""
+
+    def resolve(node: dict) -> dict:
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    def has(node: dict, path: list[str]) -> bool:
+        for part in path:
+            node = resolve(node)
+            properties = node.get("properties", {})
+            if part in properties:
+                node = properties[part]
+            elif isinstance(node.get("additionalProperties"), dict):
+                node = node["additionalProperties"]
+            else:
+                return False
+        return True
+
+    return has(schema, parts) or has(schema["definitions"]["model"], parts)
+
+
+def _named_object(parts: list[str], modules: set[str]):
+    """The object `parts` name under xlt (a module, then attributes), or the part that is missing."""
+    cut = max(cut for cut in range(1, len(parts) + 1) if ".".join(parts[:cut]) in modules)
+    name = ".".join(parts[:cut])
+    target = importlib.import_module(name)
+    for attribute in parts[cut:]:
+        if not hasattr(target, attribute):
+            return None, f"{name} has no {attribute}"
+        target = getattr(target, attribute)
+    return target, None
+
+
+def test_every_path_module_function_and_config_key_the_docs_name_exists():
+    """Backquoted paths exist, `xlt.module.function(arguments)` names a function that takes
+    those arguments, and `section.key` names a key of config/schema.yaml."""
+    schema = load_schema()
+    modules = {info.name.rsplit(".", 1)[-1]: info.name for info in pkgutil.walk_packages(xlt.__path__, "xlt.")}
+    stale = []
+    for page in PAGES:
+        stale += [
+            f"{page.relative_to(ROOT)}: {path} does not exist" for path in CODE_FILE.findall(page.read_text(encoding="utf-8")) if not (ROOT / path).exists()
+        ]
+        for span in _spans(page):
+            where = f"{page.relative_to(ROOT)}: `{span}`"
+            path = span.split("::")[0]
+            if REPO_PATH.fullmatch(path):
+                if not (ROOT / path).exists():
+                    stale.append(f"{where} does not exist")
+                continue
+            if MODULE_PATH.fullmatch(path):
+                if not any((ROOT / "src" / "xlt" / folder / path).exists() for folder in ("", "inference")):
+                    stale.append(f"{where} is no module of src/xlt")
+                continue
+            match = DOTTED.fullmatch(span)
+            if match is None:
+                continue
+            dotted, arguments = match.groups()
+            parts = dotted.split(".")
+            if parts[0] in schema["properties"] or parts[0] in schema["definitions"]["model"]["properties"]:
+                if not _schema_has(schema, parts):
+                    stale.append(f"{where} is no key of config/schema.yaml")
+                continue
+            if parts[0] != "xlt":
+                if parts[0] not in modules:
+                    continue
+                parts = modules[parts[0]].split(".") + parts[1:]
+            target, missing = _named_object(parts, {"xlt", *modules.values()})
+            if missing:
+                stale.append(f"{where}: {missing}")
+            elif arguments and callable(target):
+                parameters = inspect.signature(target).parameters
+                for argument in (piece.split("=")[0].strip() for piece in arguments.split(",")):
+                    if re.fullmatch(r"[a-z_]\w*", argument) and argument not in parameters:
+                        stale.append(f"{where}: {dotted} takes no argument {argument}")
+    assert not stale, "\n".join(stale)

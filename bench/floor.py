@@ -1,0 +1,200 @@
+"""The compute floor of a finished run, and how far the run's wall time is above it.
+
+    python bench/floor.py                          # results/ and the newest Snakemake log
+    python bench/floor.py --results DIR --log .snakemake/log/X.snakemake.log --out bench/results/floor.md
+
+The floor counts only the matrix products a run cannot avoid, from the run's own token
+counts (the same rule as docs/measurements.md):
+  * fine-tuning: 4 x active non-embedding parameters per real (unpadded) token, forward
+    and the backward pass to the activations (the frozen weights get no gradient), plus
+    the output layer, forward and backward, for every supervised token;
+  * prediction: 2 x active non-embedding parameters per prompt token, an item's prompts
+    that share a prefix (direct, CoT, and the choice score read from the direct prompt)
+    counted as its longest one, which is less than any engine can do; 2 x parameters plus
+    the output layer per generated token; the output layer once per prompt;
+  * a Mixture-of-Experts model counts the experts a token is routed to, not all of them.
+It is divided by this machine's float32 matmul peak (a 2048 x 2048 product on one
+thread, best of repeated runs) times the cores the run had (its jobs run one thread
+each, one job per core). Model preparation is arithmetic-free (a file conversion) and so
+counts as wall time above the floor. Wall time and per-job times are read from the
+Snakemake log of the run (timestamps to the second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "src"))
+
+from inference import matmul_peak  # noqa: E402
+
+# Prompts whose prompt pass is one per item: they share their prefix, and the choice
+# score is the direct prompt's first step.
+SHARED_PREFIX_PROMPTS = ("direct", "cot", "choice")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    active_parameters: int  # non-embedding parameters one token goes through
+    output_layer: int  # vocabulary x hidden size
+
+    @classmethod
+    def of(cls, folder: Path) -> ModelShape:
+        """From a model folder: config.json and the safetensors headers (no weights read)."""
+        from safetensors import safe_open
+
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = config.get("text_config", config)
+        output_layer = int(config["vocab_size"]) * int(config["hidden_size"])
+        dense, experts = 0, 0
+        for path in sorted(folder.glob("*.safetensors")):
+            with safe_open(path, framework="pt") as handle:
+                for name in list(handle.keys()):
+                    size = 1
+                    for dimension in handle.get_slice(name).get_shape():
+                        size *= dimension
+                    if "embed_tokens" in name or "lm_head" in name:
+                        continue
+                    if ".experts." in name or name.endswith(".experts") or ".experts_" in name:
+                        experts += size
+                    else:
+                        dense += size
+        routed = config.get("num_experts_per_tok")
+        total = config.get("num_experts") or config.get("num_local_experts") or config.get("n_routed_experts")
+        active = dense + (experts * routed // total if experts and routed and total else experts)
+        return cls(active_parameters=active, output_layer=output_layer)
+
+
+def model_folder(base: Path) -> Path:
+    """The folder of a prepared base: itself, or the local path its manifest names."""
+    manifest = base / "xlt_model.json"
+    if (base / "config.json").is_file() or not manifest.is_file():
+        return base
+    record = json.loads(manifest.read_text(encoding="utf-8"))
+    if "path" not in record:
+        raise SystemExit(f"{manifest}: a Hub model ({record.get('id')}); the floor needs its config.json and weights on disk")
+    return Path(record["path"])
+
+
+def finetune_flop(adapter: Path, shape: ModelShape) -> float:
+    log = pd.read_csv(adapter / "train_log.csv")
+    return 4 * shape.active_parameters * float(log["tokens"].sum()) + 4 * shape.output_layer * float(log["supervised_tokens"].sum())
+
+
+def predict_flop(variant_dir: Path, shape: ModelShape) -> tuple[float, dict[str, int]]:
+    """FLOP of one predict job (a model variant, every prompt and language) and its token counts."""
+    frames = [pd.read_parquet(path) for path in sorted(variant_dir.glob("*/*.parquet"))]
+    rows = pd.concat(frames, ignore_index=True)
+    shared = rows[rows["prompt"].isin(SHARED_PREFIX_PROMPTS)]
+    own = rows[~rows["prompt"].isin(SHARED_PREFIX_PROMPTS)]
+    prompt_tokens = int(shared.groupby(["lang", "item_id"])["n_prompt_tokens"].max().sum() + own["n_prompt_tokens"].sum())
+    prompt_passes = int(shared.groupby(["lang", "item_id"]).ngroups + len(own))
+    generated = int(rows["n_output_tokens"].fillna(0).sum())
+    flop = 2 * shape.active_parameters * (prompt_tokens + generated) + 2 * shape.output_layer * (generated + prompt_passes)
+    return flop, {"prompt_tokens": prompt_tokens, "generated_tokens": generated}
+
+
+def job_times(log: Path) -> list[tuple[str, str, float, float]]:
+    """(rule, wildcards, start, end) of every finished job of a Snakemake log, in seconds."""
+    started, finished = {}, []
+    stamp = None
+    lines = log.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        if re.fullmatch(r"\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]", line):
+            stamp = datetime.strptime(" ".join(line.strip("[]").split()), "%a %b %d %H:%M:%S %Y").timestamp()
+        elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            fields = {}
+            for body in lines[number + 1 :]:
+                if not body.startswith(" "):
+                    break
+                key, _, value = body.strip().partition(": ")
+                fields[key] = value
+            started[fields["jobid"]] = (match.group(1), fields.get("wildcards", ""), stamp)
+        elif match := re.fullmatch(r"Finished jobid: (\d+) .*", line):
+            rule, wildcards, start = started[match.group(1)]
+            finished.append((rule, wildcards, start, stamp))
+    return finished
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector and matrix instructions (Linux)."""
+    info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    extensions = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results", help="a finished run's results/ folder")
+    parser.add_argument("--log", help="the run's Snakemake log (default: the newest under .snakemake/log/ beside --results)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="cores the run had (one single-threaded job on each)")
+    parser.add_argument("--out", help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    import torch
+
+    results = Path(args.results)
+    log = Path(args.log) if args.log else max((results.resolve().parent / ".snakemake" / "log").glob("*.snakemake.log"))
+    torch.set_num_threads(1)
+    peak = matmul_peak("float32")
+
+    flop, job_flop = defaultdict(float), {}
+    for model_dir in sorted((results / "models").iterdir()):
+        shape = ModelShape.of(model_folder(model_dir / "base"))
+        model = model_dir.name
+        for adapter in sorted(path for path in model_dir.iterdir() if (path / "train_log.csv").is_file()):
+            source = adapter.name.removeprefix("adapter").lstrip("-")
+            job_flop[("finetune", model, source)] = finetune_flop(adapter, shape)
+            flop[f"finetune {model}"] += job_flop[("finetune", model, source)]
+        for variant_dir in sorted((results / "predictions" / model).iterdir()):
+            job_flop[("predict", model, variant_dir.name)], _ = predict_flop(variant_dir, shape)
+            flop[f"predict {model}"] += job_flop[("predict", model, variant_dir.name)]
+    total = sum(flop.values())
+    floor = total / (peak * args.cores)
+
+    jobs = job_times(log)
+    start, end = min(job[2] for job in jobs), max(job[3] for job in jobs)
+    wall = end - start
+    lines = [
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores; float32 matmul peak {peak / 1e9:.1f} GFLOP/s on one thread.",
+        f"Run: {results.resolve()} (log {log.name}), {args.cores} cores.",
+        "",
+        "| work | TFLOP | floor s |",
+        "|---|---|---|",
+        *(f"| {name} | {value / 1e12:.2f} | {value / peak / args.cores:.0f} |" for name, value in flop.items()),
+        f"| **total** | **{total / 1e12:.2f}** | **{floor:.0f}** |",
+        "",
+        f"Wall time (first job start to last job end): {wall:.0f} s = **{wall / floor:.2f}x** the floor of {floor:.0f} s.",
+        "",
+        "| job | wildcards | seconds | its floor (one core) s | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for rule, wildcards, job_start, job_end in sorted(jobs, key=lambda job: job[2]):
+        fields = dict(part.split("=", 1) for part in wildcards.split(", ") if "=" in part)
+        key = (rule, fields.get("model"), fields.get("source") or fields.get("variant") or "")
+        own = job_flop.get(key)
+        seconds = job_end - job_start
+        ratio = f"{seconds / (own / peak):.2f}" if own else ""
+        lines.append(f"| {rule} | {wildcards} | {seconds:.0f} | {own / peak:.0f} | {ratio} |" if own else f"| {rule} | {wildcards} | {seconds:.0f} | | |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

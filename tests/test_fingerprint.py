@@ -54,7 +54,7 @@ def test_the_fingerprint_changes_with_the_code_it_covers(tmp_path, monkeypatch):
     monkeypatch.setattr(fingerprint, "ROOT", copy)
     before = {stage: stage_fingerprint(stage) for stage in STAGES}
     with open(copy / "stats.py", "a") as handle:
-        handle.write("\n# a changed line\n")
+        handle.write("\nCHANGED_LINE = 1\n")
     after = {stage: stage_fingerprint(stage) for stage in STAGES}
     assert {stage for stage in STAGES if before[stage] != after[stage]} == {"compare"}
     # The stage's own function in stages.py counts; another stage's function does not.
@@ -62,6 +62,34 @@ def test_the_fingerprint_changes_with_the_code_it_covers(tmp_path, monkeypatch):
     (copy / "stages.py").write_text(stages.replace('_say(f"report written to {out_dir}")', '_say(f"report in {out_dir}")'))
     changed = {stage for stage in STAGES if stage_fingerprint(stage) != after[stage]}
     assert changed == {"report"}
+
+
+def test_comments_docstrings_and_formatting_change_no_fingerprint(tmp_path, monkeypatch):
+    """What cannot change a result reruns nothing: docstrings (of errors.py, which every
+    stage imports, of a class there, of the finetune stage function in stages.py, of
+    finetune.py), comments, blank lines, line breaks and quotes."""
+    copy = tmp_path / "xlt"
+    shutil.copytree(fingerprint.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "ROOT", copy)
+    before = {stage: stage_fingerprint(stage) for stage in STAGES}
+
+    def edit(name, old, new):
+        path = copy / name
+        text = path.read_text()
+        assert old in text, (name, old)
+        path.write_text(text.replace(old, new, 1))
+
+    edit("errors.py", '"""The one exception type', '"""Edited.\n\nThe one exception type')
+    edit("errors.py", '"""A problem with the user', '"""Edited. A problem with the user')
+    edit("stages.py", "def finetune(", "# a comment\n\n\ndef finetune(")
+    edit("stages.py", '"""`entry`: the model', '"""Edited. `entry`: the model')
+    edit("finetune.py", '"""', '"""Edited. ')
+    edit("finetune.py", "\nimport ", "\n# a comment\nimport ")
+    edit("stats.py", "import numpy as np", "import numpy as np  # a comment")
+    # The same code in another layout: one call split over lines, single quotes.
+    edit("verdict.py", '"relatedness": "fine-tuning"', "'relatedness': 'fine-tuning'")
+    edit("paths.py", 'VARIANTS = ("base", "ft")', 'VARIANTS = (\n    "base",\n    "ft",\n)')
+    assert {stage: stage_fingerprint(stage) for stage in STAGES} == before
 
 
 def _import_graph() -> dict[str, set[str]]:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -184,3 +185,50 @@ def test_study_runs_through_sbatch_with_the_gpu_request(repo, tiny_models, slurm
     assert replan.returncode == 0, replan.stdout[-8000:]
     assert "Nothing to be done" in replan.stdout
     assert len(slurm_jobs(slurm_cluster)) == len(jobs)
+
+
+# A job of the shape xlt.cluster gives a fine-tuning job on several nodes (the job's
+# command calls srun itself, tasks, GPUs as a per-node generic resource, CPUs per task),
+# on the test cluster's one node: two tasks there.
+MULTI_TASK_SNAKEFILE = """
+rule all:
+    input:
+        "tasks.txt",
+
+
+rule tasks:
+    output:
+        "tasks.txt",
+    resources:
+        nodes=1,
+        mpi="srun",
+        tasks=2,
+        tasks_per_gpu=0,
+        gres="gpu:fake:1",
+        cpus_per_task=1,
+        mem_mb=100,
+        runtime=5,
+    shell:
+        "srun --ntasks=2 --cpus-per-task=1 --kill-on-bad-exit=1 sh -c 'echo $SLURM_PROCID $SLURM_CPUS_PER_TASK' > {output}"
+"""
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(600)
+def test_a_multi_task_gpu_job_runs_its_tasks_under_srun(repo, slurm_cluster, tmp_path):
+    """The plugin submits it with --ntasks and the per-node GPU gres (its MPI path:
+    without tasks it refuses the job), and the job's own srun starts both tasks with
+    their CPUs (SLURM 22.05 and later no longer pass the job's --cpus-per-task on)."""
+    from xlt.cluster import RESOURCE_KEYS
+
+    (tmp_path / "Snakefile").write_text(MULTI_TASK_SNAKEFILE)
+    assert {"nodes", "mpi", "tasks", "tasks_per_gpu", "gres", "cpus_per_task"} <= set(RESOURCE_KEYS)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory", str(tmp_path), "--executor", "slurm"]
+    command += ["--jobs", "1", "--latency-wait", "10", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+    run = run_in_own_group(command, slurm_cluster, timeout=480)
+    assert run.returncode == 0, run.stdout[-8000:]
+    lines = sorted((tmp_path / "tasks.txt").read_text().split("\n")[:-1])
+    assert lines == ["0 1", "1 1"]
+    (job,) = slurm_jobs(slurm_cluster)
+    assert job["JobState"] == "COMPLETED" and job["NumTasks"] == "2", job
+    assert job["TresPerNode"] == "gres:gpu:fake:1" and job["JOB_GRES"] == "gpu:fake:1", job

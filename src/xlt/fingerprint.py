@@ -13,6 +13,13 @@ The answer extractor (extract.py) is left out of the model stages on purpose: it
 decides when a generated row stops, but a changed extractor reruns `score` (which
 re-extracts every stored raw output), not every model. `prepare_training` imports it
 only through the prompts' option letters and never extracts.
+
+What is hashed is each module's syntax tree, not its bytes: comments, docstrings,
+blank lines, line breaks and quoting cannot change a result, so editing them reruns
+nothing (a comment edit must never cost the paper study GPU-days). The tree is written
+out by `_canonical` rather than `ast.dump`, whose text changed in Python 3.13 (it leaves
+out empty fields), so that a newer Python alone does not change every fingerprint
+where the parser gives the same tree.
 """
 
 from __future__ import annotations
@@ -75,6 +82,35 @@ def _parse(source: str) -> ast.Module:
     return ast.parse(source)
 
 
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _canonical(node) -> str:
+    """The syntax tree below `node` as text, without docstrings, positions or empty
+    fields: the same for two sources that differ only in comments, docstrings or
+    formatting. A docstring is a bare string as the first statement of a module, class
+    or function; Python keeps it as `__doc__` and runs nothing for it."""
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(item) for item in node) + "]"
+    if not isinstance(node, ast.AST):
+        return repr(node)
+    fields = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if name == "body" and isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and value and _is_docstring(value[0]):
+            value = value[1:]
+        if value is None or value == []:
+            continue
+        fields.append(f"{name}={_canonical(value)}")
+    return f"{type(node).__name__}({','.join(fields)})"
+
+
+def module_code(module: str) -> str:
+    """What a module's share of a fingerprint rests on: its canonical syntax tree."""
+    return _canonical(_parse(_file(module).read_text(encoding="utf-8")))
+
+
 def _with_parents(module: str) -> set[str]:
     """A module and the packages above it, whose __init__ runs when it is imported."""
     parts = module.split(".")
@@ -99,7 +135,7 @@ def _stage_function(stage: str) -> tuple[list[str], set[str]]:
     modules = _imports([node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))], "xlt.stages", names_used=used)
     for name in seen:
         modules |= _imports(ast.walk(functions[name]), "xlt.stages")
-    return [ast.unparse(functions[name]) for name in sorted(seen)], modules
+    return [_canonical(functions[name]) for name in sorted(seen)], modules
 
 
 def stage_modules(stage: str) -> set[str]:
@@ -126,5 +162,5 @@ def stage_fingerprint(stage: str) -> str:
     for source in sources:
         digest.update(source.encode() + b"\0")
     for module in sorted(stage_modules(stage)):
-        digest.update(module.encode() + b"\0" + _file(module).read_bytes() + b"\0")
+        digest.update(module.encode() + b"\0" + module_code(module).encode() + b"\0")
     return digest.hexdigest()[:16]

@@ -33,9 +33,9 @@ def xlt_command(src_dir: str, python: str | None) -> str:
     return f"{_module_path(src_dir)} {_program(python, 'python')} -m xlt"
 
 
-def finetune_launch(launcher: dict, gpus: int, src_dir: str, python: str | None) -> str:
-    """The words before `finetune ...` for a model's `finetune.launcher` settings and
-    its job's GPU count (all nodes together)."""
+def finetune_launch(launcher: dict, gpus: int, threads: int, src_dir: str, python: str | None) -> str:
+    """The words before `finetune ...` for a model's `finetune.launcher` settings, its
+    job's GPU count (all nodes together) and CPU threads (per node)."""
     if launcher["type"] == "in_process":
         return xlt_command(src_dir, python)
     machines = launcher["num_machines"]
@@ -55,9 +55,10 @@ def finetune_launch(launcher: dict, gpus: int, src_dir: str, python: str | None)
         return " ".join([_module_path(src_dir), *words, "-m", "xlt"])
     # One launcher per node, each starting gpus / machines processes; they find each
     # other through torch's c10d rendezvous on the first node, so no node needs to know
-    # its own rank.
+    # its own rank. srun gets the CPUs per task again: since SLURM 22.05 a step does not
+    # inherit the job's --cpus-per-task, and each node's launcher would get one CPU.
     words += ["--rdzv_backend", "c10d", "--main_process_ip", '"$XLT_MAIN_HOST"']
-    srun = ["srun", f"--nodes={machines}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    srun = ["srun", f"--nodes={machines}", "--ntasks-per-node=1", f"--cpus-per-task={threads}", "--kill-on-bad-exit=1"]
     return f"{MAIN_HOST}; " + " ".join([_module_path(src_dir), *srun, *words, "-m", "xlt"])
 
 

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 # The Snakefile put the workflow's own src/ first on sys.path.
 from xlt import paths
+from xlt.cluster import RESOURCE_KEYS, model_job_resources, partition
 from xlt.config import check_files, read_config_file, validate_config
 from xlt.errors import XltError
 from xlt.fingerprint import stage_fingerprint
@@ -111,14 +112,23 @@ def xlt_launcher(wildcards, resources):
 
 def finetune_launcher(wildcards, resources):
     """The launch words of a model's finetune job (see xlt.launch), untracked like
-    xlt_launcher: one process per GPU of its resources."""
-    launcher = finetune_launcher_config(wildcards.model)
-    return finetune_launch(launcher, resources.gpu, str(Path(workflow.basedir) / "src"), job_python())
+    xlt_launcher: one process per GPU of the model's config (all nodes together; on
+    several nodes the job's `gpu` resource is unset, see xlt.cluster), and the config's
+    threads per node, as the job's cpus_per_task (Snakemake may cap `threads`)."""
+    entry = config["models"][wildcards.model]["finetune"]
+    gpus, threads = entry["resources"]["gpu"], entry["resources"]["threads"]
+    return finetune_launch(entry["launcher"], gpus, threads, str(Path(workflow.basedir) / "src"), job_python())
 
 
 def stage_resource(stage, key):
     """Per-model resources of the finetune or inference stage, as a rule-level callable."""
     return lambda wildcards: config["models"][wildcards.model][stage]["resources"][key]
+
+
+def model_job_resources_of(stage):
+    """Every resource of a model's finetune or inference jobs (xlt.cluster), each as a
+    rule-level callable: resources, not params, so a change reruns nothing."""
+    return {key: (lambda wildcards, key=key: model_job_resources(config, wildcards.model, stage)[key]) for key in RESOURCE_KEYS}
 
 
 def light_resource(key):

@@ -13,13 +13,9 @@ rule finetune:
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("finetune", "threads")
+    # GPUs (per node on several nodes), tasks, CPUs per task and partition: xlt.cluster.
     resources:
-        mem_mb=stage_resource("finetune", "mem_mb"),
-        runtime=stage_resource("finetune", "runtime"),
-        gpu=stage_resource("finetune", "gpu"),
-        gpu_model=stage_resource("finetune", "gpu_model"),
-        nodes=lambda wildcards: finetune_launcher_config(wildcards.model)["num_machines"],
-        mpi=lambda wildcards: "srun" if finetune_launcher_config(wildcards.model)["num_machines"] > 1 else None,
+        **model_job_resources_of("finetune"),
     params:
         settings=job_settings("finetune"),
         code=stage_fingerprint("finetune"),
@@ -45,9 +41,7 @@ rule merge:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")
     resources:
-        mem_mb=stage_resource("inference", "mem_mb"),
-        runtime=stage_resource("inference", "runtime"),
-        gpu=stage_resource("inference", "gpu"),
+        **model_job_resources_of("inference"),
     params:
         settings=job_settings("merge"),
         code=stage_fingerprint("merge"),

@@ -11,6 +11,7 @@ rule prepare_model:
     resources:
         mem_mb=config["resources"]["prepare_model"]["mem_mb"],
         runtime=config["resources"]["prepare_model"]["runtime"],
+        slurm_partition=partition(config, 0),
     params:
         settings=job_settings("prepare_model"),
         code=stage_fingerprint("prepare_model"),

@@ -18,10 +18,7 @@ rule predict:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")
     resources:
-        mem_mb=stage_resource("inference", "mem_mb"),
-        runtime=stage_resource("inference", "runtime"),
-        gpu=stage_resource("inference", "gpu"),
-        gpu_model=stage_resource("inference", "gpu_model"),
+        **model_job_resources_of("inference"),
     params:
         settings=job_settings("predict"),
         # The engine's and the prompts' code (xlt.fingerprint): a change reruns inference.

@@ -38,6 +38,9 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
     if settings["backend"] == "hf":
         import time
 
+        from .engine import check_transformers
+
+        check_transformers()
         started = time.monotonic()
         model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=settings["dtype"])
         log(f"loaded {name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")

@@ -35,9 +35,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..batching import max_padding_share, plan_batches, plan_waves
+from ..errors import XltError
 from .forward import cache_keyword, copy_rows, extend, label_logprobs, prefill
 from .requests import Encoded, Generation
 from .stopping import stated_answer, stop_token_ids
+
+# The transformers releases this engine was tested with (constraints.txt pins one of
+# them; pyproject.toml and envs/models.yaml ask for the same): it subclasses their
+# private cache classes (cache_utils.DynamicLayer, cache.layers, cumulative_length),
+# which change between releases without notice.
+TESTED_TRANSFORMERS = ">=5.25,<5.26"
+
+
+def check_transformers(version: str | None = None) -> None:
+    """Stop, in one line, where the installed transformers (or `version`) is outside the
+    tested range."""
+    from importlib.metadata import version as installed
+
+    from packaging.specifiers import SpecifierSet
+
+    version = version or installed("transformers")
+    if not SpecifierSet(TESTED_TRANSFORMERS).contains(version):
+        raise XltError(
+            f"transformers {version}: the inference engine is tested with transformers{TESTED_TRANSFORMERS} only "
+            "(it builds on transformers' private cache classes); install the tested stack: pip install -c constraints.txt -e ."
+        )
 
 
 @dataclass

@@ -108,7 +108,13 @@ def _canonical(node) -> str:
 
 def module_code(module: str) -> str:
     """What a module's share of a fingerprint rests on: its canonical syntax tree."""
-    return _canonical(_parse(_file(module).read_text(encoding="utf-8")))
+    return _canonical_source(_file(module).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _canonical_source(source: str) -> str:
+    """Cached by the text itself, as `_parse`: most stages share most modules."""
+    return _canonical(_parse(source))
 
 
 def _with_parents(module: str) -> set[str]:

@@ -43,8 +43,24 @@ def model_provenance(base_dir: str | Path) -> dict:
     manifest = json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8"))
     if manifest["kind"] == "hub":
         return {**manifest, "resolved": hub_revision(manifest["id"], manifest.get("revision"), "model")}
+    if manifest["kind"] == "staged":
+        return {**manifest, "resolved": manifest["commit"], "staged": staged_record(manifest)}
     digest = manifest.get("sha256")
     return {**manifest, "resolved": f"sha256:{digest}" if digest else "unrecorded (prepared by an xlt that kept no hash; rerun prepare_model)"}
+
+
+def staged_record(manifest: dict) -> dict:
+    """What staging downloaded (files, bytes, at which commit) and, for an FP8 model,
+    what its conversion wrote, as read from the staged folders."""
+    from .fp8 import CONVERTED_RECORD
+    from .staging import read_staged
+
+    original = manifest.get("serve", manifest["path"])
+    staged = read_staged(original)
+    record = {"folder": original, "commit": staged["commit"], "files": len(staged["files"]), "bytes": staged["bytes"]}
+    if "serve" in manifest:
+        record["converted"] = {"folder": manifest["path"], **json.loads((Path(manifest["path"]) / CONVERTED_RECORD).read_text(encoding="utf-8"))}
+    return record
 
 
 def dataset_provenance(config: dict) -> dict:

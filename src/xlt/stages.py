@@ -135,14 +135,33 @@ def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
+def prepare_model(name: str, entry: dict, output: str, threads: int, staged: str | None = None, converted: str | None = None) -> None:
+    """`staged`: the Hub model's staged folder (xlt.staging), which the manifest points
+    at; `converted`: its bfloat16 conversion (xlt.fp8), for a model stored in FP8."""
     from .models import ModelSpec, set_threads
     from .models import prepare_model as prepare
 
     set_threads(threads)
     started = time.monotonic()
-    prepare(ModelSpec.from_config(name, entry), output, log=_say)
+    prepare(ModelSpec.from_config(name, entry), output, staged=staged, converted=converted, log=_say)
     _say(f"prepared {name} in {time.monotonic() - started:.1f}s")
+
+
+def stage_model(name: str, entry: dict, output: str) -> None:
+    """Download a Hub model at its revision into the staging folder (xlt.staging)."""
+    from .staging import HubModel
+    from .staging import stage_model as stage
+
+    stage(HubModel(name, entry["id"], entry.get("revision"), bool(entry.get("trust_remote_code", False))), output, log=_say)
+
+
+def convert_fp8(name: str, staged: str, output: str) -> None:
+    """The staged FP8 checkpoint of model `name` in bfloat16 (xlt.fp8)."""
+    from .fp8 import convert_fp8_checkpoint
+
+    started = time.monotonic()
+    convert_fp8_checkpoint(staged, output, log=_say)
+    _say(f"converted {name} in {time.monotonic() - started:.1f}s")
 
 
 def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
@@ -192,6 +211,7 @@ def predict(
     outputs: list[str],
     threads: int,
     fresh: bool = False,
+    gpus: int = 0,
 ) -> None:
     """Predictions of one model variant for every prompt (`prompts`: each one's
     `max_new_tokens` and `scoring`) and language, in every cell (`outputs`, in the
@@ -203,7 +223,8 @@ def predict(
     Each prompt's finished waves are kept in a shard beside its outputs: a killed job
     continues where it stopped, and a job rerun because one prompt's settings changed
     reads the other prompt's results back instead of recomputing them; `fresh` discards
-    them first, and everything is computed again.
+    them first, and everything is computed again. `gpus`: the job's, which vLLM splits
+    the model over.
     """
     from .data import read_prepared
     from .inference.backend import open_backend
@@ -239,7 +260,7 @@ def predict(
     shards = {prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts}
     if fresh:
         _say(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
-    backend = open_backend(name, entry, variant, base_dir, adapter_dir, log=_say)
+    backend = open_backend(name, entry, variant, base_dir, adapter_dir, gpus=gpus, log=_say)
     started = time.monotonic()
     results = backend.run(requests, resume=shards)
     elapsed = time.monotonic() - started

@@ -13,6 +13,7 @@ from xlt.fingerprint import stage_fingerprint
 from xlt.jobs import language_template, settings_json
 from xlt.launch import finetune_launch, xlt_command
 from xlt.recipes import recipe_warning
+from xlt.staging import OFFLINE_ENVIRONMENT, check_cluster_config, staged_models, staging_dir
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
@@ -24,6 +25,24 @@ try:
         read_config_file(configfile_path)
     config.update(validate_config(config, source=CONFIG_SOURCE))
     check_files(config, source=CONFIG_SOURCE)
+except XltError as error:
+    raise WorkflowError(str(error)) from None
+
+
+# Hub models staged on this node (staging.dir), then loaded offline by every model job.
+STAGING = staging_dir(config)
+STAGED_MODELS = staged_models(config)
+FP8_MODELS = [name for name in STAGED_MODELS if config["models"][name]["dequantize_fp8"]]
+# A run whose jobs go to SLURM (its profile sets the plugin's slurm_* default resources;
+# the executor itself is chosen after this file is read) stops here, before anything is
+# submitted, where a Hub revision is unpinned or a Hub model would download in a job.
+CLUSTER_RUN = any(str(resource).startswith("slurm_") for resource in workflow.resource_settings.default_resources or {})
+try:
+    if CLUSTER_RUN:
+        check_cluster_config(config, CONFIG_SOURCE)
+    for name, entry in config["models"].items():
+        if entry["dequantize_fp8"] and name not in STAGED_MODELS:
+            raise XltError(f"{CONFIG_SOURCE}: models.{name}.dequantize_fp8 converts a staged Hub model; give {name} an id and set staging.dir")
 except XltError as error:
     raise WorkflowError(str(error)) from None
 
@@ -109,11 +128,20 @@ def xlt_launcher(wildcards, resources):
     return xlt_command(str(Path(workflow.basedir) / "src"), job_python())
 
 
+# Before a model job's command once Hub models are staged: it reads files, never the Hub.
+HUB_OFFLINE = OFFLINE_ENVIRONMENT if STAGING else ""
+
+
+def model_job_launcher(wildcards, resources):
+    """xlt_launcher of a job that loads models (untracked likewise), offline once staged."""
+    return HUB_OFFLINE + xlt_launcher(wildcards, resources)
+
+
 def finetune_launcher(wildcards, resources):
     """The launch words of a model's finetune job (see xlt.launch), untracked like
     xlt_launcher: one process per GPU of its resources."""
     launcher = finetune_launcher_config(wildcards.model)
-    return finetune_launch(launcher, resources.gpu, str(Path(workflow.basedir) / "src"), job_python())
+    return HUB_OFFLINE + finetune_launch(launcher, resources.gpu, str(Path(workflow.basedir) / "src"), job_python())
 
 
 def stage_resource(stage, key):
@@ -126,8 +154,22 @@ def light_resource(key):
 
 
 def model_source_input(wildcards):
+    """A local model's file or folder; a staged Hub model's folder, and its bfloat16
+    conversion for an FP8 one."""
     path = config["models"][wildcards.model].get("path")
-    return [path] if path else []
+    if path:
+        return {"source": path}
+    if wildcards.model not in STAGED_MODELS:
+        return {}
+    inputs = {"staged": paths.STAGED_MODEL.format(staging=STAGING, model=wildcards.model)}
+    if wildcards.model in FP8_MODELS:
+        inputs["converted"] = paths.CONVERTED_MODEL.format(staging=STAGING, model=wildcards.model)
+    return inputs
+
+
+def staged_arguments(wildcards, input):
+    """`--staged DIR [--converted DIR]` of a staged Hub model's prepare_model job."""
+    return " ".join(f"--{key} {shlex.quote(input[key])}" for key in ("staged", "converted") if key in input.keys())
 
 
 def data_inputs(wildcards=None):

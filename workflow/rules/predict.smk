@@ -26,7 +26,7 @@ rule predict:
         settings=job_settings("predict"),
         # The engine's and the prompts' code (xlt.fingerprint): a change reruns inference.
         code=stage_fingerprint("predict"),
-        xlt=xlt_launcher,
+        xlt=model_job_launcher,
         adapter=adapter_argument,
     shell:
         "{params.xlt} predict --model {wildcards.model:q} --variant {wildcards.variant:q}"

@@ -216,6 +216,13 @@ def adapter_argument(wildcards, input):
 FINETUNE_PRIORITY, BASE_PREDICT_PRIORITY = 2, 1
 
 
+def predict_environment(wildcards):
+    """A predict job's conda environment: vLLM's own for a model it serves (vLLM pins
+    its own torch and transformers), else the model jobs' one."""
+    backend = config["models"][wildcards.model]["inference"]["backend"]
+    return "../../envs/vllm.yaml" if backend == "vllm" else "../../envs/models.yaml"
+
+
 def predict_priority(wildcards):
     return 0 if wildcards.variant in SOURCE_OF_VARIANT else BASE_PREDICT_PRIORITY
 

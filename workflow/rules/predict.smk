@@ -15,7 +15,7 @@ rule predict:
         paths.LOGS["predict"],
     priority: predict_priority
     conda:
-        "../../envs/models.yaml"
+        predict_environment
     threads: stage_resource("inference", "threads")
     resources:
         mem_mb=stage_resource("inference", "mem_mb"),

@@ -34,9 +34,9 @@ def paper_entry(repo, folder) -> dict:
     """The paper's DeepSeek-V3 entry (the recipe every model shares), on a local tiny
     checkpoint, small enough for a CPU: two optimizer steps, short budgets, float32."""
     entry = copy.deepcopy(load_config(repo / "config" / "paper.yaml")["models"]["deepseek-v3"])
-    for key in ("id", "revision"):
+    for key in ("id", "revision", "dequantize_fp8"):
         entry.pop(key)
-    entry.update(path=str(folder), dequantize_fp8=False, chat_template_kwargs={})
+    entry.update(path=str(folder), chat_template_kwargs={})
     assert entry["finetune"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "attention", "experts": False}
     entry["finetune"].update(max_steps=2, micro_batch_size=2, gradient_accumulation=1, gradient_checkpointing=False, dtype="float32", max_length=1024)
     entry["inference"].update(backend="hf", batch_size=4, dtype="float32")

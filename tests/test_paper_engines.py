@@ -40,7 +40,7 @@ def test_engine_arguments_of_every_paper_model(repo, tmp_path):
     gpus = {}
     for name, entry in paper["models"].items():
         assert entry["inference"]["backend"] == "vllm", name
-        fp8 = entry["dequantize_fp8"]
+        fp8 = entry.get("dequantize_fp8", False)
         base = staged_base(tmp_path, name, fp8)
         job_gpus = entry["inference"]["resources"]["gpu"]
         args = engine_args(

@@ -12,13 +12,14 @@ import shutil
 import sys
 import types
 
+import pandas as pd
 import pytest
 from snakemake_runs import REPO, run_cli, shipped_study, snakemake_command
 
 from xlt.config import load_config
 from xlt.errors import XltError
 from xlt.models import MANIFEST, ModelSpec, load_model, load_tokenizer, prepare_model, resolve_checkpoint, serving_checkpoint
-from xlt.staging import STAGED_RECORD, HubModel, check_cluster_config, stage_model, unpinned_revisions
+from xlt.staging import STAGED_RECORD, HubRepo, check_cluster_config, stage, unpinned_revisions
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -35,16 +36,17 @@ class FakeHub:
         hub = self
 
         class HfApi:
-            def model_info(self, repo_id, revision=None):
+            def repo_info(self, repo_id, revision=None, repo_type=None):
                 return types.SimpleNamespace(sha=COMMIT)
 
-        def snapshot_download(repo_id, revision, local_dir, allow_patterns, ignore_patterns):
+        def snapshot_download(repo_id, repo_type, revision, local_dir, allow_patterns, ignore_patterns):
             import fnmatch
 
-            hub.downloads.append({"repo_id": repo_id, "revision": revision})
+            hub.downloads.append({"repo_id": repo_id, "repo_type": repo_type, "revision": revision})
             for path in hub.folder.rglob("*"):
                 name = str(path.relative_to(hub.folder))
-                if path.is_file() and any(fnmatch.fnmatch(name, p) for p in allow_patterns) and not any(fnmatch.fnmatch(name, p) for p in ignore_patterns):
+                allowed = allow_patterns is None or any(fnmatch.fnmatch(name, p) for p in allow_patterns)
+                if path.is_file() and allowed and not any(fnmatch.fnmatch(name, p) for p in ignore_patterns or []):
                     (local_dir / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, local_dir / name)
             (local_dir / ".cache").mkdir(parents=True, exist_ok=True)
@@ -61,16 +63,16 @@ def test_a_hub_model_is_staged_at_its_commit_and_loads_offline(tiny_models, tmp_
     source = tmp_path / "hub"
     shutil.copytree(tiny_models["tiny-dense"], source)
     hub = FakeHub(source, extra_files=["pytorch_model.bin", "original/consolidated.00.pth", "original/params.json"])
-    monkeypatch.setitem(sys.modules, "huggingface_hub", hub.module)
     staged = tmp_path / "staging" / "models" / "tiny"
-    record = stage_model(HubModel("tiny", "org/tiny", "main"), staged, log=lambda *_: None)
-    assert hub.downloads == [{"repo_id": "org/tiny", "revision": COMMIT}]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "huggingface_hub", hub.module)
+        record = stage(HubRepo("tiny", "org/tiny", "main"), staged, log=lambda *_: None)
+    assert hub.downloads == [{"repo_id": "org/tiny", "repo_type": "model", "revision": COMMIT}]
     assert record["commit"] == COMMIT and json.loads((staged / STAGED_RECORD).read_text()) == record
     assert "model.safetensors" in record["files"] and "config.json" in record["files"]
     assert not any(name.endswith((".bin", ".pth")) or name.startswith((".cache", "original/")) for name in record["files"])
     assert not staged.with_name(".tiny.partial").exists()
 
-    monkeypatch.delitem(sys.modules, "huggingface_hub")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     base = tmp_path / "base"
     spec = ModelSpec("tiny", id="org/tiny", revision="main")
@@ -85,11 +87,46 @@ def test_a_hub_model_is_staged_at_its_commit_and_loads_offline(tiny_models, tmp_
 def test_a_staged_folder_of_another_revision_is_refused(tiny_models, tmp_path, monkeypatch):
     source = tmp_path / "hub"
     shutil.copytree(tiny_models["tiny-dense"], source)
-    monkeypatch.setitem(sys.modules, "huggingface_hub", FakeHub(source).module)
     staged = tmp_path / "staged"
-    stage_model(HubModel("tiny", "org/tiny", "main"), staged, log=lambda *_: None)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "huggingface_hub", FakeHub(source).module)
+        stage(HubRepo("tiny", "org/tiny", "main"), staged, log=lambda *_: None)
     with pytest.raises(XltError, match=r"holds org/tiny at revision 'main', the config asks for org/tiny at 'v2'"):
         prepare_model(ModelSpec("tiny", id="org/tiny", revision="v2"), tmp_path / "base", staged=staged, log=lambda *_: None)
+
+
+def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tmp_path, monkeypatch):
+    """A Hub dataset with one config per language (Belebele's layout, the fixture's
+    rows) is staged whole at its commit; prepare_data reads the staged folder with the
+    hub offline and splits it as it splits the Hub's rows."""
+    source = tmp_path / "hub"
+    (source / "data").mkdir(parents=True)
+    langs = ["arb_Arab", "eng_Latn"]
+    configs = "".join(f"- config_name: {lang}\n  data_files:\n  - split: test\n    path: data/{lang}.jsonl\n" for lang in langs)
+    (source / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
+    for lang in langs:
+        shutil.copy2(repo / "data" / "belebele_fixture" / f"{lang}.jsonl", source / "data" / f"{lang}.jsonl")
+    hub = FakeHub(source)
+    staged = tmp_path / "staging" / "datasets" / "belebele"
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "huggingface_hub", hub.module)
+        record = stage(HubRepo("belebele", "facebook/belebele", "main", "dataset"), staged, log=lambda *_: None)
+    assert hub.downloads == [{"repo_id": "facebook/belebele", "repo_type": "dataset", "revision": COMMIT}]
+    assert sorted(record["files"]) == ["README.md", "data/arb_Arab.jsonl", "data/eng_Latn.jsonl"]
+
+    from xlt.stages import prepare_data
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    shutil.rmtree(source)
+    data = {**load_config(repo / "config" / "config.yaml")["data"], "source": "hub", "hub_id": "facebook/belebele", "hub_revision": "main"}
+    from_staged = [str(tmp_path / "staged" / f"{lang}.parquet") for lang in langs]
+    prepare_data(data, langs, from_staged, staged=str(staged))
+    from_fixture = [str(tmp_path / "fixture" / f"{lang}.parquet") for lang in langs]
+    prepare_data({**data, "source": "fixture", "fixture_dir": str(repo / "data" / "belebele_fixture")}, langs, from_fixture)
+    for staged_file, fixture_file in zip(from_staged, from_fixture):
+        assert pd.read_parquet(staged_file).equals(pd.read_parquet(fixture_file))
 
 
 def test_a_cluster_run_needs_pinned_revisions_and_a_staging_folder(repo):
@@ -107,11 +144,11 @@ def test_a_cluster_run_needs_pinned_revisions_and_a_staging_folder(repo):
 
 
 def planned_commands(printed: str) -> list[tuple[str, str, str]]:
-    """(rule, model wildcard, shell command) of each job of `snakemake -n -p` output."""
+    """(rule, model or dataset wildcard, shell command) of each job of `snakemake -n -p` output."""
     parts = re.split(r"^(?:local)?rule (\w+):$", printed, flags=re.MULTILINE)[1:]
     jobs = []
     for rule, body in zip(parts[0::2], parts[1::2]):
-        model = re.search(r"^ +wildcards: .*?model=([^,\s]+)", body, flags=re.MULTILINE)
+        model = re.search(r"^ +wildcards: .*?(?:model|dataset)=([^,\s]+)", body, flags=re.MULTILINE)
         shell = re.search(r"^Shell command: (.*)$", body, flags=re.MULTILINE)
         jobs.append((rule, model.group(1) if model else None, shell.group(1) if shell else ""))
     return jobs
@@ -133,8 +170,13 @@ def test_the_paper_study_on_slurm_stages_every_model_first_and_no_job_downloads(
     for rule, model, shell in model_jobs:
         assert shell.startswith("export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1; "), f"{rule} {model}: {shell[:120]}"
         if rule == "prepare_model":
-            assert f"--staged staging/models/{model}" in shell
-            assert ("--converted staging/converted/deepseek-v3" in shell) == (model == "deepseek-v3")
+            assert f'"staged": "staging/models/{model}"' in shell
+            assert ('"converted": "staging/converted/deepseek-v3"' in shell) == (model == "deepseek-v3")
+    assert sorted(dataset for rule, dataset, _ in jobs if rule == "stage_dataset") == ["belebele", "training-arb_Arab", "training-pes_Arab"]
+    (prepare_data,) = [shell for rule, _, shell in jobs if rule == "prepare_data"]
+    assert '"staged": "staging/datasets/belebele"' in prepare_data
+    (prepare_training,) = [shell for rule, _, shell in jobs if rule == "prepare_training"]
+    assert '"staged": {"arb_Arab": "staging/datasets/training-arb_Arab", "pes_Arab": "staging/datasets/training-pes_Arab"}' in prepare_training
     strict = (study / "config" / "paper.yaml").read_text().replace("allow_unpinned: true", "allow_unpinned: false")
     (study / "config" / "strict.yaml").write_text(strict)
     refused = run_cli(study, study / "config" / "strict.yaml", "-n", "--profile", profile)

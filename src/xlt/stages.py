@@ -69,10 +69,13 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_test: bool = False) -> None:
-    """`all_test`: fine-tuning data comes from elsewhere, so every item is a test item."""
+def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_test: bool = False, staged: str | None = None) -> None:
+    """`all_test`: fine-tuning data comes from elsewhere, so every item is a test item;
+    `staged`: the Hub dataset's staged folder (xlt.staging), read instead of the Hub."""
     from .data import DataSource, prepare_languages
 
+    if staged is not None:
+        data_config = {**data_config, "hub_id": staged, "hub_revision": None}
     frames = prepare_languages(
         DataSource.from_config(data_config),
         langs,
@@ -89,12 +92,21 @@ def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_te
 
 
 def prepare_training(
-    finetune_config: dict, sources: list[str], data_files: dict[str, str], outputs: list[str], seed: int, *, test_files: list[str], checks_out: str
+    finetune_config: dict,
+    sources: list[str],
+    data_files: dict[str, str],
+    outputs: list[str],
+    seed: int,
+    *,
+    test_files: list[str],
+    checks_out: str,
+    staged: dict[str, str] | None = None,
 ) -> None:
     """Each source's fine-tuning examples, the same number for every source: the
     Belebele training split (`finetune.data: belebele`) or the source's mapped set,
     checked against the test items of every language (`test_files`, the prepared data);
-    what the checks found goes to `checks_out` (JSON, which provenance.json carries)."""
+    what the checks found goes to `checks_out` (JSON, which provenance.json carries).
+    `staged`: source -> the staged folder of its Hub training set, read instead of the Hub."""
     import json
 
     from .atomic import write_text
@@ -108,7 +120,10 @@ def prepare_training(
         if data == "belebele":
             origin, frame = data_files[lang], belebele_training(data_files[lang], lang)
         else:
-            training_set = TrainingSet.from_config(lang, data[lang])
+            entry = data[lang]
+            if lang in (staged or {}):
+                entry = {**entry, "hub": {**entry["hub"], "id": staged[lang], "revision": None}}
+            training_set = TrainingSet.from_config(lang, entry)
             origin, frame = training_set.describe(), map_fields(load_training_set(training_set), training_set)
         read = len(frame)
         frame, dropped = without_duplicates(frame, origin, finetune_config["drop_duplicate_rows"])
@@ -149,10 +164,16 @@ def prepare_model(name: str, entry: dict, output: str, threads: int, staged: str
 
 def stage_model(name: str, entry: dict, output: str) -> None:
     """Download a Hub model at its revision into the staging folder (xlt.staging)."""
-    from .staging import HubModel
-    from .staging import stage_model as stage
+    from .staging import HubRepo, stage
 
-    stage(HubModel(name, entry["id"], entry.get("revision"), bool(entry.get("trust_remote_code", False))), output, log=_say)
+    stage(HubRepo(name, entry["id"], entry.get("revision"), "model", bool(entry.get("trust_remote_code", False))), output, log=_say)
+
+
+def stage_dataset(name: str, hub: dict, output: str) -> None:
+    """Download a Hub data set (`hub`: its id and revision) into the staging folder."""
+    from .staging import HubRepo, stage
+
+    stage(HubRepo(name, hub["id"], hub.get("revision"), "dataset"), output, log=_say)
 
 
 def convert_fp8(name: str, staged: str, output: str) -> None:

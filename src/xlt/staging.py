@@ -1,6 +1,6 @@
-"""Staging: every Hub model the study loads, downloaded once, on the login node, at a
-pinned commit into a shared folder (`staging.dir`), so that compute jobs read files
-and never the network (they run with the hub offline, xlt.launch). A pinned revision
+"""Staging: every Hub model and data set the study reads (Belebele, Hub training sets),
+downloaded once, on the login node, at a pinned commit into a shared folder
+(`staging.dir`), so that compute jobs read files and never the network (they run with the hub offline, xlt.launch). A pinned revision
 is a commit hash: a branch such as `main` may move between the base and the fine-tuned
 variants' jobs, so on a cluster an unpinned one stops at planning unless
 `staging.allow_unpinned` lets it through (it is then resolved once, here, and the
@@ -31,12 +31,14 @@ OFFLINE_ENVIRONMENT = "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASET
 
 
 @dataclass(frozen=True)
-class HubModel:
-    """A configured model that is staged: its name (the staged folder's), Hub id and revision."""
+class HubRepo:
+    """A Hub repository the study stages: its name (the staged folder's: a model's
+    config key, `belebele`, `training-<source>`), id, revision and kind."""
 
     name: str
     repo_id: str
     revision: str | None
+    repo_type: str = "model"
     trust_remote_code: bool = False
 
 
@@ -48,15 +50,35 @@ def is_pinned(revision: str | None) -> bool:
     return revision is not None and COMMIT.match(revision) is not None
 
 
-def staged_models(config: dict) -> dict[str, HubModel]:
+def staged_models(config: dict) -> dict[str, HubRepo]:
     """The Hub models of the config (those with an `id`), by name; none without `staging.dir`."""
     if staging_dir(config) is None:
         return {}
     return {
-        name: HubModel(name, entry["id"], entry.get("revision"), bool(entry.get("trust_remote_code", False)))
+        name: HubRepo(name, entry["id"], entry.get("revision"), "model", bool(entry.get("trust_remote_code", False)))
         for name, entry in config["models"].items()
         if entry.get("id")
     }
+
+
+def training_name(source: str) -> str:
+    return f"training-{source}"
+
+
+def staged_datasets(config: dict) -> dict[str, HubRepo]:
+    """The Hub data sets of the config, by staged name: Belebele (`belebele`, with
+    data.source hub) and each source's Hub training set (`training-<source>`); none
+    without `staging.dir`."""
+    if staging_dir(config) is None:
+        return {}
+    found = {}
+    if config["data"]["source"] == "hub":
+        found["belebele"] = HubRepo("belebele", config["data"]["hub_id"], config["data"]["hub_revision"], "dataset")
+    if isinstance(config["finetune"]["data"], dict):
+        for lang, entry in config["finetune"]["data"].items():
+            if "hub" in entry:
+                found[training_name(lang)] = HubRepo(training_name(lang), entry["hub"]["id"], entry["hub"].get("revision"), "dataset")
+    return found
 
 
 def unpinned_revisions(config: dict) -> list[str]:
@@ -100,39 +122,43 @@ def read_staged(folder: str | Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise XltError(f"{folder}: not a staged model ({STAGED_RECORD} unreadable: {type(error).__name__}); run the stage_model rule") from None
+        raise XltError(f"{folder}: not a staged Hub repository ({STAGED_RECORD} unreadable: {type(error).__name__}); run the stage rules") from None
 
 
-def stage_model(model: HubModel, out_dir: str | Path, log=print) -> dict:
-    """Download `model` at its revision's commit into `out_dir`, with a record of what
+def stage(repo: HubRepo, out_dir: str | Path, log=print) -> dict:
+    """Download `repo` at its revision's commit into `out_dir`, with a record of what
     was staged. The download goes to a sibling `.partial` folder that a rerun (a
-    retried job) resumes, and is moved into place whole."""
+    retried job) resumes, and is moved into place whole. A model brings only what a
+    model job reads (MODEL_FILES); a data set comes whole."""
     from huggingface_hub import HfApi, snapshot_download
 
     out_dir = Path(out_dir)
+    what = f"{repo.repo_type} {repo.name}"
     try:
-        commit = HfApi().model_info(model.repo_id, revision=model.revision).sha
+        commit = HfApi().repo_info(repo.repo_id, revision=repo.revision, repo_type=repo.repo_type).sha
     except Exception as error:  # gated, unknown, offline: huggingface_hub raises several types
         raise XltError(
-            f"model {model.name}: cannot resolve {model.repo_id} at revision {model.revision!r} on the Hub ({type(error).__name__}: "
-            f"{(str(error).splitlines() or [''])[0][:200]}); gated models need `hf auth login` on this node"
+            f"{what}: cannot resolve {repo.repo_id} at revision {repo.revision!r} on the Hub ({type(error).__name__}: "
+            f"{(str(error).splitlines() or [''])[0][:200]}); gated repositories need `hf auth login` on this node"
         ) from None
     partial = out_dir.with_name(f".{out_dir.name}.partial")
-    log(f"model {model.name}: staging {model.repo_id} at {commit} (revision {model.revision}) into {out_dir}")
+    log(f"{what}: staging {repo.repo_id} at {commit} (revision {repo.revision}) into {out_dir}")
+    model = repo.repo_type == "model"
     snapshot_download(
-        model.repo_id,
+        repo.repo_id,
+        repo_type=repo.repo_type,
         revision=commit,
         local_dir=partial,
-        allow_patterns=MODEL_FILES + (REMOTE_CODE_FILES if model.trust_remote_code else []),
-        ignore_patterns=IGNORED_FILES,
+        allow_patterns=MODEL_FILES + (REMOTE_CODE_FILES if repo.trust_remote_code else []) if model else None,
+        ignore_patterns=IGNORED_FILES if model else None,
     )
-    # huggingface_hub's download bookkeeping (resumption metadata) is no part of the model
+    # huggingface_hub's download bookkeeping (resumption metadata) is no part of the repository
     shutil.rmtree(partial / ".cache", ignore_errors=True)
     files = {str(path.relative_to(partial)): path.stat().st_size for path in sorted(partial.rglob("*")) if path.is_file()}
-    if not any(name.endswith(".safetensors") for name in files):
-        raise XltError(f"model {model.name}: {model.repo_id} at {commit} has no safetensors weights; xlt never loads pickled weights")
-    record = {"id": model.repo_id, "revision": model.revision, "commit": commit, "files": files, "bytes": sum(files.values())}
+    if model and not any(name.endswith(".safetensors") for name in files):
+        raise XltError(f"{what}: {repo.repo_id} at {commit} has no safetensors weights; xlt never loads pickled weights")
+    record = {"id": repo.repo_id, "revision": repo.revision, "commit": commit, "files": files, "bytes": sum(files.values())}
     (partial / STAGED_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, out_dir)
-    log(f"model {model.name}: {len(files)} files, {record['bytes'] / 1e9:.1f} GB -> {out_dir}")
+    log(f"{what}: {len(files)} files, {record['bytes'] / 1e9:.1f} GB -> {out_dir}")
     return record

@@ -1,3 +1,4 @@
+import json
 import re
 import shlex
 import sys
@@ -13,7 +14,7 @@ from xlt.fingerprint import stage_fingerprint
 from xlt.jobs import language_template, settings_json
 from xlt.launch import finetune_launch, xlt_command
 from xlt.recipes import recipe_warning
-from xlt.staging import OFFLINE_ENVIRONMENT, check_cluster_config, staged_models, staging_dir
+from xlt.staging import OFFLINE_ENVIRONMENT, check_cluster_config, staged_datasets, staged_models, staging_dir, training_name
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
@@ -32,7 +33,8 @@ except XltError as error:
 # Hub models staged on this node (staging.dir), then loaded offline by every model job.
 STAGING = staging_dir(config)
 STAGED_MODELS = staged_models(config)
-FP8_MODELS = [name for name in STAGED_MODELS if config["models"][name]["dequantize_fp8"]]
+STAGED_DATASETS = staged_datasets(config)
+FP8_MODELS = [name for name in STAGED_MODELS if config["models"][name].get("dequantize_fp8")]
 # A run whose jobs go to SLURM (its profile sets the plugin's slurm_* default resources;
 # the executor itself is chosen after this file is read) stops here, before anything is
 # submitted, where a Hub revision is unpinned or a Hub model would download in a job.
@@ -41,7 +43,7 @@ try:
     if CLUSTER_RUN:
         check_cluster_config(config, CONFIG_SOURCE)
     for name, entry in config["models"].items():
-        if entry["dequantize_fp8"] and name not in STAGED_MODELS:
+        if entry.get("dequantize_fp8") and name not in STAGED_MODELS:
             raise XltError(f"{CONFIG_SOURCE}: models.{name}.dequantize_fp8 converts a staged Hub model; give {name} an id and set staging.dir")
 except XltError as error:
     raise WorkflowError(str(error)) from None
@@ -167,15 +169,13 @@ def model_source_input(wildcards):
     return inputs
 
 
-def staged_arguments(wildcards, input):
-    """`--staged DIR [--converted DIR]` of a staged Hub model's prepare_model job."""
-    return " ".join(f"--{key} {shlex.quote(input[key])}" for key in ("staged", "converted") if key in input.keys())
-
-
 def data_inputs(wildcards=None):
+    """The fixture's files, or Belebele's staged folder (a Hub dataset once staged)."""
     if config["data"]["source"] == "fixture":
-        return [f"{config['data']['fixture_dir']}/{lang}.jsonl" for lang in LANGS]
-    return []
+        return {"fixture": [f"{config['data']['fixture_dir']}/{lang}.jsonl" for lang in LANGS]}
+    if "belebele" in STAGED_DATASETS:
+        return {"staged": paths.STAGED_DATASET.format(staging=STAGING, dataset="belebele")}
+    return {}
 
 
 def training_inputs(wildcards=None):
@@ -183,7 +183,8 @@ def training_inputs(wildcards=None):
     sources' local training files (a Hub training set is no input file)."""
     if not EXTERNAL_TRAINING:
         return {"belebele": [paths.DATA.format(lang=source) for source in SOURCES]}
-    return {"files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry]}
+    staged = [paths.STAGED_DATASET.format(staging=STAGING, dataset=training_name(source)) for source in SOURCES if training_name(source) in STAGED_DATASETS]
+    return {"files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry], "staged": staged}
 
 
 def belebele_argument(wildcards, input):

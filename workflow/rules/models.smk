@@ -15,7 +15,5 @@ rule prepare_model:
         settings=job_settings("prepare_model"),
         code=stage_fingerprint("prepare_model"),
         xlt=model_job_launcher,
-        staged=staged_arguments,
     shell:
-        "{params.xlt} prepare-model --model {wildcards.model:q} --settings {params.settings:q} {params.staged}"
-        " --out {output:q} --threads {threads} --log {log:q}"
+        "{params.xlt} prepare-model --model {wildcards.model:q} --settings {params.settings:q}" " --out {output:q} --threads {threads} --log {log:q}"

@@ -1,5 +1,6 @@
 localrules:
     stage_model,
+    stage_dataset,
 
 
 # Hub models downloaded once, at their pinned commits, into staging.dir (shared storage)
@@ -11,7 +12,7 @@ rule stage_model:
     log:
         paths.LOGS["stage_model"],
     wildcard_constraints:
-        model="|".join(re.escape(m) for m in STAGED_MODELS),
+        model="|".join(re.escape(m) for m in STAGED_MODELS) or "^$",
     conda:
         "../../envs/models.yaml"
     threads: 1
@@ -37,7 +38,7 @@ rule convert_fp8:
     log:
         paths.LOGS["convert_fp8"],
     wildcard_constraints:
-        model="|".join(re.escape(m) for m in FP8_MODELS),
+        model="|".join(re.escape(m) for m in FP8_MODELS) or "^$",
     conda:
         "../../envs/models.yaml"
     threads: config["resources"]["prepare_model"]["threads"]
@@ -49,3 +50,24 @@ rule convert_fp8:
         xlt=model_job_launcher,
     shell:
         "{params.xlt} convert-fp8 --model {wildcards.model:q} --staged {input:q} --out {output:q} --log {log:q}"
+
+
+# Belebele and the Hub training sets at their revisions, read by the local data rules.
+rule stage_dataset:
+    output:
+        directory(paths.STAGED_DATASET.format(staging=STAGING, dataset="{dataset}")),
+    log:
+        paths.LOGS["stage_dataset"],
+    wildcard_constraints:
+        dataset="|".join(re.escape(d) for d in STAGED_DATASETS) or "^$",
+    conda:
+        "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=light_resource("mem_mb"),
+        runtime=light_resource("runtime"),
+    params:
+        settings=lambda wildcards: json.dumps({"id": STAGED_DATASETS[wildcards.dataset].repo_id, "revision": STAGED_DATASETS[wildcards.dataset].revision}),
+        xlt=xlt_launcher,
+    shell:
+        "{params.xlt} stage-dataset --dataset {wildcards.dataset:q} --settings {params.settings:q} --out {output:q} --log {log:q}"

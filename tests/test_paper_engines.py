@@ -71,3 +71,29 @@ def test_engine_arguments_refuse_what_vllm_would_fail_on_later(repo, tmp_path):
     with pytest.raises(XltError, match="LoRA rank 1024 is above vLLM's largest, 512"):
         engine_args(spec, base, entry["inference"], gpus=4, needed_len=3000, rank=1024)
     assert engine_args(spec, base, {**entry["inference"], "max_model_len": 4096}, gpus=4, needed_len=3000, rank=12)["max_lora_rank"] == 16
+
+
+def test_the_transformers_backend_serves_the_adapter_unmerged(prepared_tiny, study_config, tmp_path):
+    """As vLLM and training do: the LoRA layers stay beside the base weights (merging
+    would round base + delta into the weights' dtype), and the backend's model answers
+    as base + adapter computed apart."""
+    import torch
+    from peft import PeftModel
+    from test_finetune import TEMPLATE, arabic_items, settings
+
+    from xlt.finetune import finetune
+    from xlt.inference.backend import open_backend
+    from xlt.models import load_model
+
+    adapter = tmp_path / "adapter"
+    spec = ModelSpec("tiny-dense")
+    finetune(prepared_tiny["tiny-dense"], spec, arabic_items(4), TEMPLATE, settings(max_steps=2), adapter, tmp_path / "ckpt", log=lambda *_: None)
+    entry = json.loads(json.dumps(study_config["models"]["smollm2-135m"]))
+    entry["inference"].update(backend="hf", dtype="float32")
+    backend = open_backend("tiny-dense", entry, "ft", str(prepared_tiny["tiny-dense"]), str(adapter), log=lambda *_: None)
+    assert isinstance(backend.model, PeftModel)
+    assert any("lora_A" in name for name, _ in backend.model.named_parameters())
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        apart = PeftModel.from_pretrained(load_model(prepared_tiny["tiny-dense"], spec, dtype="float32"), str(adapter))(ids).logits
+        assert torch.equal(backend.model(ids).logits, apart)

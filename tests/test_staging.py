@@ -241,6 +241,7 @@ def test_an_fp8_checkpoint_converts_to_the_reference_dequantisation(tmp_path):
     has no quantization_config, and transformers loads it as plain bfloat16 weights."""
     import torch
     from safetensors import safe_open
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
     from xlt.fp8 import CONVERTED_RECORD, convert_fp8_checkpoint
@@ -248,8 +249,13 @@ def test_an_fp8_checkpoint_converts_to_the_reference_dequantisation(tmp_path):
     block = (16, 16)
     source, quantized = write_fp8_checkpoint(tmp_path / "fp8", block)
     out = tmp_path / "converted"
+    # a shard left by a killed conversion of another checkpoint must not be reused
+    stale = tmp_path / ".converted.partial"
+    stale.mkdir()
+    save_file({name: torch.zeros(1) for name in quantized}, str(stale / "model-00002-of-00002.safetensors"))
     record = convert_fp8_checkpoint(source, out, log=lambda *_: None)
     assert record["dequantized_tensors"] == len(quantized) and json.loads((out / CONVERTED_RECORD).read_text()) == record
+    assert not stale.exists() and not (out / ".origin.json").exists()
     index = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
     assert not any(name.endswith("_scale_inv") for name in index)
     for name, (fp8, scales) in quantized.items():

@@ -8,11 +8,13 @@ it). The converted folder holds the same tensors in bfloat16, no scales, and a c
 without `quantization_config`: transformers then sees plain weights and builds the
 model under DeepSpeed's zero.Init, partitioned as it loads, where a quantized
 checkpoint is built whole on every rank (modeling_utils.get_init_context).
-One shard at a time, each written whole: a killed conversion resumes at the next shard.
+One shard at a time, each written whole: a killed conversion resumes at the next shard
+(of the same checkpoint only).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,6 +26,7 @@ from .errors import XltError
 SCALE_SUFFIX = "_scale_inv"
 INDEX = "model.safetensors.index.json"
 CONVERTED_RECORD = "xlt_converted.json"
+ORIGIN = ".origin.json"
 
 
 def fp8_block_size(config: dict, where: str) -> tuple[int, int]:
@@ -76,8 +79,15 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     block = fp8_block_size(config, str(source))
     weight_map = _shards(source)
+    # A killed conversion's shards are kept only for the very same checkpoint: the
+    # folder, its weights' index and the block size, marked in the partial folder.
+    origin = {"source": str(source.resolve()), "weights": hashlib.sha256(json.dumps(weight_map, sort_keys=True).encode()).hexdigest(), "block": list(block)}
     partial = out_dir.with_name(f".{out_dir.name}.partial")
+    marker = partial / ORIGIN
+    if partial.exists() and (not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != origin):
+        shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(origin) + "\n", encoding="utf-8")
     handles: dict[str, object] = {}
 
     def tensor(name: str):
@@ -119,10 +129,20 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -
     (partial / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     weights = set(weight_map.values()) | {INDEX, "config.json"}
     for path in source.iterdir():
-        if path.is_file() and path.name not in weights and not path.name.startswith("xlt_"):
+        if path.is_file() and path.name not in weights and not path.name.startswith(("xlt_", ".")):
             shutil.copy2(path, partial / path.name)
-    record = {"source": str(source.resolve()), "block": list(block), "dtype": "bfloat16", "dequantized_tensors": dequantized, "bytes": total_size}
+    staged = source / "xlt_staged.json"
+    commit = json.loads(staged.read_text(encoding="utf-8"))["commit"] if staged.is_file() else None
+    record = {
+        "source": str(source.resolve()),
+        "commit": commit,
+        "block": list(block),
+        "dtype": "bfloat16",
+        "dequantized_tensors": dequantized,
+        "bytes": total_size,
+    }
     (partial / CONVERTED_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    marker.unlink()
     os.replace(partial, out_dir)
     log(f"{dequantized} FP8 tensors de-quantized, {total_size / 1e9:.1f} GB of bfloat16 weights -> {out_dir}")
     return record

@@ -293,3 +293,36 @@ def test_qlora_is_refused_for_fused_expert_models(tiny_models, tmp_path):
     prepare_model(ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), base, log=lambda *_: None)
     with pytest.raises(XltError, match=r"^model tiny-moe: finetune.quantization '4bit' \(QLoRA\) cannot quantize the 4 fused expert weights"):
         load_for_training(base, ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), quantization="4bit")
+
+
+@pytest.mark.slow
+def test_the_workflow_stages_a_hub_model_and_its_jobs_run_offline(repo, tiny_models, tmp_path, monkeypatch):
+    """The test study with its dense model given as a Hub id and staging.dir set, run by
+    Snakemake (a stand-in Hub on disk, tests/fake_hub): stage_model downloads it once,
+    at its commit; prepare_model points at the staged folder; the fine-tuning and the
+    predictions run from it with the hub offline, and nothing else downloads."""
+    from snakemake_runs import tiny_config, write_config
+
+    hub = tmp_path / "hub"
+    shutil.copytree(tiny_models["tiny-dense"], hub / "org--tiny-dense")
+    monkeypatch.setenv("XLT_FAKE_HUB", str(hub))
+    monkeypatch.setenv("XLT_FAKE_HUB_COMMIT", COMMIT)
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "fake_hub"))
+    config = tiny_config(tiny_models)
+    del config["models"]["tiny-dense"]["path"]
+    config["models"]["tiny-dense"].update(id="org/tiny-dense", revision=COMMIT)
+    config["staging"] = {"dir": str(tmp_path / "staging")}
+    study = tmp_path / "study"
+    configfile = write_config(config, study / "config.yaml")
+    target = "results/predictions/tiny-dense/ft/direct/arb_Arab.parquet"
+    done = run_cli(study, configfile, "--cores", "2", "-p", target)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    downloads = [json.loads(line) for line in (hub / "downloads.jsonl").read_text().splitlines()]
+    assert [(d["repo_id"], d["revision"], d["offline"]) for d in downloads] == [("org/tiny-dense", COMMIT, None)]
+    staged = tmp_path / "staging" / "models" / "tiny-dense"
+    assert json.loads((staged / STAGED_RECORD).read_text())["commit"] == COMMIT
+    manifest = json.loads((study / "results" / "models" / "tiny-dense" / "base" / MANIFEST).read_text())
+    assert manifest["kind"] == "staged" and manifest["path"] == str(staged)
+    for rule in ("prepare_model", "finetune", "predict"):
+        assert re.search(rf"rule {rule}:(.|\n)*?export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1", done.stdout + done.stderr), rule
+    assert (study / target).is_file()

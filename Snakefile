@@ -36,6 +36,13 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+
+
+if STAGING:
+
+    include: "workflow/rules/staging.smk"
+
+
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"

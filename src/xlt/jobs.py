@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 
 from .errors import XltError
-from .paths import JOB_CELLS
+from .paths import CONVERTED_MODEL, JOB_CELLS, STAGED_DATASET, STAGED_MODEL
 from .prompts import template_path
 from .recipes import recipes
+from .staging import staged_datasets, staged_models, staging_dir, training_name
 
 # The parts of a model's config entry that are not where its weights come from.
 STAGE_BLOCKS = ("finetune", "inference")
@@ -78,11 +79,23 @@ def prompt_settings(config: dict, prompt: str) -> dict:
 
 def job_settings(config: dict, stage: str, model: str | None = None) -> dict:
     """The settings of one job of `stage` (a rule name); `model` for the model stages."""
+    # Staged folders (xlt.staging) are named only where staging applies, so a config
+    # without staging.dir keeps the settings (and the jobs) it had.
+    datasets = staged_datasets(config)
     if stage == "prepare_data":
         # With external training data (finetune.data) every Belebele item is a test item.
-        return {"data": config["data"], "langs": list(config["languages"]), "all_test": isinstance(config["finetune"]["data"], dict)}
+        settings = {"data": config["data"], "langs": list(config["languages"]), "all_test": isinstance(config["finetune"]["data"], dict)}
+        if "belebele" in datasets:
+            settings["staged"] = STAGED_DATASET.format(staging=staging_dir(config), dataset="belebele")
+        return settings
     if stage == "prepare_training":
-        return {"finetune": config["finetune"], "sources": config["source_languages"], "seed": config["data"]["seed"]}
+        settings = {"finetune": config["finetune"], "sources": config["source_languages"], "seed": config["data"]["seed"]}
+        staged = {
+            source: STAGED_DATASET.format(staging=staging_dir(config), dataset=training_name(source))
+            for source in config["source_languages"]
+            if training_name(source) in datasets
+        }
+        return {**settings, "staged": staged} if staged else settings
     if stage == "provenance":
         return {"config": computed_config(config)}
     if stage == "report":
@@ -93,7 +106,12 @@ def job_settings(config: dict, stage: str, model: str | None = None) -> dict:
         raise ValueError(f"no job settings for stage {stage!r}; stages: {', '.join(DATA_STAGES + MODEL_STAGES + STUDY_STAGES)}")
     entry = config["models"][model]
     if stage == "prepare_model":
-        return {key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")}
+        settings = {key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")}
+        if model in staged_models(config):
+            settings["staged"] = STAGED_MODEL.format(staging=staging_dir(config), model=model)
+            if entry.get("dequantize_fp8"):
+                settings["converted"] = CONVERTED_MODEL.format(staging=staging_dir(config), model=model)
+        return settings
     if stage in ("finetune", "merge"):
         return {**model_source(entry), "finetune": {key: value for key, value in entry["finetune"].items() if key not in NOT_LEARNED}}
     inference = {key: value for key, value in entry["inference"].items() if key != "resources"}

@@ -147,9 +147,13 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
+def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | None = None, converted: str | Path | None = None, log=print) -> None:
     """Write `out_dir`: a converted checkpoint for GGUF models, or a manifest pointing
-    at a Hub id or local folder (those load as they are)."""
+    at a Hub id, a local folder or the Hub model's `staged` folder (xlt.staging; those
+    load as they are, the staged one offline). A staged FP8 model is trained on (and
+    loaded by the transformers backend from) its bfloat16 conversion, `converted`
+    (xlt.fp8), and served by vLLM from the staged FP8 weights it was converted from
+    (`serve`; docs/inference.md says why)."""
     from . import modelcache
     from .hashes import file_sha256, folder_sha256
 
@@ -160,16 +164,30 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, log=print) -> None:
             gguf = _embedded_gguf(spec.package, scratch) if spec.package else Path(spec.path)
             digest = file_sha256(gguf)
             key = modelcache.conversion_key(digest)
-            converted = modelcache.restore(key, tmp, log=log)
-            if not converted:
+            from_cache = modelcache.restore(key, tmp, log=log)
+            if not from_cache:
                 convert_gguf(gguf, tmp, log=log)
             for leftover in scratch.iterdir():
                 leftover.unlink()
             scratch.rmdir()
-            if not converted:
+            if not from_cache:
                 modelcache.store(key, tmp, log=log)
             # the GGUF's hash: what provenance.json records for an embedded or local file
             manifest = {"kind": "converted", "source": spec.package or str(Path(spec.path).resolve()), "sha256": digest}
+        elif spec.id and staged is not None:
+            from .staging import read_staged
+
+            staged = Path(staged).resolve()
+            record = read_staged(staged)
+            if record["id"] != spec.id or record["revision"] != spec.revision:
+                raise XltError(
+                    f"model {spec.name}: {staged} holds {record['id']} at revision {record['revision']!r}, the config asks for {spec.id} at {spec.revision!r}; "
+                    "stage it again (remove the folder)"
+                )
+            manifest = {"kind": "staged", "id": spec.id, "revision": spec.revision, "commit": record["commit"], "path": str(staged)}
+            if converted is not None:
+                manifest = {**manifest, "path": str(Path(converted).resolve()), "serve": str(staged)}
+            check_checkpoint(spec.name, Path(manifest["path"]))
         elif spec.id:
             manifest = {"kind": "hub", "id": spec.id, "revision": spec.revision}
         else:
@@ -191,7 +209,18 @@ def resolve_checkpoint(base_dir: str | Path) -> tuple[str, str | None]:
         return str(base_dir), None
     if manifest["kind"] == "hub":
         return manifest["id"], manifest.get("revision")
+    # local and staged: a folder, loaded as it is
     return manifest["path"], None
+
+
+def serving_checkpoint(base_dir: str | Path) -> tuple[str, str | None]:
+    """(what vLLM loads, revision): the FP8 weights an FP8 model was converted from
+    (prepare_model's `serve`: they fit one node, the bfloat16 conversion would not),
+    else what resolve_checkpoint gives."""
+    manifest = json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8")) if (Path(base_dir) / MANIFEST).is_file() else {}
+    if "serve" in manifest:
+        return manifest["serve"], None
+    return resolve_checkpoint(base_dir)
 
 
 def torch_dtype(name: str):
@@ -216,9 +245,12 @@ def load_tokenizer(base_dir: str | Path, spec: ModelSpec):
     return tokenizer
 
 
-def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | None = None, dtype: str = "auto", merge: bool = True):
-    """Base model, or base + LoRA adapter (merged for inference speed unless `merge` is
-    off). Spread over every visible GPU when there are several."""
+def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | None = None, dtype: str = "auto", merge: bool = False):
+    """Base model, or base + LoRA adapter. The adapter stays unmerged unless `merge`
+    (the merge rule): its delta is computed beside the base weights, as in training and
+    in vLLM, so both backends answer alike; merging rounds base + delta into the base
+    weights' dtype (bfloat16 on a GPU), which changes answers near a tie.
+    Spread over every visible GPU when there are several."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
@@ -253,6 +285,9 @@ def _quantization_config(location: str, revision: str | None, spec: ModelSpec, q
     import torch
 
     if quantization == "4bit":
+        from transformers import AutoConfig
+
+        refuse_fused_expert_qlora(AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code), spec.name)
         if not torch.cuda.is_available():
             raise XltError(f"model {spec.name}: finetune.quantization '4bit' (QLoRA) needs a CUDA GPU; on a CPU use 'none'")
         import importlib.util
@@ -274,10 +309,35 @@ def _quantization_config(location: str, revision: str | None, spec: ModelSpec, q
     stored = getattr(AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code), "quantization_config", None)
     method = stored.get("quant_method") if isinstance(stored, dict) else getattr(stored, "quant_method", None)
     if method == "fp8":
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled():
+            # a quantized checkpoint is built whole on every rank, not under zero.Init
+            raise XltError(
+                f"model {spec.name}: {location} is stored in FP8, which ZeRO-3 cannot load partitioned; set the model's dequantize_fp8: true "
+                "(and staging.dir) to convert it to bfloat16 once before training"
+            )
         from transformers import FineGrainedFP8Config
 
         return FineGrainedFP8Config(dequantize=True)
     return None
+
+
+# Config keys that count a Mixture-of-Experts model's routed experts (Qwen3-MoE,
+# DeepSeek-V3, Mixtral), whose weights transformers 5 fuses into 3-D parameters.
+EXPERT_COUNTS = ("num_experts", "n_routed_experts", "num_local_experts")
+
+
+def refuse_fused_expert_qlora(config, name: str) -> None:
+    """QLoRA quantizes nn.Linear layers only: bitsandbytes leaves fused 3-D expert weights
+    in bfloat16 (bitsandbytes issue #1849), so a 4-bit MoE model would not fit where
+    QLoRA was meant to make it fit, and its memory plan would be wrong."""
+    experts = next((getattr(config, key) for key in EXPERT_COUNTS if getattr(config, key, None)), None)
+    if experts:
+        raise XltError(
+            f"model {name}: finetune.quantization '4bit' (QLoRA) cannot quantize the {experts} fused expert weights of a Mixture-of-Experts model "
+            "(bitsandbytes leaves 3-D parameters in bfloat16); use quantization 'none' with ZeRO-3 or FSDP"
+        )
 
 
 def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto", quantization: str = "none"):

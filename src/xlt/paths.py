@@ -33,6 +33,11 @@ TRAINING = "results/data/train/{source}.parquet"
 # What prepare_training's checks found (rows read, duplicates dropped, test items let through).
 TRAINING_CHECKS = "results/data/train/checks.json"
 PROVENANCE = "results/provenance.json"
+# Under staging.dir (shared storage, outside results/): Hub models and data sets as
+# downloaded, and FP8 checkpoints converted to bfloat16 (xlt.staging, xlt.fp8).
+STAGED_MODEL = "{staging}/models/{model}"
+CONVERTED_MODEL = "{staging}/converted/{model}"
+STAGED_DATASET = "{staging}/datasets/{dataset}"
 PREDICTIONS_ROOT = "results/predictions"
 # A cell's file under a predictions folder: the layout `xlt compare --predictions` reads.
 PREDICTION_CELL = "{model}/{variant}/{prompt}/{lang}.parquet"
@@ -72,6 +77,9 @@ REPORT_TABLES = {
 LOGS = {
     "prepare_data": "logs/prepare_data.log",
     "prepare_model": "logs/prepare_model/{model}.log",
+    "stage_model": "logs/stage_model/{model}.log",
+    "stage_dataset": "logs/stage_dataset/{dataset}.log",
+    "convert_fp8": "logs/convert_fp8/{model}.log",
     "prepare_training": "logs/prepare_training.log",
     "finetune": "logs/finetune/{model}.log",
     "finetune_source": "logs/finetune/{model}-{source}.log",

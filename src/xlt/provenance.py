@@ -14,6 +14,8 @@ from pathlib import Path
 
 from . import __version__
 from .hashes import file_sha256
+from .paths import STAGED_DATASET
+from .staging import read_staged, staged_datasets, staging_dir, training_name
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "numpy", "pandas", "scipy", "statsmodels", "snakemake", "vllm")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -43,8 +45,33 @@ def model_provenance(base_dir: str | Path) -> dict:
     manifest = json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8"))
     if manifest["kind"] == "hub":
         return {**manifest, "resolved": hub_revision(manifest["id"], manifest.get("revision"), "model")}
+    if manifest["kind"] == "staged":
+        return {**manifest, "resolved": manifest["commit"], "staged": staged_record(manifest)}
     digest = manifest.get("sha256")
     return {**manifest, "resolved": f"sha256:{digest}" if digest else "unrecorded (prepared by an xlt that kept no hash; rerun prepare_model)"}
+
+
+def staged_record(manifest: dict) -> dict:
+    """What staging downloaded (files, bytes, at which commit) and, for an FP8 model,
+    what its conversion wrote, as read from the staged folders."""
+    from .fp8 import CONVERTED_RECORD
+
+    original = manifest.get("serve", manifest["path"])
+    staged = read_staged(original)
+    record = {"folder": original, "commit": staged["commit"], "files": len(staged["files"]), "bytes": staged["bytes"]}
+    if "serve" in manifest:
+        record["converted"] = {"folder": manifest["path"], **json.loads((Path(manifest["path"]) / CONVERTED_RECORD).read_text(encoding="utf-8"))}
+    return record
+
+
+def resolved_dataset(config: dict, name: str, repo_id: str, revision: str | None) -> dict:
+    """The commit a Hub data set was read at: its staged record's (and what was
+    staged) where staging applies, else resolved on the Hub now."""
+    if name in staged_datasets(config):
+        folder = STAGED_DATASET.format(staging=staging_dir(config), dataset=name)
+        staged = read_staged(folder)
+        return {"resolved": staged["commit"], "staged": {"folder": folder, "files": len(staged["files"]), "bytes": staged["bytes"]}}
+    return {"resolved": hub_revision(repo_id, revision, "dataset")}
 
 
 def dataset_provenance(config: dict) -> dict:
@@ -60,7 +87,7 @@ def dataset_provenance(config: dict) -> dict:
             "kind": "hub",
             "id": data["hub_id"],
             "revision": data["hub_revision"],
-            "resolved": hub_revision(data["hub_id"], data["hub_revision"], "dataset"),
+            **resolved_dataset(config, "belebele", data["hub_id"], data["hub_revision"]),
         }
     training = {}
     if isinstance(config["finetune"]["data"], dict):
@@ -69,7 +96,7 @@ def dataset_provenance(config: dict) -> dict:
                 training[lang] = {"kind": "local", "path": entry["path"], "resolved": f"sha256:{file_sha256(entry['path'])}"}
             else:
                 hub = entry["hub"]
-                training[lang] = {"kind": "hub", **hub, "resolved": hub_revision(hub["id"], hub.get("revision"), "dataset")}
+                training[lang] = {"kind": "hub", **hub, **resolved_dataset(config, training_name(lang), hub["id"], hub.get("revision"))}
     else:
         training = {lang: {"kind": "belebele", "split": "train"} for lang in config["source_languages"]}
     return {"belebele": belebele, "training": training}

@@ -69,10 +69,13 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_test: bool = False) -> None:
-    """`all_test`: fine-tuning data comes from elsewhere, so every item is a test item."""
+def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_test: bool = False, staged: str | None = None) -> None:
+    """`all_test`: fine-tuning data comes from elsewhere, so every item is a test item;
+    `staged`: the Hub dataset's staged folder (xlt.staging), read instead of the Hub."""
     from .data import DataSource, prepare_languages
 
+    if staged is not None:
+        data_config = {**data_config, "hub_id": staged, "hub_revision": None}
     frames = prepare_languages(
         DataSource.from_config(data_config),
         langs,
@@ -89,12 +92,21 @@ def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_te
 
 
 def prepare_training(
-    finetune_config: dict, sources: list[str], data_files: dict[str, str], outputs: list[str], seed: int, *, test_files: list[str], checks_out: str
+    finetune_config: dict,
+    sources: list[str],
+    data_files: dict[str, str],
+    outputs: list[str],
+    seed: int,
+    *,
+    test_files: list[str],
+    checks_out: str,
+    staged: dict[str, str] | None = None,
 ) -> None:
     """Each source's fine-tuning examples, the same number for every source: the
     Belebele training split (`finetune.data: belebele`) or the source's mapped set,
     checked against the test items of every language (`test_files`, the prepared data);
-    what the checks found goes to `checks_out` (JSON, which provenance.json carries)."""
+    what the checks found goes to `checks_out` (JSON, which provenance.json carries).
+    `staged`: source -> the staged folder of its Hub training set, read instead of the Hub."""
     import json
 
     from .atomic import write_text
@@ -108,7 +120,10 @@ def prepare_training(
         if data == "belebele":
             origin, frame = data_files[lang], belebele_training(data_files[lang], lang)
         else:
-            training_set = TrainingSet.from_config(lang, data[lang])
+            entry = data[lang]
+            if lang in (staged or {}):
+                entry = {**entry, "hub": {**entry["hub"], "id": staged[lang], "revision": None}}
+            training_set = TrainingSet.from_config(lang, entry)
             origin, frame = training_set.describe(), map_fields(load_training_set(training_set), training_set)
         read = len(frame)
         frame, dropped = without_duplicates(frame, origin, finetune_config["drop_duplicate_rows"])
@@ -135,14 +150,39 @@ def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def prepare_model(name: str, entry: dict, output: str, threads: int) -> None:
+def prepare_model(name: str, entry: dict, output: str, threads: int, staged: str | None = None, converted: str | None = None) -> None:
+    """`staged`: the Hub model's staged folder (xlt.staging), which the manifest points
+    at; `converted`: its bfloat16 conversion (xlt.fp8), for a model stored in FP8."""
     from .models import ModelSpec, set_threads
     from .models import prepare_model as prepare
 
     set_threads(threads)
     started = time.monotonic()
-    prepare(ModelSpec.from_config(name, entry), output, log=_say)
+    prepare(ModelSpec.from_config(name, entry), output, staged=staged, converted=converted, log=_say)
     _say(f"prepared {name} in {time.monotonic() - started:.1f}s")
+
+
+def stage_model(name: str, entry: dict, output: str) -> None:
+    """Download a Hub model at its revision into the staging folder (xlt.staging)."""
+    from .staging import HubRepo, stage
+
+    stage(HubRepo(name, entry["id"], entry.get("revision"), "model", bool(entry.get("trust_remote_code", False))), output, log=_say)
+
+
+def stage_dataset(name: str, hub: dict, output: str) -> None:
+    """Download a Hub data set (`hub`: its id and revision) into the staging folder."""
+    from .staging import HubRepo, stage
+
+    stage(HubRepo(name, hub["id"], hub.get("revision"), "dataset"), output, log=_say)
+
+
+def convert_fp8(name: str, staged: str, output: str) -> None:
+    """The staged FP8 checkpoint of model `name` in bfloat16 (xlt.fp8)."""
+    from .fp8 import convert_fp8_checkpoint
+
+    started = time.monotonic()
+    convert_fp8_checkpoint(staged, output, log=_say)
+    _say(f"converted {name} in {time.monotonic() - started:.1f}s")
 
 
 def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
@@ -192,6 +232,7 @@ def predict(
     outputs: list[str],
     threads: int,
     fresh: bool = False,
+    gpus: int = 0,
 ) -> None:
     """Predictions of one model variant for every prompt (`prompts`: each one's
     `max_new_tokens` and `scoring`) and language, in every cell (`outputs`, in the
@@ -203,7 +244,8 @@ def predict(
     Each prompt's finished waves are kept in a shard beside its outputs: a killed job
     continues where it stopped, and a job rerun because one prompt's settings changed
     reads the other prompt's results back instead of recomputing them; `fresh` discards
-    them first, and everything is computed again.
+    them first, and everything is computed again. `gpus`: the job's, which vLLM splits
+    the model over.
     """
     from .data import read_prepared
     from .inference.backend import open_backend
@@ -239,7 +281,7 @@ def predict(
     shards = {prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts}
     if fresh:
         _say(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
-    backend = open_backend(name, entry, variant, base_dir, adapter_dir, log=_say)
+    backend = open_backend(name, entry, variant, base_dir, adapter_dir, gpus=gpus, log=_say)
     started = time.monotonic()
     results = backend.run(requests, resume=shards)
     elapsed = time.monotonic() - started

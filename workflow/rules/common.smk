@@ -1,3 +1,4 @@
+import json
 import re
 import shlex
 import sys
@@ -14,6 +15,7 @@ from xlt.fingerprint import stage_fingerprint
 from xlt.jobs import language_template, settings_json
 from xlt.launch import finetune_launch, xlt_command
 from xlt.recipes import recipe_warning
+from xlt.staging import OFFLINE_ENVIRONMENT, check_cluster_config, staged_datasets, staged_models, staging_dir, training_name
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
@@ -25,6 +27,25 @@ try:
         read_config_file(configfile_path)
     config.update(validate_config(config, source=CONFIG_SOURCE))
     check_files(config, source=CONFIG_SOURCE)
+except XltError as error:
+    raise WorkflowError(str(error)) from None
+
+
+# Hub models staged on this node (staging.dir), then loaded offline by every model job.
+STAGING = staging_dir(config)
+STAGED_MODELS = staged_models(config)
+STAGED_DATASETS = staged_datasets(config)
+FP8_MODELS = [name for name in STAGED_MODELS if config["models"][name].get("dequantize_fp8")]
+# A run whose jobs go to SLURM (its profile sets the plugin's slurm_* default resources;
+# the executor itself is chosen after this file is read) stops here, before anything is
+# submitted, where a Hub revision is unpinned or a Hub model would download in a job.
+CLUSTER_RUN = any(str(resource).startswith("slurm_") for resource in workflow.resource_settings.default_resources or {})
+try:
+    if CLUSTER_RUN:
+        check_cluster_config(config, CONFIG_SOURCE)
+    for name, entry in config["models"].items():
+        if entry.get("dequantize_fp8") and name not in STAGED_MODELS:
+            raise XltError(f"{CONFIG_SOURCE}: models.{name}.dequantize_fp8 converts a staged Hub model; give {name} an id and set staging.dir")
 except XltError as error:
     raise WorkflowError(str(error)) from None
 
@@ -110,14 +131,24 @@ def xlt_launcher(wildcards, resources):
     return xlt_command(str(Path(workflow.basedir) / "src"), job_python())
 
 
+# Before a model job's command once Hub models are staged: it reads files, never the Hub.
+HUB_OFFLINE = OFFLINE_ENVIRONMENT if STAGING else ""
+
+
+def model_job_launcher(wildcards, resources):
+    """xlt_launcher of a job that loads models (untracked likewise), offline once staged."""
+    return HUB_OFFLINE + xlt_launcher(wildcards, resources)
+
+
 def finetune_launcher(wildcards, resources):
     """The launch words of a model's finetune job (see xlt.launch), untracked like
     xlt_launcher: one process per GPU of the model's config (all nodes together; on
     several nodes the job's `gpu` resource is unset, see xlt.cluster), and the config's
-    threads per node, as the job's cpus_per_task (Snakemake may cap `threads`)."""
+    threads per node, as the job's cpus_per_task (Snakemake may cap `threads`); offline
+    once staged."""
     entry = config["models"][wildcards.model]["finetune"]
     gpus, threads = entry["resources"]["gpu"], entry["resources"]["threads"]
-    return finetune_launch(entry["launcher"], gpus, threads, str(Path(workflow.basedir) / "src"), job_python())
+    return HUB_OFFLINE + finetune_launch(finetune_launcher_config(wildcards.model), gpus, threads, str(Path(workflow.basedir) / "src"), job_python())
 
 
 def stage_resource(stage, key):
@@ -136,14 +167,26 @@ def light_resource(key):
 
 
 def model_source_input(wildcards):
+    """A local model's file or folder; a staged Hub model's folder, and its bfloat16
+    conversion for an FP8 one."""
     path = config["models"][wildcards.model].get("path")
-    return [path] if path else []
+    if path:
+        return {"source": path}
+    if wildcards.model not in STAGED_MODELS:
+        return {}
+    inputs = {"staged": paths.STAGED_MODEL.format(staging=STAGING, model=wildcards.model)}
+    if wildcards.model in FP8_MODELS:
+        inputs["converted"] = paths.CONVERTED_MODEL.format(staging=STAGING, model=wildcards.model)
+    return inputs
 
 
 def data_inputs(wildcards=None):
+    """The fixture's files, or Belebele's staged folder (a Hub dataset once staged)."""
     if config["data"]["source"] == "fixture":
-        return [f"{config['data']['fixture_dir']}/{lang}.jsonl" for lang in LANGS]
-    return []
+        return {"fixture": [f"{config['data']['fixture_dir']}/{lang}.jsonl" for lang in LANGS]}
+    if "belebele" in STAGED_DATASETS:
+        return {"staged": paths.STAGED_DATASET.format(staging=STAGING, dataset="belebele")}
+    return {}
 
 
 def training_inputs(wildcards=None):
@@ -151,7 +194,8 @@ def training_inputs(wildcards=None):
     sources' local training files (a Hub training set is no input file)."""
     if not EXTERNAL_TRAINING:
         return {"belebele": [paths.DATA.format(lang=source) for source in SOURCES]}
-    return {"files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry]}
+    staged = [paths.STAGED_DATASET.format(staging=STAGING, dataset=training_name(source)) for source in SOURCES if training_name(source) in STAGED_DATASETS]
+    return {"files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry], "staged": staged}
 
 
 def belebele_argument(wildcards, input):
@@ -182,6 +226,13 @@ def adapter_argument(wildcards, input):
 # answers) next; the fine-tuned predict jobs fill in. On the default run (2 cores) it cut
 # the time a core sat idle from 207 s to 81 s (docs/measurements.md).
 FINETUNE_PRIORITY, BASE_PREDICT_PRIORITY = 2, 1
+
+
+def predict_environment(wildcards):
+    """A predict job's conda environment: vLLM's own for a model it serves (vLLM pins
+    its own torch and transformers), else the model jobs' one."""
+    backend = config["models"][wildcards.model]["inference"]["backend"]
+    return "../../envs/vllm.yaml" if backend == "vllm" else "../../envs/models.yaml"
 
 
 def predict_priority(wildcards):

@@ -1,6 +1,6 @@
 rule prepare_data:
     input:
-        data_inputs,
+        unpack(data_inputs),
     output:
         expand(paths.DATA, lang=LANGS),
     log:

@@ -45,7 +45,7 @@ rule merge:
     params:
         settings=job_settings("merge"),
         code=stage_fingerprint("merge"),
-        xlt=xlt_launcher,
+        xlt=model_job_launcher,
     shell:
         "{params.xlt} merge --model {wildcards.model:q} --settings {params.settings:q}"
         " --base {input.base:q} --adapter {input.adapter:q} --out {output:q} --threads {threads} --log {log:q}"

@@ -1,6 +1,6 @@
 rule prepare_model:
     input:
-        model_source_input,
+        unpack(model_source_input),
     output:
         directory(paths.BASE_MODEL),
     log:
@@ -15,6 +15,6 @@ rule prepare_model:
     params:
         settings=job_settings("prepare_model"),
         code=stage_fingerprint("prepare_model"),
-        xlt=xlt_launcher,
+        xlt=model_job_launcher,
     shell:
         "{params.xlt} prepare-model --model {wildcards.model:q} --settings {params.settings:q}" " --out {output:q} --threads {threads} --log {log:q}"

@@ -15,7 +15,7 @@ rule predict:
         paths.LOGS["predict"],
     priority: predict_priority
     conda:
-        "../../envs/models.yaml"
+        predict_environment
     threads: stage_resource("inference", "threads")
     resources:
         **model_job_resources_of("inference"),
@@ -23,7 +23,7 @@ rule predict:
         settings=job_settings("predict"),
         # The engine's and the prompts' code (xlt.fingerprint): a change reruns inference.
         code=stage_fingerprint("predict"),
-        xlt=xlt_launcher,
+        xlt=model_job_launcher,
         adapter=adapter_argument,
     shell:
         "{params.xlt} predict --model {wildcards.model:q} --variant {wildcards.variant:q}"

@@ -23,9 +23,10 @@ class Backend(Protocol):
         ...
 
 
-def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, log=print) -> Backend:
+def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0, log=print) -> Backend:
     """The model `name` (its config `entry`) as a backend: the prepared base in
-    `base_dir`, with the LoRA adapter in `adapter_dir` for the fine-tuned variant."""
+    `base_dir`, with the LoRA adapter in `adapter_dir` for the fine-tuned variant,
+    unmerged on both backends; `gpus`: the job's (vLLM's tensor parallelism)."""
     from .. import __version__
     from ..errors import XltError
     from ..fingerprint import stage_fingerprint
@@ -35,6 +36,14 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
     spec = ModelSpec.from_config(name, entry)
     settings = entry["inference"]
     tokenizer = load_tokenizer(base_dir, spec)
+    signature = {
+        "version": __version__,
+        "engine": stage_fingerprint("predict"),
+        "entry": entry,
+        "variant": variant,
+        "base": directory_signature(base_dir),
+        "adapter": directory_signature(adapter_dir),
+    }
     if settings["backend"] == "hf":
         import time
 
@@ -46,17 +55,9 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
         log(f"loaded {name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")
         from .hf import HFBackend
 
-        signature = {
-            "version": __version__,
-            "engine": stage_fingerprint("predict"),
-            "entry": entry,
-            "variant": variant,
-            "base": directory_signature(base_dir),
-            "adapter": directory_signature(adapter_dir),
-        }
         return HFBackend(spec, tokenizer, model, settings["batch_size"], signature, log)
     if settings["backend"] == "vllm":
         from .vllm import VLLMBackend
 
-        return VLLMBackend(spec, tokenizer, base_dir, adapter_dir, entry)
+        return VLLMBackend(spec, tokenizer, base_dir, adapter_dir, entry, signature, gpus=gpus, log=log)
     raise XltError(f"model {name}: inference.backend {settings['backend']!r} is not one of hf, vllm")

@@ -11,7 +11,7 @@ its labels are scored (the answer-extraction pass of zero-shot CoT, Kojima et al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import pandas as pd
 
@@ -164,3 +164,20 @@ class Generation:
     stop_reason: str
     label_logprobs: list[float] | None = None
     forced_logprobs: list[float] | None = None
+
+
+_GENERATION_FIELDS = {field.name for field in fields(Generation)}
+
+
+def is_generation(stored: object) -> bool:
+    """Whether a result read back from a shard has a Generation's fields and types."""
+    if not (isinstance(stored, dict) and set(stored) == _GENERATION_FIELDS):
+        return False
+    counts = [stored[name] for name in ("n_prompt_tokens", "n_output_tokens")]
+    scores = [stored[name] for name in ("label_logprobs", "forced_logprobs")]
+    return (
+        isinstance(stored["text"], str)
+        and all(type(count) is int and count >= 0 for count in counts)
+        and stored["stop_reason"] in ("answer", "eos", "budget")
+        and all(score is None or (isinstance(score, list) and all(type(value) in (int, float) for value in score)) for score in scores)
+    )

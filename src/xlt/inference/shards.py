@@ -152,6 +152,44 @@ class Shard:
         self._done[wave] = dict(results)
 
 
+class PromptShards:
+    """The shards of one run, one per prompt (`resume`: prompt -> its shard): what they
+    hold for these requests, and where each finished wave's results go. Each prompt's
+    shard has a fingerprint of its own requests (and `signature`: what besides them
+    decides the outputs), so a run whose other prompt changed reads this one's results
+    back; a stored result is read back only for the request it names, from the wave
+    (`wave_of`: request index -> wave) that request is in."""
+
+    def __init__(self, requests, encoded, resume: dict[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print):
+        from dataclasses import asdict
+
+        self.shards: list[tuple[Shard, list[int]]] = []
+        for job, path in (resume or {}).items():
+            members = [index for index, request in enumerate(requests) if request.job == job]
+            fingerprint = run_fingerprint(
+                **signature,
+                cells=sorted({cell for index in members for cell in requests[index].cells}),
+                requests=[(requests[index].item_id, asdict(encoded[index])) for index in members],
+            )
+            identities = [identity(f"{requests[index].lang}/{requests[index].item_id}", job, asdict(encoded[index])) for index in members]
+            shard = Shard(path, fingerprint, identities, [wave_of[index] for index in members], valid)
+            self.shards.append((shard, members))
+            rejected = f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed" if shard.rejected else ""
+            log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
+
+    def completed(self) -> dict[int, object]:
+        """Request index -> its stored result (as JSON)."""
+        return {members[local]: stored for shard, members in self.shards for local, stored in shard.completed().items()}
+
+    def record(self, wave: int, results: dict[int, object]) -> None:
+        """Keep a finished wave's results (request index -> result as JSON) in each
+        prompt's shard."""
+        for shard, members in self.shards:
+            finished = {local: results[index] for local, index in enumerate(members) if index in results}
+            if finished:
+                shard.append(wave, finished)
+
+
 def discard(paths: list[Path]) -> list[Path]:
     """Remove these shards (`xlt predict --fresh`); the ones that were there."""
     removed = [path for path in paths if path.is_file() and not path.is_symlink()]

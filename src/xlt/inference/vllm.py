@@ -1,4 +1,4 @@
-"""The vLLM backend, for models too large for transformers' generation loop.
+"""The vLLM backend, for the paper's models (tensor parallel over the job's GPUs).
 
 Same requests (token ids rendered by the same templates) and the same results as the
 transformers engine. The adapter is served by vLLM's LoRA support instead of being
@@ -14,41 +14,109 @@ its log-probability returned (`logprobs=0`, computed from the raw logits over th
 vocabulary). Prefix caching serves the shared context from the first call's cache, so
 only the last prompt token (and a forced answer's continuation and phrase) is computed
 again. (`prompt_logprobs` would read a label in one request, but vLLM skips the prefix
-cache for requests that ask for them.)
+cache for requests that ask for them.) The log-probabilities must be vLLM's raw ones
+(`logprobs_mode` raw_logprobs, computed before `allowed_token_ids` masks the other
+tokens): under processed_logprobs every forced label would score 0 and the first label
+would win every tie; the engine's own setting is checked after it starts.
+Requests go in waves of items whose results are kept in the prompts' shards
+(inference/shards.py), so a job killed at its time limit continues where it stopped,
+as the transformers backend does. vllm itself is imported only here, when a job runs:
+it pins its own transformers, so it lives in the jobs' conda environment
+(envs/vllm.yaml), not in xlt's install.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from ..models import ModelSpec, resolve_checkpoint
-from .requests import Encoded, Generation, Request, encode_all
+from ..errors import XltError
+from ..models import ModelSpec, serving_checkpoint
+from .requests import Encoded, Generation, Request, encode_all, is_generation
+from .shards import PromptShards
 from .stopping import stated_answer, stop_token_ids
 
+# The LoRA ranks vLLM can reserve (vllm.config.lora.MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+LOGPROBS_MODE = "raw_logprobs"
+# Items per wave: what a killed job recomputes at most; large enough that vLLM's own
+# scheduler keeps its batches full (each item is two to three requests).
+WAVE_ITEMS = 512
 
-def engine_args(spec: ModelSpec, base_dir: str, entry: dict, adapter_dir: str | None) -> dict:
-    """Keyword arguments of `vllm.LLM` for one model (`entry`: its config); the LoRA
-    rank vLLM must reserve is the adapter's own."""
-    settings = entry["inference"]
-    location, revision = resolve_checkpoint(base_dir)
+
+def model_len(encoded: list[Encoded]) -> int:
+    """The longest sequence any request needs: its prompt and whole token budget, then
+    for a chain of thought without an answer the answer phrase and its longest label
+    (vLLM refuses a request longer than max_model_len, and sizes its cache by it)."""
+    return max(
+        len(item.input_ids) + item.max_new_tokens + len(item.forced_ids or []) + max((len(label) for label in item.label_ids or []), default=0)
+        for item in encoded
+    )
+
+
+def lora_rank(adapter_dir: str | Path | None) -> int | None:
+    """The rank of the adapter the recipe trained (its adapter_config.json)."""
+    if adapter_dir is None:
+        return None
+    return int(json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))["r"])
+
+
+def engine_args(spec: ModelSpec, base_dir: str, settings: dict, *, gpus: int, needed_len: int, rank: int | None) -> dict:
+    """Keyword arguments of `vllm.LLM` for one model (`settings`: its inference block):
+    tensor parallel over the job's `gpus`, a context of `needed_len` tokens (the
+    longest request, xlt.inference.vllm.model_len) unless max_model_len sets more, the
+    adapter served unmerged with room for its `rank`, raw log-probabilities."""
+    configured = settings["tensor_parallel_size"]
+    if gpus and configured > 1 and configured != gpus:
+        raise XltError(
+            f"model {spec.name}: inference.tensor_parallel_size {configured} is not the job's {gpus} GPU(s) (inference.resources.gpu); "
+            "vLLM splits the model over every GPU of the job: leave it at 1 or set it to the GPUs"
+        )
+    if settings["max_model_len"] is not None and settings["max_model_len"] < needed_len:
+        raise XltError(
+            f"model {spec.name}: inference.max_model_len {settings['max_model_len']} is shorter than the longest request ({needed_len} tokens: prompt, "
+            "token budget, answer phrase and label); raise it or leave it unset"
+        )
+    location, revision = serving_checkpoint(base_dir)
     args = {
         "model": location,
         "revision": revision,
         "dtype": settings["dtype"],
-        "tensor_parallel_size": settings["tensor_parallel_size"],
+        "tensor_parallel_size": gpus or configured,
+        "max_model_len": settings["max_model_len"] or needed_len,
         "gpu_memory_utilization": settings["gpu_memory_utilization"],
         "enable_prefix_caching": True,
         "load_format": "safetensors",  # never fall back to pickled weights
         "trust_remote_code": spec.trust_remote_code,
         "seed": 0,
-        "enable_lora": adapter_dir is not None,
+        "logprobs_mode": LOGPROBS_MODE,
+        "enable_lora": rank is not None,
     }
-    if settings["max_model_len"] is not None:
-        args["max_model_len"] = settings["max_model_len"]
-    if adapter_dir is not None:
-        args["max_lora_rank"] = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))["r"]
+    if rank is not None:
+        reserved = next((allowed for allowed in VLLM_LORA_RANKS if allowed >= rank), None)
+        if reserved is None:
+            raise XltError(f"model {spec.name}: LoRA rank {rank} is above vLLM's largest, {VLLM_LORA_RANKS[-1]}")
+        args["max_lora_rank"] = reserved
     return args
+
+
+def check_logprobs_mode(llm, name: str) -> None:
+    """The engine's own logprobs_mode, as it started (a vLLM without the setting, or one
+    that changed its meaning, must not score labels silently wrong)."""
+    mode = getattr(getattr(getattr(llm, "llm_engine", None), "model_config", None), "logprobs_mode", None)
+    if getattr(mode, "value", mode) != LOGPROBS_MODE:
+        raise XltError(f"model {name}: vLLM started with logprobs_mode {mode!r}, not {LOGPROBS_MODE}; label log-probabilities would not be the model's own")
+
+
+def item_waves(requests: list[Request]) -> list[list[int]]:
+    """Request indices in waves of WAVE_ITEMS items (every prompt of an item in one wave)."""
+    items = list(dict.fromkeys((request.lang, request.item_id) for request in requests))
+    wave_of_item = {item: number // WAVE_ITEMS for number, item in enumerate(items)}
+    waves: list[list[int]] = [[] for _ in range(-(-len(items) // WAVE_ITEMS))]
+    for index, request in enumerate(requests):
+        waves[wave_of_item[(request.lang, request.item_id)]].append(index)
+    return waves
 
 
 def sampling_args(max_new_tokens: int) -> dict:
@@ -92,21 +160,58 @@ def label_logprobs(outputs, labels: list[list[int]]) -> list[float]:
 
 
 class VLLMBackend:
-    def __init__(self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict):
+    def __init__(
+        self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict, signature: dict | None = None, gpus: int = 0, log=print
+    ):
+        """`signature`: what besides the requests decides the outputs, for the resume
+        shards' fingerprints; `gpus`: the job's, which vLLM splits the model over. The
+        engine starts at the first run, sized for its longest request."""
         from transformers import GenerationConfig
+
+        self.name, self.spec, self.tokenizer, self.log = spec.name, spec, tokenizer, log
+        self.base_dir, self.adapter_dir, self.settings, self.gpus = base_dir, adapter_dir, entry["inference"], gpus
+        self.signature = signature or {}
+        self.llm, self.lora = None, None
+        location, revision = serving_checkpoint(base_dir)
+        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(location, revision=revision), tokenizer)
+
+    def _start(self, needed_len: int) -> None:
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
-        self.name, self.spec, self.tokenizer = spec.name, spec, tokenizer
-        args = engine_args(spec, base_dir, entry, adapter_dir)
+        args = engine_args(self.spec, self.base_dir, self.settings, gpus=self.gpus, needed_len=needed_len, rank=lora_rank(self.adapter_dir))
+        self.log(f"vLLM: {self.spec.name} from {args['model']}, tensor parallel {args['tensor_parallel_size']}, max_model_len {args['max_model_len']}")
         self.llm = LLM(**args)
-        self.lora = LoRARequest(f"{spec.name}-ft", 1, str(adapter_dir)) if adapter_dir is not None else None
-        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(args["model"], revision=args["revision"]), tokenizer)
+        check_logprobs_mode(self.llm, self.name)
+        self.lora = LoRARequest(f"{self.spec.name}-ft", 1, str(self.adapter_dir)) if self.adapter_dir is not None else None
+        self.max_len = args["max_model_len"]
 
-    def run(self, requests: list[Request], resume=None) -> list[Generation]:
+    def run(self, requests: list[Request], resume: dict[str, Path] | None = None) -> list[Generation]:
+        """Every prompt's requests, wave by wave; `resume` as the transformers backend's
+        (per prompt, the shard where its finished results are kept)."""
+        encoded = encode_all(self.tokenizer, self.spec, requests)
+        waves = item_waves(requests)
+        wave_of = {index: number for number, wave in enumerate(waves) for index in wave}
+        shards = PromptShards(requests, encoded, resume, {**self.signature, "wave_items": WAVE_ITEMS}, wave_of, is_generation, self.log)
+        results = {index: Generation(**fields) for index, fields in shards.completed().items()}
+        needed = model_len(encoded)
+        for number, wave in enumerate(waves):
+            missing = [index for index in wave if index not in results]
+            if not missing:
+                continue
+            if self.llm is None:
+                self._start(needed)
+            elif needed > self.max_len:
+                raise XltError(f"model {self.name}: a request of {needed} tokens is longer than the running engine's max_model_len {self.max_len}")
+            done = self._wave([requests[index] for index in missing], [encoded[index] for index in missing])
+            finished = dict(zip(missing, done))
+            shards.record(number, {index: asdict(result) for index, result in finished.items()})
+            results.update(finished)
+        return [results[index] for index in range(len(requests))]
+
+    def _wave(self, requests: list[Request], encoded: list[Encoded]) -> list[Generation]:
         from vllm import SamplingParams
 
-        encoded = encode_all(self.tokenizer, self.spec, requests)
         continuations = [([], 0, "budget")] * len(encoded)
         # One call per prompt (token budget), in the requests' order: an item's later
         # prompt finds the passage, question and options it shares with the earlier one

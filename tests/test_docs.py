@@ -68,6 +68,8 @@ PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "doc
 # A path a page names in backquotes: from the checkout's root, or a module under src/xlt/.
 REPO_PATH = re.compile(r"(?:src|tests|docs|bench|config|workflow|profiles|envs|data|\.ci)/[\w./-]*[\w/]")
 MODULE_PATH = re.compile(r"(?:[a-z_]+/)?[a-z_]+\.py")
+# A file name such as `config.json`, not a module's attribute.
+FILE_SUFFIXES = {"json", "jsonl", "yaml", "yml", "md", "csv", "txt", "parquet", "safetensors", "gguf", "html", "log", "toml", "svg", "png", "py"}
 # `module.attribute` or `xlt.module.attribute`, optionally called with argument names.
 DOTTED = re.compile(r"((?:xlt\.)?[a-z_]\w*(?:\.\w+)+)(?:\((.*)\))?")
 
@@ -143,6 +145,8 @@ def test_every_path_module_function_and_config_key_the_docs_name_exists():
                 continue
             dotted, arguments = match.groups()
             parts = dotted.split(".")
+            if parts[-1] in FILE_SUFFIXES:
+                continue
             if parts[0] in schema["properties"] or parts[0] in schema["definitions"]["model"]["properties"]:
                 if not _schema_has(schema, parts):
                     stale.append(f"{where} is no key of config/schema.yaml")

@@ -544,6 +544,7 @@ def generate(
                         outcome.stop_reason,
                         outcome.label_logprobs,
                         outcome.forced_logprobs,
+                        [len(ids) for ids in requests[index].label_ids] if outcome.label_logprobs is not None else None,
                     )
                 bar.update(len(part))
             if wave_results:

@@ -25,6 +25,10 @@ def is_generation(stored: object) -> bool:
         and all(type(count) is int and count >= 0 for count in counts)
         and stored["stop_reason"] in ("answer", "eos", "budget")
         and all(score is None or (isinstance(score, list) and all(type(value) in (int, float) for value in score)) for score in scores)
+        and (
+            stored["label_tokens"] is None
+            or (isinstance(stored["label_tokens"], list) and all(type(count) is int and count > 0 for count in stored["label_tokens"]))
+        )
     )
 
 

@@ -14,7 +14,9 @@ its log-probability returned (`logprobs=0`, computed from the raw logits over th
 vocabulary). Prefix caching serves the shared context from the first call's cache, so
 only the last prompt token (and a forced answer's continuation and phrase) is computed
 again. (`prompt_logprobs` would read a label in one request, but vLLM skips the prefix
-cache for requests that ask for them.)
+cache for requests that ask for them.) The cloze cell's option texts, after the cloze
+prompt and after the answer phrase alone, and the choice cell's rotated prompts are
+scored the same way: a continuation is a label of several tokens.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class VLLMBackend:
                 reason,
                 scores.get((index, "prompt")),
                 scores.get((index, "forced")),
+                [len(ids) for ids in item.label_ids] if (index, "prompt") in scores else None,
             )
             for index, (item, (ids, count, reason)) in enumerate(zip(encoded, continuations))
         ]

@@ -272,3 +272,33 @@ def test_rotations_and_cloze_leave_the_other_cells_as_they_were(prepared_tiny, n
         # the choice cell's raw_output holds the label log-probabilities, compared above
         columns = [column for column in (*PREDICTION_COLUMNS, *COT_COLUMNS) if column != "raw_output" or cell != "choice"]
         assert runs["with"][1][cell][columns].equals(runs["without"][1][cell][columns])
+
+
+def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
+    """A foreign tree with cloze cells and rotation columns compares, its cloze options
+    chosen under the config's normalisation; the same tree without them (an older
+    tree) compares too."""
+    from test_scoring import CONFIG, write_tree
+
+    from xlt.cli import main
+    from xlt.scoring import load_predictions
+    from xlt.simulate import Scenario, simulate_predictions
+
+    frame = simulate_predictions({model: Scenario(n_items=20) for model in ("m1", "m2", "m3")}, language_table(CONFIG))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}, "prompts": {"cloze_normalisation": "pmi"}}))
+    older = tmp_path / "older"
+    write_tree(older, frame)
+    assert main(["compare", "--predictions", str(older), "--config", str(config), "--out", str(tmp_path / "older-stats")]) == 0
+    # option 4 wins under pmi, option 3 under char
+    options = [OptionScore(-12.0, 10, 40, -20.0), OptionScore(-6.0, 1, 6, -7.0), OptionScore(-9.0, 6, 45, -4.0), OptionScore(-20.0, 5, 10, -30.0)]
+    cloze = frame[frame["prompt"] == "direct"].assign(prompt="cloze", raw_output=cloze_raw(options), parsed_choice=3, n_output_tokens=0)
+    cloze["correct"] = cloze["answer"] == 3
+    choice = frame[frame["prompt"] == "direct"].assign(prompt="choice", raw_output="{}", debiased_choice=4, rotation_choices="[1, 2, 3, 4]")
+    choice["correct"] = choice["parsed_choice"] == choice["answer"]
+    newer = tmp_path / "newer"
+    write_tree(newer, pd.concat([frame, cloze, choice], ignore_index=True))
+    assert main(["compare", "--predictions", str(newer), "--config", str(config), "--out", str(tmp_path / "newer-stats")]) == 0
+    loaded = load_predictions(newer)
+    assert set(loaded["prompt"]) == {"direct", "cot", "choice", "cloze"}
+    assert (loaded.loc[loaded["prompt"] == "choice", "debiased_choice"] == 4).all()

@@ -634,3 +634,18 @@ def test_done_rows_leave_the_batch_a_quarter_at_a_time(prepared_tiny, monkeypatc
             assert wave[row].tokens == alone[0, len(ids) :].tolist() and wave[row].stop_reason == "answer", f"row {row}"
     layers = model.config.num_hidden_layers
     assert cuts == [size for size in (6, 4, 3, 2, 1) for _ in range(layers)]
+
+
+def test_vllm_backend_scores_cloze_options_token_by_token(prepared_tiny, monkeypatch, study_config, tmp_path):
+    """The cloze requests generate nothing; each option's tokens are forced one by one
+    after the cloze prompt and after the answer phrase alone, and summed."""
+    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, [])
+    requests, encoded_ = encoded(ModelSpec("tiny-dense"), tokenizer, items(2), "cloze", scoring="continuations", max_new_tokens=0)
+    results = backend.run(requests)
+    assert len(fake.calls) == 1  # no generate call: the scoring call only
+    asked = [call["prompt_token_ids"] for call in fake.calls[0]["prompts"]]
+    assert asked == [r.input_ids + option[:position] for r in encoded_ for option in r.label_ids for position in range(len(option))]
+    for request, result in zip(encoded_, results):
+        assert result.label_logprobs == pytest.approx([-sum(option) / 1000 for option in request.label_ids])
+        assert result.label_tokens == [len(option) for option in request.label_ids] and result.n_output_tokens == 0
+    assert prediction_frames(requests, results, "tiny-dense", "base")["cloze"]["parsed_choice"].notna().all()

@@ -191,6 +191,8 @@ def test_score_chooses_cloze_options_under_the_configured_normalisation():
     heard = []
     char = rescore(frame, None, "char", log=heard.append)
     assert char["parsed_choice"].tolist() == [3, 3, pd.NA] and char["correct"].tolist() == [True, False, False]
+    pmi = rescore(frame.assign(forced_choice=pd.array([3, 3, 3], dtype="Int64")), None, "pmi")
+    assert pmi["forced_choice"].tolist() == pmi["parsed_choice"].tolist() == [4, 4, pd.NA]
     assert "1 cloze row(s) have no choice" in heard[0] and "option 1's char-normalised" in heard[0]
     none = rescore(frame, None, "none")
     assert none["parsed_choice"].tolist()[:2] == [2, 2] and none["correct"].tolist() == [False, True, False]

@@ -161,6 +161,8 @@ def choose_cloze(predictions: pd.DataFrame, normalisation: str, log=None) -> pd.
             reasons.append(f"{chosen.at[row, 'model']} {chosen.at[row, 'variant']} {chosen.at[row, 'lang']} item {chosen.at[row, 'item_id']}: {reason}")
     chosen["parsed_choice"] = chosen["parsed_choice"].astype("Int64")
     chosen["correct"] = (chosen["parsed_choice"] == chosen["answer"]).fillna(False).astype(bool)
+    if "forced_choice" in chosen.columns:  # a cloze row has no other answer to fall back on
+        chosen.loc[rows, "forced_choice"] = chosen.loc[rows, "parsed_choice"]
     if reasons and log is not None:
         log(f"{len(reasons)} cloze row(s) have no choice (counted wrong): {'; '.join(reasons[:3])}")
     return chosen

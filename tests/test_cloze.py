@@ -304,3 +304,24 @@ def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
     loaded = load_predictions(newer)
     assert set(loaded["prompt"]) == {"direct", "cot", "choice", "cloze"}
     assert (loaded.loc[loaded["prompt"] == "choice", "debiased_choice"] == 4).all()
+
+
+@pytest.mark.parametrize("budget", [1, 700])
+def test_label_tails_scored_in_slices_score_as_one_pass(prepared_tiny, monkeypatch, budget):
+    """Label tails go through the model in slices bounded by the context tokens they
+    copy (one row a pass, or a few, with slices cutting across items): the scores stay
+    a plain forward pass's."""
+    from xlt.inference import forward
+
+    monkeypatch.setattr(forward, "TAIL_PASS_CONTEXT_TOKENS", budget)
+    spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
+    requests = build_requests(items(3), {"eng_Latn": ENGLISH}, "cloze", "continuations", 0)
+    encoded = [encode(tokenizer, request, uses_chat_template(spec, tokenizer)) for request in requests]
+    copied = []  # the rows of each tail pass
+    original = forward.copy_rows
+    monkeypatch.setattr(forward, "copy_rows", lambda cache, rows: copied.append(len(rows)) or original(cache, rows))
+    results = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    # 3 items x 4 options, after the cloze prompt and after the answer phrase alone
+    assert sum(copied) == 24 and (set(copied) == {1} if budget == 1 else any(size % 4 for size in copied))
+    for item, result in zip(encoded, results):
+        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, item.input_ids, item.label_ids), abs=1e-5)

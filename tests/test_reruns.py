@@ -151,3 +151,15 @@ def test_a_changed_cot_budget_recomputes_the_cot_prompt_only(repo, tiny_study, t
         cot = re.search(r"cot: (\d+) of (\d+) results read back", text)
         assert direct and direct.group(1) == direct.group(2) != "0", log
         assert cot and cot.group(1) == "0", log
+
+
+def test_a_changed_cloze_normalisation_reruns_scoring_and_what_follows_only(repo, tiny_study, tmp_path):
+    """The cloze cell's options are chosen again by `xlt score` from their stored
+    log-probabilities: no model job reruns."""
+
+    def edit(config):
+        config["prompts"]["cloze_normalisation"] = "pmi"
+
+    planned = plan(repo, tiny_study, tmp_path, edit)
+    assert planned >= DOWNSTREAM
+    assert not any(path.startswith(("results/predictions/", "results/models/", "results/data/")) for path in planned), planned

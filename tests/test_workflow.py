@@ -19,11 +19,12 @@ from xlt.paths import (
     PREDICTION_COLUMNS,
     REPORT_PLOTS,
     REPORT_TABLES,
+    ROTATION_COLUMNS,
     SOURCE_COLUMN,
 )
 from xlt.sources import INTERACTION
 
-VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice")
+VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice", "cloze")
 
 
 def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
@@ -43,7 +44,8 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
             for prompt in PROMPTS:
                 for lang in langs:
                     frame = pd.read_parquet(results / "predictions" / model / variant / prompt / f"{lang}.parquet")
-                    assert list(frame.columns) == [*PREDICTION_COLUMNS, *COT_COLUMNS]
+                    rotations = list(ROTATION_COLUMNS) if prompt == "choice" else []
+                    assert list(frame.columns) == [*PREDICTION_COLUMNS, *COT_COLUMNS, *rotations]
                     assert len(frame) == config["data"]["max_test_items"]
                     assert (frame["lang"] == lang).all() and (frame["variant"] == variant).all()
     accuracy = pd.read_csv(results / "scores" / "accuracy.csv")

@@ -23,7 +23,7 @@ def _compare(args) -> None:
     """From a predictions folder and a config file (predictions made anywhere), or, as
     the workflow runs it, from the scored items and the study settings."""
     from .config import load_config
-    from .scoring import load_predictions
+    from .scoring import choose_cloze, load_predictions
     from .stages import compare_items
 
     if args.items is not None:
@@ -39,7 +39,7 @@ def _compare(args) -> None:
     if args.predictions is None or args.config is None:
         raise XltError("give --predictions and --config (or --items and --settings)")
     config = load_config(args.config)
-    items = load_predictions(args.predictions)
+    items = choose_cloze(load_predictions(args.predictions), config["prompts"]["cloze_normalisation"], log=print)
     allow_missing = args.allow_missing or config["stats"]["allow_missing_cells"]
     comparisons = compare_items(items, config, allow_missing, args.predictions, _stats_files(args.out))
     print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from .errors import XltError
-from .paths import CONVERTED_MODEL, JOB_CELLS, STAGED_DATASET, STAGED_MODEL
+from .paths import CLOZE_PROMPT, CONVERTED_MODEL, JOB_CELLS, STAGED_DATASET, STAGED_MODEL
 from .prompts import template_path
 from .recipes import recipes
 from .staging import staged_datasets, staged_models, staging_dir, training_name
@@ -46,9 +46,10 @@ def model_source(entry: dict) -> dict:
 
 def study_settings(config: dict) -> dict:
     """What the model-free stages need: a change elsewhere does not rerun them. The
-    token budgets are here because scoring reads truncation from them."""
-    budgets = {key: value for key, value in config["prompts"].items() if key.endswith("_max_new_tokens")}
-    return {**{key: config[key] for key in ("languages", "source_languages", "related_families", "stats")}, "prompts": budgets}
+    token budgets are here because scoring reads truncation from them, the cloze
+    normalisation because scoring chooses the cloze cell's options with it."""
+    prompts = {key: value for key, value in config["prompts"].items() if key.endswith("_max_new_tokens") or key == "cloze_normalisation"}
+    return {**{key: config[key] for key in ("languages", "source_languages", "related_families", "stats")}, "prompts": prompts}
 
 
 def language_template(config: dict, lang: str) -> str:
@@ -70,7 +71,12 @@ def computed_config(config: dict) -> dict:
 
 
 def prompt_settings(config: dict, prompt: str) -> dict:
-    """What a prompt's predictions depend on besides the model and templates."""
+    """What a prompt's predictions depend on besides the model and templates. The
+    cloze prompt generates nothing and scores its options' continuations; how they are
+    compared (prompts.cloze_normalisation) is the score stage's, so changing it reruns
+    no model."""
+    if prompt == CLOZE_PROMPT:
+        return {"max_new_tokens": 0, "scoring": "continuations"}
     return {
         "max_new_tokens": config["prompts"][f"{prompt}_max_new_tokens"],
         "scoring": config["prompts"]["direct_scoring"] if prompt == "direct" else "generate",

@@ -17,9 +17,12 @@ GENERATED_PROMPTS = ("direct", "cot")
 # The format-free score: the likeliest option label at the direct prompt's answer
 # position, a cell of the layout like the generated prompts.
 CHOICE_PROMPT = "choice"
-PROMPTS = (*GENERATED_PROMPTS, CHOICE_PROMPT)
+# Knowledge without the letters: each option's text scored as the continuation of the
+# passage, the question and the answer phrase, no options shown (docs/inference.md).
+CLOZE_PROMPT = "cloze"
+PROMPTS = (*GENERATED_PROMPTS, CHOICE_PROMPT, CLOZE_PROMPT)
 # The cells each prompt fills: the choice cell comes from the direct prompt's pass.
-JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",)}
+JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",), CLOZE_PROMPT: (CLOZE_PROMPT,)}
 
 DATA = "results/data/{lang}.parquet"
 BASE_MODEL = "results/models/{model}/base"
@@ -109,6 +112,11 @@ PREDICTION_COLUMNS = (
 # stated one where there is one, else the likeliest label after the answer phrase);
 # older trees and predictions from elsewhere may lack them.
 COT_COLUMNS = ("stop_reason", "forced_choice")
+# Choice rows add the letter score under the four cyclic rotations of the options: the
+# option with the highest mean label log-probability over them (1-4, null: unknown),
+# and a JSON list of the original option (1-4) chosen in each rotation, rotation 0
+# (the options as shown in the direct prompt) first. Older trees may lack them.
+ROTATION_COLUMNS = ("debiased_choice", "rotation_choices")
 STOP_REASONS = ("answer", "eos", "budget")
 ACCURACY_COLUMNS = (
     "model",
@@ -128,6 +136,13 @@ ACCURACY_COLUMNS = (
     "top_choice_share",
     "truncation_rate",
     "empty_rate",
+    # The choice cell under the four rotations of its options (NaN for other cells and
+    # for trees without rotations): accuracy of the debiased choice, the share of items
+    # whose chosen option is the same in every rotation, and the largest share of one
+    # letter among the letters chosen over all rotations.
+    "debiased_accuracy",
+    "binding_consistency",
+    "letter_prior",
 )
 EFFECTS_COLUMNS = (
     "model",
@@ -175,13 +190,16 @@ SOURCE_COLUMN = "source"
 
 def predictions_frame(rows: list[dict]):
     """The predictions of one job as the contract's table: PREDICTION_COLUMNS and
-    COT_COLUMNS in order, `parsed_choice` and `forced_choice` nullable integers (null:
-    no answer found). Every way of predicting builds its frame here."""
+    COT_COLUMNS in order, then ROTATION_COLUMNS where the rows have them (the choice
+    cell); choices are nullable integers (null: no answer found). Every way of
+    predicting builds its frame here."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, *COT_COLUMNS])
-    for column in ("parsed_choice", "forced_choice"):
-        frame[column] = frame[column].astype("Int64")
+    rotations = [column for column in ROTATION_COLUMNS if any(column in row for row in rows)]
+    frame = pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, *COT_COLUMNS, *rotations])
+    for column in ("parsed_choice", "forced_choice", "debiased_choice"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 

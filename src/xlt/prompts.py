@@ -67,16 +67,44 @@ def options_of(item: Mapping) -> list[str]:
 
 
 def render(item: Mapping, template: Template, prompt: str) -> Prompt:
-    """One Belebele item as a prompt of mode `direct` or `cot`."""
-    if prompt not in ("direct", "cot"):
-        raise XltError(f"prompt mode {prompt!r} is not one of direct, cot")
-    option_lines = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options_of(item)))
-    instruction = template.direct if prompt == "direct" else template.cot
+    """One Belebele item as a prompt of mode `direct`, `cot` or `cloze`. The cloze
+    prompt is the passage and the question, no options and no instruction, and the
+    answer phrase opens the answer (lighteval's CF formulation): each option's text is
+    then scored after it as `cloze_continuation` (docs/inference.md)."""
+    if prompt not in ("direct", "cot", "cloze"):
+        raise XltError(f"prompt mode {prompt!r} is not one of direct, cot, cloze")
     # External training sets may have questions without a passage (finetune.data)
     passage = f"{template.passage}: {item['flores_passage']}\n" if item["flores_passage"] else ""
-    user = f"{passage}{template.question}: {item['question']}\n{option_lines}\n{instruction}"
+    question = f"{passage}{template.question}: {item['question']}"
+    if prompt == "cloze":
+        return Prompt(user=question, completion_prefix=answer_phrase(template))
+    option_lines = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, options_of(item)))
+    instruction = template.direct if prompt == "direct" else template.cot
     prefix = answer_phrase(template) if prompt == "direct" else template.cot_start
-    return Prompt(user=user, completion_prefix=prefix)
+    return Prompt(user=f"{question}\n{option_lines}\n{instruction}", completion_prefix=prefix)
+
+
+def cloze_continuation(option: str) -> str:
+    """The text scored for an option after the cloze prompt's answer phrase ("Answer:"):
+    the option's text after one space, as lighteval scores its CF choices; its
+    character count (the space included) is what `char` normalisation divides by."""
+    return f" {option}"
+
+
+ROTATIONS = 4
+
+
+def rotated(item: Mapping, rotation: int) -> dict:
+    """The item with its options shifted cyclically by `rotation` places: letter k
+    (0-based) shows original option (k + rotation) mod 4, so over the four rotations
+    each option sits under each letter once."""
+    options = options_of(item)
+    return {**item, **{f"mc_answer{k + 1}": options[(k + rotation) % ROTATIONS] for k in range(ROTATIONS)}}
+
+
+def shown_option(letter: int, rotation: int) -> int:
+    """The original option number (1-4) under `letter` (1-4) in a rotation."""
+    return (letter - 1 + rotation) % ROTATIONS + 1
 
 
 def answer_phrase(template: Template) -> str:

@@ -4,15 +4,18 @@ language."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .choices import DEFAULT_NORMALISATION, cloze_choice, read_cloze
 from .errors import XltError
 from .extract import extract_choice
 from .languages import Language
-from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, COT_COLUMNS, PREDICTION_COLUMNS, STOP_REASONS, discover_predictions
+from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, CLOZE_PROMPT, COT_COLUMNS, PREDICTION_COLUMNS, ROTATION_COLUMNS, STOP_REASONS, discover_predictions
+from .prompts import ROTATIONS
 
 _KEY = ("model", "variant", "prompt", "lang")
 
@@ -28,7 +31,8 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     missing = [column for column in PREDICTION_COLUMNS if column not in frame.columns]
     if missing:
         raise XltError(f"{origin}: missing column {missing[0]}; predictions need {', '.join(PREDICTION_COLUMNS)}")
-    frame = frame.loc[:, [*PREDICTION_COLUMNS, *(column for column in COT_COLUMNS if column in frame.columns)]].reset_index(drop=True)
+    kept = [column for column in (*COT_COLUMNS, *ROTATION_COLUMNS) if column in frame.columns]
+    frame = frame.loc[:, [*PREDICTION_COLUMNS, *kept]].reset_index(drop=True)
     missing_id = frame.index[frame["item_id"].isna()]
     if len(missing_id):
         raise XltError(f"{origin}: column item_id, row {missing_id[0] + 1}: empty; every row needs its item's id")
@@ -64,6 +68,7 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
             raise XltError(
                 f"{origin}: column stop_reason, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'stop_reason'])}; allowed: {', '.join(STOP_REASONS)} or null"
             )
+    _check_scored_cells(frame, origin)
     duplicated = frame.index[frame.duplicated("item_id")]
     if len(duplicated):
         raise XltError(f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice")
@@ -83,6 +88,38 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
         )
     frame["correct"] = correct
     return frame
+
+
+def _rotation_list(raw) -> list[int] | None:
+    """A `rotation_choices` cell as its list of 4 options (1-4), None if it is not one."""
+    try:
+        chosen = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return chosen if isinstance(chosen, list) and len(chosen) == ROTATIONS and all(type(c) is int and 1 <= c <= 4 for c in chosen) else None
+
+
+def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
+    """Cloze rows' raw_output is their options' scores (choices.read_cloze); choice
+    rows' rotation columns, where the file has them, hold options 1-4 or null."""
+    for row in frame.index[frame["prompt"] == CLOZE_PROMPT]:
+        try:
+            read_cloze(frame.at[row, "raw_output"])
+        except XltError as error:
+            raise XltError(f"{origin}: column raw_output, row {row + 1} (a cloze row): {error}") from None
+    if "debiased_choice" in frame.columns:
+        debiased = pd.to_numeric(frame["debiased_choice"], errors="coerce")
+        bad = frame.index[frame["debiased_choice"].notna() & ~debiased.isin([1, 2, 3, 4])]
+        if len(bad):
+            raise XltError(f"{origin}: column debiased_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'debiased_choice'])}; allowed: 1-4 or null")
+        frame["debiased_choice"] = debiased.astype("Int64")
+    if "rotation_choices" in frame.columns:
+        bad = frame.index[frame["rotation_choices"].notna() & frame["rotation_choices"].map(lambda raw: pd.isna(raw) or _rotation_list(raw) is None)]
+        if len(bad):
+            raise XltError(
+                f"{origin}: column rotation_choices, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'rotation_choices'])}; "
+                "allowed: a JSON list of the 4 options (1-4) chosen in rotations 0-3, or null"
+            )
 
 
 def _read(path) -> pd.DataFrame:
@@ -108,10 +145,34 @@ def load_prediction_files(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFrame:
+def choose_cloze(predictions: pd.DataFrame, normalisation: str, log=None) -> pd.DataFrame:
+    """The cloze rows' `parsed_choice` and `correct` chosen again from their option
+    scores under `normalisation` (prompts.cloze_normalisation); `log` hears how many
+    have no choice and why (a NaN score)."""
+    rows = predictions.index[predictions["prompt"] == CLOZE_PROMPT]
+    if not len(rows):
+        return predictions
+    chosen = predictions.copy()
+    reasons = []
+    for row in rows:
+        choice, reason = cloze_choice(read_cloze(chosen.at[row, "raw_output"]), normalisation)
+        chosen.at[row, "parsed_choice"] = choice if choice is not None else pd.NA
+        if reason is not None:
+            reasons.append(f"{chosen.at[row, 'model']} {chosen.at[row, 'variant']} {chosen.at[row, 'lang']} item {chosen.at[row, 'item_id']}: {reason}")
+    chosen["parsed_choice"] = chosen["parsed_choice"].astype("Int64")
+    chosen["correct"] = (chosen["parsed_choice"] == chosen["answer"]).fillna(False).astype(bool)
+    if "forced_choice" in chosen.columns:  # a cloze row has no other answer to fall back on
+        chosen.loc[rows, "forced_choice"] = chosen.loc[rows, "parsed_choice"]
+    if reasons and log is not None:
+        log(f"{len(reasons)} cloze row(s) have no choice (counted wrong): {'; '.join(reasons[:3])}")
+    return chosen
+
+
+def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalisation: str = DEFAULT_NORMALISATION, log=None) -> pd.DataFrame:
     """Answers re-extracted from `raw_output` with the current extractor; `data` (the
     prepared Belebele rows, all languages) supplies each item's options. Without it
-    (`xlt extract` on a predictions file alone) quoted option texts are not read."""
+    (`xlt extract` on a predictions file alone) quoted option texts are not read. The
+    cloze rows' options are chosen again under `cloze_normalisation` (choose_cloze)."""
     if data is None:
         option_lists = [None] * len(predictions)
     else:
@@ -121,9 +182,9 @@ def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFram
         if len(missing):
             raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
         option_lists = options.loc[keys].to_numpy().tolist()
-    rescored = predictions.copy()
-    # A choice row's raw output holds label log-probabilities, not text to read.
-    generated = (rescored["prompt"] != CHOICE_PROMPT).to_numpy()
+    rescored = choose_cloze(predictions, cloze_normalisation, log).copy()
+    # A choice or cloze row's raw output holds log-probabilities, not text to read.
+    generated = (~rescored["prompt"].isin([CHOICE_PROMPT, CLOZE_PROMPT])).to_numpy()
     choices = [
         extract_choice(raw, opts) if text else parsed
         for raw, opts, text, parsed in zip(rescored["raw_output"], option_lists, generated, rescored["parsed_choice"])
@@ -154,6 +215,23 @@ def _top_share(parsed: pd.Series) -> float:
     return float(counts.iloc[0] / counts.sum()) if len(counts) else np.nan
 
 
+def _rotation_diagnostics(group: pd.DataFrame) -> pd.Series:
+    """debiased_accuracy, binding_consistency and letter_prior of one cell's rows (NaN
+    where they have no rotations: other cells, older trees)."""
+    names = ["debiased_accuracy", "binding_consistency", "letter_prior"]
+    if "rotation_choices" not in group.columns:
+        return pd.Series(np.nan, index=names)
+    chosen = [found for found in map(_rotation_list, group["rotation_choices"].dropna()) if found is not None]
+    debiased = group["debiased_choice"]
+    accuracy = float((debiased == group["answer"]).fillna(False).mean()) if debiased.notna().any() else np.nan
+    if not chosen:
+        return pd.Series([accuracy, np.nan, np.nan], index=names)
+    # the letter that showed the chosen option in rotation r (prompts.rotated)
+    letters = pd.Series([(option - 1 - rotation) % ROTATIONS for options in chosen for rotation, option in enumerate(options)])
+    consistency = float(np.mean([len(set(options)) == 1 for options in chosen]))
+    return pd.Series([accuracy, consistency, float(letters.value_counts().iloc[0] / len(letters))], index=names)
+
+
 def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = None) -> pd.DataFrame:
     """Per model x variant x prompt x language, what its accuracy is made of
     (docs/diagnostics.md): accuracy of the forced answers (`forced_choice` where a row
@@ -169,14 +247,21 @@ def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = Non
         empty=items["raw_output"].fillna("").astype(str).str.strip().eq(""),
     )
     grouped = rows.groupby(list(_KEY), sort=True)
-    return pd.DataFrame(
-        {
-            "forced_accuracy": grouped["forced_correct"].mean().astype(float),
-            "accuracy_given_parsed": grouped["correct_parsed"].mean(),
-            "top_choice_share": grouped["parsed_choice"].agg(_top_share),
-            "truncation_rate": grouped["truncated"].mean(),
-            "empty_rate": grouped["empty"].mean().astype(float),
-        }
+    rotations = [column for column in ("answer", *ROTATION_COLUMNS) if column in rows.columns]
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "forced_accuracy": grouped["forced_correct"].mean().astype(float),
+                    "accuracy_given_parsed": grouped["correct_parsed"].mean(),
+                    "top_choice_share": grouped["parsed_choice"].agg(_top_share),
+                    "truncation_rate": grouped["truncated"].mean(),
+                    "empty_rate": grouped["empty"].mean().astype(float),
+                }
+            ),
+            grouped[rotations].apply(_rotation_diagnostics),
+        ],
+        axis=1,
     ).reset_index()
 
 

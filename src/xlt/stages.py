@@ -295,12 +295,13 @@ def predict(
 
 
 def score(prediction_files: list[str], data_files: list[str], study: dict, accuracy_out: str, items_out: str) -> None:
+    from .choices import DEFAULT_NORMALISATION
     from .data import read_prepared
     from .scoring import accuracy_table, load_prediction_files, rescore
 
     predictions = load_prediction_files(prediction_files)
     data = pd.concat([read_prepared(path) for path in data_files], ignore_index=True)
-    items = rescore(predictions, data)
+    items = rescore(predictions, data, study["prompts"].get("cloze_normalisation", DEFAULT_NORMALISATION), log=_say)
     changed = int((items["parsed_choice"].fillna(0) != predictions["parsed_choice"].fillna(0)).sum())
     _say(f"re-extracted {len(items)} answers ({changed} differ from the predict-time extraction)")
     write_parquet(items, items_out)

@@ -3,7 +3,9 @@
 # (seconds per process) costs more than the generation of a small language's items, and
 # an item's direct and chain-of-thought prompts share their prompt pass (the passage,
 # question and options are most of their tokens). The choice cell's label
-# log-probabilities come from the direct prompt's own first decoding step. Each prompt's
+# log-probabilities come from the direct prompt's own first decoding step; its option
+# rotations and the cloze prompt (each option's text after passage, question and answer
+# phrase) join the item's shared prompt pass, with no token generated. Each prompt's
 # finished results are kept beside its outputs, so a change to one prompt's settings
 # recomputes that prompt only (src/xlt/inference/shards.py).
 rule predict:

@@ -31,7 +31,7 @@ import copy
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from ..batching import max_padding_share, plan_batches, plan_waves
@@ -314,12 +314,21 @@ def select(state: DecodeState, slots: list[int]) -> DecodeState:
     return state if slots == list(range(len(state.rows))) else take(state, slots)
 
 
-def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None = None) -> list[DecodeState]:
-    """The prompt pass over `rows`, as decode states that hold every row once. Rows of
-    one item (`items[row]`, None for a row alone) share the pass over their longest
-    common token prefix: the prefix goes through the model with the other rows' (in
-    left-padded chunks of similar length), then each row's remaining tokens are fed
-    after a copy of its prefix's cache, rows with as many remaining tokens together."""
+# How many context tokens (summed over rows) one pass over the rows' own remaining tokens
+# may copy: an item's rotated prompts and cloze prompt are four more rows after its
+# prefix, and a wave's rows of one length in one pass would hold all their caches at once.
+FEED_PASS_CONTEXT_TOKENS = 32768
+
+
+def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None = None) -> Iterator[DecodeState]:
+    """The prompt pass over `rows`, as decode states that hold every row once, each
+    yielded as soon as it is computed, so that a state whose rows only score labels is
+    let go before the next is made. Rows of one item (`items[row]`, None for a row
+    alone) share the pass over their longest common token prefix: the prefix goes
+    through the model with the other rows' (in left-padded chunks of similar length),
+    then each row's remaining tokens are fed after a copy of its prefix's cache, rows
+    with as many remaining tokens together, as many to a pass as
+    FEED_PASS_CONTEXT_TOKENS allows."""
     members: dict[object, list[int]] = {}
     for row, item in enumerate(items or [None] * len(rows)):
         members.setdefault(("row", row) if item is None else ("item", item), []).append(row)
@@ -331,7 +340,6 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
             units.extend((rows[row], [(row, [])]) for row in group)
         else:
             units.append((rows[group[0]][:shared], [(row, rows[row][shared:]) for row in group]))
-    states = []
     # remaining-token count -> (prefix state, slot, row, tokens): fed together across chunks
     by_length: dict[int, list[tuple[DecodeState, int, int, list[int]]]] = {}
     for chunk in plan_batches([len(ids) for ids, _ in units], len(units), max_padding_share(model)):
@@ -339,12 +347,16 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
         whole = [slot for slot, unit in enumerate(chunk) if not units[unit][1][0][1]]
         if whole:
             state = select(prefilled, whole)
-            states.append(replace(state, rows=[units[chunk[slot]][1][0][0] for slot in whole]))
+            yield replace(state, rows=[units[chunk[slot]][1][0][0] for slot in whole])
         for slot, unit in enumerate(chunk):
             for row, own in units[unit][1]:
                 if own:
                     by_length.setdefault(len(own), []).append((prefilled, slot, row, own))
+    slices = []
     for fed in by_length.values():
+        step = max(1, FEED_PASS_CONTEXT_TOKENS // max(prefix.attention_mask.shape[1] for prefix, *_ in fed))
+        slices.extend(fed[start : start + step] for start in range(0, len(fed), step))
+    for fed in slices:
         joined = join_rows([(prefix, slot) for prefix, slot, _, _ in fed])
         if joined is not None:
             parts = [(joined, fed)]
@@ -355,8 +367,7 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
             parts = [(take(group[0][0], [slot for _, slot, _, _ in group]), group) for group in by_prefix.values()]
         for state, part in parts:
             last_logits, attention_mask, last_position = extend(model, [own for *_, own in part], state.cache, state.attention_mask, state.last_position)
-            states.append(DecodeState([row for _, _, row, _ in part], last_logits, state.cache, attention_mask, last_position))
-    return states
+            yield DecodeState([row for _, _, row, _ in part], last_logits, state.cache, attention_mask, last_position)
 
 
 def join_rows(parts: list[tuple[DecodeState, int]]) -> DecodeState | None:
@@ -566,6 +577,7 @@ def generate(
                         outcome.stop_reason,
                         outcome.label_logprobs,
                         outcome.forced_logprobs,
+                        [len(ids) for ids in requests[index].label_ids] if outcome.label_logprobs is not None else None,
                     )
                 bar.update(len(part))
             if wave_results:

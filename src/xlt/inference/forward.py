@@ -53,11 +53,21 @@ def extend(model, feeds: list[list[int]], cache, attention_mask, last_position):
     return output.logits[:, -1], attention_mask, position_ids[:, -1]
 
 
+# How many context tokens (summed over rows) and logits one pass over label tails may
+# hold: each row of the pass carries a copy of its context's cache, and the cloze cell's
+# four options per item would otherwise copy a whole wave's cache four times at once
+# (gigabytes on a laptop for 64 items of a few hundred tokens), with logits over the
+# whole vocabulary at every tail position (Gemma's 262k words).
+TAIL_PASS_CONTEXT_TOKENS = 16384
+TAIL_PASS_LOGITS = 2**27
+
+
 def label_logprobs(model, last_logits, cache, attention_mask, last_position, labels: list[list[list[int]]]) -> list[list[float]]:
     """Log-likelihood of each row's labels (token id lists) as continuations of its
     cached context. A label's first token is read from the context's last logits; the
-    rest of multi-token labels from one more pass over a copy of the cache, each row
-    repeated once per label."""
+    rest of multi-token labels from more passes over copies of the cache, each row
+    repeated once per label, as many label rows to a pass as the memory bounds above
+    allow."""
     import torch
 
     first = torch.log_softmax(last_logits.float(), dim=-1)
@@ -66,23 +76,28 @@ def label_logprobs(model, last_logits, cache, attention_mask, last_position, lab
     if width == 0:
         return scores
     per_row = len(labels[0])
-    repeated = torch.arange(len(labels), device=attention_mask.device).repeat_interleave(per_row)
+    owners = torch.arange(len(labels), device=attention_mask.device).repeat_interleave(per_row)
     choices = [ids for row_labels in labels for ids in row_labels]
-    # Row r feeds label r's tokens but its last, right-padded: the logits at each fed
-    # token score the next one, and padding after the last real token is never read.
-    tail_ids, tail_mask = pad([ids[:-1] or [0] for ids in choices], 0, side="right")
-    for row, ids in enumerate(choices):
-        tail_mask[row, len(ids) - 1 :] = 0
-    output = model(
-        input_ids=tail_ids.to(model.device),
-        attention_mask=torch.cat([attention_mask[repeated], tail_mask.to(model.device)], dim=-1),
-        position_ids=last_position[repeated][:, None] + 1 + torch.arange(tail_ids.shape[1], device=model.device),
-        use_cache=True,
-        **{cache_keyword(model): copy_rows(cache, repeated)},
-    )
-    logprobs = torch.log_softmax(output.logits.float(), dim=-1)
-    for row, ids in enumerate(choices):
-        tail = ids[1:]
-        if tail:
-            scores[row // per_row][row % per_row] += float(logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum())
+    step = max(1, min(TAIL_PASS_CONTEXT_TOKENS // attention_mask.shape[1], TAIL_PASS_LOGITS // (width * last_logits.shape[-1])))
+    for start in range(0, len(choices), step):
+        part = choices[start : start + step]
+        repeated = owners[start : start + step]
+        # Row r feeds label r's tokens but its last, right-padded: the logits at each fed
+        # token score the next one, and padding after the last real token is never read.
+        tail_ids, tail_mask = pad([ids[:-1] or [0] for ids in part], 0, side="right")
+        for row, ids in enumerate(part):
+            tail_mask[row, len(ids) - 1 :] = 0
+        output = model(
+            input_ids=tail_ids.to(model.device),
+            attention_mask=torch.cat([attention_mask[repeated], tail_mask.to(model.device)], dim=-1),
+            position_ids=last_position[repeated][:, None] + 1 + torch.arange(tail_ids.shape[1], device=model.device),
+            use_cache=True,
+            **{cache_keyword(model): copy_rows(cache, repeated)},
+        )
+        logprobs = torch.log_softmax(output.logits.float(), dim=-1)
+        for row, ids in enumerate(part):
+            tail = ids[1:]
+            if tail:
+                index = start + row
+                scores[index // per_row][index % per_row] += float(logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum())
     return scores

@@ -1,8 +1,11 @@
 """What a predict job asks of a model, its token ids, and what a backend answers.
 
 One `Request` per item and prompt (two for the direct prompt with the harness's `loglik`
-scoring): the text to encode, how many tokens to generate, which cells of the layout its
-result fills, and the prompt (`job`) whose settings decide it. Encoding
+scoring), plus the direct prompt with its options rotated three times (the choice cell's
+rotations), and the cloze prompt with the answer phrase alone before the same options
+(the cloze cell's unconditional pass): the text to encode, how many tokens to generate,
+which cells of the layout its result fills, and the prompt (`job`) whose settings decide
+it. Encoding
 turns it into an `Encoded` request: prompt token ids (the same way for training and
 inference, `encode_prompt`), the token ids of the option labels to score after the
 prompt, and the answer phrase a chain of thought that states no answer is given before
@@ -16,8 +19,20 @@ from dataclasses import dataclass, fields
 import pandas as pd
 
 from ..errors import XltError
-from ..paths import CHOICE_PROMPT
-from ..prompts import HARNESS_CHOICES, Prompt, Template, answer_completion, answer_phrase, harness_context, options_of, render
+from ..paths import CHOICE_PROMPT, CLOZE_PROMPT
+from ..prompts import (
+    HARNESS_CHOICES,
+    ROTATIONS,
+    Prompt,
+    Template,
+    answer_completion,
+    answer_phrase,
+    cloze_continuation,
+    harness_context,
+    options_of,
+    render,
+    rotated,
+)
 
 # The option labels as the direct prompt shows them and fine-tuning trains them: " A".." D".
 LABELS = tuple(answer_completion(choice) for choice in range(1, 5))
@@ -28,8 +43,12 @@ class Request:
     """`cells`: the prompts whose files the result fills. A generated prompt's cell
     ("direct", "cot") reads the text; the choice cell (and the harness's direct cell)
     reads the label log-probabilities at the end of the prompt. `job`: the prompt of
-    the config ("direct", "cot") whose settings decide the result, and with whose
-    outputs it is kept for resuming (inference/shards.py)."""
+    the config ("direct", "cot", "cloze") whose settings decide the result, and with
+    whose outputs it is kept for resuming (inference/shards.py). A request that fills
+    no cell is part of another's row: `rotation` (1-3) the direct prompt with its
+    options rotated (prompts.rotated), whose labels the choice cell reads;
+    `unconditional` the cloze options after the answer phrase alone. A cloze request
+    scores its `continuations` (the options' texts) instead of the labels."""
 
     job: str
     item_id: str
@@ -41,10 +60,13 @@ class Request:
     cells: tuple[str, ...]
     harness: bool = False
     forced_answer: str | None = None
+    rotation: int = 0
+    continuations: tuple[str, ...] | None = None
+    unconditional: bool = False
 
     @property
     def scores_labels(self) -> bool:
-        return self.harness or CHOICE_PROMPT in self.cells
+        return self.harness or CHOICE_PROMPT in self.cells or self.rotation > 0 or self.continuations is not None
 
 
 @dataclass(frozen=True)
@@ -64,25 +86,41 @@ class Encoded:
     item: str | None = None
 
 
+# The ways each prompt is scored (prompts.direct_scoring for direct).
+SCORINGS = {"direct": ("generate", "loglik"), "cot": ("generate",), CLOZE_PROMPT: ("continuations",)}
+
+
 def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: str, scoring: str, max_new_tokens: int) -> list[Request]:
     """The requests of one prompt. `direct` fills the direct and choice cells
     from one pass ("generate": the text, and the labels at the answer position) or, with
     `scoring` "loglik", scores the harness's prompt for the direct cell and the study's
-    direct prompt for the choice cell. `cot` carries the answer phrase of its forced pass."""
-    if scoring not in ("generate", "loglik"):
-        raise XltError(f"prompts.direct_scoring {scoring!r} is not one of generate, loglik")
+    direct prompt for the choice cell; either way the choice cell's three rotations are
+    requests of their own. `cot` carries the answer phrase of its forced pass. `cloze`
+    scores the options' texts after the cloze prompt and after the answer phrase alone."""
+    if prompt not in SCORINGS or scoring not in SCORINGS[prompt]:
+        allowed = "; ".join(f"{name}: {', '.join(ways)}" for name, ways in SCORINGS.items())
+        raise XltError(f"prompt {prompt!r} with scoring {scoring!r}: allowed are {allowed}")
     requests = []
     for item in items.to_dict("records"):
         template = templates[item["lang"]]
         common = {"job": prompt, "item_id": item["item_id"], "lang": item["lang"], "options": options_of(item), "answer": int(item["correct_answer_num"])}
         rendered = render(item, template, prompt)
+        if prompt == CLOZE_PROMPT:
+            continuations = tuple(cloze_continuation(option) for option in options_of(item))
+            requests.append(Request(**common, prompt=rendered, max_new_tokens=0, cells=(CLOZE_PROMPT,), continuations=continuations))
+            alone = Prompt("", answer_phrase(template))
+            requests.append(Request(**common, prompt=alone, max_new_tokens=0, cells=(), continuations=continuations, unconditional=True))
+            continue
         if prompt == "cot":
             requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("cot",), forced_answer=f"\n{answer_phrase(template)}"))
-        elif scoring == "generate":
+            continue
+        if scoring == "generate":
             requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("direct", CHOICE_PROMPT)))
         else:
             requests.append(Request(**common, prompt=Prompt(harness_context(item), ""), max_new_tokens=0, cells=("direct",), harness=True))
             requests.append(Request(**common, prompt=rendered, max_new_tokens=0, cells=(CHOICE_PROMPT,)))
+        for rotation in range(1, ROTATIONS):
+            requests.append(Request(**common, prompt=render(rotated(item, rotation), template, "direct"), max_new_tokens=0, cells=(), rotation=rotation))
     return requests
 
 
@@ -134,10 +172,17 @@ def encode(tokenizer, request: Request, chat: bool, chat_kwargs: dict | None = N
     if request.harness:
         pairs = [encode_pair(tokenizer, request.prompt.user, choice) for choice in HARNESS_CHOICES]
         return Encoded(pairs[0][0], "", [ids for _, ids in pairs], True, None, request.max_new_tokens, item)
+    if request.unconditional:
+        # The answer phrase as plain text (the tokenizer's usual BOS, no chat turn), as
+        # lighteval's unconditioned query; a pass of its own, sharing nothing with the
+        # item's prompts (in their group it would cut their shared prefix to nothing).
+        ids = tokenizer(request.prompt.completion_prefix)["input_ids"]
+        return Encoded(ids, request.prompt.completion_prefix, [_pieces(tokenizer, text) for text in request.continuations], True, None, 0, None)
+    scored = request.continuations or LABELS
     return Encoded(
         encode_prompt(tokenizer, request.prompt, chat, chat_kwargs),
         request.prompt.completion_prefix,
-        [_pieces(tokenizer, label) for label in LABELS] if request.scores_labels or request.forced_answer else None,
+        [_pieces(tokenizer, text) for text in scored] if request.scores_labels or request.forced_answer else None,
         request.scores_labels,
         _pieces(tokenizer, request.forced_answer) if request.forced_answer else None,
         request.max_new_tokens,
@@ -155,8 +200,9 @@ def encode_all(tokenizer, spec, requests: list[Request]) -> list[Encoded]:
 class Generation:
     """What a backend returns for one request: the generated text (the stop token
     left out), its token count and why it stopped (answer, eos, budget), the label
-    log-probabilities after the prompt (where asked) and after the forced answer
-    phrase (a continuation that states no answer)."""
+    log-probabilities after the prompt (where asked; a cloze request's are its
+    options' continuations, `label_tokens` their token counts) and after the forced
+    answer phrase (a continuation that states no answer)."""
 
     text: str
     n_prompt_tokens: int
@@ -164,6 +210,7 @@ class Generation:
     stop_reason: str
     label_logprobs: list[float] | None = None
     forced_logprobs: list[float] | None = None
+    label_tokens: list[int] | None = None
 
 
 _GENERATION_FIELDS = {field.name for field in fields(Generation)}
@@ -180,4 +227,8 @@ def is_generation(stored: object) -> bool:
         and all(type(count) is int and count >= 0 for count in counts)
         and stored["stop_reason"] in ("answer", "eos", "budget")
         and all(score is None or (isinstance(score, list) and all(type(value) in (int, float) for value in score)) for score in scores)
+        and (
+            stored["label_tokens"] is None
+            or (isinstance(stored["label_tokens"], list) and all(type(count) is int and count > 0 for count in stored["label_tokens"]))
+        )
     )

@@ -14,7 +14,9 @@ its log-probability returned (`logprobs=0`, computed from the raw logits over th
 vocabulary). Prefix caching serves the shared context from the first call's cache, so
 only the last prompt token (and a forced answer's continuation and phrase) is computed
 again. (`prompt_logprobs` would read a label in one request, but vLLM skips the prefix
-cache for requests that ask for them.) The log-probabilities must be vLLM's raw ones
+cache for requests that ask for them.) The cloze cell's option texts, after the cloze
+prompt and after the answer phrase alone, and the choice cell's rotated prompts are
+scored the same way: a continuation is a label of several tokens. The log-probabilities must be vLLM's raw ones
 (`logprobs_mode` raw_logprobs, computed before `allowed_token_ids` masks the other
 tokens): under processed_logprobs every forced label would score 0 and the first label
 would win every tie; the engine's own setting is checked after it starts.
@@ -247,6 +249,7 @@ class VLLMBackend:
                 reason,
                 scores.get((index, "prompt")),
                 scores.get((index, "forced")),
+                [len(ids) for ids in item.label_ids] if (index, "prompt") in scores else None,
             )
             for index, (item, (ids, count, reason)) in enumerate(zip(encoded, continuations))
         ]

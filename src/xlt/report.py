@@ -81,9 +81,11 @@ def language_order(languages: dict[str, Language], present) -> list[str]:
 
 
 def report_variants(present) -> list[str]:
-    """base, then the fine-tuned variants: `ft`, or one `ft-<source>` per source."""
+    """base, then the fine-tuned variants (`ft`, or one `ft-<source>` per source), then
+    the format-only controls (`ctl-<source>`)."""
     present = set(present)
-    return [variant for variant in paths.VARIANTS if variant in present] + sorted(present - set(paths.VARIANTS))
+    others = sorted(present - set(paths.VARIANTS), key=lambda variant: (paths.control_source(variant) is not None, variant))
+    return [variant for variant in paths.VARIANTS if variant in present] + others
 
 
 def variant_title(variant: str) -> str:
@@ -363,7 +365,7 @@ KNOWLEDGE_READINGS = (
     ("control", "the format-only control (fine-tuned minus control)", "ft_gain_knowledge_control", "ft_gain_format_control"),
     ("choice", "the letter choice at the answer position", "ft_gain_choice", "ft_gain_format"),
 )
-UNREADABLE = "knowledge score unreadable"
+UNREADABLE = "knowledge score unreadable in"
 
 
 def _direction(row) -> str:

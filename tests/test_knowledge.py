@@ -143,3 +143,33 @@ def test_the_knowledge_figure_draws_each_measure_the_tree_holds():
     assert all(len(ax.patches) == 5 * 3 for ax in figure.axes)
     assert figure.axes[0].patches[-1].get_height() == pytest.approx(0.4)
     plt.close(figure)
+
+
+def test_xlt_compare_reads_a_control_folder_and_checks_it_like_every_variant(tmp_path):
+    """`xlt compare --predictions` on a tree with ctl-arb_Arab (the config's default
+    control: its first source): the gain over the control is in effects.csv; a control
+    cell lacking items stops, naming it, as any variant's would."""
+    import json
+
+    from test_diagnostics import CONFIG
+    from test_scoring import write_tree
+
+    from xlt.cli import main
+    from xlt.config import load_config
+    from xlt.errors import XltError
+    from xlt.paths import PREDICTION_COLUMNS
+    from xlt.scoring import load_predictions
+    from xlt.stages import compare_items
+
+    items = _tree(knowledge_gain=0.0, n_items=40)
+    items = items[items["prompt"] != "cloze"].loc[:, list(PREDICTION_COLUMNS)]
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m": {"id": "org/m"}}}))
+    write_tree(tmp_path / "whole", items)
+    assert main(["compare", "--predictions", str(tmp_path / "whole"), "--config", str(config), "--out", str(tmp_path / "stats")]) == 0
+    effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
+    assert {"ft_gain_over_control_related", "control_gain_control", "ft_gain_knowledge_control_targets"} <= set(effects["effect"])
+    short = items.drop(items.index[(items["variant"] == "ctl-arb_Arab") & (items["prompt"] == "direct") & (items["lang"] == "eng_Latn")][:4])
+    write_tree(tmp_path / "short", short)
+    with pytest.raises(XltError, match=r"m/ctl-arb_Arab/direct/eng_Latn.parquet \(36 of 40 items\)"):
+        compare_items(load_predictions(tmp_path / "short"), load_config(config), False, "short", [tmp_path / "s" / name for name in ("e", "a", "g", "n")])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .diagnostics import top_share
 from .errors import XltError
 from .extract import extract_choice
 from .languages import Language
@@ -149,11 +150,6 @@ def _truncated(items: pd.DataFrame, budgets: dict[str, int]) -> pd.Series:
     return stated.fillna(derived)
 
 
-def _top_share(parsed: pd.Series) -> float:
-    counts = parsed.dropna().value_counts()
-    return float(counts.iloc[0] / counts.sum()) if len(counts) else np.nan
-
-
 def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = None) -> pd.DataFrame:
     """Per model x variant x prompt x language, what its accuracy is made of
     (docs/diagnostics.md): accuracy of the forced answers (`forced_choice` where a row
@@ -173,7 +169,7 @@ def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = Non
         {
             "forced_accuracy": grouped["forced_correct"].mean().astype(float),
             "accuracy_given_parsed": grouped["correct_parsed"].mean(),
-            "top_choice_share": grouped["parsed_choice"].agg(_top_share),
+            "top_choice_share": grouped["parsed_choice"].agg(top_share),
             "truncation_rate": grouped["truncated"].mean(),
             "empty_rate": grouped["empty"].mean().astype(float),
         }

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import special
 
 from .atomic import write_csv
-from .diagnostics import is_constant
+from .diagnostics import is_constant, top_share
 from .errors import XltError
 from .languages import GROUPS, Language
 from .paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT, CLOZE_PROMPT, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
@@ -160,10 +160,10 @@ def _reading(gain: Comparison, reading: str, after: tuple[str, str], before: tup
     return Reading(gain, reading, Comparison(f"{gain.gain}_knowledge_{reading}", gain.prefix, gain.prompt, after, before))
 
 
-# The knowledge readings, the default (cloze: the option texts scored, no letters) first;
-# `choice` is the letter score at the answer position, kept beside them. For the CoT gain
-# the knowledge score after is the forced CoT answer, as in its letter-choice reading.
-KNOWLEDGE_READINGS = ("cloze", "debiased", "control")
+# The knowledge readings of each gain: `choice` (the letter score at the answer position,
+# kept), then cloze (the option texts scored, no letters: the default), the debiased
+# letter and the format-only control. For the CoT gain the knowledge score after is the
+# forced CoT answer, as in its letter-choice reading.
 DECOMPOSITIONS = (
     Reading(FT_DIRECT, "choice", FT_DIRECT_CHOICE),
     _reading(FT_DIRECT, "cloze", ("ft", CLOZE_PROMPT), ("base", CLOZE_PROMPT)),
@@ -260,11 +260,6 @@ def with_debiased_cells(items: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _top_share(parsed: pd.Series) -> tuple[float, float]:
-    counts = parsed.dropna().value_counts()
-    return (float(counts.iloc[0] / counts.sum()) if len(counts) else math.nan), float(parsed.notna().mean())
-
-
 def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
     """Model -> ModelCells, on the items every model has in every one of its cells
     (pairing needs the same items everywhere), in item-id order; and their passages."""
@@ -276,7 +271,10 @@ def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
         raise XltError("no item has predictions in every model, variant, prompt and language; the comparison needs paired items")
     ordered = sorted(common)
     knowledge = items[items["prompt"].isin(KNOWLEDGE_PROMPTS) & items["item_id"].isin(common)]
-    shares = {key: _top_share(rows["parsed_choice"]) for key, rows in knowledge.groupby(["model", "variant", "prompt", "lang"])}
+    shares = {
+        key: (top_share(rows["parsed_choice"]), float(rows["parsed_choice"].notna().mean()))
+        for key, rows in knowledge.groupby(["model", "variant", "prompt", "lang"])
+    }
     cells = {
         model: ModelCells(
             matrix.loc[ordered].to_numpy(),

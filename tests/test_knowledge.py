@@ -100,6 +100,10 @@ def test_a_tree_without_cloze_rotations_or_control_still_compares_and_says_what_
     assert "option rotations" in missing[("cot", "ft_gain_knowledge_debiased_*, ft_gain_format_debiased_*")]
     assert "format-only control" in missing[("direct", "ft_gain_over_control_*, control_gain_*")]
     assert "format-only control" in missing[("direct", "ft_gain_knowledge_control_*, ft_gain_format_control_*")]
+    # Without the letter-choice cells the gain over the targets comes with the cloze reading.
+    effects, _ = _compare(items[items["prompt"] != "choice"])
+    assert ("direct", "ft_gain_targets") in effects.index and ("direct", "ft_gain_choice_targets") not in effects.index
+    assert effects.index.get_level_values("effect").tolist().count("ft_gain_targets") == 2  # direct and CoT
 
 
 def test_summary_states_each_reading_with_intervals_and_whether_they_agree():

@@ -714,11 +714,12 @@ def unreadable_cells(context: ModelContext, knowledge: Comparison, codes: list[s
     return found
 
 
-def decomposition_effects(context: ModelContext, reading: Reading, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
+def decomposition_effects(context: ModelContext, reading: Reading, languages: dict[str, Language], with_total: bool = True) -> tuple[list[Row], list[dict]]:
     """Per language group and over all targets: the gain's knowledge part under one
     reading (the change of its knowledge score) and its format part (the rest), which
-    add up to the gain on every resample; with the letter-choice reading also the gain
-    over the targets and the format part's share of it. Bootstrap intervals only: a
+    add up to the gain on every resample; with the letter-choice reading also the format
+    part's share of the gain over the targets; with `with_total` the gain over the
+    targets (`<gain>_targets`, written once per gain by the first reading that has it). Bootstrap intervals only: a
     description of the gain, not a test, so outside the Holm families. A knowledge cell
     at chance or one label for most items is named on the rows that read it: there the
     score cannot show knowledge, and its part is not "knowledge +0". Where a cell is
@@ -756,7 +757,7 @@ def decomposition_effects(context: ModelContext, reading: Reading, languages: di
             continue
         total, part = cells.gain_weights(gain, members), cells.gain_weights(knowledge, members)
         parts = {f"{names[0]}_{group}": part, f"{names[1]}_{group}": total - part}
-        if group == "targets" and letters:
+        if group == "targets" and with_total:
             parts = {f"{gain.gain}_targets": total, **parts}
         found = [described(name, float(accuracy @ weights), context.draws @ weights) for name, weights in parts.items()]
         unreadable = unreadable_cells(context, knowledge, members)
@@ -775,7 +776,7 @@ def decomposition_effects(context: ModelContext, reading: Reading, languages: di
             row.method += "; share: format part / gain over the targets"
             if not np.isfinite(estimate):
                 row.notes.append("the gain over the targets is 0: no share to take")
-            elif rows[-3].ci_low <= 0 <= rows[-3].ci_high:
+            elif (interval := context.resampling.interval(context.draws @ total))[0] <= 0 <= interval[1]:
                 row.notes.append("the gain's interval covers 0: the share is unstable (its interval is wide or unbounded in practice)")
             rows.append(row)
     return rows, []
@@ -884,8 +885,10 @@ def effects_table(
         context = ModelContext.build(model, model_cells, resampling, settings)
         for comparison in COMPARISONS:
             rows += comparison_effects(context, comparison, languages)
+        totals = set()
         for reading in DECOMPOSITIONS:
-            found, missing = decomposition_effects(context, reading, languages)
+            found, missing = decomposition_effects(context, reading, languages, with_total=reading.gain not in totals)
+            totals |= {reading.gain} if found else set()
             rows += found
             absent += missing
         found, missing = control_effects(context, languages)

@@ -57,6 +57,7 @@ localrules:
     all,
     prepare_data,
     prepare_training,
+    prepare_control,
     provenance,
     score,
     compare,

@@ -55,9 +55,12 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
     for stage in ("score", "compare", "report"):
         settings = job_settings(study_config, stage)
         extra = {"recipes"} if stage == "report" else set()
-        assert set(settings) == {"languages", "source_languages", "related_families", "stats", "prompts"} | extra
-        # Only the token budgets (scoring reads truncation from them), not the templates.
+        assert set(settings) == {"languages", "source_languages", "related_families", "stats", "prompts", "finetune"} | extra
+        # Only the token budgets (scoring reads truncation from them) and the cloze
+        # normalisation, not the templates; of the training, only which sources have a
+        # format-only control.
         assert set(settings["prompts"]) == {"direct_max_new_tokens", "cot_max_new_tokens", "cloze_normalisation"}
+        assert settings["finetune"] == {"format_control": ["arb_Arab"]}
     # The report lists each model's fine-tuning recipe.
     assert job_settings(study_config, "report")["recipes"]["smollm2-135m"]["learning_rate"] == 0.0005
     data = job_settings(study_config, "prepare_data")

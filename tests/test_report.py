@@ -216,8 +216,10 @@ def test_the_format_split_is_stated_per_source_with_several_sources():
     rows.append(
         {"model": "m1", paths.SOURCE_COLUMN: None, "prompt": "direct", "effect": "relatedness_interaction", "estimate": 0.0, "ci_low": -0.1, "ci_high": 0.1}
     )
-    lines = report.format_share_lines(pd.DataFrame(rows), ["m1", "m2"])
+    lines = report.knowledge_lines(pd.DataFrame(rows), None, ["m1", "m2"])
     assert [line.split(":")[0] for line in lines] == [f"{m}, fine-tuned on {s}" for s in ("arb_Arab", "pes_Arab") for m in ("m1", "m2")]
     assert "+30.0 points [+20.0, +40.0]" in lines[2]  # m1 on pes_Arab
-    single = report.format_share_lines(pd.DataFrame([row for row in rows if row[paths.SOURCE_COLUMN] == "arb_Arab"]).drop(columns=paths.SOURCE_COLUMN), ["m1"])
+    single = report.knowledge_lines(
+        pd.DataFrame([row for row in rows if row[paths.SOURCE_COLUMN] == "arb_Arab"]).drop(columns=paths.SOURCE_COLUMN), None, ["m1"]
+    )
     assert single[0].startswith("m1: fine-tuning gain on the targets (direct prompt) +20.0 points")

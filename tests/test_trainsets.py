@@ -157,9 +157,10 @@ def test_the_default_plans_two_sources_and_the_paper_external_data(repo, tmp_pat
 
     study = shipped_study(tmp_path)
     default = planned_rules(repo / "Snakefile", study, study / "config" / "config.yaml")
-    assert default["finetune"] == 4 and default["predict"] == 2 * 3 and default["prepare_training"] == 1
+    # Per model: base, one variant per source and the first source's format-only control.
+    assert default["finetune"] == 4 and default["finetune_control"] == 2 and default["predict"] == 2 * 4 and default["prepare_training"] == 1
     paper = planned_rules(repo / "Snakefile", study, study / "config" / "paper.yaml")
-    assert paper["finetune"] == 14 and paper["predict"] == 7 * 3 and paper["provenance"] == 1
+    assert paper["finetune"] == 14 and paper["finetune_control"] == 7 and paper["predict"] == 7 * 4 and paper["provenance"] == 1
     config = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     assert {lang: entry["hub"]["id"] for lang, entry in config["finetune"]["data"].items()} == {
         "arb_Arab": "CohereForAI/Global-MMLU",

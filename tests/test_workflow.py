@@ -121,15 +121,16 @@ def test_jobs_that_gate_others_start_first(repo, tmp_path):
     for rule, fields in planned_jobs(printed):
         variant = "base" if "variant=base" in fields.get("wildcards", "") else "ft" if "variant=" in fields.get("wildcards", "") else None
         priorities.setdefault((rule, variant), set()).add(int(fields.get("priority", 0)))
-    assert priorities[("finetune", None)] == {2}
+    assert priorities[("finetune", None)] == priorities[("finetune_control", None)] == {2}
     assert priorities[("predict", "base")] == {1} and priorities[("predict", "ft")] == {0}
-    assert all(found == {0} for (rule, _), found in priorities.items() if rule not in ("finetune", "predict"))
+    assert all(found == {0} for (rule, _), found in priorities.items() if rule not in ("finetune", "finetune_control", "predict"))
 
 
 @pytest.mark.slow
 def test_two_sources_run_to_the_report_and_a_second_run_does_nothing(repo, tiny_models, tmp_path):
-    """The default study's shape (an Arabic and an unrelated source) on the tiny dense
-    model: one adapter and one predict job per source, the interaction in effects.csv,
+    """The default study's shape (an Arabic and an unrelated source, a format-only
+    control for the first) on the tiny dense model: one adapter and one predict job per
+    source and control, the interaction and the gain over the control in effects.csv,
     the report's knowledge/format sentence once per source (the two-source default run's
     report crashed on a lookup by model alone)."""
     config = tiny_config(tiny_models)
@@ -137,14 +138,18 @@ def test_two_sources_run_to_the_report_and_a_second_run_does_nothing(repo, tiny_
     config["languages"]["tur_Latn"] = {"family": "Turkic", "script": "Latn"}
     del config["source_language"]
     config["source_languages"] = ["arb_Arab", "eng_Latn"]
+    config["finetune"] = {"format_control": "first"}
     configfile = write_config(config, tmp_path / "config.yaml")
     run_snakemake(repo, tmp_path, configfile)
 
     results = tmp_path / "results"
-    assert {path.name for path in (results / "predictions" / "tiny-dense").iterdir()} == {"base", "ft-arb_Arab", "ft-eng_Latn"}
+    assert {path.name for path in (results / "predictions" / "tiny-dense").iterdir()} == {"base", "ft-arb_Arab", "ft-eng_Latn", "ctl-arb_Arab"}
+    assert (results / "models" / "tiny-dense" / "adapter-ctl-arb_Arab" / "adapter_model.safetensors").is_file()
     effects = pd.read_csv(results / "stats" / "effects.csv", keep_default_na=False)
     assert set(effects[SOURCE_COLUMN]) == {"arb_Arab", "eng_Latn", ""}
     assert set(effects.loc[effects[SOURCE_COLUMN] == "", "effect"]) == {INTERACTION}
+    over_control = effects[effects["effect"].str.startswith("ft_gain_over_control_")]
+    assert set(over_control[SOURCE_COLUMN]) == {"arb_Arab"} and set(over_control["prompt"]) == {"direct", "cot"}
     summary = (results / "report" / "summary.md").read_text(encoding="utf-8")
     assert "fine-tuned on arb_Arab" in summary and "fine-tuned on eng_Latn" in summary
     assert "related-source minus unrelated-source fine-tuning gain" in summary

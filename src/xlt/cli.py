@@ -1,6 +1,6 @@
 """The `xlt` command: the study's statistics and answer extraction on predictions
 made anywhere, without the workflow engine and without loading a model; and every
-stage of the workflow (`prepare-data`, `prepare-training`, `prepare-model`, `finetune`,
+stage of the workflow (`prepare-data`, `prepare-training`, `prepare-control`, `prepare-model`, `finetune`,
 `merge`, `predict`, `score`, `compare`, `report`, `provenance`), which its rules run as shell commands with
 named arguments. A stage's `--settings` is the JSON that xlt.jobs.job_settings builds
 from the config; model libraries are imported only by the stages that load a model."""
@@ -272,6 +272,14 @@ def _prepare_training(args) -> None:
         )
 
 
+def _prepare_control(args) -> None:
+    from .stages import prepare_control
+
+    settings = read_settings(args.settings, "the seed", "prepare_control")
+    with _job_log(args):
+        prepare_control(training_file=_existing(args.data, "--data"), output=args.out, seed=settings["seed"])
+
+
 def _provenance(args) -> None:
     from .stages import provenance
 
@@ -374,13 +382,14 @@ def _report(args) -> None:
     settings = read_settings(args.settings, "the study settings and recipes", "report")
     tables = [_existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")]
     provenance = _existing(args.provenance, "--provenance") if args.provenance else None
+    notes = _existing(args.notes, "--notes") if args.notes else None
     with _job_log(args):
-        report(*tables, settings, args.out, settings.get("recipes"), provenance)
+        report(*tables, settings, args.out, settings.get("recipes"), provenance, notes)
 
 
 def _variant(name: str) -> str:
     if not is_variant(name):
-        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(VARIANTS)} or ft-<source language>, e.g. ft-arb_Arab")
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab")
     return name
 
 
@@ -457,6 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_training.add_argument("--out", nargs="+", required=True, help="one results/data/train/SOURCE.parquet per source, in the sources' order")
     prepare_training.add_argument("--checks", required=True, help="what the checks of the training rows found, as JSON (results/data/train/checks.json)")
 
+    prepare_control = _stage(
+        commands,
+        "prepare-control",
+        "a source's format-only control examples: its training examples with seeded letters, balanced over A-D, as answers",
+        _prepare_control,
+        "the seed",
+    )
+    prepare_control.add_argument("--data", required=True, help="the source's training examples (results/data/train/SOURCE.parquet)")
+    prepare_control.add_argument("--out", required=True, help="the control examples to write (results/data/train/control-SOURCE.parquet)")
+
     prepare_model = _stage(commands, "prepare-model", "a loadable base model: an embedded GGUF converted, or a manifest", _prepare_model, "the model's source")
     prepare_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     prepare_model.add_argument("--out", required=True, help="folder to write (results/models/MODEL/base)")
@@ -522,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--alignment", required=True, help="results/stats/alignment.csv")
     report.add_argument("--gains", required=True, help="results/stats/gains.csv")
     report.add_argument("--provenance", help="results/provenance.json, summarised in summary.md")
+    report.add_argument("--notes", help="results/stats/notes.csv: what summary.md says of knowledge scores at chance or one label")
     report.add_argument("--out", required=True, help="folder to write the report to (results/report)")
 
     provenance = _stage(

@@ -99,15 +99,23 @@ def note_missing(comparisons, missing: list[MissingCell]):
     incomplete cell affects every row (the statistics keep only the items every cell
     holds); a missing one the rows of its model, of the pooled model and over all models
     (model empty), under the prompts whose comparisons read that cell."""
-    from .paths import POOLED_MODEL, SOURCE_COLUMN, variant_source
-    from .stats import prompts_using
+    from .paths import POOLED_MODEL, SOURCE_COLUMN, control_source, variant_source
+    from .stats import CONTROL_VARIANT, prompts_using
 
     if not missing:
         return comparisons
     notes = comparisons.notes.copy()
-    # A source's fine-tuned variant (ft-<source>) is read where `ft` is, by that source's
-    # rows and the rows across sources (source empty); the base variant by every row.
-    read_under = {cell.cell: prompts_using(("ft" if variant_source(cell.cell[1]) else cell.cell[1], cell.cell[2])) for cell in missing}
+
+    # A source's fine-tuned variant (ft-<source>) is read where `ft` is, and its control
+    # (ctl-<source>) where the control is, by that source's rows and the rows across
+    # sources (source empty); the base variant by every row.
+    def compared_as(variant: str) -> str:
+        return "ft" if variant_source(variant) else CONTROL_VARIANT if control_source(variant) else variant
+
+    def source_of(variant: str) -> str | None:
+        return variant_source(variant) or control_source(variant)
+
+    read_under = {cell.cell: prompts_using((compared_as(cell.cell[1]), cell.cell[2])) for cell in missing}
     sources = notes[SOURCE_COLUMN].fillna("") if SOURCE_COLUMN in notes else pd.Series("", index=notes.index)
     texts = []
     for model, prompt, source, note in zip(notes["model"].fillna(""), notes["prompt"].fillna(""), sources, notes["note"].fillna("")):
@@ -118,7 +126,7 @@ def note_missing(comparisons, missing: list[MissingCell]):
             or (
                 model in ("", POOLED_MODEL, cell.cell[0])
                 and (prompt == "" or prompt in read_under[cell.cell])
-                and source in ("", variant_source(cell.cell[1]) or source)
+                and source in ("", source_of(cell.cell[1]) or source)
             )
         ]
         if cells:

@@ -135,6 +135,9 @@ def check_config(config: dict, source: str = "config") -> None:
         for lang in data:
             if lang not in sources:
                 raise XltError(f"{source}: finetune.data.{lang}: not a source language ({', '.join(sources)})")
+    for lang in config["finetune"]["format_control"] if isinstance(config["finetune"]["format_control"], list) else []:
+        if lang not in sources:
+            raise XltError(f"{source}: finetune.format_control: {lang!r} is not a source language ({', '.join(sources)}); allowed: first, or a list of them")
     if POOLED_MODEL in config["models"]:
         raise XltError(f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all models together; name the model otherwise")
     resolve_primary(config, config["stats"]["primary"], _effects_tested, where=f"{source}: stats.primary")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from .errors import XltError
+from .languages import control_sources
 from .paths import CLOZE_PROMPT, CONVERTED_MODEL, JOB_CELLS, STAGED_DATASET, STAGED_MODEL
 from .prompts import template_path
 from .recipes import recipes
@@ -23,18 +24,19 @@ STAGE_BLOCKS = ("finetune", "inference")
 NOT_LEARNED = ("launcher", "resources", "merge")
 MODEL_STAGES = ("prepare_model", "finetune", "merge", "predict")
 STUDY_STAGES = ("score", "compare", "report")
-DATA_STAGES = ("prepare_data", "prepare_training", "provenance")
+DATA_STAGES = ("prepare_data", "prepare_training", "prepare_control", "provenance")
 # The keys of each stage's settings that its command reads (job_settings builds them; a
 # test keeps the two in step): a `--settings` without one stops with one line.
 SETTINGS_KEYS = {
     "prepare_data": ("data", "langs", "all_test"),
     "prepare_training": ("finetune", "sources", "seed"),
+    "prepare_control": ("seed",),
     "provenance": ("config",),
     "prepare_model": ("id", "revision", "path", "package", "trust_remote_code"),
     "finetune": ("finetune",),
     "merge": ("finetune",),
     "predict": ("model", "templates", "prompts"),
-    **dict.fromkeys(STUDY_STAGES, ("languages", "source_languages", "related_families", "stats", "prompts")),
+    **dict.fromkeys(STUDY_STAGES, ("languages", "source_languages", "related_families", "stats", "prompts", "finetune")),
 }
 
 
@@ -47,9 +49,14 @@ def model_source(entry: dict) -> dict:
 def study_settings(config: dict) -> dict:
     """What the model-free stages need: a change elsewhere does not rerun them. The
     token budgets are here because scoring reads truncation from them, the cloze
-    normalisation because scoring chooses the cloze cell's options with it."""
+    normalisation because scoring chooses the cloze cell's options with it, the sources
+    with a format-only control because the comparison reads their control variants."""
     prompts = {key: value for key, value in config["prompts"].items() if key.endswith("_max_new_tokens") or key == "cloze_normalisation"}
-    return {**{key: config[key] for key in ("languages", "source_languages", "related_families", "stats")}, "prompts": prompts}
+    return {
+        **{key: config[key] for key in ("languages", "source_languages", "related_families", "stats")},
+        "prompts": prompts,
+        "finetune": {"format_control": control_sources(config)},
+    }
 
 
 def language_template(config: dict, lang: str) -> str:
@@ -95,13 +102,18 @@ def job_settings(config: dict, stage: str, model: str | None = None) -> dict:
             settings["staged"] = STAGED_DATASET.format(staging=staging_dir(config), dataset="belebele")
         return settings
     if stage == "prepare_training":
-        settings = {"finetune": config["finetune"], "sources": config["source_languages"], "seed": config["data"]["seed"]}
+        # Which sources have a control changes no training example: left out, so that
+        # turning it on reruns nothing that exists.
+        training = {key: value for key, value in config["finetune"].items() if key != "format_control"}
+        settings = {"finetune": training, "sources": config["source_languages"], "seed": config["data"]["seed"]}
         staged = {
             source: STAGED_DATASET.format(staging=staging_dir(config), dataset=training_name(source))
             for source in config["source_languages"]
             if training_name(source) in datasets
         }
         return {**settings, "staged": staged} if staged else settings
+    if stage == "prepare_control":
+        return {"seed": config["data"]["seed"]}
     if stage == "provenance":
         return {"config": computed_config(config)}
     if stage == "report":

@@ -29,6 +29,14 @@ def source_languages(config: dict) -> list[str]:
     return list(config.get("source_languages") or [config["source_language"]])
 
 
+def control_sources(config: dict) -> list[str]:
+    """The sources with a format-only control adapter (finetune.format_control): "first"
+    is the first source language; none where the config has no such key (a study's
+    settings from before the control)."""
+    setting = config.get("finetune", {}).get("format_control", [])
+    return source_languages(config)[:1] if setting == "first" else list(setting)
+
+
 def language_table(config: dict, source: str | None = None) -> dict[str, Language]:
     """Code -> Language, in config order, with the group (source/related/control) resolved.
 

@@ -12,13 +12,19 @@ VARIANTS = ("base", "ft")
 # With several source languages each fine-tuned variant names its source, ft-arb_Arab;
 # with one it stays `ft` (older trees and predictions from elsewhere read unchanged).
 SOURCE_VARIANT = "ft-{source}"
+# The format-only control of a source (finetune.format_control): an adapter trained on
+# the source's examples with every answer replaced by a seeded random letter. Its
+# variant always names its source, with one source as with several.
+CONTROL_VARIANT = "ctl-{source}"
 # The prompts a model writes an answer to; simulated studies (simulate.py) draw these.
 GENERATED_PROMPTS = ("direct", "cot")
 # The format-free score: the likeliest option label at the direct prompt's answer
 # position, a cell of the layout like the generated prompts.
 CHOICE_PROMPT = "choice"
 # Knowledge without the letters: each option's text scored as the continuation of the
-# passage, the question and the answer phrase, no options shown (docs/inference.md).
+# passage, the question and the answer phrase, no options shown (docs/inference.md). The
+# comparison reads these cells where a tree has them (docs/statistics.md), and names what
+# is missing where it has not.
 CLOZE_PROMPT = "cloze"
 PROMPTS = (*GENERATED_PROMPTS, CHOICE_PROMPT, CLOZE_PROMPT)
 # The cells each prompt fills: the choice cell comes from the direct prompt's pass.
@@ -33,6 +39,10 @@ SOURCE_MERGED = "results/models/{model}/merged-{source}"
 CHECKPOINTS = "results/checkpoints/{model}"
 SOURCE_CHECKPOINTS = "results/checkpoints/{model}-{source}"
 TRAINING = "results/data/train/{source}.parquet"
+# A source's training examples with the control's letters as their answers.
+CONTROL_TRAINING = "results/data/train/control-{source}.parquet"
+CONTROL_ADAPTER = "results/models/{model}/adapter-ctl-{source}"
+CONTROL_CHECKPOINTS = "results/checkpoints/{model}-ctl-{source}"
 # What prepare_training's checks found (rows read, duplicates dropped, test items let through).
 TRAINING_CHECKS = "results/data/train/checks.json"
 PROVENANCE = "results/provenance.json"
@@ -66,6 +76,7 @@ REPORT_PLOTS = {
     "accuracy": "accuracy.png",
     "parse_rate": "parse_rate.png",
     "diagnostics": "format_diagnostics.png",
+    "knowledge": "knowledge_readings.png",
     "gains": "gains_by_group.png",
     "alignment": "ft_vs_cot_gain.png",
 }
@@ -84,8 +95,10 @@ LOGS = {
     "stage_dataset": "logs/stage_dataset/{dataset}.log",
     "convert_fp8": "logs/convert_fp8/{model}.log",
     "prepare_training": "logs/prepare_training.log",
+    "prepare_control": "logs/prepare_control/{source}.log",
     "finetune": "logs/finetune/{model}.log",
     "finetune_source": "logs/finetune/{model}-{source}.log",
+    "finetune_control": "logs/finetune/{model}-ctl-{source}.log",
     "merge": "logs/merge/{model}.log",
     "merge_source": "logs/merge/{model}-{source}.log",
     "predict": "logs/predict/{model}/{variant}.log",
@@ -210,8 +223,14 @@ def finetuned_variants(sources: list[str]) -> dict[str, str]:
     return {source: SOURCE_VARIANT.format(source=source) for source in sources}
 
 
-def study_variants(sources: list[str]) -> list[str]:
-    return ["base", *finetuned_variants(sources).values()]
+def control_variants(sources: list[str]) -> dict[str, str]:
+    """Source language -> the name of its format-only control variant."""
+    return {source: CONTROL_VARIANT.format(source=source) for source in sources}
+
+
+def study_variants(sources: list[str], controls: list[str] = ()) -> list[str]:
+    """base, each source's fine-tuned variant and each of `controls`' control variant."""
+    return ["base", *finetuned_variants(sources).values(), *control_variants(list(controls)).values()]
 
 
 def source_paths(model: str, source: str, sources: list[str]) -> dict[str, str]:
@@ -229,10 +248,16 @@ def variant_source(variant: str) -> str | None:
     return variant[len(prefix) :] if variant.startswith(prefix) and len(variant) > len(prefix) else None
 
 
+def control_source(variant: str) -> str | None:
+    """The source language of a control variant folder (ctl-arb_Arab -> arb_Arab), else None."""
+    prefix = CONTROL_VARIANT.split("{")[0]
+    return variant[len(prefix) :] if variant.startswith(prefix) and len(variant) > len(prefix) else None
+
+
 def is_variant(variant: str) -> bool:
     import re
 
-    source = variant_source(variant)
+    source = variant_source(variant) or control_source(variant)
     return variant in VARIANTS or (source is not None and re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", source) is not None)
 
 
@@ -260,7 +285,9 @@ def discover_predictions(root: str | Path) -> list[PredictionFile]:
     for path in sorted(root.glob("*/*/*/*.parquet")):
         model, variant, prompt = path.relative_to(root).parts[:3]
         if not is_variant(variant):
-            raise XltError(f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)} or ft-<source language>, e.g. ft-arb_Arab")
+            raise XltError(
+                f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab"
+            )
         if prompt not in PROMPTS:
             raise XltError(f"{path}: prompt folder {prompt!r} is not one of {', '.join(PROMPTS)}")
         found.append(PredictionFile(model, variant, prompt, path.stem, path))

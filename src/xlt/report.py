@@ -12,16 +12,14 @@ import pandas as pd
 
 from . import paths
 from .atomic import atomic_path, write_text
+from .diagnostics import CONSTANT_MIN_PARSED, CONSTANT_TOP_SHARE
 from .languages import GROUPS, Language
 from .verdict import INTERACTION, primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
 VARIANT_NAMES = {"base": "base model", "ft": "fine-tuned"}
 PROMPT_NAMES = {"direct": "direct", "cot": "CoT", "choice": "choice (format-free)"}
-# A cell answers (almost) one letter when its most frequent stated label has this share
-# with nearly every output stated, and is mostly truncated past this share (issue 13).
-CONSTANT_TOP_SHARE = 0.6
-CONSTANT_MIN_PARSED = 0.9
+# A cell is mostly truncated past this share (issue 13); one label: xlt.diagnostics.
 TRUNCATED_SHARE = 0.5
 # Okabe & Ito's palette and distinct marker shapes: series stay apart under the common
 # colour-vision deficiencies and in greyscale print. Yellow, the faintest on paper, last.
@@ -83,14 +81,16 @@ def language_order(languages: dict[str, Language], present) -> list[str]:
 
 
 def report_variants(present) -> list[str]:
-    """base, then the fine-tuned variants: `ft`, or one `ft-<source>` per source."""
+    """base, then the fine-tuned variants (`ft`, or one `ft-<source>` per source), then
+    the format-only controls (`ctl-<source>`)."""
     present = set(present)
-    return [variant for variant in paths.VARIANTS if variant in present] + sorted(present - set(paths.VARIANTS))
+    others = sorted(present - set(paths.VARIANTS), key=lambda variant: (paths.control_source(variant) is not None, variant))
+    return [variant for variant in paths.VARIANTS if variant in present] + others
 
 
 def variant_title(variant: str) -> str:
-    source = paths.variant_source(variant)
-    return f"fine-tuned on {source}" if source else VARIANT_NAMES[variant]
+    source, control = paths.variant_source(variant), paths.control_source(variant)
+    return f"fine-tuned on {source}" if source else f"format-only control ({control})" if control else VARIANT_NAMES[variant]
 
 
 def rows_by_source(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -270,6 +270,55 @@ def diagnostics_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
     return figure
 
 
+# The knowledge figure's measures per model x variant x language group: (label, prompt
+# of the accuracy.csv row, its column). The debiased accuracy and binding consistency are
+# columns of the choice rows where the option rotations were scored.
+KNOWLEDGE_MEASURES = (
+    ("strict accuracy (direct)", "direct", "accuracy"),
+    ("letter choice", paths.CHOICE_PROMPT, "accuracy"),
+    ("debiased letter", paths.CHOICE_PROMPT, "debiased_accuracy"),
+    ("cloze", paths.CLOZE_PROMPT, "accuracy"),
+    ("binding consistency", paths.CHOICE_PROMPT, "binding_consistency"),
+)
+
+
+def knowledge_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
+    """One panel per model (rows) x variant (columns): per language group, the mean over
+    its languages of each KNOWLEDGE_MEASURES score, with chance (0.25) dashed. A measure
+    the tree does not hold (older trees: no cloze cell, no rotations) has no bars and is
+    named so in the legend."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    models = sorted(accuracy["model"].unique())
+    variants = report_variants(accuracy["variant"])
+    groups = [group for group in GROUPS if any(languages[code].group == group for code in accuracy["lang"].unique())]
+    figure, axes = plt.subplots(
+        len(models), len(variants), figsize=(2.4 + 2.4 * len(variants), 1.4 + 2.0 * len(models)), sharey=True, squeeze=False, layout="constrained"
+    )
+    group = accuracy["lang"].map(lambda code: languages[code].group)
+    width = 0.8 / len(KNOWLEDGE_MEASURES)
+    shown = set()
+    for (row, model), (col, variant) in itertools.product(enumerate(models), enumerate(variants)):
+        ax = axes[row, col]
+        for k, (_, prompt, column) in enumerate(KNOWLEDGE_MEASURES):
+            cell = (accuracy["model"] == model) & (accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)
+            if column not in accuracy.columns or accuracy.loc[cell, column].isna().all():
+                continue
+            means = accuracy.loc[cell, column].groupby(group[cell]).mean().reindex(groups)
+            ax.bar(np.arange(len(groups)) + (k - (len(KNOWLEDGE_MEASURES) - 1) / 2) * width, means.to_numpy(float), width, color=PALETTE[k])
+            shown.add(k)
+        ax.axhline(0.25, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 1)
+        ax.set_xticks(range(len(groups)), labels=groups)
+        ax.set_title(f"{model} · {variant_title(variant)}", fontsize=9)
+        if col == 0:
+            ax.set_ylabel("share of items")
+    handles = [Patch(color=PALETTE[k], label=label if k in shown else f"{label} (not in this tree)") for k, (label, _, _) in enumerate(KNOWLEDGE_MEASURES)]
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False, title="dashed: chance (0.25)")
+    return figure
+
+
 def plot_cells(accuracy: pd.DataFrame, languages: dict[str, Language], column: str, ylabel: str, path: Path, chance: float | None) -> None:
     _save(cells_figure(accuracy, languages, column, ylabel, chance), path)
 
@@ -308,32 +357,74 @@ def _points(row) -> str:
     return f"{signed(row['estimate'])} points [{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
 
 
-def format_share_lines(effects: pd.DataFrame, models: list[str]) -> list[str]:
-    """Per model (and source, named when there are several), in words: how much of its
-    fine-tuning gain (direct prompt, mean over the target languages) the format-free
-    choice score moves, and how much is format."""
+# The readings of the knowledge part of a fine-tuning gain (xlt.stats.DECOMPOSITIONS), the
+# default first: (name in effects.csv, its knowledge row prefix, its format row prefix).
+KNOWLEDGE_READINGS = (
+    ("cloze", "the cloze score (option texts, no letters)", "ft_gain_knowledge_cloze", "ft_gain_format_cloze"),
+    ("debiased", "the debiased letter choice (four option rotations)", "ft_gain_knowledge_debiased", "ft_gain_format_debiased"),
+    ("control", "the format-only control (fine-tuned minus control)", "ft_gain_knowledge_control", "ft_gain_format_control"),
+    ("choice", "the letter choice at the answer position", "ft_gain_choice", "ft_gain_format"),
+)
+UNREADABLE = "knowledge score unreadable in"
+
+
+def _direction(row) -> str:
+    if not (np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])):
+        return "undetermined"
+    return "a gain" if row["ci_low"] > 0 else "a loss" if row["ci_high"] < 0 else "no detectable change"
+
+
+def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: list[str]) -> list[str]:
+    """Per model (and source, named when there are several), in words with intervals:
+    the fine-tuning gain on the targets (direct prompt) and its knowledge part under each
+    reading, the cloze score first (the default), each reading's format part, and whether
+    the readings agree. A reading whose knowledge score is at chance or one label in some
+    cell (notes.csv) is named so and left out of the agreement: it is not "knowledge +0"."""
     parts = {source: rows for source, rows in rows_by_source(effects).items() if source != ""}
+    noted = {}
+    if notes is not None and len(notes):
+        notes = notes[notes["table"] == "effects"].fillna("")
+        sources = notes[paths.SOURCE_COLUMN] if paths.SOURCE_COLUMN in notes else pd.Series("", index=notes.index)
+        noted = {
+            (source, model, prompt, effect): note
+            for source, model, prompt, effect, note in zip(sources, notes["model"], notes["prompt"], notes["effect"], notes["note"])
+        }
     lines = []
     for source, source_rows in parts.items():
         rows = source_rows[source_rows["prompt"] == "direct"].set_index(["model", "effect"])
         for model in models:
             who = f"{model}, fine-tuned on {source}" if len(parts) > 1 else model
-            names = ("ft_gain_targets", "ft_gain_choice_targets", "ft_gain_format_targets", "ft_gain_format_share_targets")
-            if not all((model, name) in rows.index for name in names):
-                lines.append(
-                    f"{who}: no choice cell for both variants, so its fine-tuning gain cannot be split into knowledge and format (notes.csv says which cells are missing)."
+            total = rows.loc[(model, "ft_gain_targets")] if (model, "ft_gain_targets") in rows.index else None
+            said = [f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}" if total is not None else f"{who}:"]
+            found, missing = {}, []
+            for reading, title, knowledge_name, format_name in KNOWLEDGE_READINGS:
+                key = (model, f"{knowledge_name}_targets")
+                if key not in rows.index:
+                    missing.append(reading)
+                    continue
+                knowledge, form = rows.loc[key], rows.loc[(model, f"{format_name}_targets")]
+                note = noted.get((source if paths.SOURCE_COLUMN in effects else "", model, "direct", f"{knowledge_name}_targets"), "")
+                text = f"by {title}{' (default)' if reading == 'cloze' else ''} the knowledge part is {_points(knowledge)}, the format part {_points(form)}"
+                if UNREADABLE in note:
+                    cells = note.split(UNREADABLE, 1)[1].split(";")[0].strip(" :")
+                    text += f", but that score is at chance or one label in {cells}: not evidence of knowledge +0"
+                    found[reading] = "unreadable"
+                else:
+                    found[reading] = _direction(knowledge)
+                said.append(text)
+            if (model, "control_gain_related") in rows.index:
+                control = [rows.loc[(model, f"control_gain_{group}")] for group in ("related", "control") if (model, f"control_gain_{group}") in rows.index]
+                said.append(
+                    "the control adapter's own gain (format alone) is " + " on related targets and ".join(_points(row) for row in control) + " on controls"
                 )
-                continue
-            total, knowledge, form, share = (rows.loc[(model, name)] for name in names)
-            line = (
-                f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}; the format-free choice score moves "
-                f"{_points(knowledge)} of it (knowledge), the rest {_points(form)} is format"
-            )
-            if np.isfinite(share["estimate"]):
-                line += f": a format share of {100 * share['estimate']:.0f}% [{100 * share['ci_low']:.0f}%, {100 * share['ci_high']:.0f}%]"
-            if total["ci_low"] <= 0 <= total["ci_high"]:
-                line += " (the gain's interval covers 0, so the share is not well determined)"
-            lines.append(line + ".")
+            readable = {reading: direction for reading, direction in found.items() if direction not in ("unreadable", "undetermined")}
+            if len(set(readable.values())) == 1 and len(readable) > 1:
+                said.append(f"the readings {', '.join(readable)} agree: {next(iter(readable.values()))} in knowledge")
+            elif len(readable) > 1:
+                said.append("the readings disagree: " + ", ".join(f"{reading} {direction}" for reading, direction in readable.items()))
+            if missing:
+                said.append(f"no {', '.join(missing)} reading (its cells are missing: notes.csv says which)")
+            lines.append("; ".join(said) + ".")
     return lines
 
 
@@ -490,16 +581,19 @@ def write_report(
     alpha: float = 0.05,
     recipes: dict[str, dict] | None = None,
     provenance: dict | None = None,
+    notes: pd.DataFrame | None = None,
 ) -> None:
     """`alpha`: the statistics' level (1 - stats.confidence), which the verdicts judge at
     and whose TOST interval they quote. `recipes`: model -> its fine-tuning recipe
     (xlt.recipes); `provenance`: the content of provenance.json. Each is a section of
-    summary.md when given."""
+    summary.md when given. `notes`: notes.csv, whose notes on knowledge scores that
+    cannot show knowledge the summary repeats."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
     plot_cells(accuracy, languages, "parse_rate", "parse rate", out_dir / paths.REPORT_PLOTS["parse_rate"], chance=None)
     _save(diagnostics_figure(accuracy, languages), out_dir / paths.REPORT_PLOTS["diagnostics"])
+    _save(knowledge_figure(accuracy, languages), out_dir / paths.REPORT_PLOTS["knowledge"])
     # The plots show the first source's rows; every source's are in the tables.
     first = next(source for source in rows_by_source(effects) if source != "")
     plot_group_gains(rows_by_source(effects)[first], margin, out_dir / paths.REPORT_PLOTS["gains"])
@@ -517,7 +611,8 @@ def write_report(
         "## Format warnings (cells whose accuracy is a format artefact)",
         "\n".join(f"- {line}" for line in warnings) if warnings else "No cell answers one label for most items or is mostly cut by the token budget.",
         "## Knowledge and format in the fine-tuning gain",
-        "\n".join(f"- {line}" for line in format_share_lines(effects, models)),
+        "\n".join(f"- {line}" for line in knowledge_lines(effects, notes, models)),
+        f"![knowledge readings per model, variant and language group]({paths.REPORT_PLOTS['knowledge']})",
         "## Accuracy (model x language x variant x prompt)",
         _markdown(wide),
         f"![accuracy]({paths.REPORT_PLOTS['accuracy']})",

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .choices import DEFAULT_NORMALISATION, cloze_choice, read_cloze
+from .diagnostics import top_share
 from .errors import XltError
 from .extract import extract_choice
 from .languages import Language
@@ -210,11 +211,6 @@ def _truncated(items: pd.DataFrame, budgets: dict[str, int]) -> pd.Series:
     return stated.fillna(derived)
 
 
-def _top_share(parsed: pd.Series) -> float:
-    counts = parsed.dropna().value_counts()
-    return float(counts.iloc[0] / counts.sum()) if len(counts) else np.nan
-
-
 def _rotation_diagnostics(group: pd.DataFrame) -> pd.Series:
     """debiased_accuracy, binding_consistency and letter_prior of one cell's rows (NaN
     where they have no rotations: other cells, older trees)."""
@@ -254,7 +250,7 @@ def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = Non
                 {
                     "forced_accuracy": grouped["forced_correct"].mean().astype(float),
                     "accuracy_given_parsed": grouped["correct_parsed"].mean(),
-                    "top_choice_share": grouped["parsed_choice"].agg(_top_share),
+                    "top_choice_share": grouped["parsed_choice"].agg(top_share),
                     "truncation_rate": grouped["truncated"].mean(),
                     "empty_rate": grouped["empty"].mean().astype(float),
                 }

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import XltError
-from .languages import interaction_sides, language_table, source_languages
-from .paths import SOURCE_COLUMN, finetuned_variants
+from .languages import control_sources, interaction_sides, language_table, source_languages
+from .paths import SOURCE_COLUMN, control_variants, finetuned_variants
 from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
 from .stats import (
+    CONTROL_VARIANT,
     Comparison,
     Comparisons,
     ModelCells,
@@ -44,10 +45,12 @@ def _tagged(frame: pd.DataFrame, source: str, position: int = 1) -> pd.DataFrame
     return frame
 
 
-def source_items(items: pd.DataFrame, variant: str) -> pd.DataFrame:
-    """The base rows and one source's fine-tuned rows, the latter named `ft`."""
-    subset = items[items["variant"].isin(["base", variant])].copy()
+def source_items(items: pd.DataFrame, variant: str, control: str | None = None) -> pd.DataFrame:
+    """The base rows and one source's fine-tuned rows, the latter named `ft`, and its
+    format-only control's rows (variant `control`) named CONTROL_VARIANT."""
+    subset = items[items["variant"].isin(["base", variant, control])].copy()
     subset.loc[subset["variant"] == variant, "variant"] = "ft"
+    subset.loc[subset["variant"] == control, "variant"] = CONTROL_VARIANT
     return subset
 
 
@@ -134,12 +137,13 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     """effects, alignment, gains and notes: each source's rows (column `source`), and
     with several sources the interaction rows (source empty: they span the sources)."""
     sources = source_languages(study)
-    variants = finetuned_variants(sources)
-    unknown = sorted(set(items["variant"]) - {"base", *variants.values()})
+    variants, controls = finetuned_variants(sources), control_variants(control_sources(study))
+    expected = ["base", *variants.values(), *controls.values()]
+    unknown = sorted(set(items["variant"]) - set(expected))
     if unknown:
         raise XltError(
-            f"predictions of variant {unknown[0]}, which the config's source languages ({', '.join(sources)}) do not make; "
-            f"expected {', '.join(['base', *variants.values()])}"
+            f"predictions of variant {unknown[0]}, which the config's source languages ({', '.join(sources)}) do not make, nor its format-only "
+            f"controls (finetune.format_control: {', '.join(controls) or 'none'}); expected {', '.join(expected)}"
         )
     # One primary test per model, chosen from the config (xlt.primary): the interaction's
     # rows, or one source's, whose compare alone has a primary row; every other row is
@@ -147,7 +151,10 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     test = resolve_primary(study, settings.primary, effects_tested)
     rows = interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
     own = replace(settings, primary=test.name)
-    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), own, source == test.source) for source in sources}
+    parts = {
+        source: compare(source_items(items, variants[source], controls.get(source)), language_table(study, source), own, source == test.source)
+        for source in sources
+    }
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
     notes = [_tagged(part.notes, source, 2) for source, part in parts.items()]
     if rows:

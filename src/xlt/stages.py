@@ -146,6 +146,19 @@ def prepare_training(
     write_text(json.dumps(checks, indent=2, ensure_ascii=False) + "\n", checks_out)
 
 
+def prepare_control(*, training_file: str, output: str, seed: int) -> None:
+    """A source's format-only control examples (xlt.control): its training examples with
+    seeded letters, balanced over A-D and independent of the gold answers, as answers."""
+    from .control import control_examples
+
+    training = pd.read_parquet(training_file)
+    control = control_examples(training, seed, training_file)
+    write_parquet(control, output)
+    agree = int((control["correct_answer_num"] == training["correct_answer_num"]).sum())
+    counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(control["correct_answer_num"].value_counts().items()))
+    _say(f"{len(control)} control examples ({counts}; {agree} agree with the gold answer) -> {output}")
+
+
 def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
@@ -314,8 +327,8 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     `outputs` (effects, alignment, gains, notes): an incomplete tree is refused unless
     allowed, and then notes.csv names what was missing."""
     from .completeness import check_complete, note_missing
-    from .languages import source_languages
-    from .paths import study_variants
+    from .languages import control_sources, source_languages
+    from .paths import control_variants, study_variants
     from .primary import resolve_primary
     from .sources import compare_study
     from .stats import StatsSettings, effects_tested, write_comparisons
@@ -323,7 +336,11 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     # Every cell the study makes: each source's variant, and the prompt of every gain
     # (direct) and of the primary test, whatever the tree holds.
     prompts = {"direct", resolve_primary(study, study["stats"]["primary"], effects_tested).prompt}
-    missing = check_complete(items, study["languages"], allow_missing, source, variants=study_variants(source_languages(study)), prompts=prompts)
+    # A format-only control the tree holds is checked like every variant; one it lacks
+    # (older trees) leaves out the rows that read it, which notes.csv names.
+    controls = [source for source, variant in control_variants(control_sources(study)).items() if variant in set(items["variant"])]
+    variants = study_variants(source_languages(study), controls)
+    missing = check_complete(items, study["languages"], allow_missing, source, variants=variants, prompts=prompts)
     comparisons = note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing)
     write_comparisons(comparisons, *outputs)
     return comparisons
@@ -345,6 +362,7 @@ def report(
     out_dir: str,
     recipes: dict | None = None,
     provenance_file: str | None = None,
+    notes_file: str | None = None,
 ) -> None:
     import json
 
@@ -361,6 +379,7 @@ def report(
         alpha=round(1 - study["stats"]["confidence"], 12),
         recipes=recipes,
         provenance=json.loads(Path(provenance_file).read_text(encoding="utf-8")) if provenance_file else None,
+        notes=pd.read_csv(notes_file, keep_default_na=False) if notes_file else None,
     )
     _say(f"report written to {out_dir}")
 

@@ -22,9 +22,10 @@ import pandas as pd
 from scipy import special
 
 from .atomic import write_csv
+from .diagnostics import is_constant, top_share
 from .errors import XltError
 from .languages import GROUPS, Language
-from .paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
+from .paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT, CLOZE_PROMPT, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
 from .paths import POOLED_MODEL as POOLED
 from .primary import AUTO_PRIMARY
 from .stattests import (
@@ -124,27 +125,83 @@ COMPARISONS = (FT_DIRECT, FT_COT, COT)
 # choice (what reasoning changes in the answer), and its `_format` part is the change
 # in how far the strict score falls short of the format-free one.
 FORCED_PROMPT = "cot_forced"  # the internal cell of CoT rows scored by forced_choice
+# The internal cell of choice rows scored by their debiased letter choice (the option
+# with the highest mean log-probability over the four rotations), where rows have one.
+DEBIASED_PROMPT = "choice_debiased"
+# The format-only control's variant inside one source's comparison (sources.source_items
+# names the control variant ctl-<source> so): the source's examples, random letters.
+CONTROL_VARIANT = "ctl"
 FT_DIRECT_CHOICE = Comparison("ft_gain_choice", "", "direct", ("ft", CHOICE_PROMPT), ("base", CHOICE_PROMPT))
 FT_COT_CHOICE = Comparison("ft_gain_choice", "", "cot", ("ft", CHOICE_PROMPT), ("base", CHOICE_PROMPT))
 COT_CHOICE = Comparison("cot_gain_choice", "cot_", "cot", ("base", FORCED_PROMPT), ("base", CHOICE_PROMPT))
-DECOMPOSITIONS = ((FT_DIRECT, FT_DIRECT_CHOICE), (FT_COT, FT_COT_CHOICE), (COT, COT_CHOICE))
+
+# The gain of the fine-tuned variant over its format-only control, and the control's own
+# gain over the base model (what answering with a letter alone buys), per language group.
+FT_DIRECT_OVER_CONTROL = Comparison("ft_gain_over_control", "", "direct", ("ft", "direct"), (CONTROL_VARIANT, "direct"))
+FT_COT_OVER_CONTROL = Comparison("ft_gain_over_control", "", "cot", ("ft", "cot"), (CONTROL_VARIANT, "cot"))
+CONTROL_DIRECT = Comparison("control_gain", "", "direct", (CONTROL_VARIANT, "direct"), ("base", "direct"))
+CONTROL_COT = Comparison("control_gain", "", "cot", (CONTROL_VARIANT, "cot"), ("base", "cot"))
+CONTROL_COMPARISONS = (FT_DIRECT_OVER_CONTROL, CONTROL_DIRECT, FT_COT_OVER_CONTROL, CONTROL_COT)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of a gain's knowledge part: the change `knowledge` (after minus before)
+    is the knowledge part, the gain minus it the format part. `reading` names it in the
+    rows (`<gain>_knowledge_<reading>_<group>`, `<gain>_format_<reading>_<group>`); the
+    letter-choice reading keeps its first names (`<gain>_choice_*`, `<gain>_format_*`)."""
+
+    gain: Comparison
+    reading: str
+    knowledge: Comparison
+
+
+def _reading(gain: Comparison, reading: str, after: tuple[str, str], before: tuple[str, str]) -> Reading:
+    return Reading(gain, reading, Comparison(f"{gain.gain}_knowledge_{reading}", gain.prefix, gain.prompt, after, before))
+
+
+# The knowledge readings of each gain: `choice` (the letter score at the answer position,
+# kept), then cloze (the option texts scored, no letters: the default), the debiased
+# letter and the format-only control. For the CoT gain the knowledge score after is the
+# forced CoT answer, as in its letter-choice reading.
+DECOMPOSITIONS = (
+    Reading(FT_DIRECT, "choice", FT_DIRECT_CHOICE),
+    _reading(FT_DIRECT, "cloze", ("ft", CLOZE_PROMPT), ("base", CLOZE_PROMPT)),
+    _reading(FT_DIRECT, "debiased", ("ft", DEBIASED_PROMPT), ("base", DEBIASED_PROMPT)),
+    _reading(FT_DIRECT, "control", ("ft", "direct"), (CONTROL_VARIANT, "direct")),
+    Reading(FT_COT, "choice", FT_COT_CHOICE),
+    _reading(FT_COT, "cloze", ("ft", CLOZE_PROMPT), ("base", CLOZE_PROMPT)),
+    _reading(FT_COT, "debiased", ("ft", DEBIASED_PROMPT), ("base", DEBIASED_PROMPT)),
+    _reading(FT_COT, "control", ("ft", "cot"), (CONTROL_VARIANT, "cot")),
+    Reading(COT, "choice", COT_CHOICE),
+    _reading(COT, "cloze", ("base", FORCED_PROMPT), ("base", CLOZE_PROMPT)),
+    _reading(COT, "debiased", ("base", FORCED_PROMPT), ("base", DEBIASED_PROMPT)),
+)
+# The knowledge scores whose cells can themselves be at chance or one label for most
+# items: such a cell cannot show knowledge, so a part read from it is not "knowledge +0".
+KNOWLEDGE_PROMPTS = (CHOICE_PROMPT, CLOZE_PROMPT, DEBIASED_PROMPT)
+CHANCE = 0.25
 
 
 def prompts_using(cell: tuple[str, str]) -> set[str]:
     """The prompts of effects.csv whose rows read `cell` (variant, prompt): base/direct
-    feeds the CoT gain too, the choice cells feed the decomposition under both prompts."""
-    comparisons = COMPARISONS + tuple(part for _, part in DECOMPOSITIONS)
-    cells_of = {c: {(variant, "cot" if prompt == FORCED_PROMPT else prompt) for variant, prompt in (c.after, c.before)} for c in comparisons}
+    feeds the CoT gain too, the knowledge cells feed the decomposition under both prompts."""
+    comparisons = COMPARISONS + CONTROL_COMPARISONS + tuple(reading.knowledge for reading in DECOMPOSITIONS)
+    internal = {FORCED_PROMPT: "cot", DEBIASED_PROMPT: CHOICE_PROMPT}
+    cells_of = {c: {(variant, internal.get(prompt, prompt)) for variant, prompt in (c.after, c.before)} for c in comparisons}
     return {comparison.prompt for comparison, cells in cells_of.items() if tuple(cell) in cells}
 
 
 @dataclass(frozen=True)
 class ModelCells:
     """One model's items x cells matrix of 0/1 correctness; `columns` maps
-    (variant, prompt, lang) to its column."""
+    (variant, prompt, lang) to its column, `top_shares` the knowledge cells among them
+    (KNOWLEDGE_PROMPTS) to the share of their most frequent answer among the answers
+    given, and the share of items with an answer."""
 
     values: np.ndarray
     columns: dict[tuple[str, str, str], int]
+    top_shares: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
 
     def langs(self, comparison: Comparison, languages: dict[str, Language]) -> list[str]:
         """The config's languages that have both cells of `comparison`, in config order."""
@@ -189,6 +246,20 @@ def with_forced_cells(items: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([items, forced.assign(prompt=FORCED_PROMPT, parsed_choice=choice, correct=choice.eq(forced["answer"]).fillna(False))], ignore_index=True)
 
 
+def with_debiased_cells(items: pd.DataFrame) -> pd.DataFrame:
+    """`items` plus, for every choice cell whose rows carry `debiased_choice`, a
+    DEBIASED_PROMPT cell scored by it (a row without one has no answer)."""
+    if "debiased_choice" not in items.columns:
+        return items
+    choice = items[items["prompt"] == CHOICE_PROMPT]
+    has_debiased = choice.groupby(["model", "variant", "lang"])["debiased_choice"].transform(lambda column: column.notna().any())
+    debiased = choice[has_debiased.astype(bool)]
+    picked = debiased["debiased_choice"].astype("Int64")
+    return pd.concat(
+        [items, debiased.assign(prompt=DEBIASED_PROMPT, parsed_choice=picked, correct=picked.eq(debiased["answer"]).fillna(False))], ignore_index=True
+    )
+
+
 def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
     """Model -> ModelCells, on the items every model has in every one of its cells
     (pairing needs the same items everywhere), in item-id order; and their passages."""
@@ -199,7 +270,19 @@ def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
     if not common:
         raise XltError("no item has predictions in every model, variant, prompt and language; the comparison needs paired items")
     ordered = sorted(common)
-    cells = {model: ModelCells(matrix.loc[ordered].to_numpy(), {column: k for k, column in enumerate(matrix.columns)}) for model, matrix in wide.items()}
+    knowledge = items[items["prompt"].isin(KNOWLEDGE_PROMPTS) & items["item_id"].isin(common)]
+    shares = {
+        key: (top_share(rows["parsed_choice"]), float(rows["parsed_choice"].notna().mean()))
+        for key, rows in knowledge.groupby(["model", "variant", "prompt", "lang"])
+    }
+    cells = {
+        model: ModelCells(
+            matrix.loc[ordered].to_numpy(),
+            {column: k for k, column in enumerate(matrix.columns)},
+            {key[1:]: share for key, share in shares.items() if key[0] == model},
+        )
+        for model, matrix in wide.items()
+    }
     return cells, Passages.of(ordered)
 
 
@@ -593,27 +676,73 @@ def effects_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
     return tested
 
 
-def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Comparison, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
-    """Per language group and over all targets: the gain's knowledge part (`_choice`:
-    the change of the format-free score) and its format part (`_format`: the rest),
-    which add up to the gain on every resample, plus the gain over the targets and the
-    format part's share of it. Bootstrap intervals only: a description of the gain,
-    not a test, so outside the Holm families. Where a format-free cell is missing, no
-    rows, and a note naming the cells and why."""
+def _needs(reading: Reading) -> str:
+    """What a reading's cells come from, for the note where they are missing."""
+    prompts = {reading.knowledge.after[1], reading.knowledge.before[1]}
+    if reading.reading == "control":
+        return "the format-only control's predictions (finetune.format_control; variant ctl-<source>)"
+    return "; ".join(
+        need
+        for prompt, need in (
+            (FORCED_PROMPT, "forced_choice on its CoT rows"),
+            (CHOICE_PROMPT, "the choice cell"),
+            (CLOZE_PROMPT, "the cloze cell"),
+            (DEBIASED_PROMPT, "debiased_choice on the choice rows (option rotations)"),
+        )
+        if prompt in prompts
+    )
+
+
+def unreadable_cells(context: ModelContext, knowledge: Comparison, codes: list[str]) -> list[str]:
+    """The knowledge cells of `knowledge` in `codes` that cannot show knowledge: one label
+    for most items (xlt.diagnostics), or accuracy whose bootstrap interval covers chance
+    (0.25; no interval, too few passages: not judged)."""
+    cells, found = context.cells, []
+    for code in codes:
+        for cell in (knowledge.after, knowledge.before):
+            if cell[1] not in KNOWLEDGE_PROMPTS:
+                continue
+            key = (*cell, code)
+            column = cells.columns[key]
+            top, answered = cells.top_shares.get(key, (math.nan, math.nan))
+            low, high = context.resampling.interval(context.draws[:, column])
+            name = f"{'/'.join(cell)}/{code}"
+            if is_constant(top, answered):
+                found.append(f"{name} one label for {top:.0%} of items")
+            elif low <= CHANCE <= high:
+                found.append(f"{name} at chance ({cells.values[:, column].mean():.2f})")
+    return found
+
+
+def decomposition_effects(context: ModelContext, reading: Reading, languages: dict[str, Language], with_total: bool = True) -> tuple[list[Row], list[dict]]:
+    """Per language group and over all targets: the gain's knowledge part under one
+    reading (the change of its knowledge score) and its format part (the rest), which
+    add up to the gain on every resample; with the letter-choice reading also the format
+    part's share of the gain over the targets; with `with_total` the gain over the
+    targets (`<gain>_targets`, written once per gain by the first reading that has it). Bootstrap intervals only: a
+    description of the gain, not a test, so outside the Holm families. A knowledge cell
+    at chance or one label for most items is named on the rows that read it: there the
+    score cannot show knowledge, and its part is not "knowledge +0". Where a cell is
+    missing, no rows, and a note naming the cells and why."""
+    gain, knowledge = reading.gain, reading.knowledge
     cells, settings, prompt = context.cells, context.settings, gain.prompt
     groups = cells.groups(gain, languages)
     groups["targets"] = groups["related"] + groups["control"]
     codes = [code for code in languages if any(code in members for members in groups.values())]
     absent = [f"{'/'.join(cell)}/{code}" for code in codes for cell in (knowledge.after, knowledge.before) if (*cell, code) not in cells.columns]
+    letters = reading.reading == "choice"
+    names = (f"{gain.gain}_choice", f"{gain.gain}_format") if letters else (knowledge.gain, f"{gain.gain}_format_{reading.reading}")
     if absent:
-        needs = "forced_choice on its CoT rows" if FORCED_PROMPT in (knowledge.after[1], knowledge.before[1]) else "the choice cell"
-        why = f"missing: no format-free score for {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''} (needs {needs}; older runs and predictions from elsewhere may lack it)"
-        effect = f"{gain.gain}_choice_*, {gain.gain}_format_*, {gain.gain}_format_share_targets"
+        why = (
+            f"missing: no {reading.reading} reading of the knowledge part: no {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''} "
+            f"(needs {_needs(reading)}; older runs and predictions from elsewhere may lack it)"
+        )
+        effect = f"{names[0]}_*, {names[1]}_*" + (f", {gain.gain}_format_share_targets" if letters else "")
         return [], [
             {"table": "effects", "model": context.model, "prompt": prompt, "effect": effect, "method": "", "holm_family": "", "note": why, "role": "secondary"}
         ]
     method = (
-        f"{_interval_method(settings, context.resampling)}; descriptive, not tested (outside the Holm families); "
+        f"{_interval_method(settings, context.resampling)}; descriptive, not tested (outside the Holm families); {reading.reading} reading: "
         f"knowledge part: {'/'.join(knowledge.after)} - {'/'.join(knowledge.before)}, format part: the gain minus it"
     )
 
@@ -626,23 +755,72 @@ def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Co
     for group, members in groups.items():
         if not members:
             continue
-        total, choice = cells.gain_weights(gain, members), cells.gain_weights(knowledge, members)
-        parts = {f"{gain.gain}_choice_{group}": choice, f"{gain.gain}_format_{group}": total - choice}
-        if group == "targets":
+        total, part = cells.gain_weights(gain, members), cells.gain_weights(knowledge, members)
+        parts = {f"{names[0]}_{group}": part, f"{names[1]}_{group}": total - part}
+        if group == "targets" and with_total:
             parts = {f"{gain.gain}_targets": total, **parts}
-        rows += [described(name, float(accuracy @ weights), context.draws @ weights) for name, weights in parts.items()]
-        if group == "targets":
+        found = [described(name, float(accuracy @ weights), context.draws @ weights) for name, weights in parts.items()]
+        unreadable = unreadable_cells(context, knowledge, members)
+        if unreadable:
+            for row in found[-2:]:
+                row.notes.append(
+                    f"knowledge score unreadable in {len(unreadable)} cell(s): {', '.join(unreadable)}; there the {reading.reading} score cannot show "
+                    "knowledge, so this part is not evidence of knowledge +0"
+                )
+        rows += found
+        if group == "targets" and letters:
             with np.errstate(divide="ignore", invalid="ignore"):
-                share = np.where(context.draws @ total != 0, context.draws @ (total - choice) / (context.draws @ total), np.nan)
-                estimate = float(accuracy @ (total - choice) / (accuracy @ total)) if accuracy @ total != 0 else math.nan
+                share = np.where(context.draws @ total != 0, context.draws @ (total - part) / (context.draws @ total), np.nan)
+                estimate = float(accuracy @ (total - part) / (accuracy @ total)) if accuracy @ total != 0 else math.nan
             row = described(f"{gain.gain}_format_share_targets", estimate, share)
             row.method += "; share: format part / gain over the targets"
             if not np.isfinite(estimate):
                 row.notes.append("the gain over the targets is 0: no share to take")
-            elif rows[-3].ci_low <= 0 <= rows[-3].ci_high:
+            elif (interval := context.resampling.interval(context.draws @ total))[0] <= 0 <= interval[1]:
                 row.notes.append("the gain's interval covers 0: the share is unstable (its interval is wide or unbounded in practice)")
             rows.append(row)
     return rows, []
+
+
+def control_effects(context: ModelContext, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
+    """Per language group: the fine-tuned variant's gain over its format-only control, and
+    the control's gain over the base model, with the passage bootstrap interval, sign-flip
+    p and TOST of accuracy_effect. Holm within one model and prompt over these rows only,
+    so that adding the control leaves the other secondary rows' adjusted p-values as they
+    were. Where the control's cells are missing, no rows, and a note saying so."""
+    rows, absent = [], []
+    for comparison in CONTROL_COMPARISONS:
+        codes = context.cells.langs(FT_DIRECT if comparison.prompt == "direct" else FT_COT, languages)
+        have = context.cells.langs(comparison, languages)
+        missing = [f"{CONTROL_VARIANT}/{comparison.prompt}/{code}" for code in codes if code not in have]
+        if missing or not have:
+            if comparison.gain == "ft_gain_over_control":
+                why = (
+                    f"missing: no format-only control for {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (finetune.format_control does not "
+                    "name this source, or the tree predates the control): no gain over the control, and no control reading of the knowledge part"
+                )
+                absent.append(
+                    {
+                        "table": "effects",
+                        "model": context.model,
+                        "prompt": comparison.prompt,
+                        "effect": "ft_gain_over_control_*, control_gain_*",
+                        "method": "",
+                        "holm_family": "",
+                        "note": why,
+                        "role": "secondary",
+                    }
+                )
+            continue
+        for group, members in context.cells.groups(comparison, languages).items():
+            if members:
+                rows.append(accuracy_effect(context, comparison.prompt, f"{comparison.gain}_{group}", context.cells.gain_weights(comparison, members)))
+    for prompt in sorted({row.prompt for row in rows}):
+        family = [row for row in rows if row.prompt == prompt and np.isfinite(row.p_value)]
+        for row, adjusted in zip(family, holm([row.p_value for row in family])):
+            row.p_adjusted = adjusted
+            row.holm_family = f"secondary: Holm over the {len(family)} format-control p-values of {context.model} / {prompt}"
+    return rows, absent
 
 
 def primary_key(setting: str, languages: dict[str, Language]) -> tuple[str, str]:
@@ -702,19 +880,24 @@ def effects_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """effects.csv and its notes (method, Holm family, reasons for gaps); with_primary
     False: every row secondary (compare)."""
-    rows, absent = [], []
+    rows, controls, absent = [], [], []
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
         for comparison in COMPARISONS:
             rows += comparison_effects(context, comparison, languages)
-        for gain, knowledge in DECOMPOSITIONS:
-            found, missing = decomposition_effects(context, gain, knowledge, languages)
+        totals = set()
+        for reading in DECOMPOSITIONS:
+            found, missing = decomposition_effects(context, reading, languages, with_total=reading.gain not in totals)
+            totals |= {reading.gain} if found else set()
             rows += found
             absent += missing
+        found, missing = control_effects(context, languages)
+        controls += found
+        absent += missing
     for comparison in COMPARISONS:
         rows += pooled_effects(cells, comparison, languages, settings, resampling)
     _adjust(rows, primary_key(settings.primary, languages) if with_primary else None)
-    effects, notes = row_tables(rows)
+    effects, notes = row_tables(rows + controls)
     if absent:
         notes = pd.concat([notes, pd.DataFrame(absent, columns=list(NOTES_COLUMNS))], ignore_index=True)
     return effects, notes
@@ -955,7 +1138,7 @@ def compare(items: pd.DataFrame, languages: dict[str, Language], settings: Stats
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    cells, passages = correctness(with_forced_cells(items))
+    cells, passages = correctness(with_debiased_cells(with_forced_cells(items)))
     resampling = settings.resampling(passages.index)
     effects, effect_notes = effects_table(cells, languages, settings, resampling, with_primary)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)

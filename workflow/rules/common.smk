@@ -13,6 +13,7 @@ from xlt.config import check_files, read_config_file, validate_config
 from xlt.errors import XltError
 from xlt.fingerprint import stage_fingerprint
 from xlt.jobs import language_template, settings_json
+from xlt.languages import control_sources
 from xlt.launch import finetune_launch, xlt_command
 from xlt.recipes import recipe_warning
 from xlt.staging import OFFLINE_ENVIRONMENT, check_cluster_config, staged_datasets, staged_models, staging_dir, training_name
@@ -62,7 +63,12 @@ SOURCES = config["source_languages"]
 # Source language -> its fine-tuned variant (ft with one source, ft-<source> with several)
 FT_VARIANTS = paths.finetuned_variants(SOURCES)
 SOURCE_OF_VARIANT = {variant: source for source, variant in FT_VARIANTS.items()}
-VARIANTS = paths.study_variants(SOURCES)
+# Source language -> its format-only control variant (ctl-<source>), for the sources
+# finetune.format_control names
+CONTROLS = control_sources(config)
+CONTROL_VARIANTS = paths.control_variants(CONTROLS)
+SOURCE_OF_CONTROL = {variant: source for source, variant in CONTROL_VARIANTS.items()}
+VARIANTS = paths.study_variants(SOURCES, CONTROLS)
 EXTERNAL_TRAINING = isinstance(config["finetune"]["data"], dict)
 # One source keeps the single-source folder names (results/models/{model}/adapter)
 ADAPTER = paths.ADAPTER if len(SOURCES) == 1 else paths.SOURCE_ADAPTER
@@ -103,17 +109,23 @@ def source_of(wildcards):
     return wildcards.get("source", SOURCES[0])
 
 
-def finetune_inputs(wildcards):
-    source = source_of(wildcards)
-    inputs = {
-        "base": paths.BASE_MODEL.format(model=wildcards.model),
-        "data": paths.TRAINING.format(source=source),
-        "template": language_template(config, source),
-    }
-    launcher = finetune_launcher_config(wildcards.model)
-    if launcher["type"] == "accelerate":
-        inputs["accelerate_config"] = launcher["config_file"]
-    return inputs
+def finetune_inputs(training):
+    """The input function of a finetune rule whose examples are `training` (a path with
+    {source}: the source's examples, or its format-only control's)."""
+
+    def inputs_of(wildcards):
+        source = source_of(wildcards)
+        inputs = {
+            "base": paths.BASE_MODEL.format(model=wildcards.model),
+            "data": training.format(source=source),
+            "template": language_template(config, source),
+        }
+        launcher = finetune_launcher_config(wildcards.model)
+        if launcher["type"] == "accelerate":
+            inputs["accelerate_config"] = launcher["config_file"]
+        return inputs
+
+    return inputs_of
 
 
 def job_python():
@@ -212,12 +224,14 @@ def predict_inputs(wildcards):
     }
     if wildcards.variant in SOURCE_OF_VARIANT:
         inputs["adapter"] = paths.source_paths(wildcards.model, SOURCE_OF_VARIANT[wildcards.variant], SOURCES)["adapter"]
+    if wildcards.variant in SOURCE_OF_CONTROL:
+        inputs["adapter"] = paths.CONTROL_ADAPTER.format(model=wildcards.model, source=SOURCE_OF_CONTROL[wildcards.variant])
     return inputs
 
 
 def adapter_argument(wildcards, input):
-    """`--adapter PATH` for the fine-tuned variant's predict jobs, nothing for the base."""
-    return f"--adapter {shlex.quote(input.adapter)}" if wildcards.variant in SOURCE_OF_VARIANT else ""
+    """`--adapter PATH` for the fine-tuned and control variants' predict jobs, nothing for the base."""
+    return f"--adapter {shlex.quote(input.adapter)}" if wildcards.variant != "base" else ""
 
 
 # The order jobs start in when cores are scarce: longest path to the end first. A
@@ -236,7 +250,7 @@ def predict_environment(wildcards):
 
 
 def predict_priority(wildcards):
-    return 0 if wildcards.variant in SOURCE_OF_VARIANT else BASE_PREDICT_PRIORITY
+    return BASE_PREDICT_PRIORITY if wildcards.variant == "base" else 0
 
 
 def all_predictions():

@@ -44,3 +44,26 @@ rule prepare_training:
     shell:
         "{params.xlt} prepare-training --settings {params.settings:q} {params.belebele} --test-data {input.test:q}"
         " --out {output.training:q} --checks {output.checks:q} --log {log:q}"
+
+
+# A source's format-only control examples (finetune.format_control): its training
+# examples with every answer replaced by a seeded letter, balanced over A-D.
+rule prepare_control:
+    input:
+        paths.TRAINING,
+    output:
+        paths.CONTROL_TRAINING,
+    log:
+        paths.LOGS["prepare_control"],
+    conda:
+        "../../envs/light.yaml"
+    threads: 1
+    resources:
+        mem_mb=light_resource("mem_mb"),
+        runtime=light_resource("runtime"),
+    params:
+        settings=job_settings("prepare_control"),
+        code=stage_fingerprint("prepare_control"),
+        xlt=xlt_launcher,
+    shell:
+        "{params.xlt} prepare-control --settings {params.settings:q} --data {input:q} --out {output:q} --log {log:q}"

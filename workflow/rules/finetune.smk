@@ -4,7 +4,7 @@
 # several nodes. Values reach the shell quoted ({...:q}, or shlex.quote in xlt.launch).
 rule finetune:
     input:
-        unpack(finetune_inputs),
+        unpack(finetune_inputs(paths.TRAINING)),
     output:
         directory(ADAPTER),
     log:
@@ -25,6 +25,20 @@ rule finetune:
         "{params.launch} finetune --model {wildcards.model:q} --settings {params.settings:q}"
         " --base {input.base:q} --data {input.data:q} --template {input.template:q}"
         " --out {output:q} --checkpoints {params.checkpoints:q} --threads {threads} > {log:q} 2>&1"
+
+
+# The format-only control of a source (finetune.format_control): the same job on the
+# source's examples with seeded random letters as answers (rule prepare_control); the
+# params not named here (settings, code, launch) are the finetune rule's.
+use rule finetune as finetune_control with:
+    input:
+        unpack(finetune_inputs(paths.CONTROL_TRAINING)),
+    output:
+        directory(paths.CONTROL_ADAPTER),
+    log:
+        paths.LOGS["finetune_control"],
+    params:
+        checkpoints=lambda wildcards: paths.CONTROL_CHECKPOINTS.format(model=wildcards.model, source=wildcards.source),
 
 
 # Optional (finetune.merge: true): base + adapter as one checkpoint, for inference

@@ -7,6 +7,7 @@ rule report:
         effects=paths.EFFECTS,
         alignment=paths.ALIGNMENT,
         gains=paths.GAINS,
+        notes=paths.NOTES,
         provenance=paths.PROVENANCE,
     output:
         verdicts=report(
@@ -38,6 +39,12 @@ rule report:
             caption="../report/format_diagnostics.rst",
             category="2. Accuracy",
             labels={"item": "format diagnostics"},
+        ),
+        knowledge=report(
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['knowledge']}",
+            caption="../report/knowledge_readings.rst",
+            category="2. Accuracy",
+            labels={"item": "knowledge readings"},
         ),
         accuracy_table=report(
             f"{paths.REPORT}/{paths.REPORT_TABLES['accuracy']}",
@@ -84,7 +91,7 @@ rule report:
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     shell:
         "{params.xlt} report --accuracy {input.accuracy:q} --effects {input.effects:q} --alignment {input.alignment:q}"
-        " --gains {input.gains:q} --provenance {input.provenance:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"
+        " --gains {input.gains:q} --notes {input.notes:q} --provenance {input.provenance:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"
 
 
 # What the numbers were computed from (models' and data's resolved revisions, versions,

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from snakemake_runs import planned_rules, run_snakemake
 
+from xlt import paths
+
 DOWNSTREAM = {"results/scores/accuracy.csv", "results/stats/effects.csv", "results/report/summary.md"}
 
 
@@ -75,7 +77,7 @@ def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo
     for model in ("tiny-dense", "tiny-moe"):
         assert f"results/models/{model}/adapter" in planned
         assert {path for path in jobs_of(planned, model) if "/predictions/" in path} == {
-            f"results/predictions/{model}/ft/{prompt}/{lang}.parquet" for prompt in ("direct", "cot", "choice") for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
+            f"results/predictions/{model}/ft/{prompt}/{lang}.parquet" for prompt in paths.PROMPTS for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
         }
         assert f"results/models/{model}/base" not in planned
     assert planned >= DOWNSTREAM

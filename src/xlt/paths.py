@@ -49,6 +49,8 @@ EFFECTS = f"{STATS}/{STATS_FILES['effects']}"
 ALIGNMENT = f"{STATS}/{STATS_FILES['alignment']}"
 GAINS = f"{STATS}/{STATS_FILES['gains']}"
 NOTES = f"{STATS}/{STATS_FILES['notes']}"
+# How close each target is to each source (xlt.proximity), from the config alone.
+PROXIMITY = f"{STATS}/proximity.csv"
 
 # The report's files, by name: the plots, one HTML page per table (items of
 # `snakemake --report`), and summary.md with everything in Markdown.
@@ -81,6 +83,7 @@ LOGS = {
     "score": "logs/score.log",
     "compare": "logs/compare.log",
     "report": "logs/report.log",
+    "proximity": "logs/proximity.log",
     "provenance": "logs/provenance.log",
 }
 
@@ -158,6 +161,7 @@ GAINS_COLUMNS = (
     "normalised_ci_high",
     "n_items",
 )
+PROXIMITY_COLUMNS = ("source", "target", "source_glottocode", "target_glottocode", "genealogical", "common_clade", "same_script", "distance_km")
 NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note", "role")
 # effects.csv, gains.csv and notes.csv carry the fine-tuning source after `model` (notes:
 # after `table`), alignment.csv first: each source's rows are a single-source study's;

@@ -322,6 +322,15 @@ def report(
     _say(f"report written to {out_dir}")
 
 
+def proximity(study: dict, output: str) -> None:
+    """results/stats/proximity.csv: how close each target is to each source (xlt.proximity)."""
+    from .proximity import proximity_table
+
+    table = proximity_table(study)
+    write_csv(table, output)
+    _say(f"proximity of {table['target'].nunique()} targets to {table['source'].nunique()} sources -> {output}")
+
+
 def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:
     """results/provenance.json of the config (less how jobs run: xlt.jobs.computed_config),
     the prepared base models (model -> its folder) and what the training rows' checks

@@ -21,6 +21,7 @@ from .errors import XltError
 from .languages import interaction_sides, language_table, source_languages
 from .paths import SOURCE_COLUMN, finetuned_variants
 from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
+from .proximity_stats import interaction_slope_rows
 from .stats import (
     Comparison,
     Comparisons,
@@ -154,6 +155,11 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
         across = _row_tables(rows, "")
         effects.append(across[0])
         notes.append(across[1])
+    slopes = interaction_slope_rows(items, study, settings)
+    if slopes:
+        tables = _row_tables(slopes, "")
+        effects.append(tables[0])
+        notes.append(tables[1])
     absent = absent_primary_rows(pd.concat(effects, ignore_index=True), sorted(set(items["model"])), test)
     if absent:
         tables = _row_tables(absent, test.source)

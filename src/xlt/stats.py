@@ -55,10 +55,11 @@ class StatsSettings:
     equivalence_margin: float = 0.05
     seed: int = 0
     primary: str = "auto"
+    proximity_margin: float = 0.1
 
     @classmethod
     def from_config(cls, block: dict) -> StatsSettings:
-        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed", "primary")})
+        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed", "primary", "proximity_margin")})
 
     @property
     def alpha(self) -> float:
@@ -590,7 +591,9 @@ def effects_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
             names += [f"{comparison.prefix}same_family"] * split.same_family + [f"{comparison.prefix}same_script"] * split.both_scripts
         names += [f"{comparison.prefix}mcnemar_{code}" for code in languages]
         tested += [(comparison.prompt, name) for name in names]
-    return tested
+    from .proximity_stats import slopes_tested
+
+    return tested + slopes_tested(languages)
 
 
 def decomposition_effects(context: ModelContext, gain: Comparison, knowledge: Comparison, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
@@ -702,6 +705,8 @@ def effects_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """effects.csv and its notes (method, Holm family, reasons for gaps); with_primary
     False: every row secondary (compare)."""
+    from .proximity_stats import slope_rows
+
     rows, absent = [], []
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
@@ -711,6 +716,9 @@ def effects_table(
             found, missing = decomposition_effects(context, gain, knowledge, languages)
             rows += found
             absent += missing
+        found, missing = slope_rows(context, languages)
+        rows += found
+        absent += missing
     for comparison in COMPARISONS:
         rows += pooled_effects(cells, comparison, languages, settings, resampling)
     _adjust(rows, primary_key(settings.primary, languages) if with_primary else None)

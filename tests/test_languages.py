@@ -215,3 +215,23 @@ def test_configured_languages_take_family_and_script_from_the_metadata():
     row = table[(table["source"] == "pes_Arab") & (table["target"] == "urd_Arab")].iloc[0]
     assert 0 < row["genealogical"] < 1 and row["common_clade"] == "Indo-Iranian"
     assert not table["genealogical"].isna().any()
+
+
+def test_the_study_across_belebele_config_lists_every_variant():
+    config = validate_config(read_config_file("config/belebele-all.yaml"))
+    assert sorted(config["languages"]) == sorted(BELEBELE)
+    assert {code for code, meta in config["languages"].items() if meta["family"] == "Semitic"} == {
+        code for code, meta in language_metadata().items() if "Semitic" in meta.classification_names
+    }
+    assert len(proximity_table(config)) == 2 * 121
+
+
+@pytest.mark.plans
+def test_snakemake_plans_the_study_across_every_belebele_language(repo, tmp_path):
+    """`snakemake -n --configfile config/belebele-all.yaml`: the paper's 7 models x 2
+    sources fine-tuned, 7 x 3 predict jobs each over 122 languages, one proximity table."""
+    from snakemake_runs import planned_rules, shipped_study
+
+    study = shipped_study(tmp_path)
+    plan = planned_rules(repo / "Snakefile", study, study / "config" / "belebele-all.yaml")
+    assert plan["finetune"] == 14 and plan["predict"] == 7 * 3 and plan["proximity"] == 1 and plan["compare"] == 1 and plan["report"] == 1

@@ -12,8 +12,8 @@ from xlt.cli import main
 from xlt.config import validate_config
 from xlt.languages import language_metadata, language_table
 from xlt.paths import SOURCE_COLUMN
-from xlt.proximity import proximity_table
-from xlt.proximity_stats import INTERACTION, SLOPE, partial_slope
+from xlt.proximity import INTERACTION, SLOPE, proximity_table
+from xlt.proximity_stats import partial_slope
 from xlt.simulate import PASSAGE_CORRELATED, simulate_predictions
 
 

@@ -17,10 +17,15 @@ import math
 
 import pandas as pd
 
-from .languages import LanguageMetadata, language_metadata, source_languages
-from .paths import PROXIMITY_COLUMNS
+from .languages import Language, LanguageMetadata, language_metadata, source_languages
+from .paths import GENERATED_PROMPTS, PROXIMITY_COLUMNS
 
 EARTH_RADIUS_KM = 6371.0088  # the mean Earth radius (IUGG)
+# The effects.csv rows of the continuous design (xlt.proximity_stats), named here so that
+# the report reads them without importing the statistics.
+SLOPE = "proximity_slope"
+INTERACTION = "proximity_interaction"
+MIN_TARGETS = 5  # a slope's fit: an intercept, proximity, two covariates and a residual
 
 
 def genealogical_proximity(first: LanguageMetadata, second: LanguageMetadata) -> float:
@@ -75,3 +80,18 @@ def proximity_table(study: dict) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=list(PROXIMITY_COLUMNS))
+
+
+def measured(languages: dict[str, Language]) -> tuple[LanguageMetadata | None, list[str]]:
+    """The source's metadata (None unless exactly one language is the source and has
+    it) and the targets with metadata, in config order: what a slope is fitted on."""
+    known = language_metadata()
+    sources = [code for code, lang in languages.items() if lang.group == "source"]
+    source = known.get(sources[0]) if len(sources) == 1 else None
+    return source, [code for code, lang in languages.items() if lang.is_target and code in known] if source else []
+
+
+def slopes_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
+    """The (prompt, effect) of the proximity slopes one source's comparison tests on a
+    complete tree (xlt.proximity_stats.slope_rows): one per generated prompt."""
+    return [(prompt, SLOPE) for prompt in GENERATED_PROMPTS] if len(measured(languages)[1]) >= MIN_TARGETS else []

@@ -34,15 +34,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from .languages import Language, LanguageMetadata, language_metadata, source_languages
+from .languages import Language, language_metadata, source_languages
 from .paths import finetuned_variants
-from .proximity import genealogical_proximity
+from .proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured
 from .stats import FT_COT, FT_DIRECT, ModelCells, ModelContext, Row, StatsSettings, correctness
 from .stattests import expanded_confidence, holm, minimum_clusters, percentile_interval, permutation_p, unit_permutations
-
-SLOPE = "proximity_slope"
-INTERACTION = "proximity_interaction"
-MIN_TARGETS = 5  # an intercept, proximity and two covariates, and a residual
 
 
 def _residuals(values: np.ndarray, design: np.ndarray) -> np.ndarray:
@@ -129,20 +125,6 @@ def slope_row(
     if n < 30:
         row.notes.append(f"wide by design: {n} target languages are {n} units (config/belebele-all.yaml has 120)")
     return row
-
-
-def measured(languages: dict[str, Language]) -> tuple[LanguageMetadata | None, list[str]]:
-    """The source's metadata (None unless exactly one source has it) and the targets
-    with metadata, in config order: what a slope can be fitted on."""
-    known = language_metadata()
-    sources = [code for code, lang in languages.items() if lang.group == "source"]
-    source = known.get(sources[0]) if len(sources) == 1 else None
-    return source, [code for code, lang in languages.items() if lang.is_target and code in known] if source else []
-
-
-def slopes_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
-    """The (prompt, effect) of the slopes one source's comparison gives on a complete tree."""
-    return [(comparison.prompt, SLOPE) for comparison in (FT_DIRECT, FT_COT)] if len(measured(languages)[1]) >= MIN_TARGETS else []
 
 
 def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:

@@ -21,7 +21,7 @@ from .errors import XltError
 from .languages import interaction_sides, language_table, source_languages
 from .paths import SOURCE_COLUMN, finetuned_variants
 from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
-from .proximity_stats import interaction_slope_rows
+from .proximity_stats import interaction_slope_rows, slope_rows
 from .stats import (
     Comparison,
     Comparisons,
@@ -148,7 +148,9 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     test = resolve_primary(study, settings.primary, effects_tested)
     rows = interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
     own = replace(settings, primary=test.name)
-    parts = {source: compare(source_items(items, variants[source]), language_table(study, source), own, source == test.source) for source in sources}
+    parts = {
+        source: compare(source_items(items, variants[source]), language_table(study, source), own, source == test.source, (slope_rows,)) for source in sources
+    }
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
     notes = [_tagged(part.notes, source, 2) for source, part in parts.items()]
     if rows:

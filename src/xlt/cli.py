@@ -343,8 +343,9 @@ def _report(args) -> None:
     settings = read_settings(args.settings, "the study settings and recipes", "report")
     tables = [_existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")]
     provenance = _existing(args.provenance, "--provenance") if args.provenance else None
+    proximity = _existing(args.proximity, "--proximity") if args.proximity else None
     with _job_log(args):
-        report(*tables, settings, args.out, settings.get("recipes"), provenance)
+        report(*tables, settings, args.out, settings.get("recipes"), provenance, proximity)
 
 
 def _proximity(args) -> None:
@@ -476,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--alignment", required=True, help="results/stats/alignment.csv")
     report.add_argument("--gains", required=True, help="results/stats/gains.csv")
     report.add_argument("--provenance", help="results/provenance.json, summarised in summary.md")
+    report.add_argument("--proximity", help="results/stats/proximity.csv: the gain against proximity plot and the fitted slopes in summary.md")
     report.add_argument("--out", required=True, help="folder to write the report to (results/report)")
 
     proximity = _stage(

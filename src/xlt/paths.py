@@ -62,6 +62,7 @@ REPORT_PLOTS = {
     "diagnostics": "format_diagnostics.png",
     "gains": "gains_by_group.png",
     "alignment": "ft_vs_cot_gain.png",
+    "proximity": "gain_vs_proximity.png",
 }
 REPORT_TABLES = {
     "verdicts": "verdicts.html",

@@ -302,6 +302,7 @@ def report(
     out_dir: str,
     recipes: dict | None = None,
     provenance_file: str | None = None,
+    proximity_file: str | None = None,
 ) -> None:
     import json
 
@@ -318,6 +319,7 @@ def report(
         alpha=round(1 - study["stats"]["confidence"], 12),
         recipes=recipes,
         provenance=json.loads(Path(provenance_file).read_text(encoding="utf-8")) if provenance_file else None,
+        proximity=pd.read_csv(proximity_file) if proximity_file else None,
     )
     _say(f"report written to {out_dir}")
 

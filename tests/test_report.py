@@ -190,6 +190,8 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_si
     paper = validate_config(read_config_file(repo / "config" / "paper.yaml"))
     proximity = proximity_table({**paper, "source_languages": ["arb_Arab"]})
     report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path, proximity=proximity)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Gain against genealogical proximity" in summary and "With 8 target languages per source" in summary and "wide by design" in summary
     assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *paths.REPORT_PLOTS.values(), *paths.REPORT_TABLES.values()}
     verdicts = (tmp_path / paths.REPORT_TABLES["verdicts"]).read_text()
     assert verdicts.count("<li>") == 3 * accuracy["model"].nunique()  # fine-tuning under direct and cot, and the CoT gain

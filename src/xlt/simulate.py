@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="study config: its languages and stats settings")
-    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--trials", type=int, help="trials per scenario (default: 5000 for relatedness, 600 for proximity)")
     parser.add_argument("--items", type=int, default=200, help="questions per language")
     parser.add_argument("--questions-per-passage", type=int, default=PASSAGE_CORRELATED.questions_per_passage)
     parser.add_argument("--seed", type=int, default=0)
@@ -434,12 +434,15 @@ def main(argv: list[str] | None = None) -> None:
         default="relatedness",
         help="relatedness: the config's primary test; proximity: proximity_slope at 8, 30 and 120 Belebele targets (Arabic the source)",
     )
+    parser.add_argument("--targets", default="8,30,120", help="with --design proximity: the numbers of target languages, comma-separated")
     args = parser.parse_args(argv)
+    args.trials = args.trials or (600 if args.design == "proximity" else 5000)
     config = load_config(args.config)
     started = time.perf_counter()
     if args.design == "proximity":
         base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
-        table = proximity_characteristics(StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed)
+        sizes = tuple(int(size) for size in args.targets.split(","))
+        table = proximity_characteristics(StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed, sizes)
         print(table.to_markdown(index=False, floatfmt=".4f"))
         print(f"\n{args.trials} trials per size and slope of proximity_slope in {time.perf_counter() - started:.0f} s")
         return

@@ -47,6 +47,7 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/proximity.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -61,6 +62,7 @@ localrules:
     provenance,
     score,
     compare,
+    proximity,
     report,
 
 

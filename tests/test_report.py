@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 from xlt import paths, report
+from xlt.config import read_config_file, validate_config
 from xlt.languages import language_table
+from xlt.proximity import proximity_table
+from xlt.proximity_report import proximity_figure
 from xlt.scoring import accuracy_table
 from xlt.simulate import Scenario, simulate_predictions
 from xlt.stats import StatsSettings, compare
@@ -24,7 +27,7 @@ MARGIN = 0.05
 def simulated_study(repo, models: list[str] | None = None, langs: list[str] | None = None):
     """accuracy, effects, alignment, gains and languages of a study drawn with known
     accuracies, on the paper config's models and languages (or the first few)."""
-    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    paper = validate_config(yaml.safe_load((repo / "config" / "paper.yaml").read_text()))
     languages = {code: meta for code, meta in paper["languages"].items() if langs is None or code in langs}
     study = {"languages": languages, "source_language": paper["source_languages"][0], "related_families": paper["related_families"]}
     languages = language_table(study)
@@ -182,9 +185,13 @@ def test_group_gains_plot_places_each_estimate_at_its_model(paper_sized):
     plt.close(figure)
 
 
-def test_write_report_writes_summary_plots_and_one_page_per_table(paper_sized, tmp_path):
+def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_sized, tmp_path):
     accuracy, effects, alignment, gains, languages = paper_sized
-    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path)
+    paper = validate_config(read_config_file(repo / "config" / "paper.yaml"))
+    proximity = proximity_table({**paper, "source_languages": ["arb_Arab"]})
+    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path, proximity=proximity)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Gain against genealogical proximity" in summary and "With 8 target languages per source" in summary and "wide by design" in summary
     assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *paths.REPORT_PLOTS.values(), *paths.REPORT_TABLES.values()}
     verdicts = (tmp_path / paths.REPORT_TABLES["verdicts"]).read_text()
     assert verdicts.count("<li>") == 3 * accuracy["model"].nunique()  # fine-tuning under direct and cot, and the CoT gain
@@ -223,3 +230,34 @@ def test_the_format_split_is_stated_per_source_with_several_sources():
         pd.DataFrame([row for row in rows if row[paths.SOURCE_COLUMN] == "arb_Arab"]).drop(columns=paths.SOURCE_COLUMN), None, ["m1"]
     )
     assert single[0].startswith("m1: fine-tuning gain on the targets (direct prompt) +20.0 points")
+
+
+def test_gain_against_proximity_labels_every_target_and_states_its_slope(repo, paper_sized):
+    """One panel per model for the one source, each target's code at its point, the
+    fitted slope in the title."""
+    import matplotlib.pyplot as plt
+
+    accuracy, effects, alignment, gains, languages = paper_sized
+    paper = validate_config(read_config_file(repo / "config" / "paper.yaml"))
+    proximity = proximity_table({**paper, "source_languages": ["arb_Arab"]})
+    slopes = pd.DataFrame(
+        [
+            {
+                "model": model,
+                "source": "arb_Arab",
+                "prompt": "direct",
+                "effect": "proximity_slope",
+                "estimate": 0.1,
+                "ci_low": -0.2,
+                "ci_high": 0.4,
+                "p_value": 0.5,
+            }
+            for model in set(accuracy["model"])
+        ]
+    )
+    figure = proximity_figure(gains, proximity, slopes, report._pyplot(), report._points_axis)
+    assert len(figure.axes) == accuracy["model"].nunique()
+    for ax in figure.axes:
+        assert {text.get_text() for text in ax.texts} == set(proximity["target"])
+        assert "slope +0.10 [-0.20, +0.40], p=0.5" in ax.get_title()
+    plt.close(figure)

@@ -106,3 +106,30 @@ def test_primary_test_operating_characteristics_at_full_size(study):
     # On the same passage-correlated data the question-level version rejects too often.
     question = table[(table.version == "question-level") & (table.check == "false-positive rate (p < alpha)")].iloc[0]
     assert question.rate > 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials)
+
+
+def _rate(table: pd.DataFrame, targets: int, check: str) -> float:
+    return float(table.loc[(table["targets"] == targets) & table["check"].str.startswith(check), "rate"].iloc[0])
+
+
+def test_the_proximity_slope_is_found_at_30_targets():
+    """The continuous design (proximity_slope, docs/statistics.md): a planted slope of
+    0.2 per unit of proximity is found in nearly every trial at 30 targets."""
+    from xlt.simulate import proximity_characteristics
+
+    table = proximity_characteristics(StatsSettings(bootstrap_samples=200), trials=20, sizes=(30,))
+    assert set(table["check"].str.split(" ").str[0]) == {"false-positive", "coverage", "equivalence", "power"}
+    assert _rate(table, 30, "power") >= 0.9
+
+
+@pytest.mark.slow
+def test_the_proximity_slope_keeps_its_level_at_8_and_120_targets():
+    """False positives within three Monte-Carlo standard errors of 5% at 8 and 120
+    targets (400 trials each; docs/statistics.md quotes 600)."""
+    from xlt.simulate import proximity_characteristics
+
+    table = proximity_characteristics(StatsSettings(bootstrap_samples=500), trials=400, sizes=(8, 120), seed=7)
+    bound = 3 * math.sqrt(0.05 * 0.95 / 400)
+    for targets in (8, 120):
+        assert abs(_rate(table, targets, "false-positive") - 0.05) <= bound, targets
+    assert _rate(table, 120, "power") >= 0.95

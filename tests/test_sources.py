@@ -11,6 +11,7 @@ from test_stats import CONFIG
 from xlt.errors import XltError
 from xlt.languages import interaction_targets, language_table
 from xlt.paths import discover_predictions, finetuned_variants, source_paths, variant_source
+from xlt.proximity_stats import slope_rows
 from xlt.sources import INTERACTION, compare_study, interaction_rows
 from xlt.stats import StatsSettings, compare
 from xlt.stattests import holm
@@ -152,7 +153,7 @@ def test_a_single_source_tree_compares_as_before(tmp_path):
     items = synthetic_items(60, 0.0, seed=8, sources=("arb_Arab",))
     single = {"languages": LANGUAGES, "source_language": "arb_Arab", "related_families": ["Semitic"], "stats": {}}
     comparisons = compare_study(items, single, SETTINGS)
-    before = compare(items, language_table(single), SETTINGS)
+    before = compare(items, language_table(single), SETTINGS, extra_rows=(slope_rows,))  # stats.compare with the proximity slopes
     assert (comparisons.effects["source"] == "arb_Arab").all()
     pd.testing.assert_frame_equal(comparisons.effects.drop(columns="source"), before.effects)
     assert INTERACTION not in set(comparisons.effects["effect"])

@@ -105,7 +105,7 @@ def test_every_job_runs_this_checkouts_xlt(repo, tiny_study):
     printed = snakemake_command(repo / "Snakefile", workdir, configfile, "-n", "-p", "--forceall")
     commands = [line.removeprefix("Shell command: ") for line in printed.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
     stages = {command.split(" -m xlt ")[1].split()[0] for command in commands}
-    assert stages == {"prepare-data", "prepare-training", "prepare-model", "finetune", "predict", "score", "compare", "report", "provenance"}
+    assert stages == {"prepare-data", "prepare-training", "prepare-model", "finetune", "predict", "score", "compare", "report", "proximity", "provenance"}
     for command in commands:
         assert command.startswith(f"PYTHONPATH={repo / 'src'}" + "${PYTHONPATH:+:$PYTHONPATH} "), command[:200]
 

@@ -1,7 +1,7 @@
 """The `xlt` command: the study's statistics and answer extraction on predictions
 made anywhere, without the workflow engine and without loading a model; and every
 stage of the workflow (`prepare-data`, `prepare-training`, `prepare-control`, `prepare-model`, `finetune`,
-`merge`, `predict`, `score`, `compare`, `report`, `provenance`), which its rules run as shell commands with
+`merge`, `predict`, `score`, `compare`, `report`, `proximity`, `provenance`), which its rules run as shell commands with
 named arguments. A stage's `--settings` is the JSON that xlt.jobs.job_settings builds
 from the config; model libraries are imported only by the stages that load a model."""
 
@@ -383,8 +383,17 @@ def _report(args) -> None:
     tables = [_existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")]
     provenance = _existing(args.provenance, "--provenance") if args.provenance else None
     notes = _existing(args.notes, "--notes") if args.notes else None
+    proximity = _existing(args.proximity, "--proximity") if args.proximity else None
     with _job_log(args):
-        report(*tables, settings, args.out, settings.get("recipes"), provenance, notes)
+        report(*tables, settings, args.out, settings.get("recipes"), provenance, notes, proximity)
+
+
+def _proximity(args) -> None:
+    from .stages import proximity
+
+    settings = read_settings(args.settings, "the study settings", "proximity")
+    with _job_log(args):
+        proximity(settings, args.out)
 
 
 def _variant(name: str) -> str:
@@ -542,7 +551,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--gains", required=True, help="results/stats/gains.csv")
     report.add_argument("--provenance", help="results/provenance.json, summarised in summary.md")
     report.add_argument("--notes", help="results/stats/notes.csv: what summary.md says of knowledge scores at chance or one label")
+    report.add_argument("--proximity", help="results/stats/proximity.csv: the gain against proximity plot and the fitted slopes in summary.md")
     report.add_argument("--out", required=True, help="folder to write the report to (results/report)")
+
+    proximity = _stage(
+        commands,
+        "proximity",
+        "results/stats/proximity.csv: genealogical proximity, same script and distance of every target to every source",
+        _proximity,
+        "the study settings",
+    )
+    proximity.add_argument("--out", required=True, help="file to write (results/stats/proximity.csv)")
 
     provenance = _stage(
         commands, "provenance", "results/provenance.json: revisions, hashes and versions of what the numbers come from", _provenance, "the config"

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .errors import XltError
+from .languages import fill_language_metadata
 from .paths import POOLED_MODEL
 from .primary import resolve_primary
 from .yamlfile import read_yaml
@@ -58,7 +59,8 @@ def _describe(error) -> str:
 
 
 def validate_config(config: dict, source: str = "config") -> dict:
-    """Validate against the schema and fill defaults; returns a new dict."""
+    """Validate against the schema and fill defaults (a language's family and script
+    from the metadata xlt ships, where the config leaves them out); returns a new dict."""
     import jsonschema
     from jsonschema import Draft202012Validator, validators
 
@@ -93,6 +95,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
         validator_class(load_schema()).validate(config)
     except jsonschema.ValidationError as error:
         raise XltError(f"{source}: {_describe(error)}") from None
+    fill_language_metadata(config["languages"], source)
     check_config(config, source)
     return config
 

@@ -23,7 +23,7 @@ STAGE_BLOCKS = ("finetune", "inference")
 # What an adapter does not depend on: how the job runs, and what is done after it.
 NOT_LEARNED = ("launcher", "resources", "merge")
 MODEL_STAGES = ("prepare_model", "finetune", "merge", "predict")
-STUDY_STAGES = ("score", "compare", "report")
+STUDY_STAGES = ("score", "compare", "report", "proximity")
 DATA_STAGES = ("prepare_data", "prepare_training", "prepare_control", "provenance")
 # The keys of each stage's settings that its command reads (job_settings builds them; a
 # test keeps the two in step): a `--settings` without one stops with one line.

@@ -1,14 +1,79 @@
 """Language metadata: family, script and the role each language plays in the study.
 
 Which language is the source and which families count as related is configuration,
-so the same code answers the question for any language family.
+so the same code answers the question for any language family. The genealogy of every
+Belebele variant (Glottocode, Glottolog's family and classification path, coordinates)
+ships as data/languages.csv, built by tools/build_languages.py (docs/languages.md); a
+configured language takes its family and script from it unless the config gives them.
 """
 
 from __future__ import annotations
 
+import csv
+import functools
 from dataclasses import dataclass
+from importlib.resources import files
+
+from .errors import XltError
 
 GROUPS = ("source", "related", "control")
+METADATA_FILE = "data/languages.csv"
+
+
+@dataclass(frozen=True)
+class LanguageMetadata:
+    """One Belebele variant as Glottolog 4.0 classifies it. `classification` is the
+    path of Glottocodes from the family down to the language itself; two script
+    variants of one language (arb_Arab, arb_Latn) share it."""
+
+    flores_code: str
+    iso639_3: str
+    glottolog_iso639_3: str
+    glottocode: str
+    name: str
+    family: str
+    classification: tuple[str, ...]
+    classification_names: tuple[str, ...]
+    script: str
+    latitude: float
+    longitude: float
+
+
+@functools.cache
+def language_metadata() -> dict[str, LanguageMetadata]:
+    """FLORES code -> metadata, for every Belebele variant."""
+    with files("xlt").joinpath(METADATA_FILE).open(encoding="utf-8", newline="") as handle:
+        return {
+            row["flores_code"]: LanguageMetadata(
+                row["flores_code"],
+                row["iso639_3"],
+                row["glottolog_iso639_3"],
+                row["glottocode"],
+                row["name"],
+                row["family"],
+                tuple(row["classification"].split("/")),
+                tuple(row["classification_names"].split("/")),
+                row["script"],
+                float(row["latitude"]),
+                float(row["longitude"]),
+            )
+            for row in csv.DictReader(handle)
+        }
+
+
+def fill_language_metadata(languages: dict, source: str = "config") -> None:
+    """Give each configured language (code -> its config entry) the family and script
+    of its metadata where the entry leaves them out; a language outside the table must
+    state both."""
+    known = language_metadata()
+    for code, meta in languages.items():
+        missing = [key for key in ("family", "script") if key not in meta]
+        if not missing:
+            continue
+        if code not in known:
+            raise XltError(f"{source}: languages.{code}: no {' or '.join(missing)}, and {code} is not a Belebele variant whose metadata xlt ships; give both")
+        meta.setdefault("family", known[code].family)
+        meta.setdefault("script", known[code].script)
 
 
 @dataclass(frozen=True)

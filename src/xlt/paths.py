@@ -67,6 +67,8 @@ EFFECTS = f"{STATS}/{STATS_FILES['effects']}"
 ALIGNMENT = f"{STATS}/{STATS_FILES['alignment']}"
 GAINS = f"{STATS}/{STATS_FILES['gains']}"
 NOTES = f"{STATS}/{STATS_FILES['notes']}"
+# How close each target is to each source (xlt.proximity), from the config alone.
+PROXIMITY = f"{STATS}/proximity.csv"
 
 # The report's files, by name: the plots, one HTML page per table (items of
 # `snakemake --report`), and summary.md with everything in Markdown.
@@ -79,6 +81,7 @@ REPORT_PLOTS = {
     "knowledge": "knowledge_readings.png",
     "gains": "gains_by_group.png",
     "alignment": "ft_vs_cot_gain.png",
+    "proximity": "gain_vs_proximity.png",
 }
 REPORT_TABLES = {
     "verdicts": "verdicts.html",
@@ -105,6 +108,7 @@ LOGS = {
     "score": "logs/score.log",
     "compare": "logs/compare.log",
     "report": "logs/report.log",
+    "proximity": "logs/proximity.log",
     "provenance": "logs/provenance.log",
 }
 
@@ -194,6 +198,7 @@ GAINS_COLUMNS = (
     "normalised_ci_high",
     "n_items",
 )
+PROXIMITY_COLUMNS = ("source", "target", "source_glottocode", "target_glottocode", "genealogical", "common_clade", "same_script", "distance_km")
 NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note", "role")
 # effects.csv, gains.csv and notes.csv carry the fine-tuning source after `model` (notes:
 # after `table`), alignment.csv first: each source's rows are a single-source study's;

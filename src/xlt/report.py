@@ -582,12 +582,14 @@ def write_report(
     recipes: dict[str, dict] | None = None,
     provenance: dict | None = None,
     notes: pd.DataFrame | None = None,
+    proximity: pd.DataFrame | None = None,
 ) -> None:
     """`alpha`: the statistics' level (1 - stats.confidence), which the verdicts judge at
     and whose TOST interval they quote. `recipes`: model -> its fine-tuning recipe
-    (xlt.recipes); `provenance`: the content of provenance.json. Each is a section of
-    summary.md when given. `notes`: notes.csv, whose notes on knowledge scores that
-    cannot show knowledge the summary repeats."""
+    (xlt.recipes); `provenance`: the content of provenance.json; `proximity`:
+    proximity.csv, for the gain against proximity (xlt.proximity_report). Each is a
+    section of summary.md when given. `notes`: notes.csv, whose notes on knowledge scores
+    that cannot show knowledge the summary repeats."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
@@ -629,6 +631,15 @@ def write_report(
         "## Full accuracy table",
         _markdown(accuracy),
     ]
+    if proximity is not None:
+        from .proximity_report import proximity_figure, proximity_lines
+
+        _save(proximity_figure(gains, proximity, effects, _pyplot(), _points_axis), out_dir / paths.REPORT_PLOTS["proximity"])
+        sections[sections.index("## Alignment across models") : sections.index("## Alignment across models")] = [
+            "## Gain against genealogical proximity (one point per target language; the slope adjusted for baseline and script)",
+            "\n".join(f"- {line}" for line in proximity_lines(effects, proximity)),
+            f"![gain against proximity]({paths.REPORT_PLOTS['proximity']})",
+        ]
     if recipes:
         sections += ["## Fine-tuning recipe of each model", _markdown(pd.DataFrame([{"model": name, **recipe} for name, recipe in recipes.items()]))]
     if provenance:

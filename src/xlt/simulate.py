@@ -36,7 +36,8 @@ class Scenario:
     simulate_cells) and `script_advantage` more on targets written in the source's script; chain-of-thought adds `cot_gain`;
     `language_gain_sd` gives every language its own fine-tuning gain on top, and
     `language_baseline_sd` its own baseline (logit scale around `baseline`, within
-    10-80%).
+    10-80%); `proximity_slope` adds that much times the target's proximity to the
+    source (simulate_cells' `proximity`).
     `n_items` questions sit on passages of `questions_per_passage` each."""
 
     n_items: int = 200
@@ -53,6 +54,7 @@ class Scenario:
     passage_sd: float = 0.0
     passage_cell_sd: float = 0.0
     unparsed_share: float = 0.2
+    proximity_slope: float = 0.0
 
     def with_(self, **changes) -> Scenario:
         return replace(self, **changes)
@@ -108,12 +110,15 @@ def simulate_cells(
     rng: np.random.Generator,
     difficulty: np.ndarray | None = None,
     variants: dict[str, bool] = SINGLE_SOURCE,
+    proximity: dict[str, dict[str, float]] | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """One model's items x cells matrix of 0/1 correctness and the (variant, prompt, lang)
     of each column. `difficulty` (one per item, passage part included) lets models share
     their items. `variants`: each fine-tuned variant and whether its source carries the
     related-language advantage (study_variants); every one has the same `ft_gain` and
-    language gains, so what differs between sources is that advantage alone."""
+    language gains, so what differs between sources is that advantage alone.
+    `proximity`: variant -> target -> its proximity to that variant's source, which
+    `proximity_slope` turns into gain (languages without one gain nothing from it)."""
     n = scenario.n_items
     if difficulty is None:
         difficulty = rng.normal(0.0, scenario.item_sd, n) + _passage_part(scenario, scenario.passage_sd, rng)
@@ -131,7 +136,8 @@ def simulate_cells(
             own = scenario.with_(baseline=round(float(np.clip(shifted, 0.1, 0.8)), 3))
         for variant in ("base", *variants):
             for prompt in GENERATED_PROMPTS:
-                accuracy = cell_accuracy(own, language, source_script, variant, prompt, language_gain, variants.get(variant, False))
+                gain = language_gain + scenario.proximity_slope * (proximity or {}).get(variant, {}).get(code, 0.0) * language.is_target
+                accuracy = cell_accuracy(own, language, source_script, variant, prompt, gain, variants.get(variant, False))
                 intercept = _intercept(round(accuracy, 12), scenario.spread)
                 passage = _passage_part(scenario, scenario.passage_cell_sd, rng)
                 blocks.append(rng.random(n) < special.expit(intercept - translation - passage))
@@ -140,11 +146,16 @@ def simulate_cells(
 
 
 def simulate_predictions(
-    scenarios: dict[str, Scenario], languages: dict[str, Language], seed: int = 0, variants: dict[str, bool] = SINGLE_SOURCE
+    scenarios: dict[str, Scenario],
+    languages: dict[str, Language],
+    seed: int = 0,
+    variants: dict[str, bool] = SINGLE_SOURCE,
+    proximity: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """Predictions in the contract's columns for every model, variant, prompt and
     language; the models answer the same items (their difficulties are shared).
-    `variants` as simulate_cells takes them (study_variants for a study's own)."""
+    `variants` and `proximity` as simulate_cells takes them (study_variants for a
+    study's own)."""
     rng = np.random.default_rng(seed)
     sizes = {scenario.n_items for scenario in scenarios.values()}
     if len(sizes) != 1:
@@ -159,7 +170,9 @@ def simulate_predictions(
     item_ids = [f"item{p:05d}#{q + 1}" for p, q in zip(first.passages, np.arange(n) % first.questions_per_passage)]
     frames = []
     for model, scenario in scenarios.items():
-        matrix, columns = simulate_cells(scenario, languages, rng, difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd, variants)
+        matrix, columns = simulate_cells(
+            scenario, languages, rng, difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd, variants, proximity
+        )
         answer = 1 + np.arange(n) % 4
         for k, (variant, prompt, lang) in enumerate(columns):
             correct = matrix[:, k].astype(bool)
@@ -305,6 +318,102 @@ def operating_characteristics(study: dict, settings, trials: int, n_items: int =
     return pd.DataFrame(rows)
 
 
+# The continuous design (xlt.proximity_stats): Arabic as the source and the first 8, 30
+# or 120 of these targets (the default's seven, Tigrinya, then Belebele's in code order).
+PROXIMITY_SOURCE = "arb_Arab"
+PROXIMITY_TARGETS = ("heb_Hebr", "amh_Ethi", "mlt_Latn", "tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab", "tir_Ethi")
+PROXIMITY_SIZES = (8, 30, 120)
+PLANTED_SLOPE = 0.2  # accuracy per unit of proximity: +10 points at Hebrew's 0.5
+
+
+def proximity_study(n_targets: int) -> dict:
+    """A validated single-source study of Arabic and its first `n_targets` targets."""
+    from .config import validate_config
+    from .languages import language_metadata
+
+    rest = [code for code in language_metadata() if code != PROXIMITY_SOURCE and code not in PROXIMITY_TARGETS]
+    targets = [*PROXIMITY_TARGETS, *rest][:n_targets]
+    if len(targets) < n_targets:
+        raise XltError(f"{n_targets} targets asked for; Belebele has {len(targets)} besides {PROXIMITY_SOURCE}")
+    return validate_config(
+        {
+            "languages": {code: {} for code in [PROXIMITY_SOURCE, *targets]},
+            "source_language": PROXIMITY_SOURCE,
+            "related_families": ["Afro-Asiatic"],
+            "data": {},
+            "models": {"simulated": {"id": "xlt/simulated"}},
+        }
+    )
+
+
+def proximity_trials(scenario: Scenario, study: dict, trials: int, settings, seed: int = 0) -> pd.DataFrame:
+    """`proximity_slope` under the direct prompt (xlt.proximity_stats) on `trials`
+    simulated studies of one model whose fine-tuning gain grows by
+    `scenario.proximity_slope` per unit of proximity: estimate, interval, p, TOST p."""
+    from .proximity import proximity_table
+    from .proximity_stats import SLOPE, slope_row
+
+    languages = language_table(study)
+    table = proximity_table(study)
+    targets = list(table["target"])
+    proximity = dict(zip(targets, table["genealogical"].to_numpy(float)))
+    script = table["same_script"].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(trials):
+        matrix, columns = simulate_cells(scenario, languages, rng, proximity={"ft": proximity})
+        accuracy = dict(zip(columns, matrix.mean(axis=0)))
+        baseline = np.array([accuracy[("base", "direct", code)] for code in targets])
+        gain = np.array([accuracy[("ft", "direct", code)] for code in targets]) - baseline
+        row = slope_row(
+            ("simulated", "direct", SLOPE, scenario.n_items),
+            gain,
+            np.array(list(proximity.values())),
+            {"baseline": baseline, "same_script": script},
+            targets,
+            settings,
+        )
+        rows.append({"estimate": row.estimate, "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value, "equivalence_p": row.equivalence_p})
+    return pd.DataFrame(rows)
+
+
+def proximity_characteristics(
+    settings, trials: int, n_items: int = 200, base: Scenario = PASSAGE_CORRELATED, seed: int = 0, sizes=PROXIMITY_SIZES
+) -> pd.DataFrame:
+    """False-positive rate, power for PLANTED_SLOPE, interval coverage and the TOST's
+    equivalence power of `proximity_slope` at each number of targets, with Monte-Carlo
+    standard errors. Fine-tuning adds 3 points; every language has its own baseline
+    (logit N(0, 0.3) around 30%) and its own fine-tuning gain (N(0, 2 points)), so that
+    languages, not questions, are the units."""
+    alpha = settings.alpha
+    rows = []
+    for size in sizes:
+        study = proximity_study(size)
+        for k, slope in enumerate((0.0, PLANTED_SLOPE)):
+            scenario = base.with_(n_items=n_items, baseline=0.3, language_baseline_sd=0.3, ft_gain=0.03, language_gain_sd=0.02, proximity_slope=slope)
+            frame = proximity_trials(scenario, study, trials, settings, seed + 10 * size + k)
+            checks = [
+                ("false-positive rate (p < alpha)" if slope == 0 else "power (p < alpha)", frame.p_value < alpha),
+                (f"coverage of the {settings.confidence:.0%} interval", (frame.ci_low <= slope) & (slope <= frame.ci_high)),
+            ]
+            if slope == 0:
+                checks.append((f"equivalence power (TOST p < alpha, margin {settings.proximity_margin:g})", frame.equivalence_p < alpha))
+            for check, hits in checks:
+                rate = float(np.mean(hits))
+                rows.append(
+                    {
+                        "targets": size,
+                        "slope": slope,
+                        "check": check,
+                        "n_items": n_items,
+                        "trials": trials,
+                        "rate": rate,
+                        "mc_se": math.sqrt(rate * (1 - rate) / trials),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the operating characteristics as a markdown table (for docs/statistics.md)."""
     import argparse
@@ -315,13 +424,28 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="study config: its languages and stats settings")
-    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--trials", type=int, help="trials per scenario (default: 5000 for relatedness, 600 for proximity)")
     parser.add_argument("--items", type=int, default=200, help="questions per language")
     parser.add_argument("--questions-per-passage", type=int, default=PASSAGE_CORRELATED.questions_per_passage)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--design",
+        choices=("relatedness", "proximity"),
+        default="relatedness",
+        help="relatedness: the config's primary test; proximity: proximity_slope at 8, 30 and 120 Belebele targets (Arabic the source)",
+    )
+    parser.add_argument("--targets", default="8,30,120", help="with --design proximity: the numbers of target languages, comma-separated")
     args = parser.parse_args(argv)
+    args.trials = args.trials or (600 if args.design == "proximity" else 5000)
     config = load_config(args.config)
     started = time.perf_counter()
+    if args.design == "proximity":
+        base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
+        sizes = tuple(int(size) for size in args.targets.split(","))
+        table = proximity_characteristics(StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed, sizes)
+        print(table.to_markdown(index=False, floatfmt=".4f"))
+        print(f"\n{args.trials} trials per size and slope of proximity_slope in {time.perf_counter() - started:.0f} s")
+        return
     base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
     table = operating_characteristics(config, StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed)
     print(table.to_markdown(index=False, floatfmt=".4f"))

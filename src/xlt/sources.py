@@ -21,6 +21,7 @@ from .errors import XltError
 from .languages import control_sources, interaction_sides, language_table, source_languages
 from .paths import SOURCE_COLUMN, control_variants, finetuned_variants
 from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
+from .proximity_stats import interaction_slope_rows, slope_rows
 from .stats import (
     CONTROL_VARIANT,
     Comparison,
@@ -152,7 +153,7 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     rows = interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
     own = replace(settings, primary=test.name)
     parts = {
-        source: compare(source_items(items, variants[source], controls.get(source)), language_table(study, source), own, source == test.source)
+        source: compare(source_items(items, variants[source], controls.get(source)), language_table(study, source), own, source == test.source, (slope_rows,))
         for source in sources
     }
     effects = [_tagged(part.effects, source) for source, part in parts.items()]
@@ -161,6 +162,11 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
         across = _row_tables(rows, "")
         effects.append(across[0])
         notes.append(across[1])
+    slopes = interaction_slope_rows(items, study, settings)
+    if slopes:
+        tables = _row_tables(slopes, "")
+        effects.append(tables[0])
+        notes.append(tables[1])
     absent = absent_primary_rows(pd.concat(effects, ignore_index=True), sorted(set(items["model"])), test)
     if absent:
         tables = _row_tables(absent, test.source)

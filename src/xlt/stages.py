@@ -363,6 +363,7 @@ def report(
     recipes: dict | None = None,
     provenance_file: str | None = None,
     notes_file: str | None = None,
+    proximity_file: str | None = None,
 ) -> None:
     import json
 
@@ -380,8 +381,18 @@ def report(
         recipes=recipes,
         provenance=json.loads(Path(provenance_file).read_text(encoding="utf-8")) if provenance_file else None,
         notes=pd.read_csv(notes_file, keep_default_na=False) if notes_file else None,
+        proximity=pd.read_csv(proximity_file) if proximity_file else None,
     )
     _say(f"report written to {out_dir}")
+
+
+def proximity(study: dict, output: str) -> None:
+    """results/stats/proximity.csv: how close each target is to each source (xlt.proximity)."""
+    from .proximity import proximity_table
+
+    table = proximity_table(study)
+    write_csv(table, output)
+    _say(f"proximity of {table['target'].nunique()} targets to {table['source'].nunique()} sources -> {output}")
 
 
 def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:

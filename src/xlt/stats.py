@@ -28,6 +28,7 @@ from .languages import GROUPS, Language
 from .paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT, CLOZE_PROMPT, EFFECTS_COLUMNS, GAINS_COLUMNS, NOTES_COLUMNS
 from .paths import POOLED_MODEL as POOLED
 from .primary import AUTO_PRIMARY
+from .proximity import slopes_tested
 from .stattests import (
     Resampling,
     bootstrap_p,
@@ -56,10 +57,11 @@ class StatsSettings:
     equivalence_margin: float = 0.05
     seed: int = 0
     primary: str = "auto"
+    proximity_margin: float = 0.1
 
     @classmethod
     def from_config(cls, block: dict) -> StatsSettings:
-        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed", "primary")})
+        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed", "primary", "proximity_margin")})
 
     @property
     def alpha(self) -> float:
@@ -673,7 +675,7 @@ def effects_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
             names += [f"{comparison.prefix}same_family"] * split.same_family + [f"{comparison.prefix}same_script"] * split.both_scripts
         names += [f"{comparison.prefix}mcnemar_{code}" for code in languages]
         tested += [(comparison.prompt, name) for name in names]
-    return tested
+    return tested + slopes_tested(languages)
 
 
 def _needs(reading: Reading) -> str:
@@ -876,10 +878,17 @@ def row_tables(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def effects_table(
-    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling, with_primary: bool = True
+    cells: dict[str, ModelCells],
+    languages: dict[str, Language],
+    settings: StatsSettings,
+    resampling: Resampling,
+    with_primary: bool = True,
+    extra_rows: tuple = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """effects.csv and its notes (method, Holm family, reasons for gaps); with_primary
-    False: every row secondary (compare)."""
+    False: every row secondary (compare). `extra_rows`: functions (ModelContext,
+    languages) -> (rows, notes rows of what is missing) whose rows join the Holm
+    families (xlt.proximity_stats.slope_rows, which imports this module)."""
     rows, controls, absent = [], [], []
     for model, model_cells in cells.items():
         context = ModelContext.build(model, model_cells, resampling, settings)
@@ -894,6 +903,10 @@ def effects_table(
         found, missing = control_effects(context, languages)
         controls += found
         absent += missing
+        for extra in extra_rows:
+            found, missing = extra(context, languages)
+            rows += found
+            absent += missing
     for comparison in COMPARISONS:
         rows += pooled_effects(cells, comparison, languages, settings, resampling)
     _adjust(rows, primary_key(settings.primary, languages) if with_primary else None)
@@ -1131,16 +1144,17 @@ class Comparisons:
     notes: pd.DataFrame
 
 
-def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings, with_primary: bool = True) -> Comparisons:
+def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings, with_primary: bool = True, extra_rows: tuple = ()) -> Comparisons:
     """effects.csv, alignment.csv, gains.csv and notes.csv from item-level predictions.
     with_primary False: no row is the primary test (one source of several, whose
-    primary test is their interaction); every row is secondary."""
+    primary test is their interaction); every row is secondary. `extra_rows` as
+    effects_table takes them."""
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
     cells, passages = correctness(with_debiased_cells(with_forced_cells(items)))
     resampling = settings.resampling(passages.index)
-    effects, effect_notes = effects_table(cells, languages, settings, resampling, with_primary)
+    effects, effect_notes = effects_table(cells, languages, settings, resampling, with_primary, extra_rows)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)
     notes = pd.concat([effect_notes, alignment_notes], ignore_index=True)
     too_few = too_few_note(resampling)

@@ -89,6 +89,7 @@ def all_outputs():
         paths.EFFECTS,
         paths.ALIGNMENT,
         paths.GAINS,
+        paths.PROXIMITY,
         f"{paths.REPORT}/{paths.REPORT_SUMMARY}",
     ] + [paths.source_paths(model, source, SOURCES)["merged"] for model in MODELS if config["models"][model]["finetune"]["merge"] for source in SOURCES]
 

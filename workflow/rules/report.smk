@@ -9,6 +9,7 @@ rule report:
         gains=paths.GAINS,
         notes=paths.NOTES,
         provenance=paths.PROVENANCE,
+        proximity=paths.PROXIMITY,
     output:
         verdicts=report(
             f"{paths.REPORT}/{paths.REPORT_TABLES['verdicts']}",
@@ -70,6 +71,12 @@ rule report:
             category="4. Fine-tuning and CoT gains",
             labels={"item": "fine-tuning gain against CoT gain"},
         ),
+        proximity=report(
+            f"{paths.REPORT}/{paths.REPORT_PLOTS['proximity']}",
+            caption="../report/proximity.rst",
+            category="3. Gains by language group",
+            labels={"item": "gain against proximity"},
+        ),
         alignment_table=report(
             f"{paths.REPORT}/{paths.REPORT_TABLES['alignment']}",
             caption="../report/alignment_table.rst",
@@ -91,7 +98,8 @@ rule report:
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     shell:
         "{params.xlt} report --accuracy {input.accuracy:q} --effects {input.effects:q} --alignment {input.alignment:q}"
-        " --gains {input.gains:q} --notes {input.notes:q} --provenance {input.provenance:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"
+        " --gains {input.gains:q} --notes {input.notes:q} --provenance {input.provenance:q} --proximity {input.proximity:q} --settings {params.settings:q}"
+        " --out {params.out_dir:q} --log {log:q}"
 
 
 # What the numbers were computed from (models' and data's resolved revisions, versions,

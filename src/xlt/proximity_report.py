@@ -1,0 +1,89 @@
+"""The report's view of the continuous design: each target's fine-tuning gain against its
+genealogical proximity to the source, per model and source, with the fitted
+`proximity_slope` and its interval (xlt.proximity_stats), languages labelled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .paths import SOURCE_COLUMN
+from .proximity import INTERACTION, SLOPE
+
+# Fewer targets than this make a slope's interval wide whatever the data (docs/statistics.md).
+FEW_TARGETS = 30
+
+
+def _slope_text(row: pd.Series | None) -> str:
+    if row is None or not np.isfinite(row["estimate"]):
+        return "no slope"
+    interval = f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]" if np.isfinite(row["ci_low"]) else "no interval"
+    return f"slope {row['estimate']:+.2f} {interval}, p={row['p_value']:.2g}"
+
+
+def _slope_row(effects: pd.DataFrame, model: str, source: str) -> pd.Series | None:
+    if SOURCE_COLUMN not in effects.columns:  # an older tree's, from before the proximity rows
+        return None
+    rows = effects[(effects["model"] == model) & (effects[SOURCE_COLUMN] == source) & (effects["prompt"] == "direct") & (effects["effect"] == SLOPE)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def proximity_figure(gains: pd.DataFrame, proximity: pd.DataFrame, effects: pd.DataFrame, plt, points_axis):
+    """One panel per model (rows) and source (columns): each target's fine-tuning gain
+    under the direct prompt (with its interval) against its proximity to the source,
+    labelled with its code, and a line of the fitted slope through the targets' means
+    (the slope is adjusted for baseline and script; the line shows its size). `plt` and
+    `points_axis` are the report's pyplot and its percentage-point axis format."""
+    if SOURCE_COLUMN not in gains.columns:  # an older tree's gains, of its one source
+        gains = gains.assign(**{SOURCE_COLUMN: proximity["source"].iloc[0]})
+    ft = gains[(gains["gain"] == "ft_gain") & (gains["prompt"] == "direct")]
+    merged = ft.merge(proximity, left_on=[SOURCE_COLUMN, "lang"], right_on=["source", "target"])
+    models = sorted(merged["model"].unique())
+    sources = list(dict.fromkeys(proximity["source"]))
+    figure, axes = plt.subplots(max(len(models), 1), len(sources), figsize=(4.2 * len(sources), 3.2 * max(len(models), 1)), squeeze=False, layout="constrained")
+    for i, model in enumerate(models):
+        for j, source in enumerate(sources):
+            ax = axes[i][j]
+            rows = merged[(merged["model"] == model) & (merged[SOURCE_COLUMN] == source)]
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.errorbar(
+                rows["genealogical"],
+                rows["estimate"],
+                yerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+                fmt="o",
+                ms=4,
+                color="#4477aa",
+                ecolor="0.75",
+                elinewidth=0.8,
+            )
+            if len(rows) <= 40:
+                for _, row in rows.iterrows():
+                    ax.annotate(row["lang"], (row["genealogical"], row["estimate"]), xytext=(3, 2), textcoords="offset points", fontsize=6)
+            fitted = _slope_row(effects, model, source)
+            if fitted is not None and np.isfinite(fitted["estimate"]) and len(rows):
+                ax.axline((rows["genealogical"].mean(), rows["estimate"].mean()), slope=fitted["estimate"], color="#cc6677", lw=1.2)
+            ax.set_xlim(-0.05, 1.05)
+            ax.set_title(f"{model}, source {source}\n{_slope_text(fitted)}", fontsize=8)
+            ax.set_xlabel(f"genealogical proximity to {source}")
+            ax.set_ylabel("fine-tuning gain, direct (points)")
+            points_axis(ax.yaxis)
+    return figure
+
+
+def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame) -> list[str]:
+    """Summary sentences: each fitted slope (and interaction) with its interval, and
+    that few targets make them wide."""
+    lines = []
+    rows = effects[effects["effect"].astype(str).str.startswith((SLOPE, INTERACTION))]
+    for _, row in rows.iterrows():
+        source = row.get(SOURCE_COLUMN)
+        where = f"source {source}" if isinstance(source, str) and source else "across sources"
+        tost = f", TOST p={row['equivalence_p']:.2g}" if np.isfinite(row["equivalence_p"]) else ""
+        lines.append(f"{row['model']} / {row['prompt']} / {row['effect']} ({where}): {_slope_text(row)}{tost}")
+    targets = proximity.groupby("source")["target"].nunique()
+    if len(targets) and targets.min() < FEW_TARGETS:
+        lines.append(
+            f"With {targets.min()} target languages per source these slopes rest on {targets.min()} units: their intervals are wide by design, "
+            "and no claim about families in general follows from them (config/belebele-all.yaml has 120 targets)."
+        )
+    return lines

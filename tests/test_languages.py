@@ -1,136 +1,25 @@
 """The language metadata xlt ships (every Belebele variant) and the proximity measures."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from xlt.config import read_config_file, validate_config
 from xlt.languages import language_metadata
 from xlt.proximity import deepest_common_clade, distance_km, genealogical_proximity, proximity_table
 
-# lm-evaluation-harness's belebele group: the 122 FLORES-200 codes of Belebele.
-BELEBELE = [
-    "acm_Arab",
-    "afr_Latn",
-    "als_Latn",
-    "amh_Ethi",
-    "apc_Arab",
-    "arb_Arab",
-    "arb_Latn",
-    "ars_Arab",
-    "ary_Arab",
-    "arz_Arab",
-    "asm_Beng",
-    "azj_Latn",
-    "bam_Latn",
-    "ben_Beng",
-    "ben_Latn",
-    "bod_Tibt",
-    "bul_Cyrl",
-    "cat_Latn",
-    "ceb_Latn",
-    "ces_Latn",
-    "ckb_Arab",
-    "dan_Latn",
-    "deu_Latn",
-    "ell_Grek",
-    "eng_Latn",
-    "est_Latn",
-    "eus_Latn",
-    "fin_Latn",
-    "fra_Latn",
-    "fuv_Latn",
-    "gaz_Latn",
-    "grn_Latn",
-    "guj_Gujr",
-    "hat_Latn",
-    "hau_Latn",
-    "heb_Hebr",
-    "hin_Deva",
-    "hin_Latn",
-    "hrv_Latn",
-    "hun_Latn",
-    "hye_Armn",
-    "ibo_Latn",
-    "ilo_Latn",
-    "ind_Latn",
-    "isl_Latn",
-    "ita_Latn",
-    "jav_Latn",
-    "jpn_Jpan",
-    "kac_Latn",
-    "kan_Knda",
-    "kat_Geor",
-    "kaz_Cyrl",
-    "kea_Latn",
-    "khk_Cyrl",
-    "khm_Khmr",
-    "kin_Latn",
-    "kir_Cyrl",
-    "kor_Hang",
-    "lao_Laoo",
-    "lin_Latn",
-    "lit_Latn",
-    "lug_Latn",
-    "luo_Latn",
-    "lvs_Latn",
-    "mal_Mlym",
-    "mar_Deva",
-    "mkd_Cyrl",
-    "mlt_Latn",
-    "mri_Latn",
-    "mya_Mymr",
-    "nld_Latn",
-    "nob_Latn",
-    "npi_Deva",
-    "npi_Latn",
-    "nso_Latn",
-    "nya_Latn",
-    "ory_Orya",
-    "pan_Guru",
-    "pbt_Arab",
-    "pes_Arab",
-    "plt_Latn",
-    "pol_Latn",
-    "por_Latn",
-    "ron_Latn",
-    "rus_Cyrl",
-    "shn_Mymr",
-    "sin_Latn",
-    "sin_Sinh",
-    "slk_Latn",
-    "slv_Latn",
-    "sna_Latn",
-    "snd_Arab",
-    "som_Latn",
-    "sot_Latn",
-    "spa_Latn",
-    "srp_Cyrl",
-    "ssw_Latn",
-    "sun_Latn",
-    "swe_Latn",
-    "swh_Latn",
-    "tam_Taml",
-    "tel_Telu",
-    "tgk_Cyrl",
-    "tgl_Latn",
-    "tha_Thai",
-    "tir_Ethi",
-    "tsn_Latn",
-    "tso_Latn",
-    "tur_Latn",
-    "ukr_Cyrl",
-    "urd_Arab",
-    "urd_Latn",
-    "uzn_Latn",
-    "vie_Latn",
-    "war_Latn",
-    "wol_Latn",
-    "xho_Latn",
-    "yor_Latn",
-    "zho_Hans",
-    "zho_Hant",
-    "zsm_Latn",
-    "zul_Latn",
-]
+
+def _belebele() -> list[str]:
+    """The 122 FLORES-200 codes of Belebele (lm-evaluation-harness's belebele group), as
+    the script that builds the table lists them."""
+    spec = importlib.util.spec_from_file_location("build_languages", Path(__file__).resolve().parents[1] / "tools" / "build_languages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BELEBELE
+
+
+BELEBELE = _belebele()
 
 # Checked by hand (docs/languages.md): Glottolog's published code for each, and its family.
 HAND_CHECKED = {
@@ -229,9 +118,18 @@ def test_the_study_across_belebele_config_lists_every_variant():
 @pytest.mark.plans
 def test_snakemake_plans_the_study_across_every_belebele_language(repo, tmp_path):
     """`snakemake -n --configfile config/belebele-all.yaml`: the paper's 7 models x 2
-    sources fine-tuned, 7 x 3 predict jobs each over 122 languages, one proximity table."""
+    sources fine-tuned and one format-only control each (finetune.format_control's
+    default, the first source), 7 x 4 predict jobs each over 122 languages, one
+    proximity table."""
     from snakemake_runs import planned_rules, shipped_study
 
     study = shipped_study(tmp_path)
     plan = planned_rules(repo / "Snakefile", study, study / "config" / "belebele-all.yaml")
-    assert plan["finetune"] == 14 and plan["predict"] == 7 * 3 and plan["proximity"] == 1 and plan["compare"] == 1 and plan["report"] == 1
+    assert (
+        plan["finetune"] == 14
+        and plan["finetune_control"] == 7
+        and plan["predict"] == 7 * 4
+        and plan["proximity"] == 1
+        and plan["compare"] == 1
+        and plan["report"] == 1
+    )

@@ -18,7 +18,7 @@ from packaging.specifiers import SpecifierSet
 from snakemake_runs import tiny_config, workflow_rules, write_config
 
 MODEL_LIBRARIES = {"torch", "transformers", "peft", "accelerate"}
-MODEL_RULES = {"prepare_model", "finetune", "merge", "predict"}
+MODEL_RULES = {"prepare_model", "finetune", "finetune_control", "merge", "predict"}
 # Optional extras the model environment carries too: the GPU jobs of the paper
 # configuration (DeepSpeed launchers, QLoRA) run in it.
 JOB_EXTRAS = ("deepspeed", "qlora")

@@ -165,8 +165,10 @@ def test_the_paper_study_on_slurm_stages_every_model_first_and_no_job_downloads(
     paper = load_config(repo / "config" / "paper.yaml")
     assert sorted(model for rule, model, _ in jobs if rule == "stage_model") == sorted(paper["models"])
     assert [model for rule, model, _ in jobs if rule == "convert_fp8"] == ["deepseek-v3"]
-    model_jobs = [(rule, model, shell) for rule, model, shell in jobs if rule in ("prepare_model", "convert_fp8", "finetune", "predict")]
-    assert len(model_jobs) == 1 + 7 + 14 + 21
+    model_jobs = [(rule, model, shell) for rule, model, shell in jobs if rule in ("prepare_model", "convert_fp8", "finetune", "finetune_control", "predict")]
+    # 7 models: prepared, fine-tuned on two sources and once as the format-only control,
+    # each of their 4 variants predicted.
+    assert len(model_jobs) == 1 + 7 + 14 + 7 + 28
     for rule, model, shell in model_jobs:
         assert shell.startswith("export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1; "), f"{rule} {model}: {shell[:120]}"
         if rule == "prepare_model":

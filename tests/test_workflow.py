@@ -80,6 +80,7 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
         "score.log",
         "compare.log",
         "report.log",
+        "proximity.log",
         *(f"prepare_model/{model}.log" for model in models),
         *(f"finetune/{model}.log" for model in models),
         *(f"predict/{model}/{variant}.log" for model in models for variant in VARIANTS),

@@ -67,6 +67,15 @@ def _shards(source: Path) -> dict[str, str]:
         return dict.fromkeys(handle.keys(), single.name)
 
 
+def _recorded_origin(marker: Path) -> dict | None:
+    """The checkpoint a partial conversion was made from; None where the marker is absent
+    or torn (a kill while it was written): then the partial folder is not trusted."""
+    try:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -> dict:
     """Write `out_dir`: the checkpoint in `source` with every FP8 weight de-quantized to
     bfloat16, its scales dropped, and a config without quantization_config. Returns
@@ -84,7 +93,7 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -
     origin = {"source": str(source.resolve()), "weights": hashlib.sha256(json.dumps(weight_map, sort_keys=True).encode()).hexdigest(), "block": list(block)}
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     marker = partial / ORIGIN
-    if partial.exists() and (not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != origin):
+    if partial.exists() and _recorded_origin(marker) != origin:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(origin) + "\n", encoding="utf-8")

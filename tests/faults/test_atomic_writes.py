@@ -89,6 +89,9 @@ NOT_ARTIFACTS = {
     ("models.py", "model.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("models.py", "tokenizer.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("cli.py", 'rescored.to_json(orient="records"'): "renders a string in memory; _write_lines writes it atomically",
+    ("fp8.py", "(partial / "): "written into the .partial folder, renamed whole onto the converted checkpoint",
+    ("fp8.py", "marker.write_text("): "the .partial folder's origin, read back as untrusted where torn",
+    ("staging.py", "(partial / STAGED_RECORD)"): "written into the .partial folder, renamed whole onto the staged folder",
 }
 WRITE_CALL = re.compile(r"""\.(to_parquet|to_csv|to_json|savefig|save_pretrained|write_text|write_bytes)\(|open\([^)]*["'][wax]b?["']""")
 

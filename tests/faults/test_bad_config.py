@@ -37,7 +37,7 @@ def _use_hub_id(config, hub_id):
 CASES = {
     "unknown top-level key": (
         lambda c: c.update(modles={}),
-        "modles: unknown key; allowed here: data, languages, source_language, source_languages, finetune, related_families, prompts, models, stats, resources",
+        "modles: unknown key; allowed here: data, languages, source_language, source_languages, finetune, related_families, prompts, models, stats, staging, resources",
     ),
     "unknown nested key": (
         lambda c: _dense(c)["finetune"].update(epoch=3),

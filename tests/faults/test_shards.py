@@ -208,14 +208,20 @@ def test_fresh_discards_a_jobs_shards(prepared_tiny, tmp_path, monkeypatch, caps
     prepare_data(config["data"], ["eng_Latn"], [str(data)])
     settings = json.loads(settings_json(config, "predict", "tiny-dense"))
     settings["templates"] = {"eng_Latn": settings["templates"]["eng_Latn"]}
-    outputs = [str(tmp_path / "p" / cell / "eng_Latn.parquet") for cell in ("direct", "choice", "cot")]
+    outputs = [str(tmp_path / "p" / cell / "eng_Latn.parquet") for cell in ("direct", "choice", "cot", "cloze")]
     argv = ["predict", "--model", "tiny-dense", "--variant", "base", "--settings", json.dumps(settings), "--base", str(prepared_tiny["tiny-dense"])]
     argv += ["--data", str(data), "--out", *outputs]
-    for flags, read_back in (([], "0 of 2"), ([], "2 of 2"), (["--fresh"], "0 of 2")):
+    # Per prompt's shard: 2 items; the direct prompt's 4 option rotations each, the cloze
+    # cell's conditional and unconditional pass each.
+    requests = {"direct": 8, "cot": 2, "cloze": 4}
+    for flags, kept in (([], False), ([], True), (["--fresh"], False)):
         assert main([*argv, *flags]) == 0
-        out = capsys.readouterr().out
-        assert f"cot: {read_back} results read back" in out and f"direct: {read_back} results read back" in out
-        assert ("--fresh: discarded 2 shard(s) of earlier runs" in out) == bool(flags)
+        captured = capsys.readouterr()
+        out = captured.out + captured.err
+        for prompt, count in requests.items():
+            assert f"{prompt}: {count if kept else 0} of {count} results read back" in out
+        assert ("--fresh: discarded 3 shard(s) of earlier runs" in out) == bool(flags)
     monkeypatch.setenv("XLT_FRESH", "1")
-    assert main(argv) == 0 and "--fresh: discarded 2 shard(s)" in capsys.readouterr().out
+    captured = main(argv), capsys.readouterr()
+    assert captured[0] == 0 and "--fresh: discarded 3 shard(s)" in captured[1].out + captured[1].err
     assert len(pd.read_parquet(outputs[2])) == 2

@@ -11,7 +11,8 @@ counts (the same rule as docs/measurements.md):
   * prediction: 2 x active non-embedding parameters per prompt token, an item's prompts
     that share a prefix (direct, CoT, and the choice score read from the direct prompt)
     counted as its longest one, which is less than any engine can do; 2 x parameters plus
-    the output layer per generated token; the output layer once per prompt;
+    the output layer per generated token and per scored cloze option token (after the
+    cloze prompt and after the answer phrase alone); the output layer once per prompt;
   * a Mixture-of-Experts model counts the experts a token is routed to, not all of them.
 It is divided by this machine's float32 matmul peak (a 2048 x 2048 product on one
 thread, best of repeated runs) times the cores the run had (its jobs run one thread
@@ -42,8 +43,10 @@ sys.path.insert(0, str(REPO / "src"))
 from inference import matmul_peak  # noqa: E402
 
 # Prompts whose prompt pass is one per item: they share their prefix, and the choice
-# score is the direct prompt's first step.
+# score is the direct prompt's first step. (The choice cell's three rotated option blocks
+# are not in the predictions' token counts and are left out: the floor stays a lower bound.)
 SHARED_PREFIX_PROMPTS = ("direct", "cot", "choice")
+CLOZE_PROMPT = "cloze"
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,11 @@ def predict_flop(variant_dir: Path, shape: ModelShape) -> tuple[float, dict[str,
     prompt_tokens = int(shared.groupby(["lang", "item_id"])["n_prompt_tokens"].max().sum() + own["n_prompt_tokens"].sum())
     prompt_passes = int(shared.groupby(["lang", "item_id"]).ngroups + len(own))
     generated = int(rows["n_output_tokens"].fillna(0).sum())
-    flop = 2 * shape.active_parameters * (prompt_tokens + generated) + 2 * shape.output_layer * (generated + prompt_passes)
-    return flop, {"prompt_tokens": prompt_tokens, "generated_tokens": generated}
+    # The cloze cell's option texts, each scored after the cloze prompt and after the
+    # answer phrase alone: every token through the model and the output layer, twice.
+    scored = 2 * sum(option["tokens"] for raw in rows.loc[rows["prompt"] == CLOZE_PROMPT, "raw_output"] for option in json.loads(raw))
+    flop = 2 * shape.active_parameters * (prompt_tokens + generated + scored) + 2 * shape.output_layer * (generated + prompt_passes + scored)
+    return flop, {"prompt_tokens": prompt_tokens, "generated_tokens": generated, "scored_tokens": scored}
 
 
 def job_times(log: Path) -> list[tuple[str, str, float, float]]:
@@ -186,6 +192,8 @@ def main() -> None:
     for rule, wildcards, job_start, job_end in sorted(jobs, key=lambda job: job[2]):
         fields = dict(part.split("=", 1) for part in wildcards.split(", ") if "=" in part)
         key = (rule, fields.get("model"), fields.get("source") or fields.get("variant") or "")
+        if rule == "finetune_control":
+            key = ("finetune", fields.get("model"), f"ctl-{fields.get('source')}")
         own = job_flop.get(key)
         seconds = job_end - job_start
         ratio = f"{seconds / (own / peak):.2f}" if own else ""

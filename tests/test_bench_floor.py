@@ -2,6 +2,7 @@
 with the shared prefix counted once per item."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -56,14 +57,16 @@ def test_predict_flop_counts_an_items_shared_prompts_once(tmp_path):
         "cot": (110, 40),
         "choice": (100, 0),
         "loglik": (90, 0),
+        "cloze": (80, 0),
     }
     for prompt, (prompt_tokens, output_tokens) in rows.items():
         (tmp_path / prompt).mkdir()
-        pd.DataFrame(
-            {"lang": ["eng_Latn"], "item_id": ["p#1"], "prompt": [prompt], "n_prompt_tokens": [prompt_tokens], "n_output_tokens": [output_tokens]}
-        ).to_parquet(tmp_path / prompt / "eng_Latn.parquet")
+        raw = json.dumps([{"tokens": tokens} for tokens in (1, 2, 3, 4)]) if prompt == "cloze" else ""
+        frame = {"lang": ["eng_Latn"], "item_id": ["p#1"], "prompt": [prompt], "n_prompt_tokens": [prompt_tokens], "n_output_tokens": [output_tokens]}
+        pd.DataFrame({**frame, "raw_output": [raw]}).to_parquet(tmp_path / prompt / "eng_Latn.parquet")
     shape = floor.ModelShape(active_parameters=1000, output_layer=10)
     flop, tokens = floor.predict_flop(tmp_path, shape)
-    # direct, CoT and choice: one pass of the longest (110); loglik its own 90; 42 generated.
-    assert tokens == {"prompt_tokens": 200, "generated_tokens": 42}
-    assert flop == 2 * 1000 * (200 + 42) + 2 * 10 * (42 + 2)
+    # direct, CoT and choice: one pass of the longest (110); loglik and cloze their own 90
+    # and 80; 42 generated; the cloze options' 10 tokens scored twice.
+    assert tokens == {"prompt_tokens": 280, "generated_tokens": 42, "scored_tokens": 20}
+    assert flop == 2 * 1000 * (280 + 42 + 20) + 2 * 10 * (42 + 3 + 20)

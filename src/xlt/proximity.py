@@ -91,7 +91,15 @@ def measured(languages: dict[str, Language]) -> tuple[LanguageMetadata | None, l
     return source, [code for code, lang in languages.items() if lang.is_target and code in known] if source else []
 
 
+def slope_fits(source: LanguageMetadata | None, targets: list[str]) -> bool:
+    """Whether a slope can be fitted on `targets`: enough of them, at more than one
+    genealogical proximity to the source (Turkish among the default's languages has no
+    relative: every target is at 0, and no slope is estimable)."""
+    metadata = language_metadata()
+    return source is not None and len(targets) >= MIN_TARGETS and len({genealogical_proximity(source, metadata[code]) for code in targets}) > 1
+
+
 def slopes_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
     """The (prompt, effect) of the proximity slopes one source's comparison tests on a
     complete tree (xlt.proximity_stats.slope_rows): one per generated prompt."""
-    return [(prompt, SLOPE) for prompt in GENERATED_PROMPTS] if len(measured(languages)[1]) >= MIN_TARGETS else []
+    return [(prompt, SLOPE) for prompt in GENERATED_PROMPTS] if slope_fits(*measured(languages)) else []

@@ -36,7 +36,7 @@ import pandas as pd
 
 from .languages import Language, language_metadata, source_languages
 from .paths import finetuned_variants
-from .proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured
+from .proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured, slope_fits
 from .stats import FT_COT, FT_DIRECT, ModelCells, ModelContext, Row, StatsSettings, correctness
 from .stattests import expanded_confidence, holm, minimum_clusters, percentile_interval, permutation_p, unit_permutations
 
@@ -136,8 +136,12 @@ def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[l
         codes = context.cells.langs(comparison, languages)
         targets = [code for code in codes if code in known]
         left_out = [code for code in codes if languages[code].is_target and code not in known]
-        if len(targets) < MIN_TARGETS:
-            why = f"missing: {len(targets)} target languages with Glottolog metadata and both cells, fewer than the {MIN_TARGETS} a slope needs"
+        if not slope_fits(source, targets):
+            why = (
+                f"missing: {len(targets)} target languages with Glottolog metadata and both cells, fewer than the {MIN_TARGETS} a slope needs"
+                if len(targets) < MIN_TARGETS
+                else "missing: every target is at the same genealogical proximity to the source, so no slope can be estimated"
+            )
             absent.append(
                 {
                     "table": "effects",

@@ -25,6 +25,8 @@ import pytest
 from faultlib import files_under
 from snakemake_runs import cli_command, run_cli, tiny_config, write_config
 
+from xlt import paths
+
 pytestmark = pytest.mark.slow
 
 MODEL = "tiny-dense"
@@ -186,7 +188,7 @@ def test_two_uninterrupted_runs_are_byte_identical(study):
     result = run_cli(again, configfile, "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     predictions = sorted(str(path.relative_to(again)) for path in (again / "results" / "predictions").rglob("*.parquet"))
-    assert len(predictions) == 2 * 3 * 3  # variants x cells (direct, cot, choice) x languages
+    assert len(predictions) == 2 * len(paths.PROMPTS) * 3  # variants x cells (direct, cot, choice, cloze) x languages
     for name in predictions:
         assert (again / name).read_bytes() == (reference / name).read_bytes(), name
     assert_same_results(again, reference)

@@ -48,6 +48,8 @@ def _one_line(capsys) -> str:
 
 def _study(sources=("arb_Arab", "pes_Arab"), **stats) -> dict:
     config = {key: value for key, value in copy.deepcopy(DEFAULT).items() if key not in ("source_language", "source_languages")}
+    # The format-only control of whichever source comes first (the default names arb_Arab).
+    config["finetune"] = {**config.get("finetune", {}), "format_control": "first"}
     return validate_config({**config, "source_languages": list(sources), "stats": {**config.get("stats", {}), **stats}})
 
 

@@ -66,7 +66,7 @@ def test_readme_and_docs_links_resolve():
 
 PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A path a page names in backquotes: from the checkout's root, or a module under src/xlt/.
-REPO_PATH = re.compile(r"(?:src|tests|docs|bench|config|workflow|profiles|envs|data|\.ci)/[\w./-]*[\w/]")
+REPO_PATH = re.compile(r"(?:src|tests|docs|bench|tools|config|workflow|profiles|envs|data|\.ci)/[\w./-]*[\w/]")
 MODULE_PATH = re.compile(r"(?:[a-z_]+/)?[a-z_]+\.py")
 # A file name such as `config.json`, not a module's attribute.
 FILE_SUFFIXES = {"json", "jsonl", "yaml", "yml", "md", "csv", "txt", "parquet", "safetensors", "gguf", "html", "log", "toml", "svg", "png", "py"}
@@ -76,7 +76,7 @@ DOTTED = re.compile(r"((?:xlt\.)?[a-z_]\w*(?:\.\w+)+)(?:\((.*)\))?")
 
 # A file of the checkout's code a page names anywhere in its text (user files such as
 # data/x.jsonl in examples are not checked).
-CODE_FILE = re.compile(r"(?<![\w/.-])(?:src|tests|bench|docs|workflow|\.ci)/[\w./-]*\.[A-Za-z]+")
+CODE_FILE = re.compile(r"(?<![\w/.-])(?:src|tests|bench|tools|docs|workflow|\.ci)/[\w./-]*\.[A-Za-z]+")
 
 
 def _spans(page: Path) -> list[str]:

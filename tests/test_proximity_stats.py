@@ -105,3 +105,21 @@ def test_the_default_languages_give_wide_slopes_that_say_so(tmp_path):
     assert said["note"].str.contains("wide by design").all()
     assert said.loc[said["effect"] == INTERACTION, "note"].str.contains("6 target languages: heb_Hebr, amh_Ethi, mlt_Latn, tur_Latn, eng_Latn, urd_Arab").all()
     assert said["method"].str.contains("permutation of the covariate-adjusted proximities").all()
+
+
+def test_a_gain_the_same_in_every_target_gives_no_slope_and_no_interval():
+    """A cell constant in every language (a CoT cell that never answers) gains the same
+    everywhere: the slope is 0 by construction, so the row is NaN with a note, not a
+    zero-width interval whose TOST would claim the absence of an effect."""
+    from xlt.proximity_stats import slope_row
+    from xlt.stats import StatsSettings
+
+    proximity = np.array([0.0, 0.1, 0.5, 0.75, 0.2, 0.0, 0.3])
+    baseline = np.linspace(0.2, 0.5, 7)
+    row = slope_row(("m", "cot", SLOPE, 16), np.zeros(7), proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200))
+    assert np.isnan([row.estimate, row.ci_low, row.ci_high, row.p_value, row.equivalence_p]).all()
+    assert any("no slope: every target's gain is the same" in note for note in row.notes)
+    varied = slope_row(
+        ("m", "cot", SLOPE, 16), proximity / 4, proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200)
+    )
+    assert varied.estimate == pytest.approx(0.25)

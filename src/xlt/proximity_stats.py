@@ -97,6 +97,12 @@ def slope_row(
     if n < z.shape[1] + 3:
         row.notes.append(f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} covariates and a residual needs")
         return row
+    if np.ptp(y) <= 1e-12:
+        # Every target gained the same (a cell constant in every language, such as a CoT
+        # cell that never answers): the slope is 0 by construction, and its interval, p and
+        # TOST would describe the data's sameness, not the absence of an effect.
+        row.notes.append(f"no slope: every target's gain is the same ({float(y[0]):+.3f}), so the cells cannot show how it varies with proximity")
+        return row
     slope, error = partial_fit(y, x, z)
     row.estimate = float(slope)
     if not np.isfinite(slope):

@@ -108,8 +108,8 @@ def test_the_default_languages_give_wide_slopes_that_say_so(tmp_path):
 
 
 def test_a_gain_the_same_in_every_target_gives_no_slope_and_no_interval():
-    """A cell constant in every language (a CoT cell that never answers) gains the same
-    everywhere: the slope is 0 by construction, so the row is NaN with a note, not a
+    """Gains the same in every target, or exactly what the covariates say (a CoT cell that
+    never answers): the slope is 0 by construction, so the row is NaN with a note, not a
     zero-width interval whose TOST would claim the absence of an effect."""
     from xlt.proximity_stats import slope_row
     from xlt.stats import StatsSettings
@@ -118,7 +118,13 @@ def test_a_gain_the_same_in_every_target_gives_no_slope_and_no_interval():
     baseline = np.linspace(0.2, 0.5, 7)
     row = slope_row(("m", "cot", SLOPE, 16), np.zeros(7), proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200))
     assert np.isnan([row.estimate, row.ci_low, row.ci_high, row.p_value, row.equivalence_p]).all()
-    assert any("no slope: every target's gain is the same" in note for note in row.notes)
+    assert any("explain the gains exactly" in note for note in row.notes)
+    # A fine-tuned cell at 0 in every target: the gain is minus the baseline, which the
+    # baseline covariate explains exactly.
+    explained = slope_row(
+        ("m", "cot", SLOPE, 16), -baseline, proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200)
+    )
+    assert np.isnan([explained.estimate, explained.ci_low, explained.ci_high, explained.p_value, explained.equivalence_p]).all()
     varied = slope_row(
         ("m", "cot", SLOPE, 16), proximity / 4, proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200)
     )

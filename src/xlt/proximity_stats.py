@@ -97,11 +97,13 @@ def slope_row(
     if n < z.shape[1] + 3:
         row.notes.append(f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} covariates and a residual needs")
         return row
-    if np.ptp(y) <= 1e-12:
-        # Every target gained the same (a cell constant in every language, such as a CoT
-        # cell that never answers): the slope is 0 by construction, and its interval, p and
-        # TOST would describe the data's sameness, not the absence of an effect.
-        row.notes.append(f"no slope: every target's gain is the same ({float(y[0]):+.3f}), so the cells cannot show how it varies with proximity")
+    if np.max(np.abs(_residuals(y, _with_intercept(z)))) <= 1e-12:
+        # The gains are the same in every target, or exactly what the covariates say (a
+        # fine-tuned cell that never answers gains minus its baseline everywhere): the slope
+        # is 0 by construction, and its interval, p and TOST would describe that, not the
+        # absence of an effect.
+        covariates_named = f"the intercept{''.join(f' and {name}' for name in kept)}"
+        row.notes.append(f"no slope: {covariates_named} explain the gains exactly, so nothing is left that proximity could explain")
         return row
     slope, error = partial_fit(y, x, z)
     row.estimate = float(slope)

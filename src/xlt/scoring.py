@@ -26,6 +26,18 @@ def _shown(value) -> str:
     return repr(value.item() if hasattr(value, "item") else value)
 
 
+def _check_optional_choice(frame: pd.DataFrame, column: str, origin: str) -> None:
+    """A column of option numbers 1-4 or null, where a tree has it (forced_choice,
+    debiased_choice), made Int64; any other value stops with its row."""
+    if column not in frame.columns:
+        return
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = frame.index[frame[column].notna() & ~values.isin([1, 2, 3, 4])]
+    if len(bad):
+        raise XltError(f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: 1-4 or null")
+    frame[column] = values.astype("Int64")
+
+
 def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str] | None = None) -> pd.DataFrame:
     """Contract columns present and well-typed, one row per item, and the file's place
     in the layout agreeing with its rows; errors name the file, column and row."""
@@ -57,12 +69,7 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     bad = frame.index[~answer.isin([1, 2, 3, 4])]
     if len(bad):
         raise XltError(f"{origin}: column answer, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'answer'])}; allowed: 1-4")
-    if "forced_choice" in frame.columns:
-        forced = pd.to_numeric(frame["forced_choice"], errors="coerce")
-        bad = frame.index[frame["forced_choice"].notna() & ~forced.isin([1, 2, 3, 4])]
-        if len(bad):
-            raise XltError(f"{origin}: column forced_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'forced_choice'])}; allowed: 1-4 or null")
-        frame["forced_choice"] = forced.astype("Int64")
+    _check_optional_choice(frame, "forced_choice", origin)
     if "stop_reason" in frame.columns:
         bad = frame.index[frame["stop_reason"].notna() & ~frame["stop_reason"].isin(STOP_REASONS)]
         if len(bad):
@@ -108,12 +115,7 @@ def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
             read_cloze(frame.at[row, "raw_output"])
         except XltError as error:
             raise XltError(f"{origin}: column raw_output, row {row + 1} (a cloze row): {error}") from None
-    if "debiased_choice" in frame.columns:
-        debiased = pd.to_numeric(frame["debiased_choice"], errors="coerce")
-        bad = frame.index[frame["debiased_choice"].notna() & ~debiased.isin([1, 2, 3, 4])]
-        if len(bad):
-            raise XltError(f"{origin}: column debiased_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'debiased_choice'])}; allowed: 1-4 or null")
-        frame["debiased_choice"] = debiased.astype("Int64")
+    _check_optional_choice(frame, "debiased_choice", origin)
     if "rotation_choices" in frame.columns:
         bad = frame.index[frame["rotation_choices"].notna() & frame["rotation_choices"].map(lambda raw: pd.isna(raw) or _rotation_list(raw) is None)]
         if len(bad):

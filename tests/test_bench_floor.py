@@ -1,23 +1,14 @@
 """bench/floor.py's counting: job times from a Snakemake log, and a predict job's tokens
 with the shared prefix counted once per item."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from scripts import load_script
 
 
 def _floor():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("floor", BENCH / "floor.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["floor"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/floor.py")
 
 
 LOG = """Building DAG of jobs...

@@ -1,9 +1,7 @@
 """The language metadata xlt ships (every Belebele variant) and the proximity measures."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from scripts import load_script
 
 from xlt.config import read_config_file, validate_config
 from xlt.languages import language_metadata
@@ -13,10 +11,7 @@ from xlt.proximity import deepest_common_clade, distance_km, genealogical_proxim
 def _belebele() -> list[str]:
     """The 122 FLORES-200 codes of Belebele (lm-evaluation-harness's belebele group), as
     the script that builds the table lists them."""
-    spec = importlib.util.spec_from_file_location("build_languages", Path(__file__).resolve().parents[1] / "tools" / "build_languages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.BELEBELE
+    return load_script("tools/build_languages.py").BELEBELE
 
 
 BELEBELE = _belebele()

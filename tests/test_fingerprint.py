@@ -122,3 +122,48 @@ def test_xlt_modules_import_each_other_without_cycles():
     for module in graph:
         visit(module)
     assert "xlt.config" not in graph["xlt.prompts"]
+
+
+def _copy_of_package(tmp_path, monkeypatch):
+    copy = tmp_path / "src" / "xlt"
+    shutil.copytree(fingerprint.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "ROOT", copy)
+    return copy
+
+
+def test_a_recorded_equivalence_reads_the_new_code_as_the_old(tmp_path, monkeypatch):
+    copy = _copy_of_package(tmp_path, monkeypatch)
+    (copy / fingerprint.EQUIVALENCES).unlink(missing_ok=True)
+    before = stage_fingerprint("score")
+    scoring = copy / "scoring.py"
+    scoring.write_text(scoring.read_text(encoding="utf-8") + "\nREFACTORED = True\n", encoding="utf-8")
+    changed = stage_fingerprint("score")
+    assert changed != before
+    table = copy / fingerprint.EQUIVALENCES
+    table.write_text(f"stage,code,same_as,recorded,evidence\nscore,{changed},{before},2026-12-07,test\n", encoding="utf-8")
+    assert stage_fingerprint("score") == before
+    assert fingerprint.code_hash("score") == changed
+    table.write_text("stage,code,same_as,recorded,evidence\nscore,,x,2026-12-07,test\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"equivalent_code.csv: row 2 needs stage, code, same_as"):
+        stage_fingerprint("score")
+
+
+def test_record_maps_each_changed_stage_to_its_fingerprint_at_a_revision(tmp_path, monkeypatch):
+    """`python -m xlt.fingerprint record --before REV` reads what trees built at REV carry
+    from REV's own code, and maps only the stages whose code changed since."""
+    import subprocess
+
+    copy = _copy_of_package(tmp_path, monkeypatch)
+    (copy / fingerprint.EQUIVALENCES).unlink(missing_ok=True)
+    before = {stage: stage_fingerprint(stage) for stage in fingerprint.stages()}
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "src"], check=True)
+    subprocess.run([*git, "commit", "-qm", "before"], check=True)
+    scoring = copy / "scoring.py"
+    scoring.write_text(scoring.read_text(encoding="utf-8") + "\nREFACTORED = True\n", encoding="utf-8")
+    added = fingerprint.record("HEAD", "outputs compared", tmp_path)
+    assert {row["stage"] for row in added} == {stage for stage in before if fingerprint.code_hash(stage) != before[stage]}
+    assert "score" in {row["stage"] for row in added} and "predict" not in {row["stage"] for row in added}
+    assert {stage: stage_fingerprint(stage) for stage in before} == before
+    assert fingerprint.record("HEAD", "again", tmp_path) == []

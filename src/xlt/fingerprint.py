@@ -20,17 +20,35 @@ nothing (a comment edit must never cost the paper study GPU-days). The tree is w
 out by `_canonical` rather than `ast.dump`, whose text changed in Python 3.13 (it leaves
 out empty fields), so that a newer Python alone does not change every fingerprint
 where the parser gives the same tree.
+
+A refactor changes syntax trees without changing a result. Where a maintainer has run
+the default study before and after one and found every output the same byte for byte,
+`python -m xlt.fingerprint record --before REV` writes the stages whose code changed
+into data/equivalent_code.csv: each new code hash is then read as the hash the stage had
+at REV, so a tree built before the refactor (the paper's GPU-days included) is not
+rerun by it. The table is data, not code: recording an equivalence changes no
+fingerprint itself.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
+import csv
+import datetime
 import functools
 import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 PACKAGE = "xlt"
 ROOT = Path(__file__).resolve().parent
+EQUIVALENCES = "data/equivalent_code.csv"
+EQUIVALENCE_COLUMNS = ("stage", "code", "same_as", "recorded", "evidence")
 LEFT_OUT = {stage: {"xlt.extract"} for stage in ("prepare_model", "prepare_training", "finetune", "merge", "predict")}
 
 
@@ -146,7 +164,9 @@ def _stage_function(stage: str) -> tuple[list[str], set[str]]:
 
 def stage_modules(stage: str) -> set[str]:
     """Every xlt module the stage's function runs code of (the left-out ones excepted)."""
-    left_out = LEFT_OUT.get(stage, set())
+    # This module decides when code counts as changed, not what a stage computes: a
+    # stage that imports it (for a shard's or a cache's signature) does not hash it.
+    left_out = LEFT_OUT.get(stage, set()) | {"xlt.fingerprint"}
     _, start = _stage_function(stage)
     seen: set[str] = set()
     queue = [parent for module in start for parent in _with_parents(module)]
@@ -160,9 +180,9 @@ def stage_modules(stage: str) -> set[str]:
     return seen
 
 
-def stage_fingerprint(stage: str) -> str:
-    """16 hex digits that change when the code of `stage` (a function of xlt.stages)
-    changes: a workflow param of that stage's rule."""
+def code_hash(stage: str) -> str:
+    """16 hex digits of the code `stage` (a function of xlt.stages) runs, before any
+    recorded equivalence."""
     sources, _ = _stage_function(stage)
     digest = hashlib.sha256()
     for source in sources:
@@ -170,3 +190,91 @@ def stage_fingerprint(stage: str) -> str:
     for module in sorted(stage_modules(stage)):
         digest.update(module.encode() + b"\0" + module_code(module).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def equivalences(root: Path | None = None) -> dict[tuple[str, str], str]:
+    """(stage, code hash) -> the hash it is read as, from data/equivalent_code.csv."""
+    path = (root or ROOT) / EQUIVALENCES
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for number, row in enumerate(rows, start=2):
+        if set(row) != set(EQUIVALENCE_COLUMNS) or not row["stage"] or not row["code"] or not row["same_as"]:
+            raise ValueError(f"{path}: row {number} needs {', '.join(EQUIVALENCE_COLUMNS)}, each filled")
+    return {(row["stage"], row["code"]): row["same_as"] for row in rows}
+
+
+def stage_fingerprint(stage: str) -> str:
+    """16 hex digits that change when the code of `stage` (a function of xlt.stages)
+    changes: a workflow param of that stage's rule. A code hash recorded as equivalent
+    to an earlier one (a refactor checked to change no output) is read as that one."""
+    code = code_hash(stage)
+    return equivalences().get((stage, code), code)
+
+
+def stages() -> list[str]:
+    """The stage functions of xlt.stages."""
+    tree = _parse((ROOT / "stages.py").read_text(encoding="utf-8"))
+    return sorted(node.name for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and node.name != "log_to")
+
+
+def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
+    """Every stage's fingerprint as the code at git `revision` of `checkout` computes it
+    (its own equivalences applied): what trees built at that revision carry."""
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(["git", "-C", str(checkout), "archive", revision, "src"], check=True, capture_output=True).stdout
+        tar_path = Path(folder) / "src.tar"
+        tar_path.write_bytes(archive)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(folder, filter="data")
+        script = "import json, xlt.fingerprint as f, xlt.stages as s, ast, inspect\n" + (
+            "names = [n for n, v in vars(s).items() if inspect.isfunction(v) and v.__module__ == 'xlt.stages' and not n.startswith('_') and n != 'log_to']\n"
+            "print(json.dumps({n: f.stage_fingerprint(n) for n in names}))"
+        )
+        environment = {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}
+        output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=environment, cwd=folder).stdout
+    import json
+
+    return json.loads(output)
+
+
+def record(revision: str, evidence: str, checkout: Path) -> list[dict[str, str]]:
+    """Record every stage whose code hash differs from its fingerprint at `revision` as
+    equivalent to it; returns the rows added."""
+    before = fingerprints_at(revision, checkout)
+    known = equivalences()
+    added = []
+    for stage in stages():
+        code = code_hash(stage)
+        if stage not in before or before[stage] == code or (stage, code) in known:
+            continue
+        added.append({"stage": stage, "code": code, "same_as": before[stage], "recorded": datetime.date.today().isoformat(), "evidence": evidence})
+    path = ROOT / EQUIVALENCES
+    new_file = not path.is_file()
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EQUIVALENCE_COLUMNS, lineterminator="\n")
+        if new_file:
+            writer.writeheader()
+        writer.writerows(added)
+    return added
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xlt.fingerprint", description="Each stage's code fingerprint; record a refactor as changing no output.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("show", help="every stage's code hash and the fingerprint it is read as")
+    recording = commands.add_parser("record", help="read the current code of every changed stage as its code at --before")
+    recording.add_argument("--before", required=True, help="the git revision whose trees must not rerun")
+    recording.add_argument("--evidence", required=True, help="how the outputs were found identical (kept in the table)")
+    arguments = parser.parse_args(argv)
+    if arguments.command == "show":
+        for stage in stages():
+            print(f"{stage}\t{code_hash(stage)}\t{stage_fingerprint(stage)}")
+        return
+    for row in record(arguments.before, arguments.evidence, ROOT.parents[1]):
+        print(f"{row['stage']}: {row['code']} read as {row['same_as']}")
+
+
+if __name__ == "__main__":
+    main()

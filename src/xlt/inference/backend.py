@@ -7,20 +7,31 @@ asks for them. Two implementations: the transformers engine (inference/hf.py) an
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 from .requests import Generation, Request
 
 
-class Backend(Protocol):
+class Backend(abc.ABC):
+    """One loaded model variant that answers prediction requests. Both implementations
+    (HFBackend, VLLMBackend) take the same arguments and honour `resume` alike."""
+
+    #: The model's name (a key of the config's models), for error messages.
     name: str
 
-    def run(self, requests: list[Request], resume: Path | None = None) -> list[Generation]:
-        """One result per request, in order. `resume`: where finished waves are kept,
-        so a killed job continues where it stopped (backends that cannot resume
-        ignore it)."""
-        ...
+    @abc.abstractmethod
+    def run(self, requests: list[Request], resume: Mapping[str, Path] | None = None) -> list[Generation]:
+        """One `Generation` per request, in the requests' order.
+
+        `requests`: every prompt's requests of one job (inference/requests.py), which
+        may share their prompt pass or prefix cache. `resume`: per prompt (a request's
+        `job`), the shard file (inference/shards.py) where its finished waves are kept;
+        a stored result is read back only for the request its fingerprint names, so a
+        killed job continues where it stopped and a job whose other prompt changed
+        reads this prompt's results back. None keeps nothing: every request is
+        computed."""
 
 
 def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0, log=print) -> Backend:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..atomic import atomic_path
@@ -160,7 +160,9 @@ class PromptShards:
     back; a stored result is read back only for the request it names, from the wave
     (`wave_of`: request index -> wave) that request is in."""
 
-    def __init__(self, requests, encoded, resume: dict[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print):
+    def __init__(
+        self, requests, encoded, resume: Mapping[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print
+    ):
         from dataclasses import asdict
 
         self.shards: list[tuple[Shard, list[int]]] = []

@@ -30,11 +30,13 @@ it pins its own transformers, so it lives in the jobs' conda environment
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import XltError
 from ..models import ModelSpec, serving_checkpoint
+from .backend import Backend
 from .requests import Encoded, Generation, Request, encode_all, is_generation
 from .shards import PromptShards
 from .stopping import stated_answer, stop_token_ids
@@ -161,7 +163,7 @@ def label_logprobs(outputs, labels: list[list[int]]) -> list[float]:
     return scores
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     def __init__(
         self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict, signature: dict | None = None, gpus: int = 0, log=print
     ):
@@ -188,7 +190,7 @@ class VLLMBackend:
         self.lora = LoRARequest(f"{self.spec.name}-ft", 1, str(self.adapter_dir)) if self.adapter_dir is not None else None
         self.max_len = args["max_model_len"]
 
-    def run(self, requests: list[Request], resume: dict[str, Path] | None = None) -> list[Generation]:
+    def run(self, requests: list[Request], resume: Mapping[str, Path] | None = None) -> list[Generation]:
         """Every prompt's requests, wave by wave; `resume` as the transformers backend's
         (per prompt, the shard where its finished results are kept)."""
         encoded = encode_all(self.tokenizer, self.spec, requests)

@@ -33,6 +33,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..errors import XltError
 from ..models import ModelSpec, serving_checkpoint
@@ -175,9 +176,11 @@ class VLLMBackend(Backend):
         self.name, self.spec, self.tokenizer, self.log = spec.name, spec, tokenizer, log
         self.base_dir, self.adapter_dir, self.settings, self.gpus = base_dir, adapter_dir, entry["inference"], gpus
         self.signature = signature or {}
-        self.llm, self.lora = None, None
+        # vllm.LLM and its LoRARequest once the engine starts (vllm is not installed where xlt is type-checked).
+        self.llm: Any = None
+        self.lora: Any = None
         location, revision = serving_checkpoint(base_dir)
-        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(location, revision=revision), tokenizer)
+        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(location, revision=revision or "main"), tokenizer)
 
     def _start(self, needed_len: int) -> None:
         from vllm import LLM
@@ -216,7 +219,8 @@ class VLLMBackend(Backend):
     def _wave(self, requests: list[Request], encoded: list[Encoded]) -> list[Generation]:
         from vllm import SamplingParams
 
-        continuations = [([], 0, "budget")] * len(encoded)
+        # (generated token ids, their count, why generation stopped) of each request
+        continuations: list[tuple[list[int], int, str]] = [([], 0, "budget")] * len(encoded)
         # One call per prompt (token budget), in the requests' order: an item's later
         # prompt finds the passage, question and options it shares with the earlier one
         # in the prefix cache, where within one call the two could be scheduled together
@@ -233,16 +237,16 @@ class VLLMBackend(Backend):
         scoring: list[tuple[int, str, list[tuple[dict, dict]]]] = []
         for index, item in enumerate(encoded):
             if item.scores_prompt:
-                scoring.append((index, "prompt", label_requests(item.input_ids, item.label_ids)))
+                scoring.append((index, "prompt", label_requests(item.input_ids, item.labels())))
             ids, _, reason = continuations[index]
             if item.forced_ids and reason != "answer":
-                scoring.append((index, "forced", label_requests(item.input_ids + ids + item.forced_ids, item.label_ids)))
+                scoring.append((index, "forced", label_requests(item.input_ids + ids + item.forced_ids, item.labels())))
         scores: dict[tuple[int, str], list[float]] = {}
         if scoring:
             asked = [request for _, _, requests_ in scoring for request in requests_]
             outputs = iter(self.llm.generate([prompt for prompt, _ in asked], [SamplingParams(**args) for _, args in asked], lora_request=self.lora))
             for index, kind, _ in scoring:
-                scores[index, kind] = label_logprobs(outputs, encoded[index].label_ids)
+                scores[index, kind] = label_logprobs(outputs, encoded[index].labels())
         return [
             Generation(
                 self.tokenizer.decode(ids, skip_special_tokens=True),
@@ -251,7 +255,7 @@ class VLLMBackend(Backend):
                 reason,
                 scores.get((index, "prompt")),
                 scores.get((index, "forced")),
-                [len(ids) for ids in item.label_ids] if (index, "prompt") in scores else None,
+                [len(ids) for ids in item.labels()] if (index, "prompt") in scores else None,
             )
             for index, (item, (ids, count, reason)) in enumerate(zip(encoded, continuations))
         ]

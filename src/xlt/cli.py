@@ -2,8 +2,9 @@
 made anywhere, without the workflow engine and without loading a model; and every
 stage of the workflow (`prepare-data`, `prepare-training`, `prepare-control`, `prepare-model`, `finetune`,
 `merge`, `predict`, `score`, `compare`, `report`, `proximity`, `provenance`), which its rules run as shell commands with
-named arguments. A stage's `--settings` is the JSON that xlt.jobs.job_settings builds
-from the config; model libraries are imported only by the stages that load a model."""
+named arguments. A stage's `--settings` is the JSON of the settings dataclass that
+xlt.jobs.stage_settings builds from the config (xlt.settings), parsed back here and passed
+unchanged to the stage; model libraries are imported only by the stages that load a model."""
 
 from __future__ import annotations
 
@@ -62,14 +63,14 @@ def _stats_files(out: str) -> list[Path]:
     return [Path(out) / name for name in STATS_FILES.values()]
 
 
-def _files(paths: list[str] | None, option: str) -> list[str] | None:
+def _files(paths: list[str], option: str) -> list[str]:
     """The paths of an option that takes several files: none empty, none given twice
     (a file read twice counts its rows twice; one written twice keeps the last)."""
-    for path in paths or []:
+    for path in paths:
         if not path.strip():
             raise XltError(f"{option}: an empty path; give a file")
-    seen = [os.path.normpath(path) for path in paths or []]
-    repeated = next((path for path, normal in zip(paths or [], seen) if seen.count(normal) > 1), None)
+    seen = [os.path.normpath(path) for path in paths]
+    repeated = next((path for path, normal in zip(paths, seen) if seen.count(normal) > 1), None)
     if repeated is not None:
         raise XltError(f"{option}: {repeated} is given {seen.count(os.path.normpath(repeated))} times; give each file once")
     return paths
@@ -418,7 +419,7 @@ def _stage(commands, name: str, help: str, run, settings: str, log: bool = True)
     """A workflow stage's subcommand, with the arguments every stage has. Fine-tuning
     has no --log: under `accelerate launch` its processes share the shell's redirect."""
     command = commands.add_parser(name, help=help)
-    command.add_argument("--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.job_settings builds from the config)")
+    command.add_argument("--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.stage_settings builds from the config)")
     if log:
         command.add_argument("--log", help="file to write the stage's output to (default: the terminal)")
     command.set_defaults(run=run)
@@ -443,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--predictions", help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
     compare.add_argument("--config", help="study config (languages, families, stats settings)")
     compare.add_argument("--items", help="instead of --predictions: the scored items (results/scores/items.parquet), as the workflow runs it")
-    compare.add_argument("--settings", help="with --items: the study settings as JSON (what xlt.jobs.job_settings builds from the config)")
+    compare.add_argument("--settings", help="with --items: the study settings as JSON (what xlt.jobs.stage_settings builds from the config)")
     compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to")
     compare.add_argument(
         "--allow-missing",

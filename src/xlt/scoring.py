@@ -5,6 +5,7 @@ language."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -145,7 +146,7 @@ def load_predictions(root: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_prediction_files(paths: list[str | Path]) -> pd.DataFrame:
+def load_prediction_files(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = [check_predictions(_read(path), str(path)) for path in paths]
     return pd.concat(frames, ignore_index=True)
 
@@ -179,7 +180,7 @@ def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalis
     prepared Belebele rows, all languages) supplies each item's options. Without it
     (`xlt extract` on a predictions file alone) quoted option texts are not read. The
     cloze rows' options are chosen again under `cloze_normalisation` (choose_cloze)."""
-    option_lists: list[list[str] | None]
+    option_lists: Sequence[list[str] | None]
     if data is None:
         option_lists = [None] * len(predictions)
     else:

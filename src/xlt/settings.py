@@ -54,7 +54,7 @@ class StageSettings:
         missing = [name for name in required if name not in value]
         if missing:
             raise XltError(
-                f"--settings: lacks {', '.join(missing)}; {stage}'s settings have the keys {', '.join(names)} (as xlt.jobs.job_settings builds them)"
+                f"--settings: lacks {', '.join(missing)}; {stage}'s settings have the keys {', '.join(names)} (as xlt.jobs.stage_settings builds them)"
             )
         unknown = [key for key in value if key not in names]
         if unknown:
@@ -67,7 +67,7 @@ class PrepareDataSettings(StageSettings):
     """`data`: the config's data block; `all_test`: fine-tuning data comes from
     elsewhere, so every item is a test item; `staged`: the Hub dataset's staged folder."""
 
-    STAGES = ("prepare_data",)
+    STAGES: ClassVar[tuple[str, ...]] = ("prepare_data",)
     data: dict[str, Any]
     langs: list[str]
     all_test: bool
@@ -79,7 +79,7 @@ class PrepareTrainingSettings(StageSettings):
     """`finetune`: the config's finetune block less format_control; `staged`: source ->
     the staged folder of its Hub training set."""
 
-    STAGES = ("prepare_training",)
+    STAGES: ClassVar[tuple[str, ...]] = ("prepare_training",)
     finetune: dict[str, Any]
     sources: list[str]
     seed: int
@@ -88,7 +88,7 @@ class PrepareTrainingSettings(StageSettings):
 
 @dataclass(frozen=True)
 class PrepareControlSettings(StageSettings):
-    STAGES = ("prepare_control",)
+    STAGES: ClassVar[tuple[str, ...]] = ("prepare_control",)
     seed: int
 
 
@@ -96,7 +96,7 @@ class PrepareControlSettings(StageSettings):
 class ProvenanceSettings(StageSettings):
     """`config`: the config less how jobs run (xlt.jobs.computed_config)."""
 
-    STAGES = ("provenance",)
+    STAGES: ClassVar[tuple[str, ...]] = ("provenance",)
     config: dict[str, Any]
 
 
@@ -105,7 +105,7 @@ class PrepareModelSettings(StageSettings):
     """Where a model's weights come from (exactly one of id, path, package); `staged`:
     the Hub model's staged folder; `converted`: its bfloat16 conversion (xlt.fp8)."""
 
-    STAGES = ("prepare_model", "stage_model")
+    STAGES: ClassVar[tuple[str, ...]] = ("prepare_model", "stage_model")
     id: str | None
     revision: str | None
     path: str | None
@@ -129,7 +129,7 @@ class PrepareModelSettings(StageSettings):
 class StageDatasetSettings(StageSettings):
     """A Hub data set the study stages: its id and revision."""
 
-    STAGES = ("stage_dataset",)
+    STAGES: ClassVar[tuple[str, ...]] = ("stage_dataset",)
     id: str
     revision: str | None
 
@@ -140,7 +140,7 @@ class AdapterSettings(StageSettings):
     stage blocks, in the JSON as top-level keys) and its finetune block less how the job
     runs (xlt.jobs.NOT_LEARNED). Fine-tuning and merging read the same."""
 
-    STAGES = ("finetune", "merge")
+    STAGES: ClassVar[tuple[str, ...]] = ("finetune", "merge")
     source: dict[str, Any]
     finetune: dict[str, Any]
 
@@ -152,7 +152,7 @@ class AdapterSettings(StageSettings):
         if not isinstance(value, dict) or not isinstance(value.get("finetune"), dict):
             raise XltError(
                 f"--settings: lacks finetune; {stage}'s settings are the model's config as a JSON object with its finetune block "
-                "(as xlt.jobs.job_settings builds them)"
+                "(as xlt.jobs.stage_settings builds them)"
             )
         return cls(source={key: item for key, item in value.items() if key != "finetune"}, finetune=value["finetune"])
 
@@ -167,7 +167,7 @@ class PredictSettings(StageSettings):
     `templates`: language -> its prompt template file; `prompts`: prompt -> its
     `max_new_tokens` and `scoring`."""
 
-    STAGES = ("predict",)
+    STAGES: ClassVar[tuple[str, ...]] = ("predict",)
     model: dict[str, Any]
     templates: dict[str, str]
     prompts: dict[str, dict[str, Any]]
@@ -178,7 +178,7 @@ class StudySettings(StageSettings):
     """What the model-free stages read (xlt.jobs.study_settings): a change elsewhere
     reruns none of them."""
 
-    STAGES = ("score", "compare", "proximity")
+    STAGES: ClassVar[tuple[str, ...]] = ("score", "compare", "proximity")
     languages: dict[str, Any]
     source_languages: list[str]
     related_families: list[str]
@@ -196,7 +196,7 @@ class StudySettings(StageSettings):
 class ReportSettings(StudySettings):
     """The study settings and each model's fine-tuning recipe (xlt.recipes)."""
 
-    STAGES = ("report",)
+    STAGES: ClassVar[tuple[str, ...]] = ("report",)
     recipes: dict[str, Any] | None = field(default=None, metadata=OMITTED)
 
 

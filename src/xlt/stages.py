@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import traceback
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def prepare_control(*, settings: PrepareControlSettings, training_file: str, out
     control = control_examples(training, settings.seed, training_file)
     write_parquet(control, output)
     agree = int((control["correct_answer_num"] == training["correct_answer_num"]).sum())
-    counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(control["correct_answer_num"].value_counts().items()))
+    counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(Counter(control["correct_answer_num"].tolist()).items()))
     _say(f"{len(control)} control examples ({counts}; {agree} agree with the gold answer) -> {output}")
 
 

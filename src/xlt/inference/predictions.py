@@ -71,9 +71,9 @@ def _row(request: Request, result: Generation, cell: str, model: str, parts: Par
         reading = _cloze(request, result, parts, where)
     elif cell == CHOICE_PROMPT or request.harness:
         labels = _required(result.label_logprobs, "label log-probabilities", where)
-        choice = likeliest_label(labels, where)
-        raw = f"Answer: {LETTERS[choice - 1]}" if request.harness else json.dumps(dict(zip(LETTERS, labels)))
-        reading = {"raw_output": raw, "parsed_choice": choice, "n_output_tokens": 0, "stop_reason": None, "forced_choice": choice}
+        likeliest = likeliest_label(labels, where)
+        raw = f"Answer: {LETTERS[likeliest - 1]}" if request.harness else json.dumps(dict(zip(LETTERS, labels)))
+        reading = {"raw_output": raw, "parsed_choice": likeliest, "n_output_tokens": 0, "stop_reason": None, "forced_choice": likeliest}
         if cell == CHOICE_PROMPT:
             reading.update(_rotations(request, labels, parts, where))
     else:

@@ -279,7 +279,7 @@ def predict(
     the model over.
     """
     from .data import read_prepared
-    from .inference.backend import open_backend
+    from .inference.loader import open_backend
     from .inference.predictions import prediction_frames
     from .inference.requests import build_requests
     from .inference.shards import discard, shard_path

@@ -6,6 +6,7 @@ predict jobs as a variant of its own."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,11 @@ from xlt.config import validate_config
 from xlt.control import control_examples, control_letters
 from xlt.errors import XltError
 from xlt.finetune import IGNORE, build_examples
-from xlt.jobs import job_settings
+from xlt.jobs import job_settings, stage_settings
 from xlt.languages import control_sources
 from xlt.paths import discover_predictions, is_variant, study_variants
 from xlt.prompts import answer_completion
+from xlt.settings import PrepareDataSettings
 from xlt.stages import prepare_control, prepare_data, prepare_training
 
 
@@ -33,14 +35,13 @@ def training_sets(repo, study_config, tmp_path_factory):
     config["data"]["fixture_dir"] = str(repo / config["data"]["fixture_dir"])
     langs = list(config["languages"])
     data = [str(root / f"{lang}.parquet") for lang in langs]
-    prepare_data(config["data"], langs, data)
+    prepare_data(settings=PrepareDataSettings(data=config["data"], langs=langs, all_test=False), outputs=data)
     real, control = root / "arb_Arab.parquet.train", root / "control-arb_Arab.parquet"
-    training = job_settings(config, "prepare_training")
-    prepare_training(
-        training["finetune"], ["arb_Arab"], {"arb_Arab": data[0]}, [str(real)], training["seed"], test_files=data, checks_out=str(root / "checks.json")
-    )
-    seed = job_settings(config, "prepare_control")["seed"]
-    prepare_control(training_file=str(real), output=str(control), seed=seed)
+    training = replace(stage_settings(config, "prepare_training"), sources=["arb_Arab"])
+    prepare_training(settings=training, data_files={"arb_Arab": data[0]}, outputs=[str(real)], test_files=data, checks_out=str(root / "checks.json"))
+    control_settings = stage_settings(config, "prepare_control")
+    prepare_control(settings=control_settings, training_file=str(real), output=str(control))
+    seed = control_settings.seed
     return pd.read_parquet(real), pd.read_parquet(control), seed
 
 

@@ -82,7 +82,7 @@ def test_comments_docstrings_and_formatting_change_no_fingerprint(tmp_path, monk
     edit("errors.py", '"""The one exception type', '"""Edited.\n\nThe one exception type')
     edit("errors.py", '"""A problem with the user', '"""Edited. A problem with the user')
     edit("stages.py", "def finetune(", "# a comment\n\n\ndef finetune(")
-    edit("stages.py", '"""`entry`: the model', '"""Edited. `entry`: the model')
+    edit("stages.py", '"""Model `name`\'s LoRA adapter', '"""Edited. Model `name`\'s LoRA adapter')
     edit("finetune.py", '"""', '"""Edited. ')
     edit("finetune.py", "\nimport ", "\n# a comment\nimport ")
     edit("stats.py", "import numpy as np", "import numpy as np  # a comment")

@@ -690,3 +690,18 @@ def test_vllm_backend_scores_cloze_options_token_by_token(prepared_tiny, monkeyp
         assert result.label_logprobs == pytest.approx([-sum(option) / 1000 for option in request.label_ids])
         assert result.label_tokens == [len(option) for option in request.label_ids] and result.n_output_tokens == 0
     assert prediction_frames(requests, results, "tiny-dense", "base")["cloze"]["parsed_choice"].notna().all()
+
+
+def test_both_backends_implement_the_backend_interface_with_its_signature():
+    """xlt.inference.backend.Backend: what stages.predict calls, the same on both."""
+    import inspect
+
+    from xlt.inference.backend import Backend
+    from xlt.inference.hf import HFBackend
+    from xlt.inference.vllm import VLLMBackend
+
+    for backend in (HFBackend, VLLMBackend):
+        assert issubclass(backend, Backend)
+        assert inspect.signature(backend.run) == inspect.signature(Backend.run), backend.__name__
+    with pytest.raises(TypeError):
+        Backend()

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from xlt.errors import XltError
-from xlt.jobs import job_settings, read_settings, settings_json
+from xlt.jobs import job_settings, settings_json, stage_settings
+from xlt.settings import SETTINGS, AdapterSettings, PredictSettings, StudySettings, parse_settings
 
 
 def test_model_jobs_get_their_models_source_and_stage_block_only(study_config):
@@ -78,11 +79,11 @@ def test_settings_travel_as_json_and_back(study_config):
     # The languages keep the config's order: the statistics' rows follow it.
     study = json.loads(settings_json(study_config, "compare"))
     assert list(study["languages"]) == list(study_config["languages"]) != sorted(study_config["languages"])
-    assert read_settings(text, "x") == job_settings(study_config, "predict", "smollm2-135m")
+    assert parse_settings(text, PredictSettings, "predict") == stage_settings(study_config, "predict", "smollm2-135m")
     with pytest.raises(XltError, match="--settings: not JSON"):
-        read_settings("{", "the study settings")
-    with pytest.raises(XltError, match="--settings: expected the study settings as a JSON object"):
-        read_settings("[1]", "the study settings")
+        parse_settings("{", StudySettings, "compare")
+    with pytest.raises(XltError, match="--settings: expected compare's settings as a JSON object"):
+        parse_settings("[1]", StudySettings, "compare")
 
 
 def test_provenance_hashes_the_config_less_how_jobs_run(study_config):
@@ -99,14 +100,38 @@ def test_provenance_hashes_the_config_less_how_jobs_run(study_config):
     assert job_settings(config, "provenance")["config"]["models"]["smollm2-135m"]["finetune"]["learning_rate"] == 0.1
 
 
-def test_the_keys_each_command_checks_are_those_job_settings_builds(study_config):
-    """xlt.jobs.SETTINGS_KEYS (what `xlt <stage> --settings` must hold) against the
-    settings the workflow passes: every key checked is one it builds, and the stages
-    that read all their keys check all of them."""
-    from xlt.jobs import SETTINGS_KEYS
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml"])
+def test_every_jobs_settings_come_back_from_their_json_unchanged(repo, path):
+    """What a rule passes (settings_json) is what its command parses (xlt.settings) and
+    the stage gets: the same dataclass, and the same JSON text written back."""
+    from xlt.config import load_config
+    from xlt.jobs import DATA_STAGES, MODEL_STAGES, STUDY_STAGES
 
-    for stage, keys in SETTINGS_KEYS.items():
-        built = job_settings(study_config, stage, "smollm2-135m")
-        assert set(keys) <= set(built), stage
-        if stage not in ("finetune", "merge", "report"):
-            assert set(keys) == set(built), stage
+    config = load_config(repo / path)
+    jobs = [(stage, None) for stage in DATA_STAGES + STUDY_STAGES] + [(stage, model) for stage in MODEL_STAGES for model in config["models"]]
+    for stage, model in jobs:
+        built = stage_settings(config, stage, model)
+        text = settings_json(config, stage, model)
+        parsed = parse_settings(text, SETTINGS[stage], stage)
+        assert parsed == built and parsed.to_json() == text, (stage, model)
+
+
+def test_settings_that_lack_a_key_or_have_one_too_many_say_which_in_one_line(study_config):
+    text = settings_json(study_config, "predict", "smollm2-135m")
+    settings = json.loads(text)
+    del settings["templates"]
+    with pytest.raises(XltError, match=r"^--settings: lacks templates; predict's settings have the keys model, templates, prompts "):
+        parse_settings(json.dumps(settings), PredictSettings, "predict")
+    with pytest.raises(XltError, match=r"^--settings: unknown key extra for score; its settings have the keys languages, "):
+        parse_settings(json.dumps({**job_settings(study_config, "score"), "extra": 1}), StudySettings, "score")
+    with pytest.raises(XltError, match=r"^--settings: lacks finetune; merge's settings are the model's config"):
+        parse_settings(json.dumps({"path": "x"}), AdapterSettings, "merge")
+
+
+def test_a_stage_takes_its_settings_and_files_by_name_only(study_config, tmp_path):
+    """Two paths given in each other's place cannot pass unnoticed: every stage's
+    arguments are keyword-only."""
+    from xlt.stages import prepare_control
+
+    with pytest.raises(TypeError):
+        prepare_control(stage_settings(study_config, "prepare_control"), str(tmp_path / "a"), str(tmp_path / "b"))

@@ -18,6 +18,7 @@ from test_staging import reference_dequantisation, write_fp8_checkpoint
 from xlt import stages
 from xlt.config import load_config
 from xlt.paths import JOB_CELLS
+from xlt.settings import AdapterSettings, PredictSettings, PrepareModelSettings
 
 # tiny-model kind (tests/tiny_models.py) of each paper architecture
 ARCHITECTURES = {"llama": "dense", "qwen3": "qwen3", "qwen3-moe": "moe", "deepseek-v3": "deepseek-v3"}
@@ -65,12 +66,23 @@ def test_a_paper_architecture_prepares_finetunes_and_predicts(repo, tmp_path, ar
         folder = build_tiny_model(tmp_path / "model", ARCHITECTURES[architecture], chat=True)
     entry = paper_entry(repo, folder)
     base, adapter = tmp_path / "base", tmp_path / "adapter"
-    stages.prepare_model(architecture, entry, str(base), threads=1)
+    source = {key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")}
+    stages.prepare_model(name=architecture, settings=PrepareModelSettings(**source), output=str(base), threads=1)
 
     train = tmp_path / "train.parquet"
     arabic_items(8).to_parquet(train)
     template = str(repo / "config" / "templates" / "arb_Arab.yaml")
-    stages.finetune(architecture, entry, str(base), str(train), template, str(adapter), str(tmp_path / "checkpoints"), threads=1)
+    adapter_settings = AdapterSettings(source={key: value for key, value in entry.items() if key not in ("finetune", "inference")}, finetune=entry["finetune"])
+    stages.finetune(
+        name=architecture,
+        settings=adapter_settings,
+        base_dir=str(base),
+        source_data=str(train),
+        template_file=template,
+        adapter_dir=str(adapter),
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        threads=1,
+    )
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["r"] == 8 and {name.rsplit(".", 1)[-1] for name in config["target_modules"]} == ATTENTION[architecture]
     assert not any("expert" in name for name in config["target_modules"]) and not config.get("target_parameters")
@@ -79,7 +91,18 @@ def test_a_paper_architecture_prepares_finetunes_and_predicts(repo, tmp_path, ar
     arabic_items(3).assign(split="test").to_parquet(test)
     prompts = {"direct": {"max_new_tokens": 4, "scoring": "generate"}, "cot": {"max_new_tokens": 8, "scoring": "generate"}}
     outputs = [str(tmp_path / "predictions" / cell / "arb_Arab.parquet") for prompt in prompts for cell in JOB_CELLS[prompt]]
-    stages.predict(architecture, entry, "ft", prompts, str(base), str(adapter), [str(test)], {"arb_Arab": template}, outputs, threads=1)
+    model = {key: value for key, value in entry.items() if key != "finetune"}
+    predict_settings = PredictSettings(model=model, templates={"arb_Arab": template}, prompts=prompts)
+    stages.predict(
+        name=architecture,
+        settings=predict_settings,
+        variant="ft",
+        base_dir=str(base),
+        adapter_dir=str(adapter),
+        data_files=[str(test)],
+        outputs=outputs,
+        threads=1,
+    )
     for path in outputs:
         frame = pd.read_parquet(path)
         assert len(frame) == 3 and (frame["variant"] == "ft").all() and (frame["n_prompt_tokens"] > 0).all()

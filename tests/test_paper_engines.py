@@ -82,7 +82,7 @@ def test_the_transformers_backend_serves_the_adapter_unmerged(prepared_tiny, stu
     from test_finetune import TEMPLATE, arabic_items, settings
 
     from xlt.finetune import finetune
-    from xlt.inference.backend import open_backend
+    from xlt.inference.loader import open_backend
     from xlt.models import load_model
 
     adapter = tmp_path / "adapter"

@@ -114,6 +114,7 @@ def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tm
     assert hub.downloads == [{"repo_id": "facebook/belebele", "repo_type": "dataset", "revision": COMMIT}]
     assert sorted(record["files"]) == ["README.md", "data/arb_Arab.jsonl", "data/eng_Latn.jsonl"]
 
+    from xlt.settings import PrepareDataSettings
     from xlt.stages import prepare_data
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -122,9 +123,10 @@ def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tm
     shutil.rmtree(source)
     data = {**load_config(repo / "config" / "config.yaml")["data"], "source": "hub", "hub_id": "facebook/belebele", "hub_revision": "main"}
     from_staged = [str(tmp_path / "staged" / f"{lang}.parquet") for lang in langs]
-    prepare_data(data, langs, from_staged, staged=str(staged))
+    prepare_data(settings=PrepareDataSettings(data=data, langs=langs, all_test=False, staged=str(staged)), outputs=from_staged)
     from_fixture = [str(tmp_path / "fixture" / f"{lang}.parquet") for lang in langs]
-    prepare_data({**data, "source": "fixture", "fixture_dir": str(repo / "data" / "belebele_fixture")}, langs, from_fixture)
+    fixture = {**data, "source": "fixture", "fixture_dir": str(repo / "data" / "belebele_fixture")}
+    prepare_data(settings=PrepareDataSettings(data=fixture, langs=langs, all_test=False), outputs=from_fixture)
     for staged_file, fixture_file in zip(from_staged, from_fixture):
         assert pd.read_parquet(staged_file).equals(pd.read_parquet(fixture_file))
 

@@ -16,6 +16,7 @@ from xlt.errors import XltError
 from xlt.finetune import finetune
 from xlt.models import ModelSpec
 from xlt.prompts import load_template
+from xlt.settings import PrepareDataSettings, PrepareTrainingSettings
 from xlt.stages import prepare_data, prepare_training
 from xlt.trainsets import TrainingSet, equalise, load_training_set, map_fields
 
@@ -125,11 +126,12 @@ def test_with_external_data_every_belebele_item_is_a_test_item(repo, tmp_path, m
     config = validate_config(external_config(repo))
     langs = ["arb_Arab", "heb_Hebr"]
     outputs = [str(tmp_path / f"{lang}.parquet") for lang in langs]
-    prepare_data(config["data"], langs, outputs, all_test=True)
+    prepare_data(settings=PrepareDataSettings(data=config["data"], langs=langs, all_test=True), outputs=outputs)
     assert [set(pd.read_parquet(path)["split"]) for path in outputs] == [{"test"}, {"test"}]
     assert len(pd.read_parquet(outputs[0])) == 48
     training = str(tmp_path / "train" / "arb_Arab.parquet")
-    prepare_training(config["finetune"], ["arb_Arab"], {}, [training], seed=0, test_files=outputs, checks_out=str(tmp_path / "train" / "checks.json"))
+    settings = PrepareTrainingSettings(finetune=config["finetune"], sources=["arb_Arab"], seed=0)
+    prepare_training(settings=settings, data_files={}, outputs=[training], test_files=outputs, checks_out=str(tmp_path / "train" / "checks.json"))
     assert len(pd.read_parquet(training)) == 12
     checks = json.loads((tmp_path / "train" / "checks.json").read_text())
     assert checks["arb_Arab"] == {"origin": RACE_LIKE, "rows_read": 12, "duplicates_dropped": [], "test_items": [], "examples": 12}

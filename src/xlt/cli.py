@@ -2,8 +2,9 @@
 made anywhere, without the workflow engine and without loading a model; and every
 stage of the workflow (`prepare-data`, `prepare-training`, `prepare-control`, `prepare-model`, `finetune`,
 `merge`, `predict`, `score`, `compare`, `report`, `proximity`, `provenance`), which its rules run as shell commands with
-named arguments. A stage's `--settings` is the JSON that xlt.jobs.job_settings builds
-from the config; model libraries are imported only by the stages that load a model."""
+named arguments. A stage's `--settings` is the JSON of the settings dataclass that
+xlt.jobs.stage_settings builds from the config (xlt.settings), parsed back here and passed
+unchanged to the stage; model libraries are imported only by the stages that load a model."""
 
 from __future__ import annotations
 
@@ -15,8 +16,20 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import XltError, verbose
-from .jobs import read_settings
 from .paths import STATS_FILES, VARIANTS, is_variant
+from .settings import (
+    AdapterSettings,
+    PredictSettings,
+    PrepareControlSettings,
+    PrepareDataSettings,
+    PrepareModelSettings,
+    PrepareTrainingSettings,
+    ProvenanceSettings,
+    ReportSettings,
+    StageDatasetSettings,
+    StudySettings,
+    parse_settings,
+)
 
 
 def _compare(args) -> None:
@@ -31,10 +44,11 @@ def _compare(args) -> None:
             raise XltError("--items goes with --settings (the workflow's compare job), not with --predictions or --config")
         from .stages import compare as compare_stage
 
-        settings = read_settings(args.settings, "the study settings", "compare")
+        settings = parse_settings(args.settings, StudySettings, "compare")
         _scored_items(args.items)
+        effects, alignment, gains, notes = map(str, _stats_files(args.out))
         with _job_log(args):
-            compare_stage(args.items, settings, *_stats_files(args.out))
+            compare_stage(settings=settings, items_file=args.items, effects_out=effects, alignment_out=alignment, gains_out=gains, notes_out=notes)
         return
     if args.predictions is None or args.config is None:
         raise XltError("give --predictions and --config (or --items and --settings)")
@@ -49,14 +63,14 @@ def _stats_files(out: str) -> list[Path]:
     return [Path(out) / name for name in STATS_FILES.values()]
 
 
-def _files(paths: list[str] | None, option: str) -> list[str] | None:
+def _files(paths: list[str], option: str) -> list[str]:
     """The paths of an option that takes several files: none empty, none given twice
     (a file read twice counts its rows twice; one written twice keeps the last)."""
-    for path in paths or []:
+    for path in paths:
         if not path.strip():
             raise XltError(f"{option}: an empty path; give a file")
-    seen = [os.path.normpath(path) for path in paths or []]
-    repeated = next((path for path, normal in zip(paths or [], seen) if seen.count(normal) > 1), None)
+    seen = [os.path.normpath(path) for path in paths]
+    repeated = next((path for path, normal in zip(paths, seen) if seen.count(normal) > 1), None)
     if repeated is not None:
         raise XltError(f"{option}: {repeated} is given {seen.count(os.path.normpath(repeated))} times; give each file once")
     return paths
@@ -232,92 +246,82 @@ def _job_log(args):
     return log_to(args.log, gpus=getattr(args, "gpus", 0)) if args.log else nullcontext()
 
 
-def _model_entry(args) -> dict:
-    entry = read_settings(args.settings, "a model's config with its finetune block", args.command)
-    if not isinstance(entry.get("finetune"), dict):
-        raise XltError("--settings: expected a model's config as a JSON object with its finetune block")
-    return entry
-
-
 def _prepare_data(args) -> None:
     from .stages import prepare_data
 
-    settings = read_settings(args.settings, "the data settings and languages", "prepare_data")
-    outputs = _one_each(settings["langs"], args.out, "--out", "languages")
+    settings = parse_settings(args.settings, PrepareDataSettings, "prepare_data")
+    outputs = _one_each(settings.langs, args.out, "--out", "languages")
     with _job_log(args):
-        prepare_data(settings["data"], settings["langs"], list(outputs.values()), settings["all_test"], staged=settings.get("staged"))
+        prepare_data(settings=settings, outputs=list(outputs.values()))
 
 
 def _prepare_training(args) -> None:
     from .stages import prepare_training
 
-    settings = read_settings(args.settings, "the finetune block, source languages and seed", "prepare_training")
-    sources = settings["sources"]
+    settings = parse_settings(args.settings, PrepareTrainingSettings, "prepare_training")
+    sources = settings.sources
     belebele = _one_each(sources, args.belebele, "--belebele", "source languages") if args.belebele is not None else {}
-    if settings["finetune"].get("data") == "belebele" and not belebele:
+    if settings.finetune.get("data") == "belebele" and not belebele:
         raise XltError("--belebele: finetune.data is belebele, so each source's prepared data is needed, in the sources' order")
     outputs = _one_each(sources, args.out, "--out", "source languages")
     if os.path.normpath(args.checks) in map(os.path.normpath, outputs.values()):
         raise XltError(f"--checks {args.checks}: is also given as --out; write the checks to a file of their own")
     with _job_log(args):
         prepare_training(
-            settings["finetune"],
-            sources,
-            belebele,
-            list(outputs.values()),
-            settings["seed"],
+            settings=settings,
+            data_files=belebele,
+            outputs=list(outputs.values()),
             test_files=_files(args.test_data, "--test-data"),
             checks_out=args.checks,
-            staged=settings.get("staged"),
         )
 
 
 def _prepare_control(args) -> None:
     from .stages import prepare_control
 
-    settings = read_settings(args.settings, "the seed", "prepare_control")
+    settings = parse_settings(args.settings, PrepareControlSettings, "prepare_control")
     with _job_log(args):
-        prepare_control(training_file=_existing(args.data, "--data"), output=args.out, seed=settings["seed"])
+        prepare_control(settings=settings, training_file=_existing(args.data, "--data"), output=args.out)
 
 
 def _provenance(args) -> None:
     from .stages import provenance
 
-    settings = read_settings(args.settings, "the config", "provenance")
-    models = list(settings["config"].get("models", {}))
+    settings = parse_settings(args.settings, ProvenanceSettings, "provenance")
+    models = list(settings.config.get("models", {}))
     base = _one_each(models, args.base, "--base", "models", kind="folders")
+    training_checks = _existing(args.training_checks, "--training-checks")
     with _job_log(args):
-        provenance(settings["config"], base, args.checkout, args.out, _existing(args.training_checks, "--training-checks"))
+        provenance(settings=settings, base_dirs=base, checkout=args.checkout, output=args.out, training_checks=training_checks)
 
 
 def _prepare_model(args) -> None:
     from .stages import prepare_model
 
-    source = read_settings(args.settings, "the model's source", "prepare_model")
-    if sum(source[key] is not None for key in ("id", "path", "package")) != 1:
+    settings = parse_settings(args.settings, PrepareModelSettings, "prepare_model")
+    if sum(value is not None for value in (settings.id, settings.path, settings.package)) != 1:
         raise XltError("--settings: the model's source needs exactly one of id, path, package")
     with _job_log(args):
-        prepare_model(args.model, source, args.out, args.threads, staged=source.get("staged"), converted=source.get("converted"))
+        prepare_model(name=args.model, settings=settings, output=args.out, threads=args.threads)
 
 
 def _stage_model(args) -> None:
     from .stages import stage_model
 
-    source = read_settings(args.settings, "the model's source", "prepare_model")
-    if not source.get("id"):
-        raise XltError(f"--settings: model {args.model} has no Hub id; only Hub models are staged")
+    settings = parse_settings(args.settings, PrepareModelSettings, "stage_model")
+    settings.hub_id(args.model)
     with _job_log(args):
-        stage_model(args.model, source, args.out)
+        stage_model(name=args.model, settings=settings, output=args.out)
 
 
 def _stage_dataset(args) -> None:
     from .stages import stage_dataset
 
-    hub = read_settings(args.settings, "the data set's Hub id and revision")
-    if not isinstance(hub.get("id"), str):
+    settings = parse_settings(args.settings, StageDatasetSettings, "stage_dataset")
+    if not isinstance(settings.id, str):
         raise XltError('--settings: expected the data set\'s Hub id and revision, as {"id": ..., "revision": ...}')
     with _job_log(args):
-        stage_dataset(args.dataset, hub, args.out)
+        stage_dataset(name=args.dataset, settings=settings, output=args.out)
 
 
 def _convert_fp8(args) -> None:
@@ -326,40 +330,49 @@ def _convert_fp8(args) -> None:
     if not (Path(args.staged) / "config.json").is_file():
         raise XltError(f"--staged {args.staged}: no config.json there; not a staged checkpoint")
     with _job_log(args):
-        convert_fp8(args.model, args.staged, args.out)
+        convert_fp8(name=args.model, staged=args.staged, output=args.out)
 
 
 def _finetune(args) -> None:
     from .stages import finetune
 
-    finetune(args.model, _model_entry(args), args.base, args.data, args.template, args.out, args.checkpoints, args.threads)
+    settings = parse_settings(args.settings, AdapterSettings, "finetune")
+    finetune(
+        name=args.model,
+        settings=settings,
+        base_dir=args.base,
+        source_data=args.data,
+        template_file=args.template,
+        adapter_dir=args.out,
+        checkpoint_dir=args.checkpoints,
+        threads=args.threads,
+    )
 
 
 def _merge(args) -> None:
     from .stages import merge
 
+    settings = parse_settings(args.settings, AdapterSettings, "merge")
     with _job_log(args):
-        merge(args.model, _model_entry(args), args.base, args.adapter, args.out, args.threads)
+        merge(name=args.model, settings=settings, base_dir=args.base, adapter_dir=args.adapter, out_dir=args.out, threads=args.threads)
 
 
 def _predict(args) -> None:
     from .stages import predict
 
-    settings = read_settings(args.settings, "the model's inference settings and prompts", "predict")
+    settings = parse_settings(args.settings, PredictSettings, "predict")
     _files(args.data, "--data")
     _files(args.out, "--out")
     with _job_log(args):
         predict(
-            args.model,
-            settings["model"],
-            args.variant,
-            settings["prompts"],
-            args.base,
-            args.adapter,
-            args.data,
-            settings["templates"],
-            args.out,
-            args.threads,
+            name=args.model,
+            settings=settings,
+            variant=args.variant,
+            base_dir=args.base,
+            adapter_dir=args.adapter,
+            data_files=args.data,
+            outputs=args.out,
+            threads=args.threads,
             fresh=args.fresh or os.environ.get("XLT_FRESH", "") not in ("", "0"),
             gpus=args.gpus,
         )
@@ -368,32 +381,32 @@ def _predict(args) -> None:
 def _score(args) -> None:
     from .stages import score
 
-    settings = read_settings(args.settings, "the study settings", "score")
+    settings = parse_settings(args.settings, StudySettings, "score")
     predictions, data = _files(args.predictions, "--predictions"), _files(args.data, "--data")
     if os.path.normpath(args.accuracy) == os.path.normpath(args.items):
         raise XltError(f"--accuracy and --items: both {args.accuracy}; give each table a file of its own")
     with _job_log(args):
-        score(predictions, data, settings, args.accuracy, args.items)
+        score(settings=settings, prediction_files=predictions, data_files=data, accuracy_out=args.accuracy, items_out=args.items)
 
 
 def _report(args) -> None:
     from .stages import report
 
-    settings = read_settings(args.settings, "the study settings and recipes", "report")
-    tables = [_existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")]
+    settings = parse_settings(args.settings, ReportSettings, "report")
+    tables = {f"{name}_file": _existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")}
     provenance = _existing(args.provenance, "--provenance") if args.provenance else None
     notes = _existing(args.notes, "--notes") if args.notes else None
     proximity = _existing(args.proximity, "--proximity") if args.proximity else None
     with _job_log(args):
-        report(*tables, settings, args.out, settings.get("recipes"), provenance, notes, proximity)
+        report(settings=settings, **tables, out_dir=args.out, provenance_file=provenance, notes_file=notes, proximity_file=proximity)
 
 
 def _proximity(args) -> None:
     from .stages import proximity
 
-    settings = read_settings(args.settings, "the study settings", "proximity")
+    settings = parse_settings(args.settings, StudySettings, "proximity")
     with _job_log(args):
-        proximity(settings, args.out)
+        proximity(settings=settings, output=args.out)
 
 
 def _variant(name: str) -> str:
@@ -406,7 +419,7 @@ def _stage(commands, name: str, help: str, run, settings: str, log: bool = True)
     """A workflow stage's subcommand, with the arguments every stage has. Fine-tuning
     has no --log: under `accelerate launch` its processes share the shell's redirect."""
     command = commands.add_parser(name, help=help)
-    command.add_argument("--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.job_settings builds from the config)")
+    command.add_argument("--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.stage_settings builds from the config)")
     if log:
         command.add_argument("--log", help="file to write the stage's output to (default: the terminal)")
     command.set_defaults(run=run)
@@ -431,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--predictions", help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
     compare.add_argument("--config", help="study config (languages, families, stats settings)")
     compare.add_argument("--items", help="instead of --predictions: the scored items (results/scores/items.parquet), as the workflow runs it")
-    compare.add_argument("--settings", help="with --items: the study settings as JSON (what xlt.jobs.job_settings builds from the config)")
+    compare.add_argument("--settings", help="with --items: the study settings as JSON (what xlt.jobs.stage_settings builds from the config)")
     compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to")
     compare.add_argument(
         "--allow-missing",

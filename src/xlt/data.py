@@ -100,8 +100,8 @@ def read_jsonl(path: Path) -> pd.DataFrame:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise XltError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
+        bad_line = data[: error.start].count(b"\n") + 1
+        raise XltError(f"{path}: line {bad_line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
     records = []
     # Lines end at LF, CRLF or CR only: str.splitlines() would also split at U+2028,
     # U+0085 and other breaks, which JSON strings may hold raw.
@@ -195,9 +195,9 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     duplicated = frame.duplicated(["link", "question_number"], keep="first")
     if duplicated.any():
         position = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
-        row = frame.iloc[position - 1]
-        first = int(np.flatnonzero(((frame["link"] == row.link) & (frame["question_number"] == row.question_number)).to_numpy())[0]) + 1
-        raise XltError(f"{origin}: row {position}: duplicate (link, question_number) = ({row.link}, {row.question_number}), first in row {first}")
+        link, number = frame["link"].iloc[position - 1], frame["question_number"].iloc[position - 1]
+        first = int(np.flatnonzero(((frame["link"] == link) & (frame["question_number"] == number)).to_numpy())[0]) + 1
+        raise XltError(f"{origin}: row {position}: duplicate (link, question_number) = ({link}, {number}), first in row {first}")
     frame.insert(0, "item_id", frame["link"] + "#" + frame["question_number"].astype(str))
     return frame
 

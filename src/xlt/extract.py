@@ -263,6 +263,14 @@ _SPACE = re.compile(r"\s*")
 _HAS_WORD = re.compile(r"[^\W_]")
 
 
+def _run_end(run: re.Pattern[str], text: str, pos: int) -> int:
+    """Where a run of `run` (a pattern that may match nothing, so matches everywhere)
+    starting at `pos` ends."""
+    match = run.match(text, pos)
+    assert match is not None, f"{run.pattern} matches the empty string"
+    return match.end()
+
+
 @dataclass(frozen=True)
 class Extraction:
     choice: int | None
@@ -318,7 +326,7 @@ def _past_option_text(text: str, end: int, options: _Options | None) -> tuple[in
     which option that text is ("B) Paris"), or (`end`, None)."""
     if not options:
         return end, None
-    start = _CLOSING.match(text, end).end()
+    start = _run_end(_CLOSING, text, end)
     quoted = options.starting_at(text, start)
     return (start + len(options.texts[quoted - 1]), quoted) if quoted else (end, None)
 
@@ -350,7 +358,7 @@ def _read_label(text: str, match: re.Match, options: _Options | None) -> Extract
     if len(named) > 1:
         return _AMBIGUOUS
     line_end = text.find("\n", position)
-    next_line = _LINE_OPENING.match(text, _SPACE.match(text, line_end).end()) if line_end >= 0 else None
+    next_line = _LINE_OPENING.match(text, _run_end(_SPACE, text, line_end)) if line_end >= 0 else None
     if next_line and _LABEL_VALUE[next_line.group("label")] != value:
         return None  # the option list, echoed
     return Extraction(value, "phrase")
@@ -385,7 +393,7 @@ def _lead_ends(text: str, pos: int):
     """Where an option's text may start after an answer phrase: after each punctuation
     mark or word of the lead ("is", "the"), since options may begin with those words."""
     while True:
-        pos = _LEAD_PUNCT_RUN.match(text, pos).end()
+        pos = _run_end(_LEAD_PUNCT_RUN, text, pos)
         yield pos
         word = _LEAD_WORD.match(text, pos)
         if not word:
@@ -408,7 +416,7 @@ def _label_lines(text: str, options: _Options | None, after: int) -> Extraction 
 
 
 def _first_line(text: str, options: _Options | None) -> Extraction | None:
-    match = _LINE_OPENING.match(text, _SPACE.match(text).end())
+    match = _LINE_OPENING.match(text, _run_end(_SPACE, text, 0))
     if not match:
         return None
     found = _read_label(text, match, options)

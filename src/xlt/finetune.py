@@ -236,7 +236,8 @@ def attach_lora(model, settings: FinetuneSettings, model_name: str):
     modules, parameters = lora_targets(model, settings, model_name)
     config = LoraConfig(
         r=settings.r,
-        lora_alpha=settings.alpha,
+        # peft annotates lora_alpha as int but scales by alpha / r; the schema allows any positive number.
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]
         lora_dropout=settings.dropout,
         target_modules=modules,
         target_parameters=parameters or None,
@@ -247,7 +248,9 @@ def attach_lora(model, settings: FinetuneSettings, model_name: str):
     adapted = {
         name.removeprefix(prefix) for name, module in peft_model.named_modules() if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
     }
-    adapted_parameters = set(peft_model.base_model.targeted_parameter_names)
+    # peft sets targeted_parameter_names on the LoRA model at run time; torch types an
+    # attribute a module does not declare as Tensor | Module.
+    adapted_parameters = set(peft_model.base_model.targeted_parameter_names)  # type: ignore[arg-type]
     unasked = sorted((adapted - set(modules)) | (adapted_parameters - set(parameters)))
     missing = sorted((set(modules) - adapted) | (set(parameters) - adapted_parameters))
     if unasked or missing:

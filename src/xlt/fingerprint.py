@@ -65,6 +65,14 @@ def _file(module: str) -> Path | None:
     return None
 
 
+def _source(module: str) -> str:
+    """The source text of an xlt module that has a file (as every one _imports finds)."""
+    path = _file(module)
+    if path is None:
+        raise KeyError(f"{module}: no source file under {ROOT}")
+    return path.read_text(encoding="utf-8")
+
+
 def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     """The module an ImportFrom names, with its dots resolved against `module`."""
     if not node.level:
@@ -126,7 +134,7 @@ def _canonical(node) -> str:
 
 def module_code(module: str) -> str:
     """What a module's share of a fingerprint rests on: its canonical syntax tree."""
-    return _canonical_source(_file(module).read_text(encoding="utf-8"))
+    return _canonical_source(_source(module))
 
 
 @functools.cache
@@ -175,7 +183,7 @@ def stage_modules(stage: str) -> set[str]:
         if module in seen or module in left_out:
             continue
         seen.add(module)
-        tree = _parse(_file(module).read_text(encoding="utf-8"))
+        tree = _parse(_source(module))
         queue += [parent for found in _imports(ast.walk(tree), module) for parent in _with_parents(found)]
     return seen
 

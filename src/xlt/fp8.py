@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from .errors import XltError
 
@@ -97,7 +98,7 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(origin) + "\n", encoding="utf-8")
-    handles: dict[str, object] = {}
+    handles: dict[str, Any] = {}  # safetensors' safe_open handles, which it does not type
 
     def tensor(name: str):
         shard = weight_map[name]

@@ -9,13 +9,22 @@ nothing. One model's settings are in that model's jobs only.
 
 from __future__ import annotations
 
-import json
-
-from .errors import XltError
 from .languages import control_sources
 from .paths import CLOZE_PROMPT, CONVERTED_MODEL, JOB_CELLS, STAGED_DATASET, STAGED_MODEL
 from .prompts import template_path
 from .recipes import recipes
+from .settings import (
+    AdapterSettings,
+    PredictSettings,
+    PrepareControlSettings,
+    PrepareDataSettings,
+    PrepareModelSettings,
+    PrepareTrainingSettings,
+    ProvenanceSettings,
+    ReportSettings,
+    StageSettings,
+    StudySettings,
+)
 from .staging import staged_datasets, staged_models, staging_dir, training_name
 
 # The parts of a model's config entry that are not where its weights come from.
@@ -25,19 +34,6 @@ NOT_LEARNED = ("launcher", "resources", "merge")
 MODEL_STAGES = ("prepare_model", "finetune", "merge", "predict")
 STUDY_STAGES = ("score", "compare", "report", "proximity")
 DATA_STAGES = ("prepare_data", "prepare_training", "prepare_control", "provenance")
-# The keys of each stage's settings that its command reads (job_settings builds them; a
-# test keeps the two in step): a `--settings` without one stops with one line.
-SETTINGS_KEYS = {
-    "prepare_data": ("data", "langs", "all_test"),
-    "prepare_training": ("finetune", "sources", "seed"),
-    "prepare_control": ("seed",),
-    "provenance": ("config",),
-    "prepare_model": ("id", "revision", "path", "package", "trust_remote_code"),
-    "finetune": ("finetune",),
-    "merge": ("finetune",),
-    "predict": ("model", "templates", "prompts"),
-    **dict.fromkeys(STUDY_STAGES, ("languages", "source_languages", "related_families", "stats", "prompts", "finetune")),
-}
 
 
 def model_source(entry: dict) -> dict:
@@ -90,76 +86,71 @@ def prompt_settings(config: dict, prompt: str) -> dict:
     }
 
 
-def job_settings(config: dict, stage: str, model: str | None = None) -> dict:
+def stage_settings(config: dict, stage: str, model: str | None = None) -> StageSettings:
     """The settings of one job of `stage` (a rule name); `model` for the model stages."""
     # Staged folders (xlt.staging) are named only where staging applies, so a config
     # without staging.dir keeps the settings (and the jobs) it had.
     datasets = staged_datasets(config)
     if stage == "prepare_data":
         # With external training data (finetune.data) every Belebele item is a test item.
-        settings = {"data": config["data"], "langs": list(config["languages"]), "all_test": isinstance(config["finetune"]["data"], dict)}
-        if "belebele" in datasets:
-            settings["staged"] = STAGED_DATASET.format(staging=staging_dir(config), dataset="belebele")
-        return settings
+        return PrepareDataSettings(
+            data=config["data"],
+            langs=list(config["languages"]),
+            all_test=isinstance(config["finetune"]["data"], dict),
+            staged=STAGED_DATASET.format(staging=staging_dir(config), dataset="belebele") if "belebele" in datasets else None,
+        )
     if stage == "prepare_training":
         # Which sources have a control changes no training example: left out, so that
         # turning it on reruns nothing that exists.
-        training = {key: value for key, value in config["finetune"].items() if key != "format_control"}
-        settings = {"finetune": training, "sources": config["source_languages"], "seed": config["data"]["seed"]}
         staged = {
             source: STAGED_DATASET.format(staging=staging_dir(config), dataset=training_name(source))
             for source in config["source_languages"]
             if training_name(source) in datasets
         }
-        return {**settings, "staged": staged} if staged else settings
+        return PrepareTrainingSettings(
+            finetune={key: value for key, value in config["finetune"].items() if key != "format_control"},
+            sources=config["source_languages"],
+            seed=config["data"]["seed"],
+            staged=staged or None,
+        )
     if stage == "prepare_control":
-        return {"seed": config["data"]["seed"]}
+        return PrepareControlSettings(seed=config["data"]["seed"])
     if stage == "provenance":
-        return {"config": computed_config(config)}
+        return ProvenanceSettings(config=computed_config(config))
     if stage == "report":
-        return {**study_settings(config), "recipes": recipes(config)}
+        return ReportSettings(**study_settings(config), recipes=recipes(config))
     if stage in STUDY_STAGES:
-        return study_settings(config)
+        return StudySettings(**study_settings(config))
     if stage not in MODEL_STAGES:
         raise ValueError(f"no job settings for stage {stage!r}; stages: {', '.join(DATA_STAGES + MODEL_STAGES + STUDY_STAGES)}")
+    if model not in config["models"]:
+        raise ValueError(f"no job settings for stage {stage!r} of model {model!r}; models: {', '.join(config['models'])}")
     entry = config["models"][model]
     if stage == "prepare_model":
-        settings = {key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")}
-        if model in staged_models(config):
-            settings["staged"] = STAGED_MODEL.format(staging=staging_dir(config), model=model)
-            if entry.get("dequantize_fp8"):
-                settings["converted"] = CONVERTED_MODEL.format(staging=staging_dir(config), model=model)
-        return settings
+        staged_model = model in staged_models(config)
+        return PrepareModelSettings(
+            **{key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")},
+            staged=STAGED_MODEL.format(staging=staging_dir(config), model=model) if staged_model else None,
+            converted=CONVERTED_MODEL.format(staging=staging_dir(config), model=model) if staged_model and entry.get("dequantize_fp8") else None,
+        )
     if stage in ("finetune", "merge"):
-        return {**model_source(entry), "finetune": {key: value for key, value in entry["finetune"].items() if key not in NOT_LEARNED}}
+        return AdapterSettings(source=model_source(entry), finetune={key: value for key, value in entry["finetune"].items() if key not in NOT_LEARNED})
     inference = {key: value for key, value in entry["inference"].items() if key != "resources"}
-    return {
-        "model": {**model_source(entry), "inference": inference},
-        "templates": {lang: language_template(config, lang) for lang in config["languages"]},
-        "prompts": {prompt: prompt_settings(config, prompt) for prompt in JOB_CELLS},
-    }
+    return PredictSettings(
+        model={**model_source(entry), "inference": inference},
+        templates={lang: language_template(config, lang) for lang in config["languages"]},
+        prompts={prompt: prompt_settings(config, prompt) for prompt in JOB_CELLS},
+    )
+
+
+def job_settings(config: dict, stage: str, model: str | None = None) -> dict:
+    """stage_settings as the JSON value of the rule's `settings` param."""
+    return stage_settings(config, stage, model).to_dict()
 
 
 def settings_json(config: dict, stage: str, model: str | None = None) -> str:
-    """job_settings as the JSON of a `--settings` argument, in the config's own order:
+    """stage_settings as the JSON of a `--settings` argument, in the config's own order:
     the order of `languages` is the order of the statistics' rows and the report's
     columns (sorting the keys changed effects.csv), and the validated config gives the
     same text every time, so an unchanged job is not rerun."""
-    return json.dumps(job_settings(config, stage, model))
-
-
-def read_settings(text: str, what: str, stage: str | None = None) -> dict:
-    """A `--settings` argument back as a dict with the keys `stage` reads
-    (SETTINGS_KEYS), or one line saying why not."""
-    try:
-        settings = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise XltError(f"--settings: not JSON ({error.msg})") from None
-    if not isinstance(settings, dict):
-        raise XltError(f"--settings: expected {what} as a JSON object")
-    missing = [key for key in SETTINGS_KEYS.get(stage, ()) if key not in settings]
-    if missing:
-        raise XltError(
-            f"--settings: lacks {', '.join(missing)}; expected {what}, with the keys {', '.join(SETTINGS_KEYS[stage])} (as xlt.jobs.job_settings builds them)"
-        )
-    return settings
+    return stage_settings(config, stage, model).to_json()

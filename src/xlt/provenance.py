@@ -32,11 +32,11 @@ def hub_revision(repo_id: str, revision: str | None, repo_type: str) -> str:
         from huggingface_hub import HfApi
 
         info = HfApi().repo_info(repo_id, revision=revision, repo_type=repo_type, timeout=10)
-        return info.sha
     except Exception as error:  # offline, gated, unknown: say so rather than guess
         if revision and COMMIT.match(revision):
             return revision
         return f"unresolved ({type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]})"
+    return info.sha or "unresolved (the Hub's answer names no commit)"
 
 
 def model_provenance(base_dir: str | Path) -> dict:

@@ -65,18 +65,22 @@ def proximity_table(study: dict) -> pd.DataFrame:
         for target, meta in study["languages"].items():
             if target == source:
                 continue
-            pair = (known.get(source), known.get(target))
-            measured = all(pair)
+            source_meta, target_meta = known.get(source), known.get(target)
+            genealogical, clade, distance = math.nan, "", math.nan
+            if source_meta is not None and target_meta is not None:
+                genealogical = genealogical_proximity(source_meta, target_meta)
+                clade = deepest_common_clade(source_meta, target_meta)
+                distance = distance_km(source_meta, target_meta)
             rows.append(
                 {
                     "source": source,
                     "target": target,
-                    "source_glottocode": pair[0].glottocode if pair[0] else "",
-                    "target_glottocode": pair[1].glottocode if pair[1] else "",
-                    "genealogical": genealogical_proximity(*pair) if measured else math.nan,
-                    "common_clade": deepest_common_clade(*pair) if measured else "",
+                    "source_glottocode": source_meta.glottocode if source_meta else "",
+                    "target_glottocode": target_meta.glottocode if target_meta else "",
+                    "genealogical": genealogical,
+                    "common_clade": clade,
                     "same_script": meta["script"] == study["languages"][source]["script"],
-                    "distance_km": distance_km(*pair) if measured else math.nan,
+                    "distance_km": distance,
                 }
             )
     return pd.DataFrame(rows, columns=list(PROXIMITY_COLUMNS))

@@ -93,9 +93,9 @@ def variant_title(variant: str) -> str:
     return f"fine-tuned on {source}" if source else f"format-only control ({control})" if control else VARIANT_NAMES[variant]
 
 
-def rows_by_source(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def rows_by_source(frame: pd.DataFrame) -> dict[str | None, pd.DataFrame]:
     """Source -> its rows, in file order; "" holds the rows across sources. A table
-    without the column (an older tree's) is one source's."""
+    without the column (an older tree's) is one source's, under None."""
     if paths.SOURCE_COLUMN not in frame.columns:
         return {"": frame.iloc[0:0], None: frame}
     source = frame[paths.SOURCE_COLUMN].fillna("")
@@ -333,19 +333,19 @@ def format_warnings(accuracy: pd.DataFrame) -> list[str]:
     of outputs stated) or outputs mostly cut by the token budget (> 50%)."""
     lines = []
     for (model, variant, prompt), rows in accuracy.groupby(["model", "variant", "prompt"], sort=True):
+        cell = _cell_name(str(model), str(variant), str(prompt))
         constant = rows[(rows["top_choice_share"] >= CONSTANT_TOP_SHARE) & (rows["parse_rate"] >= CONSTANT_MIN_PARSED)]
         if len(constant):
             shares = ", ".join(f"{code} {100 * share:.0f}%" for code, share in zip(constant["lang"], constant["top_choice_share"]))
             lines.append(
-                f"{_cell_name(model, variant, prompt)}: the same label for most items in {len(constant)} language(s) "
+                f"{cell}: the same label for most items in {len(constant)} language(s) "
                 f"(share of the most frequent stated label: {shares}); accuracy there measures a constant answer, not reading"
             )
         truncated = rows[rows["truncation_rate"] > TRUNCATED_SHARE]
         if len(truncated):
             shares = ", ".join(f"{code} {100 * share:.0f}%" for code, share in zip(truncated["lang"], truncated["truncation_rate"]))
             lines.append(
-                f"{_cell_name(model, variant, prompt)}: most outputs cut by the token budget in {len(truncated)} language(s) "
-                f"({shares}); accuracy there measures truncation, not reasoning"
+                f"{cell}: most outputs cut by the token budget in {len(truncated)} language(s) ({shares}); accuracy there measures truncation, not reasoning"
             )
     return lines
 

@@ -5,7 +5,9 @@ language."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -90,9 +92,10 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     disagree = frame.index[given.notna() & (given != correct)]
     if len(disagree):
         row = disagree[0]
+        found = frame.loc[row]
         raise XltError(
-            f"{origin}: column correct, row {row + 1}: {_shown(frame.at[row, 'correct'])} but parsed_choice {frame.at[row, 'parsed_choice']} "
-            f"and answer {frame.at[row, 'answer']} say {bool(correct[row])}; correct must be parsed_choice == answer"
+            f"{origin}: column correct, row {row + 1}: {_shown(found['correct'])} but parsed_choice {found['parsed_choice']} "
+            f"and answer {found['answer']} say {bool(correct[row])}; correct must be parsed_choice == answer"
         )
     frame["correct"] = correct
     return frame
@@ -112,7 +115,7 @@ def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
     rows' rotation columns, where the file has them, hold options 1-4 or null."""
     for row in frame.index[frame["prompt"] == CLOZE_PROMPT]:
         try:
-            read_cloze(frame.at[row, "raw_output"])
+            read_cloze(frame["raw_output"].loc[row])
         except XltError as error:
             raise XltError(f"{origin}: column raw_output, row {row + 1} (a cloze row): {error}") from None
     _check_optional_choice(frame, "debiased_choice", origin)
@@ -143,7 +146,7 @@ def load_predictions(root: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_prediction_files(paths: list[str | Path]) -> pd.DataFrame:
+def load_prediction_files(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = [check_predictions(_read(path), str(path)) for path in paths]
     return pd.concat(frames, ignore_index=True)
 
@@ -158,10 +161,11 @@ def choose_cloze(predictions: pd.DataFrame, normalisation: str, log=None) -> pd.
     chosen = predictions.copy()
     reasons = []
     for row in rows:
-        choice, reason = cloze_choice(read_cloze(chosen.at[row, "raw_output"]), normalisation)
+        found = chosen.loc[row]
+        choice, reason = cloze_choice(read_cloze(found["raw_output"]), normalisation)
         chosen.at[row, "parsed_choice"] = choice if choice is not None else pd.NA
         if reason is not None:
-            reasons.append(f"{chosen.at[row, 'model']} {chosen.at[row, 'variant']} {chosen.at[row, 'lang']} item {chosen.at[row, 'item_id']}: {reason}")
+            reasons.append(f"{found['model']} {found['variant']} {found['lang']} item {found['item_id']}: {reason}")
     chosen["parsed_choice"] = chosen["parsed_choice"].astype("Int64")
     chosen["correct"] = (chosen["parsed_choice"] == chosen["answer"]).fillna(False).astype(bool)
     if "forced_choice" in chosen.columns:  # a cloze row has no other answer to fall back on
@@ -176,12 +180,13 @@ def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalis
     prepared Belebele rows, all languages) supplies each item's options. Without it
     (`xlt extract` on a predictions file alone) quoted option texts are not read. The
     cloze rows' options are chosen again under `cloze_normalisation` (choose_cloze)."""
+    option_lists: Sequence[list[str] | None]
     if data is None:
         option_lists = [None] * len(predictions)
     else:
         options = data.set_index(["lang", "item_id"])[["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]]
         keys = pd.MultiIndex.from_frame(predictions[["lang", "item_id"]])
-        missing = keys.difference(options.index)
+        missing = keys.difference(cast(pd.MultiIndex, options.index))  # set_index of two columns
         if len(missing):
             raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
         option_lists = options.loc[keys].to_numpy().tolist()

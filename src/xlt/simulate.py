@@ -227,7 +227,10 @@ def primary_weights(cells, study: dict) -> np.ndarray:
     from .stats import FT_DIRECT
 
     if len(source_languages(study)) > 1:
-        return interaction_weights(cells, study, "direct")
+        weights = interaction_weights(cells, study, "direct")
+        if weights is None:
+            raise XltError("the study's primary test is the interaction of several sources: it needs sources inside and outside the related families")
+        return weights
     groups = cells.groups(FT_DIRECT, language_table(study))
     return cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"])
 
@@ -251,12 +254,12 @@ def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed:
     sizes = resampling.counts.sum(axis=1)
     rows = []
     for start in range(0, trials, batch):
-        values = []
+        sums = []
         for _ in range(min(batch, trials - start)):
             matrix, columns = simulate_cells(scenario, languages, rng, variants=variants)
             weights = primary_weights(ModelCells(matrix, {column: k for k, column in enumerate(columns)}), study)
-            values.append(matrix @ weights)
-        values = np.array(values)
+            sums.append(matrix @ weights)
+        values = np.array(sums)
         low, high = np.quantile(values @ resampling.counts.T / sizes, [tail, 1 - tail], axis=1)
         observed = np.abs(values.mean(axis=1))
         flipped = np.abs(values.astype(np.float32) @ resampling.signs.T) / values.shape[1]

@@ -1,5 +1,6 @@
 """One function per workflow stage: files in, files out. The `xlt <stage>` commands
-(cli.py), which the rules run, call these with their arguments and nothing else, so
+(cli.py), which the rules run, call these with their files and their job's settings
+(xlt.settings, parsed from `--settings` and passed unchanged) as keyword arguments, so
 every stage also runs (and is tested) without the workflow engine. Model-loading modules are imported inside the
 stages that need them, so the model-free stages never import torch."""
 
@@ -9,6 +10,7 @@ import os
 import sys
 import time
 import traceback
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +19,18 @@ import pandas as pd
 from .atomic import write_csv, write_parquet
 from .errors import XltError, verbose
 from .languages import language_table
+from .settings import (
+    AdapterSettings,
+    PredictSettings,
+    PrepareControlSettings,
+    PrepareDataSettings,
+    PrepareModelSettings,
+    PrepareTrainingSettings,
+    ProvenanceSettings,
+    ReportSettings,
+    StageDatasetSettings,
+    StudySettings,
+)
 
 
 @contextmanager
@@ -69,17 +83,19 @@ def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_test: bool = False, staged: str | None = None) -> None:
-    """`all_test`: fine-tuning data comes from elsewhere, so every item is a test item;
-    `staged`: the Hub dataset's staged folder (xlt.staging), read instead of the Hub."""
+def prepare_data(*, settings: PrepareDataSettings, outputs: list[str]) -> None:
+    """Each language's Belebele rows split into train and test, one file per language
+    (`outputs`, in the order of `settings.langs`). A staged dataset is read instead of
+    the Hub."""
     from .data import DataSource, prepare_languages
 
-    if staged is not None:
-        data_config = {**data_config, "hub_id": staged, "hub_revision": None}
+    data_config, langs = settings.data, settings.langs
+    if settings.staged is not None:
+        data_config = {**data_config, "hub_id": settings.staged, "hub_revision": None}
     frames = prepare_languages(
         DataSource.from_config(data_config),
         langs,
-        test_fraction=0 if all_test else data_config["test_fraction"],
+        test_fraction=0 if settings.all_test else data_config["test_fraction"],
         seed=data_config["seed"],
         max_test_items=data_config.get("max_test_items"),
         max_train_items=data_config.get("max_train_items"),
@@ -92,27 +108,26 @@ def prepare_data(data_config: dict, langs: list[str], outputs: list[str], all_te
 
 
 def prepare_training(
-    finetune_config: dict,
-    sources: list[str],
+    *,
+    settings: PrepareTrainingSettings,
     data_files: dict[str, str],
     outputs: list[str],
-    seed: int,
-    *,
     test_files: list[str],
     checks_out: str,
-    staged: dict[str, str] | None = None,
 ) -> None:
     """Each source's fine-tuning examples, the same number for every source: the
     Belebele training split (`finetune.data: belebele`) or the source's mapped set,
     checked against the test items of every language (`test_files`, the prepared data);
     what the checks found goes to `checks_out` (JSON, which provenance.json carries).
-    `staged`: source -> the staged folder of its Hub training set, read instead of the Hub."""
+    `data_files`: source -> its prepared data, for `finetune.data: belebele`; a staged
+    Hub training set (`settings.staged`) is read instead of the Hub."""
     import json
 
     from .atomic import write_text
     from .data import read_prepared
     from .trainsets import TrainingSet, belebele_training, check_overlap, describe_row, equalise, load_training_set, map_fields, without_duplicates
 
+    finetune_config, sources, staged = settings.finetune, settings.sources, settings.staged or {}
     data = finetune_config["data"]
     test = pd.concat([read_prepared(path, split="test") for path in test_files], ignore_index=True)
     frames, checks = {}, {}
@@ -121,7 +136,7 @@ def prepare_training(
             origin, frame = data_files[lang], belebele_training(data_files[lang], lang)
         else:
             entry = data[lang]
-            if lang in (staged or {}):
+            if lang in staged:
                 entry = {**entry, "hub": {**entry["hub"], "id": staged[lang], "revision": None}}
             training_set = TrainingSet.from_config(lang, entry)
             origin, frame = training_set.describe(), map_fields(load_training_set(training_set), training_set)
@@ -137,7 +152,7 @@ def prepare_training(
             _say(f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}")
         frames[lang] = frame
         checks[lang] = {"origin": origin, "rows_read": read, "duplicates_dropped": dropped, "test_items": overlap}
-    kept = equalise(frames, finetune_config["examples"], seed)
+    kept = equalise(frames, finetune_config["examples"], settings.seed)
     for lang, output in zip(sources, outputs):
         frame = kept[lang]
         write_parquet(frame, output)
@@ -146,16 +161,16 @@ def prepare_training(
     write_text(json.dumps(checks, indent=2, ensure_ascii=False) + "\n", checks_out)
 
 
-def prepare_control(*, training_file: str, output: str, seed: int) -> None:
+def prepare_control(*, settings: PrepareControlSettings, training_file: str, output: str) -> None:
     """A source's format-only control examples (xlt.control): its training examples with
     seeded letters, balanced over A-D and independent of the gold answers, as answers."""
     from .control import control_examples
 
     training = pd.read_parquet(training_file)
-    control = control_examples(training, seed, training_file)
+    control = control_examples(training, settings.seed, training_file)
     write_parquet(control, output)
     agree = int((control["correct_answer_num"] == training["correct_answer_num"]).sum())
-    counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(control["correct_answer_num"].value_counts().items()))
+    counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(Counter(control["correct_answer_num"].tolist()).items()))
     _say(f"{len(control)} control examples ({counts}; {agree} agree with the gold answer) -> {output}")
 
 
@@ -163,33 +178,33 @@ def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def prepare_model(name: str, entry: dict, output: str, threads: int, staged: str | None = None, converted: str | None = None) -> None:
-    """`staged`: the Hub model's staged folder (xlt.staging), which the manifest points
-    at; `converted`: its bfloat16 conversion (xlt.fp8), for a model stored in FP8."""
+def prepare_model(*, name: str, settings: PrepareModelSettings, output: str, threads: int) -> None:
+    """Model `name` prepared in `output`: a staged Hub model (xlt.staging) is what the
+    manifest points at, or its bfloat16 conversion (xlt.fp8) for a model stored in FP8."""
     from .models import ModelSpec, set_threads
     from .models import prepare_model as prepare
 
     set_threads(threads)
     started = time.monotonic()
-    prepare(ModelSpec.from_config(name, entry), output, staged=staged, converted=converted, log=_say)
+    prepare(ModelSpec.from_config(name, settings.entry()), output, staged=settings.staged, converted=settings.converted, log=_say)
     _say(f"prepared {name} in {time.monotonic() - started:.1f}s")
 
 
-def stage_model(name: str, entry: dict, output: str) -> None:
+def stage_model(*, name: str, settings: PrepareModelSettings, output: str) -> None:
     """Download a Hub model at its revision into the staging folder (xlt.staging)."""
     from .staging import HubRepo, stage
 
-    stage(HubRepo(name, entry["id"], entry.get("revision"), "model", bool(entry.get("trust_remote_code", False))), output, log=_say)
+    stage(HubRepo(name, settings.hub_id(name), settings.revision, "model", bool(settings.trust_remote_code)), output, log=_say)
 
 
-def stage_dataset(name: str, hub: dict, output: str) -> None:
-    """Download a Hub data set (`hub`: its id and revision) into the staging folder."""
+def stage_dataset(*, name: str, settings: StageDatasetSettings, output: str) -> None:
+    """Download a Hub data set at its revision into the staging folder."""
     from .staging import HubRepo, stage
 
-    stage(HubRepo(name, hub["id"], hub.get("revision"), "dataset"), output, log=_say)
+    stage(HubRepo(name, settings.id, settings.revision, "dataset"), output, log=_say)
 
 
-def convert_fp8(name: str, staged: str, output: str) -> None:
+def convert_fp8(*, name: str, staged: str, output: str) -> None:
     """The staged FP8 checkpoint of model `name` in bfloat16 (xlt.fp8)."""
     from .fp8 import convert_fp8_checkpoint
 
@@ -198,9 +213,12 @@ def convert_fp8(name: str, staged: str, output: str) -> None:
     _say(f"converted {name} in {time.monotonic() - started:.1f}s")
 
 
-def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int) -> None:
-    """`entry`: the model's config with its `finetune` block. Under `accelerate launch`
-    this runs once per GPU, and the job's threads are shared among a node's processes."""
+def finetune(
+    *, name: str, settings: AdapterSettings, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int
+) -> None:
+    """Model `name`'s LoRA adapter, trained on `source_data` (prepared training
+    examples) from the base in `base_dir`. Under `accelerate launch` this runs once per
+    GPU, and the job's threads are shared among a node's processes."""
     from . import finetune as ft
     from .data import read_prepared
     from .launch import threads_per_process
@@ -212,42 +230,42 @@ def finetune(name: str, entry: dict, base_dir: str, source_data: str, template_f
     started = time.monotonic()
     ft.finetune(
         base_dir,
-        ModelSpec.from_config(name, entry),
+        ModelSpec.from_config(name, settings.entry()),
         train,
         load_template(template_file),
-        ft.FinetuneSettings.from_config(entry["finetune"]),
+        ft.FinetuneSettings.from_config(settings.finetune),
         adapter_dir,
         checkpoint_dir,
-        save_steps=entry["finetune"]["save_steps"],
+        save_steps=settings.finetune["save_steps"],
         log=_say,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         _say(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
 
 
-def merge(name: str, entry: dict, base_dir: str, adapter_dir: str, out_dir: str, threads: int) -> None:
+def merge(*, name: str, settings: AdapterSettings, base_dir: str, adapter_dir: str, out_dir: str, threads: int) -> None:
+    """The adapter in `adapter_dir` merged into the base model, written to `out_dir`."""
     from .finetune import merge_adapter
     from .models import ModelSpec, set_threads
 
     set_threads(threads)
-    merge_adapter(base_dir, ModelSpec.from_config(name, entry), adapter_dir, out_dir, dtype=entry["finetune"]["dtype"], log=_say)
+    merge_adapter(base_dir, ModelSpec.from_config(name, settings.entry()), adapter_dir, out_dir, dtype=settings.finetune["dtype"], log=_say)
 
 
 def predict(
+    *,
     name: str,
-    entry: dict,
+    settings: PredictSettings,
     variant: str,
-    prompts: dict[str, dict],
     base_dir: str,
     adapter_dir: str | None,
     data_files: list[str],
-    template_files: dict[str, str],
     outputs: list[str],
     threads: int,
     fresh: bool = False,
     gpus: int = 0,
 ) -> None:
-    """Predictions of one model variant for every prompt (`prompts`: each one's
+    """Predictions of one model variant for every prompt (`settings.prompts`: each one's
     `max_new_tokens` and `scoring`) and language, in every cell (`outputs`, in the
     contract's layout: a prompt fills its paths.JOB_CELLS, the direct prompt the choice
     cell too). An item's prompts share their prompt pass (inference/engine.py).
@@ -261,7 +279,7 @@ def predict(
     the model over.
     """
     from .data import read_prepared
-    from .inference.backend import open_backend
+    from .inference.loader import open_backend
     from .inference.predictions import prediction_frames
     from .inference.requests import build_requests
     from .inference.shards import discard, shard_path
@@ -269,6 +287,7 @@ def predict(
     from .paths import JOB_CELLS
     from .prompts import load_template
 
+    prompts = settings.prompts
     by_cell: dict[str, list[str]] = {}
     for path in outputs:
         by_cell.setdefault(Path(path).parent.name, []).append(path)
@@ -287,14 +306,12 @@ def predict(
                 f"predict {name} ({variant}): the outputs of cell {cell} are for {', '.join(named)}, the data's languages are {', '.join(langs)}; "
                 "give one file per cell and language ({cell}/{lang}.parquet)"
             )
-    templates = {lang: load_template(path) for lang, path in template_files.items()}
-    requests = [
-        request for prompt, settings in prompts.items() for request in build_requests(items, templates, prompt, settings["scoring"], settings["max_new_tokens"])
-    ]
+    templates = {lang: load_template(path) for lang, path in settings.templates.items()}
+    requests = [request for prompt, given in prompts.items() for request in build_requests(items, templates, prompt, given["scoring"], given["max_new_tokens"])]
     shards = {prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts}
     if fresh:
         _say(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
-    backend = open_backend(name, entry, variant, base_dir, adapter_dir, gpus=gpus, log=_say)
+    backend = open_backend(name, settings.model, variant, base_dir, adapter_dir, gpus=gpus, log=_say)
     started = time.monotonic()
     results = backend.run(requests, resume=shards)
     elapsed = time.monotonic() - started
@@ -307,11 +324,14 @@ def predict(
         write_parquet(by_cell_lang[(Path(path).parent.name, Path(path).stem)].reset_index(drop=True), path)
 
 
-def score(prediction_files: list[str], data_files: list[str], study: dict, accuracy_out: str, items_out: str) -> None:
+def score(*, settings: StudySettings, prediction_files: list[str], data_files: list[str], accuracy_out: str, items_out: str) -> None:
+    """Every stored answer re-extracted and scored: the scored items (`items_out`) and
+    the accuracy of each cell (`accuracy_out`)."""
     from .choices import DEFAULT_NORMALISATION
     from .data import read_prepared
     from .scoring import accuracy_table, load_prediction_files, rescore
 
+    study = settings.study()
     predictions = load_prediction_files(prediction_files)
     data = pd.concat([read_prepared(path) for path in data_files], ignore_index=True)
     items = rescore(predictions, data, study["prompts"].get("cloze_normalisation", DEFAULT_NORMALISATION), log=_say)
@@ -346,21 +366,22 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     return comparisons
 
 
-def compare(items_file: str, study: dict, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+def compare(*, settings: StudySettings, items_file: str, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+    """The statistics of the scored items (compare_items), one file each."""
     start = time.perf_counter()
     outputs = [effects_out, alignment_out, gains_out, notes_out]
-    comparisons = compare_items(pd.read_parquet(items_file), study, study["stats"]["allow_missing_cells"], items_file, outputs)
+    comparisons = compare_items(pd.read_parquet(items_file), settings.study(), settings.stats["allow_missing_cells"], items_file, outputs)
     _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 
 def report(
+    *,
+    settings: ReportSettings,
     accuracy_file: str,
     effects_file: str,
     alignment_file: str,
     gains_file: str,
-    study: dict,
     out_dir: str,
-    recipes: dict | None = None,
     provenance_file: str | None = None,
     notes_file: str | None = None,
     proximity_file: str | None = None,
@@ -369,6 +390,7 @@ def report(
 
     from .report import write_report
 
+    study = settings.study()
     write_report(
         pd.read_csv(accuracy_file),
         pd.read_csv(effects_file),
@@ -378,7 +400,7 @@ def report(
         study["stats"]["equivalence_margin"],
         out_dir,
         alpha=round(1 - study["stats"]["confidence"], 12),
-        recipes=recipes,
+        recipes=settings.recipes,
         provenance=json.loads(Path(provenance_file).read_text(encoding="utf-8")) if provenance_file else None,
         notes=pd.read_csv(notes_file, keep_default_na=False) if notes_file else None,
         proximity=pd.read_csv(proximity_file) if proximity_file else None,
@@ -386,16 +408,16 @@ def report(
     _say(f"report written to {out_dir}")
 
 
-def proximity(study: dict, output: str) -> None:
+def proximity(*, settings: StudySettings, output: str) -> None:
     """results/stats/proximity.csv: how close each target is to each source (xlt.proximity)."""
     from .proximity import proximity_table
 
-    table = proximity_table(study)
+    table = proximity_table(settings.study())
     write_csv(table, output)
     _say(f"proximity of {table['target'].nunique()} targets to {table['source'].nunique()} sources -> {output}")
 
 
-def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:
+def provenance(*, settings: ProvenanceSettings, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:
     """results/provenance.json of the config (less how jobs run: xlt.jobs.computed_config),
     the prepared base models (model -> its folder) and what the training rows' checks
     found (prepare_training's JSON)."""
@@ -408,6 +430,6 @@ def provenance(config: dict, base_dirs: dict[str, str], checkout: str, output: s
         checks = json.loads(Path(training_checks).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise XltError(f"{training_checks}: not prepare-training's checks ({type(error).__name__}); run prepare-training again") from None
-    record = provenance_record(config, base_dirs, checkout, checks)
+    record = provenance_record(settings.config, base_dirs, checkout, checks)
     write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", output)
     _say(f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}")

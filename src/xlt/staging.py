@@ -157,8 +157,9 @@ def stage(repo: HubRepo, out_dir: str | Path, log=print) -> dict:
     files = {str(path.relative_to(partial)): path.stat().st_size for path in sorted(partial.rglob("*")) if path.is_file()}
     if model and not any(name.endswith(".safetensors") for name in files):
         raise XltError(f"{what}: {repo.repo_id} at {commit} has no safetensors weights; xlt never loads pickled weights")
-    record = {"id": repo.repo_id, "revision": repo.revision, "commit": commit, "files": files, "bytes": sum(files.values())}
+    size = sum(files.values())
+    record = {"id": repo.repo_id, "revision": repo.revision, "commit": commit, "files": files, "bytes": size}
     (partial / STAGED_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, out_dir)
-    log(f"{what}: {len(files)} files, {record['bytes'] / 1e9:.1f} GB -> {out_dir}")
+    log(f"{what}: {len(files)} files, {size / 1e9:.1f} GB -> {out_dir}")
     return record

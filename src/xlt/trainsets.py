@@ -53,10 +53,17 @@ class TrainingSet:
             max_examples=entry.get("max_examples"),
         )
 
+    def hub_source(self) -> dict:
+        """The Hub dataset the set is read from where it has no path (the schema asks
+        for one of the two)."""
+        if self.hub is None:
+            raise XltError(f"finetune.data.{self.lang}: neither path nor hub; give one")
+        return self.hub
+
     def describe(self) -> str:
         if self.path:
             return self.path
-        hub = self.hub
+        hub = self.hub_source()
         return f"{hub['id']}[{hub.get('config') or 'default'}/{hub.get('split', 'train')}]"
 
 
@@ -80,7 +87,7 @@ def load_training_set(training_set: TrainingSet) -> pd.DataFrame:
         return read_table(Path(training_set.path))
     import datasets
 
-    hub = training_set.hub
+    hub = training_set.hub_source()
     datasets.disable_progress_bars()
     try:
         dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=hub.get("split", "train"), revision=hub.get("revision"))
@@ -192,7 +199,7 @@ def duplicates(frame: pd.DataFrame) -> list[tuple[int, int]]:
     """(position, position of its first copy) of each row with the passage, question and
     options of an earlier one, as read."""
     key = frame["flores_passage"].map(_as_read) + "\0" + _as_read_item(frame)
-    first = {}
+    first: dict[str, int] = {}
     found = []
     for position, value in enumerate(key):
         if value in first:
@@ -222,7 +229,8 @@ def overlap_with_test(frame: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
     """The training rows that are test items: the same passage text as a test item's, or
     the same question and options (for sets without passages), as read. One record per
     such row: its item id, the test item and its language, and by which."""
-    passages, questions = {}, {}
+    passages: dict[str, tuple[str, str]] = {}
+    questions: dict[str, tuple[str, str]] = {}
     for passage, item, item_id, lang in zip(test["flores_passage"].map(_as_read), _as_read_item(test), test["item_id"], test["lang"]):
         passages.setdefault(passage, (item_id, lang))
         questions.setdefault(item, (item_id, lang))
@@ -251,7 +259,7 @@ def equalise(frames: dict[str, pd.DataFrame], examples: int | None, seed: int) -
     """The same number of examples for every source: `examples`, or the smallest
     source's count. Each source keeps a seeded random subset, in its original order."""
     counts = {lang: len(frame) for lang, frame in frames.items()}
-    smallest = min(counts, key=counts.get)
+    smallest = min(counts, key=counts.__getitem__)
     n = counts[smallest] if examples is None else examples
     if n > counts[smallest]:
         raise XltError(f"finetune.examples: {n} examples per source, but source {smallest} has only {counts[smallest]}")

@@ -42,33 +42,37 @@ def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effec
     rows = effects[(effects["model"] == model) & (effects["prompt"] == prompt)].set_index("effect")
     primary = (prompt, effect) == primary_of(effects)
     head = f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {SUBJECTS.get(effect, effect)} gain)"
-    if effect not in rows.index or not math.isfinite(rows.loc[effect].estimate):
+    # The effect's row as a plain dict: its values are numbers, its columns fixed.
+    r = rows.loc[effect].to_dict() if effect in rows.index else {}
+    if not r or not math.isfinite(r["estimate"]):
         return f"{head}: no estimate (a language group or cell is missing)."
-    r = rows.loc[effect]
     tost = r.get("equivalence_p_adjusted", math.nan)
     tost_name = "Holm-adjusted TOST p" if primary and math.isfinite(tost) else "TOST p"
-    tost = tost if primary and math.isfinite(tost) else r.equivalence_p
+    tost = tost if primary and math.isfinite(tost) else r["equivalence_p"]
     holm_name = "Holm p across models" if primary else "Holm p among this model's secondary tests"
     bound = f"{100 * margin:g} points"
-    difference = f"difference {_points(r.estimate)} points, CI {_points(r.ci_low)} to {_points(r.ci_high)}"
+    difference = f"difference {_points(r['estimate'])} points, CI {_points(r['ci_low'])} to {_points(r['ci_high'])}"
     low, high = r.get("equivalence_ci_low", math.nan), r.get("equivalence_ci_high", math.nan)
     band = f"{1 - 2 * alpha:.0%} interval {_points(low)} to {_points(high)}" if math.isfinite(low) and math.isfinite(high) else ""
     equivalence = f"{tost_name}={tost:.3g}" + (f", the TOST's {band}" if band else "") if math.isfinite(tost) else "no equivalence test"
     equivalent = tost < alpha
-    different = r.p_adjusted < alpha
-    side = "advantage" if r.estimate > 0 else "disadvantage"
+    different = r["p_adjusted"] < alpha
+    side = "advantage" if r["estimate"] > 0 else "disadvantage"
     if equivalent and different:
-        text = f"a related-language {side} smaller than {bound} ({difference}; {holm_name}={r.p_adjusted:.3g}; {equivalence})"
+        text = f"a related-language {side} smaller than {bound} ({difference}; {holm_name}={r['p_adjusted']:.3g}; {equivalence})"
     elif equivalent:
         text = f"no related-language advantage larger than {bound} ({equivalence}; {difference})"
     elif different:
-        text = f"a related-language {side} ({difference}; {holm_name}={r.p_adjusted:.3g}), not shown smaller than {bound} ({equivalence})"
+        text = f"a related-language {side} ({difference}; {holm_name}={r['p_adjusted']:.3g}), not shown smaller than {bound} ({equivalence})"
     else:
-        text = f"inconclusive: {difference}; neither different from zero ({holm_name}={r.p_adjusted:.3g}) nor shown smaller than {bound} ({equivalence}); " + (
-            f"advantages up to {100 * max(r.ci_high, 0):.1f} points remain possible"
-            if r.ci_high > r.ci_low
-            else "every item shows the same difference, so the data cannot bound it"
+        text = (
+            f"inconclusive: {difference}; neither different from zero ({holm_name}={r['p_adjusted']:.3g}) nor shown smaller than {bound} ({equivalence}); "
+            + (
+                f"advantages up to {100 * max(r['ci_high'], 0):.1f} points remain possible"
+                if r["ci_high"] > r["ci_low"]
+                else "every item shows the same difference, so the data cannot bound it"
+            )
         )
     mde = rows["estimate"].get(f"{effect}_mde", math.nan)
-    power = f" With {int(r.n_items)} items an advantage of {100 * mde:.1f} points is detected with 80% power." if math.isfinite(mde) else ""
+    power = f" With {int(r['n_items'])} items an advantage of {100 * mde:.1f} points is detected with 80% power." if math.isfinite(mde) else ""
     return f"{head}: {text}.{power}"

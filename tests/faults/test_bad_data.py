@@ -12,6 +12,7 @@ from belebele_rows import rows, write_jsonl
 from faultlib import files_under
 
 from xlt.errors import XltError
+from xlt.settings import PrepareDataSettings
 from xlt.stages import prepare_data
 
 LANGS = ["arb_Arab", "heb_Hebr", "eng_Latn"]
@@ -171,7 +172,7 @@ def test_bad_rows_stop_prepare_data_and_write_nothing(tmp_path, case):
     out = tmp_path / "results" / "data"
 
     with pytest.raises(XltError) as error:
-        prepare_data(_data_config(fixture), LANGS, _outputs(out))
+        prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(out))
 
     assert str(error.value) == f"{fixture / 'heb_Hebr.jsonl'}: {message}"
     assert files_under(tmp_path / "results") == []
@@ -181,7 +182,7 @@ def test_missing_fixture_file(tmp_path):
     fixture = _fixture(tmp_path / "fixture")
     (fixture / "eng_Latn.jsonl").unlink()
     with pytest.raises(XltError) as error:
-        prepare_data(_data_config(fixture), LANGS, _outputs(tmp_path / "results" / "data"))
+        prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "results" / "data"))
     assert str(error.value) == f"{fixture / 'eng_Latn.jsonl'}: fixture file for language eng_Latn not found"
     assert files_under(tmp_path / "results") == []
 
@@ -193,7 +194,7 @@ def test_bytes_that_are_not_utf8(tmp_path):
     lines[2] = lines[2].replace(b"Passage", "Pässage".encode("latin-1"))
     path.write_bytes(b"".join(lines))
     with pytest.raises(XltError) as error:
-        prepare_data(_data_config(fixture), LANGS, _outputs(tmp_path / "results" / "data"))
+        prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "results" / "data"))
     assert str(error.value) == f"{path}: line 3: not UTF-8 text (byte 0xe4); save the file as UTF-8"
     assert files_under(tmp_path / "results") == []
 
@@ -213,8 +214,8 @@ def test_bom_crlf_and_decomposed_unicode_are_normalised(tmp_path):
         (messy / f"{lang}.jsonl").write_bytes(("\ufeff" + "\r\n".join(_lines(records)) + "\r\n").encode("utf-8"))
     assert (clean / "eng_Latn.jsonl").read_bytes() != (messy / "eng_Latn.jsonl").read_bytes()
 
-    prepare_data(_data_config(clean), LANGS, _outputs(tmp_path / "clean-out"))
-    prepare_data(_data_config(messy), LANGS, _outputs(tmp_path / "messy-out"))
+    prepare_data(settings=PrepareDataSettings(data=_data_config(clean), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "clean-out"))
+    prepare_data(settings=PrepareDataSettings(data=_data_config(messy), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "messy-out"))
 
     for lang in LANGS:
         assert (tmp_path / "messy-out" / f"{lang}.parquet").read_bytes() == (tmp_path / "clean-out" / f"{lang}.parquet").read_bytes()
@@ -229,7 +230,7 @@ def test_hub_that_cannot_be_reached(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     config = {**_data_config(tmp_path), "source": "hub"}
     with pytest.raises(XltError) as error:
-        prepare_data(config, LANGS, _outputs(tmp_path / "results" / "data"))
+        prepare_data(settings=PrepareDataSettings(data=config, langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "results" / "data"))
     assert str(error.value) == "facebook/belebele[arb_Arab]: cannot be loaded: Couldn't reach 'facebook/belebele' on the Hub (LocalEntryNotFoundError)"
     assert files_under(tmp_path / "results") == []
 
@@ -240,7 +241,7 @@ def test_line_separators_inside_json_strings_are_text(tmp_path):
     records = _records("heb_Hebr")
     records[0]["flores_passage"] += "\u2028second line\u0085third\u2029fourth"
     fixture = _fixture(tmp_path / "fixture", _lines(records))
-    prepare_data(_data_config(fixture), LANGS, _outputs(tmp_path / "out"))
+    prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "out"))
     prepared = pd.read_parquet(tmp_path / "out" / "heb_Hebr.parquet")
     passages = set(prepared["flores_passage"])
     assert any(passage.endswith("\u2028second line\u0085third\u2029fourth") for passage in passages)

@@ -12,7 +12,13 @@ import pytest
 from faultlib import files_under
 
 from xlt.errors import XltError
+from xlt.settings import PrepareModelSettings
 from xlt.stages import log_to, prepare_model
+
+
+def _local(path) -> PrepareModelSettings:
+    """The settings of a model read from a local folder."""
+    return PrepareModelSettings(id=None, revision=None, path=str(path), package=None, trust_remote_code=False)
 
 
 def _damaged_copy(tiny_models, tmp_path, damage):
@@ -106,7 +112,7 @@ def test_broken_model_stops_prepare_model_in_one_line(tiny_models, tmp_path, cap
     capfd.readouterr()
 
     with pytest.raises(SystemExit) as exit_status, log_to(log):
-        prepare_model("tiny", {"path": str(path)}, str(tmp_path / "results" / "models" / "tiny" / "base"), 1)
+        prepare_model(name="tiny", settings=_local(path), output=str(tmp_path / "results" / "models" / "tiny" / "base"), threads=1)
 
     line = "xlt: error: " + message.format(path=path.resolve())
     assert exit_status.value.code == 1
@@ -121,7 +127,7 @@ def test_verbose_shows_the_traceback(tiny_models, tmp_path, capfd, monkeypatch):
     log = tmp_path / "prepare_model.log"
     capfd.readouterr()
     with pytest.raises(SystemExit), log_to(log):
-        prepare_model("tiny", {"path": str(path)}, str(tmp_path / "results" / "base"), 1)
+        prepare_model(name="tiny", settings=_local(path), output=str(tmp_path / "results" / "base"), threads=1)
     for text in (log.read_text(), capfd.readouterr().err):
         assert text.startswith("Traceback (most recent call last):")
         assert "xlt.errors.XltError: model tiny: weight file" in text
@@ -180,7 +186,7 @@ def test_weights_gone_after_prepare_fail_to_load_and_pickle_is_never_loaded(tiny
 
     folder = _damaged_copy(tiny_models, tmp_path, lambda folder: folder)
     base = tmp_path / "results" / "base"
-    prepare_model("tiny", {"path": str(folder)}, str(base), 1)
+    prepare_model(name="tiny", settings=_local(folder), output=str(base), threads=1)
     (_remove_weights if swap == "delete" else _pickle_weights)(folder)
 
     with pytest.raises(XltError) as error:

@@ -187,6 +187,7 @@ def test_fresh_discards_a_jobs_shards(prepared_tiny, tmp_path, monkeypatch, caps
     shards of earlier runs are discarded and every result computed again."""
     from xlt.cli import main
     from xlt.jobs import settings_json
+    from xlt.settings import PrepareDataSettings
     from xlt.stages import prepare_data
 
     monkeypatch.chdir(REPO)
@@ -205,7 +206,7 @@ def test_fresh_discards_a_jobs_shards(prepared_tiny, tmp_path, monkeypatch, caps
         }
     )
     data = tmp_path / "eng_Latn.parquet"
-    prepare_data(config["data"], ["eng_Latn"], [str(data)])
+    prepare_data(settings=PrepareDataSettings(data=config["data"], langs=["eng_Latn"], all_test=False), outputs=[str(data)])
     settings = json.loads(settings_json(config, "predict", "tiny-dense"))
     settings["templates"] = {"eng_Latn": settings["templates"]["eng_Latn"]}
     outputs = [str(tmp_path / "p" / cell / "eng_Latn.parquet") for cell in ("direct", "choice", "cot", "cloze")]

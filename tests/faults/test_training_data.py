@@ -19,6 +19,7 @@ from xlt.data import DataSource, prepare_languages
 from xlt.errors import XltError
 from xlt.provenance import provenance_record
 from xlt.report import provenance_lines
+from xlt.settings import PrepareTrainingSettings
 from xlt.stages import prepare_training
 from xlt.trainsets import TrainingSet, map_fields
 
@@ -63,7 +64,8 @@ def _write_jsonl(path, records) -> None:
 
 def _run(finetune, test_items, tmp_path, sources=("arb_Arab",)):
     outputs = [str(tmp_path / "train" / f"{lang}.parquet") for lang in sources]
-    prepare_training(finetune, list(sources), {}, outputs, seed=0, test_files=test_items, checks_out=str(tmp_path / "train" / "checks.json"))
+    settings = PrepareTrainingSettings(finetune=finetune, sources=list(sources), seed=0)
+    prepare_training(settings=settings, data_files={}, outputs=outputs, test_files=test_items, checks_out=str(tmp_path / "train" / "checks.json"))
     return [pd.read_parquet(path) for path in outputs], json.loads((tmp_path / "train" / "checks.json").read_text(encoding="utf-8"))
 
 

@@ -95,7 +95,7 @@ def all_outputs():
 
 
 def job_settings(stage):
-    """The `--settings` of a stage's jobs (xlt.jobs.job_settings), as a params function:
+    """The `--settings` of a stage's jobs (xlt.jobs.settings_json), as a params function:
     a changed setting reruns the jobs it belongs to."""
     return lambda wildcards: settings_json(config, stage, wildcards.get("model"))
 

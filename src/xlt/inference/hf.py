@@ -3,16 +3,18 @@ tokenizer, decoded in resumable waves (inference/engine.py, inference/shards.py)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import XltError
+from .backend import Backend
 from .engine import NotANumber, generate, resolve_batch_size, wave_plan
 from .requests import Generation, Request, encode_all, is_generation
 from .shards import PromptShards
 
 
-class HFBackend:
+class HFBackend(Backend):
     def __init__(self, spec, tokenizer, model, batch_size: int | str, signature: dict, log=print):
         """`signature`: what besides the requests decides the outputs (code, model
         files, settings), for the resume shards' fingerprints."""
@@ -21,7 +23,7 @@ class HFBackend:
         self.batch_size = resolve_batch_size(batch_size, model)
         self.signature = signature
 
-    def run(self, requests: list[Request], resume: dict[str, Path] | None = None) -> list[Generation]:
+    def run(self, requests: list[Request], resume: Mapping[str, Path] | None = None) -> list[Generation]:
         """Every prompt's requests in one run (an item's prompts share their prompt
         pass). `resume`: per prompt (`Request.job`), the shard where its finished
         results are kept; each prompt's shard has a fingerprint of its own requests, so

@@ -85,6 +85,12 @@ class Encoded:
     max_new_tokens: int = 0
     item: str | None = None
 
+    def labels(self) -> list[list[int]]:
+        """`label_ids`, of a request that scores them (after its prompt or a forced answer)."""
+        if self.label_ids is None:
+            raise ValueError("this request scores no labels: it has no label_ids")
+        return self.label_ids
+
 
 # The ways each prompt is scored (prompts.direct_scoring for direct).
 SCORINGS = {"direct": ("generate", "loglik"), "cot": ("generate",), CLOZE_PROMPT: ("continuations",)}
@@ -177,6 +183,7 @@ def encode(tokenizer, request: Request, chat: bool, chat_kwargs: dict | None = N
         # lighteval's unconditioned query; a pass of its own, sharing nothing with the
         # item's prompts (in their group it would cut their shared prefix to nothing).
         ids = tokenizer(request.prompt.completion_prefix)["input_ids"]
+        assert request.continuations is not None, "an unconditional request scores the cloze options (build_requests)"
         return Encoded(ids, request.prompt.completion_prefix, [_pieces(tokenizer, text) for text in request.continuations], True, None, 0, None)
     scored = request.continuations or LABELS
     return Encoded(

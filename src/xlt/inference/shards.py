@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..atomic import atomic_path
 
@@ -140,8 +141,9 @@ class Shard:
             for wave, results in sorted(self._done.items()):
                 handle.write(self._wave_line(wave, results))
 
-    def completed(self) -> dict[int, object]:
-        """Request index -> its result (as JSON), of every wave already done."""
+    def completed(self) -> dict[int, Any]:
+        """Request index -> its result (as JSON, of the shape `valid` checked), of every
+        wave already done."""
         return {index: result for results in self._done.values() for index, result in results.items()}
 
     def append(self, wave: int, results: dict[int, object]) -> None:
@@ -160,7 +162,9 @@ class PromptShards:
     back; a stored result is read back only for the request it names, from the wave
     (`wave_of`: request index -> wave) that request is in."""
 
-    def __init__(self, requests, encoded, resume: dict[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print):
+    def __init__(
+        self, requests, encoded, resume: Mapping[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print
+    ):
         from dataclasses import asdict
 
         self.shards: list[tuple[Shard, list[int]]] = []
@@ -177,8 +181,8 @@ class PromptShards:
             rejected = f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed" if shard.rejected else ""
             log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
 
-    def completed(self) -> dict[int, object]:
-        """Request index -> its stored result (as JSON)."""
+    def completed(self) -> dict[int, Any]:
+        """Request index -> its stored result (as JSON, of the shape `valid` checked)."""
         return {members[local]: stored for shard, members in self.shards for local, stored in shard.completed().items()}
 
     def record(self, wave: int, results: dict[int, object]) -> None:

@@ -33,7 +33,5 @@ def stop_token_ids(generation_config, tokenizer) -> set[int]:
     """End-of-sequence ids of the tokenizer and of the model's generation config (chat
     models often end a turn with a token of their own)."""
     configured = getattr(generation_config, "eos_token_id", None)
-    ids = set(configured) if isinstance(configured, list) else {configured}
-    ids.add(tokenizer.eos_token_id)
-    ids.discard(None)
-    return ids
+    candidates = [*(configured if isinstance(configured, list) else [configured]), tokenizer.eos_token_id]
+    return {token for token in candidates if token is not None}

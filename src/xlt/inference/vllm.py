@@ -30,11 +30,14 @@ it pins its own transformers, so it lives in the jobs' conda environment
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..errors import XltError
 from ..models import ModelSpec, serving_checkpoint
+from .backend import Backend
 from .requests import Encoded, Generation, Request, encode_all, is_generation
 from .shards import PromptShards
 from .stopping import stated_answer, stop_token_ids
@@ -161,7 +164,7 @@ def label_logprobs(outputs, labels: list[list[int]]) -> list[float]:
     return scores
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     def __init__(
         self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict, signature: dict | None = None, gpus: int = 0, log=print
     ):
@@ -173,9 +176,11 @@ class VLLMBackend:
         self.name, self.spec, self.tokenizer, self.log = spec.name, spec, tokenizer, log
         self.base_dir, self.adapter_dir, self.settings, self.gpus = base_dir, adapter_dir, entry["inference"], gpus
         self.signature = signature or {}
-        self.llm, self.lora = None, None
+        # vllm.LLM and its LoRARequest once the engine starts (vllm is not installed where xlt is type-checked).
+        self.llm: Any = None
+        self.lora: Any = None
         location, revision = serving_checkpoint(base_dir)
-        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(location, revision=revision), tokenizer)
+        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(location, revision=revision or "main"), tokenizer)
 
     def _start(self, needed_len: int) -> None:
         from vllm import LLM
@@ -188,7 +193,7 @@ class VLLMBackend:
         self.lora = LoRARequest(f"{self.spec.name}-ft", 1, str(self.adapter_dir)) if self.adapter_dir is not None else None
         self.max_len = args["max_model_len"]
 
-    def run(self, requests: list[Request], resume: dict[str, Path] | None = None) -> list[Generation]:
+    def run(self, requests: list[Request], resume: Mapping[str, Path] | None = None) -> list[Generation]:
         """Every prompt's requests, wave by wave; `resume` as the transformers backend's
         (per prompt, the shard where its finished results are kept)."""
         encoded = encode_all(self.tokenizer, self.spec, requests)
@@ -214,7 +219,8 @@ class VLLMBackend:
     def _wave(self, requests: list[Request], encoded: list[Encoded]) -> list[Generation]:
         from vllm import SamplingParams
 
-        continuations = [([], 0, "budget")] * len(encoded)
+        # (generated token ids, their count, why generation stopped) of each request
+        continuations: list[tuple[list[int], int, str]] = [([], 0, "budget")] * len(encoded)
         # One call per prompt (token budget), in the requests' order: an item's later
         # prompt finds the passage, question and options it shares with the earlier one
         # in the prefix cache, where within one call the two could be scheduled together
@@ -231,16 +237,16 @@ class VLLMBackend:
         scoring: list[tuple[int, str, list[tuple[dict, dict]]]] = []
         for index, item in enumerate(encoded):
             if item.scores_prompt:
-                scoring.append((index, "prompt", label_requests(item.input_ids, item.label_ids)))
+                scoring.append((index, "prompt", label_requests(item.input_ids, item.labels())))
             ids, _, reason = continuations[index]
             if item.forced_ids and reason != "answer":
-                scoring.append((index, "forced", label_requests(item.input_ids + ids + item.forced_ids, item.label_ids)))
+                scoring.append((index, "forced", label_requests(item.input_ids + ids + item.forced_ids, item.labels())))
         scores: dict[tuple[int, str], list[float]] = {}
         if scoring:
             asked = [request for _, _, requests_ in scoring for request in requests_]
             outputs = iter(self.llm.generate([prompt for prompt, _ in asked], [SamplingParams(**args) for _, args in asked], lora_request=self.lora))
             for index, kind, _ in scoring:
-                scores[index, kind] = label_logprobs(outputs, encoded[index].label_ids)
+                scores[index, kind] = label_logprobs(outputs, encoded[index].labels())
         return [
             Generation(
                 self.tokenizer.decode(ids, skip_special_tokens=True),
@@ -249,7 +255,7 @@ class VLLMBackend:
                 reason,
                 scores.get((index, "prompt")),
                 scores.get((index, "forced")),
-                [len(ids) for ids in item.label_ids] if (index, "prompt") in scores else None,
+                [len(ids) for ids in item.labels()] if (index, "prompt") in scores else None,
             )
             for index, (item, (ids, count, reason)) in enumerate(zip(encoded, continuations))
         ]

@@ -75,7 +75,7 @@ def test_xlt_compare_runs_on_a_foreign_tree(tree, tmp_path, capsys):
 
 def test_xlt_compare_rejects_a_malformed_file(tree, tmp_path, capsys):
     root, _ = tree
-    path = root / "m1" / "ft" / "cot" / "heb_Hebr.parquet"
+    path = root / "m1" / "ft-arb_Arab" / "cot" / "heb_Hebr.parquet"
     pd.read_parquet(path).drop(columns=["raw_output"]).to_parquet(path)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
@@ -87,9 +87,9 @@ def test_wrong_layout_value_is_named(tree):
     root, _ = tree
     path = root / "m2" / "base" / "direct" / "eng_Latn.parquet"
     frame = pd.read_parquet(path)
-    frame.loc[3, "variant"] = "ft"
+    frame.loc[3, "variant"] = "ft-arb_Arab"
     frame.to_parquet(path)
-    with pytest.raises(XltError, match=r"eng_Latn.parquet: column variant, row 4: 'ft' but the file's place in the layout says 'base'"):
+    with pytest.raises(XltError, match=r"eng_Latn.parquet: column variant, row 4: 'ft-arb_Arab' but the file's place in the layout says 'base'"):
         load_predictions(root)
 
 

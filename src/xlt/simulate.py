@@ -100,7 +100,8 @@ def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np
     return rng.normal(0.0, sd, scenario.n_items // scenario.questions_per_passage)[scenario.passages] if sd else 0.0
 
 
-# One fine-tuned variant, `ft`, whose source carries the related-language advantage.
+# One fine-tuned variant whose source carries the related-language advantage, for cells
+# read by their names alone (study_variants names a study's after its sources).
 SINGLE_SOURCE = {"ft": True}
 
 
@@ -149,13 +150,16 @@ def simulate_predictions(
     scenarios: dict[str, Scenario],
     languages: dict[str, Language],
     seed: int = 0,
-    variants: dict[str, bool] = SINGLE_SOURCE,
+    variants: dict[str, bool] | None = None,
     proximity: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """Predictions in the contract's columns for every model, variant, prompt and
     language; the models answer the same items (their difficulties are shared).
     `variants` and `proximity` as simulate_cells takes them (study_variants for a
-    study's own)."""
+    study's own); by default ft-<source> of each source language of `languages`, each
+    carrying the related-language advantage."""
+    if variants is None:
+        variants = {variant: True for variant in finetuned_variants([code for code, language in languages.items() if language.group == "source"]).values()}
     rng = np.random.default_rng(seed)
     sizes = {scenario.n_items for scenario in scenarios.values()}
     if len(sizes) != 1:
@@ -226,10 +230,13 @@ def primary_weights(cells, study: dict) -> np.ndarray:
     from .sources import interaction_weights
     from .stats import FT_DIRECT
 
-    if len(source_languages(study)) > 1:
+    sources = source_languages(study)
+    if len(sources) > 1:
         return interaction_weights(cells, study, "direct")
-    groups = cells.groups(FT_DIRECT, language_table(study))
-    return cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"])
+    # The fine-tuning gain of the one source's variant (study_variants), as stats names it `ft`.
+    comparison = replace(FT_DIRECT, after=(finetuned_variants(sources)[sources[0]], FT_DIRECT.prompt))
+    groups = cells.groups(comparison, language_table(study))
+    return cells.contrast_weights(comparison, groups["related"], groups["control"])
 
 
 def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250) -> pd.DataFrame:

@@ -97,8 +97,8 @@ def test_any_ids_dropped_from_any_one_cell_stop_compare_or_are_named(small_study
     in_cell = np.logical_and.reduce([frame[column] == value for column, value in zip(CELL, cell)])
     items = frame[~(in_cell & frame["item_id"].isin(dropped))]
     with pytest.raises(XltError, match=cell_file(cell)):
-        check_complete(items, CONFIG["languages"], False, "tree", variants=["base", "ft"], prompts=["direct"])
-    missing = check_complete(items, CONFIG["languages"], True, "tree", variants=["base", "ft"], prompts=["direct"])
+        check_complete(items, CONFIG["languages"], False, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"])
+    missing = check_complete(items, CONFIG["languages"], True, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"])
     assert [found.cell for found in missing] == [cell]
     named = note_missing(comparisons, missing).notes["note"].str.contains(cell_file(cell), regex=False)
     notes = comparisons.notes

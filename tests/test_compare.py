@@ -13,7 +13,7 @@ from test_scoring import write_tree
 from xlt.cli import main
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS, SOURCE_COLUMN
-from xlt.simulate import PASSAGE_CORRELATED, Scenario, simulate_predictions
+from xlt.simulate import PASSAGE_CORRELATED, Scenario, simulate_predictions, study_variants
 from xlt.sources import INTERACTION
 
 CONFIG = {
@@ -58,7 +58,7 @@ def write_foreign_tree(root, frame):
 @pytest.fixture
 def tree(tmp_path):
     scenarios = {model: Scenario(n_items=50, baseline=0.35 + 0.1 * k, ft_gain=0.2 - 0.05 * k, cot_gain=0.1) for k, model in enumerate(("m1", "m2", "m3"))}
-    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=3)
+    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=3, variants=study_variants(CONFIG))
     write_foreign_tree(tmp_path / "predictions", frame)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))

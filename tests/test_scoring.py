@@ -8,7 +8,7 @@ from xlt.errors import XltError
 from xlt.languages import language_table
 from xlt.paths import ACCURACY_COLUMNS
 from xlt.scoring import accuracy_table, load_predictions, rescore
-from xlt.simulate import Scenario, simulate_predictions
+from xlt.simulate import Scenario, simulate_predictions, study_variants
 
 CONFIG = {
     "languages": {
@@ -30,7 +30,9 @@ def write_tree(root, frame):
 
 @pytest.fixture
 def tree(tmp_path):
-    frame = simulate_predictions({model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")}, language_table(CONFIG))
+    frame = simulate_predictions(
+        {model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")}, language_table(CONFIG), variants=study_variants(CONFIG)
+    )
     write_tree(tmp_path / "predictions", frame)
     return tmp_path / "predictions", frame
 
@@ -47,7 +49,7 @@ def test_accuracy_has_interval_and_parse_rate(tree):
 
 
 def test_rescore_uses_the_current_extractor():
-    frame = simulate_predictions({"m": Scenario(n_items=2)}, language_table(CONFIG))
+    frame = simulate_predictions({"m": Scenario(n_items=2)}, language_table(CONFIG), variants=study_variants(CONFIG))
     frame = frame[(frame.variant == "base") & (frame.prompt == "direct") & (frame.lang == "eng_Latn")].reset_index(drop=True)
     frame["raw_output"] = ["Answer: Rome", "The answer is D."]
     frame["parsed_choice"] = pd.array([None, None], dtype="Int64")

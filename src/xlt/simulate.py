@@ -100,8 +100,10 @@ def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np
     return rng.normal(0.0, sd, scenario.n_items // scenario.questions_per_passage)[scenario.passages] if sd else 0.0
 
 
-# One fine-tuned variant whose source carries the related-language advantage, for cells
-# read by their names alone (study_variants names a study's after its sources).
+# One fine-tuned variant whose source carries the related-language advantage, named `ft`
+# as xlt.stats names the one source it compares (xlt.sources.source_items): for cells and
+# items that go to stats.compare directly. study_variants names a study's variants as
+# its predictions tree does, after their sources.
 SINGLE_SOURCE = {"ft": True}
 
 
@@ -150,16 +152,14 @@ def simulate_predictions(
     scenarios: dict[str, Scenario],
     languages: dict[str, Language],
     seed: int = 0,
-    variants: dict[str, bool] | None = None,
+    variants: dict[str, bool] = SINGLE_SOURCE,
     proximity: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """Predictions in the contract's columns for every model, variant, prompt and
     language; the models answer the same items (their difficulties are shared).
     `variants` and `proximity` as simulate_cells takes them (study_variants for a
-    study's own); by default ft-<source> of each source language of `languages`, each
-    carrying the related-language advantage."""
-    if variants is None:
-        variants = {variant: True for variant in finetuned_variants([code for code, language in languages.items() if language.group == "source"]).values()}
+    study's own: a tree for `xlt compare` names each variant after its source; the
+    default's `ft` is what stats.compare reads)."""
     rng = np.random.default_rng(seed)
     sizes = {scenario.n_items for scenario in scenarios.values()}
     if len(sizes) != 1:

@@ -15,13 +15,13 @@ from xlt.cli import main
 from xlt.completeness import check_complete
 from xlt.errors import XltError
 from xlt.languages import language_table
-from xlt.simulate import Scenario, simulate_predictions
+from xlt.simulate import Scenario, simulate_predictions, study_variants
 
 
 @pytest.fixture
 def tree(tmp_path):
     scenarios = {model: Scenario(n_items=30, baseline=0.4, ft_gain=0.2, cot_gain=0.1) for model in ("m1", "m2")}
-    write_foreign_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(CONFIG), seed=5))
+    write_foreign_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(CONFIG), seed=5, variants=study_variants(CONFIG)))
     return tmp_path / "predictions"
 
 

@@ -284,9 +284,9 @@ def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
 
     from xlt.cli import main
     from xlt.scoring import load_predictions
-    from xlt.simulate import Scenario, simulate_predictions
+    from xlt.simulate import Scenario, simulate_predictions, study_variants
 
-    frame = simulate_predictions({model: Scenario(n_items=20) for model in ("m1", "m2", "m3")}, language_table(CONFIG))
+    frame = simulate_predictions({model: Scenario(n_items=20) for model in ("m1", "m2", "m3")}, language_table(CONFIG), variants=study_variants(CONFIG))
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}, "prompts": {"cloze_normalisation": "pmi"}}))
     older = tmp_path / "older"

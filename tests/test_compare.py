@@ -13,7 +13,7 @@ from test_scoring import write_tree
 from xlt.cli import main
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS, SOURCE_COLUMN
-from xlt.simulate import PASSAGE_CORRELATED, Scenario, simulate_predictions
+from xlt.simulate import PASSAGE_CORRELATED, Scenario, simulate_predictions, study_variants
 from xlt.sources import INTERACTION
 
 CONFIG = {
@@ -58,7 +58,7 @@ def write_foreign_tree(root, frame):
 @pytest.fixture
 def tree(tmp_path):
     scenarios = {model: Scenario(n_items=50, baseline=0.35 + 0.1 * k, ft_gain=0.2 - 0.05 * k, cot_gain=0.1) for k, model in enumerate(("m1", "m2", "m3"))}
-    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=3)
+    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=3, variants=study_variants(CONFIG))
     write_foreign_tree(tmp_path / "predictions", frame)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
@@ -117,7 +117,7 @@ def test_compare_reads_a_tree_with_missing_cells_when_allowed(tree, tmp_path):
 )
 def test_compare_names_the_file_and_column_at_fault(tree, tmp_path, capsys, damage, message):
     root, _ = tree
-    path = root / "m2" / "ft" / "cot" / "heb_Hebr.parquet"
+    path = root / "m2" / "ft-arb_Arab" / "cot" / "heb_Hebr.parquet"
     damage(pd.read_parquet(path)).to_parquet(path)
     assert run(tree, tmp_path / "stats") == 2
     assert f"{path}: {message}" in capsys.readouterr().err
@@ -157,3 +157,41 @@ def test_compare_finds_a_planted_interaction_in_passage_correlated_trees_and_no_
     assert found.all() if planted else not found.any()
     arabic = effects[(effects[SOURCE_COLUMN] == "arb_Arab") & (effects["prompt"] == "direct") & (effects["effect"] == "relatedness")]
     assert (arabic["role"] == "secondary").all() and (arabic["estimate"].astype(float) > 0.1).all()
+
+
+def to_old_layout(root):
+    """The tree as the old single-source layout wrote it: the fine-tuned variant `ft`,
+    in its folder name and its column."""
+    for folder in root.glob("*/ft-arb_Arab"):
+        for path in folder.rglob("*.parquet"):
+            table = pq.read_table(path)
+            pq.write_table(table.set_column(table.schema.get_field_index("variant"), "variant", pa.array(["ft"] * table.num_rows)), path)
+        folder.rename(folder.with_name("ft"))
+
+
+def test_an_old_single_source_tree_compares_as_today_with_a_note(tree, tmp_path):
+    assert run(tree, tmp_path / "today") == 0
+    to_old_layout(tree[0])
+    assert not list(tree[0].glob("*/ft-arb_Arab")) and len(list(tree[0].glob("*/ft"))) == 3
+    assert run(tree, tmp_path / "old") == 0
+    for name in ("effects.csv", "alignment.csv", "gains.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "old" / name), pd.read_csv(tmp_path / "today" / name))
+    today, old = (pd.read_csv(tmp_path / folder / "notes.csv", keep_default_na=False) for folder in ("today", "old"))
+    pd.testing.assert_frame_equal(old.drop(columns="note"), today.drop(columns="note"))
+    note = r"(?:m\d|m1, m2, m3): predictions in the old single-source layout \(variant 'ft'\), read as ft-arb_Arab$"
+    assert old["note"].str.contains(note, regex=True).all()
+    assert (old["note"].str.replace(rf"(^|; ){note}", "", regex=True) == today["note"]).all()
+    assert (old.loc[old["model"] == "m2", "note"].str.contains("m2: predictions in the old")).all()
+
+
+def test_an_old_layout_tree_is_refused_by_a_study_of_several_sources(tree, tmp_path, capsys):
+    root, config = tree
+    to_old_layout(root)
+    two = {**json.loads(config.read_text()), "source_languages": ["arb_Arab", "pes_Arab"]}
+    del two["source_language"]
+    config.write_text(json.dumps(two))
+    assert run(tree, tmp_path / "stats") == 2
+    error = capsys.readouterr().err
+    assert f"{root}/m1/ft/" in error and ".parquet: variant 'ft' is the old single-source layout's" in error
+    assert "the variants are base, ft-arb_Arab, ft-pes_Arab" in error
+    assert not (tmp_path / "stats" / "effects.csv").exists()

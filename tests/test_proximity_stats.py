@@ -45,9 +45,10 @@ def compared(tmp_path, config: dict, slope: float, n_items: int, seed: int) -> p
     growing by `slope` per unit of proximity to the source."""
     source = config["source_languages"][0]
     table = proximity_table(config)
-    proximity = {"ft": dict(zip(table.loc[table["source"] == source, "target"], table.loc[table["source"] == source, "genealogical"]))}
+    variant = f"ft-{source}"
+    proximity = {variant: dict(zip(table.loc[table["source"] == source, "target"], table.loc[table["source"] == source, "genealogical"]))}
     scenario = PASSAGE_CORRELATED.with_(n_items=n_items, baseline=0.35, ft_gain=0.02, language_baseline_sd=0.3, proximity_slope=slope)
-    frame = simulate_predictions({"m1": scenario}, language_table(config), seed=seed, proximity=proximity)
+    frame = simulate_predictions({"m1": scenario}, language_table(config), seed=seed, variants={variant: True}, proximity=proximity)
     write_tree(tmp_path / "predictions", frame)
     (tmp_path / "config.yaml").write_text(json.dumps(config))
     assert main(["compare", "--predictions", str(tmp_path / "predictions"), "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "stats")]) == 0

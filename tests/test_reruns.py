@@ -56,8 +56,8 @@ def test_one_models_settings_rerun_only_that_models_jobs(repo, tiny_study, tmp_p
     assert not jobs_of(planned, "tiny-dense"), "the other model's jobs are not planned"
     assert not any(path.startswith("results/data/") for path in planned), "prepare_data is not planned"
     assert "results/models/tiny-moe/base" not in planned, "prepare_model is not planned"
-    assert ("results/models/tiny-moe/adapter" in planned) == reruns_finetune
-    for variant in ("ft", "base") if not reruns_finetune else ("ft",):
+    assert ("results/models/tiny-moe/adapter-arb_Arab" in planned) == reruns_finetune
+    for variant in ("ft-arb_Arab", "base") if not reruns_finetune else ("ft-arb_Arab",):
         for prompt in ("direct", "cot"):
             assert f"results/predictions/tiny-moe/{variant}/{prompt}/eng_Latn.parquet" in planned
     assert planned >= DOWNSTREAM
@@ -75,9 +75,9 @@ def test_resources_are_not_parameters(repo, tiny_study, tmp_path):
 def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo, tiny_study, tmp_path):
     planned = plan(repo, tiny_study, tmp_path, forcerun=("finetune",))
     for model in ("tiny-dense", "tiny-moe"):
-        assert f"results/models/{model}/adapter" in planned
+        assert f"results/models/{model}/adapter-arb_Arab" in planned
         assert {path for path in jobs_of(planned, model) if "/predictions/" in path} == {
-            f"results/predictions/{model}/ft/{prompt}/{lang}.parquet" for prompt in paths.PROMPTS for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
+            f"results/predictions/{model}/ft-arb_Arab/{prompt}/{lang}.parquet" for prompt in paths.PROMPTS for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
         }
         assert f"results/models/{model}/base" not in planned
     assert planned >= DOWNSTREAM

@@ -8,7 +8,7 @@ from xlt.errors import XltError
 from xlt.languages import language_table
 from xlt.paths import ACCURACY_COLUMNS
 from xlt.scoring import accuracy_table, load_predictions, rescore
-from xlt.simulate import Scenario, simulate_predictions
+from xlt.simulate import Scenario, simulate_predictions, study_variants
 
 CONFIG = {
     "languages": {
@@ -30,7 +30,9 @@ def write_tree(root, frame):
 
 @pytest.fixture
 def tree(tmp_path):
-    frame = simulate_predictions({model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")}, language_table(CONFIG))
+    frame = simulate_predictions(
+        {model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")}, language_table(CONFIG), variants=study_variants(CONFIG)
+    )
     write_tree(tmp_path / "predictions", frame)
     return tmp_path / "predictions", frame
 
@@ -47,7 +49,7 @@ def test_accuracy_has_interval_and_parse_rate(tree):
 
 
 def test_rescore_uses_the_current_extractor():
-    frame = simulate_predictions({"m": Scenario(n_items=2)}, language_table(CONFIG))
+    frame = simulate_predictions({"m": Scenario(n_items=2)}, language_table(CONFIG), variants=study_variants(CONFIG))
     frame = frame[(frame.variant == "base") & (frame.prompt == "direct") & (frame.lang == "eng_Latn")].reset_index(drop=True)
     frame["raw_output"] = ["Answer: Rome", "The answer is D."]
     frame["parsed_choice"] = pd.array([None, None], dtype="Int64")
@@ -75,7 +77,7 @@ def test_xlt_compare_runs_on_a_foreign_tree(tree, tmp_path, capsys):
 
 def test_xlt_compare_rejects_a_malformed_file(tree, tmp_path, capsys):
     root, _ = tree
-    path = root / "m1" / "ft" / "cot" / "heb_Hebr.parquet"
+    path = root / "m1" / "ft-arb_Arab" / "cot" / "heb_Hebr.parquet"
     pd.read_parquet(path).drop(columns=["raw_output"]).to_parquet(path)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
@@ -87,9 +89,9 @@ def test_wrong_layout_value_is_named(tree):
     root, _ = tree
     path = root / "m2" / "base" / "direct" / "eng_Latn.parquet"
     frame = pd.read_parquet(path)
-    frame.loc[3, "variant"] = "ft"
+    frame.loc[3, "variant"] = "ft-arb_Arab"
     frame.to_parquet(path)
-    with pytest.raises(XltError, match=r"eng_Latn.parquet: column variant, row 4: 'ft' but the file's place in the layout says 'base'"):
+    with pytest.raises(XltError, match=r"eng_Latn.parquet: column variant, row 4: 'ft-arb_Arab' but the file's place in the layout says 'base'"):
         load_predictions(root)
 
 

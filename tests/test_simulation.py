@@ -47,7 +47,7 @@ def check(table, trials):
 def test_the_simulated_test_is_the_studys_primary_one(default_study):
     assert primary_name(default_study) == "direct/relatedness_interaction" and primary_name(SINGLE_SOURCE) == "direct/relatedness"
     # The related-language advantage is planted after the Semitic source only: an interaction.
-    assert study_variants(default_study) == {"ft-arb_Arab": True, "ft-pes_Arab": False} and study_variants(SINGLE_SOURCE) == {"ft": True}
+    assert study_variants(default_study) == {"ft-arb_Arab": True, "ft-pes_Arab": False} and study_variants(SINGLE_SOURCE) == {"ft-arb_Arab": True}
 
 
 def test_primary_test_keeps_its_level_power_and_coverage(study):

@@ -24,6 +24,7 @@ import yaml
 from snakemake_runs import cli_command, planned_jobs, write_test_config
 
 from xlt import paths
+from xlt.languages import source_languages
 
 CLUSTER_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
 # The test cluster's one node has one GPU of this type (.ci/slurm/start.sh); the job
@@ -106,20 +107,21 @@ def expected_submissions(config: dict) -> list[str]:
     """The sbatch comment (the plugin's `rule_<rule>_wildcards_<values>`) of every job
     that is not a local rule: model preparation, fine-tuning and inference."""
     comments = []
+    (source,) = source_languages(config)
     for model in config["models"]:
-        comments += [f"rule_prepare_model_wildcards_{model}", f"rule_finetune_wildcards_{model}"]
-        comments += [f"rule_predict_wildcards_{model}_{variant}" for variant in paths.VARIANTS]
+        comments += [f"rule_prepare_model_wildcards_{model}", f"rule_finetune_wildcards_{model}_{source}"]
+        comments += [f"rule_predict_wildcards_{model}_{variant}" for variant in paths.study_variants([source])]
     return sorted(comments)
 
 
 def contract_artifacts(config: dict) -> list[str]:
-    langs, models = list(config["languages"]), list(config["models"])
+    langs, models, (source,) = list(config["languages"]), list(config["models"]), source_languages(config)
     artifacts = [paths.DATA.format(lang=lang) for lang in langs]
     for model in models:
-        artifacts += [f"{paths.BASE_MODEL.format(model=model)}/xlt_model.json", f"{paths.ADAPTER.format(model=model)}/adapter_model.safetensors"]
+        artifacts += [f"{paths.BASE_MODEL.format(model=model)}/xlt_model.json", f"{paths.ADAPTER.format(model=model, source=source)}/adapter_model.safetensors"]
         artifacts += [
             paths.PREDICTIONS.format(model=model, variant=variant, prompt=prompt, lang=lang)
-            for variant in paths.VARIANTS
+            for variant in paths.study_variants([source])
             for prompt in paths.PROMPTS
             for lang in langs
         ]

@@ -10,9 +10,9 @@ from test_stats import CONFIG
 
 from xlt.errors import XltError
 from xlt.languages import interaction_targets, language_table
-from xlt.paths import discover_predictions, finetuned_variants, source_paths, variant_source
+from xlt.paths import ADAPTER, discover_predictions, finetuned_variants, variant_source
 from xlt.proximity_stats import slope_rows
-from xlt.sources import INTERACTION, compare_study, interaction_rows
+from xlt.sources import INTERACTION, compare_study, interaction_rows, source_items
 from xlt.stats import StatsSettings, compare
 from xlt.stattests import holm
 
@@ -54,11 +54,10 @@ def synthetic_items(n_items: int, interaction: float, seed: int, sources=("arb_A
 
 
 def test_variants_and_paths_name_their_source():
-    assert finetuned_variants(["arb_Arab"]) == {"arb_Arab": "ft"}
+    assert finetuned_variants(["arb_Arab"]) == {"arb_Arab": "ft-arb_Arab"}
     assert finetuned_variants(["arb_Arab", "pes_Arab"]) == {"arb_Arab": "ft-arb_Arab", "pes_Arab": "ft-pes_Arab"}
     assert variant_source("ft-pes_Arab") == "pes_Arab" and variant_source("ft") is None
-    assert source_paths("m", "arb_Arab", ["arb_Arab"])["adapter"] == "results/models/m/adapter"
-    assert source_paths("m", "pes_Arab", ["arb_Arab", "pes_Arab"])["adapter"] == "results/models/m/adapter-pes_Arab"
+    assert ADAPTER.format(model="m", source="pes_Arab") == "results/models/m/adapter-pes_Arab"
 
 
 def test_relatedness_is_defined_per_source():
@@ -149,11 +148,12 @@ def test_a_missing_cell_of_one_source_is_noted_on_that_sources_rows():
     assert not noted[notes["source"] == "arb_Arab"].any()
 
 
-def test_a_single_source_tree_compares_as_before(tmp_path):
+def test_a_single_source_study_is_stats_compare_of_its_source(tmp_path):
     items = synthetic_items(60, 0.0, seed=8, sources=("arb_Arab",))
     single = {"languages": LANGUAGES, "source_language": "arb_Arab", "related_families": ["Semitic"], "stats": {}}
     comparisons = compare_study(items, single, SETTINGS)
-    before = compare(items, language_table(single), SETTINGS, extra_rows=(slope_rows,))  # stats.compare with the proximity slopes
+    # stats.compare (its fine-tuned variant named `ft`) with the proximity slopes
+    before = compare(source_items(items, "ft-arb_Arab"), language_table(single), SETTINGS, extra_rows=(slope_rows,))
     assert (comparisons.effects["source"] == "arb_Arab").all()
     pd.testing.assert_frame_equal(comparisons.effects.drop(columns="source"), before.effects)
     assert INTERACTION not in set(comparisons.effects["effect"])
@@ -161,7 +161,7 @@ def test_a_single_source_tree_compares_as_before(tmp_path):
     items.head(3).to_parquet(tmp_path / "m" / "ft-arb_Arab" / "direct" / "heb_Hebr.parquet")
     assert [found.variant for found in discover_predictions(tmp_path)] == ["ft-arb_Arab"]
     with pytest.raises(XltError, match=r"predictions of variant ft-pes_Arab, which the config's source languages \(arb_Arab\) do not make"):
-        compare_study(items.assign(variant=items["variant"].replace("ft", "ft-pes_Arab")), single, SETTINGS)
+        compare_study(items.assign(variant=items["variant"].replace("ft-arb_Arab", "ft-pes_Arab")), single, SETTINGS)
 
 
 def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):

@@ -5,6 +5,7 @@ columns, then a second run that schedules nothing."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -24,7 +25,8 @@ from xlt.paths import (
 )
 from xlt.sources import INTERACTION
 
-VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice", "cloze")
+# The test config's one source is arb_Arab: its fine-tuned variant names it, as with several.
+VARIANTS, PROMPTS = ("base", "ft-arb_Arab"), ("direct", "cot", "choice", "cloze")
 
 
 def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
@@ -38,8 +40,8 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
         assert {"link", "question_number", "flores_passage", "correct_answer_num", "split"} <= set(data.columns)
     for model in models:
         assert (results / "models" / model / "base" / "xlt_model.json").is_file()
-        assert (results / "models" / model / "adapter" / "adapter_model.safetensors").is_file()
-        assert "loss" in pd.read_csv(results / "models" / model / "adapter" / "train_log.csv").columns
+        assert (results / "models" / model / "adapter-arb_Arab" / "adapter_model.safetensors").is_file()
+        assert "loss" in pd.read_csv(results / "models" / model / "adapter-arb_Arab" / "train_log.csv").columns
         for variant in VARIANTS:
             for prompt in PROMPTS:
                 for lang in langs:
@@ -82,7 +84,7 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
         "report.log",
         "proximity.log",
         *(f"prepare_model/{model}.log" for model in models),
-        *(f"finetune/{model}.log" for model in models),
+        *(f"finetune/{model}-arb_Arab.log" for model in models),
         *(f"predict/{model}/{variant}.log" for model in models for variant in VARIANTS),
     }
 
@@ -125,6 +127,33 @@ def test_jobs_that_gate_others_start_first(repo, tmp_path):
     assert priorities[("finetune", None)] == priorities[("finetune_control", None)] == {2}
     assert priorities[("predict", "base")] == {1} and priorities[("predict", "ft")] == {0}
     assert all(found == {0} for (rule, _), found in priorities.items() if rule not in ("finetune", "finetune_control", "predict"))
+
+
+@pytest.mark.plans
+def test_one_source_plans_the_layout_of_several(repo, tmp_path):
+    """The default study with one source plans the paths it has with two: the variant,
+    adapter, merged checkpoint, checkpoints and logs name the source (no `ft`, no bare
+    `adapter`), so adding a source renames nothing."""
+    study = shipped_study(tmp_path)
+    configfile = study / "config" / "config.yaml"
+    config = yaml.safe_load(configfile.read_text(encoding="utf-8"))
+    config["source_languages"] = ["arb_Arab"]
+    config["models"]["smollm2-135m"]["finetune"] = {"merge": True}
+    write_config(config, configfile)
+    printed = snakemake_command(repo / "Snakefile", study, configfile, "-n", "-p", "--forceall")
+    jobs = planned_jobs(printed)
+    by_rule = {}
+    for rule, fields in jobs:
+        by_rule.setdefault(rule, []).append(fields)
+    models = list(config["models"])
+    assert sorted(job["output"] for job in by_rule["finetune"]) == sorted(f"results/models/{model}/adapter-arb_Arab" for model in models)
+    assert sorted(job["log"] for job in by_rule["finetune"]) == sorted(f"logs/finetune/{model}-arb_Arab.log" for model in models)
+    assert [(job["output"], job["log"]) for job in by_rule["merge"]] == [
+        ("results/models/smollm2-135m/merged-arb_Arab", "logs/merge/smollm2-135m-arb_Arab.log")
+    ]
+    assert {job["wildcards"].split("variant=")[1] for job in by_rule["predict"]} == {"base", "ft-arb_Arab", "ctl-arb_Arab"}
+    assert "--checkpoints results/checkpoints/smollm2-135m-arb_Arab " in printed
+    assert "/ft/" not in printed and not re.search(r"/(adapter|merged)\b(?!-)", printed)
 
 
 @pytest.mark.slow

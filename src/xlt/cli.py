@@ -533,12 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints, removed on success")
 
     merge = _model_job(commands, "merge", "write base model + adapter merged, for backends that cannot load adapters", _merge)
-    merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter or adapter-SOURCE)")
+    merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter-SOURCE)")
     merge.add_argument("--out", required=True, help="folder to write the merged model to")
 
     predict = _stage(commands, "predict", "predictions of one model variant, every prompt and language", _predict, "the model's inference settings and prompts")
     predict.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
-    predict.add_argument("--variant", required=True, type=_variant, help="base, ft, or ft-SOURCE (one fine-tuned variant per source language)")
+    predict.add_argument(
+        "--variant", required=True, type=_variant, help="base, ft-SOURCE (the fine-tuned variant of a source language) or ctl-SOURCE (its format-only control)"
+    )
     predict.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
     predict.add_argument("--adapter", help="the adapter folder, for a fine-tuned variant")
     predict.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")

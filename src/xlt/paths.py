@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-VARIANTS = ("base", "ft")
-# With several source languages each fine-tuned variant names its source, ft-arb_Arab;
-# with one it stays `ft` (older trees and predictions from elsewhere read unchanged).
+VARIANTS = ("base",)
+# Each fine-tuned variant names its source, ft-arb_Arab, with one source as with several.
 SOURCE_VARIANT = "ft-{source}"
+# The old single-source layout's name of the one fine-tuned variant. Trees written so
+# (by older versions, or by tools following the old contract) still compare: with one
+# source `ft` is read as ft-<source>, and notes.csv says so (xlt.layout).
+OLD_SOURCE_VARIANT = "ft"
 # The format-only control of a source (finetune.format_control): an adapter trained on
-# the source's examples with every answer replaced by a seeded random letter. Its
-# variant always names its source, with one source as with several.
+# the source's examples with every answer replaced by a seeded random letter.
 CONTROL_VARIANT = "ctl-{source}"
 # The prompts a model writes an answer to; simulated studies (simulate.py) draw these.
 GENERATED_PROMPTS = ("direct", "cot")
@@ -33,12 +35,11 @@ JOB_CELLS = {"direct": ("direct", CHOICE_PROMPT), "cot": ("cot",), CLOZE_PROMPT:
 
 DATA = "results/data/{lang}.parquet"
 BASE_MODEL = "results/models/{model}/base"
-ADAPTER = "results/models/{model}/adapter"
-SOURCE_ADAPTER = "results/models/{model}/adapter-{source}"
-MERGED = "results/models/{model}/merged"
-SOURCE_MERGED = "results/models/{model}/merged-{source}"
-CHECKPOINTS = "results/checkpoints/{model}"
-SOURCE_CHECKPOINTS = "results/checkpoints/{model}-{source}"
+# One model x source's LoRA adapter, its merged checkpoint (finetune.merge) and its
+# training checkpoints.
+ADAPTER = "results/models/{model}/adapter-{source}"
+MERGED = "results/models/{model}/merged-{source}"
+CHECKPOINTS = "results/checkpoints/{model}-{source}"
 TRAINING = "results/data/train/{source}.parquet"
 # A source's training examples with the control's letters as their answers.
 CONTROL_TRAINING = "results/data/train/control-{source}.parquet"
@@ -100,11 +101,9 @@ LOGS = {
     "convert_fp8": "logs/convert_fp8/{model}.log",
     "prepare_training": "logs/prepare_training.log",
     "prepare_control": "logs/prepare_control/{source}.log",
-    "finetune": "logs/finetune/{model}.log",
-    "finetune_source": "logs/finetune/{model}-{source}.log",
+    "finetune": "logs/finetune/{model}-{source}.log",
     "finetune_control": "logs/finetune/{model}-ctl-{source}.log",
-    "merge": "logs/merge/{model}.log",
-    "merge_source": "logs/merge/{model}-{source}.log",
+    "merge": "logs/merge/{model}-{source}.log",
     "predict": "logs/predict/{model}/{variant}.log",
     "score": "logs/score.log",
     "compare": "logs/compare.log",
@@ -224,8 +223,6 @@ def predictions_frame(rows: list[dict]):
 
 def finetuned_variants(sources: list[str]) -> dict[str, str]:
     """Source language -> the name of its fine-tuned variant."""
-    if len(sources) == 1:
-        return {sources[0]: "ft"}
     return {source: SOURCE_VARIANT.format(source=source) for source in sources}
 
 
@@ -237,15 +234,6 @@ def control_variants(sources: list[str]) -> dict[str, str]:
 def study_variants(sources: list[str], controls: Sequence[str] = ()) -> list[str]:
     """base, each source's fine-tuned variant and each of `controls`' control variant."""
     return ["base", *finetuned_variants(sources).values(), *control_variants(list(controls)).values()]
-
-
-def source_paths(model: str, source: str, sources: list[str]) -> dict[str, str]:
-    """The adapter, merged checkpoint and checkpoint folders of one model x source: the
-    single-source names with one source, the source in the name with several."""
-    if len(sources) == 1:
-        return {"adapter": ADAPTER.format(model=model), "merged": MERGED.format(model=model), "checkpoints": CHECKPOINTS.format(model=model)}
-    names = {"model": model, "source": source}
-    return {"adapter": SOURCE_ADAPTER.format(**names), "merged": SOURCE_MERGED.format(**names), "checkpoints": SOURCE_CHECKPOINTS.format(**names)}
 
 
 def variant_source(variant: str) -> str | None:
@@ -280,7 +268,8 @@ def discover_predictions(root: str | Path) -> list[PredictionFile]:
     """Every PREDICTION_CELL file under `root`, sorted.
 
     Files that sit elsewhere in the tree (partial shards, notes) are not predictions and
-    are skipped; a file in the layout with an unknown variant or prompt is an error.
+    are skipped; a file in the layout with an unknown variant or prompt is an error. The
+    old single-source layout's `ft` is found too: compare reads it (xlt.layout).
     """
     from .errors import XltError
 
@@ -290,7 +279,7 @@ def discover_predictions(root: str | Path) -> list[PredictionFile]:
     found = []
     for path in sorted(root.glob("*/*/*/*.parquet")):
         model, variant, prompt = path.relative_to(root).parts[:3]
-        if not is_variant(variant):
+        if not is_variant(variant) and variant != OLD_SOURCE_VARIANT:
             raise XltError(
                 f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab"
             )

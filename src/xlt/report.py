@@ -81,8 +81,8 @@ def language_order(languages: dict[str, Language], present) -> list[str]:
 
 
 def report_variants(present) -> list[str]:
-    """base, then the fine-tuned variants (`ft`, or one `ft-<source>` per source), then
-    the format-only controls (`ctl-<source>`)."""
+    """base, then the fine-tuned variants (one `ft-<source>` per source), then the
+    format-only controls (`ctl-<source>`)."""
     present = set(present)
     others = sorted(present - set(paths.VARIANTS), key=lambda variant: (paths.control_source(variant) is not None, variant))
     return [variant for variant in paths.VARIANTS if variant in present] + others

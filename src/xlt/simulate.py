@@ -100,7 +100,10 @@ def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np
     return rng.normal(0.0, sd, scenario.n_items // scenario.questions_per_passage)[scenario.passages] if sd else 0.0
 
 
-# One fine-tuned variant, `ft`, whose source carries the related-language advantage.
+# One fine-tuned variant whose source carries the related-language advantage, named `ft`
+# as xlt.stats names the one source it compares (xlt.sources.source_items): for cells and
+# items that go to stats.compare directly. study_variants names a study's variants as
+# its predictions tree does, after their sources.
 SINGLE_SOURCE = {"ft": True}
 
 
@@ -155,7 +158,8 @@ def simulate_predictions(
     """Predictions in the contract's columns for every model, variant, prompt and
     language; the models answer the same items (their difficulties are shared).
     `variants` and `proximity` as simulate_cells takes them (study_variants for a
-    study's own)."""
+    study's own: a tree for `xlt compare` names each variant after its source; the
+    default's `ft` is what stats.compare reads)."""
     rng = np.random.default_rng(seed)
     sizes = {scenario.n_items for scenario in scenarios.values()}
     if len(sizes) != 1:
@@ -226,13 +230,16 @@ def primary_weights(cells, study: dict) -> np.ndarray:
     from .sources import interaction_weights
     from .stats import FT_DIRECT
 
-    if len(source_languages(study)) > 1:
+    sources = source_languages(study)
+    if len(sources) > 1:
         weights = interaction_weights(cells, study, "direct")
         if weights is None:
             raise XltError("the study's primary test is the interaction of several sources: it needs sources inside and outside the related families")
         return weights
-    groups = cells.groups(FT_DIRECT, language_table(study))
-    return cells.contrast_weights(FT_DIRECT, groups["related"], groups["control"])
+    # The fine-tuning gain of the one source's variant (study_variants), as stats names it `ft`.
+    comparison = replace(FT_DIRECT, after=(finetuned_variants(sources)[sources[0]], FT_DIRECT.prompt))
+    groups = cells.groups(comparison, language_table(study))
+    return cells.contrast_weights(comparison, groups["related"], groups["control"])
 
 
 def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250) -> pd.DataFrame:

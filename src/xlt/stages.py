@@ -345,23 +345,27 @@ def score(*, settings: StudySettings, prediction_files: list[str], data_files: l
 def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source: str, outputs: list):
     """The statistics of scored `items` (from the workflow or from elsewhere) written to
     `outputs` (effects, alignment, gains, notes): an incomplete tree is refused unless
-    allowed, and then notes.csv names what was missing."""
+    allowed, and then notes.csv names what was missing. A tree in the old single-source
+    layout (variant `ft`) is read as today's, and notes.csv says so (xlt.layout)."""
     from .completeness import check_complete, note_missing
     from .languages import control_sources, source_languages
+    from .layout import note_old_layout, read_old_layout
     from .paths import control_variants, study_variants
     from .primary import resolve_primary
     from .sources import compare_study
     from .stats import StatsSettings, effects_tested, write_comparisons
 
+    sources = source_languages(study)
+    items, old_layout = read_old_layout(items, sources, study_variants(sources, control_sources(study)), source)
     # Every cell the study makes: each source's variant, and the prompt of every gain
     # (direct) and of the primary test, whatever the tree holds.
     prompts = {"direct", resolve_primary(study, study["stats"]["primary"], effects_tested).prompt}
     # A format-only control the tree holds is checked like every variant; one it lacks
     # (older trees) leaves out the rows that read it, which notes.csv names.
     controls = [source for source, variant in control_variants(control_sources(study)).items() if variant in set(items["variant"])]
-    variants = study_variants(source_languages(study), controls)
+    variants = study_variants(sources, controls)
     missing = check_complete(items, study["languages"], allow_missing, source, variants=variants, prompts=prompts)
-    comparisons = note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing)
+    comparisons = note_old_layout(note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing), old_layout)
     write_comparisons(comparisons, *outputs)
     return comparisons
 

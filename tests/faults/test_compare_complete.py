@@ -15,13 +15,13 @@ from xlt.cli import main
 from xlt.completeness import check_complete
 from xlt.errors import XltError
 from xlt.languages import language_table
-from xlt.simulate import Scenario, simulate_predictions
+from xlt.simulate import Scenario, simulate_predictions, study_variants
 
 
 @pytest.fixture
 def tree(tmp_path):
     scenarios = {model: Scenario(n_items=30, baseline=0.4, ft_gain=0.2, cot_gain=0.1) for model in ("m1", "m2")}
-    write_foreign_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(CONFIG), seed=5))
+    write_foreign_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(CONFIG), seed=5, variants=study_variants(CONFIG)))
     return tmp_path / "predictions"
 
 
@@ -36,11 +36,11 @@ def _compare(root, config, out, *flags):
 
 
 def test_a_missing_language_file_is_an_error_naming_it(tree, tmp_path, capsys):
-    (tree / "m2" / "ft" / "direct" / "heb_Hebr.parquet").unlink()
+    (tree / "m2" / "ft-arb_Arab" / "direct" / "heb_Hebr.parquet").unlink()
     assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
     err = capsys.readouterr().err
     assert err == (
-        f"xlt: error: {tree}: 1 cell(s) missing or incomplete: m2/ft/direct/heb_Hebr.parquet; every model needs every item of every variant, prompt and language. "
+        f"xlt: error: {tree}: 1 cell(s) missing or incomplete: m2/ft-arb_Arab/direct/heb_Hebr.parquet; every model needs every item of every variant, prompt and language. "
         "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them\n"
     )
     assert not (tmp_path / "stats").exists()
@@ -63,11 +63,11 @@ def test_every_related_language_missing_is_an_error(tree, tmp_path, capsys):
 
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_allowed_missing_cells_are_named_in_every_row_they_affect(tree, tmp_path, how):
-    (tree / "m2" / "ft" / "direct" / "heb_Hebr.parquet").unlink()
+    (tree / "m2" / "ft-arb_Arab" / "direct" / "heb_Hebr.parquet").unlink()
     flags, stats = (["--allow-missing"], {}) if how == "flag" else ([], {"allow_missing_cells": True})
     assert _compare(tree, _config(tmp_path, **stats), tmp_path / "stats", *flags) == 0
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
-    named = notes["note"].str.contains("computed without missing or incomplete cell(s) m2/ft/direct/heb_Hebr.parquet", regex=False)
+    named = notes["note"].str.contains("computed without missing or incomplete cell(s) m2/ft-arb_Arab/direct/heb_Hebr.parquet", regex=False)
     affected = notes["model"].isin(["m2", "", "pooled"]) & notes["prompt"].isin(["direct", ""])
     assert affected.any() and (~affected).any()
     assert (named == affected).all()

@@ -92,7 +92,10 @@ LATER = ("results/scores", "results/stats", "results/report")
 STAGES = {
     "prepare_model": Stage(f"results/models/{MODEL}/base", lambda workdir: True, 0.5, ("results/models", "results/predictions", *LATER)),
     "finetune": Stage(
-        f"results/models/{MODEL}/adapter", complete_checkpoint, 0.5, (f"results/models/{MODEL}/adapter", f"results/predictions/{MODEL}/ft", *LATER)
+        f"results/models/{MODEL}/adapter-arb_Arab",
+        complete_checkpoint,
+        0.5,
+        (f"results/models/{MODEL}/adapter-arb_Arab", f"results/predictions/{MODEL}/ft-arb_Arab", *LATER),
     ),
     "predict": Stage(f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet", lambda workdir: shard_waves(workdir) >= 1, 0.3, ("results/predictions", *LATER)),
     "score": Stage("results/scores/accuracy.csv", lambda workdir: True, 0.5, LATER),

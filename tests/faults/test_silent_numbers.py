@@ -61,7 +61,7 @@ def test_english_keeping_3_of_40_ids_stops_compare_or_is_named_on_every_row(tmp_
     shares (n_items 3) without a word. Now every English cell is named as incomplete;
     allowed, every notes.csv row names them."""
     scenarios = {model: Scenario(n_items=40, baseline=0.4, ft_gain=0.2) for model in ("m1", "m2")}
-    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=5)
+    frame = simulate_predictions(scenarios, language_table(CONFIG), seed=5, variants=simulated_variants(CONFIG))
     kept = sorted(set(frame["item_id"]))[:3]
     write_foreign_tree(tmp_path / "predictions", frame[(frame["lang"] != "eng_Latn") | frame["item_id"].isin(kept)])
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats") == 2
@@ -79,7 +79,9 @@ def test_english_keeping_3_of_40_ids_stops_compare_or_is_named_on_every_row(tmp_
 def small_study():
     """A complete two-model tree of 12 items and its comparison."""
     study = {**CONFIG, "stats": {}}
-    frame = simulate_predictions({model: Scenario(n_items=12, baseline=0.4, ft_gain=0.2) for model in ("m1", "m2")}, language_table(study), seed=9)
+    frame = simulate_predictions(
+        {model: Scenario(n_items=12, baseline=0.4, ft_gain=0.2) for model in ("m1", "m2")}, language_table(study), seed=9, variants=simulated_variants(study)
+    )
     return frame, compare_study(frame, study, StatsSettings(bootstrap_samples=100))
 
 
@@ -97,8 +99,8 @@ def test_any_ids_dropped_from_any_one_cell_stop_compare_or_are_named(small_study
     in_cell = np.logical_and.reduce([frame[column] == value for column, value in zip(CELL, cell)])
     items = frame[~(in_cell & frame["item_id"].isin(dropped))]
     with pytest.raises(XltError, match=cell_file(cell)):
-        check_complete(items, CONFIG["languages"], False, "tree", variants=["base", "ft"], prompts=["direct"])
-    missing = check_complete(items, CONFIG["languages"], True, "tree", variants=["base", "ft"], prompts=["direct"])
+        check_complete(items, CONFIG["languages"], False, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"])
+    missing = check_complete(items, CONFIG["languages"], True, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"])
     assert [found.cell for found in missing] == [cell]
     named = note_missing(comparisons, missing).notes["note"].str.contains(cell_file(cell), regex=False)
     notes = comparisons.notes
@@ -296,7 +298,9 @@ def test_a_nonsense_primary_test_stops_snakemake_before_any_job(repo, tmp_path):
 
 
 def test_a_model_named_pooled_stops_compare_and_planning(tmp_path, capsys):
-    frame = simulate_predictions({model: Scenario(n_items=12) for model in ("m1", "pooled")}, language_table(CONFIG), seed=7)
+    frame = simulate_predictions(
+        {model: Scenario(n_items=12) for model in ("m1", "pooled")}, language_table(CONFIG), seed=7, variants=simulated_variants(CONFIG)
+    )
     write_foreign_tree(tmp_path / "predictions", frame)
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 2
     assert _one_line(capsys).endswith("model 'pooled': the name is reserved for the rows estimated from all models together; rename that model")
@@ -309,7 +313,7 @@ def test_a_model_named_pooled_stops_compare_and_planning(tmp_path, capsys):
 def test_item_ids_of_which_some_lack_a_passage_key_stop_compare(tmp_path, capsys):
     """Half the ids `link#question`, half plain: the plain ones would silently make every
     question its own passage."""
-    frame = simulate_predictions({model: Scenario(n_items=12) for model in ("m1", "m2")}, language_table(CONFIG), seed=8)
+    frame = simulate_predictions({model: Scenario(n_items=12) for model in ("m1", "m2")}, language_table(CONFIG), seed=8, variants=simulated_variants(CONFIG))
     plain = frame["item_id"].isin(sorted(set(frame["item_id"]))[:4])
     write_tree(tmp_path / "predictions", frame.assign(item_id=frame["item_id"].where(~plain, frame["item_id"].str.replace("#", "-"))))
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 2

@@ -60,7 +60,7 @@ if RECIPE_WARNING:
 LANGS = list(config["languages"])
 MODELS = list(config["models"])
 SOURCES = config["source_languages"]
-# Source language -> its fine-tuned variant (ft with one source, ft-<source> with several)
+# Source language -> its fine-tuned variant (ft-<source>)
 FT_VARIANTS = paths.finetuned_variants(SOURCES)
 SOURCE_OF_VARIANT = {variant: source for source, variant in FT_VARIANTS.items()}
 # Source language -> its format-only control variant (ctl-<source>), for the sources
@@ -70,9 +70,6 @@ CONTROL_VARIANTS = paths.control_variants(CONTROLS)
 SOURCE_OF_CONTROL = {variant: source for source, variant in CONTROL_VARIANTS.items()}
 VARIANTS = paths.study_variants(SOURCES, CONTROLS)
 EXTERNAL_TRAINING = isinstance(config["finetune"]["data"], dict)
-# One source keeps the single-source folder names (results/models/{model}/adapter)
-ADAPTER = paths.ADAPTER if len(SOURCES) == 1 else paths.SOURCE_ADAPTER
-MERGED = paths.MERGED if len(SOURCES) == 1 else paths.SOURCE_MERGED
 
 
 wildcard_constraints:
@@ -91,7 +88,7 @@ def all_outputs():
         paths.GAINS,
         paths.PROXIMITY,
         f"{paths.REPORT}/{paths.REPORT_SUMMARY}",
-    ] + [paths.source_paths(model, source, SOURCES)["merged"] for model in MODELS if config["models"][model]["finetune"]["merge"] for source in SOURCES]
+    ] + [paths.MERGED.format(model=model, source=source) for model in MODELS if config["models"][model]["finetune"]["merge"] for source in SOURCES]
 
 
 def job_settings(stage):
@@ -105,17 +102,12 @@ def finetune_launcher_config(model):
     return config["models"][model]["finetune"]["launcher"]
 
 
-def source_of(wildcards):
-    """The source language of a finetune or merge job (the only one when paths name none)."""
-    return wildcards.get("source", SOURCES[0])
-
-
 def finetune_inputs(training):
     """The input function of a finetune rule whose examples are `training` (a path with
     {source}: the source's examples, or its format-only control's)."""
 
     def inputs_of(wildcards):
-        source = source_of(wildcards)
+        source = wildcards.source
         inputs = {
             "base": paths.BASE_MODEL.format(model=wildcards.model),
             "data": training.format(source=source),
@@ -224,7 +216,7 @@ def predict_inputs(wildcards):
         "templates": sorted({language_template(config, lang) for lang in LANGS}),
     }
     if wildcards.variant in SOURCE_OF_VARIANT:
-        inputs["adapter"] = paths.source_paths(wildcards.model, SOURCE_OF_VARIANT[wildcards.variant], SOURCES)["adapter"]
+        inputs["adapter"] = paths.ADAPTER.format(model=wildcards.model, source=SOURCE_OF_VARIANT[wildcards.variant])
     if wildcards.variant in SOURCE_OF_CONTROL:
         inputs["adapter"] = paths.CONTROL_ADAPTER.format(model=wildcards.model, source=SOURCE_OF_CONTROL[wildcards.variant])
     return inputs

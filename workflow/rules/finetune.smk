@@ -6,9 +6,9 @@ rule finetune:
     input:
         unpack(finetune_inputs(paths.TRAINING)),
     output:
-        directory(ADAPTER),
+        directory(paths.ADAPTER),
     log:
-        paths.LOGS["finetune"] if len(SOURCES) == 1 else paths.LOGS["finetune_source"],
+        paths.LOGS["finetune"],
     priority: FINETUNE_PRIORITY
     conda:
         "../../envs/models.yaml"
@@ -19,7 +19,7 @@ rule finetune:
     params:
         settings=job_settings("finetune"),
         code=stage_fingerprint("finetune"),
-        checkpoints=lambda wildcards: paths.source_paths(wildcards.model, source_of(wildcards), SOURCES)["checkpoints"],
+        checkpoints=lambda wildcards: paths.CHECKPOINTS.format(model=wildcards.model, source=wildcards.source),
         launch=finetune_launcher,
     shell:
         "{params.launch} finetune --model {wildcards.model:q} --settings {params.settings:q}"
@@ -46,11 +46,11 @@ use rule finetune as finetune_control with:
 rule merge:
     input:
         base=paths.BASE_MODEL,
-        adapter=ADAPTER,
+        adapter=paths.ADAPTER,
     output:
-        directory(MERGED),
+        directory(paths.MERGED),
     log:
-        paths.LOGS["merge"] if len(SOURCES) == 1 else paths.LOGS["merge_source"],
+        paths.LOGS["merge"],
     conda:
         "../../envs/models.yaml"
     threads: stage_resource("inference", "threads")

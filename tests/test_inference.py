@@ -654,10 +654,10 @@ def test_done_rows_leave_the_batch_a_quarter_at_a_time(prepared_tiny, monkeypatc
     and every row still gets the tokens model.generate gives it alone."""
     import torch
 
-    from xlt.inference import engine
+    from xlt.inference import kvcache
 
     model, pad_id = wave_model(prepared_tiny, "tiny-dense")
-    layer_class = engine._buffered_layer_class()
+    layer_class = kvcache._buffered_layer_class()
     original = layer_class.batch_select_indices
     cuts = []
 

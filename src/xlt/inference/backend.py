@@ -47,7 +47,7 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
     if settings["backend"] == "hf":
         import time
 
-        from .engine import check_transformers
+        from .kvcache import check_transformers
 
         check_transformers()
         started = time.monotonic()

@@ -7,10 +7,13 @@ asks for them. Two implementations: the transformers engine (inference/hf.py) an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol
 
 from .requests import Generation, Request
+
+logger = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -23,7 +26,7 @@ class Backend(Protocol):
         ...
 
 
-def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0, log=print) -> Backend:
+def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0) -> Backend:
     """The model `name` (its config `entry`) as a backend: the prepared base in
     `base_dir`, with the LoRA adapter in `adapter_dir` for the fine-tuned variant,
     unmerged on both backends; `gpus`: the job's (vLLM's tensor parallelism)."""
@@ -52,12 +55,12 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
         check_transformers()
         started = time.monotonic()
         model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=settings["dtype"])
-        log(f"loaded {name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")
+        logger.info(f"loaded {name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")
         from .hf import HFBackend
 
-        return HFBackend(spec, tokenizer, model, settings["batch_size"], signature, log)
+        return HFBackend(spec, tokenizer, model, settings["batch_size"], signature)
     if settings["backend"] == "vllm":
         from .vllm import VLLMBackend
 
-        return VLLMBackend(spec, tokenizer, base_dir, adapter_dir, entry, signature, gpus=gpus, log=log)
+        return VLLMBackend(spec, tokenizer, base_dir, adapter_dir, entry, signature, gpus=gpus)
     raise XltError(f"model {name}: inference.backend {settings['backend']!r} is not one of hf, vllm")

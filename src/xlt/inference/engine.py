@@ -30,6 +30,7 @@ transformers' private cache classes.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,8 @@ from .stopping import stated_answer, stop_token_ids
 if TYPE_CHECKING:
     import torch
     from transformers.cache_utils import Cache
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -416,7 +419,6 @@ def generate(
     done: dict[int, Generation] | None = None,
     record: Callable[[int, dict[int, Generation]], None] | None = None,
     progress: bool = True,
-    log=print,
 ) -> list[Generation]:
     """A `Generation` per request, in request order, each to its own token budget.
 
@@ -468,7 +470,7 @@ def generate(
                         raise
                     torch.cuda.empty_cache()
                     fitting = len(part_groups) // 2
-                    log(f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}")
+                    logger.info(f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}")
                     pending.extend([part_groups[fitting:], part_groups[:fitting]])
                     continue
                 for index, outcome in zip(part, outcomes):
@@ -488,5 +490,5 @@ def generate(
                 if record is not None:
                     record(wave_number, wave_results)
     bar.close()
-    log(f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)")
+    logger.info(f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)")
     return [results[i] for i in range(len(requests))]

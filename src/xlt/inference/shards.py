@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import atomic_path
+
+logger = logging.getLogger(__name__)
 
 # Version 2: each result with its request's identity, each wave line with its hash.
 FORMAT = 2
@@ -160,7 +163,7 @@ class PromptShards:
     back; a stored result is read back only for the request it names, from the wave
     (`wave_of`: request index -> wave) that request is in."""
 
-    def __init__(self, requests, encoded, resume: dict[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print):
+    def __init__(self, requests, encoded, resume: dict[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool]):
         from dataclasses import asdict
 
         self.shards: list[tuple[Shard, list[int]]] = []
@@ -175,7 +178,7 @@ class PromptShards:
             shard = Shard(path, fingerprint, identities, [wave_of[index] for index in members], valid)
             self.shards.append((shard, members))
             rejected = f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed" if shard.rejected else ""
-            log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
+            logger.info(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
 
     def completed(self) -> dict[int, object]:
         """Request index -> its stored result (as JSON)."""

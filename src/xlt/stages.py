@@ -12,6 +12,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO, cast
 
 import pandas as pd
 
@@ -40,7 +41,7 @@ def log_to(path: str | Path, gpus: int = 0):
     sys.stderr.flush()
     failure = None
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handle = handler.stream
+    handle = cast(TextIO, handler.stream)  # opened at once: FileHandler's delay=False
     saved = os.dup(1), os.dup(2)
     os.dup2(handle.fileno(), 1)
     os.dup2(handle.fileno(), 2)

@@ -45,7 +45,8 @@ from .stopping import stated_answer, stop_token_ids
 
 if TYPE_CHECKING:
     import torch
-    from transformers.cache_utils import Cache
+
+    from .kvcache import Cache
 
 logger = logging.getLogger(__name__)
 

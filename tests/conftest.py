@@ -46,7 +46,7 @@ def prepared_tiny(tiny_models, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("prepared")
     out = {}
     for name, path in tiny_models.items():
-        prepare_model(ModelSpec(name=name, path=str(path)), root / name / "base", log=lambda *_: None)
+        prepare_model(ModelSpec(name=name, path=str(path)), root / name / "base")
         out[name] = root / name / "base"
     return out
 

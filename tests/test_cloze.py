@@ -6,6 +6,7 @@ choice, NaN), and what `xlt score` makes of them without a model."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pandas as pd
@@ -76,7 +77,7 @@ def test_cloze_loglikelihoods_equal_a_plain_forward_pass(prepared_tiny, name):
     ]
     chat = uses_chat_template(spec, tokenizer)
     encoded = [encode(tokenizer, request, chat) for request in requests]
-    results = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded, 3, progress=False)
     checked = 0
     for request, item, result in zip(requests, encoded, results):
         if request.job != "cloze":
@@ -115,7 +116,7 @@ def test_rotated_letter_scores_equal_separately_rendered_prompts(prepared_tiny, 
     requests = build_requests(frame, {"eng_Latn": ENGLISH}, "direct", scoring, 4)
     chat = uses_chat_template(spec, tokenizer)
     encoded = [encode(tokenizer, request, chat) for request in requests]
-    results = generate(model, tokenizer, encoded, 2, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded, 2, progress=False)
     letters = encoded[-1].label_ids
     by_item: dict[str, list[list[float]]] = {}
     for request, result in zip(requests, results):
@@ -184,16 +185,16 @@ def cloze_rows(scores: list[list[OptionScore]], answers: list[int]) -> pd.DataFr
     )
 
 
-def test_score_chooses_cloze_options_under_the_configured_normalisation():
+def test_score_chooses_cloze_options_under_the_configured_normalisation(caplog):
     options = [OptionScore(-12.0, 10, 40, -20.0), OptionScore(-6.0, 1, 6, -7.0), OptionScore(-9.0, 6, 45, -4.0), OptionScore(-20.0, 5, 10, -30.0)]
     lost = [OptionScore(math.nan, 10, 40, -20.0), *options[1:]]
     frame = check_predictions(cloze_rows([options, options, lost], [3, 2, 3]), "test")
-    heard = []
-    char = rescore(frame, None, "char", log=heard.append)
+    caplog.set_level(logging.INFO, logger="xlt")
+    char = rescore(frame, None, "char")
     assert char["parsed_choice"].tolist() == [3, 3, pd.NA] and char["correct"].tolist() == [True, False, False]
     pmi = rescore(frame.assign(forced_choice=pd.array([3, 3, 3], dtype="Int64")), None, "pmi")
     assert pmi["forced_choice"].tolist() == pmi["parsed_choice"].tolist() == [4, 4, pd.NA]
-    assert "1 cloze row(s) have no choice" in heard[0] and "option 1's char-normalised" in heard[0]
+    assert "1 cloze row(s) have no choice" in caplog.messages[0] and "option 1's char-normalised" in caplog.messages[0]
     none = rescore(frame, None, "none")
     assert none["parsed_choice"].tolist()[:2] == [2, 2] and none["correct"].tolist() == [False, True, False]
     table = accuracy_table(none, LANGS)
@@ -263,7 +264,7 @@ def test_rotations_and_cloze_leave_the_other_cells_as_they_were(prepared_tiny, n
     chat = uses_chat_template(spec, tokenizer)
     runs = {}
     for label, chosen in (("with", requests), ("without", before)):
-        results = generate(model, tokenizer, [encode(tokenizer, r, chat) for r in chosen], 3, progress=False, log=lambda *_: None)
+        results = generate(model, tokenizer, [encode(tokenizer, r, chat) for r in chosen], 3, progress=False)
         runs[label] = (dict(zip(map(id, chosen), results)), prediction_frames(chosen, results, name, "base"))
     for request in before:
         new, old = runs["with"][0][id(request)], runs["without"][0][id(request)]
@@ -320,7 +321,7 @@ def test_label_tails_scored_in_slices_score_as_one_pass(prepared_tiny, monkeypat
     copied = []  # the rows of each tail pass
     original = forward.copy_rows
     monkeypatch.setattr(forward, "copy_rows", lambda cache, rows: copied.append(len(rows)) or original(cache, rows))
-    results = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded, 3, progress=False)
     # 3 items x 4 options, after the cloze prompt and after the answer phrase alone
     assert sum(copied) == 24 and (set(copied) == {1} if budget == 1 else any(size % 4 for size in copied))
     for item, result in zip(encoded, results):
@@ -337,9 +338,9 @@ def test_rows_fed_in_slices_decode_as_rows_fed_together(prepared_tiny, monkeypat
     requests = [*build_requests(frame, templates, "direct", "generate", 4), *build_requests(frame, templates, "cot", "generate", 6)]
     requests += build_requests(frame, templates, "cloze", "continuations", 0)
     encoded = [encode(tokenizer, request, uses_chat_template(spec, tokenizer)) for request in requests]
-    together = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    together = generate(model, tokenizer, encoded, 3, progress=False)
     monkeypatch.setattr(engine, "FEED_PASS_CONTEXT_TOKENS", 1)
-    apart = generate(model, tokenizer, encoded, 3, progress=False, log=lambda *_: None)
+    apart = generate(model, tokenizer, encoded, 3, progress=False)
     for one, other in zip(together, apart):
         assert (one.text, one.n_output_tokens, one.stop_reason) == (other.text, other.n_output_tokens, other.stop_reason)
         for scores, expected in ((one.label_logprobs, other.label_logprobs), (one.forced_logprobs, other.forced_logprobs)):

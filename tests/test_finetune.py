@@ -255,7 +255,7 @@ def test_loss_falls_on_a_fixed_batch(prepared_tiny, name, experts, tmp_path):
     are written and the checkpoints are gone."""
     adapter = tmp_path / "adapter"
     run = settings(experts=experts, max_steps=12, target_modules="attention" if experts else "all-linear")
-    finetune(prepared_tiny[name], ModelSpec(name), arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", save_steps=5, log=lambda *_: None)
+    finetune(prepared_tiny[name], ModelSpec(name), arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", save_steps=5)
     log = pd.read_csv(adapter / "train_log.csv")
     assert {"loss", "learning_rate", "tokens", "padding_share", "supervised_tokens"} <= set(log.columns)
     assert len(log) == 12 and log["step"].tolist() == list(range(1, 13))
@@ -284,7 +284,6 @@ def test_qlora_is_refused_without_a_gpu(prepared_tiny, tmp_path):
             settings(quantization="4bit"),
             tmp_path / "a",
             tmp_path / "c",
-            log=lambda *_: None,
         )
 
 
@@ -310,9 +309,9 @@ def test_merged_weights_answer_as_base_plus_adapter(prepared_tiny, name, experts
     spec = ModelSpec(name)
     adapter = tmp_path / "adapter"
     run = settings(max_steps=3, experts=experts, target_modules="attention" if experts else "all-linear")
-    finetune(prepared_tiny[name], spec, arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", log=lambda *_: None)
+    finetune(prepared_tiny[name], spec, arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt")
     merged = tmp_path / "merged"
-    merge_adapter(prepared_tiny[name], spec, adapter, merged, dtype="float32", log=lambda *_: None)
+    merge_adapter(prepared_tiny[name], spec, adapter, merged, dtype="float32")
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         unmerged = PeftModel.from_pretrained(load_model(prepared_tiny[name], spec, dtype="float32"), str(adapter))(ids).logits

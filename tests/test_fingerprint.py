@@ -59,7 +59,7 @@ def test_the_fingerprint_changes_with_the_code_it_covers(tmp_path, monkeypatch):
     assert {stage for stage in STAGES if before[stage] != after[stage]} == {"compare"}
     # The stage's own function in stages.py counts; another stage's function does not.
     stages = (copy / "stages.py").read_text()
-    (copy / "stages.py").write_text(stages.replace('_say(f"report written to {out_dir}")', '_say(f"report in {out_dir}")'))
+    (copy / "stages.py").write_text(stages.replace('logger.info(f"report written to {out_dir}")', 'logger.info(f"report in {out_dir}")'))
     changed = {stage for stage in STAGES if stage_fingerprint(stage) != after[stage]}
     assert changed == {"report"}
 

@@ -182,10 +182,8 @@ def test_generate_reads_finished_results_back_instead_of_recomputing(prepared_ti
     plan = plan_waves([len(r.input_ids) for r in requests], 2)
     stored = {index: Generation(f"from the shard {index}", 7, 1, "answer", [-1.0, -2.0, -3.0, -4.0]) for index in plan[0]}
     recorded = []
-    generations = generate(
-        model, tokenizer, requests, 2, done=stored, record=lambda wave, results: recorded.append((wave, results)), progress=False, log=lambda *_: None
-    )
-    fresh = generate(model, tokenizer, requests, 2, progress=False, log=lambda *_: None)
+    generations = generate(model, tokenizer, requests, 2, done=stored, record=lambda wave, results: recorded.append((wave, results)), progress=False)
+    fresh = generate(model, tokenizer, requests, 2, progress=False)
     for index in range(len(requests)):
         expected = stored[index] if index in plan[0] else fresh[index]
         assert generations[index] == expected
@@ -221,7 +219,7 @@ def test_one_pass_over_the_shared_context_scores_like_four_full_passes(prepared_
     requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", scoring="loglik", max_new_tokens=0)
     assert [request.cells for request in requests[:2]] == [("direct",), ("choice",)] and requests[0].harness
     assert all(len(ids) == 2 for r in encoded_ for ids in r.label_ids)  # the byte tokenizer splits " A"
-    fast = generate(model, tokenizer, encoded_, 3, progress=False, log=lambda *_: None)
+    fast = generate(model, tokenizer, encoded_, 3, progress=False)
     for result, request in zip(fast, encoded_):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
         assert result.n_output_tokens == 0
@@ -243,8 +241,8 @@ def test_choice_cell_is_the_direct_prompts_label_logprobs(prepared_tiny, name):
     spec, tokenizer, model = loaded(prepared_tiny, name)
     requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", max_new_tokens=6)
     assert all(r.scores_prompt and r.label_ids == [tokenizer.encode(f" {letter}", add_special_tokens=False) for letter in "ABCD"] for r in encoded_)
-    results = generate(model, tokenizer, encoded_, 3, progress=False, log=lambda *_: None)
-    unscored = generate(model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 3, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded_, 3, progress=False)
+    unscored = generate(model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 3, progress=False)
     for result, plain, request in zip(results, unscored, encoded_):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-5)
         assert (result.text, result.n_output_tokens, result.stop_reason) == (plain.text, plain.n_output_tokens, plain.stop_reason)
@@ -285,7 +283,7 @@ def test_forced_answer_is_the_likeliest_label_after_continuation_and_answer_phra
         slow = full_sequence_scores(model, rows_[row] + continuation + encoded_[row].forced_ids, encoded_[row].label_ids)
         assert outcome.forced_logprobs == pytest.approx(slow, abs=1e-4)
         assert max(range(4), key=outcome.forced_logprobs.__getitem__) == max(range(4), key=slow.__getitem__)
-    results = generate(model, tokenizer, encoded_, 4, progress=False, log=lambda *_: None)
+    results = generate(model, tokenizer, encoded_, 4, progress=False)
     frame = prediction_frames(requests, results, name, "base")["cot"]
     assert set(frame["stop_reason"]) <= {"answer", "eos", "budget"}
     for result, (_, row) in zip(results, frame.iterrows()):
@@ -396,7 +394,7 @@ def test_single_token_choices_need_no_second_pass(prepared_tiny):
     letters = [tokenizer.encode(letter, add_special_tokens=False) for letter in "ABCD"]
     _, harness = encoded(ModelSpec("tiny-moe"), tokenizer, items(3), "direct", scoring="loglik", max_new_tokens=0)
     requests = [Encoded(r.input_ids + r.label_ids[0][:1], "", letters, True, None) for r in harness[0::2]]
-    for result, request in zip(generate(model, tokenizer, requests, 2, progress=False, log=lambda *_: None), requests):
+    for result, request in zip(generate(model, tokenizer, requests, 2, progress=False), requests):
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
 
 
@@ -515,12 +513,10 @@ def test_an_items_prompts_share_their_prompt_pass_and_decode_as_each_alone(prepa
     requests, encoded_ = both_prompts(spec, tokenizer, items(5))
     assert common_prefix([encoded_[0].input_ids, encoded_[5].input_ids]) > len(encoded_[0].input_ids) / 2
     fed = counting_tokens(model)
-    together = generate(model, tokenizer, encoded_, 8, progress=False, log=lambda *_: None)
+    together = generate(model, tokenizer, encoded_, 8, progress=False)
     shared_tokens = sum(fed)
     fed.clear()
-    apart = generate(model, tokenizer, encoded_[:5], 8, progress=False, log=lambda *_: None) + generate(
-        model, tokenizer, encoded_[5:], 8, progress=False, log=lambda *_: None
-    )
+    apart = generate(model, tokenizer, encoded_[:5], 8, progress=False) + generate(model, tokenizer, encoded_[5:], 8, progress=False)
     assert shared_tokens < sum(fed)
     assert [r.n_output_tokens for r in apart[5:]] != [0] * 5
     for shared, alone in zip(together, apart):
@@ -546,7 +542,7 @@ def test_a_run_whose_other_prompt_changed_reads_this_prompts_results_back(prepar
     from xlt.inference.hf import HFBackend
 
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
-    backend = HFBackend(spec, tokenizer, model, 4, {"model": "tiny-dense"}, log=lambda *_: None)
+    backend = HFBackend(spec, tokenizer, model, 4, {"model": "tiny-dense"})
     resume = {"direct": tmp_path / "direct" / ".predict.jsonl", "cot": tmp_path / "cot" / ".predict.jsonl"}
     for path in resume.values():
         path.parent.mkdir()
@@ -654,10 +650,10 @@ def test_done_rows_leave_the_batch_a_quarter_at_a_time(prepared_tiny, monkeypatc
     and every row still gets the tokens model.generate gives it alone."""
     import torch
 
-    from xlt.inference import engine
+    from xlt.inference import kvcache
 
     model, pad_id = wave_model(prepared_tiny, "tiny-dense")
-    layer_class = engine._buffered_layer_class()
+    layer_class = kvcache._buffered_layer_class()
     original = layer_class.batch_select_indices
     cuts = []
 

@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from snakemake_runs import REPO
 
 from xlt.errors import XltError
-from xlt.inference.engine import TESTED_TRANSFORMERS, check_transformers
+from xlt.inference.kvcache import TESTED_TRANSFORMERS, check_transformers
 
 
 def pins() -> dict[str, str]:

@@ -57,7 +57,7 @@ def test_a_paper_architecture_prepares_finetunes_and_predicts(repo, tmp_path, ar
         block = (16, 16)
         fp8, quantized = write_fp8_checkpoint(tmp_path / "fp8", block)
         folder = tmp_path / "converted"
-        convert_fp8_checkpoint(fp8, folder, log=lambda *_: None)
+        convert_fp8_checkpoint(fp8, folder)
         index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
         for name, (weight, scales) in quantized.items():
             with safe_open(str(folder / index[name]), "pt") as handle:

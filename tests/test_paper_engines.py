@@ -87,10 +87,10 @@ def test_the_transformers_backend_serves_the_adapter_unmerged(prepared_tiny, stu
 
     adapter = tmp_path / "adapter"
     spec = ModelSpec("tiny-dense")
-    finetune(prepared_tiny["tiny-dense"], spec, arabic_items(4), TEMPLATE, settings(max_steps=2), adapter, tmp_path / "ckpt", log=lambda *_: None)
+    finetune(prepared_tiny["tiny-dense"], spec, arabic_items(4), TEMPLATE, settings(max_steps=2), adapter, tmp_path / "ckpt")
     entry = json.loads(json.dumps(study_config["models"]["smollm2-135m"]))
     entry["inference"].update(backend="hf", dtype="float32")
-    backend = open_backend("tiny-dense", entry, "ft", str(prepared_tiny["tiny-dense"]), str(adapter), log=lambda *_: None)
+    backend = open_backend("tiny-dense", entry, "ft", str(prepared_tiny["tiny-dense"]), str(adapter))
     assert isinstance(backend.model, PeftModel)
     assert any("lora_A" in name for name, _ in backend.model.named_parameters())
     ids = torch.tensor([[5, 6, 7, 8, 9]])

@@ -66,7 +66,7 @@ def test_a_hub_model_is_staged_at_its_commit_and_loads_offline(tiny_models, tmp_
     staged = tmp_path / "staging" / "models" / "tiny"
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "huggingface_hub", hub.module)
-        record = stage(HubRepo("tiny", "org/tiny", "main"), staged, log=lambda *_: None)
+        record = stage(HubRepo("tiny", "org/tiny", "main"), staged)
     assert hub.downloads == [{"repo_id": "org/tiny", "repo_type": "model", "revision": COMMIT}]
     assert record["commit"] == COMMIT and json.loads((staged / STAGED_RECORD).read_text()) == record
     assert "model.safetensors" in record["files"] and "config.json" in record["files"]
@@ -76,7 +76,7 @@ def test_a_hub_model_is_staged_at_its_commit_and_loads_offline(tiny_models, tmp_
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     base = tmp_path / "base"
     spec = ModelSpec("tiny", id="org/tiny", revision="main")
-    prepare_model(spec, base, staged=staged, log=lambda *_: None)
+    prepare_model(spec, base, staged=staged)
     manifest = json.loads((base / MANIFEST).read_text())
     assert manifest == {"kind": "staged", "id": "org/tiny", "revision": "main", "commit": COMMIT, "path": str(staged.resolve())}
     assert resolve_checkpoint(base) == (str(staged.resolve()), None) == serving_checkpoint(base)
@@ -90,9 +90,9 @@ def test_a_staged_folder_of_another_revision_is_refused(tiny_models, tmp_path, m
     staged = tmp_path / "staged"
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "huggingface_hub", FakeHub(source).module)
-        stage(HubRepo("tiny", "org/tiny", "main"), staged, log=lambda *_: None)
+        stage(HubRepo("tiny", "org/tiny", "main"), staged)
     with pytest.raises(XltError, match=r"holds org/tiny at revision 'main', the config asks for org/tiny at 'v2'"):
-        prepare_model(ModelSpec("tiny", id="org/tiny", revision="v2"), tmp_path / "base", staged=staged, log=lambda *_: None)
+        prepare_model(ModelSpec("tiny", id="org/tiny", revision="v2"), tmp_path / "base", staged=staged)
 
 
 def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tmp_path, monkeypatch):
@@ -110,7 +110,7 @@ def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tm
     staged = tmp_path / "staging" / "datasets" / "belebele"
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "huggingface_hub", hub.module)
-        record = stage(HubRepo("belebele", "facebook/belebele", "main", "dataset"), staged, log=lambda *_: None)
+        record = stage(HubRepo("belebele", "facebook/belebele", "main", "dataset"), staged)
     assert hub.downloads == [{"repo_id": "facebook/belebele", "repo_type": "dataset", "revision": COMMIT}]
     assert sorted(record["files"]) == ["README.md", "data/arb_Arab.jsonl", "data/eng_Latn.jsonl"]
 
@@ -257,7 +257,7 @@ def test_an_fp8_checkpoint_converts_to_the_reference_dequantisation(tmp_path):
     stale = tmp_path / ".converted.partial"
     stale.mkdir()
     save_file({name: torch.zeros(1) for name in quantized}, str(stale / "model-00002-of-00002.safetensors"))
-    record = convert_fp8_checkpoint(source, out, log=lambda *_: None)
+    record = convert_fp8_checkpoint(source, out)
     assert record["dequantized_tensors"] == len(quantized) and json.loads((out / CONVERTED_RECORD).read_text()) == record
     assert not stale.exists() and not (out / ".origin.json").exists()
     index = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
@@ -285,7 +285,7 @@ def test_a_wrong_scale_grid_or_a_plain_checkpoint_is_refused(tmp_path, tiny_mode
     with pytest.raises(XltError, match=r"w: \(2, 2\) scale factors for a 40 x 32 weight in 16 x 16 blocks, expected \(3, 2\)"):
         dequantize(torch.zeros(40, 32).to(torch.float8_e4m3fn), torch.ones(2, 2), (16, 16), torch.bfloat16, "w")
     with pytest.raises(XltError, match="no quantization_config in config.json, so not an FP8 checkpoint; set the model's dequantize_fp8: false"):
-        convert_fp8_checkpoint(tiny_models["tiny-dense"], tmp_path / "out", log=lambda *_: None)
+        convert_fp8_checkpoint(tiny_models["tiny-dense"], tmp_path / "out")
 
 
 def test_qlora_is_refused_for_fused_expert_models(tiny_models, tmp_path):
@@ -294,7 +294,7 @@ def test_qlora_is_refused_for_fused_expert_models(tiny_models, tmp_path):
     from xlt.models import load_for_training
 
     base = tmp_path / "base"
-    prepare_model(ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), base, log=lambda *_: None)
+    prepare_model(ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), base)
     with pytest.raises(XltError, match=r"^model tiny-moe: finetune.quantization '4bit' \(QLoRA\) cannot quantize the 4 fused expert weights"):
         load_for_training(base, ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), quantization="4bit")
 

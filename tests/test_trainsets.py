@@ -143,7 +143,7 @@ def test_a_field_mapped_file_with_answers_as_text_fine_tunes_a_tiny_model(repo, 
     settings = finetune_settings(max_steps=10)
     template = load_template(repo / "config" / "templates" / "arb_Arab.yaml")
     adapter = tmp_path / "adapter"
-    finetune(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"), rows, template, settings, adapter, tmp_path / "ckpt", save_steps=5, log=lambda *_: None)
+    finetune(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"), rows, template, settings, adapter, tmp_path / "ckpt", save_steps=5)
     log = pd.read_csv(adapter / "train_log.csv")
     assert len(log) == 10
     assert log["loss"].iloc[-3:].mean() < log["loss"].iloc[:3].mean() - 0.2

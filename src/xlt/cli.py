@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import XltError, verbose
+from .logs import logging_to
 from .paths import STATS_FILES, VARIANTS, is_variant
 from .settings import (
     AdapterSettings,
@@ -53,7 +55,7 @@ def _compare(args) -> None:
     if args.predictions is None or args.config is None:
         raise XltError("give --predictions and --config (or --items and --settings)")
     config = load_config(args.config)
-    items = choose_cloze(load_predictions(args.predictions), config["prompts"]["cloze_normalisation"], log=print)
+    items = choose_cloze(load_predictions(args.predictions), config["prompts"]["cloze_normalisation"])
     allow_missing = args.allow_missing or config["stats"]["allow_missing_cells"]
     comparisons = compare_items(items, config, allow_missing, args.predictions, _stats_files(args.out))
     print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})")
@@ -593,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        with logging_to(logging.StreamHandler(sys.stderr)):  # a job's --log replaces it with its file
+            args.run(args)
     except XltError as error:
         if args.verbose or verbose():
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import time
@@ -25,6 +26,8 @@ from .errors import XltError
 from .inference.requests import encode_prompt
 from .models import ModelSpec
 from .prompts import Template, answer_completion, render
+
+logger = logging.getLogger(__name__)
 
 IGNORE = -100
 TRAIN_LOG = "train_log.csv"
@@ -327,7 +330,6 @@ def finetune(
     adapter_dir: str | Path,
     checkpoint_dir: str | Path,
     save_steps: int = 10,
-    log=print,
 ) -> None:
     """Train a LoRA adapter and write it, with train_log.csv, to `adapter_dir`.
 
@@ -353,7 +355,7 @@ def finetune(
     checkpoint_dir = Path(checkpoint_dir)
     args = training_arguments(settings, checkpoint_dir, save_steps)
     state = PartialState()
-    say = log if state.is_main_process else (lambda *_: None)
+    say = logger.info if state.is_main_process else (lambda *_: None)
     if state.is_main_process:
         prepare_checkpoints(checkpoint_dir, fingerprint(settings, examples, str(base_dir)))
     state.wait_for_everyone()
@@ -424,7 +426,7 @@ def finetune(
     state.wait_for_everyone()
 
 
-def merge_adapter(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto", log=print) -> None:
+def merge_adapter(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> None:
     """Write base + adapter as one plain checkpoint (with the tokenizer), for inference
     backends that cannot load a LoRA adapter, e.g. one on fused expert weights."""
     from .models import MANIFEST, load_model, load_tokenizer
@@ -435,4 +437,4 @@ def merge_adapter(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / MANIFEST).write_text(json.dumps({"kind": "converted", "source": str(Path(adapter_dir).resolve())}, indent=2) + "\n", encoding="utf-8")
-    log(f"model {spec.name}: merged {adapter_dir} into {out_dir}")
+    logger.info(f"model {spec.name}: merged {adapter_dir} into {out_dir}")

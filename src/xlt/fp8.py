@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import XltError
+
+logger = logging.getLogger(__name__)
 
 SCALE_SUFFIX = "_scale_inv"
 INDEX = "model.safetensors.index.json"
@@ -77,7 +80,7 @@ def _recorded_origin(marker: Path) -> dict | None:
         return None
 
 
-def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -> dict:
+def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path) -> dict:
     """Write `out_dir`: the checkpoint in `source` with every FP8 weight de-quantized to
     bfloat16, its scales dropped, and a config without quantization_config. Returns
     the record written beside it (CONVERTED_RECORD)."""
@@ -128,7 +131,7 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -
             written = target.with_name(target.name + ".tmp")
             save_file(tensors, str(written), metadata={"format": "pt"})
             os.replace(written, target)
-        log(f"[{number}/{len(by_shard)}] {shard}: {len(names)} tensors")
+        logger.info(f"[{number}/{len(by_shard)}] {shard}: {len(names)} tensors")
         handles.clear()
     if not dequantized:
         raise XltError(f"{source}: config.json says FP8 but no tensor is float8_e4m3fn; nothing to convert")
@@ -154,5 +157,5 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path, log=print) -
     (partial / CONVERTED_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     marker.unlink()
     os.replace(partial, out_dir)
-    log(f"{dequantized} FP8 tensors de-quantized, {total_size / 1e9:.1f} GB of bfloat16 weights -> {out_dir}")
+    logger.info(f"{dequantized} FP8 tensors de-quantized, {total_size / 1e9:.1f} GB of bfloat16 weights -> {out_dir}")
     return record

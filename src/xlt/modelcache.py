@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +23,8 @@ from pathlib import Path
 from .atomic import atomic_path
 from .errors import XltError
 from .hashes import file_sha256
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENV = "XLT_CACHE_DIR"
 RECORD = "xlt_cache.json"
@@ -53,7 +56,7 @@ def conversion_key(gguf_sha256: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def restore(key: str, into: Path, log=print) -> bool:
+def restore(key: str, into: Path) -> bool:
     """Copy the cached conversion `key` into the folder `into`; False (nothing copied
     that stays) when there is none or it fails its recorded hashes."""
     root = cache_root()
@@ -70,13 +73,13 @@ def restore(key: str, into: Path, log=print) -> bool:
         for name in os.listdir(into):
             if (into / name).is_file():
                 (into / name).unlink()
-        log(f"model cache: {entry} is unusable ({error}); converting again")
+        logger.info(f"model cache: {entry} is unusable ({error}); converting again")
         return False
-    log(f"model cache: the conversion from {entry}")
+    logger.info(f"model cache: the conversion from {entry}")
     return True
 
 
-def store(key: str, folder: Path, log=print) -> None:
+def store(key: str, folder: Path) -> None:
     """Keep the files of the converted checkpoint `folder` under `key`. A cache that
     cannot be written (read-only home, full disk) costs the next run a conversion,
     never this job."""
@@ -92,6 +95,6 @@ def store(key: str, folder: Path, log=print) -> None:
                     files[path.name] = file_sha256(tmp / path.name)
             (tmp / RECORD).write_text(json.dumps({"files": files}, indent=2) + "\n", encoding="utf-8")
     except (OSError, XltError) as error:
-        log(f"model cache: not kept in {root / key} ({error})")
+        logger.info(f"model cache: not kept in {root / key} ({error})")
         return
-    log(f"model cache: kept in {root / key}")
+    logger.info(f"model cache: kept in {root / key}")

@@ -5,12 +5,15 @@ encoding lives with the requests, in inference/requests.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_path
 from .errors import XltError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "xlt_model.json"
 GGUF_MAGIC = b"GGUF"
@@ -132,7 +135,7 @@ def require_cuda(gpus: int) -> None:
         )
 
 
-def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """De-quantize a GGUF model into a safetensors checkpoint with its tokenizer.
 
     transformers reads GGUF into full-precision tensors but marks the model as
@@ -144,9 +147,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
 
     check_gguf(gguf_path)
     folder, name = str(gguf_path.parent), gguf_path.name
-    log(f"reading tokenizer from {gguf_path}")
+    logger.info(f"reading tokenizer from {gguf_path}")
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    log(f"de-quantizing weights from {gguf_path}")
+    logger.info(f"de-quantizing weights from {gguf_path}")
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # transformers sets hf_quantizer at load time; torch types an attribute a module does
     # not declare as Tensor | Module.
@@ -157,7 +160,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, log=print) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | None = None, converted: str | Path | None = None, log=print) -> None:
+def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | None = None, converted: str | Path | None = None) -> None:
     """Write `out_dir`: a converted checkpoint for GGUF models, or a manifest pointing
     at a Hub id, a local folder or the Hub model's `staged` folder (xlt.staging; those
     load as they are, the staged one offline). A staged FP8 model is trained on (and
@@ -174,14 +177,14 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
             gguf = _embedded_gguf(spec.package, scratch) if spec.package else spec.local_path()
             digest = file_sha256(gguf)
             key = modelcache.conversion_key(digest)
-            from_cache = modelcache.restore(key, tmp, log=log)
+            from_cache = modelcache.restore(key, tmp)
             if not from_cache:
-                convert_gguf(gguf, tmp, log=log)
+                convert_gguf(gguf, tmp)
             for leftover in scratch.iterdir():
                 leftover.unlink()
             scratch.rmdir()
             if not from_cache:
-                modelcache.store(key, tmp, log=log)
+                modelcache.store(key, tmp)
             # the GGUF's hash: what provenance.json records for an embedded or local file
             manifest: dict[str, str | None] = {"kind": "converted", "source": spec.package or str(spec.local_path().resolve()), "sha256": digest}
         elif spec.id and staged is not None:
@@ -206,7 +209,7 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
             check_checkpoint(spec.name, local)
             manifest = {"kind": "local", "path": str(local), "sha256": folder_sha256(local)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        log(f"model {spec.name}: {manifest}")
+        logger.info(f"model {spec.name}: {manifest}")
 
 
 def resolve_checkpoint(base_dir: str | Path) -> tuple[str, str | None]:

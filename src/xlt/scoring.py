@@ -5,6 +5,7 @@ language."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -19,6 +20,8 @@ from .extract import extract_choice
 from .languages import Language
 from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, CLOZE_PROMPT, COT_COLUMNS, PREDICTION_COLUMNS, ROTATION_COLUMNS, STOP_REASONS, discover_predictions
 from .prompts import ROTATIONS
+
+logger = logging.getLogger(__name__)
 
 _KEY = ("model", "variant", "prompt", "lang")
 
@@ -151,9 +154,9 @@ def load_prediction_files(paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def choose_cloze(predictions: pd.DataFrame, normalisation: str, log=None) -> pd.DataFrame:
+def choose_cloze(predictions: pd.DataFrame, normalisation: str) -> pd.DataFrame:
     """The cloze rows' `parsed_choice` and `correct` chosen again from their option
-    scores under `normalisation` (prompts.cloze_normalisation); `log` hears how many
+    scores under `normalisation` (prompts.cloze_normalisation); the log says how many
     have no choice and why (a NaN score)."""
     rows = predictions.index[predictions["prompt"] == CLOZE_PROMPT]
     if not len(rows):
@@ -170,12 +173,12 @@ def choose_cloze(predictions: pd.DataFrame, normalisation: str, log=None) -> pd.
     chosen["correct"] = (chosen["parsed_choice"] == chosen["answer"]).fillna(False).astype(bool)
     if "forced_choice" in chosen.columns:  # a cloze row has no other answer to fall back on
         chosen.loc[rows, "forced_choice"] = chosen.loc[rows, "parsed_choice"]
-    if reasons and log is not None:
-        log(f"{len(reasons)} cloze row(s) have no choice (counted wrong): {'; '.join(reasons[:3])}")
+    if reasons:
+        logger.info(f"{len(reasons)} cloze row(s) have no choice (counted wrong): {'; '.join(reasons[:3])}")
     return chosen
 
 
-def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalisation: str = DEFAULT_NORMALISATION, log=None) -> pd.DataFrame:
+def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalisation: str = DEFAULT_NORMALISATION) -> pd.DataFrame:
     """Answers re-extracted from `raw_output` with the current extractor; `data` (the
     prepared Belebele rows, all languages) supplies each item's options. Without it
     (`xlt extract` on a predictions file alone) quoted option texts are not read. The
@@ -190,7 +193,7 @@ def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalis
         if len(missing):
             raise XltError(f"predictions of item {missing[0][1]} ({missing[0][0]}) have no row in the prepared data")
         option_lists = options.loc[keys].to_numpy().tolist()
-    rescored = choose_cloze(predictions, cloze_normalisation, log).copy()
+    rescored = choose_cloze(predictions, cloze_normalisation).copy()
     # A choice or cloze row's raw output holds log-probabilities, not text to read.
     generated = (~rescored["prompt"].isin([CHOICE_PROMPT, CLOZE_PROMPT])).to_numpy()
     choices = [

@@ -6,6 +6,7 @@ stages that need them, so the model-free stages never import torch."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -13,12 +14,14 @@ import traceback
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO, cast
 
 import pandas as pd
 
 from .atomic import write_csv, write_parquet
 from .errors import XltError, verbose
 from .languages import language_table
+from .logs import logging_to
 from .settings import (
     AdapterSettings,
     PredictSettings,
@@ -32,10 +35,13 @@ from .settings import (
     StudySettings,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @contextmanager
 def log_to(path: str | Path, gpus: int = 0):
-    """Send this process's stdout and stderr (Python's and native libraries') to `path`.
+    """Send the library's log records (a logging.FileHandler) and this process's stdout
+    and stderr (Python's and native libraries', onto the handler's file) to `path`.
 
     A failure ends the job with exit status 1. An XltError (a problem with the user's
     input: config, data, model files) is one line, in the log and on the terminal;
@@ -48,39 +54,38 @@ def log_to(path: str | Path, gpus: int = 0):
     sys.stdout.flush()
     sys.stderr.flush()
     failure = None
-    with open(path, "w", buffering=1, encoding="utf-8") as handle:
-        saved = os.dup(1), os.dup(2)
-        os.dup2(handle.fileno(), 1)
-        os.dup2(handle.fileno(), 2)
-        try:
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handle = cast(TextIO, handler.stream)  # opened at once: FileHandler's delay=False
+    saved = os.dup(1), os.dup(2)
+    os.dup2(handle.fileno(), 1)
+    os.dup2(handle.fileno(), 2)
+    try:
+        with logging_to(handler):
             if gpus:
                 from .models import require_cuda
 
                 require_cuda(gpus)
             yield
-        except XltError as error:
-            details = traceback.format_exc()
-            failure = f"xlt: error: {error}"
-            print(details if verbose() else failure, file=handle, flush=True)
-        except Exception as error:
-            details = traceback.format_exc()
-            first_line = (str(error).splitlines() or [""])[0]
-            failure = f"xlt: unexpected {type(error).__name__}: {first_line} (traceback in {path})"
-            print(details, file=handle, flush=True)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    except XltError as error:
+        details = traceback.format_exc()
+        failure = f"xlt: error: {error}"
+        print(details if verbose() else failure, file=handle, flush=True)
+    except Exception as error:
+        details = traceback.format_exc()
+        first_line = (str(error).splitlines() or [""])[0]
+        failure = f"xlt: unexpected {type(error).__name__}: {first_line} (traceback in {path})"
+        print(details, file=handle, flush=True)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        handler.close()
     if failure is not None:
         print(details if verbose() else failure, file=sys.stderr, flush=True)
         sys.exit(1)
-
-
-def _say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def prepare_data(*, settings: PrepareDataSettings, outputs: list[str]) -> None:
@@ -104,7 +109,7 @@ def prepare_data(*, settings: PrepareDataSettings, outputs: list[str]) -> None:
         frame = frames[lang].assign(lang=lang)
         write_parquet(frame, output)
         counts = frame["split"].value_counts().to_dict()
-        _say(f"{lang}: {counts.get('train', 0)} train, {counts.get('test', 0)} test items -> {output}")
+        logger.info(f"{lang}: {counts.get('train', 0)} train, {counts.get('test', 0)} test items -> {output}")
 
 
 def prepare_training(
@@ -144,12 +149,12 @@ def prepare_training(
         frame, dropped = without_duplicates(frame, origin, finetune_config["drop_duplicate_rows"])
         overlap = check_overlap(frame, test, origin, finetune_config["allow_test_overlap"])
         if dropped:
-            _say(
+            logger.info(
                 f"{lang}: dropped {len(dropped)} of {read} training rows the same as an earlier one (finetune.drop_duplicate_rows): {_listed([describe_row(item) for item in dropped])}"
             )
         if overlap:
             rows = [f"{describe_row(found['row'])} ({found['by']} of {found['test_item']}, {found['lang']})" for found in overlap]
-            _say(f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}")
+            logger.warning(f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}")
         frames[lang] = frame
         checks[lang] = {"origin": origin, "rows_read": read, "duplicates_dropped": dropped, "test_items": overlap}
     kept = equalise(frames, finetune_config["examples"], settings.seed)
@@ -157,7 +162,7 @@ def prepare_training(
         frame = kept[lang]
         write_parquet(frame, output)
         checks[lang]["examples"] = len(frame)
-        _say(f"{lang}: {len(frame)} training examples (of {len(frames[lang])}) -> {output}")
+        logger.info(f"{lang}: {len(frame)} training examples (of {len(frames[lang])}) -> {output}")
     write_text(json.dumps(checks, indent=2, ensure_ascii=False) + "\n", checks_out)
 
 
@@ -171,7 +176,7 @@ def prepare_control(*, settings: PrepareControlSettings, training_file: str, out
     write_parquet(control, output)
     agree = int((control["correct_answer_num"] == training["correct_answer_num"]).sum())
     counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(Counter(control["correct_answer_num"].tolist()).items()))
-    _say(f"{len(control)} control examples ({counts}; {agree} agree with the gold answer) -> {output}")
+    logger.info(f"{len(control)} control examples ({counts}; {agree} agree with the gold answer) -> {output}")
 
 
 def _listed(names: list[str], shown: int = 10) -> str:
@@ -186,22 +191,22 @@ def prepare_model(*, name: str, settings: PrepareModelSettings, output: str, thr
 
     set_threads(threads)
     started = time.monotonic()
-    prepare(ModelSpec.from_config(name, settings.entry()), output, staged=settings.staged, converted=settings.converted, log=_say)
-    _say(f"prepared {name} in {time.monotonic() - started:.1f}s")
+    prepare(ModelSpec.from_config(name, settings.entry()), output, staged=settings.staged, converted=settings.converted)
+    logger.info(f"prepared {name} in {time.monotonic() - started:.1f}s")
 
 
 def stage_model(*, name: str, settings: PrepareModelSettings, output: str) -> None:
     """Download a Hub model at its revision into the staging folder (xlt.staging)."""
     from .staging import HubRepo, stage
 
-    stage(HubRepo(name, settings.hub_id(name), settings.revision, "model", bool(settings.trust_remote_code)), output, log=_say)
+    stage(HubRepo(name, settings.hub_id(name), settings.revision, "model", bool(settings.trust_remote_code)), output)
 
 
 def stage_dataset(*, name: str, settings: StageDatasetSettings, output: str) -> None:
     """Download a Hub data set at its revision into the staging folder."""
     from .staging import HubRepo, stage
 
-    stage(HubRepo(name, settings.id, settings.revision, "dataset"), output, log=_say)
+    stage(HubRepo(name, settings.id, settings.revision, "dataset"), output)
 
 
 def convert_fp8(*, name: str, staged: str, output: str) -> None:
@@ -209,8 +214,8 @@ def convert_fp8(*, name: str, staged: str, output: str) -> None:
     from .fp8 import convert_fp8_checkpoint
 
     started = time.monotonic()
-    convert_fp8_checkpoint(staged, output, log=_say)
-    _say(f"converted {name} in {time.monotonic() - started:.1f}s")
+    convert_fp8_checkpoint(staged, output)
+    logger.info(f"converted {name} in {time.monotonic() - started:.1f}s")
 
 
 def finetune(
@@ -237,10 +242,9 @@ def finetune(
         adapter_dir,
         checkpoint_dir,
         save_steps=settings.finetune["save_steps"],
-        log=_say,
     )
     if int(os.environ.get("RANK", "0")) == 0:
-        _say(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
+        logger.info(f"fine-tuned {name} in {time.monotonic() - started:.1f}s -> {adapter_dir}")
 
 
 def merge(*, name: str, settings: AdapterSettings, base_dir: str, adapter_dir: str, out_dir: str, threads: int) -> None:
@@ -249,7 +253,7 @@ def merge(*, name: str, settings: AdapterSettings, base_dir: str, adapter_dir: s
     from .models import ModelSpec, set_threads
 
     set_threads(threads)
-    merge_adapter(base_dir, ModelSpec.from_config(name, settings.entry()), adapter_dir, out_dir, dtype=settings.finetune["dtype"], log=_say)
+    merge_adapter(base_dir, ModelSpec.from_config(name, settings.entry()), adapter_dir, out_dir, dtype=settings.finetune["dtype"])
 
 
 def predict(
@@ -310,15 +314,15 @@ def predict(
     requests = [request for prompt, given in prompts.items() for request in build_requests(items, templates, prompt, given["scoring"], given["max_new_tokens"])]
     shards = {prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts}
     if fresh:
-        _say(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
-    backend = open_backend(name, settings.model, variant, base_dir, adapter_dir, gpus=gpus, log=_say)
+        logger.info(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
+    backend = open_backend(name, settings.model, variant, base_dir, adapter_dir, gpus=gpus)
     started = time.monotonic()
     results = backend.run(requests, resume=shards)
     elapsed = time.monotonic() - started
     frames = prediction_frames(requests, results, name, variant)
     new_tokens = sum(result.n_output_tokens for result in results)
     parsed = ", ".join(f"{cell} {frame['parsed_choice'].notna().mean():.1%}" for cell, frame in frames.items())
-    _say(f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
+    logger.info(f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
     by_cell_lang = {(cell, lang): rows for cell, frame in frames.items() for lang, rows in frame.groupby("lang")}
     for path in outputs:
         write_parquet(by_cell_lang[(Path(path).parent.name, Path(path).stem)].reset_index(drop=True), path)
@@ -334,9 +338,9 @@ def score(*, settings: StudySettings, prediction_files: list[str], data_files: l
     study = settings.study()
     predictions = load_prediction_files(prediction_files)
     data = pd.concat([read_prepared(path) for path in data_files], ignore_index=True)
-    items = rescore(predictions, data, study["prompts"].get("cloze_normalisation", DEFAULT_NORMALISATION), log=_say)
+    items = rescore(predictions, data, study["prompts"].get("cloze_normalisation", DEFAULT_NORMALISATION))
     changed = int((items["parsed_choice"].fillna(0) != predictions["parsed_choice"].fillna(0)).sum())
-    _say(f"re-extracted {len(items)} answers ({changed} differ from the predict-time extraction)")
+    logger.info(f"re-extracted {len(items)} answers ({changed} differ from the predict-time extraction)")
     write_parquet(items, items_out)
     budgets = {key.removesuffix("_max_new_tokens"): value for key, value in study["prompts"].items() if key.endswith("_max_new_tokens")}
     write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"], budgets), accuracy_out)
@@ -375,7 +379,7 @@ def compare(*, settings: StudySettings, items_file: str, effects_out: str, align
     start = time.perf_counter()
     outputs = [effects_out, alignment_out, gains_out, notes_out]
     comparisons = compare_items(pd.read_parquet(items_file), settings.study(), settings.stats["allow_missing_cells"], items_file, outputs)
-    _say(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
+    logger.info(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
 
 
 def report(
@@ -409,7 +413,7 @@ def report(
         notes=pd.read_csv(notes_file, keep_default_na=False) if notes_file else None,
         proximity=pd.read_csv(proximity_file) if proximity_file else None,
     )
-    _say(f"report written to {out_dir}")
+    logger.info(f"report written to {out_dir}")
 
 
 def proximity(*, settings: StudySettings, output: str) -> None:
@@ -418,7 +422,7 @@ def proximity(*, settings: StudySettings, output: str) -> None:
 
     table = proximity_table(settings.study())
     write_csv(table, output)
-    _say(f"proximity of {table['target'].nunique()} targets to {table['source'].nunique()} sources -> {output}")
+    logger.info(f"proximity of {table['target'].nunique()} targets to {table['source'].nunique()} sources -> {output}")
 
 
 def provenance(*, settings: ProvenanceSettings, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:
@@ -436,4 +440,4 @@ def provenance(*, settings: ProvenanceSettings, base_dirs: dict[str, str], check
         raise XltError(f"{training_checks}: not prepare-training's checks ({type(error).__name__}); run prepare-training again") from None
     record = provenance_record(settings.config, base_dirs, checkout, checks)
     write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", output)
-    _say(f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}")
+    logger.info(f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}")

@@ -9,6 +9,7 @@ staged record says which commit it was)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import XltError
+
+logger = logging.getLogger(__name__)
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # What a staged folder says it holds (xlt.provenance reads it).
@@ -125,7 +128,7 @@ def read_staged(folder: str | Path) -> dict:
         raise XltError(f"{folder}: not a staged Hub repository ({STAGED_RECORD} unreadable: {type(error).__name__}); run the stage rules") from None
 
 
-def stage(repo: HubRepo, out_dir: str | Path, log=print) -> dict:
+def stage(repo: HubRepo, out_dir: str | Path) -> dict:
     """Download `repo` at its revision's commit into `out_dir`, with a record of what
     was staged. The download goes to a sibling `.partial` folder that a rerun (a
     retried job) resumes, and is moved into place whole. A model brings only what a
@@ -142,7 +145,7 @@ def stage(repo: HubRepo, out_dir: str | Path, log=print) -> dict:
             f"{(str(error).splitlines() or [''])[0][:200]}); gated repositories need `hf auth login` on this node"
         ) from None
     partial = out_dir.with_name(f".{out_dir.name}.partial")
-    log(f"{what}: staging {repo.repo_id} at {commit} (revision {repo.revision}) into {out_dir}")
+    logger.info(f"{what}: staging {repo.repo_id} at {commit} (revision {repo.revision}) into {out_dir}")
     model = repo.repo_type == "model"
     snapshot_download(
         repo.repo_id,
@@ -161,5 +164,5 @@ def stage(repo: HubRepo, out_dir: str | Path, log=print) -> dict:
     record = {"id": repo.repo_id, "revision": repo.revision, "commit": commit, "files": files, "bytes": size}
     (partial / STAGED_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, out_dir)
-    log(f"{what}: {len(files)} files, {size / 1e9:.1f} GB -> {out_dir}")
+    logger.info(f"{what}: {len(files)} files, {size / 1e9:.1f} GB -> {out_dir}")
     return record

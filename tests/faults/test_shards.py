@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from logging.handlers import BufferingHandler
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from xlt.inference.hf import HFBackend
 from xlt.inference.predictions import prediction_frames
 from xlt.inference.requests import Generation, build_requests
 from xlt.inference.shards import run_fingerprint
+from xlt.logs import logging_to
 from xlt.models import ModelSpec, load_model, load_tokenizer
 
 SPEC = ModelSpec("tiny-dense")
@@ -31,10 +33,7 @@ SPEC = ModelSpec("tiny-dense")
 def backend(prepared_tiny):
     tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], SPEC)
     model = load_model(prepared_tiny["tiny-dense"], SPEC, dtype="float32")
-    lines = []
-    backend = HFBackend(SPEC, tokenizer, model, 2, {"model": "tiny-dense"}, log=lines.append)
-    backend.lines = lines
-    return backend
+    return HFBackend(SPEC, tokenizer, model, 2, {"model": "tiny-dense"})
 
 
 def _requests(n: int = 4):
@@ -49,9 +48,10 @@ def _run_twice(backend, tmp_path, damage):
     first = backend.run(requests, resume={"cot": shard})
     header, *waves = shard.read_text(encoding="utf-8").splitlines()
     shard.write_text("\n".join([header, *damage([json.loads(line) for line in waves])]) + "\n", encoding="utf-8")
-    backend.lines.clear()
-    second = backend.run(requests, resume={"cot": shard})
-    return first, second, list(backend.lines)
+    heard = BufferingHandler(capacity=1000)
+    with logging_to(heard):
+        second = backend.run(requests, resume={"cot": shard})
+    return first, second, [record.getMessage() for record in heard.buffer]
 
 
 def _generation_in(record):

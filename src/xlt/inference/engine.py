@@ -23,43 +23,32 @@ The option labels' log-probabilities come from the same passes: after the prompt
 the prompt pass's last logits (the choice cell, and the harness's `loglik` scoring with
 no token generated), and after a continuation that stops without an answer from its
 cached context plus the answer phrase (the forced answer).
+
+What copies, joins and merges the caches is in kvcache.py, the one module that touches
+transformers' private cache classes.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..batching import max_padding_share, plan_batches, plan_waves
-from ..errors import XltError
-from .forward import cache_keyword, copy_rows, extend, label_logprobs, prefill
+from . import kvcache
+from .forward import extend, label_logprobs, prefill
 from .requests import Encoded, Generation
 from .stopping import stated_answer, stop_token_ids
 
-# The transformers releases this engine was tested with (constraints.txt pins one of
-# them; pyproject.toml and envs/models.yaml ask for the same): it subclasses their
-# private cache classes (cache_utils.DynamicLayer, cache.layers, cumulative_length),
-# which change between releases without notice.
-TESTED_TRANSFORMERS = ">=5.25,<5.26"
+if TYPE_CHECKING:
+    import torch
 
+    from .kvcache import Cache
 
-def check_transformers(version: str | None = None) -> None:
-    """Stop, in one line, where the installed transformers (or `version`) is outside the
-    tested range."""
-    from importlib.metadata import version as installed
-
-    from packaging.specifiers import SpecifierSet
-
-    version = version or installed("transformers")
-    if not SpecifierSet(TESTED_TRANSFORMERS).contains(version):
-        raise XltError(
-            f"transformers {version}: the inference engine is tested with transformers{TESTED_TRANSFORMERS} only "
-            "(it builds on transformers' private cache classes); install the tested stack: pip install -c constraints.txt -e ."
-        )
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,52 +59,6 @@ class Decoded:
     stop_reason: str = "budget"
     label_logprobs: list[float] | None = None
     forced_logprobs: list[float] | None = None
-
-
-@functools.cache
-def _buffered_layer_class():
-    """Defined on first use: transformers is imported lazily, as everywhere in xlt."""
-    import torch
-    from transformers.cache_utils import DynamicLayer
-
-    class BufferedLayer(DynamicLayer):
-        """A layer's keys and values in buffers sized once for the whole decoding:
-        each step writes its position in place, where DynamicLayer concatenates,
-        copying the layer's whole cache at every step."""
-
-        def __init__(self, key_buffer, value_buffer, length: int, is_sliding: bool):
-            super().__init__()
-            self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
-            # keeps the model's mask choice per layer; the whole history is kept, and
-            # the sliding-window mask hides what a sliding layer would have dropped
-            self.is_sliding = is_sliding
-            self.is_initialized = True
-            self.device = key_buffer.device
-            self._view()
-
-        def _view(self) -> None:
-            self.keys = self.key_buffer[:, :, : self.length]
-            self.values = self.value_buffer[:, :, : self.length]
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            added = key_states.shape[-2]
-            if self.length + added > self.key_buffer.shape[2]:
-                # a forced answer's phrase and labels after a continuation that used the
-                # whole budget: the buffers grow once, by what is missing
-                grow = (0, 0, 0, self.length + added - self.key_buffer.shape[2])
-                self.key_buffer = torch.nn.functional.pad(self.key_buffer, grow)
-                self.value_buffer = torch.nn.functional.pad(self.value_buffer, grow)
-            self.key_buffer[:, :, self.length : self.length + added] = key_states
-            self.value_buffer[:, :, self.length : self.length + added] = value_states
-            self.length += added
-            self._view()
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices) -> None:
-            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
-            self._view()
-
-    return BufferedLayer
 
 
 class NotANumber(Exception):
@@ -147,10 +90,10 @@ class DecodeState:
     position, the KV cache, the attention mask and the last position ids."""
 
     rows: list[int]
-    last_logits: object
-    cache: object
-    attention_mask: object
-    last_position: object
+    last_logits: torch.Tensor
+    cache: Cache
+    attention_mask: torch.Tensor
+    last_position: torch.Tensor
 
 
 def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | None:
@@ -161,29 +104,11 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
     of a kind other than transformers' plain and sliding-window dynamic layers (linear
     attention, indexers): that wave's chunks are then decoded one after the other."""
     import torch
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-    layers = [state.cache.layers for state in states]
-    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) or not layer.is_initialized for chunk in layers for layer in chunk):
-        return None
-    BufferedLayer = _buffered_layer_class()
     width = max(state.attention_mask.shape[1] for state in states)
-    sizes = [len(state.rows) for state in states]
-    merged_layers = []
-    for parts in zip(*layers):
-        buffers = []
-        for kind in ("keys", "values"):
-            first = getattr(parts[0], kind)
-            buffer = first.new_zeros((sum(sizes), first.shape[1], width + new_tokens, first.shape[3]))
-            start = 0
-            for size, layer in zip(sizes, parts):
-                stored = getattr(layer, kind)
-                buffer[start : start + size, :, width - stored.shape[2] : width] = stored
-                start += size
-            buffers.append(buffer)
-        merged_layers.append(BufferedLayer(*buffers, width, parts[0].is_sliding))
-    cache = states[0].cache
-    cache.layers = merged_layers
+    cache = kvcache.merge_for_decoding([state.cache for state in states], width, new_tokens)
+    if cache is None:
+        return None
     attention_mask = torch.cat([torch.nn.functional.pad(state.attention_mask, (width - state.attention_mask.shape[1], 0)) for state in states])
     return DecodeState(
         rows=[row for state in states for row in state.rows],
@@ -213,7 +138,7 @@ def decode(
     costs only its share of those steps."""
     import torch
 
-    keyword = cache_keyword(model)
+    keyword = kvcache.cache_keyword(model)
     active = torch.tensor(state.rows, device=model.device)
     cache, attention_mask, last_position = state.cache, state.attention_mask, state.last_position
     next_tokens = greedy_tokens(state.last_logits, state.rows)
@@ -276,7 +201,7 @@ def force_answers(model, slots: list[int], active, cache, attention_mask, last_p
     for members in groups.values():
         chosen = torch.tensor([slot for slot, _ in members], device=model.device)
         rows = [int(active[slot]) for slot, _ in members]
-        copied = copy_rows(cache, chosen)
+        copied = kvcache.copy_rows(cache, chosen)
         last_logits, mask, position = extend(model, [feed for _, feed in members], copied, attention_mask[chosen], last_position[chosen])
         scores = label_logprobs(model, last_logits, copied, mask, position, [forced[row][1] for row in rows])
         for row, row_scores in zip(rows, scores):
@@ -303,7 +228,7 @@ def take(state: DecodeState, slots: list[int]) -> DecodeState:
     return DecodeState(
         [state.rows[slot] for slot in slots],
         state.last_logits[picked],
-        copy_rows(state.cache, picked),
+        kvcache.copy_rows(state.cache, picked),
         state.attention_mask[picked],
         state.last_position[picked],
     )
@@ -352,7 +277,7 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
             for row, own in units[unit][1]:
                 if own:
                     by_length.setdefault(len(own), []).append((prefilled, slot, row, own))
-    slices = []
+    slices: list[list[tuple[DecodeState, int, int, list[int]]]] = []
     for fed in by_length.values():
         step = max(1, FEED_PASS_CONTEXT_TOKENS // max(prefix.attention_mask.shape[1] for prefix, *_ in fed))
         slices.extend(fed[start : start + step] for start in range(0, len(fed), step))
@@ -379,30 +304,13 @@ def join_rows(parts: list[tuple[DecodeState, int]]) -> DecodeState | None:
     plain or sliding-window dynamic layer holding every column (a sliding layer past its
     window has dropped some)."""
     import torch
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
     if len({id(state) for state, _ in parts}) == 1:
         return take(parts[0][0], [slot for _, slot in parts])
     width = max(state.attention_mask.shape[1] for state, _ in parts)
-    for state, _ in parts:
-        for layer in state.cache.layers:
-            if type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) or layer.keys.shape[2] != state.attention_mask.shape[1]:
-                return None
-
-    def aligned(tensor, slot):
-        return torch.nn.functional.pad(tensor[slot : slot + 1], (0, 0, width - tensor.shape[2], 0))
-
-    first = parts[0][0].cache
-    layers = []
-    for index, layer in enumerate(first.layers):
-        joined = copy.copy(layer)
-        joined.keys = torch.cat([aligned(state.cache.layers[index].keys, slot) for state, slot in parts])
-        joined.values = torch.cat([aligned(state.cache.layers[index].values, slot) for state, slot in parts])
-        if hasattr(joined, "cumulative_length"):
-            joined.cumulative_length = width
-        layers.append(joined)
-    cache = copy.copy(first)
-    cache.layers = layers
+    cache = kvcache.join_rows([(state.cache, slot, state.attention_mask.shape[1]) for state, slot in parts], width)
+    if cache is None:
+        return None
     return DecodeState(
         [slot for _, slot in parts],
         torch.cat([state.last_logits[slot : slot + 1] for state, slot in parts]),
@@ -432,13 +340,12 @@ def greedy_batch(
     budgets = budgets if isinstance(budgets, list) else [budgets] * len(rows)
     decoded = [Decoded() for _ in rows]
     decoding: dict[int, list[DecodeState]] = {}
+    labels_after_prompt = prompt_labels or [None] * len(rows)
     for state in prompt_states(model, rows, pad_id, items):
-        scored = [slot for slot, row in enumerate(state.rows) if prompt_labels and prompt_labels[row] is not None]
+        scored = [(slot, labels) for slot, row in enumerate(state.rows) if (labels := labels_after_prompt[row]) is not None]
         if scored:
-            picked = select(state, scored)  # label scoring reads the cache, never changes it
-            scores = label_logprobs(
-                model, picked.last_logits, picked.cache, picked.attention_mask, picked.last_position, [prompt_labels[row] for row in picked.rows]
-            )
+            picked = select(state, [slot for slot, _ in scored])  # label scoring reads the cache, never changes it
+            scores = label_logprobs(model, picked.last_logits, picked.cache, picked.attention_mask, picked.last_position, [labels for _, labels in scored])
             for row, row_scores in zip(picked.rows, scores):
                 decoded[row].label_logprobs = row_scores
         for budget in sorted({budgets[row] for row in state.rows} - {0}):
@@ -513,7 +420,6 @@ def generate(
     done: dict[int, Generation] | None = None,
     record: Callable[[int, dict[int, Generation]], None] | None = None,
     progress: bool = True,
-    log=print,
 ) -> list[Generation]:
     """A `Generation` per request, in request order, each to its own token budget.
 
@@ -555,7 +461,7 @@ def generate(
                         eos_ids,
                         lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),  # noqa: B023 (called within this iteration)
                         [requests[i].label_ids if requests[i].scores_prompt else None for i in part],
-                        [(requests[i].forced_ids, requests[i].label_ids) if requests[i].forced_ids else None for i in part],
+                        [(phrase, labels) if (phrase := requests[i].forced_ids) and (labels := requests[i].label_ids) else None for i in part],
                         [requests[i].item for i in part],
                     )
                 except NotANumber as error:
@@ -565,7 +471,7 @@ def generate(
                         raise
                     torch.cuda.empty_cache()
                     fitting = len(part_groups) // 2
-                    log(f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}")
+                    logger.info(f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}")
                     pending.extend([part_groups[fitting:], part_groups[:fitting]])
                     continue
                 for index, outcome in zip(part, outcomes):
@@ -577,7 +483,7 @@ def generate(
                         outcome.stop_reason,
                         outcome.label_logprobs,
                         outcome.forced_logprobs,
-                        [len(ids) for ids in requests[index].label_ids] if outcome.label_logprobs is not None else None,
+                        [len(ids) for ids in requests[index].label_ids or []] if outcome.label_logprobs is not None else None,
                     )
                 bar.update(len(part))
             if wave_results:
@@ -585,5 +491,5 @@ def generate(
                 if record is not None:
                     record(wave_number, wave_results)
     bar.close()
-    log(f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)")
+    logger.info(f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)")
     return [results[i] for i in range(len(requests))]

@@ -5,16 +5,8 @@ cache they read, so decoding goes on from it unchanged."""
 
 from __future__ import annotations
 
-import copy
-import inspect
-
 from ..batching import pad, positions
-
-
-def cache_keyword(model) -> str:
-    """The name of the KV-cache argument and output field: transformers 5.x renamed
-    `past_key_values` to `cache`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+from .kvcache import cache_keyword, copy_rows
 
 
 def prefill(model, rows: list[list[int]], pad_id: int):
@@ -25,17 +17,6 @@ def prefill(model, rows: list[list[int]], pad_id: int):
     position_ids = positions(attention_mask)
     output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1)
     return output.logits[:, -1], getattr(output, cache_keyword(model)), attention_mask, position_ids[:, -1]
-
-
-def copy_rows(cache, rows):
-    """A cache holding the given batch rows (a row may repeat) of `cache`, which stays
-    as it was: the layers' row selection replaces their tensors instead of writing
-    into them."""
-    copied = copy.copy(cache)
-    copied.layers = [copy.copy(layer) for layer in cache.layers]
-    for layer in copied.layers:
-        layer.batch_select_indices(rows)
-    return copied
 
 
 def extend(model, feeds: list[list[int]], cache, attention_mask, last_position):

@@ -3,6 +3,7 @@ tokenizer, decoded in resumable waves (inference/engine.py, inference/shards.py)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -13,13 +14,15 @@ from .engine import NotANumber, generate, resolve_batch_size, wave_plan
 from .requests import Generation, Request, encode_all, is_generation
 from .shards import PromptShards
 
+logger = logging.getLogger(__name__)
+
 
 class HFBackend(Backend):
-    def __init__(self, spec, tokenizer, model, batch_size: int | str, signature: dict, log=print):
+    def __init__(self, spec, tokenizer, model, batch_size: int | str, signature: dict):
         """`signature`: what besides the requests decides the outputs (code, model
         files, settings), for the resume shards' fingerprints."""
         self.name = spec.name
-        self.spec, self.tokenizer, self.model, self.log = spec, tokenizer, model, log
+        self.spec, self.tokenizer, self.model = spec, tokenizer, model
         self.batch_size = resolve_batch_size(batch_size, model)
         self.signature = signature
 
@@ -31,14 +34,14 @@ class HFBackend(Backend):
         is read back only for the request it names, from the wave that request is in."""
         encoded = encode_all(self.tokenizer, self.spec, requests)
         wave_of = {index: number for number, wave in enumerate(wave_plan(encoded, self.batch_size)) for group in wave for index in group}
-        shards = PromptShards(requests, encoded, resume, {**self.signature, "batch_size": self.batch_size}, wave_of, is_generation, self.log)
+        shards = PromptShards(requests, encoded, resume, {**self.signature, "batch_size": self.batch_size}, wave_of, is_generation)
         done = {index: Generation(**fields) for index, fields in shards.completed().items()}
 
         def record(wave: int, results: dict[int, Generation]) -> None:
             shards.record(wave, {index: asdict(result) for index, result in results.items()})
 
         try:
-            return generate(self.model, self.tokenizer, encoded, self.batch_size, done=done, record=record, log=self.log)
+            return generate(self.model, self.tokenizer, encoded, self.batch_size, done=done, record=record)
         except NotANumber as error:
             request = requests[error.rows[0]]
             raise XltError(

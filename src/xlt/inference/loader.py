@@ -4,10 +4,14 @@ it, and the function that chooses among them import no module that imports them.
 
 from __future__ import annotations
 
+import logging
+
 from .backend import Backend
 
+logger = logging.getLogger(__name__)
 
-def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0, log=print) -> Backend:
+
+def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0) -> Backend:
     """The model `name` (its config `entry`) as a backend: the prepared base in
     `base_dir`, with the LoRA adapter in `adapter_dir` for the fine-tuned variant,
     unmerged on both backends; `gpus`: the job's (vLLM's tensor parallelism)."""
@@ -31,17 +35,17 @@ def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_di
     if settings["backend"] == "hf":
         import time
 
-        from .engine import check_transformers
+        from .kvcache import check_transformers
 
         check_transformers()
         started = time.monotonic()
         model = load_model(base_dir, spec, adapter_dir=adapter_dir, dtype=settings["dtype"])
-        log(f"loaded {name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")
+        logger.info(f"loaded {name} ({variant}) on {model.device} in {time.monotonic() - started:.1f}s")
         from .hf import HFBackend
 
-        return HFBackend(spec, tokenizer, model, settings["batch_size"], signature, log)
+        return HFBackend(spec, tokenizer, model, settings["batch_size"], signature)
     if settings["backend"] == "vllm":
         from .vllm import VLLMBackend
 
-        return VLLMBackend(spec, tokenizer, base_dir, adapter_dir, entry, signature, gpus=gpus, log=log)
+        return VLLMBackend(spec, tokenizer, base_dir, adapter_dir, entry, signature, gpus=gpus)
     raise XltError(f"model {name}: inference.backend {settings['backend']!r} is not one of hf, vllm")

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
+
+logger = logging.getLogger(__name__)
 
 # Version 2: each result with its request's identity, each wave line with its hash.
 FORMAT = 2
@@ -162,9 +165,7 @@ class PromptShards:
     back; a stored result is read back only for the request it names, from the wave
     (`wave_of`: request index -> wave) that request is in."""
 
-    def __init__(
-        self, requests, encoded, resume: Mapping[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool], log=print
-    ):
+    def __init__(self, requests, encoded, resume: Mapping[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool]):
         from dataclasses import asdict
 
         self.shards: list[tuple[Shard, list[int]]] = []
@@ -179,7 +180,7 @@ class PromptShards:
             shard = Shard(path, fingerprint, identities, [wave_of[index] for index in members], valid)
             self.shards.append((shard, members))
             rejected = f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed" if shard.rejected else ""
-            log(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
+            logger.info(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
 
     def completed(self) -> dict[int, Any]:
         """Request index -> its stored result (as JSON, of the shape `valid` checked)."""

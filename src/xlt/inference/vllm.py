@@ -30,6 +30,7 @@ it pins its own transformers, so it lives in the jobs' conda environment
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -41,6 +42,8 @@ from .backend import Backend
 from .requests import Encoded, Generation, Request, encode_all, is_generation
 from .shards import PromptShards
 from .stopping import stated_answer, stop_token_ids
+
+logger = logging.getLogger(__name__)
 
 # The LoRA ranks vLLM can reserve (vllm.config.lora.MaxLoRARanks).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -165,15 +168,13 @@ def label_logprobs(outputs, labels: list[list[int]]) -> list[float]:
 
 
 class VLLMBackend(Backend):
-    def __init__(
-        self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict, signature: dict | None = None, gpus: int = 0, log=print
-    ):
+    def __init__(self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict, signature: dict | None = None, gpus: int = 0):
         """`signature`: what besides the requests decides the outputs, for the resume
         shards' fingerprints; `gpus`: the job's, which vLLM splits the model over. The
         engine starts at the first run, sized for its longest request."""
         from transformers import GenerationConfig
 
-        self.name, self.spec, self.tokenizer, self.log = spec.name, spec, tokenizer, log
+        self.name, self.spec, self.tokenizer = spec.name, spec, tokenizer
         self.base_dir, self.adapter_dir, self.settings, self.gpus = base_dir, adapter_dir, entry["inference"], gpus
         self.signature = signature or {}
         # vllm.LLM and its LoRARequest once the engine starts (vllm is not installed where xlt is type-checked).
@@ -187,7 +188,7 @@ class VLLMBackend(Backend):
         from vllm.lora.request import LoRARequest
 
         args = engine_args(self.spec, self.base_dir, self.settings, gpus=self.gpus, needed_len=needed_len, rank=lora_rank(self.adapter_dir))
-        self.log(f"vLLM: {self.spec.name} from {args['model']}, tensor parallel {args['tensor_parallel_size']}, max_model_len {args['max_model_len']}")
+        logger.info(f"vLLM: {self.spec.name} from {args['model']}, tensor parallel {args['tensor_parallel_size']}, max_model_len {args['max_model_len']}")
         self.llm = LLM(**args)
         check_logprobs_mode(self.llm, self.name)
         self.lora = LoRARequest(f"{self.spec.name}-ft", 1, str(self.adapter_dir)) if self.adapter_dir is not None else None
@@ -199,7 +200,7 @@ class VLLMBackend(Backend):
         encoded = encode_all(self.tokenizer, self.spec, requests)
         waves = item_waves(requests)
         wave_of = {index: number for number, wave in enumerate(waves) for index in wave}
-        shards = PromptShards(requests, encoded, resume, {**self.signature, "wave_items": WAVE_ITEMS}, wave_of, is_generation, self.log)
+        shards = PromptShards(requests, encoded, resume, {**self.signature, "wave_items": WAVE_ITEMS}, wave_of, is_generation)
         results = {index: Generation(**fields) for index, fields in shards.completed().items()}
         needed = model_len(encoded)
         for number, wave in enumerate(waves):

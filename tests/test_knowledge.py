@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from test_diagnostics import LANGUAGES, cell
 
-from xlt.stats import StatsSettings, compare
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
 
 SETTINGS = StatsSettings(bootstrap_samples=500, seed=3)
 GROUPS = ("source", "related", "control", "targets")
@@ -48,7 +49,7 @@ def _tree(knowledge_gain: float, n_items: int = 160, seed: int = 1) -> pd.DataFr
 
 
 def _compare(items: pd.DataFrame):
-    from xlt.sources import source_items
+    from xlt.stats.sources import source_items
 
     comparisons = compare(source_items(items, "ft", "ctl-arb_Arab"), LANGUAGES, SETTINGS)
     return comparisons.effects.set_index(["prompt", "effect"]), comparisons.notes

@@ -8,7 +8,10 @@ from xlt.errors import XltError
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
 from xlt.simulate import Scenario, simulate_predictions
-from xlt.stats import Passages, StatsSettings, alignment_table, compare, correctness
+from xlt.stats.alignment import alignment_table
+from xlt.stats.cells import Passages, correctness
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
 from xlt.stattests import (
     Resampling,
     equivalence_interval,

@@ -22,7 +22,7 @@ from xlt.paths import (
     ROTATION_COLUMNS,
     SOURCE_COLUMN,
 )
-from xlt.sources import INTERACTION
+from xlt.primary import INTERACTION
 
 VARIANTS, PROMPTS = ("base", "ft"), ("direct", "cot", "choice", "cloze")
 

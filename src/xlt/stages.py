@@ -330,8 +330,10 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     from .languages import control_sources, source_languages
     from .paths import control_variants, study_variants
     from .primary import resolve_primary
-    from .sources import compare_study
-    from .stats import StatsSettings, effects_tested, write_comparisons
+    from .stats.compare import write_comparisons
+    from .stats.relatedness import effects_tested
+    from .stats.settings import StatsSettings
+    from .stats.sources import compare_study
 
     # Every cell the study makes: each source's variant, and the prompt of every gain
     # (direct) and of the primary test, whatever the tree holds.

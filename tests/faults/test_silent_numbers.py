@@ -24,11 +24,13 @@ from xlt.cli import main
 from xlt.config import validate_config
 from xlt.errors import XltError
 from xlt.languages import language_table
+from xlt.primary import INTERACTION
 from xlt.report import study_verdicts
 from xlt.simulate import Scenario, simulate_predictions
 from xlt.simulate import study_variants as simulated_variants
-from xlt.sources import INTERACTION, compare_study
-from xlt.stats import StatsSettings, compare
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
+from xlt.stats.sources import compare_study
 from xlt.stattests import Resampling, sign_flip_p
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
@@ -231,7 +233,7 @@ def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary
     """The property behind finding 4: any allowed stats.primary, any sources: one
     primary row per model, and it is the test the config names."""
     from xlt.primary import resolve_primary
-    from xlt.stats import effects_tested
+    from xlt.stats.relatedness import effects_tested
 
     study = _study(sources, primary=primary, bootstrap_samples=100)
     test = resolve_primary(study, primary, effects_tested)
@@ -248,7 +250,7 @@ def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary
 def test_what_the_primary_test_may_name_is_what_compare_tests(sources):
     """effects_tested (what planning allows) names exactly the rows with a p-value that
     compare gives on a complete tree, for each source's view of the languages."""
-    from xlt.stats import effects_tested
+    from xlt.stats.relatedness import effects_tested
 
     study = _study(sources, primary="auto" if sources[0] == "arb_Arab" else f"direct/relatedness@{sources[0]}", bootstrap_samples=100)
     frame = simulate_predictions({m: Scenario(n_items=60) for m in ("m1", "m2")}, language_table(study), seed=4, variants=simulated_variants(study))
@@ -263,7 +265,7 @@ def test_every_value_planning_allows_passes_the_schema(repo, configfile):
     """Finding 9's second half: the values listed as allowed (mcnemar_arb_Arab among
     them) were rejected by the schema's own pattern."""
     from xlt.primary import allowed_primary
-    from xlt.stats import effects_tested
+    from xlt.stats.relatedness import effects_tested
 
     config = yaml.safe_load((repo / "config" / configfile).read_text(encoding="utf-8"))
     allowed = allowed_primary(validate_config(config), effects_tested)

@@ -16,6 +16,10 @@ from .cells import ModelCells
 from .notes import interval_method, notes_frame, notes_row, unit_name
 from .settings import StatsSettings
 
+# Resampled values within this of each other are one value (a mean of equal values
+# differs from it by rounding only).
+SAME_VALUE = 1e-12
+
 
 @dataclass
 class Row:
@@ -61,13 +65,30 @@ class ModelContext:
         return self.resampling.clusters
 
 
+def bootstrap_interval(resampling: Resampling, draws: np.ndarray) -> tuple[float, float, str]:
+    """The bootstrap interval of a statistic from its resampled values, and "" or why
+    there is none. NaN where the clusters are too few (compare notes it once), and where
+    every resample gives the same value: the cells compared agree on every item (a
+    fine-tuned CoT cell that never answers, against its control), so the interval would
+    be zero-width, a precision that the spread of the items does not show."""
+    finite = draws[np.isfinite(draws)]
+    if not resampling.too_few and finite.size and np.ptp(finite) <= SAME_VALUE:
+        why = (
+            f"no interval: every resample gives {finite[0]:+.3f} (the items, or the passages, all have one value: as where the cells compared agree "
+            "on every item), and a zero-width interval would claim a precision they do not show"
+        )
+        return math.nan, math.nan, why
+    low, high = resampling.interval(draws)
+    return low, high, ""
+
+
 def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.ndarray, test: str = "sign-flip") -> Row:
     """An accuracy-scale effect (a weighted sum of cells): bootstrap interval, passage
     sign-flip p-value (or, for one language, exact McNemar when every passage has one
     question, a passage sign-flip when some have more) and the TOST p-value."""
     values = context.cells.values @ weights
     settings = context.settings
-    low, high = context.resampling.interval(context.draws @ weights)
+    low, high, no_interval = bootstrap_interval(context.resampling, context.draws @ weights)
     if test == "mcnemar" and context.resampling.singletons:
         after, before = np.flatnonzero(weights > 0)[0], np.flatnonzero(weights < 0)[0]
         p = mcnemar_p(context.cells.values[:, before], context.cells.values[:, after])
@@ -97,9 +118,12 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         equivalence_ci_low=tost_low,
         equivalence_ci_high=tost_high,
     )
-    if np.all(values == values[0]) and not too_few:
-        row.ci_low = row.ci_high = row.estimate  # what the resamples give, less their rounding
-        row.notes.append(f"every item has the same value ({values[0]:+.3f}): the interval collapses; the TOST p reflects the number of items only")
+    if no_interval:
+        # The TOST's interval is as wide as the items' spread: none, so its "equivalent"
+        # would rest on the number of items alone. The p-value stands (flipping the signs
+        # of a constant: 1 where it is 0).
+        row.equivalence_p = row.equivalence_ci_low = row.equivalence_ci_high = math.nan
+        row.notes.append(f"{no_interval}; no TOST: equivalence cannot rest on items that all agree")
     return row
 
 
@@ -108,7 +132,7 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
     its test is the accuracy-scale effect `raw_name`."""
     estimate = float(statistic(context.cells.values.mean(axis=0)))
     draws = statistic(context.draws)
-    low, high = context.resampling.interval(draws)
+    low, high, no_interval = bootstrap_interval(context.resampling, draws)
     row = Row(
         context.model,
         prompt,
@@ -120,6 +144,8 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
         high,
     )
     undefined = float(np.mean(~np.isfinite(draws)))
+    if no_interval:
+        row.notes.append(no_interval)
     if not np.isfinite(estimate):
         row.notes.append("a language is at 100% before the change: no headroom to normalise by")
     elif undefined > 0:

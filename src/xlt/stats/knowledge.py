@@ -24,7 +24,7 @@ from .cells import (
     Comparison,
     Reading,
 )
-from .effects import ModelContext, Row, accuracy_effect
+from .effects import ModelContext, Row, accuracy_effect, bootstrap_interval
 from .notes import interval_method, notes_row
 
 
@@ -77,14 +77,23 @@ def _missing_reading(context: ModelContext, reading: Reading, names: tuple[str, 
     return notes_row("effects", effect, why, model=context.model, prompt=gain.prompt)
 
 
+def _described(context: ModelContext, prompt: str, name: str, method: str, weights: np.ndarray) -> Row:
+    """A descriptive part of a gain (a weighted sum of cells) with its bootstrap interval."""
+    low, high, no_interval = bootstrap_interval(context.resampling, context.draws @ weights)
+    row = Row(context.model, prompt, name, float(context.cells.values.mean(axis=0) @ weights), context.n_items, method, low, high)
+    row.notes += [no_interval] if no_interval else []
+    return row
+
+
 def _format_share(context: ModelContext, prompt: str, name: str, total: np.ndarray, part: np.ndarray, method: str) -> Row:
     """The format part's share of the gain over the targets (letter-choice reading)."""
     accuracy, draws = context.cells.values.mean(axis=0), context.draws
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(draws @ total != 0, draws @ (total - part) / (draws @ total), np.nan)
         estimate = float(accuracy @ (total - part) / (accuracy @ total)) if accuracy @ total != 0 else math.nan
-    low, high = context.resampling.interval(share)
+    low, high, no_interval = bootstrap_interval(context.resampling, share)
     row = Row(context.model, prompt, name, estimate, context.n_items, method + "; share: format part / gain over the targets", low, high)
+    row.notes += [no_interval] if no_interval else []
     if not np.isfinite(estimate):
         row.notes.append("the gain over the targets is 0: no share to take")
     elif (interval := context.resampling.interval(draws @ total))[0] <= 0 <= interval[1]:
@@ -116,7 +125,6 @@ def decomposition_effects(context: ModelContext, reading: Reading, languages: di
         f"{interval_method(context.settings, context.resampling)}; descriptive, not tested (outside the Holm families); {reading.reading} reading: "
         f"knowledge part: {'/'.join(knowledge.after)} - {'/'.join(knowledge.before)}, format part: the gain minus it"
     )
-    accuracy = cells.values.mean(axis=0)
     rows = []
     for group, members in groups.items():
         if not members:
@@ -125,10 +133,7 @@ def decomposition_effects(context: ModelContext, reading: Reading, languages: di
         parts = {f"{names[0]}_{group}": part, f"{names[1]}_{group}": total - part}
         if group == "targets" and with_total:
             parts = {f"{gain.gain}_targets": total, **parts}
-        found = [
-            Row(context.model, prompt, name, float(accuracy @ weights), context.n_items, method, *context.resampling.interval(context.draws @ weights))
-            for name, weights in parts.items()
-        ]
+        found = [_described(context, prompt, name, method, weights) for name, weights in parts.items()]
         unreadable = unreadable_cells(context, knowledge, members)
         if unreadable:
             for row in found[-2:]:

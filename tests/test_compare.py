@@ -13,8 +13,8 @@ from test_scoring import write_tree
 from xlt.cli import main
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS, NOTES_COLUMNS, SOURCE_COLUMN
+from xlt.primary import INTERACTION
 from xlt.simulate import PASSAGE_CORRELATED, Scenario, simulate_predictions, study_variants
-from xlt.sources import INTERACTION
 
 CONFIG = {
     "languages": {

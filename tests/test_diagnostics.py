@@ -15,7 +15,8 @@ from xlt.languages import language_table
 from xlt.paths import PREDICTION_COLUMNS
 from xlt.report import format_warnings
 from xlt.scoring import accuracy_table, check_predictions, rescore
-from xlt.stats import StatsSettings, compare
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
 
 CONFIG = {
     "languages": {

@@ -135,8 +135,8 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"blocked: {{name}}")
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(repo / "src")!r})
-import xlt.stages, xlt.data, xlt.scoring, xlt.stats, xlt.report, xlt.extract, xlt.cli, xlt.jobs, xlt.fingerprint
-import xlt.trainsets, xlt.sources, xlt.recipes, xlt.provenance, xlt.hashes
+import xlt.stages, xlt.data, xlt.scoring, xlt.stats.sources, xlt.report, xlt.extract, xlt.cli, xlt.jobs, xlt.fingerprint
+import xlt.trainsets, xlt.stats.compare, xlt.recipes, xlt.provenance, xlt.hashes
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -53,7 +53,7 @@ def test_the_fingerprint_changes_with_the_code_it_covers(tmp_path, monkeypatch):
     shutil.copytree(fingerprint.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(fingerprint, "ROOT", copy)
     before = {stage: stage_fingerprint(stage) for stage in STAGES}
-    with open(copy / "stats.py", "a") as handle:
+    with open(copy / "stats" / "effects.py", "a") as handle:
         handle.write("\nCHANGED_LINE = 1\n")
     after = {stage: stage_fingerprint(stage) for stage in STAGES}
     assert {stage for stage in STAGES if before[stage] != after[stage]} == {"compare"}
@@ -85,7 +85,7 @@ def test_comments_docstrings_and_formatting_change_no_fingerprint(tmp_path, monk
     edit("stages.py", '"""Model `name`\'s LoRA adapter', '"""Edited. Model `name`\'s LoRA adapter')
     edit("finetune.py", '"""', '"""Edited. ')
     edit("finetune.py", "\nimport ", "\n# a comment\nimport ")
-    edit("stats.py", "import numpy as np", "import numpy as np  # a comment")
+    edit("stats/effects.py", "import numpy as np", "import numpy as np  # a comment")
     # The same code in another layout: one call split over lines, single quotes.
     edit("verdict.py", '"relatedness": "fine-tuning"', "'relatedness': 'fine-tuning'")
     edit("paths.py", 'VARIANTS = ("base",)', 'VARIANTS = (\n    "base",\n)')

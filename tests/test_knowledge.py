@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from test_diagnostics import LANGUAGES, cell
 
-from xlt.stats import StatsSettings, compare
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
 
 SETTINGS = StatsSettings(bootstrap_samples=500, seed=3)
 GROUPS = ("source", "related", "control", "targets")
@@ -48,7 +49,7 @@ def _tree(knowledge_gain: float, n_items: int = 160, seed: int = 1) -> pd.DataFr
 
 
 def _compare(items: pd.DataFrame):
-    from xlt.sources import source_items
+    from xlt.stats.sources import source_items
 
     comparisons = compare(source_items(items, "ft", "ctl-arb_Arab"), LANGUAGES, SETTINGS)
     return comparisons.effects.set_index(["prompt", "effect"]), comparisons.notes
@@ -85,6 +86,33 @@ def test_a_planted_knowledge_gain_lands_in_the_cloze_knowledge_part():
         # ...and the gain over the control is that knowledge too.
         assert effects.loc[("direct", f"ft_gain_knowledge_control_{group}"), "ci_low"] > 0.15
     assert effects.loc[("direct", "ft_gain_over_control_related"), "p_value"] < 0.01
+
+
+def test_cells_that_agree_on_every_item_give_no_interval_and_no_equivalence():
+    """Issue 24: a fine-tuned CoT cell that never answers, like its control's, agrees with
+    it on every item (both wrong): the gain over the control and its knowledge reading are
+    0 on every item. Their bootstrap intervals were [0, 0] and the TOST called them
+    equivalent; there is no spread to base either on, so NaN, with a note saying why."""
+    items = _tree(knowledge_gain=0.0, n_items=60)
+    silent = items["variant"].isin(["ft", "ctl-arb_Arab"]) & (items["prompt"] == "cot")
+    items.loc[silent, "parsed_choice"] = pd.NA
+    items.loc[silent, "correct"] = False
+    effects, notes = _compare(items)
+    by_effect = notes.set_index(["prompt", "effect"])["note"]
+    for group in ("source", "related", "control"):
+        over = effects.loc[("cot", f"ft_gain_over_control_{group}")]
+        assert over["estimate"] == 0 and over[["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]].isna().all()
+        assert over["p_value"] == 1  # no item differs: the sign-flip p stands
+        assert "no interval: every resample gives +0.000" in by_effect[("cot", f"ft_gain_over_control_{group}")]
+        assert "no TOST" in by_effect[("cot", f"ft_gain_over_control_{group}")]
+    for group in GROUPS:
+        knowledge = effects.loc[("cot", f"ft_gain_knowledge_control_{group}")]
+        assert knowledge["estimate"] == 0 and knowledge[["ci_low", "ci_high"]].isna().all()
+        assert "no interval" in by_effect[("cot", f"ft_gain_knowledge_control_{group}")]
+    # No interval anywhere is zero-width; the direct prompt's rows are computed as before.
+    finite = effects[["ci_low", "ci_high"]].notna().all(axis=1)
+    assert not (finite & (effects["ci_low"] == effects["ci_high"])).any()
+    assert effects.loc[("direct", "ft_gain_over_control_related"), ["ci_low", "ci_high", "equivalence_p"]].notna().all()
 
 
 def test_a_tree_without_cloze_rotations_or_control_still_compares_and_says_what_is_missing():

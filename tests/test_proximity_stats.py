@@ -1,5 +1,5 @@
 """The continuous design: the fine-tuning gain regressed on genealogical proximity
-across target languages (xlt.proximity_stats), through `xlt compare`."""
+across target languages (xlt.stats.proximity), through `xlt compare`."""
 
 import json
 
@@ -13,8 +13,8 @@ from xlt.config import validate_config
 from xlt.languages import language_metadata, language_table
 from xlt.paths import SOURCE_COLUMN
 from xlt.proximity import INTERACTION, SLOPE, proximity_table
-from xlt.proximity_stats import partial_slope
 from xlt.simulate import PASSAGE_CORRELATED, simulate_predictions
+from xlt.stats.proximity import partial_slope
 
 
 def test_partial_slope_is_the_least_squares_coefficient():
@@ -112,8 +112,8 @@ def test_a_gain_the_same_in_every_target_gives_no_slope_and_no_interval():
     """Gains the same in every target, or exactly what the covariates say (a CoT cell that
     never answers): the slope is 0 by construction, so the row is NaN with a note, not a
     zero-width interval whose TOST would claim the absence of an effect."""
-    from xlt.proximity_stats import slope_row
-    from xlt.stats import StatsSettings
+    from xlt.stats.proximity import slope_row
+    from xlt.stats.settings import StatsSettings
 
     proximity = np.array([0.0, 0.1, 0.5, 0.75, 0.2, 0.0, 0.3])
     baseline = np.linspace(0.2, 0.5, 7)

@@ -19,7 +19,8 @@ from xlt.proximity import proximity_table
 from xlt.proximity_report import proximity_figure
 from xlt.scoring import accuracy_table
 from xlt.simulate import Scenario, simulate_predictions
-from xlt.stats import StatsSettings, compare
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
 
 MARGIN = 0.05
 

@@ -97,7 +97,7 @@ CODE_EDIT = "\nEDITED_BY_TEST = True\n"
         ("src/xlt/finetune.py", "\n# a comment\n", {}),
         ("src/xlt/extract.py", CODE_EDIT, {"score": 1, "compare": 1, "report": 1}),
         ("src/xlt/inference/engine.py", CODE_EDIT, {"predict": 4, "score": 1, "compare": 1, "report": 1}),
-        ("src/xlt/stats.py", CODE_EDIT, {"compare": 1, "report": 1}),
+        ("src/xlt/stats/effects.py", CODE_EDIT, {"compare": 1, "report": 1}),
         # Fine-tuning and the fine-tuned predict jobs after it, not the base ones.
         ("src/xlt/finetune.py", CODE_EDIT, {"finetune": 2, "predict": 2, "score": 1, "compare": 1, "report": 1}),
     ],

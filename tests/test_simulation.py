@@ -18,8 +18,10 @@ from test_stats import CONFIG as SINGLE_SOURCE
 from xlt.config import load_config
 from xlt.languages import language_table
 from xlt.simulate import PASSAGE_CORRELATED, Scenario, operating_characteristics, primary_name, primary_trials, primary_weights, simulate_cells, study_variants
-from xlt.sources import interaction_rows
-from xlt.stats import ModelCells, ModelContext, StatsSettings, accuracy_effect
+from xlt.stats.cells import ModelCells
+from xlt.stats.effects import ModelContext, accuracy_effect
+from xlt.stats.settings import StatsSettings
+from xlt.stats.sources import interaction_rows
 from xlt.stattests import Resampling
 
 

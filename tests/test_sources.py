@@ -11,9 +11,11 @@ from test_stats import CONFIG
 from xlt.errors import XltError
 from xlt.languages import interaction_targets, language_table
 from xlt.paths import ADAPTER, discover_predictions, finetuned_variants, variant_source
-from xlt.proximity_stats import slope_rows
-from xlt.sources import INTERACTION, compare_study, interaction_rows, source_items
-from xlt.stats import StatsSettings, compare
+from xlt.primary import INTERACTION
+from xlt.stats.compare import compare
+from xlt.stats.proximity import slope_rows
+from xlt.stats.settings import StatsSettings
+from xlt.stats.sources import compare_study, interaction_rows, source_items
 from xlt.stattests import holm
 
 LANGUAGES = CONFIG["languages"]  # the default study's eight languages

@@ -8,7 +8,10 @@ from xlt.errors import XltError
 from xlt.languages import language_table
 from xlt.paths import ALIGNMENT_COLUMNS, EFFECTS_COLUMNS
 from xlt.simulate import Scenario, simulate_predictions
-from xlt.stats import Passages, StatsSettings, alignment_table, compare, correctness
+from xlt.stats.alignment import alignment_table
+from xlt.stats.cells import Passages, correctness
+from xlt.stats.compare import compare
+from xlt.stats.settings import StatsSettings
 from xlt.stattests import (
     Resampling,
     equivalence_interval,
@@ -100,12 +103,14 @@ def test_identical_predictions_are_not_taken_for_certainty():
     result = compare(frame, LANGUAGES, SETTINGS)
     effects = rows(result.effects, "m", "direct")
     assert effects.loc["relatedness", "estimate"] == 0 and effects.loc["relatedness", "p_value"] == 1
-    assert effects.loc["relatedness", "equivalence_p"] > 0.05
+    # No spread, so no interval and no TOST (issue 24): NaN, never a zero-width "equivalence".
+    assert effects.loc["relatedness", ["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]].isna().all()
     assert np.isnan(effects.loc["relatedness_mde", "estimate"]) and np.isnan(effects.loc["relatedness_gee", "estimate"])
     notes = result.notes.set_index(["model", "prompt", "effect"])["note"]
     assert "no spread" in notes[("m", "direct", "relatedness_mde")]
     assert "no item changes between base/direct and ft/direct" in notes[("m", "direct", "relatedness_gee")]
-    assert "TOST p reflects the number of items only" in notes[("m", "direct", "relatedness")]
+    assert "no interval: every resample gives +0.000" in notes[("m", "direct", "relatedness")]
+    assert "no TOST" in notes[("m", "direct", "relatedness")]
     assert "inconclusive" in verdict(result.effects, "m", "direct", 0.05) and "cannot bound it" in verdict(result.effects, "m", "direct", 0.05)
 
 

@@ -23,7 +23,7 @@ from xlt.paths import (
     ROTATION_COLUMNS,
     SOURCE_COLUMN,
 )
-from xlt.sources import INTERACTION
+from xlt.primary import INTERACTION
 
 # The test config's one source is arb_Arab: its fine-tuned variant names it, as with several.
 VARIANTS, PROMPTS = ("base", "ft-arb_Arab"), ("direct", "cot", "choice", "cloze")

@@ -100,7 +100,7 @@ def note_missing(comparisons, missing: list[MissingCell]):
     holds); a missing one the rows of its model, of the pooled model and over all models
     (model empty), under the prompts whose comparisons read that cell."""
     from .paths import POOLED_MODEL, SOURCE_COLUMN, control_source, variant_source
-    from .stats import CONTROL_VARIANT, prompts_using
+    from .stats.cells import CONTROL_VARIANT, prompts_using
 
     if not missing:
         return comparisons

@@ -155,9 +155,9 @@ def check_config(config: dict, source: str = "config") -> None:
 
 
 def _effects_tested(languages) -> list[tuple[str, str]]:
-    """stats.effects_tested, imported only where a named primary test is checked: the
+    """stats.relatedness.effects_tested, imported only where a named primary test is checked: the
     statistics' libraries would slow every plan."""
-    from .stats import effects_tested
+    from .stats.relatedness import effects_tested
 
     return effects_tested(languages)
 

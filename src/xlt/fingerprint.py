@@ -5,7 +5,7 @@ Snakemake reruns a job when its params change, but it does not look at the Pytho
 shell command imports. So every rule has a `code` param, `stage_fingerprint(stage)`:
 the source of the stage's function in stages.py (and of the helpers there it calls),
 and of every xlt module it imports, followed transitively through each module's
-imports (anywhere in the file, a function's local imports included). Editing stats.py
+imports (anywhere in the file, a function's local imports included). Editing the statistics
 changes the fingerprint of `compare` only; editing finetune.py that of `finetune` and
 `merge`; editing the inference engine that of `predict`.
 

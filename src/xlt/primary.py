@@ -25,10 +25,10 @@ from .languages import Language, interaction_sides, language_table, source_langu
 # stats.effects_tested: the (prompt, effect) rows with a p-value of one source's comparison.
 EffectsTested = Callable[[dict[str, Language]], list[tuple[str, str]]]
 
-# The design's test with several sources (xlt.sources): the related-minus-control gain
+# The design's test with several sources (xlt.stats.sources): the related-minus-control gain
 # after a related source minus the same after an unrelated one.
 INTERACTION = "relatedness_interaction"
-# The prompts xlt.sources computes the interaction under.
+# The prompts xlt.stats.sources computes the interaction under.
 INTERACTION_PROMPTS = ("direct", "cot")
 # What `auto` is: the first that the study has.
 AUTO_PRIMARY = (("direct", INTERACTION), ("direct", "relatedness"))

@@ -21,7 +21,7 @@ from .languages import Language, LanguageMetadata, language_metadata, source_lan
 from .paths import GENERATED_PROMPTS, PROXIMITY_COLUMNS
 
 EARTH_RADIUS_KM = 6371.0088  # the mean Earth radius (IUGG)
-# The effects.csv rows of the continuous design (xlt.proximity_stats), named here so that
+# The effects.csv rows of the continuous design (xlt.stats.proximity), named here so that
 # the report reads them without importing the statistics.
 SLOPE = "proximity_slope"
 INTERACTION = "proximity_interaction"
@@ -105,5 +105,5 @@ def slope_fits(source: LanguageMetadata | None, targets: list[str]) -> bool:
 
 def slopes_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
     """The (prompt, effect) of the proximity slopes one source's comparison tests on a
-    complete tree (xlt.proximity_stats.slope_rows): one per generated prompt."""
+    complete tree (xlt.stats.proximity.slope_rows): one per generated prompt."""
     return [(prompt, SLOPE) for prompt in GENERATED_PROMPTS] if slope_fits(*measured(languages)) else []

@@ -1,6 +1,6 @@
 """The report's view of the continuous design: each target's fine-tuning gain against its
 genealogical proximity to the source, per model and source, with the fitted
-`proximity_slope` and its interval (xlt.proximity_stats), languages labelled."""
+`proximity_slope` and its interval (xlt.stats.proximity), languages labelled."""
 
 from __future__ import annotations
 

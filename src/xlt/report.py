@@ -357,7 +357,7 @@ def _points(row) -> str:
     return f"{signed(row['estimate'])} points [{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
 
 
-# The readings of the knowledge part of a fine-tuning gain (xlt.stats.DECOMPOSITIONS), the
+# The readings of the knowledge part of a fine-tuning gain (xlt.stats.cells.DECOMPOSITIONS), the
 # default first: (name in effects.csv, its knowledge row prefix, its format row prefix).
 KNOWLEDGE_READINGS = (
     ("cloze", "the cloze score (option texts, no letters)", "ft_gain_knowledge_cloze", "ft_gain_format_cloze"),

@@ -101,7 +101,7 @@ def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np
 
 
 # One fine-tuned variant whose source carries the related-language advantage, named `ft`
-# as xlt.stats names the one source it compares (xlt.sources.source_items): for cells and
+# as xlt.stats names the one source it compares (xlt.stats.sources.source_items): for cells and
 # items that go to stats.compare directly. study_variants names a study's variants as
 # its predictions tree does, after their sources.
 SINGLE_SOURCE = {"ft": True}
@@ -220,15 +220,15 @@ def primary_name(study: dict) -> str:
     """The study's automatic primary test (stats.primary auto) as prompt/effect: the
     interaction under the direct prompt with several sources, else the relatedness
     effect under the direct prompt."""
-    from .stats import AUTO_PRIMARY
+    from .primary import AUTO_PRIMARY
 
     return "/".join(AUTO_PRIMARY[0] if len(source_languages(study)) > 1 else AUTO_PRIMARY[-1])
 
 
 def primary_weights(cells, study: dict) -> np.ndarray:
     """The weights over one model's cells (ModelCells) whose sum is primary_name's effect."""
-    from .sources import interaction_weights
-    from .stats import FT_DIRECT
+    from .stats.cells import FT_DIRECT
+    from .stats.sources import interaction_weights
 
     sources = source_languages(study)
     if len(sources) > 1:
@@ -251,7 +251,7 @@ def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed:
     the primitives accuracy_effect uses (tests/test_simulation.py checks the two agree).
     Trials share one bootstrap and sign-flip draw, which is harmless: each trial's items
     are new."""
-    from .stats import ModelCells
+    from .stats.cells import ModelCells
 
     languages, variants = language_table(study), study_variants(study)
     rng = np.random.default_rng(seed)
@@ -328,7 +328,7 @@ def operating_characteristics(study: dict, settings, trials: int, n_items: int =
     return pd.DataFrame(rows)
 
 
-# The continuous design (xlt.proximity_stats): Arabic as the source and the first 8, 30
+# The continuous design (xlt.stats.proximity): Arabic as the source and the first 8, 30
 # or 120 of these targets (the default's seven, Tigrinya, then Belebele's in code order).
 PROXIMITY_SOURCE = "arb_Arab"
 PROXIMITY_TARGETS = ("heb_Hebr", "amh_Ethi", "mlt_Latn", "tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab", "tir_Ethi")
@@ -357,11 +357,11 @@ def proximity_study(n_targets: int) -> dict:
 
 
 def proximity_trials(scenario: Scenario, study: dict, trials: int, settings, seed: int = 0) -> pd.DataFrame:
-    """`proximity_slope` under the direct prompt (xlt.proximity_stats) on `trials`
+    """`proximity_slope` under the direct prompt (xlt.stats.proximity) on `trials`
     simulated studies of one model whose fine-tuning gain grows by
     `scenario.proximity_slope` per unit of proximity: estimate, interval, p, TOST p."""
-    from .proximity import proximity_table
-    from .proximity_stats import SLOPE, slope_row
+    from .proximity import SLOPE, proximity_table
+    from .stats.proximity import slope_row
 
     languages = language_table(study)
     table = proximity_table(study)
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     import time
 
     from .config import load_config
-    from .stats import StatsSettings
+    from .stats.settings import StatsSettings
 
     parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="study config: its languages and stats settings")

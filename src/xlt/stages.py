@@ -356,8 +356,10 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     from .layout import note_old_layout, read_old_layout
     from .paths import control_variants, study_variants
     from .primary import resolve_primary
-    from .sources import compare_study
-    from .stats import StatsSettings, effects_tested, write_comparisons
+    from .stats.compare import write_comparisons
+    from .stats.relatedness import effects_tested
+    from .stats.settings import StatsSettings
+    from .stats.sources import compare_study
 
     sources = source_languages(study)
     items, old_layout = read_old_layout(items, sources, study_variants(sources, control_sources(study)), source)

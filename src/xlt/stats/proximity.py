@@ -34,11 +34,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from .languages import Language, language_metadata, source_languages
-from .paths import finetuned_variants
-from .proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured, slope_fits
-from .stats import FT_COT, FT_DIRECT, ModelCells, ModelContext, Row, StatsSettings, correctness
-from .stattests import expanded_confidence, holm, minimum_clusters, percentile_interval, permutation_p, unit_permutations
+from ..languages import Language, language_metadata, source_languages
+from ..paths import finetuned_variants
+from ..proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured, slope_fits
+from ..stattests import expanded_confidence, holm, minimum_clusters, percentile_interval, permutation_p, unit_permutations
+from .cells import FT_COT, FT_DIRECT, ModelCells, correctness
+from .effects import ModelContext, Row
+from .notes import notes_row
+from .settings import StatsSettings
 
 
 def _residuals(values: np.ndarray, design: np.ndarray) -> np.ndarray:
@@ -110,19 +113,7 @@ def slope_row(
     if not np.isfinite(slope):
         row.notes.append("no slope: proximity does not vary across the targets once the covariates are accounted for")
         return row
-    if n < minimum_clusters(settings.confidence):
-        row.notes.append(
-            f"no interval: {n} target languages, fewer than the {minimum_clusters(settings.confidence)} a {settings.confidence:.0%} interval needs"
-        )
-    else:
-        languages = np.random.default_rng(settings.seed).integers(0, n, size=(settings.bootstrap_samples, n))
-        draws = partial_slope(y[languages], x[languages], z[languages])
-        row.ci_low, row.ci_high = percentile_interval(draws, expanded_confidence(settings.confidence, n))
-        row.equivalence_ci_low, row.equivalence_ci_high = percentile_interval(draws, 1 - 2 * alpha)
-        finite = draws[np.isfinite(draws)]
-        row.equivalence_p = float(max(np.mean(finite <= -margin), np.mean(finite >= margin)))
-        if finite.size < draws.size:
-            row.notes.append(f"{1 - finite.size / draws.size:.1%} of the resamples drew targets whose proximity does not vary: left out of the interval")
+    _bootstrap_targets(row, y, x, z, settings)
     orders, exact = unit_permutations(n, settings.seed)
     adjusted = _residuals(x, _with_intercept(z))
     null_slopes, null_errors = partial_fit(y, adjusted[orders], z)
@@ -135,6 +126,25 @@ def slope_row(
     return row
 
 
+def _bootstrap_targets(row: Row, y: np.ndarray, x: np.ndarray, z: np.ndarray, settings: StatsSettings) -> None:
+    """The slope's interval and TOST from a bootstrap of whole target languages, into
+    `row`; a note instead where the targets are too few for an interval."""
+    n, alpha, margin = y.size, settings.alpha, settings.proximity_margin
+    if n < minimum_clusters(settings.confidence):
+        row.notes.append(
+            f"no interval: {n} target languages, fewer than the {minimum_clusters(settings.confidence)} a {settings.confidence:.0%} interval needs"
+        )
+        return
+    languages = np.random.default_rng(settings.seed).integers(0, n, size=(settings.bootstrap_samples, n))
+    draws = partial_slope(y[languages], x[languages], z[languages])
+    row.ci_low, row.ci_high = percentile_interval(draws, expanded_confidence(settings.confidence, n))
+    row.equivalence_ci_low, row.equivalence_ci_high = percentile_interval(draws, 1 - 2 * alpha)
+    finite = draws[np.isfinite(draws)]
+    row.equivalence_p = float(max(np.mean(finite <= -margin), np.mean(finite >= margin)))
+    if finite.size < draws.size:
+        row.notes.append(f"{1 - finite.size / draws.size:.1%} of the resamples drew targets whose proximity does not vary: left out of the interval")
+
+
 def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
     """One source's `proximity_slope` under the direct and CoT prompts, and a notes row
     for each that has too few targets (or targets without metadata) to be fitted."""
@@ -144,24 +154,13 @@ def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[l
         codes = context.cells.langs(comparison, languages)
         targets = [code for code in codes if code in known]
         left_out = [code for code in codes if languages[code].is_target and code not in known]
-        if not slope_fits(source, targets):
+        if source is None or not slope_fits(source, targets):
             why = (
                 f"missing: {len(targets)} target languages with Glottolog metadata and both cells, fewer than the {MIN_TARGETS} a slope needs"
                 if len(targets) < MIN_TARGETS
                 else "missing: every target is at the same genealogical proximity to the source, so no slope can be estimated"
             )
-            absent.append(
-                {
-                    "table": "effects",
-                    "model": context.model,
-                    "prompt": comparison.prompt,
-                    "effect": SLOPE,
-                    "method": "",
-                    "holm_family": "",
-                    "note": why,
-                    "role": "secondary",
-                }
-            )
+            absent.append(notes_row("effects", SLOPE, why, model=context.model, prompt=comparison.prompt))
             continue
         accuracy = context.cells.values.mean(axis=0)
         baseline = np.array([accuracy[context.cells.columns[(*comparison.before, code)]] for code in targets])

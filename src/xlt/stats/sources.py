@@ -1,7 +1,7 @@
 """The comparison of a study with one or more source languages.
 
 Each source's fine-tuned variant is compared with the base model exactly as a
-single-source study is (the effects of stats.compare, with relatedness defined for
+single-source study is (the effects of stats.compare.compare, with relatedness defined for
 that source), and its rows carry the source's name. With sources inside and outside
 the related families, `relatedness_interaction` asks the design's question: is the
 related-minus-control gain larger after fine-tuning on a related source than after an
@@ -13,31 +13,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
-from .errors import XltError
-from .languages import control_sources, interaction_sides, language_table, source_languages
-from .paths import SOURCE_COLUMN, control_variants, finetuned_variants
-from .primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
-from .proximity_stats import interaction_slope_rows, slope_rows
-from .stats import (
-    CONTROL_VARIANT,
-    Comparison,
-    Comparisons,
-    ModelCells,
-    ModelContext,
-    Row,
-    StatsSettings,
-    accuracy_effect,
-    compare,
-    correctness,
-    effects_tested,
-    row_tables,
-    too_few_note,
-)
-from .stattests import holm
+from ..errors import XltError
+from ..languages import control_sources, interaction_sides, language_table, source_languages
+from ..paths import SOURCE_COLUMN, control_variants, finetuned_variants
+from ..primary import INTERACTION, INTERACTION_PROMPTS, PrimaryTest, resolve_primary
+from ..stattests import holm
+from .cells import CONTROL_VARIANT, Comparison, ModelCells, correctness
+from .compare import Comparisons, compare
+from .effects import ModelContext, Row, accuracy_effect, row_tables
+from .notes import too_few_note
+from .proximity import interaction_slope_rows, slope_rows
+from .relatedness import effects_tested
+from .settings import StatsSettings
 
 
 def _tagged(frame: pd.DataFrame, source: str, position: int = 1) -> pd.DataFrame:
@@ -68,9 +60,10 @@ def interaction_weights(cells: ModelCells, study: dict, prompt: str) -> np.ndarr
     needed = [(*cell, code) for comparison in comparisons.values() for cell in (comparison.after, comparison.before) for code in related + control]
     if not all(column in cells.columns for column in needed):
         return None
-    return sum(cells.contrast_weights(comparisons[source], related, control) for source in inside) / len(inside) - sum(
-        cells.contrast_weights(comparisons[source], related, control) for source in outside
-    ) / len(outside)
+    # Summed in order, as the interaction has always been (a sum of arrays is an array).
+    related_side = cast(np.ndarray, sum(cells.contrast_weights(comparisons[source], related, control) for source in inside))
+    other_side = cast(np.ndarray, sum(cells.contrast_weights(comparisons[source], related, control) for source in outside))
+    return related_side / len(inside) - other_side / len(outside)
 
 
 def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings, primary_prompt: str | None = None) -> list[Row]:

@@ -59,7 +59,12 @@ def measure(model_name: str, config: dict, items: pd.DataFrame, budget: int, mod
     tokenizer = load_tokenizer(base, spec)
     model = load_model(base, spec, dtype="float32")
     langs = list(config["languages"])
-    templates = {lang: load_template(template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)) for lang in langs}
+    templates = {
+        lang: load_template(
+            template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)
+        )
+        for lang in langs
+    }
     requests = build_requests(items, templates, "cot", "generate", budget)
     chat = uses_chat_template(spec, tokenizer)
     encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
@@ -92,7 +97,10 @@ def summary(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
     """Per model and language (and all languages): percentiles of generated tokens,
     stop reasons, and the share finished (answer or end of sequence) within each budget."""
     rows = []
-    for (model, lang), group in [*frame.groupby(["model", "lang"]), *((key, rows) for key, rows in frame.assign(lang="all").groupby(["model", "lang"]))]:
+    for (model, lang), group in [
+        *frame.groupby(["model", "lang"]),
+        *((key, rows) for key, rows in frame.assign(lang="all").groupby(["model", "lang"])),
+    ]:
         tokens = group["n_output_tokens"].to_numpy()
         finished = group["stop_reason"] != "budget"
         row = {"model": model, "lang": lang, "n": len(group)}
@@ -111,7 +119,9 @@ def main() -> None:
     parser.add_argument("--items-per-lang", type=int, default=4)
     parser.add_argument("--budget", type=int, default=256)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--models-root", help="a folder of prepared models, {model}/base (e.g. another checkout's results/models)")
+    parser.add_argument(
+        "--models-root", help="a folder of prepared models, {model}/base (e.g. another checkout's results/models)"
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args()
 
@@ -121,13 +131,20 @@ def main() -> None:
     config = load_config(args.config)
     models = args.model or list(config["models"])
     items = test_items(config, list(config["languages"]), args.items_per_lang)
-    frame = pd.concat([measure(model, config, items, args.budget, args.models_root) for model in models], ignore_index=True)
+    frame = pd.concat(
+        [measure(model, config, items, args.budget, args.models_root) for model in models], ignore_index=True
+    )
     table = summary(frame, args.budget)
     pd.set_option("display.width", 200)
     print(table.to_string(index=False, float_format=lambda value: f"{value:.2f}"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"budget": args.budget, "items_per_lang": args.items_per_lang, "threads": args.threads, "rows": frame.to_dict("records")}
+    result = {
+        "budget": args.budget,
+        "items_per_lang": args.items_per_lang,
+        "threads": args.threads,
+        "rows": frame.to_dict("records"),
+    }
     (out / "cot_lengths.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (out / "cot_lengths.md").write_text(
         f"# CoT lengths, base models, budget {args.budget}, {args.items_per_lang} items x {len(config['languages'])} languages\n\n"

@@ -48,7 +48,12 @@ def train_split(config: dict):
     source = config["source_language"]
     data = config["data"]
     frames = prepare_languages(
-        DataSource.from_config(data), [source], data["test_fraction"], data["seed"], data.get("max_test_items"), data.get("max_train_items")
+        DataSource.from_config(data),
+        [source],
+        data["test_fraction"],
+        data["seed"],
+        data.get("max_test_items"),
+        data.get("max_train_items"),
     )
     return frames[source].assign(lang=source).query("split == 'train'").reset_index(drop=True)
 
@@ -60,7 +65,13 @@ def run_xlt(base: Path, spec: ModelSpec, frame, template, settings: FinetuneSett
     log = pd.read_csv(work / "adapter" / "train_log.csv")
     tokens = int(log["tokens"].sum())
     padded = int(round((log["tokens"] / (1 - log["padding_share"]) - log["tokens"]).sum()))
-    return {"method": "xlt", "steps": len(log), "tokens": tokens, "padding_share": padded / (tokens + padded), "seconds": seconds}
+    return {
+        "method": "xlt",
+        "steps": len(log),
+        "tokens": tokens,
+        "padding_share": padded / (tokens + padded),
+        "seconds": seconds,
+    }
 
 
 def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: FinetuneSettings, work: Path) -> dict:
@@ -75,12 +86,21 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
     started = time.monotonic()
     tokenizer = load_tokenizer(base, spec)
     tokenizer.padding_side = "right"
-    examples = build_examples(frame, template, tokenizer, uses_chat_template(spec, tokenizer), spec.chat_template_kwargs, settings.max_length)
+    examples = build_examples(
+        frame, template, tokenizer, uses_chat_template(spec, tokenizer), spec.chat_template_kwargs, settings.max_length
+    )
     location, revision = resolve_checkpoint(base)
     torch.manual_seed(settings.seed)
     model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=torch.float32)
     model = get_peft_model(
-        model, LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=settings.target_modules, task_type="CAUSAL_LM")
+        model,
+        LoraConfig(
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=settings.target_modules,
+            task_type="CAUSAL_LM",
+        ),
     )
     counts = {"tokens": 0, "padded": 0}
 
@@ -106,7 +126,9 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
         disable_tqdm=True,
         use_cpu=True,
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding="max_length", max_length=settings.max_length, label_pad_token_id=-100)
+    collator = DataCollatorForSeq2Seq(
+        tokenizer, padding="max_length", max_length=settings.max_length, label_pad_token_id=-100
+    )
     trainer = CountingTrainer(model=model, args=args, train_dataset=examples, data_collator=collator)
     trainer.train()
     seconds = time.monotonic() - started
@@ -123,10 +145,21 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
-    parser.add_argument("--model", default="smollm2-135m", help="a model of the config (default: the embedded SmolLM2-135M)")
-    parser.add_argument("--base", help="its prepared base folder (default: results/models/MODEL/base, prepared if missing)")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps for each method (default 8: one epoch of the default's 32 examples)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as each job of the default run)")
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="a model of the config (default: the embedded SmolLM2-135M)"
+    )
+    parser.add_argument(
+        "--base", help="its prepared base folder (default: results/models/MODEL/base, prepared if missing)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=8,
+        help="optimizer steps for each method (default 8: one epoch of the default's 32 examples)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1, as each job of the default run)"
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "finetune.csv"))
     args = parser.parse_args(argv)
 
@@ -158,7 +191,11 @@ def main(argv=None) -> None:
             )
             rows.append(row)
     results = pd.DataFrame(rows).assign(
-        model=args.model, examples=len(frame), threads=args.threads, max_length=settings.max_length, micro_batch_size=settings.micro_batch_size
+        model=args.model,
+        examples=len(frame),
+        threads=args.threads,
+        max_length=settings.max_length,
+        micro_batch_size=settings.micro_batch_size,
     )
     baseline = results.iloc[1]
     results["speedup_wall"] = results["tokens_per_s"] / baseline["tokens_per_s"]

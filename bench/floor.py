@@ -88,13 +88,17 @@ def model_folder(base: Path) -> Path:
         return base
     record = json.loads(manifest.read_text(encoding="utf-8"))
     if "path" not in record:
-        raise SystemExit(f"{manifest}: a Hub model ({record.get('id')}); the floor needs its config.json and weights on disk")
+        raise SystemExit(
+            f"{manifest}: a Hub model ({record.get('id')}); the floor needs its config.json and weights on disk"
+        )
     return Path(record["path"])
 
 
 def finetune_flop(adapter: Path, shape: ModelShape) -> float:
     log = pd.read_csv(adapter / "train_log.csv")
-    return 4 * shape.active_parameters * float(log["tokens"].sum()) + 4 * shape.output_layer * float(log["supervised_tokens"].sum())
+    return 4 * shape.active_parameters * float(log["tokens"].sum()) + 4 * shape.output_layer * float(
+        log["supervised_tokens"].sum()
+    )
 
 
 def predict_flop(variant_dir: Path, shape: ModelShape) -> tuple[float, dict[str, int]]:
@@ -103,13 +107,19 @@ def predict_flop(variant_dir: Path, shape: ModelShape) -> tuple[float, dict[str,
     rows = pd.concat(frames, ignore_index=True)
     shared = rows[rows["prompt"].isin(SHARED_PREFIX_PROMPTS)]
     own = rows[~rows["prompt"].isin(SHARED_PREFIX_PROMPTS)]
-    prompt_tokens = int(shared.groupby(["lang", "item_id"])["n_prompt_tokens"].max().sum() + own["n_prompt_tokens"].sum())
+    prompt_tokens = int(
+        shared.groupby(["lang", "item_id"])["n_prompt_tokens"].max().sum() + own["n_prompt_tokens"].sum()
+    )
     prompt_passes = int(shared.groupby(["lang", "item_id"]).ngroups + len(own))
     generated = int(rows["n_output_tokens"].fillna(0).sum())
     # The cloze cell's option texts, each scored after the cloze prompt and after the
     # answer phrase alone: every token through the model and the output layer, twice.
-    scored = 2 * sum(option["tokens"] for raw in rows.loc[rows["prompt"] == CLOZE_PROMPT, "raw_output"] for option in json.loads(raw))
-    flop = 2 * shape.active_parameters * (prompt_tokens + generated + scored) + 2 * shape.output_layer * (generated + prompt_passes + scored)
+    scored = 2 * sum(
+        option["tokens"] for raw in rows.loc[rows["prompt"] == CLOZE_PROMPT, "raw_output"] for option in json.loads(raw)
+    )
+    flop = 2 * shape.active_parameters * (prompt_tokens + generated + scored) + 2 * shape.output_layer * (
+        generated + prompt_passes + scored
+    )
     return flop, {"prompt_tokens": prompt_tokens, "generated_tokens": generated, "scored_tokens": scored}
 
 
@@ -138,7 +148,10 @@ def job_times(log: Path) -> list[tuple[str, str, float, float]]:
 def cpu_name() -> str:
     """The CPU's model name and its widest vector and matrix instructions (Linux)."""
     info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.machine())
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        platform.machine(),
+    )
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     extensions = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
     return f"{name} ({', '.join(extensions) or 'no AVX2'})"
@@ -147,8 +160,12 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results", help="a finished run's results/ folder")
-    parser.add_argument("--log", help="the run's Snakemake log (default: the newest under .snakemake/log/ beside --results)")
-    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="cores the run had (one single-threaded job on each)")
+    parser.add_argument(
+        "--log", help="the run's Snakemake log (default: the newest under .snakemake/log/ beside --results)"
+    )
+    parser.add_argument(
+        "--cores", type=int, default=os.cpu_count(), help="cores the run had (one single-threaded job on each)"
+    )
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args()
     import torch
@@ -197,7 +214,11 @@ def main() -> None:
         own = job_flop.get(key)
         seconds = job_end - job_start
         ratio = f"{seconds / (own / peak):.2f}" if own else ""
-        lines.append(f"| {rule} | {wildcards} | {seconds:.0f} | {own / peak:.0f} | {ratio} |" if own else f"| {rule} | {wildcards} | {seconds:.0f} | | |")
+        lines.append(
+            f"| {rule} | {wildcards} | {seconds:.0f} | {own / peak:.0f} | {ratio} |"
+            if own
+            else f"| {rule} | {wildcards} | {seconds:.0f} | | |"
+        )
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -88,9 +88,15 @@ def matmul_peak(dtype: str, seconds: float = 3.0, size: int = 2048) -> float:
 def test_items(config: dict, langs: list[str], per_lang: int) -> pd.DataFrame:
     data = config["data"]
     frames = prepare_languages(
-        DataSource.from_config({**data, "fixture_dir": str(REPO / data["fixture_dir"])}), langs, data["test_fraction"], data["seed"], max_test_items=per_lang
+        DataSource.from_config({**data, "fixture_dir": str(REPO / data["fixture_dir"])}),
+        langs,
+        data["test_fraction"],
+        data["seed"],
+        max_test_items=per_lang,
     )
-    return pd.concat([frame[frame["split"] == "test"].assign(lang=lang) for lang, frame in frames.items()], ignore_index=True)
+    return pd.concat(
+        [frame[frame["split"] == "test"].assign(lang=lang) for lang, frame in frames.items()], ignore_index=True
+    )
 
 
 def naive_generate(model, tokenizer, requests, max_new_tokens: int) -> list[tuple[str, int]]:
@@ -100,7 +106,12 @@ def naive_generate(model, tokenizer, requests, max_new_tokens: int) -> list[tupl
     outputs = []
     with torch.inference_mode():
         for request in requests:
-            ids = model.generate(torch.tensor([request.input_ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            ids = model.generate(
+                torch.tensor([request.input_ids]),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
             new = ids[0, len(request.input_ids) :].tolist()
             outputs.append((tokenizer.decode(new, skip_special_tokens=True), len(new)))
     return outputs
@@ -116,7 +127,9 @@ def timed(function, *args, **kwargs):
     return result, time.perf_counter() - started
 
 
-def throughput(name: str, seconds: float, n_items: int, prompt_tokens: int, new_tokens: int, parameters: int, peak: float) -> dict:
+def throughput(
+    name: str, seconds: float, n_items: int, prompt_tokens: int, new_tokens: int, parameters: int, peak: float
+) -> dict:
     processed = prompt_tokens + new_tokens
     return {
         "method": name,
@@ -140,7 +153,9 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
     tasks = []
     for lang, frame in items.groupby("lang"):
         data = workdir / f"{lang}.jsonl"
-        frame[list(BELEBELE_FIELDS)].astype({"correct_answer_num": str}).to_json(data, orient="records", lines=True, force_ascii=False)
+        frame[list(BELEBELE_FIELDS)].astype({"correct_answer_num": str}).to_json(
+            data, orient="records", lines=True, force_ascii=False
+        )
         task = f"xlt_belebele_{lang}"
         (workdir / f"{task}.yaml").write_text(HARNESS_TASK.format(task=task, data=data), encoding="utf-8")
         tasks.append(task)
@@ -159,11 +174,15 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
         for sample in results["samples"][task]:
             logliks = [response[0] for response in sample["filtered_resps"]]
             doc = sample["doc"]
-            choices[f"{doc['link']}#{doc['question_number']}", task.removeprefix("xlt_belebele_")] = max(range(4), key=logliks.__getitem__) + 1
+            choices[f"{doc['link']}#{doc['question_number']}", task.removeprefix("xlt_belebele_")] = (
+                max(range(4), key=logliks.__getitem__) + 1
+            )
     return choices, seconds
 
 
-def measure_additions(model, tokenizer, spec, items: pd.DataFrame, templates: dict, config: dict, batch_size: int) -> dict:
+def measure_additions(
+    model, tokenizer, spec, items: pd.DataFrame, templates: dict, config: dict, batch_size: int
+) -> dict:
     """The predict job over direct + cot as it was (no rotations, no cloze) and with the
     rotations and the cloze prompts, each timed once in this process; the cells the
     first writes must read the same in the second."""
@@ -187,7 +206,11 @@ def measure_additions(model, tokenizer, spec, items: pd.DataFrame, templates: di
         results, timings[name] = timed(generate, model, tokenizer, encoded, batch_size, **quiet)
         frames[name] = prediction_frames(chosen, results, "bench", "base")
     same = {
-        cell: float((frames["with"][cell]["parsed_choice"].fillna(0) == frames["without"][cell]["parsed_choice"].fillna(0)).mean())
+        cell: float(
+            (
+                frames["with"][cell]["parsed_choice"].fillna(0) == frames["without"][cell]["parsed_choice"].fillna(0)
+            ).mean()
+        )
         for cell in frames["without"]
     }
     return {
@@ -207,12 +230,22 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--items-per-lang", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights and activations of every method")
-    parser.add_argument("--batch-size", default=None, help="the engine's batch size (default: the model's config, auto: 64 on a CPU)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16"], help="weights and activations of every method"
+    )
+    parser.add_argument(
+        "--batch-size", default=None, help="the engine's batch size (default: the model's config, auto: 64 on a CPU)"
+    )
     parser.add_argument("--skip-harness", action="store_true", help="do not run lm-evaluation-harness")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
-    parser.add_argument("--additions", action="store_true", help="also measure what the cloze cell and the rotations add to a predict job")
-    parser.add_argument("--additions-only", action="store_true", help="measure only that (results: inference_additions.json and .md)")
+    parser.add_argument(
+        "--additions",
+        action="store_true",
+        help="also measure what the cloze cell and the rotations add to a predict job",
+    )
+    parser.add_argument(
+        "--additions-only", action="store_true", help="measure only that (results: inference_additions.json and .md)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -230,7 +263,12 @@ def main() -> None:
     parameters = sum(p.numel() for p in model.parameters())
     langs = list(config["languages"])
     items = test_items(config, langs, args.items_per_lang)
-    templates = {lang: load_template(template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)) for lang in langs}
+    templates = {
+        lang: load_template(
+            template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)
+        )
+        for lang in langs
+    }
     configured = args.batch_size or config["models"][args.model]["inference"]["batch_size"]
     batch_size = resolve_batch_size(int(configured) if str(configured).isdigit() else configured, model)
     peak = matmul_peak(args.dtype)
@@ -244,9 +282,19 @@ def main() -> None:
         additions = measure_additions(model, tokenizer, spec, items, templates, config, batch_size)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        header = {"model": args.model, "items": len(items), "threads": args.threads, "dtype": args.dtype, "batch_size": batch_size}
-        (out / "inference_additions.json").write_text(json.dumps({**header, **additions}, indent=2) + "\n", encoding="utf-8")
-        lines = [f"# What the cloze cell and the option rotations add to a predict job: {args.model}, {len(items)} items, {args.threads} threads\n"]
+        header = {
+            "model": args.model,
+            "items": len(items),
+            "threads": args.threads,
+            "dtype": args.dtype,
+            "batch_size": batch_size,
+        }
+        (out / "inference_additions.json").write_text(
+            json.dumps({**header, **additions}, indent=2) + "\n", encoding="utf-8"
+        )
+        lines = [
+            f"# What the cloze cell and the option rotations add to a predict job: {args.model}, {len(items)} items, {args.threads} threads\n"
+        ]
         lines += [f"- {name}: {value}" for name, value in additions.items()]
         (out / "inference_additions.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         print("\n".join(lines), flush=True)
@@ -268,31 +316,67 @@ def main() -> None:
         engine, engine_s = timed(generate, model, tokenizer, encoded, batch_size, **quiet)
         separate[prompt] = (encoded, engine)
         naive, naive_s = timed(naive_generate, model, tokenizer, encoded, max_new_tokens)
-        for name, outputs, seconds in (("engine", [(g.text, g.n_output_tokens) for g in engine], engine_s), ("naive generate loop", naive, naive_s)):
+        for name, outputs, seconds in (
+            ("engine", [(g.text, g.n_output_tokens) for g in engine], engine_s),
+            ("naive generate loop", naive, naive_s),
+        ):
             new_tokens = sum(n for _, n in outputs)
-            rows.append({"prompt": prompt, **throughput(name, seconds, len(requests), prompt_tokens, new_tokens, parameters, peak)})
+            rows.append(
+                {
+                    "prompt": prompt,
+                    **throughput(name, seconds, len(requests), prompt_tokens, new_tokens, parameters, peak),
+                }
+            )
             print(rows[-1], flush=True)
-            totals[name] = [sum(pair) for pair in zip(totals[name], (seconds, len(requests), prompt_tokens, new_tokens))]
-        ours = [None if pd.isna(c) else int(c) for c in prediction_frames(requests, engine, args.model, "base")[prompt]["parsed_choice"]]
-        theirs = [extract_choice(r.completion_prefix + text, options_of(item)) for r, (text, _), item in zip(encoded, naive, items.to_dict("records"))]
+            totals[name] = [
+                sum(pair) for pair in zip(totals[name], (seconds, len(requests), prompt_tokens, new_tokens))
+            ]
+        ours = [
+            None if pd.isna(c) else int(c)
+            for c in prediction_frames(requests, engine, args.model, "base")[prompt]["parsed_choice"]
+        ]
+        theirs = [
+            extract_choice(r.completion_prefix + text, options_of(item))
+            for r, (text, _), item in zip(encoded, naive, items.to_dict("records"))
+        ]
         agreement[f"{prompt}: engine vs naive parsed answer"] = sum(a == b for a, b in zip(ours, theirs)) / len(ours)
         rows[-2]["speedup_vs_naive"] = round(naive_s / engine_s, 2)
         if prompt == "direct":
             # the same job without the choice cell: its labels left unscored
-            alone, alone_s = timed(generate, model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded], batch_size, **quiet)
+            alone, alone_s = timed(
+                generate,
+                model,
+                tokenizer,
+                [dataclasses.replace(r, scores_prompt=False) for r in encoded],
+                batch_size,
+                **quiet,
+            )
             rows.append(
                 {
                     "prompt": "direct",
                     **throughput(
-                        "engine, without the choice cell", alone_s, len(requests), prompt_tokens, sum(g.n_output_tokens for g in alone), parameters, peak
+                        "engine, without the choice cell",
+                        alone_s,
+                        len(requests),
+                        prompt_tokens,
+                        sum(g.n_output_tokens for g in alone),
+                        parameters,
+                        peak,
                     ),
                 }
             )
             rows[-1]["choice_cell_extra"] = f"{engine_s / alone_s - 1:+.1%}"
             print(rows[-1], flush=True)
-            agreement["direct: text with vs without the choice cell"] = sum(a.text == b.text for a, b in zip(engine, alone)) / len(engine)
+            agreement["direct: text with vs without the choice cell"] = sum(
+                a.text == b.text for a, b in zip(engine, alone)
+            ) / len(engine)
     for name, (seconds, n_items, prompt_tokens, new_tokens) in totals.items():
-        rows.append({"prompt": "direct + cot", **throughput(name, seconds, n_items, prompt_tokens, new_tokens, parameters, peak)})
+        rows.append(
+            {
+                "prompt": "direct + cot",
+                **throughput(name, seconds, n_items, prompt_tokens, new_tokens, parameters, peak),
+            }
+        )
         print(rows[-1], flush=True)
     rows[-2]["speedup_vs_naive"] = round(totals["naive generate loop"][0] / totals["engine"][0], 2)
     # the predict stage's run: both prompts at once, each item's prompt pass shared
@@ -303,7 +387,13 @@ def main() -> None:
         {
             "prompt": "direct + cot",
             **throughput(
-                "engine, shared prompt pass", shared_s, len(both), sum(len(r.input_ids) for r in both), sum(g.n_output_tokens for g in shared), parameters, peak
+                "engine, shared prompt pass",
+                shared_s,
+                len(both),
+                sum(len(r.input_ids) for r in both),
+                sum(g.n_output_tokens for g in shared),
+                parameters,
+                peak,
             ),
             "speedup_vs_naive": round(totals["naive generate loop"][0] / shared_s, 2),
             "speedup_vs_separate": round(totals["engine"][0] / shared_s, 2),
@@ -311,10 +401,12 @@ def main() -> None:
     )
     print(rows[-1], flush=True)
     agreement["direct + cot: shared vs separate prompt pass, same tokens and stop"] = sum(
-        (a.text, a.n_output_tokens, a.stop_reason) == (b.text, b.n_output_tokens, b.stop_reason) for a, b in zip(shared, apart)
+        (a.text, a.n_output_tokens, a.stop_reason) == (b.text, b.n_output_tokens, b.stop_reason)
+        for a, b in zip(shared, apart)
     ) / len(both)
     agreement["direct + cot: shared vs separate, same likeliest label (choice cell, forced answers)"] = sum(
-        [_likeliest(a.label_logprobs), _likeliest(a.forced_logprobs)] == [_likeliest(b.label_logprobs), _likeliest(b.forced_logprobs)]
+        [_likeliest(a.label_logprobs), _likeliest(a.forced_logprobs)]
+        == [_likeliest(b.label_logprobs), _likeliest(b.forced_logprobs)]
         for a, b in zip(shared, apart)
     ) / len(both)
 
@@ -322,7 +414,9 @@ def main() -> None:
     loglik_encoded = [encode(tokenizer, request, chat) for request in loglik_requests]
     scores, loglik_s = timed(generate, model, tokenizer, loglik_encoded, batch_size, **quiet)
     context_tokens = sum(len(r.input_ids) for r in loglik_encoded)
-    rows.append({"prompt": "loglik", **throughput("xlt loglik", loglik_s, len(items), context_tokens, 0, parameters, peak)})
+    rows.append(
+        {"prompt": "loglik", **throughput("xlt loglik", loglik_s, len(items), context_tokens, 0, parameters, peak)}
+    )
     print(rows[-1], flush=True)
     if not args.skip_harness:
         frame = prediction_frames(loglik_requests, scores, args.model, "base")["direct"]
@@ -339,7 +433,10 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-            same = [harness[(item_id, lang)] == choice for item_id, lang, choice in zip(frame["item_id"], frame["lang"], frame["parsed_choice"])]
+            same = [
+                harness[(item_id, lang)] == choice
+                for item_id, lang, choice in zip(frame["item_id"], frame["lang"], frame["parsed_choice"])
+            ]
             agreement[f"loglik: xlt vs {name} chosen option"] = sum(same) / len(same)
 
     result = {

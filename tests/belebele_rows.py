@@ -39,7 +39,15 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 TINY_MODELS = ["tiny-dense", "tiny-moe"]
-ENGLISH = Template("eng_Latn", "Passage", "Question", "Answer", "Answer with the letter only.", "Think step by step.", "Let's think step by step.")
+ENGLISH = Template(
+    "eng_Latn",
+    "Passage",
+    "Question",
+    "Answer",
+    "Answer with the letter only.",
+    "Think step by step.",
+    "Let's think step by step.",
+)
 
 
 def items(n: int = 6, lang: str = "eng_Latn") -> pd.DataFrame:

@@ -17,10 +17,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_snakemake(repo: Path, workdir: Path, configfile: Path, cores: int = 2, dryrun: bool = False, forcerun: tuple[str, ...] = ()) -> list[str]:
+def run_snakemake(
+    repo: Path, workdir: Path, configfile: Path, cores: int = 2, dryrun: bool = False, forcerun: tuple[str, ...] = ()
+) -> list[str]:
     """Run (or plan) the workflow; returns the outputs of the jobs it scheduled."""
     from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        ResourceSettings,
+    )
 
     scheduled: list[str] = []
     with SnakemakeApi(OutputSettings()) as api:
@@ -31,7 +39,9 @@ def run_snakemake(repo: Path, workdir: Path, configfile: Path, cores: int = 2, d
             workdir=workdir,
         )
         dag = workflow.dag(dag_settings=DAGSettings(forcerun=set(forcerun)))
-        dag.execute_workflow(executor="dryrun" if dryrun else "local", execution_settings=ExecutionSettings(), updated_files=scheduled)
+        dag.execute_workflow(
+            executor="dryrun" if dryrun else "local", execution_settings=ExecutionSettings(), updated_files=scheduled
+        )
     return scheduled
 
 
@@ -86,12 +96,27 @@ def workflow_rules(workdir: Path, configfile: Path, snakefile: Path = REPO / "Sn
 def cli_command(workdir: Path, configfile: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
     """The command line a user types, with this checkout's Snakefile unless another is
     given (`--configfile` last: it takes every argument up to the next option)."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir), *args, "--configfile", str(configfile)]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        *args,
+        "--configfile",
+        str(configfile),
+    ]
 
 
-def run_cli(workdir: Path, configfile: Path, *args: str, snakefile: Path = REPO / "Snakefile", timeout: int = 900) -> subprocess.CompletedProcess:
+def run_cli(
+    workdir: Path, configfile: Path, *args: str, snakefile: Path = REPO / "Snakefile", timeout: int = 900
+) -> subprocess.CompletedProcess:
     """`snakemake ARGS` in a fresh process, whatever its exit status."""
-    return subprocess.run(cli_command(workdir, configfile, *args, snakefile=snakefile), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        cli_command(workdir, configfile, *args, snakefile=snakefile), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def snakemake_command(snakefile: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 300) -> str:
@@ -125,7 +150,10 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
     """(rule, its printed fields: wildcards, resources, priority, ...) for each job of a
     dry run's output, local rules included."""
     parts = re.split(r"^(?:local)?rule (\w+):$", dry_run_output, flags=re.MULTILINE)[1:]
-    return [(rule, dict(re.findall(r"^ +(\w+): (.*)$", body, flags=re.MULTILINE))) for rule, body in zip(parts[0::2], parts[1::2])]
+    return [
+        (rule, dict(re.findall(r"^ +(\w+): (.*)$", body, flags=re.MULTILINE)))
+        for rule, body in zip(parts[0::2], parts[1::2])
+    ]
 
 
 def rule_graph(dot: str) -> set[tuple[str, str]]:

@@ -53,7 +53,13 @@ def test_predict_flop_counts_an_items_shared_prompts_once(tmp_path):
     for prompt, (prompt_tokens, output_tokens) in rows.items():
         (tmp_path / prompt).mkdir()
         raw = json.dumps([{"tokens": tokens} for tokens in (1, 2, 3, 4)]) if prompt == "cloze" else ""
-        frame = {"lang": ["eng_Latn"], "item_id": ["p#1"], "prompt": [prompt], "n_prompt_tokens": [prompt_tokens], "n_output_tokens": [output_tokens]}
+        frame = {
+            "lang": ["eng_Latn"],
+            "item_id": ["p#1"],
+            "prompt": [prompt],
+            "n_prompt_tokens": [prompt_tokens],
+            "n_output_tokens": [output_tokens],
+        }
         pd.DataFrame({**frame, "raw_output": [raw]}).to_parquet(tmp_path / prompt / "eng_Latn.parquet")
     shape = floor.ModelShape(active_parameters=1000, output_layer=10)
     flop, tokens = floor.predict_flop(tmp_path, shape)

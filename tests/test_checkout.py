@@ -14,13 +14,25 @@ from pathlib import Path
 from snakemake_runs import REPO, run_cli, run_snakemake
 
 # What a checkout holds that is not the project's: environments, caches, results.
-NOT_THE_PROJECT = {".git", ".venv", ".snakemake", "results", "logs", "__pycache__", ".pytest_cache", ".hypothesis", ".test/models"}
+NOT_THE_PROJECT = {
+    ".git",
+    ".venv",
+    ".snakemake",
+    "results",
+    "logs",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".test/models",
+}
 
 
 def checkout_files() -> list[Path]:
     """The checkout's files as a clone with its working changes has them (git's view
     where it is a git checkout)."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True, text=True
+    )
     if listed.returncode == 0:
         names = [Path(name) for name in listed.stdout.split("\0") if name]
     else:
@@ -52,7 +64,11 @@ def finish_the_default_study(checkout: Path) -> None:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()}
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
 
 
 def test_planning_tests_pass_in_a_checkout_holding_a_finished_study(tmp_path):
@@ -88,7 +104,14 @@ def test_planning_tests_pass_in_a_checkout_holding_a_finished_study(tmp_path):
         str(checkout),
     ]
     command += ["--basetemp", str(tmp_path / "basetemp"), str(checkout / "tests")]
-    done = subprocess.run(command, cwd=elsewhere, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=1500)
+    done = subprocess.run(
+        command,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        timeout=1500,
+    )
     summary = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0, done.stdout[-4000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary

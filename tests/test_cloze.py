@@ -87,7 +87,9 @@ def test_cloze_loglikelihoods_equal_a_plain_forward_pass(prepared_tiny, name):
         if request.unconditional:
             context = tokenizer("Answer:")["input_ids"]
         else:
-            context = encode_prompt(tokenizer, render(frame.set_index("item_id").loc[request.item_id], ENGLISH, "cloze"), chat)
+            context = encode_prompt(
+                tokenizer, render(frame.set_index("item_id").loc[request.item_id], ENGLISH, "cloze"), chat
+            )
             assert tokenizer.decode(context).endswith("Answer:") and "A. " not in tokenizer.decode(context)
         assert item.input_ids == context
         assert result.label_logprobs == pytest.approx(full_sequence_scores(model, context, pieces), abs=1e-5)
@@ -148,7 +150,12 @@ def test_the_debiased_choice_removes_a_letter_prior():
 
 def test_cloze_normalisations_and_nan():
     # per option: none -12, -6, -9, -20; token -1.2, -6, -1.5, -4; char -0.3, -1, -0.2, -2; pmi 8, 1, -5, 10
-    options = [OptionScore(-12.0, 10, 40, -20.0), OptionScore(-6.0, 1, 6, -7.0), OptionScore(-9.0, 6, 45, -4.0), OptionScore(-20.0, 5, 10, -30.0)]
+    options = [
+        OptionScore(-12.0, 10, 40, -20.0),
+        OptionScore(-6.0, 1, 6, -7.0),
+        OptionScore(-9.0, 6, 45, -4.0),
+        OptionScore(-20.0, 5, 10, -30.0),
+    ]
     assert cloze_choice(options, "none") == (2, None)
     assert cloze_choice(options, "token") == (1, None)
     assert cloze_choice(options, "char") == (3, None)
@@ -156,14 +163,21 @@ def test_cloze_normalisations_and_nan():
     assert read_cloze(cloze_raw(options)) == options
     lost = [OptionScore(math.nan, 10, 40, -20.0), *options[1:]]
     assert json.loads(cloze_raw(lost))[0]["logprob"] is None
-    assert cloze_choice(read_cloze(cloze_raw(lost)), "char") == (None, "option 1's char-normalised log-probability is NaN")
+    assert cloze_choice(read_cloze(cloze_raw(lost)), "char") == (
+        None,
+        "option 1's char-normalised log-probability is NaN",
+    )
     # the unconditional score is read by pmi only
     assert cloze_choice([OptionScore(-12.0, 10, 40, math.nan), *options[1:]], "char") == (3, None)
     assert cloze_choice([OptionScore(-12.0, 10, 40, math.nan), *options[1:]], "pmi")[0] is None
 
 
 LANGS = language_table(
-    {"languages": {"eng_Latn": {"family": "Indo-European", "script": "Latn"}}, "source_language": "eng_Latn", "related_families": ["Semitic"]}
+    {
+        "languages": {"eng_Latn": {"family": "Indo-European", "script": "Latn"}},
+        "source_language": "eng_Latn",
+        "related_families": ["Semitic"],
+    }
 )
 
 
@@ -186,7 +200,12 @@ def cloze_rows(scores: list[list[OptionScore]], answers: list[int]) -> pd.DataFr
 
 
 def test_score_chooses_cloze_options_under_the_configured_normalisation(caplog):
-    options = [OptionScore(-12.0, 10, 40, -20.0), OptionScore(-6.0, 1, 6, -7.0), OptionScore(-9.0, 6, 45, -4.0), OptionScore(-20.0, 5, 10, -30.0)]
+    options = [
+        OptionScore(-12.0, 10, 40, -20.0),
+        OptionScore(-6.0, 1, 6, -7.0),
+        OptionScore(-9.0, 6, 45, -4.0),
+        OptionScore(-20.0, 5, 10, -30.0),
+    ]
     lost = [OptionScore(math.nan, 10, 40, -20.0), *options[1:]]
     frame = check_predictions(cloze_rows([options, options, lost], [3, 2, 3]), "test")
     caplog.set_level(logging.INFO, logger="xlt")
@@ -242,7 +261,9 @@ def test_accuracy_gains_the_rotations_diagnostics():
     assert row["binding_consistency"] == pytest.approx(1 / 2)
     assert row["letter_prior"] == pytest.approx(5 / 8)  # A: 4 + 1 of 8 chosen letters
     older = check_predictions(frame.drop(columns=list(ROTATION_COLUMNS)), "test")
-    assert accuracy_table(older, LANGS)[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
+    assert (
+        accuracy_table(older, LANGS)[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
+    )
     bad = frame.assign(rotation_choices=["[1, 2, 3]", None, None])
     with pytest.raises(XltError, match="column rotation_choices, row 1"):
         check_predictions(bad, "test")
@@ -273,7 +294,9 @@ def test_rotations_and_cloze_leave_the_other_cells_as_they_were(prepared_tiny, n
             assert scores == pytest.approx(expected, abs=1e-5)
     for cell in ("direct", "cot", "choice"):
         # the choice cell's raw_output holds the label log-probabilities, compared above
-        columns = [column for column in (*PREDICTION_COLUMNS, *COT_COLUMNS) if column != "raw_output" or cell != "choice"]
+        columns = [
+            column for column in (*PREDICTION_COLUMNS, *COT_COLUMNS) if column != "raw_output" or cell != "choice"
+        ]
         assert runs["with"][1][cell][columns].equals(runs["without"][1][cell][columns])
 
 
@@ -287,21 +310,44 @@ def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
     from xlt.scoring import load_predictions
     from xlt.simulate import Scenario, simulate_predictions, study_variants
 
-    frame = simulate_predictions({model: Scenario(n_items=20) for model in ("m1", "m2", "m3")}, language_table(CONFIG), variants=study_variants(CONFIG))
+    frame = simulate_predictions(
+        {model: Scenario(n_items=20) for model in ("m1", "m2", "m3")},
+        language_table(CONFIG),
+        variants=study_variants(CONFIG),
+    )
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}, "prompts": {"cloze_normalisation": "pmi"}}))
+    config.write_text(
+        json.dumps(
+            {**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}, "prompts": {"cloze_normalisation": "pmi"}}
+        )
+    )
     older = tmp_path / "older"
     write_tree(older, frame)
-    assert main(["compare", "--predictions", str(older), "--config", str(config), "--out", str(tmp_path / "older-stats")]) == 0
+    assert (
+        main(["compare", "--predictions", str(older), "--config", str(config), "--out", str(tmp_path / "older-stats")])
+        == 0
+    )
     # option 4 wins under pmi, option 3 under char
-    options = [OptionScore(-12.0, 10, 40, -20.0), OptionScore(-6.0, 1, 6, -7.0), OptionScore(-9.0, 6, 45, -4.0), OptionScore(-20.0, 5, 10, -30.0)]
-    cloze = frame[frame["prompt"] == "direct"].assign(prompt="cloze", raw_output=cloze_raw(options), parsed_choice=3, n_output_tokens=0)
+    options = [
+        OptionScore(-12.0, 10, 40, -20.0),
+        OptionScore(-6.0, 1, 6, -7.0),
+        OptionScore(-9.0, 6, 45, -4.0),
+        OptionScore(-20.0, 5, 10, -30.0),
+    ]
+    cloze = frame[frame["prompt"] == "direct"].assign(
+        prompt="cloze", raw_output=cloze_raw(options), parsed_choice=3, n_output_tokens=0
+    )
     cloze["correct"] = cloze["answer"] == 3
-    choice = frame[frame["prompt"] == "direct"].assign(prompt="choice", raw_output="{}", debiased_choice=4, rotation_choices="[1, 2, 3, 4]")
+    choice = frame[frame["prompt"] == "direct"].assign(
+        prompt="choice", raw_output="{}", debiased_choice=4, rotation_choices="[1, 2, 3, 4]"
+    )
     choice["correct"] = choice["parsed_choice"] == choice["answer"]
     newer = tmp_path / "newer"
     write_tree(newer, pd.concat([frame, cloze, choice], ignore_index=True))
-    assert main(["compare", "--predictions", str(newer), "--config", str(config), "--out", str(tmp_path / "newer-stats")]) == 0
+    assert (
+        main(["compare", "--predictions", str(newer), "--config", str(config), "--out", str(tmp_path / "newer-stats")])
+        == 0
+    )
     loaded = load_predictions(newer)
     assert set(loaded["prompt"]) == {"direct", "cot", "choice", "cloze"}
     assert (loaded.loc[loaded["prompt"] == "choice", "debiased_choice"] == 4).all()
@@ -325,7 +371,9 @@ def test_label_tails_scored_in_slices_score_as_one_pass(prepared_tiny, monkeypat
     # 3 items x 4 options, after the cloze prompt and after the answer phrase alone
     assert sum(copied) == 24 and (set(copied) == {1} if budget == 1 else any(size % 4 for size in copied))
     for item, result in zip(encoded, results):
-        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, item.input_ids, item.label_ids), abs=1e-5)
+        assert result.label_logprobs == pytest.approx(
+            full_sequence_scores(model, item.input_ids, item.label_ids), abs=1e-5
+        )
 
 
 def test_rows_fed_in_slices_decode_as_rows_fed_together(prepared_tiny, monkeypatch):
@@ -335,13 +383,23 @@ def test_rows_fed_in_slices_decode_as_rows_fed_together(prepared_tiny, monkeypat
 
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
     frame, templates = items(3), {"eng_Latn": ENGLISH}
-    requests = [*build_requests(frame, templates, "direct", "generate", 4), *build_requests(frame, templates, "cot", "generate", 6)]
+    requests = [
+        *build_requests(frame, templates, "direct", "generate", 4),
+        *build_requests(frame, templates, "cot", "generate", 6),
+    ]
     requests += build_requests(frame, templates, "cloze", "continuations", 0)
     encoded = [encode(tokenizer, request, uses_chat_template(spec, tokenizer)) for request in requests]
     together = generate(model, tokenizer, encoded, 3, progress=False)
     monkeypatch.setattr(engine, "FEED_PASS_CONTEXT_TOKENS", 1)
     apart = generate(model, tokenizer, encoded, 3, progress=False)
     for one, other in zip(together, apart):
-        assert (one.text, one.n_output_tokens, one.stop_reason) == (other.text, other.n_output_tokens, other.stop_reason)
-        for scores, expected in ((one.label_logprobs, other.label_logprobs), (one.forced_logprobs, other.forced_logprobs)):
+        assert (one.text, one.n_output_tokens, one.stop_reason) == (
+            other.text,
+            other.n_output_tokens,
+            other.stop_reason,
+        )
+        for scores, expected in (
+            (one.label_logprobs, other.label_logprobs),
+            (one.forced_logprobs, other.forced_logprobs),
+        ):
             assert scores == pytest.approx(expected, abs=1e-5)

@@ -40,7 +40,9 @@ def sbatch_command(resources: dict, threads: int) -> str:
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-    job = SimpleNamespace(resources=Resources({key: value for key, value in resources.items() if value is not None}), threads=threads)
+    job = SimpleNamespace(
+        resources=Resources({key: value for key, value in resources.items() if value is not None}), threads=threads
+    )
     executor = SimpleNamespace(_partitions=None, _fallback_partition=None, logger=None)
     params = {
         "run_uuid": "run",
@@ -58,7 +60,15 @@ def paper_plan(tmp_path_factory) -> dict[str, tuple[dict, str]]:
     """'<rule> <wildcards>' -> (resources, shell command) of each job of the paper
     study's plan through profiles/slurm."""
     study = shipped_study(tmp_path_factory.mktemp("paper"))
-    printed = snakemake_command(REPO / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"))
+    printed = snakemake_command(
+        REPO / "Snakefile",
+        study,
+        study / "config" / "paper.yaml",
+        "-n",
+        "-p",
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+    )
     jobs = {}
     for rule, fields in planned_jobs(printed):
         resources = dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if "=" in item)
@@ -72,7 +82,11 @@ def paper_plan(tmp_path_factory) -> dict[str, tuple[dict, str]]:
 def test_v3_finetune_is_submitted_one_task_per_node_with_its_gpus_per_node(paper_plan):
     config = load_config(PAPER)
     finetune = config["models"]["deepseek-v3"]["finetune"]
-    nodes, gpus, threads = finetune["launcher"]["num_machines"], finetune["resources"]["gpu"], finetune["resources"]["threads"]
+    nodes, gpus, threads = (
+        finetune["launcher"]["num_machines"],
+        finetune["resources"]["gpu"],
+        finetune["resources"]["threads"],
+    )
     assert (nodes, gpus) == (2, 16)
     planned = {job: value for job, value in paper_plan["jobs"].items() if job.startswith("finetune model=deepseek-v3")}
     assert len(planned) == len(config["source_languages"])
@@ -85,11 +99,19 @@ def test_v3_finetune_is_submitted_one_task_per_node_with_its_gpus_per_node(paper
         assert words[words.index("-p") + 1] == config["resources"]["partitions"]["gpu"]
         assert not [word for word in words if word.startswith(("--gpus", "--ntasks-per-gpu"))], words
         assert words[words.index("--mem") + 1] == str(finetune["resources"]["mem_mb"])
-    launches = [command for command in paper_plan["commands"] if "--model deepseek-v3" in command and " finetune " in command]
+    launches = [
+        command for command in paper_plan["commands"] if "--model deepseek-v3" in command and " finetune " in command
+    ]
     assert launches
     for command in launches:
         srun = command[command.index("srun") :].split()
-        assert srun[:5] == ["srun", "--nodes=2", "--ntasks-per-node=1", f"--cpus-per-task={threads}", "--kill-on-bad-exit=1"]
+        assert srun[:5] == [
+            "srun",
+            "--nodes=2",
+            "--ntasks-per-node=1",
+            f"--cpus-per-task={threads}",
+            "--kill-on-bad-exit=1",
+        ]
 
 
 @pytest.mark.plans
@@ -98,7 +120,11 @@ def test_every_paper_job_names_its_gpu_model_and_partition(paper_plan):
     submitted job (model preparation) to the CPU partition."""
     partitions = load_config(PAPER)["resources"]["partitions"]
     assert partitions["gpu"] and partitions["cpu"] and partitions["gpu"] != partitions["cpu"]
-    submitted = {job: value for job, value in paper_plan["jobs"].items() if job.split()[0] in ("prepare_model", "finetune", "merge", "predict")}
+    submitted = {
+        job: value
+        for job, value in paper_plan["jobs"].items()
+        if job.split()[0] in ("prepare_model", "finetune", "merge", "predict")
+    }
     assert {job.split()[0] for job in submitted} >= {"prepare_model", "finetune", "predict"}
     for job, (resources, threads) in submitted.items():
         words = shlex.split(sbatch_command(resources, int(threads)))
@@ -106,7 +132,10 @@ def test_every_paper_job_names_its_gpu_model_and_partition(paper_plan):
         if job.split()[0] == "prepare_model":
             assert gpu_words == [] and words[words.index("-p") + 1] == partitions["cpu"], job
         else:
-            assert len(gpu_words) == 1 and gpu_words[0].count(":") == (1 if gpu_words[0].startswith("--gpus") else 2), (job, gpu_words)
+            assert len(gpu_words) == 1 and gpu_words[0].count(":") == (1 if gpu_words[0].startswith("--gpus") else 2), (
+                job,
+                gpu_words,
+            )
             assert words[words.index("-p") + 1] == partitions["gpu"], job
 
 
@@ -123,7 +152,12 @@ def test_one_node_jobs_ask_for_gpus_of_a_model_and_cpu_jobs_for_the_cpu_partitio
     # No partition configured: the empty string, which the plugin reads as none given
     # (it then asks the cluster for its default partition).
     no_partitions = {"resources": {"partitions": {"gpu": None, "cpu": None}}}
-    assert job_resources(no_partitions, {"gpu": 1, "gpu_model": None, "mem_mb": 1, "runtime": 1, "threads": 1})["slurm_partition"] == ""
+    assert (
+        job_resources(no_partitions, {"gpu": 1, "gpu_model": None, "mem_mb": 1, "runtime": 1, "threads": 1})[
+            "slurm_partition"
+        ]
+        == ""
+    )
 
 
 def test_the_paper_configs_model_jobs_each_have_resources():

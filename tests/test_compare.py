@@ -57,7 +57,10 @@ def write_foreign_tree(root, frame):
 
 @pytest.fixture
 def tree(tmp_path):
-    scenarios = {model: Scenario(n_items=50, baseline=0.35 + 0.1 * k, ft_gain=0.2 - 0.05 * k, cot_gain=0.1) for k, model in enumerate(("m1", "m2", "m3"))}
+    scenarios = {
+        model: Scenario(n_items=50, baseline=0.35 + 0.1 * k, ft_gain=0.2 - 0.05 * k, cot_gain=0.1)
+        for k, model in enumerate(("m1", "m2", "m3"))
+    }
     frame = simulate_predictions(scenarios, language_table(CONFIG), seed=3, variants=study_variants(CONFIG))
     write_foreign_tree(tmp_path / "predictions", frame)
     config = tmp_path / "config.yaml"
@@ -81,14 +84,24 @@ def test_compare_runs_on_a_tree_made_elsewhere(tree, tmp_path):
     assert list(notes.columns) == [*NOTES_COLUMNS[:2], SOURCE_COLUMN, *NOTES_COLUMNS[2:]]
     assert set(effects[SOURCE_COLUMN]) == {CONFIG["source_language"]}
     assert set(effects["model"]) == {"m1", "m2", "m3", "pooled"}
-    assert {"relatedness", "cot_relatedness", "same_family", "same_script", "relatedness_gee", "relatedness_mde"} <= set(effects["effect"])
+    assert {
+        "relatedness",
+        "cot_relatedness",
+        "same_family",
+        "same_script",
+        "relatedness_gee",
+        "relatedness_mde",
+    } <= set(effects["effect"])
     assert effects["estimate"].notna().all()
     assert alignment["estimate"].notna().all() and (alignment["n_models"] == 3).all()
     # Every gap in a table has its reason in notes.csv, and every row left out (this
     # tree has no choice cell) a "missing:" note.
     missing = notes["note"].str.startswith("missing:")
     assert len(notes) == len(effects) + len(alignment) + missing.sum()
-    assert set(notes.loc[missing, "effect"]) >= {"ft_gain_choice_*, ft_gain_format_*, ft_gain_format_share_targets", "pearson:ft_gain_format~cot_gain:models"}
+    assert set(notes.loc[missing, "effect"]) >= {
+        "ft_gain_choice_*, ft_gain_format_*, ft_gain_format_share_targets",
+        "pearson:ft_gain_format~cot_gain:models",
+    }
     # Integer item ids carry no passage key: every row says its questions were treated as independent.
     assert notes["note"].str.contains("50 questions treated as independent").all()
 
@@ -141,21 +154,35 @@ def test_compare_finds_a_planted_interaction_in_passage_correlated_trees_and_no_
     nothing although each source's relatedness row does. One primary row per model."""
     from test_sources import study
 
-    config = {**study(), "models": {"m1": {"id": "org/m1"}, "m2": {"id": "org/m2"}}, "data": {}, "stats": {"bootstrap_samples": 500}}
+    config = {
+        **study(),
+        "models": {"m1": {"id": "org/m1"}, "m2": {"id": "org/m2"}},
+        "data": {},
+        "stats": {"bootstrap_samples": 500},
+    }
     variants = {"ft-arb_Arab": True, "ft-pes_Arab": not planted}
-    scenarios = {model: PASSAGE_CORRELATED.with_(n_items=160, baseline=0.4 + 0.1 * k, related_advantage=0.25) for k, model in enumerate(("m1", "m2"))}
-    write_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(config), seed=21, variants=variants))
+    scenarios = {
+        model: PASSAGE_CORRELATED.with_(n_items=160, baseline=0.4 + 0.1 * k, related_advantage=0.25)
+        for k, model in enumerate(("m1", "m2"))
+    }
+    write_tree(
+        tmp_path / "predictions", simulate_predictions(scenarios, language_table(config), seed=21, variants=variants)
+    )
     (tmp_path / "config.yaml").write_text(json.dumps(config))
     assert run((tmp_path / "predictions", tmp_path / "config.yaml"), tmp_path / "stats") == 0
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
     primary = effects[effects["role"] == "primary"]
-    assert set(zip(primary["model"], primary[SOURCE_COLUMN], primary["prompt"], primary["effect"])) == {(m, "", "direct", INTERACTION) for m in ("m1", "m2")}
+    assert set(zip(primary["model"], primary[SOURCE_COLUMN], primary["prompt"], primary["effect"])) == {
+        (m, "", "direct", INTERACTION) for m in ("m1", "m2")
+    }
     assert (notes["role"] == "primary").sum() == 2
     assert "bootstrap over passages" in notes.loc[notes["effect"] == INTERACTION, "method"].iloc[0]
     found = primary["p_adjusted"].astype(float) < 0.05
     assert found.all() if planted else not found.any()
-    arabic = effects[(effects[SOURCE_COLUMN] == "arb_Arab") & (effects["prompt"] == "direct") & (effects["effect"] == "relatedness")]
+    arabic = effects[
+        (effects[SOURCE_COLUMN] == "arb_Arab") & (effects["prompt"] == "direct") & (effects["effect"] == "relatedness")
+    ]
     assert (arabic["role"] == "secondary").all() and (arabic["estimate"].astype(float) > 0.1).all()
 
 
@@ -165,7 +192,10 @@ def to_old_layout(root):
     for folder in root.glob("*/ft-arb_Arab"):
         for path in folder.rglob("*.parquet"):
             table = pq.read_table(path)
-            pq.write_table(table.set_column(table.schema.get_field_index("variant"), "variant", pa.array(["ft"] * table.num_rows)), path)
+            pq.write_table(
+                table.set_column(table.schema.get_field_index("variant"), "variant", pa.array(["ft"] * table.num_rows)),
+                path,
+            )
         folder.rename(folder.with_name("ft"))
 
 

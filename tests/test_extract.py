@@ -87,18 +87,60 @@ CASES = [
     Case("eng_Latn", "Answer: 1994 (C)", 0, None),
     Case("eng_Latn", "<think>\nThe passage says 1994.\n</think>\n\nB", 0, 2),
     # English, chain of thought
-    Case("eng_Latn", "Let's think step by step. The passage says the library opened in 1994, not 1984. So the answer is B.", 0, 2),
-    Case("eng_Latn", "Let's think step by step. Option A says 1984, which is mentioned nowhere. A is wrong.\nAnswer: B", 0, 2),
-    Case("eng_Latn", "Let's think step by step. The answer could be A or B. Checking again, the passage says 1994.\nAnswer: B", 0, 2),
-    Case("eng_Latn", "Let's think step by step. Answer: A. Wait, that is wrong: the beans did not grow. The correct answer is D.", 1, 4),
-    Case("eng_Latn", "Let's think step by step. The beans did not grow well because of a dry summer.\nThe answer is Beans.", 1, 4),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. The passage says the library opened in 1994, not 1984. So the answer is B.",
+        0,
+        2,
+    ),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. Option A says 1984, which is mentioned nowhere. A is wrong.\nAnswer: B",
+        0,
+        2,
+    ),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. The answer could be A or B. Checking again, the passage says 1994.\nAnswer: B",
+        0,
+        2,
+    ),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. Answer: A. Wait, that is wrong: the beans did not grow. The correct answer is D.",
+        1,
+        4,
+    ),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. The beans did not grow well because of a dry summer.\nThe answer is Beans.",
+        1,
+        4,
+    ),
     Case("eng_Latn", "Let's think step by step. Sara grows tomatoes, beans and onions in her garden.", 1, None),
-    Case("eng_Latn", "Let's think step by step.\n\n**Step 1:** The trip is longer on Mondays because the market is open.\n\n**Answer:** A", 2, 1),
-    Case("eng_Latn", "Let's think step by step. The council paid for the bridge. Therefore, the correct answer is (A).", 3, 1),
-    Case("eng_Latn", "Let's think step by step. The power was cut for six hours.\n\nThe final answer is $\\boxed{B}$", 9, 2),
+    Case(
+        "eng_Latn",
+        "Let's think step by step.\n\n**Step 1:** The trip is longer on Mondays because the market is open.\n\n**Answer:** A",
+        2,
+        1,
+    ),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. The council paid for the bridge. Therefore, the correct answer is (A).",
+        3,
+        1,
+    ),
+    Case(
+        "eng_Latn",
+        "Let's think step by step. The power was cut for six hours.\n\nThe final answer is $\\boxed{B}$",
+        9,
+        2,
+    ),
     Case("eng_Latn", "Let's think step by step. The passage mentions that the library opened in", 0, None),
     Case("eng_Latn", "Let's think step by step. The answer is a bit unclear.", 0, None),
-    Case("eng_Latn", "Let's think step by step. It is either B or C, the passage does not say.\nAnswer: B or C", 0, None),
+    Case(
+        "eng_Latn", "Let's think step by step. It is either B or C, the passage does not say.\nAnswer: B or C", 0, None
+    ),
     # Arabic
     Case("arb_Arab", "الإجابة: ب", 0, 2),
     Case("arb_Arab", "الإجابة: B", 0, 2),
@@ -113,7 +155,12 @@ CASES = [
     Case("arb_Arab", "الإجابة: ب\nالإجابة: ب\nالإجابة: ب\nالإجابة: ب", 0, 2),
     Case("arb_Arab", "الجواب الصحيح هو د", 1, 4),
     Case("arb_Arab", "لنفكّر خطوة بخطوة. يذكر النص أن المكتبة افتُتحت عام 1994 وليس 1984.\nالإجابة الصحيحة هي ب.", 0, 2),
-    Case("arb_Arab", "لنفكّر خطوة بخطوة. قد يبدو الخيار أ صحيحًا، لكن النص يقول إن الفاصولياء لم تنمُ جيدًا. فالإجابة هي د", 1, 4),
+    Case(
+        "arb_Arab",
+        "لنفكّر خطوة بخطوة. قد يبدو الخيار أ صحيحًا، لكن النص يقول إن الفاصولياء لم تنمُ جيدًا. فالإجابة هي د",
+        1,
+        4,
+    ),
     Case("arb_Arab", "لنفكّر خطوة بخطوة. الرحلة أطول لأن السوق يكون مفتوحًا.\nإذن الإجابة هي: السوق يكون مفتوحًا", 2, 1),
     Case("arb_Arab", "لنفكّر خطوة بخطوة. النص طويل", 0, None),
     # Hebrew
@@ -168,7 +215,9 @@ CASES = [
     Case("tur_Latn", "Cevap: İki saat", 9, 1),
     Case("tur_Latn", "Cevap: B veya C", 0, None),
     Case("tur_Latn", "Cevap:", 0, None),
-    Case("tur_Latn", "Adım adım düşünelim. Metne göre kütüphane 1994'te açıldı. A şıkkı 1984, bu yanlış.\nCevap: B", 0, 2),
+    Case(
+        "tur_Latn", "Adım adım düşünelim. Metne göre kütüphane 1994'te açıldı. A şıkkı 1984, bu yanlış.\nCevap: B", 0, 2
+    ),
     Case("tur_Latn", "Adım adım düşünelim. Metne göre", 0, None),
     # Persian
     Case("pes_Arab", "پاسخ: B", 0, 2),
@@ -354,7 +403,11 @@ def test_cli_adds_parsed_choice_to_json_lines(tmp_path):
     chosen = [case for case in CASES if case.item is not None][::7]
     source = tmp_path / "outputs.jsonl"
     source.write_text(
-        "".join(json.dumps({"output": c.output, "options": options_for(c), "lang": c.lang, "id": n}, ensure_ascii=False) + "\n" for n, c in enumerate(chosen))
+        "".join(
+            json.dumps({"output": c.output, "options": options_for(c), "lang": c.lang, "id": n}, ensure_ascii=False)
+            + "\n"
+            for n, c in enumerate(chosen)
+        )
         + "\n"
         + json.dumps({"output": "Answer: C", "lang": "eng_Latn", "id": len(chosen)})
         + "\n",
@@ -456,7 +509,13 @@ def test_cli_runs_as_a_command(tmp_path):
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run([sys.executable, "-m", "xlt.cli", "extract", "--text", "Answer: B"], capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "xlt.cli", "extract", "--text", "Answer: B"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert json.loads(done.stdout)["parsed_choice"] == 2
 
 
@@ -465,7 +524,11 @@ def test_cli_runs_as_a_command(tmp_path):
     [
         ('{"output": "Answer: B"}\nnot json\n', [], "in.jsonl: line 2: not valid JSON"),
         ('{"text": "Answer: B"}\n', [], "in.jsonl: line 1: field output is missing or not text"),
-        ('{"output": "Answer: B", "options": ["a", "b"]}\n', [], "in.jsonl: line 1: field options must be a list of 4 strings"),
+        (
+            '{"output": "Answer: B", "options": ["a", "b"]}\n',
+            [],
+            "in.jsonl: line 1: field options must be a list of 4 strings",
+        ),
         ("", ["--options", "a", "b"], "--options goes with --text"),
         ("", ["--data", "nowhere"], "--data goes with a predictions .parquet input"),
     ],

@@ -47,7 +47,10 @@ MODELS = ["tiny-dense", "tiny-moe"]
 
 def arabic_items(n: int | None = None) -> pd.DataFrame:
     """The shipped Arabic fixture: real passage lengths and a right-to-left script."""
-    rows = [json.loads(line) for line in (REPO / "data" / "belebele_fixture" / "arb_Arab.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (REPO / "data" / "belebele_fixture" / "arb_Arab.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     frame = check_rows(pd.DataFrame(rows[:n]), "arb_Arab fixture")
     return frame.assign(lang="arb_Arab", split="train")
 
@@ -105,7 +108,9 @@ def test_training_batches_supervise_the_answer_alone(prepared_tiny, name):
             labels = batch["labels"][row]
             supervised = labels[labels != IGNORE].tolist()
             assert supervised, f"item {item['item_id']}: no supervised token"
-            assert tokenizer.decode(supervised) == answer_completion(int(item["correct_answer_num"])) + tokenizer.eos_token
+            assert (
+                tokenizer.decode(supervised) == answer_completion(int(item["correct_answer_num"])) + tokenizer.eos_token
+            )
             # the supervised tokens are the row's last tokens, and nothing before them is
             ids = batch["input_ids"][row]
             assert ids[-len(supervised) :].tolist() == supervised
@@ -152,10 +157,15 @@ def test_padding_does_not_leak_between_examples(prepared_tiny, name):
 
     def loss_of(batch):
         logits = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], logits_to_keep=batch["logits_to_keep"]
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            logits_to_keep=batch["logits_to_keep"],
         ).logits
         labels = batch["labels"][:, 1:]
-        per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        per_token = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
+        )
         return per_token.sum(-1) / (labels != IGNORE).sum(-1)
 
     with torch.no_grad():
@@ -195,7 +205,12 @@ def test_logits_to_keep_gives_the_same_loss_as_full_logits(prepared_tiny, name):
         short = model(**batch).loss
         full_labels = torch.full_like(batch["input_ids"], IGNORE)
         full_labels[:, -batch["labels"].shape[1] :] = batch["labels"]
-        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], labels=full_labels).loss
+        full = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            labels=full_labels,
+        ).loss
     assert torch.isfinite(short)
     assert short.item() == pytest.approx(full.item(), rel=1e-5)
 
@@ -206,7 +221,13 @@ def test_logits_to_keep_gives_the_same_loss_as_full_logits(prepared_tiny, name):
 @pytest.mark.parametrize(
     "name, targets, experts, modules, parameters",
     [
-        ("tiny-dense", "all-linear", False, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, set()),
+        (
+            "tiny-dense",
+            "all-linear",
+            False,
+            {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+            set(),
+        ),
         ("tiny-dense", "attention", False, {"q_proj", "k_proj", "v_proj", "o_proj"}, set()),
         ("tiny-dense", ["q_proj", "mlp.up_proj"], False, {"q_proj", "up_proj"}, set()),
         # peft alone would put all-linear on the fused experts and the router of Qwen3-MoE
@@ -225,7 +246,9 @@ def test_lora_attaches_where_configured(prepared_tiny, name, targets, experts, m
     assert {module.rsplit(".", 1)[-1] for module in adapted} == modules
     assert len(adapted) == n_layers * len(modules)
     assert {param.rsplit(".", 1)[-1] for param in adapted_parameters} == parameters
-    assert all(".mlp.experts." in param for param in adapted_parameters) and len(adapted_parameters) == n_layers * len(parameters)
+    assert all(".mlp.experts." in param for param in adapted_parameters) and len(adapted_parameters) == n_layers * len(
+        parameters
+    )
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert any("experts" in n for n in trainable) == experts
@@ -255,7 +278,9 @@ def test_loss_falls_on_a_fixed_batch(prepared_tiny, name, experts, tmp_path):
     are written and the checkpoints are gone."""
     adapter = tmp_path / "adapter"
     run = settings(experts=experts, max_steps=12, target_modules="attention" if experts else "all-linear")
-    finetune(prepared_tiny[name], ModelSpec(name), arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", save_steps=5)
+    finetune(
+        prepared_tiny[name], ModelSpec(name), arabic_items(4), TEMPLATE, run, adapter, tmp_path / "ckpt", save_steps=5
+    )
     log = pd.read_csv(adapter / "train_log.csv")
     assert {"loss", "learning_rate", "tokens", "padding_share", "supervised_tokens"} <= set(log.columns)
     assert len(log) == 12 and log["step"].tolist() == list(range(1, 13))
@@ -294,7 +319,11 @@ def test_fp8_checkpoints_are_dequantized_for_training(tiny_models, tmp_path):
     folder = tmp_path / "fp8"
     folder.mkdir()
     config = json.loads((tiny_models["tiny-moe"] / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}
+    config["quantization_config"] = {
+        "quant_method": "fp8",
+        "activation_scheme": "dynamic",
+        "weight_block_size": [128, 128],
+    }
     (folder / "config.json").write_text(json.dumps(config))
     chosen = _quantization_config(str(folder), None, ModelSpec("fp8"), "none", None)
     assert type(chosen).__name__ == "FineGrainedFP8Config" and chosen.dequantize
@@ -314,7 +343,9 @@ def test_merged_weights_answer_as_base_plus_adapter(prepared_tiny, name, experts
     merge_adapter(prepared_tiny[name], spec, adapter, merged, dtype="float32")
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
-        unmerged = PeftModel.from_pretrained(load_model(prepared_tiny[name], spec, dtype="float32"), str(adapter))(ids).logits
+        unmerged = PeftModel.from_pretrained(load_model(prepared_tiny[name], spec, dtype="float32"), str(adapter))(
+            ids
+        ).logits
         plain = load_model(merged, spec, dtype="float32")(ids).logits
         base = load_model(prepared_tiny[name], spec, dtype="float32")(ids).logits
     assert torch.allclose(plain, unmerged, atol=1e-5)
@@ -404,7 +435,12 @@ def test_killed_job_resumes_to_the_same_adapter(prepared_tiny, tmp_path):
     base = prepared_tiny["tiny-dense"]
 
     reference = tmp_path / "reference"
-    assert finetune_job(base, data, reference, tmp_path / "ckpt-reference", entry, tmp_path / "reference.log").wait(timeout=600) == 0
+    assert (
+        finetune_job(base, data, reference, tmp_path / "ckpt-reference", entry, tmp_path / "reference.log").wait(
+            timeout=600
+        )
+        == 0
+    )
 
     out, checkpoints = tmp_path / "adapter", tmp_path / "ckpt"
     job = finetune_job(base, data, out, checkpoints, entry, tmp_path / "first.log")
@@ -454,7 +490,11 @@ def paper_launches(folder: Path) -> dict[str, str]:
     each model, planned in `folder` (never in the checkout)."""
     study = shipped_study(folder)
     printed = snakemake_command(REPO / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--cores", "64")
-    commands = [line.split("Shell command: ", 1)[1] for line in printed.splitlines() if "Shell command: " in line and " finetune " in line]
+    commands = [
+        line.split("Shell command: ", 1)[1]
+        for line in printed.splitlines()
+        if "Shell command: " in line and " finetune " in line
+    ]
     return {shlex.split(command)[shlex.split(command).index("--model") + 1]: command for command in commands}
 
 
@@ -496,7 +536,13 @@ def test_launch_words_survive_hostile_paths(machines, gpus):
     assert words[words.index("--config_file") + 1] == hostile
     assert "/venv bin/accelerate" in words and words[-2:] == ["-m", "xlt"]
     in_process = shlex.split(
-        finetune_launch({"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500}, 0, 1, "/s", "/venv bin/python")
+        finetune_launch(
+            {"type": "in_process", "config_file": None, "num_machines": 1, "main_process_port": 29500},
+            0,
+            1,
+            "/s",
+            "/venv bin/python",
+        )
     )
     assert in_process[1:] == ["/venv bin/python", "-m", "xlt"]
 
@@ -504,8 +550,14 @@ def test_launch_words_survive_hostile_paths(machines, gpus):
 @pytest.mark.parametrize(
     "finetune_block, message",
     [
-        ({"launcher": {"type": "accelerate"}, "resources": {"gpu": 2}}, "launcher.config_file: required by launcher type 'accelerate'"),
-        ({"launcher": {"type": "accelerate", "config_file": "c.yaml"}}, "resources.gpu: launcher type 'accelerate' starts one process per GPU"),
+        (
+            {"launcher": {"type": "accelerate"}, "resources": {"gpu": 2}},
+            "launcher.config_file: required by launcher type 'accelerate'",
+        ),
+        (
+            {"launcher": {"type": "accelerate", "config_file": "c.yaml"}},
+            "resources.gpu: launcher type 'accelerate' starts one process per GPU",
+        ),
         (
             {"launcher": {"type": "accelerate", "config_file": "c.yaml", "num_machines": 4}, "resources": {"gpu": 6}},
             "gpu must be a positive multiple of num_machines, not 6",
@@ -536,7 +588,13 @@ def test_zero3_checkpoints_save_the_adapter_only(repo):
 
     settings = yaml.safe_load((repo / "config" / "accelerate" / "deepspeed_zero3.yaml").read_text())["deepspeed_config"]
     assert settings["zero_stage"] == 3
-    plugin = DeepSpeedPlugin(zero_stage=3, zero3_save_16bit_model=settings["zero3_save_16bit_model"], zero3_init_flag=False)
+    plugin = DeepSpeedPlugin(
+        zero_stage=3, zero3_save_16bit_model=settings["zero3_save_16bit_model"], zero3_init_flag=False
+    )
     assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is False
-    assert "save_checkpoint(output_dir, exclude_frozen_parameters=True)" in inspect.getsource(Trainer._save_optimizer_and_scheduler)
-    assert "_zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)" in inspect.getsource(Trainer.save_model)
+    assert "save_checkpoint(output_dir, exclude_frozen_parameters=True)" in inspect.getsource(
+        Trainer._save_optimizer_and_scheduler
+    )
+    assert "_zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)" in inspect.getsource(
+        Trainer.save_model
+    )

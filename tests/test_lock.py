@@ -60,7 +60,11 @@ def test_the_lock_pins_every_package_of_the_test_install():
     missing = sorted(name for name in installed_requirements(("test",)) - {"pip"} if name not in locked)
     assert missing == []
     # Each pin is what the tests run with here (the lock was written from it).
-    differ = {name: (version, distribution(name).version) for name, version in locked.items() if distribution(name).version.split("+")[0] != version}
+    differ = {
+        name: (version, distribution(name).version)
+        for name, version in locked.items()
+        if distribution(name).version.split("+")[0] != version
+    }
     assert differ == {}
 
 
@@ -85,7 +89,9 @@ def test_the_engine_refuses_an_untested_transformers_in_one_line(version):
         check_transformers(version)
     message = str(refused.value)
     assert "\n" not in message
-    assert message.startswith(f"transformers {version}: the inference engine is tested with transformers{TESTED_TRANSFORMERS} only")
+    assert message.startswith(
+        f"transformers {version}: the inference engine is tested with transformers{TESTED_TRANSFORMERS} only"
+    )
     assert "pip install -c constraints.txt" in message
     check_transformers(pins()["transformers"])
     check_transformers()
@@ -93,7 +99,9 @@ def test_the_engine_refuses_an_untested_transformers_in_one_line(version):
 
 def test_the_readme_and_ci_install_with_the_lock():
     readme = (REPO / "README.md").read_text()
-    installs = re.findall(r"pip install [^\n`]*", readme) + re.findall(r"pip install [^\n]*", (REPO / ".ci" / "run").read_text())
+    installs = re.findall(r"pip install [^\n`]*", readme) + re.findall(
+        r"pip install [^\n]*", (REPO / ".ci" / "run").read_text()
+    )
     assert installs
     assert [command for command in installs if "-e " in command and "-c constraints.txt" not in command] == []
 

@@ -38,8 +38,21 @@ def paper_entry(repo, folder) -> dict:
     for key in ("id", "revision", "dequantize_fp8"):
         entry.pop(key)
     entry.update(path=str(folder), chat_template_kwargs={})
-    assert entry["finetune"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "attention", "experts": False}
-    entry["finetune"].update(max_steps=2, micro_batch_size=2, gradient_accumulation=1, gradient_checkpointing=False, dtype="float32", max_length=1024)
+    assert entry["finetune"]["lora"] == {
+        "r": 8,
+        "alpha": 16,
+        "dropout": 0.0,
+        "target_modules": "attention",
+        "experts": False,
+    }
+    entry["finetune"].update(
+        max_steps=2,
+        micro_batch_size=2,
+        gradient_accumulation=1,
+        gradient_checkpointing=False,
+        dtype="float32",
+        max_length=1024,
+    )
     entry["inference"].update(backend="hf", batch_size=4, dtype="float32")
     return entry
 
@@ -72,7 +85,10 @@ def test_a_paper_architecture_prepares_finetunes_and_predicts(repo, tmp_path, ar
     train = tmp_path / "train.parquet"
     arabic_items(8).to_parquet(train)
     template = str(repo / "config" / "templates" / "arb_Arab.yaml")
-    adapter_settings = AdapterSettings(source={key: value for key, value in entry.items() if key not in ("finetune", "inference")}, finetune=entry["finetune"])
+    adapter_settings = AdapterSettings(
+        source={key: value for key, value in entry.items() if key not in ("finetune", "inference")},
+        finetune=entry["finetune"],
+    )
     stages.finetune(
         name=architecture,
         settings=adapter_settings,
@@ -84,13 +100,20 @@ def test_a_paper_architecture_prepares_finetunes_and_predicts(repo, tmp_path, ar
         threads=1,
     )
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["r"] == 8 and {name.rsplit(".", 1)[-1] for name in config["target_modules"]} == ATTENTION[architecture]
+    assert (
+        config["r"] == 8 and {name.rsplit(".", 1)[-1] for name in config["target_modules"]} == ATTENTION[architecture]
+    )
     assert not any("expert" in name for name in config["target_modules"]) and not config.get("target_parameters")
 
     test = tmp_path / "test.parquet"
     arabic_items(3).assign(split="test").to_parquet(test)
-    prompts = {"direct": {"max_new_tokens": 4, "scoring": "generate"}, "cot": {"max_new_tokens": 8, "scoring": "generate"}}
-    outputs = [str(tmp_path / "predictions" / cell / "arb_Arab.parquet") for prompt in prompts for cell in JOB_CELLS[prompt]]
+    prompts = {
+        "direct": {"max_new_tokens": 4, "scoring": "generate"},
+        "cot": {"max_new_tokens": 8, "scoring": "generate"},
+    }
+    outputs = [
+        str(tmp_path / "predictions" / cell / "arb_Arab.parquet") for prompt in prompts for cell in JOB_CELLS[prompt]
+    ]
     model = {key: value for key, value in entry.items() if key != "finetune"}
     predict_settings = PredictSettings(model=model, templates={"arb_Arab": template}, prompts=prompts)
     stages.predict(

@@ -23,7 +23,13 @@ def staged_base(tmp_path, name: str, fp8: bool):
     conversion for an FP8 one)."""
     base = tmp_path / name / "base"
     base.mkdir(parents=True)
-    manifest = {"kind": "staged", "id": name, "revision": "0" * 40, "commit": "0" * 40, "path": f"/shared/staging/models/{name}"}
+    manifest = {
+        "kind": "staged",
+        "id": name,
+        "revision": "0" * 40,
+        "commit": "0" * 40,
+        "path": f"/shared/staging/models/{name}",
+    }
     if fp8:
         manifest = {**manifest, "path": f"/shared/staging/converted/{name}", "serve": f"/shared/staging/models/{name}"}
     (base / MANIFEST).write_text(json.dumps(manifest))
@@ -35,7 +41,12 @@ def test_engine_arguments_of_every_paper_model(repo, tmp_path):
     budget = paper["prompts"]["cot_max_new_tokens"]
     # the longest request: a 1900-token prompt, the chain-of-thought budget, the answer phrase and a two-token label
     longest = Encoded(list(range(1900)), "", [[1, 2], [3], [4], [5]], False, [7, 8, 9], budget)
-    needed = model_len([longest, Encoded(list(range(300)), "", [[1], [2], [3], [4]], True, None, paper["prompts"]["direct_max_new_tokens"])])
+    needed = model_len(
+        [
+            longest,
+            Encoded(list(range(300)), "", [[1], [2], [3], [4]], True, None, paper["prompts"]["direct_max_new_tokens"]),
+        ]
+    )
     assert needed == 1900 + budget + 3 + 2
     gpus = {}
     for name, entry in paper["models"].items():
@@ -44,7 +55,12 @@ def test_engine_arguments_of_every_paper_model(repo, tmp_path):
         base = staged_base(tmp_path, name, fp8)
         job_gpus = entry["inference"]["resources"]["gpu"]
         args = engine_args(
-            ModelSpec.from_config(name, entry), str(base), entry["inference"], gpus=job_gpus, needed_len=needed, rank=entry["finetune"]["lora"]["r"]
+            ModelSpec.from_config(name, entry),
+            str(base),
+            entry["inference"],
+            gpus=job_gpus,
+            needed_len=needed,
+            rank=entry["finetune"]["lora"]["r"],
         )
         gpus[name] = args["tensor_parallel_size"]
         assert args["tensor_parallel_size"] == job_gpus
@@ -54,7 +70,15 @@ def test_engine_arguments_of_every_paper_model(repo, tmp_path):
         assert args["enable_prefix_caching"] and args["load_format"] == "safetensors"
         # DeepSeek-V3 is served from the staged FP8 weights: 690 GB fit 8 H200 (1128 GB), its 1.34 TB bfloat16 conversion would not
         assert args["model"] == f"/shared/staging/models/{name}" and args["revision"] is None
-    assert gpus == {"qwen3-4b": 1, "llama-3.1-8b": 1, "qwen3-14b": 1, "qwen3-30b-a3b": 2, "llama-3.3-70b": 4, "qwen3-235b-a22b": 8, "deepseek-v3": 8}
+    assert gpus == {
+        "qwen3-4b": 1,
+        "llama-3.1-8b": 1,
+        "qwen3-14b": 1,
+        "qwen3-30b-a3b": 2,
+        "llama-3.3-70b": 4,
+        "qwen3-235b-a22b": 8,
+        "deepseek-v3": 8,
+    }
     assert "vllm" not in sys.modules
 
 
@@ -66,11 +90,18 @@ def test_engine_arguments_refuse_what_vllm_would_fail_on_later(repo, tmp_path):
     spec, base = ModelSpec.from_config("llama-3.3-70b", entry), str(staged_base(tmp_path, "llama-3.3-70b", False))
     with pytest.raises(XltError, match=r"inference.tensor_parallel_size 2 is not the job's 4 GPU\(s\)"):
         engine_args(spec, base, {**entry["inference"], "tensor_parallel_size": 2}, gpus=4, needed_len=3000, rank=8)
-    with pytest.raises(XltError, match=r"inference.max_model_len 2048 is shorter than the longest request \(3000 tokens"):
+    with pytest.raises(
+        XltError, match=r"inference.max_model_len 2048 is shorter than the longest request \(3000 tokens"
+    ):
         engine_args(spec, base, {**entry["inference"], "max_model_len": 2048}, gpus=4, needed_len=3000, rank=8)
     with pytest.raises(XltError, match="LoRA rank 1024 is above vLLM's largest, 512"):
         engine_args(spec, base, entry["inference"], gpus=4, needed_len=3000, rank=1024)
-    assert engine_args(spec, base, {**entry["inference"], "max_model_len": 4096}, gpus=4, needed_len=3000, rank=12)["max_lora_rank"] == 16
+    assert (
+        engine_args(spec, base, {**entry["inference"], "max_model_len": 4096}, gpus=4, needed_len=3000, rank=12)[
+            "max_lora_rank"
+        ]
+        == 16
+    )
 
 
 def test_the_transformers_backend_serves_the_adapter_unmerged(prepared_tiny, study_config, tmp_path):
@@ -87,7 +118,9 @@ def test_the_transformers_backend_serves_the_adapter_unmerged(prepared_tiny, stu
 
     adapter = tmp_path / "adapter"
     spec = ModelSpec("tiny-dense")
-    finetune(prepared_tiny["tiny-dense"], spec, arabic_items(4), TEMPLATE, settings(max_steps=2), adapter, tmp_path / "ckpt")
+    finetune(
+        prepared_tiny["tiny-dense"], spec, arabic_items(4), TEMPLATE, settings(max_steps=2), adapter, tmp_path / "ckpt"
+    )
     entry = json.loads(json.dumps(study_config["models"]["smollm2-135m"]))
     entry["inference"].update(backend="hf", dtype="float32")
     backend = open_backend("tiny-dense", entry, "ft", str(prepared_tiny["tiny-dense"]), str(adapter))
@@ -95,5 +128,7 @@ def test_the_transformers_backend_serves_the_adapter_unmerged(prepared_tiny, stu
     assert any("lora_A" in name for name, _ in backend.model.named_parameters())
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
-        apart = PeftModel.from_pretrained(load_model(prepared_tiny["tiny-dense"], spec, dtype="float32"), str(adapter))(ids).logits
+        apart = PeftModel.from_pretrained(load_model(prepared_tiny["tiny-dense"], spec, dtype="float32"), str(adapter))(
+            ids
+        ).logits
         assert torch.equal(backend.model(ids).logits, apart)

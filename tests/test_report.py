@@ -30,7 +30,11 @@ def simulated_study(repo, models: list[str] | None = None, langs: list[str] | No
     accuracies, on the paper config's models and languages (or the first few)."""
     paper = validate_config(yaml.safe_load((repo / "config" / "paper.yaml").read_text()))
     languages = {code: meta for code, meta in paper["languages"].items() if langs is None or code in langs}
-    study = {"languages": languages, "source_language": paper["source_languages"][0], "related_families": paper["related_families"]}
+    study = {
+        "languages": languages,
+        "source_language": paper["source_languages"][0],
+        "related_families": paper["related_families"],
+    }
     languages = language_table(study)
     rng = np.random.default_rng(3)
     scenarios = {}
@@ -102,7 +106,11 @@ def assert_readable(figure, labels: set[str]) -> None:
     """Every text inside the figure, no two overlapping, and each of `labels` drawn."""
     texts = _drawn_texts(figure)
     width, height = figure.bbox.width, figure.bbox.height
-    outside = [text for text, corners in texts if corners.min() < -1 or corners[:, 0].max() > width + 1 or corners[:, 1].max() > height + 1]
+    outside = [
+        text
+        for text, corners in texts
+        if corners.min() < -1 or corners[:, 0].max() > width + 1 or corners[:, 1].max() > height + 1
+    ]
     assert not outside, f"text outside the figure: {outside}"
     overlapping = [(a, b) for (a, pa), (b, pb) in itertools.combinations(texts, 2) if _overlap(pa, pb)]
     assert not overlapping, f"overlapping text: {overlapping[:10]}"
@@ -114,16 +122,37 @@ def _figures(paper_sized):
     """name -> (figure, the labels a reader needs on it)."""
     accuracy, effects, alignment, gains, languages = paper_sized
     models = set(accuracy["model"])
-    cells = models | set(languages) | {"base model", "fine-tuned", "direct prompt", "CoT prompt", "source", "related", "control"}
+    cells = (
+        models
+        | set(languages)
+        | {"base model", "fine-tuned", "direct prompt", "CoT prompt", "source", "related", "control"}
+    )
     return {
-        "accuracy": (report.cells_figure(accuracy, languages, "accuracy", "accuracy", chance=0.25), cells | {"accuracy (%)", "25 chance"}),
-        "parse_rate": (report.cells_figure(accuracy, languages, "parse_rate", "parse rate", chance=None), cells | {"parse rate (%)"}),
+        "accuracy": (
+            report.cells_figure(accuracy, languages, "accuracy", "accuracy", chance=0.25),
+            cells | {"accuracy (%)", "25 chance"},
+        ),
+        "parse_rate": (
+            report.cells_figure(accuracy, languages, "parse_rate", "parse rate", chance=None),
+            cells | {"parse rate (%)"},
+        ),
         "gains": (
             report.group_gains_figure(effects, MARGIN),
-            models | {"source language", "related targets", "controls", "related − control", "fine-tuning gain, direct", "CoT gain, base model"},
+            models
+            | {
+                "source language",
+                "related targets",
+                "controls",
+                "related − control",
+                "fine-tuning gain, direct",
+                "CoT gain, base model",
+            },
         ),
         "alignment": (report.alignment_figure(gains), models | {"equal gains"}),
-        "diagnostics": (report.diagnostics_figure(accuracy, languages), set(languages) | {title for _, title in report.DIAGNOSTICS} | {"share (%)"}),
+        "diagnostics": (
+            report.diagnostics_figure(accuracy, languages),
+            set(languages) | {title for _, title in report.DIAGNOSTICS} | {"share (%)"},
+        ),
     }
 
 
@@ -164,7 +193,9 @@ def test_heatmap_cells_print_the_accuracy_of_their_model_and_language(paper_size
     axes = np.array(figure.axes[:4]).reshape(2, 2)
     for (row, prompt), (col, variant) in itertools.product(enumerate(["direct", "cot"]), enumerate(["base", "ft"])):
         printed = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in axes[row, col].texts}
-        expected = accuracy[(accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)].set_index(["model", "lang"])["accuracy"]
+        expected = accuracy[(accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)].set_index(
+            ["model", "lang"]
+        )["accuracy"]
         for (i, model), (j, lang) in itertools.product(enumerate(models), enumerate(order)):
             assert printed[(i, j)] == f"{100 * expected[(model, lang)]:.0f}", (variant, prompt, model, lang)
     plt.close(figure)
@@ -179,7 +210,9 @@ def test_group_gains_plot_places_each_estimate_at_its_model(paper_sized):
     direct = figure.axes[0]
     related = next(c for c in direct.containers if c.get_label() == "related targets")
     x, y = related.lines[0].get_data()
-    expected = effects[(effects["prompt"] == "direct") & (effects["effect"] == "ft_gain_related")].set_index("model")["estimate"]
+    expected = effects[(effects["prompt"] == "direct") & (effects["effect"] == "ft_gain_related")].set_index("model")[
+        "estimate"
+    ]
     assert np.allclose(x, [expected[model] for model in models])
     assert np.array_equal(np.round(y).astype(int), np.arange(len(models)))
     assert [label.get_text() for label in direct.get_yticklabels()] == models
@@ -192,10 +225,20 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_si
     proximity = proximity_table({**paper, "source_languages": ["arb_Arab"]})
     report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path, proximity=proximity)
     summary = (tmp_path / "summary.md").read_text()
-    assert "## Gain against genealogical proximity" in summary and "With 8 target languages per source" in summary and "wide by design" in summary
-    assert {path.name for path in tmp_path.iterdir()} == {"summary.md", *paths.REPORT_PLOTS.values(), *paths.REPORT_TABLES.values()}
+    assert (
+        "## Gain against genealogical proximity" in summary
+        and "With 8 target languages per source" in summary
+        and "wide by design" in summary
+    )
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "summary.md",
+        *paths.REPORT_PLOTS.values(),
+        *paths.REPORT_TABLES.values(),
+    }
     verdicts = (tmp_path / paths.REPORT_TABLES["verdicts"]).read_text()
-    assert verdicts.count("<li>") == 3 * accuracy["model"].nunique()  # fine-tuning under direct and cot, and the CoT gain
+    assert (
+        verdicts.count("<li>") == 3 * accuracy["model"].nunique()
+    )  # fine-tuning under direct and cot, and the CoT gain
     assert verdicts.count("<tr") == 1 + int(effects["effect"].isin(["relatedness", "cot_relatedness"]).sum())
     effects_page = (tmp_path / paths.REPORT_TABLES["effects"]).read_text()
     assert effects_page.count("<tr") == 1 + len(effects)
@@ -217,18 +260,43 @@ def test_the_format_split_is_stated_per_source_with_several_sources():
     (the default's design): one sentence each, naming its source, with its own numbers."""
     names = ("ft_gain_targets", "ft_gain_choice_targets", "ft_gain_format_targets", "ft_gain_format_share_targets")
     rows = [
-        {"model": model, paths.SOURCE_COLUMN: source, "prompt": "direct", "effect": name, "estimate": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
-        for model, source, gain in (("m1", "arb_Arab", 0.2), ("m1", "pes_Arab", 0.3), ("m2", "arb_Arab", 0.1), ("m2", "pes_Arab", 0.05))
+        {
+            "model": model,
+            paths.SOURCE_COLUMN: source,
+            "prompt": "direct",
+            "effect": name,
+            "estimate": value,
+            "ci_low": value - 0.1,
+            "ci_high": value + 0.1,
+        }
+        for model, source, gain in (
+            ("m1", "arb_Arab", 0.2),
+            ("m1", "pes_Arab", 0.3),
+            ("m2", "arb_Arab", 0.1),
+            ("m2", "pes_Arab", 0.05),
+        )
         for name, value in zip(names, (gain, gain / 2, gain / 2, 0.5))
     ]
     rows.append(
-        {"model": "m1", paths.SOURCE_COLUMN: None, "prompt": "direct", "effect": "relatedness_interaction", "estimate": 0.0, "ci_low": -0.1, "ci_high": 0.1}
+        {
+            "model": "m1",
+            paths.SOURCE_COLUMN: None,
+            "prompt": "direct",
+            "effect": "relatedness_interaction",
+            "estimate": 0.0,
+            "ci_low": -0.1,
+            "ci_high": 0.1,
+        }
     )
     lines = report.knowledge_lines(pd.DataFrame(rows), None, ["m1", "m2"])
-    assert [line.split(":")[0] for line in lines] == [f"{m}, fine-tuned on {s}" for s in ("arb_Arab", "pes_Arab") for m in ("m1", "m2")]
+    assert [line.split(":")[0] for line in lines] == [
+        f"{m}, fine-tuned on {s}" for s in ("arb_Arab", "pes_Arab") for m in ("m1", "m2")
+    ]
     assert "+30.0 points [+20.0, +40.0]" in lines[2]  # m1 on pes_Arab
     single = report.knowledge_lines(
-        pd.DataFrame([row for row in rows if row[paths.SOURCE_COLUMN] == "arb_Arab"]).drop(columns=paths.SOURCE_COLUMN), None, ["m1"]
+        pd.DataFrame([row for row in rows if row[paths.SOURCE_COLUMN] == "arb_Arab"]).drop(columns=paths.SOURCE_COLUMN),
+        None,
+        ["m1"],
     )
     assert single[0].startswith("m1: fine-tuning gain on the targets (direct prompt) +20.0 points")
 

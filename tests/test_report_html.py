@@ -20,7 +20,9 @@ from snakemake_runs import snakemake_command
 from xlt.paths import REPORT, REPORT_PLOTS, REPORT_TABLES
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium): apt-get install chromium")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium): apt-get install chromium"
+)
 
 # Run inside the report after it loaded: open each category as its menu entry does, press
 # each entry's view button, and note what the page then shows. Download-only entries
@@ -132,7 +134,9 @@ def test_report_renders_every_plot_and_table_in_chromium(repo, tiny_study, tmp_p
         assert item["content"] == "html" and item["framed"], item
         page = base64.b64decode(results[f"{REPORT}/{name}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
         assert "<table" in page, name
-    verdicts = base64.b64decode(results[f"{REPORT}/{REPORT_TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode("utf-8")
+    verdicts = base64.b64decode(results[f"{REPORT}/{REPORT_TABLES['verdicts']}"]["data_uri"].split(",", 1)[1]).decode(
+        "utf-8"
+    )
     verdict_list, warning_list = verdicts.split("<h2>Format warnings</h2>", 1)
     assert verdict_list.count("<li>") == 3 * len(config["models"])  # fine-tuning under direct and cot, and the CoT gain
     # the fixture's tiny models run out of token budget on every CoT row: the warnings must say so

@@ -77,7 +77,9 @@ def test_forcerun_finetune_redoes_finetuning_and_the_fine_tuned_predictions(repo
     for model in ("tiny-dense", "tiny-moe"):
         assert f"results/models/{model}/adapter-arb_Arab" in planned
         assert {path for path in jobs_of(planned, model) if "/predictions/" in path} == {
-            f"results/predictions/{model}/ft-arb_Arab/{prompt}/{lang}.parquet" for prompt in paths.PROMPTS for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
+            f"results/predictions/{model}/ft-arb_Arab/{prompt}/{lang}.parquet"
+            for prompt in paths.PROMPTS
+            for lang in ("arb_Arab", "heb_Hebr", "eng_Latn")
         }
         assert f"results/models/{model}/base" not in planned
     assert planned >= DOWNSTREAM
@@ -142,7 +144,11 @@ def test_a_changed_cot_budget_recomputes_the_cot_prompt_only(repo, tiny_study, t
     config["prompts"]["cot_max_new_tokens"] += 4
     changed = tmp_path / "config.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    kept = {path: path.read_bytes() for cell in ("direct", "choice") for path in (study / "results" / "predictions").glob(f"*/*/{cell}/*.parquet")}
+    kept = {
+        path: path.read_bytes()
+        for cell in ("direct", "choice")
+        for path in (study / "results" / "predictions").glob(f"*/*/{cell}/*.parquet")
+    }
     assert len(kept) == 2 * 2 * 2 * 3  # models x variants x cells x languages
     planned = run_snakemake(repo, study, changed)
     assert {path for path in planned if "/predictions/" in path} >= {str(path.relative_to(study)) for path in kept}
@@ -164,4 +170,6 @@ def test_a_changed_cloze_normalisation_reruns_scoring_and_what_follows_only(repo
 
     planned = plan(repo, tiny_study, tmp_path, edit)
     assert planned >= DOWNSTREAM
-    assert not any(path.startswith(("results/predictions/", "results/models/", "results/data/")) for path in planned), planned
+    assert not any(path.startswith(("results/predictions/", "results/models/", "results/data/")) for path in planned), (
+        planned
+    )

@@ -31,7 +31,9 @@ def write_tree(root, frame):
 @pytest.fixture
 def tree(tmp_path):
     frame = simulate_predictions(
-        {model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")}, language_table(CONFIG), variants=study_variants(CONFIG)
+        {model: Scenario(n_items=40, related_advantage=0.1) for model in ("m1", "m2", "m3")},
+        language_table(CONFIG),
+        variants=study_variants(CONFIG),
     )
     write_tree(tmp_path / "predictions", frame)
     return tmp_path / "predictions", frame
@@ -50,11 +52,20 @@ def test_accuracy_has_interval_and_parse_rate(tree):
 
 def test_rescore_uses_the_current_extractor():
     frame = simulate_predictions({"m": Scenario(n_items=2)}, language_table(CONFIG), variants=study_variants(CONFIG))
-    frame = frame[(frame.variant == "base") & (frame.prompt == "direct") & (frame.lang == "eng_Latn")].reset_index(drop=True)
+    frame = frame[(frame.variant == "base") & (frame.prompt == "direct") & (frame.lang == "eng_Latn")].reset_index(
+        drop=True
+    )
     frame["raw_output"] = ["Answer: Rome", "The answer is D."]
     frame["parsed_choice"] = pd.array([None, None], dtype="Int64")
     data = pd.DataFrame(
-        {"lang": "eng_Latn", "item_id": frame["item_id"], "mc_answer1": "London", "mc_answer2": "Paris", "mc_answer3": "Rome", "mc_answer4": "Oslo"}
+        {
+            "lang": "eng_Latn",
+            "item_id": frame["item_id"],
+            "mc_answer1": "London",
+            "mc_answer2": "Paris",
+            "mc_answer3": "Rome",
+            "mc_answer4": "Oslo",
+        }
     )
     rescored = rescore(frame, data)
     assert rescored["parsed_choice"].tolist() == [3, 4]
@@ -91,7 +102,10 @@ def test_wrong_layout_value_is_named(tree):
     frame = pd.read_parquet(path)
     frame.loc[3, "variant"] = "ft-arb_Arab"
     frame.to_parquet(path)
-    with pytest.raises(XltError, match=r"eng_Latn.parquet: column variant, row 4: 'ft-arb_Arab' but the file's place in the layout says 'base'"):
+    with pytest.raises(
+        XltError,
+        match=r"eng_Latn.parquet: column variant, row 4: 'ft-arb_Arab' but the file's place in the layout says 'base'",
+    ):
         load_predictions(root)
 
 

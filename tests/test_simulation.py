@@ -17,7 +17,16 @@ from test_stats import CONFIG as SINGLE_SOURCE
 
 from xlt.config import load_config
 from xlt.languages import language_table
-from xlt.simulate import PASSAGE_CORRELATED, Scenario, operating_characteristics, primary_name, primary_trials, primary_weights, simulate_cells, study_variants
+from xlt.simulate import (
+    PASSAGE_CORRELATED,
+    Scenario,
+    operating_characteristics,
+    primary_name,
+    primary_trials,
+    primary_weights,
+    simulate_cells,
+    study_variants,
+)
 from xlt.stats.cells import ModelCells
 from xlt.stats.effects import ModelContext, accuracy_effect
 from xlt.stats.settings import StatsSettings
@@ -47,9 +56,14 @@ def check(table, trials):
 
 
 def test_the_simulated_test_is_the_studys_primary_one(default_study):
-    assert primary_name(default_study) == "direct/relatedness_interaction" and primary_name(SINGLE_SOURCE) == "direct/relatedness"
+    assert (
+        primary_name(default_study) == "direct/relatedness_interaction"
+        and primary_name(SINGLE_SOURCE) == "direct/relatedness"
+    )
     # The related-language advantage is planted after the Semitic source only: an interaction.
-    assert study_variants(default_study) == {"ft-arb_Arab": True, "ft-pes_Arab": False} and study_variants(SINGLE_SOURCE) == {"ft-arb_Arab": True}
+    assert study_variants(default_study) == {"ft-arb_Arab": True, "ft-pes_Arab": False} and study_variants(
+        SINGLE_SOURCE
+    ) == {"ft-arb_Arab": True}
 
 
 def test_primary_test_keeps_its_level_power_and_coverage(study):
@@ -78,7 +92,12 @@ def test_batched_trials_compute_what_effects_csv_reports(study):
     for trial in batched.itertuples():
         matrix, columns = simulate_cells(scenario, language_table(study), rng, variants=study_variants(study))
         cells = ModelCells(matrix, {column: k for k, column in enumerate(columns)})
-        row = accuracy_effect(ModelContext.build("m", cells, resampling, settings), "direct", primary_name(study), primary_weights(cells, study))
+        row = accuracy_effect(
+            ModelContext.build("m", cells, resampling, settings),
+            "direct",
+            primary_name(study),
+            primary_weights(cells, study),
+        )
         assert (trial.estimate, trial.ci_low, trial.ci_high, trial.p_value, trial.equivalence_p) == pytest.approx(
             (row.estimate, row.ci_low, row.ci_high, row.p_value, row.equivalence_p)
         )
@@ -87,16 +106,29 @@ def test_batched_trials_compute_what_effects_csv_reports(study):
 def test_the_interaction_weights_are_those_of_effects_csv(default_study):
     """The simulated interaction is the one interaction_rows reports (xlt compare)."""
     scenario = PASSAGE_CORRELATED.with_(n_items=40, related_advantage=0.1)
-    matrix, columns = simulate_cells(scenario, language_table(default_study), np.random.default_rng(3), variants=study_variants(default_study))
+    matrix, columns = simulate_cells(
+        scenario, language_table(default_study), np.random.default_rng(3), variants=study_variants(default_study)
+    )
     cells = ModelCells(matrix, {column: k for k, column in enumerate(columns)})
     items = pd.DataFrame(
         [
-            {"model": "m", "item_id": f"p{k // 2:03d}#{k % 2 + 1}", "variant": variant, "prompt": prompt, "lang": lang, "correct": bool(matrix[k, j])}
+            {
+                "model": "m",
+                "item_id": f"p{k // 2:03d}#{k % 2 + 1}",
+                "variant": variant,
+                "prompt": prompt,
+                "lang": lang,
+                "correct": bool(matrix[k, j]),
+            }
             for (variant, prompt, lang), j in cells.columns.items()
             for k in range(40)
         ]
     )
-    direct = next(row for row in interaction_rows(items, default_study, StatsSettings(bootstrap_samples=200)) if row.prompt == "direct")
+    direct = next(
+        row
+        for row in interaction_rows(items, default_study, StatsSettings(bootstrap_samples=200))
+        if row.prompt == "direct"
+    )
     assert direct.estimate == pytest.approx(float((matrix @ primary_weights(cells, default_study)).mean()))
 
 

@@ -26,7 +26,18 @@ from snakemake_runs import cli_command, planned_jobs, write_test_config
 from xlt import paths
 from xlt.languages import source_languages
 
-CLUSTER_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
+CLUSTER_TOOLS = (
+    "munged",
+    "mungekey",
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "squeue",
+    "scontrol",
+    "scancel",
+    "sinfo",
+    "srun",
+)
 # The test cluster's one node has one GPU of this type (.ci/slurm/start.sh); the job
 # still runs on the CPU, as torch sees no CUDA device there.
 GPU_MODEL, GPU_TYPE = "tiny-dense", "fake"
@@ -59,7 +70,9 @@ def run_in_own_group(command: list[str], env: dict[str, str], timeout: float) ->
     """Run `command` in a session of its own; on a timeout or any other exit from here
     (pytest's own timeout included) its whole process group is ended, so no local job
     outlives the test."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     finally:
@@ -86,7 +99,12 @@ def slurm_cluster(repo):
     # A short folder name: munged's socket path must stay under 108 characters.
     directory = Path(tempfile.mkdtemp(prefix="xlt-slurm-"))
     try:
-        started = subprocess.run(["bash", str(repo / ".ci" / "slurm" / "start.sh"), str(directory)], capture_output=True, text=True, timeout=120)
+        started = subprocess.run(
+            ["bash", str(repo / ".ci" / "slurm" / "start.sh"), str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert started.returncode == 0, f"start.sh failed:\n{started.stderr}"
         env = environment_without_slurm()
         env.update(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
@@ -99,8 +117,19 @@ def slurm_cluster(repo):
 def slurm_jobs(env: dict[str, str]) -> list[dict[str, str]]:
     """Every job the controller knows (finished ones stay for MinJobAge), as fields;
     with details, so JOB_GRES holds the generic resources a job was given."""
-    shown = subprocess.run(["scontrol", "--details", "--oneliner", "show", "job"], env=env, capture_output=True, text=True, timeout=60, check=True)
-    return [dict(field.split("=", 1) for field in line.split() if "=" in field) for line in shown.stdout.splitlines() if line.strip()]
+    shown = subprocess.run(
+        ["scontrol", "--details", "--oneliner", "show", "job"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [
+        dict(field.split("=", 1) for field in line.split() if "=" in field)
+        for line in shown.stdout.splitlines()
+        if line.strip()
+    ]
 
 
 def expected_submissions(config: dict) -> list[str]:
@@ -118,7 +147,10 @@ def contract_artifacts(config: dict) -> list[str]:
     langs, models, (source,) = list(config["languages"]), list(config["models"]), source_languages(config)
     artifacts = [paths.DATA.format(lang=lang) for lang in langs]
     for model in models:
-        artifacts += [f"{paths.BASE_MODEL.format(model=model)}/xlt_model.json", f"{paths.ADAPTER.format(model=model, source=source)}/adapter_model.safetensors"]
+        artifacts += [
+            f"{paths.BASE_MODEL.format(model=model)}/xlt_model.json",
+            f"{paths.ADAPTER.format(model=model, source=source)}/adapter_model.safetensors",
+        ]
         artifacts += [
             paths.PREDICTIONS.format(model=model, variant=variant, prompt=prompt, lang=lang)
             for variant in paths.study_variants([source])
@@ -126,7 +158,10 @@ def contract_artifacts(config: dict) -> list[str]:
             for lang in langs
         ]
     artifacts += [paths.ACCURACY, paths.EFFECTS, paths.ALIGNMENT, paths.GAINS]
-    artifacts += [f"{paths.REPORT}/{name}" for name in ("summary.md", "accuracy.png", "parse_rate.png", "gains_by_group.png", "ft_vs_cot_gain.png")]
+    artifacts += [
+        f"{paths.REPORT}/{name}"
+        for name in ("summary.md", "accuracy.png", "parse_rate.png", "gains_by_group.png", "ft_vs_cot_gain.png")
+    ]
     return artifacts
 
 
@@ -141,7 +176,10 @@ def gpu_test_config(repo: Path, workdir: Path, tiny_models: dict[str, Path]) -> 
 
 def planned_resources(dry_run_output: str) -> dict[str, str]:
     """'<rule> <wildcards>' -> resources, for each job of a dry run."""
-    return {f"{rule} {fields.get('wildcards', '')}".strip(): fields["resources"] for rule, fields in planned_jobs(dry_run_output)}
+    return {
+        f"{rule} {fields.get('wildcards', '')}".strip(): fields["resources"]
+        for rule, fields in planned_jobs(dry_run_output)
+    }
 
 
 def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
@@ -149,7 +187,11 @@ def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
     resources of its fine-tuning job and of no other."""
     configfile, _ = gpu_test_config(repo, tmp_path, tiny_models)
     plan = subprocess.run(
-        slurm_command(repo, tmp_path, configfile) + ["--dry-run"], env=environment_without_slurm(), capture_output=True, text=True, timeout=300
+        slurm_command(repo, tmp_path, configfile) + ["--dry-run"],
+        env=environment_without_slurm(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-4000:]
     planned = planned_resources(plan.stdout)
@@ -178,7 +220,11 @@ def test_study_runs_through_sbatch_with_the_gpu_request(repo, tiny_models, slurm
     jobs = slurm_jobs(slurm_cluster)
     assert sorted(job.get("Comment", "") for job in jobs) == expected_submissions(config)
     assert {job["JobState"] for job in jobs} == {"COMPLETED"}
-    requested = {job["Comment"]: job.get("TresPerJob") for job in jobs if "gpu" in job.get("TresPerJob", "") + job.get("TresPerNode", "")}
+    requested = {
+        job["Comment"]: job.get("TresPerJob")
+        for job in jobs
+        if "gpu" in job.get("TresPerJob", "") + job.get("TresPerNode", "")
+    }
     assert requested == {f"rule_finetune_wildcards_{GPU_MODEL}": f"gres:gpu:{GPU_TYPE}:1"}
     given = {job["Comment"]: job["JOB_GRES"] for job in jobs if job["JOB_GRES"] != "(null)"}
     assert given == {f"rule_finetune_wildcards_{GPU_MODEL}": f"gpu:{GPU_TYPE}:1"}
@@ -225,8 +271,27 @@ def test_a_multi_task_gpu_job_runs_its_tasks_under_srun(repo, slurm_cluster, tmp
 
     (tmp_path / "Snakefile").write_text(MULTI_TASK_SNAKEFILE)
     assert {"nodes", "mpi", "tasks", "tasks_per_gpu", "gres", "cpus_per_task"} <= set(RESOURCE_KEYS)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory", str(tmp_path), "--executor", "slurm"]
-    command += ["--jobs", "1", "--latency-wait", "10", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--executor",
+        "slurm",
+    ]
+    command += [
+        "--jobs",
+        "1",
+        "--latency-wait",
+        "10",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+    ]
     run = run_in_own_group(command, slurm_cluster, timeout=480)
     assert run.returncode == 0, run.stdout[-8000:]
     lines = sorted((tmp_path / "tasks.txt").read_text().split("\n")[:-1])

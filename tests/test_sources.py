@@ -20,7 +20,16 @@ from xlt.stattests import holm
 
 LANGUAGES = CONFIG["languages"]  # the default study's eight languages
 # Baselines far apart, as published Belebele accuracies are: a target's difficulty must cancel.
-BASELINE = {"arb_Arab": 0.6, "heb_Hebr": 0.5, "amh_Ethi": 0.3, "mlt_Latn": 0.4, "tur_Latn": 0.55, "eng_Latn": 0.75, "pes_Arab": 0.55, "urd_Arab": 0.45}
+BASELINE = {
+    "arb_Arab": 0.6,
+    "heb_Hebr": 0.5,
+    "amh_Ethi": 0.3,
+    "mlt_Latn": 0.4,
+    "tur_Latn": 0.55,
+    "eng_Latn": 0.75,
+    "pes_Arab": 0.55,
+    "urd_Arab": 0.45,
+}
 SETTINGS = StatsSettings(bootstrap_samples=1000, seed=1)
 
 
@@ -49,7 +58,14 @@ def synthetic_items(n_items: int, interaction: float, seed: int, sources=("arb_A
                 correct = (draw < accuracy).astype(int)
                 rows.append(
                     pd.DataFrame(
-                        {"model": "m", "item_id": [f"i{k:04d}" for k in range(n_items)], "variant": variant, "prompt": prompt, "lang": lang, "correct": correct}
+                        {
+                            "model": "m",
+                            "item_id": [f"i{k:04d}" for k in range(n_items)],
+                            "variant": variant,
+                            "prompt": prompt,
+                            "lang": lang,
+                            "correct": correct,
+                        }
                     )
                 )
     return pd.concat(rows, ignore_index=True)
@@ -95,14 +111,22 @@ def test_study_rows_per_source_and_the_interaction():
     assert set(effects["source"]) == {"arb_Arab", "pes_Arab", ""}
     interaction = effects[effects["effect"] == INTERACTION]
     assert interaction["source"].tolist() == ["", ""] and interaction["p_adjusted"].notna().all()
-    arabic = effects[(effects["source"] == "arb_Arab") & (effects["effect"] == "relatedness") & (effects["prompt"] == "direct")]
-    persian = effects[(effects["source"] == "pes_Arab") & (effects["effect"] == "relatedness") & (effects["prompt"] == "direct")]
+    arabic = effects[
+        (effects["source"] == "arb_Arab") & (effects["effect"] == "relatedness") & (effects["prompt"] == "direct")
+    ]
+    persian = effects[
+        (effects["source"] == "pes_Arab") & (effects["effect"] == "relatedness") & (effects["prompt"] == "direct")
+    ]
     assert len(arabic) == len(persian) == 1
     # Persian's related targets are its own family's (eng, urd): its relatedness row is not Arabic's
     assert arabic["estimate"].iloc[0] > persian["estimate"].iloc[0] + 0.05
     assert set(comparisons.gains["source"]) == {"arb_Arab", "pes_Arab"}
     assert set(comparisons.alignment["source"]) == {"arb_Arab", "pes_Arab"}
-    assert (comparisons.notes.loc[comparisons.notes["effect"] == INTERACTION, "note"].str.contains("after arb_Arab minus the same after pes_Arab")).all()
+    assert (
+        comparisons.notes.loc[comparisons.notes["effect"] == INTERACTION, "note"].str.contains(
+            "after arb_Arab minus the same after pes_Arab"
+        )
+    ).all()
 
 
 def test_the_interaction_is_the_one_primary_test():
@@ -112,27 +136,52 @@ def test_the_interaction_is_the_one_primary_test():
     source's effect (`@source`) leaves the interaction and the other source's rows
     secondary; a per-source effect without its source, or the interaction with one
     source, stops with one line listing what this study allows."""
-    items = pd.concat([synthetic_items(60, 0.10, seed=10), synthetic_items(60, 0.10, seed=13).assign(model="n")], ignore_index=True)
+    items = pd.concat(
+        [synthetic_items(60, 0.10, seed=10), synthetic_items(60, 0.10, seed=13).assign(model="n")], ignore_index=True
+    )
     for primary, prompt in (("auto", "direct"), (f"cot/{INTERACTION}", "cot")):
         comparisons = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary=primary))
         effects = comparisons.effects
         chosen = effects[effects["role"] == "primary"]
-        assert set(zip(chosen["model"], chosen["source"], chosen["prompt"], chosen["effect"])) == {(m, "", prompt, INTERACTION) for m in ("m", "n")}
+        assert set(zip(chosen["model"], chosen["source"], chosen["prompt"], chosen["effect"])) == {
+            (m, "", prompt, INTERACTION) for m in ("m", "n")
+        }
         assert chosen["p_adjusted"].tolist() == pytest.approx(holm(chosen["p_value"].tolist()))
         per_source = comparisons.notes[comparisons.notes["source"] != ""]
         tested = per_source[per_source["holm_family"] != ""]
-        assert (per_source["role"] == "secondary").all() and len(tested) and tested["holm_family"].str.startswith("secondary: Holm over").all()
-        family = effects[(effects["source"] == "arb_Arab") & (effects["model"] == "m") & (effects["prompt"] == "direct") & effects["p_value"].notna()]
-        assert "relatedness" in set(family["effect"]) and family["p_adjusted"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
-    named = compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness@pes_Arab")).effects
+        assert (
+            (per_source["role"] == "secondary").all()
+            and len(tested)
+            and tested["holm_family"].str.startswith("secondary: Holm over").all()
+        )
+        family = effects[
+            (effects["source"] == "arb_Arab")
+            & (effects["model"] == "m")
+            & (effects["prompt"] == "direct")
+            & effects["p_value"].notna()
+        ]
+        assert "relatedness" in set(family["effect"]) and family["p_adjusted"].tolist() == pytest.approx(
+            holm(family["p_value"].tolist())
+        )
+    named = compare_study(
+        items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness@pes_Arab")
+    ).effects
     assert (named.loc[named["effect"] == INTERACTION, "role"] == "secondary").all()
     chosen = named[named["role"] == "primary"]
-    assert set(zip(chosen["model"], chosen["source"], chosen["prompt"], chosen["effect"])) == {(m, "pes_Arab", "direct", "relatedness") for m in ("m", "n")}
-    with pytest.raises(XltError, match=r"stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: .*allowed: auto, "):
+    assert set(zip(chosen["model"], chosen["source"], chosen["prompt"], chosen["effect"])) == {
+        (m, "pes_Arab", "direct", "relatedness") for m in ("m", "n")
+    }
+    with pytest.raises(
+        XltError,
+        match=r"stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: .*allowed: auto, ",
+    ):
         compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness"))
     named = StatsSettings(bootstrap_samples=200, seed=1, primary=f"cot/{INTERACTION}")
     single = synthetic_items(60, 0.0, seed=11, sources=("arb_Arab",))
-    with pytest.raises(XltError, match=f"stats.primary: 'cot/{INTERACTION}': not a test of this study; allowed: auto, direct/ft_gain_source, "):
+    with pytest.raises(
+        XltError,
+        match=f"stats.primary: 'cot/{INTERACTION}': not a test of this study; allowed: auto, direct/ft_gain_source, ",
+    ):
         compare_study(single, study(("arb_Arab",)), named)
 
 
@@ -140,7 +189,9 @@ def test_a_missing_cell_of_one_source_is_noted_on_that_sources_rows():
     from xlt.completeness import missing_cells, note_missing
 
     items = synthetic_items(60, 0.0, seed=12)
-    items = items[~((items["variant"] == "ft-pes_Arab") & (items["prompt"] == "direct") & (items["lang"] == "heb_Hebr"))]
+    items = items[
+        ~((items["variant"] == "ft-pes_Arab") & (items["prompt"] == "direct") & (items["lang"] == "heb_Hebr"))
+    ]
     missing = missing_cells(items, LANGUAGES)
     assert [cell.text for cell in missing] == ["m/ft-pes_Arab/direct/heb_Hebr.parquet"]
     notes = note_missing(compare_study(items, study(), SETTINGS), missing).notes
@@ -162,7 +213,10 @@ def test_a_single_source_study_is_stats_compare_of_its_source(tmp_path):
     (tmp_path / "m" / "ft-arb_Arab" / "direct").mkdir(parents=True)
     items.head(3).to_parquet(tmp_path / "m" / "ft-arb_Arab" / "direct" / "heb_Hebr.parquet")
     assert [found.variant for found in discover_predictions(tmp_path)] == ["ft-arb_Arab"]
-    with pytest.raises(XltError, match=r"predictions of variant ft-pes_Arab, which the config's source languages \(arb_Arab\) do not make"):
+    with pytest.raises(
+        XltError,
+        match=r"predictions of variant ft-pes_Arab, which the config's source languages \(arb_Arab\) do not make",
+    ):
         compare_study(items.assign(variant=items["variant"].replace("ft-arb_Arab", "ft-pes_Arab")), single, SETTINGS)
 
 
@@ -172,7 +226,11 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
 
     items = synthetic_items(120, 0.10, seed=9)
     comparisons = compare_study(items, study(), SETTINGS)
-    accuracy = accuracy_table(items.assign(parsed_choice=1, answer=1, raw_output="Answer: A", n_output_tokens=3), language_table(study()), 0.95)
+    accuracy = accuracy_table(
+        items.assign(parsed_choice=1, answer=1, raw_output="Answer: A", n_output_tokens=3),
+        language_table(study()),
+        0.95,
+    )
     effects_file = tmp_path / "effects.csv"
     comparisons.effects.to_csv(effects_file, index=False)
     recipes = {"m": {"learning_rate": 0.0005, "lora": "r=8 alpha=16 dropout=0 all-linear"}}

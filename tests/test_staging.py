@@ -18,7 +18,15 @@ from snakemake_runs import REPO, run_cli, shipped_study, snakemake_command
 
 from xlt.config import load_config
 from xlt.errors import XltError
-from xlt.models import MANIFEST, ModelSpec, load_model, load_tokenizer, prepare_model, resolve_checkpoint, serving_checkpoint
+from xlt.models import (
+    MANIFEST,
+    ModelSpec,
+    load_model,
+    load_tokenizer,
+    prepare_model,
+    resolve_checkpoint,
+    serving_checkpoint,
+)
 from xlt.staging import STAGED_RECORD, HubRepo, check_cluster_config, stage, unpinned_revisions
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -70,7 +78,9 @@ def test_a_hub_model_is_staged_at_its_commit_and_loads_offline(tiny_models, tmp_
     assert hub.downloads == [{"repo_id": "org/tiny", "repo_type": "model", "revision": COMMIT}]
     assert record["commit"] == COMMIT and json.loads((staged / STAGED_RECORD).read_text()) == record
     assert "model.safetensors" in record["files"] and "config.json" in record["files"]
-    assert not any(name.endswith((".bin", ".pth")) or name.startswith((".cache", "original/")) for name in record["files"])
+    assert not any(
+        name.endswith((".bin", ".pth")) or name.startswith((".cache", "original/")) for name in record["files"]
+    )
     assert not staged.with_name(".tiny.partial").exists()
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -78,7 +88,13 @@ def test_a_hub_model_is_staged_at_its_commit_and_loads_offline(tiny_models, tmp_
     spec = ModelSpec("tiny", id="org/tiny", revision="main")
     prepare_model(spec, base, staged=staged)
     manifest = json.loads((base / MANIFEST).read_text())
-    assert manifest == {"kind": "staged", "id": "org/tiny", "revision": "main", "commit": COMMIT, "path": str(staged.resolve())}
+    assert manifest == {
+        "kind": "staged",
+        "id": "org/tiny",
+        "revision": "main",
+        "commit": COMMIT,
+        "path": str(staged.resolve()),
+    }
     assert resolve_checkpoint(base) == (str(staged.resolve()), None) == serving_checkpoint(base)
     shutil.rmtree(source)  # nothing of the "Hub" is left to read
     assert load_model(base, spec).config.hidden_size == 32 and load_tokenizer(base, spec).pad_token_id is not None
@@ -102,7 +118,9 @@ def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tm
     source = tmp_path / "hub"
     (source / "data").mkdir(parents=True)
     langs = ["arb_Arab", "eng_Latn"]
-    configs = "".join(f"- config_name: {lang}\n  data_files:\n  - split: test\n    path: data/{lang}.jsonl\n" for lang in langs)
+    configs = "".join(
+        f"- config_name: {lang}\n  data_files:\n  - split: test\n    path: data/{lang}.jsonl\n" for lang in langs
+    )
     (source / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
     for lang in langs:
         shutil.copy2(repo / "data" / "belebele_fixture" / f"{lang}.jsonl", source / "data" / f"{lang}.jsonl")
@@ -121,9 +139,16 @@ def test_belebele_is_staged_and_prepared_from_the_staged_folder_offline(repo, tm
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     shutil.rmtree(source)
-    data = {**load_config(repo / "config" / "config.yaml")["data"], "source": "hub", "hub_id": "facebook/belebele", "hub_revision": "main"}
+    data = {
+        **load_config(repo / "config" / "config.yaml")["data"],
+        "source": "hub",
+        "hub_id": "facebook/belebele",
+        "hub_revision": "main",
+    }
     from_staged = [str(tmp_path / "staged" / f"{lang}.parquet") for lang in langs]
-    prepare_data(settings=PrepareDataSettings(data=data, langs=langs, all_test=False, staged=str(staged)), outputs=from_staged)
+    prepare_data(
+        settings=PrepareDataSettings(data=data, langs=langs, all_test=False, staged=str(staged)), outputs=from_staged
+    )
     from_fixture = [str(tmp_path / "fixture" / f"{lang}.parquet") for lang in langs]
     fixture = {**data, "source": "fixture", "fixture_dir": str(repo / "data" / "belebele_fixture")}
     prepare_data(settings=PrepareDataSettings(data=fixture, langs=langs, all_test=False), outputs=from_fixture)
@@ -138,7 +163,9 @@ def test_a_cluster_run_needs_pinned_revisions_and_a_staging_folder(repo):
     assert unpinned_revisions(paper) == ["data.hub_revision 'main'"]
     check_cluster_config(paper, "paper.yaml")  # allow_unpinned: true, until Belebele is pinned
     strict = {**paper, "staging": {**paper["staging"], "allow_unpinned": False}}
-    with pytest.raises(XltError, match=r"^paper.yaml: data.hub_revision 'main' is not a commit hash .* staging.allow_unpinned: true"):
+    with pytest.raises(
+        XltError, match=r"^paper.yaml: data.hub_revision 'main' is not a commit hash .* staging.allow_unpinned: true"
+    ):
         check_cluster_config(strict, "paper.yaml")
     unstaged = {**paper, "staging": {"dir": None, "allow_unpinned": True}}
     with pytest.raises(XltError, match=r"models qwen3-4b, .*deepseek-v3 are Hub ids and staging.dir is not set"):
@@ -163,28 +190,45 @@ def test_the_paper_study_on_slurm_stages_every_model_first_and_no_job_downloads(
     offline from the staged folders; with allow_unpinned off the plan stops at once."""
     study = shipped_study(tmp_path)
     profile = str(REPO / "profiles" / "slurm")
-    jobs = planned_commands(snakemake_command(REPO / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--profile", profile))
+    jobs = planned_commands(
+        snakemake_command(REPO / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--profile", profile)
+    )
     paper = load_config(repo / "config" / "paper.yaml")
     assert sorted(model for rule, model, _ in jobs if rule == "stage_model") == sorted(paper["models"])
     assert [model for rule, model, _ in jobs if rule == "convert_fp8"] == ["deepseek-v3"]
-    model_jobs = [(rule, model, shell) for rule, model, shell in jobs if rule in ("prepare_model", "convert_fp8", "finetune", "finetune_control", "predict")]
+    model_jobs = [
+        (rule, model, shell)
+        for rule, model, shell in jobs
+        if rule in ("prepare_model", "convert_fp8", "finetune", "finetune_control", "predict")
+    ]
     # 7 models: prepared, fine-tuned on two sources and once as the format-only control,
     # each of their 4 variants predicted.
     assert len(model_jobs) == 1 + 7 + 14 + 7 + 28
     for rule, model, shell in model_jobs:
-        assert shell.startswith("export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1; "), f"{rule} {model}: {shell[:120]}"
+        assert shell.startswith("export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1; "), (
+            f"{rule} {model}: {shell[:120]}"
+        )
         if rule == "prepare_model":
             assert f'"staged": "staging/models/{model}"' in shell
             assert ('"converted": "staging/converted/deepseek-v3"' in shell) == (model == "deepseek-v3")
-    assert sorted(dataset for rule, dataset, _ in jobs if rule == "stage_dataset") == ["belebele", "training-arb_Arab", "training-pes_Arab"]
+    assert sorted(dataset for rule, dataset, _ in jobs if rule == "stage_dataset") == [
+        "belebele",
+        "training-arb_Arab",
+        "training-pes_Arab",
+    ]
     (prepare_data,) = [shell for rule, _, shell in jobs if rule == "prepare_data"]
     assert '"staged": "staging/datasets/belebele"' in prepare_data
     (prepare_training,) = [shell for rule, _, shell in jobs if rule == "prepare_training"]
-    assert '"staged": {"arb_Arab": "staging/datasets/training-arb_Arab", "pes_Arab": "staging/datasets/training-pes_Arab"}' in prepare_training
+    assert (
+        '"staged": {"arb_Arab": "staging/datasets/training-arb_Arab", "pes_Arab": "staging/datasets/training-pes_Arab"}'
+        in prepare_training
+    )
     strict = (study / "config" / "paper.yaml").read_text().replace("allow_unpinned: true", "allow_unpinned: false")
     (study / "config" / "strict.yaml").write_text(strict)
     refused = run_cli(study, study / "config" / "strict.yaml", "-n", "--profile", profile)
-    assert refused.returncode != 0 and "data.hub_revision 'main' is not a commit hash" in refused.stdout + refused.stderr
+    assert (
+        refused.returncode != 0 and "data.hub_revision 'main' is not a commit hash" in refused.stdout + refused.stderr
+    )
 
 
 def write_fp8_checkpoint(out_dir, block, seed=0):
@@ -203,7 +247,9 @@ def write_fp8_checkpoint(out_dir, block, seed=0):
     for name, value in weights.items():
         if name.startswith("model.layers.") and name.endswith("proj.weight") and value.dim() == 2:
             rows, columns = value.shape
-            scales = torch.rand(math.ceil(rows / block[0]), math.ceil(columns / block[1]), generator=generator) / 100 + 1e-3
+            scales = (
+                torch.rand(math.ceil(rows / block[0]), math.ceil(columns / block[1]), generator=generator) / 100 + 1e-3
+            )
             fp8 = (torch.randn(rows, columns, generator=generator) * 50).clamp(-448, 448).to(torch.float8_e4m3fn)
             stored[name], stored[name + "_scale_inv"] = fp8, scales
             quantized[name] = (fp8, scales)
@@ -214,15 +260,27 @@ def write_fp8_checkpoint(out_dir, block, seed=0):
     # another shard than their weight, as an index lets them
     scales = sorted(name for name in stored if name.endswith("_scale_inv"))
     names = sorted(name for name in stored if name not in scales)
-    halves = {"model-00001-of-00002.safetensors": scales + names[: len(names) // 2], "model-00002-of-00002.safetensors": names[len(names) // 2 :]}
+    halves = {
+        "model-00001-of-00002.safetensors": scales + names[: len(names) // 2],
+        "model-00002-of-00002.safetensors": names[len(names) // 2 :],
+    }
     for shard, members in halves.items():
         save_file({name: stored[name] for name in members}, str(folder / shard), metadata={"format": "pt"})
     index = {"metadata": {}, "weight_map": {name: shard for shard, members in halves.items() for name in members}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     config = json.loads((folder / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": list(block)}
+    config["quantization_config"] = {
+        "quant_method": "fp8",
+        "fmt": "e4m3",
+        "activation_scheme": "dynamic",
+        "weight_block_size": list(block),
+    }
     (folder / "config.json").write_text(json.dumps(config))
-    assert any(weight_map_shard != index["weight_map"][name + "_scale_inv"] for name, weight_map_shard in index["weight_map"].items() if name in quantized)
+    assert any(
+        weight_map_shard != index["weight_map"][name + "_scale_inv"]
+        for name, weight_map_shard in index["weight_map"].items()
+        if name in quantized
+    )
     return folder, quantized
 
 
@@ -258,7 +316,9 @@ def test_an_fp8_checkpoint_converts_to_the_reference_dequantisation(tmp_path):
     stale.mkdir()
     save_file({name: torch.zeros(1) for name in quantized}, str(stale / "model-00002-of-00002.safetensors"))
     record = convert_fp8_checkpoint(source, out)
-    assert record["dequantized_tensors"] == len(quantized) and json.loads((out / CONVERTED_RECORD).read_text()) == record
+    assert (
+        record["dequantized_tensors"] == len(quantized) and json.loads((out / CONVERTED_RECORD).read_text()) == record
+    )
     assert not stale.exists() and not (out / ".origin.json").exists()
     index = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
     assert not any(name.endswith("_scale_inv") for name in index)
@@ -282,9 +342,14 @@ def test_a_wrong_scale_grid_or_a_plain_checkpoint_is_refused(tmp_path, tiny_mode
 
     from xlt.fp8 import convert_fp8_checkpoint, dequantize
 
-    with pytest.raises(XltError, match=r"w: \(2, 2\) scale factors for a 40 x 32 weight in 16 x 16 blocks, expected \(3, 2\)"):
+    with pytest.raises(
+        XltError, match=r"w: \(2, 2\) scale factors for a 40 x 32 weight in 16 x 16 blocks, expected \(3, 2\)"
+    ):
         dequantize(torch.zeros(40, 32).to(torch.float8_e4m3fn), torch.ones(2, 2), (16, 16), torch.bfloat16, "w")
-    with pytest.raises(XltError, match="no quantization_config in config.json, so not an FP8 checkpoint; set the model's dequantize_fp8: false"):
+    with pytest.raises(
+        XltError,
+        match="no quantization_config in config.json, so not an FP8 checkpoint; set the model's dequantize_fp8: false",
+    ):
         convert_fp8_checkpoint(tiny_models["tiny-dense"], tmp_path / "out")
 
 
@@ -295,7 +360,10 @@ def test_qlora_is_refused_for_fused_expert_models(tiny_models, tmp_path):
 
     base = tmp_path / "base"
     prepare_model(ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), base)
-    with pytest.raises(XltError, match=r"^model tiny-moe: finetune.quantization '4bit' \(QLoRA\) cannot quantize the 4 fused expert weights"):
+    with pytest.raises(
+        XltError,
+        match=r"^model tiny-moe: finetune.quantization '4bit' \(QLoRA\) cannot quantize the 4 fused expert weights",
+    ):
         load_for_training(base, ModelSpec("tiny-moe", path=str(tiny_models["tiny-moe"])), quantization="4bit")
 
 
@@ -328,5 +396,7 @@ def test_the_workflow_stages_a_hub_model_and_its_jobs_run_offline(repo, tiny_mod
     manifest = json.loads((study / "results" / "models" / "tiny-dense" / "base" / MANIFEST).read_text())
     assert manifest["kind"] == "staged" and manifest["path"] == str(staged)
     for rule in ("prepare_model", "finetune", "predict"):
-        assert re.search(rf"rule {rule}:(.|\n)*?export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1", done.stdout + done.stderr), rule
+        assert re.search(
+            rf"rule {rule}:(.|\n)*?export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1", done.stdout + done.stderr
+        ), rule
     assert (study / target).is_file()

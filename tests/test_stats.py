@@ -66,14 +66,24 @@ def test_effects_have_the_contract_columns_and_recover_a_known_advantage():
     assert result.effects["estimate"].notna().all()
     tested = result.effects["p_value"].notna()
     assert result.effects.loc[tested, "p_adjusted"].notna().all()
-    assert rows(result.effects, "m2", "cot").loc[["cot_relatedness", "cot_same_script", "cot_mcnemar_heb_Hebr"], "equivalence_p"].notna().all()
+    assert (
+        rows(result.effects, "m2", "cot")
+        .loc[["cot_relatedness", "cot_same_script", "cot_mcnemar_heb_Hebr"], "equivalence_p"]
+        .notna()
+        .all()
+    )
 
 
 def test_script_is_separated_from_family():
     """A gain that follows the source's script (Persian, Urdu) is not a family effect."""
     scenarios = {"m": Scenario(n_items=400, script_advantage=0.25)}
-    effects = rows(compare(simulate_predictions(scenarios, LANGUAGES, seed=5), LANGUAGES, SETTINGS).effects, "m", "direct")
-    assert effects.loc["same_script", "estimate"] == pytest.approx(0.25, abs=0.07) and effects.loc["same_script", "p_value"] < 0.01
+    effects = rows(
+        compare(simulate_predictions(scenarios, LANGUAGES, seed=5), LANGUAGES, SETTINGS).effects, "m", "direct"
+    )
+    assert (
+        effects.loc["same_script", "estimate"] == pytest.approx(0.25, abs=0.07)
+        and effects.loc["same_script", "p_value"] < 0.01
+    )
     assert effects.loc["same_family", "ci_low"] < 0 < effects.loc["same_family", "ci_high"]
     assert effects.loc["same_script_gee", "p_value"] < 0.01
 
@@ -90,7 +100,10 @@ def test_equal_gains_everywhere_are_declared_equivalent():
     assert "no related-language advantage larger than 5 points (Holm-adjusted TOST p=" in sentence
     row = effects.loc["relatedness"]
     assert -0.05 < row.equivalence_ci_low < row.estimate < row.equivalence_ci_high < 0.05
-    assert f"the TOST's 90% interval {100 * row.equivalence_ci_low:+.1f} to {100 * row.equivalence_ci_high:+.1f}" in sentence
+    assert (
+        f"the TOST's 90% interval {100 * row.equivalence_ci_low:+.1f} to {100 * row.equivalence_ci_high:+.1f}"
+        in sentence
+    )
 
 
 def test_identical_predictions_are_not_taken_for_certainty():
@@ -104,14 +117,20 @@ def test_identical_predictions_are_not_taken_for_certainty():
     effects = rows(result.effects, "m", "direct")
     assert effects.loc["relatedness", "estimate"] == 0 and effects.loc["relatedness", "p_value"] == 1
     # No spread, so no interval and no TOST (issue 24): NaN, never a zero-width "equivalence".
-    assert effects.loc["relatedness", ["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]].isna().all()
+    assert (
+        effects.loc["relatedness", ["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]]
+        .isna()
+        .all()
+    )
     assert np.isnan(effects.loc["relatedness_mde", "estimate"]) and np.isnan(effects.loc["relatedness_gee", "estimate"])
     notes = result.notes.set_index(["model", "prompt", "effect"])["note"]
     assert "no spread" in notes[("m", "direct", "relatedness_mde")]
     assert "no item changes between base/direct and ft/direct" in notes[("m", "direct", "relatedness_gee")]
     assert "no interval: every resample gives +0.000" in notes[("m", "direct", "relatedness")]
     assert "no TOST" in notes[("m", "direct", "relatedness")]
-    assert "inconclusive" in verdict(result.effects, "m", "direct", 0.05) and "cannot bound it" in verdict(result.effects, "m", "direct", 0.05)
+    assert "inconclusive" in verdict(result.effects, "m", "direct", 0.05) and "cannot bound it" in verdict(
+        result.effects, "m", "direct", 0.05
+    )
 
 
 def test_equivalence_p_matches_the_t_tost_on_regular_data_and_grows_honest_on_degenerate_data():
@@ -128,7 +147,9 @@ def test_equivalence_p_matches_the_t_tost_on_regular_data_and_grows_honest_on_de
 def test_mcnemar_rows_are_the_exact_binomial_test_on_discordant_pairs():
     frame = simulate_predictions({"m": Scenario(n_items=60, ft_gain=0.15)}, LANGUAGES, seed=3)
     effects = rows(compare(frame, LANGUAGES, SETTINGS).effects, "m", "direct")
-    wide = frame[(frame.lang == "tur_Latn") & (frame.prompt == "direct")].pivot(index="item_id", columns="variant", values="correct")
+    wide = frame[(frame.lang == "tur_Latn") & (frame.prompt == "direct")].pivot(
+        index="item_id", columns="variant", values="correct"
+    )
     up, down = int((wide.ft & ~wide.base).sum()), int((~wide.ft & wide.base).sum())
     assert effects.loc["mcnemar_tur_Latn", "p_value"] == pytest.approx(scipy_stats.binomtest(up, up + down).pvalue)
     assert effects.loc["mcnemar_tur_Latn", "estimate"] == pytest.approx((up - down) / 60)
@@ -144,15 +165,22 @@ def test_holm_adjusts_the_primary_test_across_models_and_the_rest_within_model_a
     assert primary["equivalence_p_adjusted"].tolist() == pytest.approx(holm(primary["equivalence_p"].tolist()))
     assert effects.loc[effects.role == "secondary", "equivalence_p_adjusted"].isna().all()
     # The secondary family of b / direct leaves the primary test out.
-    family = effects[(effects.model == "b") & (effects.prompt == "direct") & effects.p_value.notna() & (effects.role == "secondary")]
+    family = effects[
+        (effects.model == "b") & (effects.prompt == "direct") & effects.p_value.notna() & (effects.role == "secondary")
+    ]
     assert family["p_adjusted"].tolist() == pytest.approx(holm(family["p_value"].tolist()))
-    assert {"relatedness_permutation", "relatedness_gee", "mcnemar_amh_Ethi", "ft_gain_related"} <= set(family["effect"])
+    assert {"relatedness_permutation", "relatedness_gee", "mcnemar_amh_Ethi", "ft_gain_related"} <= set(
+        family["effect"]
+    )
     notes = result.notes.set_index(["model", "prompt", "effect"])
     assert (
         notes.loc[("b", "direct", "relatedness"), "holm_family"]
         == "primary: Holm across the 3 models' direct/relatedness tests (p and TOST p adjusted separately)"
     )
-    assert notes.loc[("b", "direct", "ft_gain_related"), "holm_family"] == f"secondary: Holm over the {len(family)} secondary p-values of b / direct"
+    assert (
+        notes.loc[("b", "direct", "ft_gain_related"), "holm_family"]
+        == f"secondary: Holm over the {len(family)} secondary p-values of b / direct"
+    )
     assert (result.notes.role == "secondary").sum() == len(result.notes) - 3
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
@@ -160,8 +188,14 @@ def test_holm_adjusts_the_primary_test_across_models_and_the_rest_within_model_a
 def test_the_primary_test_is_declared_in_config():
     frame = simulate_predictions({"a": Scenario(n_items=40), "b": Scenario(n_items=40)}, LANGUAGES, seed=6)
     effects = compare(frame, LANGUAGES, StatsSettings(bootstrap_samples=200, primary="cot/cot_relatedness")).effects
-    assert set(effects.loc[effects.role == "primary", "effect"]) == {"cot_relatedness"} and (effects.role == "primary").sum() == 2
-    with pytest.raises(XltError, match="stats.primary: 'direct/relatednes' is not a test of this study; allowed: auto, .*direct/relatedness,"):
+    assert (
+        set(effects.loc[effects.role == "primary", "effect"]) == {"cot_relatedness"}
+        and (effects.role == "primary").sum() == 2
+    )
+    with pytest.raises(
+        XltError,
+        match="stats.primary: 'direct/relatednes' is not a test of this study; allowed: auto, .*direct/relatedness,",
+    ):
         compare(frame, LANGUAGES, StatsSettings(bootstrap_samples=200, primary="direct/relatednes"))
 
 
@@ -179,7 +213,9 @@ def test_sign_flips_and_bootstrap_are_paired_over_items():
     resampling = Resampling.draw(40, 300, 0.95, seed=0)
     values = np.random.default_rng(1).random((40, 3))
     k = 17
-    assert resampling.means(values)[k] == pytest.approx(np.repeat(values, resampling.counts[k].astype(int), axis=0).mean(axis=0))
+    assert resampling.means(values)[k] == pytest.approx(
+        np.repeat(values, resampling.counts[k].astype(int), axis=0).mean(axis=0)
+    )
     assert sign_flip_p(np.zeros(30), resampling.signs[:, :30]) == 1.0
     assert sign_flip_p(np.ones(30), resampling.signs[:, :30]) < 0.001
     assert sign_flip_p(np.random.default_rng(0).choice([-1.0, 1.0], 40), resampling.signs) > 0.05
@@ -203,7 +239,9 @@ def test_split_items_remove_the_regression_to_the_mean_artefact():
     goes with a large measured gain, because both contain the same noise with opposite
     signs. Measuring them on disjoint items removes that."""
     scenarios = {model: Scenario(n_items=40, ft_gain=0.1) for model in ("a", "b", "c", "d")}
-    alignment = compare(simulate_predictions(scenarios, LANGUAGES, seed=11), LANGUAGES, SETTINGS).alignment.set_index("statistic")
+    alignment = compare(simulate_predictions(scenarios, LANGUAGES, seed=11), LANGUAGES, SETTINGS).alignment.set_index(
+        "statistic"
+    )
     naive = alignment.loc["pearson:baseline~ft_gain:model_language"]
     split = alignment.loc["pearson:baseline~ft_gain:model_language:split_items"]
     assert naive.ci_high < 0
@@ -211,7 +249,11 @@ def test_split_items_remove_the_regression_to_the_mean_artefact():
 
 
 def test_alignment_needs_three_models_and_says_so():
-    result = compare(simulate_predictions({"m1": Scenario(n_items=30), "m2": Scenario(n_items=30)}, LANGUAGES, seed=0), LANGUAGES, SETTINGS)
+    result = compare(
+        simulate_predictions({"m1": Scenario(n_items=30), "m2": Scenario(n_items=30)}, LANGUAGES, seed=0),
+        LANGUAGES,
+        SETTINGS,
+    )
     alignment = result.alignment.set_index("statistic")
     assert np.isnan(alignment.loc["pearson:ft_gain~cot_gain:models", "estimate"])
     assert np.isfinite(alignment.loc["pearson:ft_gain~cot_gain:model_language", "estimate"])
@@ -223,13 +265,33 @@ def test_verdict_states_an_advantage_and_its_bound():
     effects = pd.DataFrame(
         [
             ["m", "direct", "relatedness", 0.12, 0.07, 0.17, 0.0001, 0.001, 0.9, 400, "primary", 0.99, 0.08, 0.16],
-            ["m", "direct", "relatedness_mde", 0.06, np.nan, np.nan, np.nan, np.nan, np.nan, 400, "secondary", np.nan, np.nan, np.nan],
+            [
+                "m",
+                "direct",
+                "relatedness_mde",
+                0.06,
+                np.nan,
+                np.nan,
+                np.nan,
+                np.nan,
+                np.nan,
+                400,
+                "secondary",
+                np.nan,
+                np.nan,
+                np.nan,
+            ],
         ],
         columns=list(EFFECTS_COLUMNS),
     )
     sentence = verdict(effects, "m", "direct", 0.05)
-    assert sentence.startswith("m (primary test: direct prompt, fine-tuning gain): a related-language advantage (difference +12.0 points")
-    assert "Holm p across models=0.001" in sentence and "Holm-adjusted TOST p=0.99, the TOST's 90% interval +8.0 to +16.0" in sentence
+    assert sentence.startswith(
+        "m (primary test: direct prompt, fine-tuning gain): a related-language advantage (difference +12.0 points"
+    )
+    assert (
+        "Holm p across models=0.001" in sentence
+        and "Holm-adjusted TOST p=0.99, the TOST's 90% interval +8.0 to +16.0" in sentence
+    )
     assert "With 400 items an advantage of 6.0 points is detected with 80% power." in sentence
     assert "no estimate" in verdict(effects, "m", "cot", 0.05)
 
@@ -245,7 +307,9 @@ def test_passages_come_from_the_item_id_and_default_to_one_question_each():
 def test_resampling_draws_and_flips_whole_passages():
     clusters = np.repeat(np.arange(30), 2)
     resampling = Resampling.draw(clusters, 200, 0.95, seed=0)
-    assert (resampling.counts[:, 0::2] == resampling.counts[:, 1::2]).all() and (resampling.signs[:, 0::2] == resampling.signs[:, 1::2]).all()
+    assert (resampling.counts[:, 0::2] == resampling.counts[:, 1::2]).all() and (
+        resampling.signs[:, 0::2] == resampling.signs[:, 1::2]
+    ).all()
     assert resampling.n_clusters == 30 and not resampling.singletons
     # Thirty passages of two questions: the interval is as wide as thirty items' would be.
     assert expanded_confidence(0.95, resampling.n_clusters) == pytest.approx(expanded_confidence(0.95, 30))
@@ -261,18 +325,25 @@ def test_a_passage_of_two_identical_questions_counts_as_one():
     one, two = compare(single, LANGUAGES, SETTINGS), compare(double, LANGUAGES, SETTINGS)
     kept = ~one.effects["effect"].str.contains("mcnemar")
     columns = ["estimate", "ci_low", "ci_high", "p_value", "equivalence_p"]
-    assert two.effects.loc[kept, columns].to_numpy() == pytest.approx(one.effects.loc[kept, columns].to_numpy(), nan_ok=True, abs=1e-6)
+    assert two.effects.loc[kept, columns].to_numpy() == pytest.approx(
+        one.effects.loc[kept, columns].to_numpy(), nan_ok=True, abs=1e-6
+    )
     assert (two.effects["n_items"] == 120).all()
     assert two.alignment[["estimate", "ci_low", "ci_high"]].to_numpy() == pytest.approx(
         one.alignment[["estimate", "ci_low", "ci_high"]].to_numpy(), nan_ok=True
     )
     method = two.notes.set_index(["model", "prompt", "effect"])["method"]
     assert "bootstrap over passages" in method[("m1", "direct", "relatedness")]
-    assert "passage sign-flip" in method[("m1", "direct", "mcnemar_heb_Hebr")] and "exact McNemar" in one.notes["method"].str.cat()
+    assert (
+        "passage sign-flip" in method[("m1", "direct", "mcnemar_heb_Hebr")]
+        and "exact McNemar" in one.notes["method"].str.cat()
+    )
     # Treated as independent questions, the same duplicates look like twice the evidence.
     values = np.repeat(np.random.default_rng(0).choice([-1.0, 0.0, 1.0], 60), 2)
     clusters = np.repeat(np.arange(60), 2)
-    assert minimum_detectable_effect(values, 0.95) == pytest.approx(minimum_detectable_effect(values, 0.95, clusters=clusters) / np.sqrt(2), rel=0.01)
+    assert minimum_detectable_effect(values, 0.95) == pytest.approx(
+        minimum_detectable_effect(values, 0.95, clusters=clusters) / np.sqrt(2), rel=0.01
+    )
     assert equivalence_p(values, 0.05, -1, 1) < equivalence_p(values, 0.05, -1, 1, clusters)
 
 
@@ -290,17 +361,31 @@ def test_pooled_model_finds_relatedness_across_models_at_equal_baselines():
     """Three models with a 15-point related advantage and baselines from 30% to 60%:
     the pooled GEE (one intercept per model x language, the gain allowed to depend on
     the baseline) finds it; with no advantage it finds nothing."""
-    planted = {m: Scenario(n_items=150, baseline=b, ft_gain=0.1, related_advantage=0.15) for m, b in (("a", 0.3), ("b", 0.45), ("c", 0.6))}
+    planted = {
+        m: Scenario(n_items=150, baseline=b, ft_gain=0.1, related_advantage=0.15)
+        for m, b in (("a", 0.3), ("b", 0.45), ("c", 0.6))
+    }
     null = {m: scenario.with_(related_advantage=0.0) for m, scenario in planted.items()}
-    found = rows(compare(simulate_predictions(planted, LANGUAGES, seed=12), LANGUAGES, SETTINGS).effects, "pooled", "direct")
+    found = rows(
+        compare(simulate_predictions(planted, LANGUAGES, seed=12), LANGUAGES, SETTINGS).effects, "pooled", "direct"
+    )
     assert found.loc["relatedness_gee", "estimate"] > 0.3 and found.loc["relatedness_gee", "p_value"] < 0.001
     assert found.loc["relatedness_gee", "role"] == "secondary" and np.isfinite(found.loc["baseline_gee", "estimate"])
     result = compare(simulate_predictions(null, LANGUAGES, seed=13), LANGUAGES, SETTINGS)
     nothing = rows(result.effects, "pooled", "direct").loc["relatedness_gee"]
     assert nothing.ci_low < 0 < nothing.ci_high and nothing.n_items == 150
-    method = result.notes.set_index(["model", "prompt", "effect"]).loc[("pooled", "direct", "relatedness_gee"), "method"]
-    assert method.startswith("binomial GEE over 3 models, correct ~ C(cell) + C(model):treated + treated:baseline + treated:related")
-    assert set(rows(result.effects, "pooled", "cot").index) == {"relatedness_gee", "baseline_gee", "cot_relatedness_gee", "cot_baseline_gee"}
+    method = result.notes.set_index(["model", "prompt", "effect"]).loc[
+        ("pooled", "direct", "relatedness_gee"), "method"
+    ]
+    assert method.startswith(
+        "binomial GEE over 3 models, correct ~ C(cell) + C(model):treated + treated:baseline + treated:related"
+    )
+    assert set(rows(result.effects, "pooled", "cot").index) == {
+        "relatedness_gee",
+        "baseline_gee",
+        "cot_relatedness_gee",
+        "cot_baseline_gee",
+    }
 
 
 def _alignment(scenarios, seed):
@@ -312,7 +397,12 @@ def test_alignment_from_the_shared_cells_noise_is_removed():
     """Equal true accuracies everywhere: only the measured base/direct cell, which both
     gains subtract, makes them differ together across the units. Disjoint halves of
     the passages (each gain with its own baseline half) remove that."""
-    noise = {f"m{k}": Scenario(n_items=60, baseline=0.5, ft_gain=0.2, cot_gain=0.2, questions_per_passage=2, passage_cell_sd=0.5) for k in range(8)}
+    noise = {
+        f"m{k}": Scenario(
+            n_items=60, baseline=0.5, ft_gain=0.2, cot_gain=0.2, questions_per_passage=2, passage_cell_sd=0.5
+        )
+        for k in range(8)
+    }
     alignment = _alignment(noise, seed=14)
     assert alignment.loc["pearson:ft_gain~cot_gain:model_language", "estimate"] > 0.3
     assert abs(alignment.loc["pearson:ft_gain~cot_gain:model_language:split_items", "estimate"]) < 0.25
@@ -321,11 +411,19 @@ def test_alignment_from_the_shared_cells_noise_is_removed():
 
 
 def test_alignment_across_models_has_the_models_as_its_unit():
-    scenarios = {f"m{k}": Scenario(n_items=100, baseline=0.6 - g, ft_gain=g, cot_gain=g) for k, g in enumerate(np.linspace(0.0, 0.3, 7))}
+    scenarios = {
+        f"m{k}": Scenario(n_items=100, baseline=0.6 - g, ft_gain=g, cot_gain=g)
+        for k, g in enumerate(np.linspace(0.0, 0.3, 7))
+    }
     cells, passages = correctness(simulate_predictions(scenarios, LANGUAGES, seed=16))
     alignment, notes = alignment_table(cells, LANGUAGES, SETTINGS, SETTINGS.resampling(passages.index))
     row = alignment.set_index("statistic").loc["pearson:ft_gain~cot_gain:models"]
     half = 1.959964 / 2  # Fisher z with 7 models: atanh(r) +- z / sqrt(7 - 3)
-    assert (row.ci_low, row.ci_high) == pytest.approx((np.tanh(np.arctanh(row.estimate) - half), np.tanh(np.arctanh(row.estimate) + half)))
+    assert (row.ci_low, row.ci_high) == pytest.approx(
+        (np.tanh(np.arctanh(row.estimate) - half), np.tanh(np.arctanh(row.estimate) + half))
+    )
     note = notes.set_index("effect").loc["pearson:ft_gain~cot_gain:models", "note"]
-    assert "power with 7 models: a two-sided test at 0.05 detects a correlation of 0.89 with 80% power and one of 0.5 with 20% power" in note
+    assert (
+        "power with 7 models: a two-sided test at 0.05 detects a correlation of 0.89 with 80% power and one of 0.5 with 20% power"
+        in note
+    )

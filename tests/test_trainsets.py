@@ -40,7 +40,17 @@ def test_race_like_file_maps_onto_belebele_rows(repo):
 
 
 def test_answers_as_letters_and_indices(tmp_path):
-    frame = pd.DataFrame({"q": ["one?", "two?"], "a": ["w", "x"], "b": ["y", "z"], "c": ["u", "v"], "d": ["s", "t"], "letter": ["b", "D"], "index": [0, 3]})
+    frame = pd.DataFrame(
+        {
+            "q": ["one?", "two?"],
+            "a": ["w", "x"],
+            "b": ["y", "z"],
+            "c": ["u", "v"],
+            "d": ["s", "t"],
+            "letter": ["b", "D"],
+            "index": [0, 3],
+        }
+    )
     fields = {"question": "q", "options": ["a", "b", "c", "d"], "answer": "letter"}
     path = tmp_path / "mc.parquet"
     frame.to_parquet(path)
@@ -50,17 +60,28 @@ def test_answers_as_letters_and_indices(tmp_path):
     mapped = map_fields(frame, indices)
     assert mapped["correct_answer_num"].tolist() == [1, 4] and (mapped["flores_passage"] == "").all()
     one_based = TrainingSet("tur_Latn", {**fields, "answer": "index"}, "index", index_base=1, path=str(path))
-    with pytest.raises(XltError, match=r"row 1: field index \(fields.answer, answer_as index\) is 0; allowed: 1, 2, 3, 4"):
+    with pytest.raises(
+        XltError, match=r"row 1: field index \(fields.answer, answer_as index\) is 0; allowed: 1, 2, 3, 4"
+    ):
         map_fields(frame, one_based)
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"fields": {**RACE_FIELDS, "question": "query"}}, r"race_like/arb_Arab.jsonl: fields.question: no field 'query' in the data; its fields: id, article"),
+        (
+            {"fields": {**RACE_FIELDS, "question": "query"}},
+            r"race_like/arb_Arab.jsonl: fields.question: no field 'query' in the data; its fields: id, article",
+        ),
         ({"fields": {**RACE_FIELDS, "options": ["a", "b", "c", "d"]}}, r"fields.options: no field 'a' in the data"),
-        ({"answer_as": "letter"}, r"arb_Arab.jsonl: row 1: field answer \(fields.answer, answer_as letter\) is 'في مخبز'; allowed: A, B, C, D"),
-        ({"answer_as": "index"}, r"row 1: field answer \(fields.answer, answer_as index\) is 'في مخبز'; allowed: 0, 1, 2, 3"),
+        (
+            {"answer_as": "letter"},
+            r"arb_Arab.jsonl: row 1: field answer \(fields.answer, answer_as letter\) is 'في مخبز'; allowed: A, B, C, D",
+        ),
+        (
+            {"answer_as": "index"},
+            r"row 1: field answer \(fields.answer, answer_as index\) is 'في مخبز'; allowed: 0, 1, 2, 3",
+        ),
     ],
 )
 def test_wrong_field_map_stops_with_one_line_naming_the_field(repo, change, message):
@@ -77,16 +98,24 @@ def test_bad_rows_are_named_by_row_and_field(repo, tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     training_set = race_like(repo, path=str(path))
-    with pytest.raises(XltError, match=r"bad.jsonl: row 2: field options \(fields.options\) is 3 entries; allowed: a list of exactly 4 options"):
+    with pytest.raises(
+        XltError,
+        match=r"bad.jsonl: row 2: field options \(fields.options\) is 3 entries; allowed: a list of exactly 4 options",
+    ):
         map_fields(load_training_set(training_set), training_set)
     records[1]["options"].append("x")
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
-    with pytest.raises(XltError, match=r"bad.jsonl: row 3: field answer .* 'none of these', which matches none of the options"):
+    with pytest.raises(
+        XltError, match=r"bad.jsonl: row 3: field answer .* 'none of these', which matches none of the options"
+    ):
         map_fields(load_training_set(training_set), training_set)
 
 
 def test_every_source_trains_on_the_same_number_of_examples():
-    frames = {"arb_Arab": pd.DataFrame({"item_id": [f"a{k}" for k in range(10)]}), "pes_Arab": pd.DataFrame({"item_id": [f"p{k}" for k in range(6)]})}
+    frames = {
+        "arb_Arab": pd.DataFrame({"item_id": [f"a{k}" for k in range(10)]}),
+        "pes_Arab": pd.DataFrame({"item_id": [f"p{k}" for k in range(6)]}),
+    }
     kept = equalise(frames, None, seed=3)
     assert {lang: len(frame) for lang, frame in kept.items()} == {"arb_Arab": 6, "pes_Arab": 6}
     assert kept["pes_Arab"]["item_id"].tolist() == [f"p{k}" for k in range(6)]
@@ -131,10 +160,22 @@ def test_with_external_data_every_belebele_item_is_a_test_item(repo, tmp_path, m
     assert len(pd.read_parquet(outputs[0])) == 48
     training = str(tmp_path / "train" / "arb_Arab.parquet")
     settings = PrepareTrainingSettings(finetune=config["finetune"], sources=["arb_Arab"], seed=0)
-    prepare_training(settings=settings, data_files={}, outputs=[training], test_files=outputs, checks_out=str(tmp_path / "train" / "checks.json"))
+    prepare_training(
+        settings=settings,
+        data_files={},
+        outputs=[training],
+        test_files=outputs,
+        checks_out=str(tmp_path / "train" / "checks.json"),
+    )
     assert len(pd.read_parquet(training)) == 12
     checks = json.loads((tmp_path / "train" / "checks.json").read_text())
-    assert checks["arb_Arab"] == {"origin": RACE_LIKE, "rows_read": 12, "duplicates_dropped": [], "test_items": [], "examples": 12}
+    assert checks["arb_Arab"] == {
+        "origin": RACE_LIKE,
+        "rows_read": 12,
+        "duplicates_dropped": [],
+        "test_items": [],
+        "examples": 12,
+    }
 
 
 def test_a_field_mapped_file_with_answers_as_text_fine_tunes_a_tiny_model(repo, prepared_tiny, tmp_path):
@@ -143,7 +184,16 @@ def test_a_field_mapped_file_with_answers_as_text_fine_tunes_a_tiny_model(repo, 
     settings = finetune_settings(max_steps=10)
     template = load_template(repo / "config" / "templates" / "arb_Arab.yaml")
     adapter = tmp_path / "adapter"
-    finetune(prepared_tiny["tiny-dense"], ModelSpec("tiny-dense"), rows, template, settings, adapter, tmp_path / "ckpt", save_steps=5)
+    finetune(
+        prepared_tiny["tiny-dense"],
+        ModelSpec("tiny-dense"),
+        rows,
+        template,
+        settings,
+        adapter,
+        tmp_path / "ckpt",
+        save_steps=5,
+    )
     log = pd.read_csv(adapter / "train_log.csv")
     assert len(log) == 10
     assert log["loss"].iloc[-3:].mean() < log["loss"].iloc[:3].mean() - 0.2
@@ -160,13 +210,25 @@ def test_the_default_plans_two_sources_and_the_paper_external_data(repo, tmp_pat
     study = shipped_study(tmp_path)
     default = planned_rules(repo / "Snakefile", study, study / "config" / "config.yaml")
     # Per model: base, one variant per source and the first source's format-only control.
-    assert default["finetune"] == 4 and default["finetune_control"] == 2 and default["predict"] == 2 * 4 and default["prepare_training"] == 1
+    assert (
+        default["finetune"] == 4
+        and default["finetune_control"] == 2
+        and default["predict"] == 2 * 4
+        and default["prepare_training"] == 1
+    )
     paper = planned_rules(repo / "Snakefile", study, study / "config" / "paper.yaml")
-    assert paper["finetune"] == 14 and paper["finetune_control"] == 7 and paper["predict"] == 7 * 4 and paper["provenance"] == 1
+    assert (
+        paper["finetune"] == 14
+        and paper["finetune_control"] == 7
+        and paper["predict"] == 7 * 4
+        and paper["provenance"] == 1
+    )
     config = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     assert {lang: entry["hub"]["id"] for lang, entry in config["finetune"]["data"].items()} == {
         "arb_Arab": "CohereForAI/Global-MMLU",
         "pes_Arab": "CohereForAI/Global-MMLU",
     }
-    shell = snakemake_command(repo / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--forcerun", "finetune")
+    shell = snakemake_command(
+        repo / "Snakefile", study, study / "config" / "paper.yaml", "-n", "-p", "--forcerun", "finetune"
+    )
     assert "results/models/qwen3-4b/adapter-pes_Arab" in shell and "results/data/train/arb_Arab.parquet" in shell

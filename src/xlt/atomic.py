@@ -29,14 +29,18 @@ def _check_target(target: Path, is_dir: bool) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise XltError(f"{target}: cannot make its folder {target.parent} ({error.strerror}); give a path in a folder") from None
+        raise XltError(
+            f"{target}: cannot make its folder {target.parent} ({error.strerror}); give a path in a folder"
+        ) from None
     try:
         mode = target.lstat().st_mode
     except FileNotFoundError:
         return
     except OSError as error:
         raise XltError(f"{target}: cannot be written ({error.strerror})") from None
-    wanted, what, whats = (stat.S_ISDIR, "a folder", "folders") if is_dir else (stat.S_ISREG, "a regular file", "regular files")
+    wanted, what, whats = (
+        (stat.S_ISDIR, "a folder", "folders") if is_dir else (stat.S_ISREG, "a regular file", "regular files")
+    )
     if not wanted(mode):
         kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISDIR: "a folder", stat.S_ISREG: "a regular file"}
         found = next((kind for test, kind in kinds.items() if test(mode)), "a device or other special file")

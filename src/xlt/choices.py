@@ -42,7 +42,15 @@ def cloze_raw(options: list[OptionScore]) -> str:
     """The cloze cell's `raw_output`: a JSON list of the four options' scores (a NaN
     log-probability as null, JSON having no NaN)."""
     return json.dumps(
-        [{"logprob": _number(o.logprob), "tokens": o.tokens, "chars": o.chars, "unconditional_logprob": _number(o.unconditional_logprob)} for o in options]
+        [
+            {
+                "logprob": _number(o.logprob),
+                "tokens": o.tokens,
+                "chars": o.chars,
+                "unconditional_logprob": _number(o.unconditional_logprob),
+            }
+            for o in options
+        ]
     )
 
 
@@ -52,17 +60,25 @@ def read_cloze(raw: str) -> list[OptionScore]:
         options = json.loads(raw)
     except (TypeError, ValueError):
         raise XltError(f"not the cloze cell's JSON list of 4 option scores ({str(raw)[:40]!r}...)") from None
-    if not (isinstance(options, list) and len(options) == ROTATIONS and all(isinstance(o, dict) and set(o) == set(_FIELDS) for o in options)):
+    if not (
+        isinstance(options, list)
+        and len(options) == ROTATIONS
+        and all(isinstance(o, dict) and set(o) == set(_FIELDS) for o in options)
+    ):
         raise XltError(f"not a JSON list of 4 objects with the keys {', '.join(_FIELDS)}")
     scores = []
     for number, option in enumerate(options, 1):
         counts, logprobs = (option["tokens"], option["chars"]), (option["logprob"], option["unconditional_logprob"])
         if not all(type(count) is int and count > 0 for count in counts):
-            raise XltError(f"option {number}: tokens and chars must be whole numbers from 1, not {counts[0]!r} and {counts[1]!r}")
+            raise XltError(
+                f"option {number}: tokens and chars must be whole numbers from 1, not {counts[0]!r} and {counts[1]!r}"
+            )
         if not all(value is None or type(value) in (int, float) for value in logprobs):
             raise XltError(f"option {number}: logprob and unconditional_logprob must be numbers or null")
         logprob, unconditional = (math.nan if value is None else float(value) for value in logprobs)
-        scores.append(OptionScore(logprob=logprob, tokens=counts[0], chars=counts[1], unconditional_logprob=unconditional))
+        scores.append(
+            OptionScore(logprob=logprob, tokens=counts[0], chars=counts[1], unconditional_logprob=unconditional)
+        )
     return scores
 
 
@@ -109,5 +125,8 @@ def debiased_choice(rotations: list[list[float]]) -> int:
     """The original option with the highest mean label log-probability over the
     rotations: each option is scored once under every letter, so a prior for one
     letter adds the same to every option and drops out of the comparison."""
-    means = [sum(logprobs[(option - rotation) % ROTATIONS] for rotation, logprobs in enumerate(rotations)) / len(rotations) for option in range(ROTATIONS)]
+    means = [
+        sum(logprobs[(option - rotation) % ROTATIONS] for rotation, logprobs in enumerate(rotations)) / len(rotations)
+        for option in range(ROTATIONS)
+    ]
     return max(range(ROTATIONS), key=means.__getitem__) + 1

@@ -43,14 +43,23 @@ def _compare(args) -> None:
 
     if args.items is not None:
         if args.settings is None or args.predictions is not None or args.config is not None:
-            raise XltError("--items goes with --settings (the workflow's compare job), not with --predictions or --config")
+            raise XltError(
+                "--items goes with --settings (the workflow's compare job), not with --predictions or --config"
+            )
         from .stages import compare as compare_stage
 
         settings = parse_settings(args.settings, StudySettings, "compare")
         _scored_items(args.items)
         effects, alignment, gains, notes = map(str, _stats_files(args.out))
         with _job_log(args):
-            compare_stage(settings=settings, items_file=args.items, effects_out=effects, alignment_out=alignment, gains_out=gains, notes_out=notes)
+            compare_stage(
+                settings=settings,
+                items_file=args.items,
+                effects_out=effects,
+                alignment_out=alignment,
+                gains_out=gains,
+                notes_out=notes,
+            )
         return
     if args.predictions is None or args.config is None:
         raise XltError("give --predictions and --config (or --items and --settings)")
@@ -58,7 +67,9 @@ def _compare(args) -> None:
     items = choose_cloze(load_predictions(args.predictions), config["prompts"]["cloze_normalisation"])
     allow_missing = args.allow_missing or config["stats"]["allow_missing_cells"]
     comparisons = compare_items(items, config, allow_missing, args.predictions, _stats_files(args.out))
-    print(f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})")
+    print(
+        f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})"
+    )
 
 
 def _stats_files(out: str) -> list[Path]:
@@ -74,7 +85,9 @@ def _files(paths: list[str], option: str) -> list[str]:
     seen = [os.path.normpath(path) for path in paths]
     repeated = next((path for path, normal in zip(paths, seen) if seen.count(normal) > 1), None)
     if repeated is not None:
-        raise XltError(f"{option}: {repeated} is given {seen.count(os.path.normpath(repeated))} times; give each file once")
+        raise XltError(
+            f"{option}: {repeated} is given {seen.count(os.path.normpath(repeated))} times; give each file once"
+        )
     return paths
 
 
@@ -84,11 +97,15 @@ def _one_each(names: list[str], paths: list[str], option: str, what: str, kind: 
     order."""
     _files(paths, option)
     if len(paths) != len(names):
-        raise XltError(f"{option}: {len(paths)} {kind} for {len(names)} {what} ({', '.join(names)}); give one for each, in that order")
+        raise XltError(
+            f"{option}: {len(paths)} {kind} for {len(names)} {what} ({', '.join(names)}); give one for each, in that order"
+        )
     for name, path in zip(names, paths):
         stem = Path(path).name.removesuffix(".parquet")
         if stem != name and stem in names:
-            raise XltError(f"{option}: {path} is in {name}'s place; give one for each of the {what} in the order {', '.join(names)}")
+            raise XltError(
+                f"{option}: {path} is in {name}'s place; give one for each of the {what} in the order {', '.join(names)}"
+            )
     return dict(zip(names, paths))
 
 
@@ -99,7 +116,9 @@ def _scored_items(path: str) -> None:
 
     missing = [column for column in PREDICTION_COLUMNS if column not in _read(_existing(path, "--items")).columns]
     if missing:
-        raise XltError(f"--items {path}: not scored items (results/scores/items.parquet): no column {', '.join(missing)}")
+        raise XltError(
+            f"--items {path}: not scored items (results/scores/items.parquet): no column {', '.join(missing)}"
+        )
 
 
 def _existing(path: str, option: str) -> str:
@@ -114,8 +133,14 @@ def _extract(args) -> None:
         raise XltError("--options goes with --text; JSON lines carry their own options")
     if args.data is not None and not args.input.endswith(".parquet"):
         raise XltError("--data goes with a predictions .parquet input; JSON lines carry their own options")
-    if args.output and args.output.endswith(".parquet") and (args.text is not None or not args.input.endswith(".parquet")):
-        raise XltError(f"-o {args.output}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input")
+    if (
+        args.output
+        and args.output.endswith(".parquet")
+        and (args.text is not None or not args.input.endswith(".parquet"))
+    ):
+        raise XltError(
+            f"-o {args.output}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
+        )
     if args.text is not None:
         _extract_text(args)
     elif args.input.endswith(".parquet"):
@@ -171,7 +196,11 @@ def _extract_json_lines(args) -> None:
     from .jsonline import parse_json_line
 
     with ExitStack() as files:
-        source = getattr(sys.stdin, "buffer", sys.stdin) if args.input == "-" else files.enter_context(_open_input(args.input))
+        source = (
+            getattr(sys.stdin, "buffer", sys.stdin)
+            if args.input == "-"
+            else files.enter_context(_open_input(args.input))
+        )
         lines = []
         for number, line in _numbered_lines(source, args.input):
             if not line.strip():
@@ -180,7 +209,9 @@ def _extract_json_lines(args) -> None:
             if not isinstance(record, dict) or not isinstance(record.get("output"), str):
                 raise XltError(f"{args.input}: line {number}: field output is missing or not text")
             options = record.get("options")
-            if options is not None and not (isinstance(options, list) and len(options) == 4 and all(isinstance(o, str) for o in options)):
+            if options is not None and not (
+                isinstance(options, list) and len(options) == 4 and all(isinstance(o, str) for o in options)
+            ):
                 raise XltError(f"{args.input}: line {number}: field options must be a list of 4 strings (or absent)")
             if "lang" in record and record["lang"] not in ANSWER_WORDS:
                 raise XltError(
@@ -209,7 +240,9 @@ def _extract_predictions(args) -> None:
     for given in map(Path, args.data or []):
         found = sorted(given.glob("*.parquet")) if given.is_dir() else [given] if given.is_file() else []
         if not found:
-            raise XltError(f"--data {given}: no prepared data there; give results/data/{{lang}}.parquet files or their folder")
+            raise XltError(
+                f"--data {given}: no prepared data there; give results/data/{{lang}}.parquet files or their folder"
+            )
         files += found
     data = pd.concat([read_prepared(file) for file in files], ignore_index=True) if files else None
     rescored = rescore(predictions, data)
@@ -264,7 +297,9 @@ def _prepare_training(args) -> None:
     sources = settings.sources
     belebele = _one_each(sources, args.belebele, "--belebele", "source languages") if args.belebele is not None else {}
     if settings.finetune.get("data") == "belebele" and not belebele:
-        raise XltError("--belebele: finetune.data is belebele, so each source's prepared data is needed, in the sources' order")
+        raise XltError(
+            "--belebele: finetune.data is belebele, so each source's prepared data is needed, in the sources' order"
+        )
     outputs = _one_each(sources, args.out, "--out", "source languages")
     if os.path.normpath(args.checks) in map(os.path.normpath, outputs.values()):
         raise XltError(f"--checks {args.checks}: is also given as --out; write the checks to a file of their own")
@@ -294,7 +329,9 @@ def _provenance(args) -> None:
     base = _one_each(models, args.base, "--base", "models", kind="folders")
     training_checks = _existing(args.training_checks, "--training-checks")
     with _job_log(args):
-        provenance(settings=settings, base_dirs=base, checkout=args.checkout, output=args.out, training_checks=training_checks)
+        provenance(
+            settings=settings, base_dirs=base, checkout=args.checkout, output=args.out, training_checks=training_checks
+        )
 
 
 def _prepare_model(args) -> None:
@@ -356,7 +393,14 @@ def _merge(args) -> None:
 
     settings = parse_settings(args.settings, AdapterSettings, "merge")
     with _job_log(args):
-        merge(name=args.model, settings=settings, base_dir=args.base, adapter_dir=args.adapter, out_dir=args.out, threads=args.threads)
+        merge(
+            name=args.model,
+            settings=settings,
+            base_dir=args.base,
+            adapter_dir=args.adapter,
+            out_dir=args.out,
+            threads=args.threads,
+        )
 
 
 def _predict(args) -> None:
@@ -388,19 +432,35 @@ def _score(args) -> None:
     if os.path.normpath(args.accuracy) == os.path.normpath(args.items):
         raise XltError(f"--accuracy and --items: both {args.accuracy}; give each table a file of its own")
     with _job_log(args):
-        score(settings=settings, prediction_files=predictions, data_files=data, accuracy_out=args.accuracy, items_out=args.items)
+        score(
+            settings=settings,
+            prediction_files=predictions,
+            data_files=data,
+            accuracy_out=args.accuracy,
+            items_out=args.items,
+        )
 
 
 def _report(args) -> None:
     from .stages import report
 
     settings = parse_settings(args.settings, ReportSettings, "report")
-    tables = {f"{name}_file": _existing(getattr(args, name), f"--{name}") for name in ("accuracy", "effects", "alignment", "gains")}
+    tables = {
+        f"{name}_file": _existing(getattr(args, name), f"--{name}")
+        for name in ("accuracy", "effects", "alignment", "gains")
+    }
     provenance = _existing(args.provenance, "--provenance") if args.provenance else None
     notes = _existing(args.notes, "--notes") if args.notes else None
     proximity = _existing(args.proximity, "--proximity") if args.proximity else None
     with _job_log(args):
-        report(settings=settings, **tables, out_dir=args.out, provenance_file=provenance, notes_file=notes, proximity_file=proximity)
+        report(
+            settings=settings,
+            **tables,
+            out_dir=args.out,
+            provenance_file=provenance,
+            notes_file=notes,
+            proximity_file=proximity,
+        )
 
 
 def _proximity(args) -> None:
@@ -413,7 +473,9 @@ def _proximity(args) -> None:
 
 def _variant(name: str) -> str:
     if not is_variant(name):
-        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab")
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab"
+        )
     return name
 
 
@@ -421,7 +483,9 @@ def _stage(commands, name: str, help: str, run, settings: str, log: bool = True)
     """A workflow stage's subcommand, with the arguments every stage has. Fine-tuning
     has no --log: under `accelerate launch` its processes share the shell's redirect."""
     command = commands.add_parser(name, help=help)
-    command.add_argument("--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.stage_settings builds from the config)")
+    command.add_argument(
+        "--settings", required=True, help=f"{settings}, as JSON (what xlt.jobs.stage_settings builds from the config)"
+    )
     if log:
         command.add_argument("--log", help="file to write the stage's output to (default: the terminal)")
     command.set_defaults(run=run)
@@ -439,15 +503,27 @@ def _model_job(commands, name: str, help: str, run, log: bool = True):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlt", description=__doc__)
-    parser.add_argument("--verbose", action="store_true", help="show the full traceback on errors (also: XLT_VERBOSE=1)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the full traceback on errors (also: XLT_VERBOSE=1)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    compare = commands.add_parser("compare", help="statistics (effects.csv, alignment.csv, gains.csv, notes.csv) from a predictions folder")
+    compare = commands.add_parser(
+        "compare", help="statistics (effects.csv, alignment.csv, gains.csv, notes.csv) from a predictions folder"
+    )
     compare.add_argument("--predictions", help="folder laid out as {model}/{variant}/{prompt}/{lang}.parquet")
     compare.add_argument("--config", help="study config (languages, families, stats settings)")
-    compare.add_argument("--items", help="instead of --predictions: the scored items (results/scores/items.parquet), as the workflow runs it")
-    compare.add_argument("--settings", help="with --items: the study settings as JSON (what xlt.jobs.stage_settings builds from the config)")
-    compare.add_argument("--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to")
+    compare.add_argument(
+        "--items",
+        help="instead of --predictions: the scored items (results/scores/items.parquet), as the workflow runs it",
+    )
+    compare.add_argument(
+        "--settings",
+        help="with --items: the study settings as JSON (what xlt.jobs.stage_settings builds from the config)",
+    )
+    compare.add_argument(
+        "--out", required=True, help="folder to write effects.csv, alignment.csv, gains.csv and notes.csv to"
+    )
     compare.add_argument(
         "--allow-missing",
         action="store_true",
@@ -460,19 +536,40 @@ def build_parser() -> argparse.ArgumentParser:
         "extract",
         help="add parsed_choice (1-4 or null) to JSON lines with output, options, lang; or re-extract a predictions parquet; or read one --text",
     )
-    extract.add_argument("input", nargs="?", default="-", help="JSON lines file, or a predictions .parquet (default: JSON lines on standard input)")
-    extract.add_argument("-o", "--output", default="-", help="where to write: JSON lines, or a .parquet for a predictions input (default: standard output)")
     extract.add_argument(
-        "--data", nargs="+", metavar="PATH", help="prepared data (results/data/{lang}.parquet files or their folder): the options of a predictions input"
+        "input",
+        nargs="?",
+        default="-",
+        help="JSON lines file, or a predictions .parquet (default: JSON lines on standard input)",
     )
-    extract.add_argument("--text", help="extract from this text alone; prints its parsed_choice and the rule that decided")
+    extract.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        help="where to write: JSON lines, or a .parquet for a predictions input (default: standard output)",
+    )
+    extract.add_argument(
+        "--data",
+        nargs="+",
+        metavar="PATH",
+        help="prepared data (results/data/{lang}.parquet files or their folder): the options of a predictions input",
+    )
+    extract.add_argument(
+        "--text", help="extract from this text alone; prints its parsed_choice and the rule that decided"
+    )
     extract.add_argument("--options", nargs="+", metavar="OPTION", help="with --text: the four option texts")
     extract.set_defaults(run=_extract)
 
     prepare_data = _stage(
-        commands, "prepare-data", "split the Belebele rows of every language into train and test", _prepare_data, "the data settings and languages"
+        commands,
+        "prepare-data",
+        "split the Belebele rows of every language into train and test",
+        _prepare_data,
+        "the data settings and languages",
     )
-    prepare_data.add_argument("--out", nargs="+", required=True, help="one results/data/LANG.parquet per language, in the settings' order")
+    prepare_data.add_argument(
+        "--out", nargs="+", required=True, help="one results/data/LANG.parquet per language, in the settings' order"
+    )
 
     prepare_training = _stage(
         commands,
@@ -482,13 +579,27 @@ def build_parser() -> argparse.ArgumentParser:
         "the finetune block, source languages and seed",
     )
     prepare_training.add_argument(
-        "--belebele", nargs="+", help="with finetune.data belebele: each source's prepared data (results/data/LANG.parquet), in the sources' order"
+        "--belebele",
+        nargs="+",
+        help="with finetune.data belebele: each source's prepared data (results/data/LANG.parquet), in the sources' order",
     )
     prepare_training.add_argument(
-        "--test-data", nargs="+", required=True, help="every language's prepared data (results/data/LANG.parquet): no training row may be one of its test items"
+        "--test-data",
+        nargs="+",
+        required=True,
+        help="every language's prepared data (results/data/LANG.parquet): no training row may be one of its test items",
     )
-    prepare_training.add_argument("--out", nargs="+", required=True, help="one results/data/train/SOURCE.parquet per source, in the sources' order")
-    prepare_training.add_argument("--checks", required=True, help="what the checks of the training rows found, as JSON (results/data/train/checks.json)")
+    prepare_training.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        help="one results/data/train/SOURCE.parquet per source, in the sources' order",
+    )
+    prepare_training.add_argument(
+        "--checks",
+        required=True,
+        help="what the checks of the training rows found, as JSON (results/data/train/checks.json)",
+    )
 
     prepare_control = _stage(
         commands,
@@ -497,16 +608,30 @@ def build_parser() -> argparse.ArgumentParser:
         _prepare_control,
         "the seed",
     )
-    prepare_control.add_argument("--data", required=True, help="the source's training examples (results/data/train/SOURCE.parquet)")
-    prepare_control.add_argument("--out", required=True, help="the control examples to write (results/data/train/control-SOURCE.parquet)")
+    prepare_control.add_argument(
+        "--data", required=True, help="the source's training examples (results/data/train/SOURCE.parquet)"
+    )
+    prepare_control.add_argument(
+        "--out", required=True, help="the control examples to write (results/data/train/control-SOURCE.parquet)"
+    )
 
-    prepare_model = _stage(commands, "prepare-model", "a loadable base model: an embedded GGUF converted, or a manifest", _prepare_model, "the model's source")
+    prepare_model = _stage(
+        commands,
+        "prepare-model",
+        "a loadable base model: an embedded GGUF converted, or a manifest",
+        _prepare_model,
+        "the model's source",
+    )
     prepare_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     prepare_model.add_argument("--out", required=True, help="folder to write (results/models/MODEL/base)")
     prepare_model.add_argument("--threads", type=int, default=1, help="CPU threads")
 
     stage_model = _stage(
-        commands, "stage-model", "download a Hub model at its revision into the staging folder (on a node with the network)", _stage_model, "the model's source"
+        commands,
+        "stage-model",
+        "download a Hub model at its revision into the staging folder (on a node with the network)",
+        _stage_model,
+        "the model's source",
     )
     stage_model.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     stage_model.add_argument("--out", required=True, help="folder to write (staging.dir/models/MODEL)")
@@ -521,54 +646,98 @@ def build_parser() -> argparse.ArgumentParser:
     stage_dataset.add_argument("--dataset", required=True, help="its staged name (belebele, training-SOURCE)")
     stage_dataset.add_argument("--out", required=True, help="folder to write (staging.dir/datasets/NAME)")
 
-    convert = commands.add_parser("convert-fp8", help="a staged block-scaled FP8 checkpoint (DeepSeek-V3) de-quantized to bfloat16, once")
+    convert = commands.add_parser(
+        "convert-fp8", help="a staged block-scaled FP8 checkpoint (DeepSeek-V3) de-quantized to bfloat16, once"
+    )
     convert.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     convert.add_argument("--staged", required=True, help="the staged FP8 checkpoint (staging.dir/models/MODEL)")
     convert.add_argument("--out", required=True, help="folder to write (staging.dir/converted/MODEL)")
     convert.add_argument("--log", help="file to write the stage's output to (default: the terminal)")
     convert.set_defaults(run=_convert_fp8)
 
-    finetune = _model_job(commands, "finetune", "train a LoRA adapter on one source language's training examples (resumes a killed run)", _finetune, log=False)
-    finetune.add_argument("--data", required=True, help="the source language's training examples (results/data/train/SOURCE.parquet)")
+    finetune = _model_job(
+        commands,
+        "finetune",
+        "train a LoRA adapter on one source language's training examples (resumes a killed run)",
+        _finetune,
+        log=False,
+    )
+    finetune.add_argument(
+        "--data", required=True, help="the source language's training examples (results/data/train/SOURCE.parquet)"
+    )
     finetune.add_argument("--template", required=True, help="the source language's prompt template")
     finetune.add_argument("--out", required=True, help="folder to write the adapter to")
     finetune.add_argument("--checkpoints", required=True, help="folder for resumable checkpoints, removed on success")
 
-    merge = _model_job(commands, "merge", "write base model + adapter merged, for backends that cannot load adapters", _merge)
+    merge = _model_job(
+        commands, "merge", "write base model + adapter merged, for backends that cannot load adapters", _merge
+    )
     merge.add_argument("--adapter", required=True, help="the adapter folder (results/models/MODEL/adapter-SOURCE)")
     merge.add_argument("--out", required=True, help="folder to write the merged model to")
 
-    predict = _stage(commands, "predict", "predictions of one model variant, every prompt and language", _predict, "the model's inference settings and prompts")
+    predict = _stage(
+        commands,
+        "predict",
+        "predictions of one model variant, every prompt and language",
+        _predict,
+        "the model's inference settings and prompts",
+    )
     predict.add_argument("--model", required=True, help="the model's name (a key of the config's models)")
     predict.add_argument(
-        "--variant", required=True, type=_variant, help="base, ft-SOURCE (the fine-tuned variant of a source language) or ctl-SOURCE (its format-only control)"
+        "--variant",
+        required=True,
+        type=_variant,
+        help="base, ft-SOURCE (the fine-tuned variant of a source language) or ctl-SOURCE (its format-only control)",
     )
     predict.add_argument("--base", required=True, help="the prepared base model folder (results/models/MODEL/base)")
     predict.add_argument("--adapter", help="the adapter folder, for a fine-tuned variant")
     predict.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")
-    predict.add_argument("--out", nargs="+", required=True, help="one predictions file per cell and language ({cell}/{lang}.parquet)")
+    predict.add_argument(
+        "--out", nargs="+", required=True, help="one predictions file per cell and language ({cell}/{lang}.parquet)"
+    )
     predict.add_argument("--threads", type=int, default=1, help="CPU threads")
-    predict.add_argument("--gpus", type=int, default=0, help="GPUs the job was given: it stops at once where CUDA is not available")
+    predict.add_argument(
+        "--gpus", type=int, default=0, help="GPUs the job was given: it stops at once where CUDA is not available"
+    )
     predict.add_argument(
         "--fresh",
         action="store_true",
         help="discard the results earlier runs kept (each prompt's .predict.jsonl) and compute everything again (also: XLT_FRESH=1, which jobs inherit)",
     )
 
-    score = _stage(commands, "score", "re-extract every answer and score it: accuracy per cell, items for compare", _score, "the study settings")
-    score.add_argument("--predictions", nargs="+", required=True, help="predictions files ({model}/{variant}/{prompt}/{lang}.parquet)")
+    score = _stage(
+        commands,
+        "score",
+        "re-extract every answer and score it: accuracy per cell, items for compare",
+        _score,
+        "the study settings",
+    )
+    score.add_argument(
+        "--predictions", nargs="+", required=True, help="predictions files ({model}/{variant}/{prompt}/{lang}.parquet)"
+    )
     score.add_argument("--data", nargs="+", required=True, help="the prepared data of every language")
     score.add_argument("--accuracy", required=True, help="accuracy table to write (results/scores/accuracy.csv)")
     score.add_argument("--items", required=True, help="scored items to write (results/scores/items.parquet)")
 
-    report = _stage(commands, "report", "summary.md, plots and table pages from the scores and statistics", _report, "the study settings")
+    report = _stage(
+        commands,
+        "report",
+        "summary.md, plots and table pages from the scores and statistics",
+        _report,
+        "the study settings",
+    )
     report.add_argument("--accuracy", required=True, help="results/scores/accuracy.csv")
     report.add_argument("--effects", required=True, help="results/stats/effects.csv")
     report.add_argument("--alignment", required=True, help="results/stats/alignment.csv")
     report.add_argument("--gains", required=True, help="results/stats/gains.csv")
     report.add_argument("--provenance", help="results/provenance.json, summarised in summary.md")
-    report.add_argument("--notes", help="results/stats/notes.csv: what summary.md says of knowledge scores at chance or one label")
-    report.add_argument("--proximity", help="results/stats/proximity.csv: the gain against proximity plot and the fitted slopes in summary.md")
+    report.add_argument(
+        "--notes", help="results/stats/notes.csv: what summary.md says of knowledge scores at chance or one label"
+    )
+    report.add_argument(
+        "--proximity",
+        help="results/stats/proximity.csv: the gain against proximity plot and the fitted slopes in summary.md",
+    )
     report.add_argument("--out", required=True, help="folder to write the report to (results/report)")
 
     proximity = _stage(
@@ -581,11 +750,22 @@ def build_parser() -> argparse.ArgumentParser:
     proximity.add_argument("--out", required=True, help="file to write (results/stats/proximity.csv)")
 
     provenance = _stage(
-        commands, "provenance", "results/provenance.json: revisions, hashes and versions of what the numbers come from", _provenance, "the config"
+        commands,
+        "provenance",
+        "results/provenance.json: revisions, hashes and versions of what the numbers come from",
+        _provenance,
+        "the config",
     )
-    provenance.add_argument("--base", nargs="+", required=True, help="each model's prepared base folder (results/models/MODEL/base), in the config's order")
     provenance.add_argument(
-        "--training-checks", required=True, help="prepare-training's checks (results/data/train/checks.json), recorded with each training set"
+        "--base",
+        nargs="+",
+        required=True,
+        help="each model's prepared base folder (results/models/MODEL/base), in the config's order",
+    )
+    provenance.add_argument(
+        "--training-checks",
+        required=True,
+        help="prepare-training's checks (results/data/train/checks.json), recorded with each training set",
     )
     provenance.add_argument("--checkout", required=True, help="the workflow's checkout, whose git commit is recorded")
     provenance.add_argument("--out", required=True, help="file to write (results/provenance.json)")

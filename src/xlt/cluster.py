@@ -23,7 +23,19 @@ Resources are no parameters of a job: changing them reruns nothing.
 from __future__ import annotations
 
 # The resources of a model job, each a key of the rules' `resources:` (None: not set).
-RESOURCE_KEYS = ("gpu", "gpu_model", "gres", "nodes", "mpi", "tasks", "tasks_per_gpu", "cpus_per_task", "mem_mb", "runtime", "slurm_partition")
+RESOURCE_KEYS = (
+    "gpu",
+    "gpu_model",
+    "gres",
+    "nodes",
+    "mpi",
+    "tasks",
+    "tasks_per_gpu",
+    "cpus_per_task",
+    "mem_mb",
+    "runtime",
+    "slurm_partition",
+)
 
 
 def partition(config: dict, gpus: int) -> str:
@@ -37,7 +49,13 @@ def job_resources(config: dict, resources: dict, nodes: int = 1) -> dict:
     gpu_model, mem_mb, runtime, threads; gpu counts all nodes' GPUs), on `nodes` nodes."""
     gpus, threads = resources["gpu"], resources["threads"]
     job = dict.fromkeys(RESOURCE_KEYS)
-    job.update(nodes=nodes, cpus_per_task=threads, mem_mb=resources["mem_mb"], runtime=resources["runtime"], slurm_partition=partition(config, gpus))
+    job.update(
+        nodes=nodes,
+        cpus_per_task=threads,
+        mem_mb=resources["mem_mb"],
+        runtime=resources["runtime"],
+        slurm_partition=partition(config, gpus),
+    )
     if nodes == 1:
         job.update(gpu=gpus, gpu_model=resources["gpu_model"])
         return job

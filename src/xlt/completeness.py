@@ -56,7 +56,9 @@ def check_names(items: pd.DataFrame, source: str) -> None:
     and item ids of which some carry a passage key (`link#question_number`) and some do
     not (their questions would be resampled as independent, the passages' together)."""
     if POOLED_MODEL in set(items["model"]):
-        raise XltError(f"{source}: model {POOLED_MODEL!r}: the name is reserved for the rows estimated from all models together; rename that model")
+        raise XltError(
+            f"{source}: model {POOLED_MODEL!r}: the name is reserved for the rows estimated from all models together; rename that model"
+        )
     ids = pd.Series(items["item_id"].unique()).astype(str)
     keyless = ids[~ids.str.contains("#", regex=False)]
     if 0 < len(keyless) < len(ids):
@@ -80,13 +82,17 @@ def check_answer_key(items: pd.DataFrame, source: str) -> None:
         )
 
 
-def check_complete(items: pd.DataFrame, langs, allow_missing: bool, source: str, variants=None, prompts=()) -> list[MissingCell]:
+def check_complete(
+    items: pd.DataFrame, langs, allow_missing: bool, source: str, variants=None, prompts=()
+) -> list[MissingCell]:
     """The missing cells (allowed), or an error naming them."""
     check_names(items, source)
     check_answer_key(items, source)
     missing = missing_cells(items, langs, variants, prompts)
     if missing and not allow_missing:
-        shown = ", ".join(cell.text for cell in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(cell.text for cell in missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         raise XltError(
             f"{source}: {len(missing)} cell(s) missing or incomplete: {shown}; every model needs every item of every variant, prompt and language. "
             "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them"
@@ -118,7 +124,9 @@ def note_missing(comparisons, missing: list[MissingCell]):
     read_under = {cell.cell: prompts_using((compared_as(cell.cell[1]), cell.cell[2])) for cell in missing}
     sources = notes[SOURCE_COLUMN].fillna("") if SOURCE_COLUMN in notes else pd.Series("", index=notes.index)
     texts = []
-    for model, prompt, source, note in zip(notes["model"].fillna(""), notes["prompt"].fillna(""), sources, notes["note"].fillna("")):
+    for model, prompt, source, note in zip(
+        notes["model"].fillna(""), notes["prompt"].fillna(""), sources, notes["note"].fillna("")
+    ):
         cells = [
             cell.text
             for cell in missing

@@ -80,7 +80,9 @@ def validate_config(config: dict, source: str = "config") -> dict:
     type_checker = base.TYPE_CHECKER.redefine_many(
         {
             "integer": lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool),
-            "number": lambda checker, instance: isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance),
+            "number": lambda checker, instance: (
+                isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
+            ),
         }
     )
 
@@ -90,7 +92,9 @@ def validate_config(config: dict, source: str = "config") -> dict:
         if validator.is_type(instance, "string") and not re.search(re.sub(r"\$$", r"\\Z", pattern), instance):
             yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
-    validator_class = validators.extend(base, {"properties": set_defaults, "pattern": whole_text_pattern}, type_checker=type_checker)
+    validator_class = validators.extend(
+        base, {"properties": set_defaults, "pattern": whole_text_pattern}, type_checker=type_checker
+    )
     try:
         validator_class(load_schema()).validate(config)
     except jsonschema.ValidationError as error:
@@ -116,16 +120,28 @@ def check_config(config: dict, source: str = "config") -> None:
             raise XltError(f"{source}: {key}: {source_language!r} is not among languages ({', '.join(languages)})")
     for code, meta in languages.items():
         if meta["script"] != code.split("_")[1]:
-            raise XltError(f"{source}: languages.{code}.script: {meta['script']!r} is not the script of the code {code} ({code.split('_')[1]})")
+            raise XltError(
+                f"{source}: languages.{code}.script: {meta['script']!r} is not the script of the code {code} ({code.split('_')[1]})"
+            )
     families = {meta["family"] for meta in languages.values()}
     for family in config["related_families"]:
         if family not in families:
-            raise XltError(f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}")
+            raise XltError(
+                f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}"
+            )
     sources = config["source_languages"]
-    related = [code for code, meta in languages.items() if meta["family"] in config["related_families"] and code not in sources]
-    controls = [code for code, meta in languages.items() if meta["family"] not in config["related_families"] and code not in sources]
+    related = [
+        code for code, meta in languages.items() if meta["family"] in config["related_families"] and code not in sources
+    ]
+    controls = [
+        code
+        for code, meta in languages.items()
+        if meta["family"] not in config["related_families"] and code not in sources
+    ]
     if not related:
-        raise XltError(f"{source}: related_families: no related target language besides the source(s) {', '.join(sources)}")
+        raise XltError(
+            f"{source}: related_families: no related target language besides the source(s) {', '.join(sources)}"
+        )
     if not controls:
         raise XltError(f"{source}: languages: no control language (every language is in related_families or a source)")
     data = config["finetune"]["data"]
@@ -140,9 +156,13 @@ def check_config(config: dict, source: str = "config") -> None:
                 raise XltError(f"{source}: finetune.data.{lang}: not a source language ({', '.join(sources)})")
     for lang in config["finetune"]["format_control"] if isinstance(config["finetune"]["format_control"], list) else []:
         if lang not in sources:
-            raise XltError(f"{source}: finetune.format_control: {lang!r} is not a source language ({', '.join(sources)}); allowed: first, or a list of them")
+            raise XltError(
+                f"{source}: finetune.format_control: {lang!r} is not a source language ({', '.join(sources)}); allowed: first, or a list of them"
+            )
     if POOLED_MODEL in config["models"]:
-        raise XltError(f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all models together; name the model otherwise")
+        raise XltError(
+            f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all models together; name the model otherwise"
+        )
     resolve_primary(config, config["stats"]["primary"], _effects_tested, where=f"{source}: stats.primary")
     for model, entry in config["models"].items():
         check_launcher(entry["finetune"], f"{source}: models.{model}.finetune")
@@ -170,10 +190,14 @@ def check_launcher(finetune: dict, where: str) -> None:
         if launcher["config_file"] is not None:
             raise XltError(f"{where}.launcher.config_file: only read by launcher type 'accelerate', not 'in_process'")
         if launcher["num_machines"] > 1:
-            raise XltError(f"{where}.launcher.num_machines: {launcher['num_machines']} nodes need launcher type 'accelerate'")
+            raise XltError(
+                f"{where}.launcher.num_machines: {launcher['num_machines']} nodes need launcher type 'accelerate'"
+            )
         return
     if launcher["config_file"] is None:
-        raise XltError(f"{where}.launcher.config_file: required by launcher type 'accelerate' (e.g. config/accelerate/deepspeed_zero3.yaml)")
+        raise XltError(
+            f"{where}.launcher.config_file: required by launcher type 'accelerate' (e.g. config/accelerate/deepspeed_zero3.yaml)"
+        )
     if gpus < 1 or gpus % launcher["num_machines"]:
         raise XltError(
             f"{where}.resources.gpu: launcher type 'accelerate' starts one process per GPU on each of "
@@ -202,7 +226,9 @@ def check_files(config: dict, source: str = "config") -> None:
     if isinstance(config["finetune"]["data"], dict):
         for lang, training_set in config["finetune"]["data"].items():
             if "path" in training_set and not Path(training_set["path"]).is_file():
-                raise XltError(f"{source}: finetune.data.{lang}.path: {training_set['path']} does not exist (a .jsonl or .parquet file)")
+                raise XltError(
+                    f"{source}: finetune.data.{lang}.path: {training_set['path']} does not exist (a .jsonl or .parquet file)"
+                )
     if config["data"]["source"] == "fixture":
         fixtures = Path(config["data"]["fixture_dir"])
         for code in config["languages"]:
@@ -210,7 +236,9 @@ def check_files(config: dict, source: str = "config") -> None:
                 raise XltError(f"{source}: data.fixture_dir: {fixtures} has no {code}.jsonl for languages.{code}")
     for name, entry in config["models"].items():
         if entry.get("path") and not Path(entry["path"]).exists():
-            raise XltError(f"{source}: models.{name}.path: {entry['path']} does not exist (a checkpoint folder or a .gguf file)")
+            raise XltError(
+                f"{source}: models.{name}.path: {entry['path']} does not exist (a checkpoint folder or a .gguf file)"
+            )
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -220,7 +248,9 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(config, dict):
         raise XltError(f"{path}: expected a mapping of settings at the top level")
     if "__use_yte__" in config:
-        raise XltError(f"{path}: __use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see README, When something goes wrong)")
+        raise XltError(
+            f"{path}: __use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see README, When something goes wrong)"
+        )
     return config
 
 

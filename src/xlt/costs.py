@@ -115,13 +115,17 @@ class Estimate:
 def _size(config: dict, model: str) -> ModelSize:
     model_id = config["models"][model].get("id")
     if model_id not in MODEL_SIZES:
-        raise XltError(f"models.{model}: no parameter count for {model_id!r} in xlt.costs.MODEL_SIZES; known: {', '.join(MODEL_SIZES)}")
+        raise XltError(
+            f"models.{model}: no parameter count for {model_id!r} in xlt.costs.MODEL_SIZES; known: {', '.join(MODEL_SIZES)}"
+        )
     return MODEL_SIZES[model_id]
 
 
 def _gpu(resources: dict, where: str) -> Gpu:
     if resources["gpu_model"] not in GPUS:
-        raise XltError(f"{where}.resources.gpu_model: {resources['gpu_model']!r} has no rates in xlt.costs.GPUS; known: {', '.join(GPUS)}")
+        raise XltError(
+            f"{where}.resources.gpu_model: {resources['gpu_model']!r} has no rates in xlt.costs.GPUS; known: {', '.join(GPUS)}"
+        )
     return GPUS[resources["gpu_model"]]
 
 
@@ -138,7 +142,9 @@ def optimizer_steps(config: dict, model: str) -> int:
     if block["max_steps"]:
         return block["max_steps"]
     if config["finetune"]["examples"] is None:
-        raise XltError("finetune.examples: null (as many as the smallest source has); set the number to estimate the fine-tuning's cost")
+        raise XltError(
+            "finetune.examples: null (as many as the smallest source has); set the number to estimate the fine-tuning's cost"
+        )
     return math.ceil(math.ceil(config["finetune"]["examples"] / examples_per_step(block)) * block["epochs"])
 
 
@@ -176,7 +182,10 @@ def predict_minutes(config: dict, model: str) -> float:
     new_tokens = config["prompts"]["direct_max_new_tokens"] + config["prompts"]["cot_max_new_tokens"]
     batch = GPU_BATCH if block["batch_size"] == "auto" else block["batch_size"]
     step_read = size.total * size.bytes_per_weight / (gpus * gpu.memory_tb_per_s * 1e12 * EFFICIENCY["memory"])
-    decode = max(math.ceil(items / batch) * new_tokens * step_read, 2 * size.active * items * new_tokens / (rate * EFFICIENCY["prefill"]))
+    decode = max(
+        math.ceil(items / batch) * new_tokens * step_read,
+        2 * size.active * items * new_tokens / (rate * EFFICIENCY["prefill"]),
+    )
     return (prefill + decode + _load_seconds(size, size.bytes_per_weight)) / 60
 
 
@@ -187,10 +196,17 @@ def estimates(config: dict) -> list[Estimate]:
     for model, entry in config["models"].items():
         for stage, block, minutes, jobs in (
             ("finetune", entry["finetune"], finetune_minutes(config, model), len(config["source_languages"])),
-            ("predict", entry["inference"], predict_minutes(config, model), len(study_variants(config["source_languages"]))),
+            (
+                "predict",
+                entry["inference"],
+                predict_minutes(config, model),
+                len(study_variants(config["source_languages"])),
+            ),
         ):
             resources = block["resources"]
-            rows.append(Estimate(model, stage, jobs, resources["gpu"], resources["gpu_model"], minutes, resources["runtime"]))
+            rows.append(
+                Estimate(model, stage, jobs, resources["gpu"], resources["gpu_model"], minutes, resources["runtime"])
+            )
     return rows
 
 
@@ -227,7 +243,9 @@ def replace_block(text: str, block: str, path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("config/paper.yaml"))
-    parser.add_argument("--write", type=Path, help="the Markdown file whose costs table to rewrite (default: print the table)")
+    parser.add_argument(
+        "--write", type=Path, help="the Markdown file whose costs table to rewrite (default: print the table)"
+    )
     args = parser.parse_args()
     block = render(estimates(load_config(args.config)))
     if args.write is None:

@@ -101,7 +101,9 @@ def read_jsonl(path: Path) -> pd.DataFrame:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         bad_line = data[: error.start].count(b"\n") + 1
-        raise XltError(f"{path}: line {bad_line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8") from None
+        raise XltError(
+            f"{path}: line {bad_line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8"
+        ) from None
     records = []
     # Lines end at LF, CRLF or CR only: str.splitlines() would also split at U+2028,
     # U+0085 and other breaks, which JSON strings may hold raw.
@@ -110,7 +112,9 @@ def read_jsonl(path: Path) -> pd.DataFrame:
             continue
         record = parse_json_line(line, f"{path}: line {number}")
         if not isinstance(record, dict):
-            raise XltError(f"{path}: line {number}: expected a JSON object with the Belebele fields, found {type(record).__name__}")
+            raise XltError(
+                f"{path}: line {number}: expected a JSON object with the Belebele fields, found {type(record).__name__}"
+            )
         for field, value in record.items():
             lone = _LONE_SURROGATE.search(value) if isinstance(value, str) else None
             if lone:
@@ -164,7 +168,9 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     lines) and the field."""
     missing = [field for field in BELEBELE_FIELDS if field not in frame.columns]
     if missing:
-        raise XltError(f"{origin}: missing field(s) {', '.join(missing)}; Belebele rows need {', '.join(BELEBELE_FIELDS)}")
+        raise XltError(
+            f"{origin}: missing field(s) {', '.join(missing)}; Belebele rows need {', '.join(BELEBELE_FIELDS)}"
+        )
     frame = frame.loc[:, list(BELEBELE_FIELDS)].copy()
     for position, row in enumerate(frame.itertuples(index=False), start=1):
         for field in BELEBELE_FIELDS:
@@ -175,12 +181,19 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
                 if not isinstance(value, str):
                     raise XltError(f"{origin}: row {position}: field {field} is {value!r}; allowed: text")
                 if is_blank(value):
-                    raise XltError(f"{origin}: row {position}: field {field} is empty" + (" (only invisible characters)" if value.strip() else ""))
+                    raise XltError(
+                        f"{origin}: row {position}: field {field} is empty"
+                        + (" (only invisible characters)" if value.strip() else "")
+                    )
         question_number = _whole_number(row.question_number)
         if question_number is None or not 1 <= question_number < 2**63:
-            raise XltError(f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1")
+            raise XltError(
+                f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1"
+            )
         if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
-            raise XltError(f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4")
+            raise XltError(
+                f"{origin}: row {position}: field correct_answer_num is {row.correct_answer_num!r}; allowed: 1, 2, 3, 4"
+            )
         same = same_options([getattr(row, field) for field in OPTION_FIELDS])
         if same:
             earlier, later = same[0] + 1, same[1] + 1
@@ -197,7 +210,9 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         position = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
         link, number = frame["link"].iloc[position - 1], frame["question_number"].iloc[position - 1]
         first = int(np.flatnonzero(((frame["link"] == link) & (frame["question_number"] == number)).to_numpy())[0]) + 1
-        raise XltError(f"{origin}: row {position}: duplicate (link, question_number) = ({link}, {number}), first in row {first}")
+        raise XltError(
+            f"{origin}: row {position}: duplicate (link, question_number) = ({link}, {number}), first in row {first}"
+        )
     frame.insert(0, "item_id", frame["link"] + "#" + frame["question_number"].astype(str))
     return frame
 
@@ -212,7 +227,9 @@ def check_parallel(frames: dict[str, pd.DataFrame], origins: dict[str, str]) -> 
         missing = sorted(set(reference.index) - items)
         extra = sorted(items - set(reference.index))
         if missing:
-            raise XltError(f"{origins[lang]}: item {missing[0]} of {reference_lang} is missing in {lang} ({len(missing)} missing)")
+            raise XltError(
+                f"{origins[lang]}: item {missing[0]} of {reference_lang} is missing in {lang} ({len(missing)} missing)"
+            )
         if extra:
             raise XltError(f"{origins[lang]}: item {extra[0]} is not in {reference_lang} ({len(extra)} extra)")
         answers = frame.set_index("item_id")["correct_answer_num"]
@@ -256,9 +273,15 @@ def prepare_languages(
     frames = {lang: check_rows(load_language(source, lang), origins[lang]) for lang in langs}
     check_parallel(frames, origins)
     # test_fraction 0: the training data comes from elsewhere (finetune.data), every item is a test item
-    split_of = split_links(frames[langs[0]]["link"], test_fraction, seed) if test_fraction else dict.fromkeys(frames[langs[0]]["link"], "test")
+    split_of = (
+        split_links(frames[langs[0]]["link"], test_fraction, seed)
+        if test_fraction
+        else dict.fromkeys(frames[langs[0]]["link"], "test")
+    )
     reference = frames[langs[0]].assign(split=lambda f: f["link"].map(split_of))
-    keep = _capped_items(reference, "test", max_test_items, seed) | _capped_items(reference, "train", max_train_items, seed)
+    keep = _capped_items(reference, "test", max_test_items, seed) | _capped_items(
+        reference, "train", max_train_items, seed
+    )
     prepared = {}
     for lang, frame in frames.items():
         frame = frame.assign(split=frame["link"].map(split_of))
@@ -273,7 +296,9 @@ def read_prepared(path: str | Path, split: str | None = None) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for a damaged or foreign file
-        raise XltError(f"{path}: not a prepared data file: not a readable parquet file ({type(error).__name__})") from None
+        raise XltError(
+            f"{path}: not a prepared data file: not a readable parquet file ({type(error).__name__})"
+        ) from None
     required = ("item_id", "lang", *OPTION_FIELDS, *(("split",) if split else ()))
     missing = [column for column in required if column not in frame.columns]
     if missing:

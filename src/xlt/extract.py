@@ -84,7 +84,16 @@ ANSWER_WORDS = {
         either=("or", "and"),
     ),
     "arb_Arab": AnswerWords(
-        phrases=("الإجابة", "الجواب", "إجابة", "الإجابة الصحيحة", "الجواب الصحيح", "الإجابة النهائية", "الخيار الصحيح", "الاختيار الصحيح"),
+        phrases=(
+            "الإجابة",
+            "الجواب",
+            "إجابة",
+            "الإجابة الصحيحة",
+            "الجواب الصحيح",
+            "الإجابة النهائية",
+            "الخيار الصحيح",
+            "الاختيار الصحيح",
+        ),
         before=("هي", "هو", "الخيار", "الاختيار", "الحرف", "رقم"),
         after=("هي", "هو", "لأن"),
         either=("أو", "و"),
@@ -110,7 +119,15 @@ ANSWER_WORDS = {
         either=("ወይ",),
     ),
     "mlt_Latn": AnswerWords(
-        phrases=("it-tweġiba", "tweġiba", "it-tweġiba t-tajba", "it-tweġiba korretta", "it-tweġiba finali", "l-għażla t-tajba", "l-għażla korretta"),
+        phrases=(
+            "it-tweġiba",
+            "tweġiba",
+            "it-tweġiba t-tajba",
+            "it-tweġiba korretta",
+            "it-tweġiba finali",
+            "l-għażla t-tajba",
+            "l-għażla korretta",
+        ),
         before=("hija", "huwa", "l-għażla", "għażla", "l-ittra", "ittra"),
         after=("hija", "huwa", "għax"),
         either=("jew", "u"),
@@ -122,7 +139,17 @@ ANSWER_WORDS = {
         either=("veya", "ya da", "yoksa", "ve"),
     ),
     "pes_Arab": AnswerWords(
-        phrases=("پاسخ", "جواب", "پاسخ صحیح", "پاسخ درست", "پاسخ نهایی", "جواب صحیح", "جواب درست", "گزینه صحیح", "گزینه درست"),
+        phrases=(
+            "پاسخ",
+            "جواب",
+            "پاسخ صحیح",
+            "پاسخ درست",
+            "پاسخ نهایی",
+            "جواب صحیح",
+            "جواب درست",
+            "گزینه صحیح",
+            "گزینه درست",
+        ),
         before=("گزینه", "حرف", "عبارت است از"),
         after=("است", "می‌باشد", "صحیح", "درست", "چون", "زیرا"),
         either=("یا",),
@@ -176,7 +203,9 @@ def normalize(text: str) -> str:
 
 
 def _without_accents(word: str) -> str:
-    return unicodedata.normalize("NFC", "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c)))
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c))
+    )
 
 
 _JOINERS = {" ": r"\s+", "-": r"[-\s]?"}  # words may be split by any spaces, hyphens dropped
@@ -250,7 +279,9 @@ _LEAD_PUNCT_RUN = re.compile(rf"(?:{_LEAD_PUNCT})*+")
 _LEAD_WORD = re.compile(rf"(?:{_words('before')}){_NOT_LETTER}")
 _CLOSING = re.compile(r"[^\S\n]*[)\]}>.:：,،'׳’\"»”\-–—]*[^\S\n]*")
 # Another label joined to the first ("B or C", "B, C", "B/C", "B C", "(A, B, C or D)").
-_NEXT_LABEL = re.compile(rf"(?:[\s()\[\]'\"]*(?:[,،/&]|{_EITHER})(?:[\s(\[]|{_EITHER}|(?:{_words('before')}){_NOT_LETTER})*|[^\S\n]+){_LABEL}")
+_NEXT_LABEL = re.compile(
+    rf"(?:[\s()\[\]'\"]*(?:[,،/&]|{_EITHER})(?:[\s(\[]|{_EITHER}|(?:{_words('before')}){_NOT_LETTER})*|[^\S\n]+){_LABEL}"
+)
 _CLOSED = re.compile(rf"[^\S\n]*(?:$|\n|[^\w\s]|(?:{_words('after')}){_NOT_LETTER})")
 _LATIN_WORD = re.compile(r"[^\S\n]+[A-Za-z\u00c0-\u024f]")
 _ANY_WORD = re.compile(r"[^\S\n]+[^\W\d_]")

@@ -90,8 +90,12 @@ def build_example(item: dict, template: Template, tokenizer, chat: bool, chat_kw
     return {"input_ids": prompt_ids + target, "labels": [IGNORE] * len(prompt_ids) + target}
 
 
-def build_examples(frame: pd.DataFrame, template: Template, tokenizer, chat: bool, chat_kwargs: dict, max_length: int) -> list[dict]:
-    return [build_example(item, template, tokenizer, chat, chat_kwargs, max_length) for item in frame.to_dict("records")]
+def build_examples(
+    frame: pd.DataFrame, template: Template, tokenizer, chat: bool, chat_kwargs: dict, max_length: int
+) -> list[dict]:
+    return [
+        build_example(item, template, tokenizer, chat, chat_kwargs, max_length) for item in frame.to_dict("records")
+    ]
 
 
 class AnswerOnlyCollator:
@@ -147,7 +151,9 @@ class TokenCounts:
         if accelerator is not None and accelerator.num_processes > 1:
             import torch
 
-            summed = accelerator.reduce(torch.tensor([real, padded, supervised], device=accelerator.device), reduction="sum")
+            summed = accelerator.reduce(
+                torch.tensor([real, padded, supervised], device=accelerator.device), reduction="sum"
+            )
             real, padded, supervised = (int(value) for value in summed.tolist())
         self.real = self.padded = self.supervised = 0
         total = real + padded
@@ -195,7 +201,11 @@ def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[li
     from torch import nn
 
     modules = dict(model.named_modules())
-    linear = [name for name, module in modules.items() if isinstance(module, nn.Linear) and module is not model.get_output_embeddings()]
+    linear = [
+        name
+        for name, module in modules.items()
+        if isinstance(module, nn.Linear) and module is not model.get_output_embeddings()
+    ]
     linear_experts = [name for name in linear if LINEAR_EXPERT.search(name)]
     fused_experts = [
         f"{name}.{param}"
@@ -215,15 +225,23 @@ def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[li
                 f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an attention module; list the module names instead"
             )
     else:
-        chosen = [name for name in modules if any(name == t or name.endswith(f".{t}") for t in targets) and name not in linear_experts]
+        chosen = [
+            name
+            for name in modules
+            if any(name == t or name.endswith(f".{t}") for t in targets) and name not in linear_experts
+        ]
         if not chosen:
             raise XltError(f"model {model_name}: lora.target_modules {targets} name no module of the model")
     if not settings.experts:
         return chosen, []
     if not fused_experts and not linear_experts:
-        raise XltError(f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a Mixture-of-Experts model)")
+        raise XltError(
+            f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a Mixture-of-Experts model)"
+        )
     if fused_experts and settings.dropout:
-        raise XltError(f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused expert weights), not {settings.dropout}")
+        raise XltError(
+            f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused expert weights), not {settings.dropout}"
+        )
     return chosen + linear_experts, fused_experts
 
 
@@ -249,7 +267,9 @@ def attach_lora(model, settings: FinetuneSettings, model_name: str):
     peft_model = get_peft_model(model, config)
     prefix = "base_model.model."
     adapted = {
-        name.removeprefix(prefix) for name, module in peft_model.named_modules() if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
+        name.removeprefix(prefix)
+        for name, module in peft_model.named_modules()
+        if isinstance(module, LoraLayer) and not isinstance(module, ParamWrapper)
     }
     # peft sets targeted_parameter_names on the LoRA model at run time; torch types an
     # attribute a module does not declare as Tensor | Module.
@@ -385,7 +405,9 @@ def finetune(
         counts = TokenCounts()
 
         def _get_train_sampler(self, train_dataset=None):
-            return seeded_length_grouped_sampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.args.seed)
+            return seeded_length_grouped_sampler(
+                lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.args.seed
+            )
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             self.counts.add(inputs)
@@ -405,7 +427,13 @@ def finetune(
                     f"tokens {entry['tokens']} padding {entry['padding_share']:.1%}"
                 )
 
-    trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=examples, data_collator=AnswerOnlyCollator(tokenizer.pad_token_id), callbacks=[LogLine()])
+    trainer = AnswerOnlyTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=AnswerOnlyCollator(tokenizer.pad_token_id),
+        callbacks=[LogLine()],
+    )
     trainer.remove_callback(PrinterCallback)  # LogLine says the same in one line per step
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 
@@ -426,7 +454,9 @@ def finetune(
     state.wait_for_everyone()
 
 
-def merge_adapter(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> None:
+def merge_adapter(
+    base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto"
+) -> None:
     """Write base + adapter as one plain checkpoint (with the tokenizer), for inference
     backends that cannot load a LoRA adapter, e.g. one on fused expert weights."""
     from .models import MANIFEST, load_model, load_tokenizer
@@ -436,5 +466,8 @@ def merge_adapter(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST).write_text(json.dumps({"kind": "converted", "source": str(Path(adapter_dir).resolve())}, indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(
+            json.dumps({"kind": "converted", "source": str(Path(adapter_dir).resolve())}, indent=2) + "\n",
+            encoding="utf-8",
+        )
     logger.info(f"model {spec.name}: merged {adapter_dir} into {out_dir}")

@@ -90,7 +90,11 @@ def _imports(nodes, module: str, names_used: set[str] | None = None) -> set[str]
     found = set()
     for node in nodes:
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if names_used is None or (alias.asname or alias.name).split(".")[0] in names_used}
+            found |= {
+                alias.name
+                for alias in node.names
+                if names_used is None or (alias.asname or alias.name).split(".")[0] in names_used
+            }
         elif isinstance(node, ast.ImportFrom):
             target = _absolute(node, module, is_package)
             for alias in node.names:
@@ -124,7 +128,12 @@ def _canonical(node) -> str:
     fields = []
     for name in node._fields:
         value = getattr(node, name, None)
-        if name == "body" and isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and value and _is_docstring(value[0]):
+        if (
+            name == "body"
+            and isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and value
+            and _is_docstring(value[0])
+        ):
             value = value[1:]
         if value is None or value == []:
             continue
@@ -155,7 +164,9 @@ def _stage_function(stage: str) -> tuple[list[str], set[str]]:
     tree = _parse((ROOT / "stages.py").read_text(encoding="utf-8"))
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     if stage not in functions:
-        raise KeyError(f"xlt.stages has no stage function {stage!r}; stages: {', '.join(sorted(n for n in functions if not n.startswith('_')))}")
+        raise KeyError(
+            f"xlt.stages has no stage function {stage!r}; stages: {', '.join(sorted(n for n in functions if not n.startswith('_')))}"
+        )
     seen, queue = set(), [stage]
     while queue:
         name = queue.pop()
@@ -164,7 +175,9 @@ def _stage_function(stage: str) -> tuple[list[str], set[str]]:
         seen.add(name)
         queue += [node.id for node in ast.walk(functions[name]) if isinstance(node, ast.Name) and node.id in functions]
     used = {node.id for name in seen for node in ast.walk(functions[name]) if isinstance(node, ast.Name)}
-    modules = _imports([node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))], "xlt.stages", names_used=used)
+    modules = _imports(
+        [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))], "xlt.stages", names_used=used
+    )
     for name in seen:
         modules |= _imports(ast.walk(functions[name]), "xlt.stages")
     return [_canonical(functions[name]) for name in sorted(seen)], modules
@@ -224,14 +237,20 @@ def stage_fingerprint(stage: str) -> str:
 def stages() -> list[str]:
     """The stage functions of xlt.stages."""
     tree = _parse((ROOT / "stages.py").read_text(encoding="utf-8"))
-    return sorted(node.name for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and node.name != "log_to")
+    return sorted(
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and node.name != "log_to"
+    )
 
 
 def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
     """Every stage's fingerprint as the code at git `revision` of `checkout` computes it
     (its own equivalences applied): what trees built at that revision carry."""
     with tempfile.TemporaryDirectory() as folder:
-        archive = subprocess.run(["git", "-C", str(checkout), "archive", revision, "src"], check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(checkout), "archive", revision, "src"], check=True, capture_output=True
+        ).stdout
         tar_path = Path(folder) / "src.tar"
         tar_path.write_bytes(archive)
         with tarfile.open(tar_path) as tar:
@@ -241,7 +260,9 @@ def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
             "print(json.dumps({n: f.stage_fingerprint(n) for n in names}))"
         )
         environment = {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}
-        output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=environment, cwd=folder).stdout
+        output = subprocess.run(
+            [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=environment, cwd=folder
+        ).stdout
     import json
 
     return json.loads(output)
@@ -257,7 +278,15 @@ def record(revision: str, evidence: str, checkout: Path) -> list[dict[str, str]]
         code = code_hash(stage)
         if stage not in before or before[stage] == code or (stage, code) in known:
             continue
-        added.append({"stage": stage, "code": code, "same_as": before[stage], "recorded": datetime.date.today().isoformat(), "evidence": evidence})
+        added.append(
+            {
+                "stage": stage,
+                "code": code,
+                "same_as": before[stage],
+                "recorded": datetime.date.today().isoformat(),
+                "evidence": evidence,
+            }
+        )
     path = ROOT / EQUIVALENCES
     new_file = not path.is_file()
     with path.open("a", encoding="utf-8", newline="") as handle:
@@ -269,10 +298,15 @@ def record(revision: str, evidence: str, checkout: Path) -> list[dict[str, str]]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m xlt.fingerprint", description="Each stage's code fingerprint; record a refactor as changing no output.")
+    parser = argparse.ArgumentParser(
+        prog="python -m xlt.fingerprint",
+        description="Each stage's code fingerprint; record a refactor as changing no output.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("show", help="every stage's code hash and the fingerprint it is read as")
-    recording = commands.add_parser("record", help="read the current code of every changed stage as its code at --before")
+    recording = commands.add_parser(
+        "record", help="read the current code of every changed stage as its code at --before"
+    )
     recording.add_argument("--before", required=True, help="the git revision whose trees must not rerun")
     recording.add_argument("--evidence", required=True, help="how the outputs were found identical (kept in the table)")
     arguments = parser.parse_args(argv)

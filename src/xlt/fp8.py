@@ -37,9 +37,16 @@ def fp8_block_size(config: dict, where: str) -> tuple[int, int]:
     """The (rows, columns) of a scale block, from a checkpoint's config.json."""
     quantization = config.get("quantization_config")
     if not quantization:
-        raise XltError(f"{where}: no quantization_config in config.json, so not an FP8 checkpoint; set the model's dequantize_fp8: false")
+        raise XltError(
+            f"{where}: no quantization_config in config.json, so not an FP8 checkpoint; set the model's dequantize_fp8: false"
+        )
     block = quantization.get("weight_block_size")
-    if quantization.get("quant_method") != "fp8" or quantization.get("fmt", "e4m3") != "e4m3" or not block or len(block) != 2:
+    if (
+        quantization.get("quant_method") != "fp8"
+        or quantization.get("fmt", "e4m3") != "e4m3"
+        or not block
+        or len(block) != 2
+    ):
         raise XltError(
             f"{where}: quantization_config {json.dumps(quantization)} is not block-scaled FP8 (quant_method fp8, fmt e4m3, weight_block_size [rows, columns]); "
             "only that is converted"
@@ -52,8 +59,12 @@ def dequantize(weight, scale_inv, block: tuple[int, int], dtype, name: str = "we
     rows, columns = weight.shape
     expected = (math.ceil(rows / block[0]), math.ceil(columns / block[1]))
     if tuple(scale_inv.shape) != expected:
-        raise XltError(f"{name}: {tuple(scale_inv.shape)} scale factors for a {rows} x {columns} weight in {block[0]} x {block[1]} blocks, expected {expected}")
-    factors = scale_inv.float().repeat_interleave(block[0], dim=0)[:rows].repeat_interleave(block[1], dim=1)[:, :columns]
+        raise XltError(
+            f"{name}: {tuple(scale_inv.shape)} scale factors for a {rows} x {columns} weight in {block[0]} x {block[1]} blocks, expected {expected}"
+        )
+    factors = (
+        scale_inv.float().repeat_interleave(block[0], dim=0)[:rows].repeat_interleave(block[1], dim=1)[:, :columns]
+    )
     return (weight.float() * factors).to(dtype)
 
 
@@ -94,7 +105,11 @@ def convert_fp8_checkpoint(source: str | Path, out_dir: str | Path) -> dict:
     weight_map = _shards(source)
     # A killed conversion's shards are kept only for the very same checkpoint: the
     # folder, its weights' index and the block size, marked in the partial folder.
-    origin = {"source": str(source.resolve()), "weights": hashlib.sha256(json.dumps(weight_map, sort_keys=True).encode()).hexdigest(), "block": list(block)}
+    origin = {
+        "source": str(source.resolve()),
+        "weights": hashlib.sha256(json.dumps(weight_map, sort_keys=True).encode()).hexdigest(),
+        "block": list(block),
+    }
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     marker = partial / ORIGIN
     if partial.exists() and _recorded_origin(marker) != origin:

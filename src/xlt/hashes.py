@@ -17,5 +17,7 @@ def file_sha256(path: str | Path) -> str:
 
 def folder_sha256(folder: Path) -> str:
     """sha256 over a checkpoint folder's files (relative name and content hash, sorted)."""
-    listing = "".join(f"{path.relative_to(folder)}\t{file_sha256(path)}\n" for path in sorted(folder.rglob("*")) if path.is_file())
+    listing = "".join(
+        f"{path.relative_to(folder)}\t{file_sha256(path)}\n" for path in sorted(folder.rglob("*")) if path.is_file()
+    )
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()

@@ -47,7 +47,11 @@ def study_settings(config: dict) -> dict:
     token budgets are here because scoring reads truncation from them, the cloze
     normalisation because scoring chooses the cloze cell's options with it, the sources
     with a format-only control because the comparison reads their control variants."""
-    prompts = {key: value for key, value in config["prompts"].items() if key.endswith("_max_new_tokens") or key == "cloze_normalisation"}
+    prompts = {
+        key: value
+        for key, value in config["prompts"].items()
+        if key.endswith("_max_new_tokens") or key == "cloze_normalisation"
+    }
     return {
         **{key: config[key] for key in ("languages", "source_languages", "related_families", "stats")},
         "prompts": prompts,
@@ -97,7 +101,9 @@ def stage_settings(config: dict, stage: str, model: str | None = None) -> StageS
             data=config["data"],
             langs=list(config["languages"]),
             all_test=isinstance(config["finetune"]["data"], dict),
-            staged=STAGED_DATASET.format(staging=staging_dir(config), dataset="belebele") if "belebele" in datasets else None,
+            staged=STAGED_DATASET.format(staging=staging_dir(config), dataset="belebele")
+            if "belebele" in datasets
+            else None,
         )
     if stage == "prepare_training":
         # Which sources have a control changes no training example: left out, so that
@@ -122,19 +128,28 @@ def stage_settings(config: dict, stage: str, model: str | None = None) -> StageS
     if stage in STUDY_STAGES:
         return StudySettings(**study_settings(config))
     if stage not in MODEL_STAGES:
-        raise ValueError(f"no job settings for stage {stage!r}; stages: {', '.join(DATA_STAGES + MODEL_STAGES + STUDY_STAGES)}")
+        raise ValueError(
+            f"no job settings for stage {stage!r}; stages: {', '.join(DATA_STAGES + MODEL_STAGES + STUDY_STAGES)}"
+        )
     if model not in config["models"]:
-        raise ValueError(f"no job settings for stage {stage!r} of model {model!r}; models: {', '.join(config['models'])}")
+        raise ValueError(
+            f"no job settings for stage {stage!r} of model {model!r}; models: {', '.join(config['models'])}"
+        )
     entry = config["models"][model]
     if stage == "prepare_model":
         staged_model = model in staged_models(config)
         return PrepareModelSettings(
             **{key: entry.get(key) for key in ("id", "revision", "path", "package", "trust_remote_code")},
             staged=STAGED_MODEL.format(staging=staging_dir(config), model=model) if staged_model else None,
-            converted=CONVERTED_MODEL.format(staging=staging_dir(config), model=model) if staged_model and entry.get("dequantize_fp8") else None,
+            converted=CONVERTED_MODEL.format(staging=staging_dir(config), model=model)
+            if staged_model and entry.get("dequantize_fp8")
+            else None,
         )
     if stage in ("finetune", "merge"):
-        return AdapterSettings(source=model_source(entry), finetune={key: value for key, value in entry["finetune"].items() if key not in NOT_LEARNED})
+        return AdapterSettings(
+            source=model_source(entry),
+            finetune={key: value for key, value in entry["finetune"].items() if key not in NOT_LEARNED},
+        )
     inference = {key: value for key, value in entry["inference"].items() if key != "resources"}
     return PredictSettings(
         model={**model_source(entry), "inference": inference},

@@ -71,7 +71,9 @@ def fill_language_metadata(languages: dict, source: str = "config") -> None:
         if not missing:
             continue
         if code not in known:
-            raise XltError(f"{source}: languages.{code}: no {' or '.join(missing)}, and {code} is not a Belebele variant whose metadata xlt ships; give both")
+            raise XltError(
+                f"{source}: languages.{code}: no {' or '.join(missing)}, and {code} is not a Belebele variant whose metadata xlt ships; give both"
+            )
         meta.setdefault("family", known[code].family)
         meta.setdefault("script", known[code].script)
 

@@ -30,7 +30,9 @@ def _cell_path(origin: str, cell: tuple) -> str:
     return str(Path(origin) / cell_file(cell)) if Path(origin).is_dir() else f"{origin} ({cell_file(cell)})"
 
 
-def read_old_layout(items: pd.DataFrame, sources: list[str], variants: list[str], origin: str) -> tuple[pd.DataFrame, OldLayout | None]:
+def read_old_layout(
+    items: pd.DataFrame, sources: list[str], variants: list[str], origin: str
+) -> tuple[pd.DataFrame, OldLayout | None]:
     """`items` with the old layout's `ft` rows named after the config's one source, and
     which models had them (None: the tree is in today's layout). `variants`: the study's,
     named in the error; `origin`: the predictions folder or items file read."""

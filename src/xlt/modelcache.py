@@ -52,7 +52,11 @@ def _library_version(name: str) -> str:
 def conversion_key(gguf_sha256: str) -> str:
     from .fingerprint import stage_fingerprint
 
-    parts = [gguf_sha256, stage_fingerprint("prepare_model"), *(f"{name}={_library_version(name)}" for name in LIBRARIES)]
+    parts = [
+        gguf_sha256,
+        stage_fingerprint("prepare_model"),
+        *(f"{name}={_library_version(name)}" for name in LIBRARIES),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 

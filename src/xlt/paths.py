@@ -198,7 +198,16 @@ GAINS_COLUMNS = (
     "normalised_ci_high",
     "n_items",
 )
-PROXIMITY_COLUMNS = ("source", "target", "source_glottocode", "target_glottocode", "genealogical", "common_clade", "same_script", "distance_km")
+PROXIMITY_COLUMNS = (
+    "source",
+    "target",
+    "source_glottocode",
+    "target_glottocode",
+    "genealogical",
+    "common_clade",
+    "same_script",
+    "distance_km",
+)
 NOTES_COLUMNS = ("table", "model", "prompt", "effect", "method", "holm_family", "note", "role")
 # effects.csv, gains.csv and notes.csv carry the fine-tuning source after `model` (notes:
 # after `table`), alignment.csv first: each source's rows are a single-source study's;

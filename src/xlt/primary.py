@@ -64,7 +64,9 @@ def allowed_primary(study: dict, effects_tested: EffectsTested) -> list[str]:
     return values
 
 
-def resolve_primary(study: dict, setting: str, effects_tested: EffectsTested, where: str = "stats.primary") -> PrimaryTest:
+def resolve_primary(
+    study: dict, setting: str, effects_tested: EffectsTested, where: str = "stats.primary"
+) -> PrimaryTest:
     """The primary test `setting` names in `study` (a config), or one line saying why it
     names none and listing the values that do."""
     sources = source_languages(study)

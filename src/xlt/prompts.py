@@ -58,7 +58,9 @@ def load_template(path: str | Path) -> Template:
     # The model is prompted to answer after this label: an extractor that cannot read
     # it would score every output as unparsed.
     if extract(f"{template.answer}: B").rule != "phrase":
-        raise XltError(f"{path}: answer label {template.answer!r} is not an answer phrase of the extractor; add it to ANSWER_WORDS in src/xlt/extract.py")
+        raise XltError(
+            f"{path}: answer label {template.answer!r} is not an answer phrase of the extractor; add it to ANSWER_WORDS in src/xlt/extract.py"
+        )
     return template
 
 

@@ -17,7 +17,19 @@ from .hashes import file_sha256
 from .paths import STAGED_DATASET
 from .staging import read_staged, staged_datasets, staging_dir, training_name
 
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "numpy", "pandas", "scipy", "statsmodels", "snakemake", "vllm")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "snakemake",
+    "vllm",
+)
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -48,7 +60,12 @@ def model_provenance(base_dir: str | Path) -> dict:
     if manifest["kind"] == "staged":
         return {**manifest, "resolved": manifest["commit"], "staged": staged_record(manifest)}
     digest = manifest.get("sha256")
-    return {**manifest, "resolved": f"sha256:{digest}" if digest else "unrecorded (prepared by an xlt that kept no hash; rerun prepare_model)"}
+    return {
+        **manifest,
+        "resolved": f"sha256:{digest}"
+        if digest
+        else "unrecorded (prepared by an xlt that kept no hash; rerun prepare_model)",
+    }
 
 
 def staged_record(manifest: dict) -> dict:
@@ -60,7 +77,10 @@ def staged_record(manifest: dict) -> dict:
     staged = read_staged(original)
     record = {"folder": original, "commit": staged["commit"], "files": len(staged["files"]), "bytes": staged["bytes"]}
     if "serve" in manifest:
-        record["converted"] = {"folder": manifest["path"], **json.loads((Path(manifest["path"]) / CONVERTED_RECORD).read_text(encoding="utf-8"))}
+        record["converted"] = {
+            "folder": manifest["path"],
+            **json.loads((Path(manifest["path"]) / CONVERTED_RECORD).read_text(encoding="utf-8")),
+        }
     return record
 
 
@@ -70,7 +90,10 @@ def resolved_dataset(config: dict, name: str, repo_id: str, revision: str | None
     if name in staged_datasets(config):
         folder = STAGED_DATASET.format(staging=staging_dir(config), dataset=name)
         staged = read_staged(folder)
-        return {"resolved": staged["commit"], "staged": {"folder": folder, "files": len(staged["files"]), "bytes": staged["bytes"]}}
+        return {
+            "resolved": staged["commit"],
+            "staged": {"folder": folder, "files": len(staged["files"]), "bytes": staged["bytes"]},
+        }
     return {"resolved": hub_revision(repo_id, revision, "dataset")}
 
 
@@ -80,7 +103,10 @@ def dataset_provenance(config: dict) -> dict:
     if data["source"] == "fixture":
         belebele = {
             "kind": "fixture",
-            "files": {lang: f"sha256:{file_sha256(Path(data['fixture_dir']) / f'{lang}.jsonl')}" for lang in config["languages"]},
+            "files": {
+                lang: f"sha256:{file_sha256(Path(data['fixture_dir']) / f'{lang}.jsonl')}"
+                for lang in config["languages"]
+            },
         }
     else:
         belebele = {
@@ -93,10 +119,18 @@ def dataset_provenance(config: dict) -> dict:
     if isinstance(config["finetune"]["data"], dict):
         for lang, entry in config["finetune"]["data"].items():
             if "path" in entry:
-                training[lang] = {"kind": "local", "path": entry["path"], "resolved": f"sha256:{file_sha256(entry['path'])}"}
+                training[lang] = {
+                    "kind": "local",
+                    "path": entry["path"],
+                    "resolved": f"sha256:{file_sha256(entry['path'])}",
+                }
             else:
                 hub = entry["hub"]
-                training[lang] = {"kind": "hub", **hub, **resolved_dataset(config, training_name(lang), hub["id"], hub.get("revision"))}
+                training[lang] = {
+                    "kind": "hub",
+                    **hub,
+                    **resolved_dataset(config, training_name(lang), hub["id"], hub.get("revision")),
+                }
     else:
         training = {lang: {"kind": "belebele", "split": "train"} for lang in config["source_languages"]}
     return {"belebele": belebele, "training": training}
@@ -105,8 +139,15 @@ def dataset_provenance(config: dict) -> dict:
 def git_commit(folder: str | Path) -> str:
     """HEAD of the checkout the workflow runs from, "+dirty" with uncommitted changes."""
     try:
-        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + ("+dirty" if dirty.strip() else "")
@@ -122,7 +163,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def provenance_record(config: dict, base_dirs: dict[str, str], checkout: str | Path, training_checks: dict | None = None) -> dict:
+def provenance_record(
+    config: dict, base_dirs: dict[str, str], checkout: str | Path, training_checks: dict | None = None
+) -> dict:
     """`training_checks`: source -> what prepare_training's checks found (rows read,
     duplicates dropped, test items let through), recorded with each training set."""
     datasets = dataset_provenance(config)

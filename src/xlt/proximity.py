@@ -100,7 +100,11 @@ def slope_fits(source: LanguageMetadata | None, targets: list[str]) -> bool:
     genealogical proximity to the source (Turkish among the default's languages has no
     relative: every target is at 0, and no slope is estimable)."""
     metadata = language_metadata()
-    return source is not None and len(targets) >= MIN_TARGETS and len({genealogical_proximity(source, metadata[code]) for code in targets}) > 1
+    return (
+        source is not None
+        and len(targets) >= MIN_TARGETS
+        and len({genealogical_proximity(source, metadata[code]) for code in targets}) > 1
+    )
 
 
 def slopes_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:

@@ -24,7 +24,12 @@ def _slope_text(row: pd.Series | None) -> str:
 def _slope_row(effects: pd.DataFrame, model: str, source: str) -> pd.Series | None:
     if SOURCE_COLUMN not in effects.columns:  # an older tree's, from before the proximity rows
         return None
-    rows = effects[(effects["model"] == model) & (effects[SOURCE_COLUMN] == source) & (effects["prompt"] == "direct") & (effects["effect"] == SLOPE)]
+    rows = effects[
+        (effects["model"] == model)
+        & (effects[SOURCE_COLUMN] == source)
+        & (effects["prompt"] == "direct")
+        & (effects["effect"] == SLOPE)
+    ]
     return rows.iloc[0] if len(rows) else None
 
 
@@ -40,7 +45,13 @@ def proximity_figure(gains: pd.DataFrame, proximity: pd.DataFrame, effects: pd.D
     merged = ft.merge(proximity, left_on=[SOURCE_COLUMN, "lang"], right_on=["source", "target"])
     models = sorted(merged["model"].unique())
     sources = list(dict.fromkeys(proximity["source"]))
-    figure, axes = plt.subplots(max(len(models), 1), len(sources), figsize=(4.2 * len(sources), 3.2 * max(len(models), 1)), squeeze=False, layout="constrained")
+    figure, axes = plt.subplots(
+        max(len(models), 1),
+        len(sources),
+        figsize=(4.2 * len(sources), 3.2 * max(len(models), 1)),
+        squeeze=False,
+        layout="constrained",
+    )
     for i, model in enumerate(models):
         for j, source in enumerate(sources):
             ax = axes[i][j]
@@ -58,10 +69,21 @@ def proximity_figure(gains: pd.DataFrame, proximity: pd.DataFrame, effects: pd.D
             )
             if len(rows) <= 40:
                 for _, row in rows.iterrows():
-                    ax.annotate(row["lang"], (row["genealogical"], row["estimate"]), xytext=(3, 2), textcoords="offset points", fontsize=6)
+                    ax.annotate(
+                        row["lang"],
+                        (row["genealogical"], row["estimate"]),
+                        xytext=(3, 2),
+                        textcoords="offset points",
+                        fontsize=6,
+                    )
             fitted = _slope_row(effects, model, source)
             if fitted is not None and np.isfinite(fitted["estimate"]) and len(rows):
-                ax.axline((rows["genealogical"].mean(), rows["estimate"].mean()), slope=fitted["estimate"], color="#cc6677", lw=1.2)
+                ax.axline(
+                    (rows["genealogical"].mean(), rows["estimate"].mean()),
+                    slope=fitted["estimate"],
+                    color="#cc6677",
+                    lw=1.2,
+                )
             ax.set_xlim(-0.05, 1.05)
             ax.set_title(f"{model}, source {source}\n{_slope_text(fitted)}", fontsize=8)
             ax.set_xlabel(f"genealogical proximity to {source}")

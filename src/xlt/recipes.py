@@ -23,7 +23,8 @@ def model_recipe(entry: dict) -> dict:
     targets = lora["target_modules"] if isinstance(lora["target_modules"], str) else "+".join(lora["target_modules"])
     return {
         **{key: finetune[key] for key in RECIPE_KEYS},
-        "lora": f"r={lora['r']} alpha={lora['alpha']:g} dropout={lora['dropout']:g} {targets}" + (" +experts" if lora["experts"] else ""),
+        "lora": f"r={lora['r']} alpha={lora['alpha']:g} dropout={lora['dropout']:g} {targets}"
+        + (" +experts" if lora["experts"] else ""),
         "examples_per_step": examples_per_step(finetune),
     }
 
@@ -42,4 +43,7 @@ def recipe_warning(config: dict) -> str | None:
             differing.append(f"{key} (" + ", ".join(f"{name} {value}" for name, value in values.items()) + ")")
     if not differing:
         return None
-    return "xlt: warning: the models train with different recipes, a confound of any comparison between them: " + "; ".join(differing)
+    return (
+        "xlt: warning: the models train with different recipes, a confound of any comparison between them: "
+        + "; ".join(differing)
+    )

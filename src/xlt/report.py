@@ -33,7 +33,12 @@ GAIN_PANELS = (
 )
 # (prompt, effect) of the verdicts besides the primary test's, which comes first.
 VERDICT_EFFECTS = (("direct", "relatedness"), ("cot", "relatedness"), ("cot", "cot_relatedness"))
-GAIN_SERIES = (("source", "source language"), ("related", "related targets"), ("control", "controls"), ("difference", "related − control"))
+GAIN_SERIES = (
+    ("source", "source language"),
+    ("related", "related targets"),
+    ("control", "controls"),
+    ("difference", "related − control"),
+)
 
 
 def _pyplot():
@@ -84,13 +89,21 @@ def report_variants(present) -> list[str]:
     """base, then the fine-tuned variants (one `ft-<source>` per source), then the
     format-only controls (`ctl-<source>`)."""
     present = set(present)
-    others = sorted(present - set(paths.VARIANTS), key=lambda variant: (paths.control_source(variant) is not None, variant))
+    others = sorted(
+        present - set(paths.VARIANTS), key=lambda variant: (paths.control_source(variant) is not None, variant)
+    )
     return [variant for variant in paths.VARIANTS if variant in present] + others
 
 
 def variant_title(variant: str) -> str:
     source, control = paths.variant_source(variant), paths.control_source(variant)
-    return f"fine-tuned on {source}" if source else f"format-only control ({control})" if control else VARIANT_NAMES[variant]
+    return (
+        f"fine-tuned on {source}"
+        if source
+        else f"format-only control ({control})"
+        if control
+        else VARIANT_NAMES[variant]
+    )
 
 
 def rows_by_source(frame: pd.DataFrame) -> dict[str | None, pd.DataFrame]:
@@ -111,20 +124,30 @@ def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alph
     lines = []
     across = parts.get("", effects.iloc[0:0])
     if (across["effect"] == INTERACTION).any():
-        lines += [verdict(across, model, prompt, margin, INTERACTION, alpha) for prompt in ("direct", "cot") for model in models]
+        lines += [
+            verdict(across, model, prompt, margin, INTERACTION, alpha)
+            for prompt in ("direct", "cot")
+            for model in models
+        ]
     for source in sources:
         rows, label = parts[source], f"fine-tuned on {source}: " if len(sources) > 1 else ""
         primary = primary_of(rows)
         keys = [*([primary] if primary else []), *(key for key in VERDICT_EFFECTS if key != primary)]
-        lines += [label + verdict(rows, model, prompt, margin, effect, alpha) for prompt, effect in keys for model in models]
+        lines += [
+            label + verdict(rows, model, prompt, margin, effect, alpha) for prompt, effect in keys for model in models
+        ]
     return lines
 
 
 def provenance_lines(record: dict) -> list[str]:
     """The report's view: one line per model and data set, then versions and hashes."""
-    lines = [f"xlt {record['xlt']['version']}, git commit {record['xlt']['git_commit']}; config sha256 {record['config_sha256']}"]
+    lines = [
+        f"xlt {record['xlt']['version']}, git commit {record['xlt']['git_commit']}; config sha256 {record['config_sha256']}"
+    ]
     for name, model in record["models"].items():
-        lines.append(f"model {name}: {model.get('id') or model.get('source') or model.get('path')} @ {model['resolved']}")
+        lines.append(
+            f"model {name}: {model.get('id') or model.get('source') or model.get('path')} @ {model['resolved']}"
+        )
     belebele = record["datasets"]["belebele"]
     if belebele["kind"] == "hub":
         lines.append(f"test data {belebele['id']} @ {belebele['resolved']}")
@@ -139,7 +162,9 @@ def provenance_lines(record: dict) -> list[str]:
             if checks.get(key)
         ]
         lines.append(
-            f"training data {lang}: {where}" + (f" @ {entry['resolved']}" if "resolved" in entry else "") + (f" ({', '.join(found)})" if found else "")
+            f"training data {lang}: {where}"
+            + (f" @ {entry['resolved']}" if "resolved" in entry else "")
+            + (f" ({', '.join(found)})" if found else "")
         )
     lines.append("libraries: " + ", ".join(f"{name} {version}" for name, version in record["libraries"].items()))
     return lines
@@ -170,7 +195,11 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
     for (row, prompt), (col, variant) in itertools.product(enumerate(prompts), enumerate(variants)):
         ax = axes[row, col]
         cell = accuracy[(accuracy["variant"] == variant) & (accuracy["prompt"] == prompt)]
-        grid = cell.pivot(index="model", columns="lang", values=column).reindex(index=models, columns=order).to_numpy(float)
+        grid = (
+            cell.pivot(index="model", columns="lang", values=column)
+            .reindex(index=models, columns=order)
+            .to_numpy(float)
+        )
         image = ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             text, colour = ("–", "black") if np.isnan(value) else (f"{100 * value:.0f}", _text_colour(cmap(value)))
@@ -181,7 +210,9 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
         ax.spines[:].set_visible(False)
         if row == 0:
             # Group names over their columns, then the variant over the panel.
-            centres = {group: np.mean([k for k, g in enumerate(groups) if g == group]) for group in dict.fromkeys(groups)}
+            centres = {
+                group: np.mean([k for k, g in enumerate(groups) if g == group]) for group in dict.fromkeys(groups)
+            }
             top = ax.secondary_xaxis("top")
             top.set_xticks(list(centres.values()), labels=list(centres), fontsize=8, style="italic")
             top.tick_params(length=0)
@@ -195,7 +226,9 @@ def cells_figure(accuracy: pd.DataFrame, languages: dict[str, Language], column:
     axes[0, 0].set_yticks(range(len(models)), labels=models)
     bar = figure.colorbar(image, ax=axes, shrink=0.8, label=f"{label} (%)", pad=0.01, aspect=30)
     bar.set_ticks(sorted({0.0, 0.25, 0.5, 0.75, 1.0} | ({chance} if chance is not None else set())))
-    bar.ax.yaxis.set_major_formatter(lambda value, _: f"{100 * value:.0f}" + (" chance" if chance is not None and np.isclose(value, chance) else ""))
+    bar.ax.yaxis.set_major_formatter(
+        lambda value, _: f"{100 * value:.0f}" + (" chance" if chance is not None and np.isclose(value, chance) else "")
+    )
     if chance is not None:
         bar.ax.axhline(chance, color="white", lw=2)
     return figure
@@ -231,7 +264,9 @@ def diagnostics_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
     from matplotlib.patches import Rectangle
 
     order = language_order(languages, accuracy["lang"])
-    prompts = [prompt for prompt in PROMPT_ORDER if prompt in set(accuracy["prompt"])] + sorted(set(accuracy["prompt"]) - set(PROMPT_ORDER))
+    prompts = [prompt for prompt in PROMPT_ORDER if prompt in set(accuracy["prompt"])] + sorted(
+        set(accuracy["prompt"]) - set(PROMPT_ORDER)
+    )
     keys = [
         (model, variant, prompt)
         for model in sorted(accuracy["model"].unique())
@@ -242,7 +277,12 @@ def diagnostics_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
     rows = accuracy.set_index(["model", "variant", "prompt", "lang"])
     panel_width = max(1.3, 0.3 * len(order) + 0.2)  # room for the panel titles with few languages
     figure, axes = plt.subplots(
-        1, len(DIAGNOSTICS), figsize=(2.4 + len(DIAGNOSTICS) * panel_width, 1.6 + 0.24 * len(keys)), sharey=True, squeeze=False, layout="constrained"
+        1,
+        len(DIAGNOSTICS),
+        figsize=(2.4 + len(DIAGNOSTICS) * panel_width, 1.6 + 0.24 * len(keys)),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     cmap = plt.get_cmap("cividis")
     for ax, (column, title) in zip(axes[0], DIAGNOSTICS):
@@ -262,7 +302,10 @@ def diagnostics_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
         ax.spines[:].set_visible(False)
     axes[0, 0].set_yticks(
         range(len(keys)),
-        labels=[f"{model} · {VARIANT_NAMES.get(variant, variant)} · {PROMPT_NAMES.get(prompt, prompt)}" for model, variant, prompt in keys],
+        labels=[
+            f"{model} · {VARIANT_NAMES.get(variant, variant)} · {PROMPT_NAMES.get(prompt, prompt)}"
+            for model, variant, prompt in keys
+        ],
         fontsize=7,
     )
     bar = figure.colorbar(image, ax=axes, shrink=0.8, label="share (%)", pad=0.01, aspect=30)
@@ -294,7 +337,12 @@ def knowledge_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
     variants = report_variants(accuracy["variant"])
     groups = [group for group in GROUPS if any(languages[code].group == group for code in accuracy["lang"].unique())]
     figure, axes = plt.subplots(
-        len(models), len(variants), figsize=(2.4 + 2.4 * len(variants), 1.4 + 2.0 * len(models)), sharey=True, squeeze=False, layout="constrained"
+        len(models),
+        len(variants),
+        figsize=(2.4 + 2.4 * len(variants), 1.4 + 2.0 * len(models)),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     group = accuracy["lang"].map(lambda code: languages[code].group)
     width = 0.8 / len(KNOWLEDGE_MEASURES)
@@ -306,7 +354,12 @@ def knowledge_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
             if column not in accuracy.columns or accuracy.loc[cell, column].isna().all():
                 continue
             means = accuracy.loc[cell, column].groupby(group[cell]).mean().reindex(groups)
-            ax.bar(np.arange(len(groups)) + (k - (len(KNOWLEDGE_MEASURES) - 1) / 2) * width, means.to_numpy(float), width, color=PALETTE[k])
+            ax.bar(
+                np.arange(len(groups)) + (k - (len(KNOWLEDGE_MEASURES) - 1) / 2) * width,
+                means.to_numpy(float),
+                width,
+                color=PALETTE[k],
+            )
             shown.add(k)
         ax.axhline(0.25, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 1)
@@ -314,12 +367,17 @@ def knowledge_figure(accuracy: pd.DataFrame, languages: dict[str, Language]):
         ax.set_title(f"{model} · {variant_title(variant)}", fontsize=9)
         if col == 0:
             ax.set_ylabel("share of items")
-    handles = [Patch(color=PALETTE[k], label=label if k in shown else f"{label} (not in this tree)") for k, (label, _, _) in enumerate(KNOWLEDGE_MEASURES)]
+    handles = [
+        Patch(color=PALETTE[k], label=label if k in shown else f"{label} (not in this tree)")
+        for k, (label, _, _) in enumerate(KNOWLEDGE_MEASURES)
+    ]
     figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False, title="dashed: chance (0.25)")
     return figure
 
 
-def plot_cells(accuracy: pd.DataFrame, languages: dict[str, Language], column: str, ylabel: str, path: Path, chance: float | None) -> None:
+def plot_cells(
+    accuracy: pd.DataFrame, languages: dict[str, Language], column: str, ylabel: str, path: Path, chance: float | None
+) -> None:
     _save(cells_figure(accuracy, languages, column, ylabel, chance), path)
 
 
@@ -336,14 +394,18 @@ def format_warnings(accuracy: pd.DataFrame) -> list[str]:
         cell = _cell_name(str(model), str(variant), str(prompt))
         constant = rows[(rows["top_choice_share"] >= CONSTANT_TOP_SHARE) & (rows["parse_rate"] >= CONSTANT_MIN_PARSED)]
         if len(constant):
-            shares = ", ".join(f"{code} {100 * share:.0f}%" for code, share in zip(constant["lang"], constant["top_choice_share"]))
+            shares = ", ".join(
+                f"{code} {100 * share:.0f}%" for code, share in zip(constant["lang"], constant["top_choice_share"])
+            )
             lines.append(
                 f"{cell}: the same label for most items in {len(constant)} language(s) "
                 f"(share of the most frequent stated label: {shares}); accuracy there measures a constant answer, not reading"
             )
         truncated = rows[rows["truncation_rate"] > TRUNCATED_SHARE]
         if len(truncated):
-            shares = ", ".join(f"{code} {100 * share:.0f}%" for code, share in zip(truncated["lang"], truncated["truncation_rate"]))
+            shares = ", ".join(
+                f"{code} {100 * share:.0f}%" for code, share in zip(truncated["lang"], truncated["truncation_rate"])
+            )
             lines.append(
                 f"{cell}: most outputs cut by the token budget in {len(truncated)} language(s) ({shares}); accuracy there measures truncation, not reasoning"
             )
@@ -361,8 +423,18 @@ def _points(row) -> str:
 # default first: (name in effects.csv, its knowledge row prefix, its format row prefix).
 KNOWLEDGE_READINGS = (
     ("cloze", "the cloze score (option texts, no letters)", "ft_gain_knowledge_cloze", "ft_gain_format_cloze"),
-    ("debiased", "the debiased letter choice (four option rotations)", "ft_gain_knowledge_debiased", "ft_gain_format_debiased"),
-    ("control", "the format-only control (fine-tuned minus control)", "ft_gain_knowledge_control", "ft_gain_format_control"),
+    (
+        "debiased",
+        "the debiased letter choice (four option rotations)",
+        "ft_gain_knowledge_debiased",
+        "ft_gain_format_debiased",
+    ),
+    (
+        "control",
+        "the format-only control (fine-tuned minus control)",
+        "ft_gain_knowledge_control",
+        "ft_gain_format_control",
+    ),
     ("choice", "the letter choice at the answer position", "ft_gain_choice", "ft_gain_format"),
 )
 UNREADABLE = "knowledge score unreadable in"
@@ -387,7 +459,9 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
         sources = notes[paths.SOURCE_COLUMN] if paths.SOURCE_COLUMN in notes else pd.Series("", index=notes.index)
         noted = {
             (source, model, prompt, effect): note
-            for source, model, prompt, effect, note in zip(sources, notes["model"], notes["prompt"], notes["effect"], notes["note"])
+            for source, model, prompt, effect, note in zip(
+                sources, notes["model"], notes["prompt"], notes["effect"], notes["note"]
+            )
         }
     lines = []
     for source, source_rows in parts.items():
@@ -395,7 +469,11 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
         for model in models:
             who = f"{model}, fine-tuned on {source}" if len(parts) > 1 else model
             total = rows.loc[(model, "ft_gain_targets")] if (model, "ft_gain_targets") in rows.index else None
-            said = [f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}" if total is not None else f"{who}:"]
+            said = [
+                f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}"
+                if total is not None
+                else f"{who}:"
+            ]
             found, missing = {}, []
             for reading, title, knowledge_name, format_name in KNOWLEDGE_READINGS:
                 key = (model, f"{knowledge_name}_targets")
@@ -403,7 +481,9 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                     missing.append(reading)
                     continue
                 knowledge, form = rows.loc[key], rows.loc[(model, f"{format_name}_targets")]
-                note = noted.get((source if paths.SOURCE_COLUMN in effects else "", model, "direct", f"{knowledge_name}_targets"), "")
+                note = noted.get(
+                    (source if paths.SOURCE_COLUMN in effects else "", model, "direct", f"{knowledge_name}_targets"), ""
+                )
                 text = f"by {title}{' (default)' if reading == 'cloze' else ''} the knowledge part is {_points(knowledge)}, the format part {_points(form)}"
                 if UNREADABLE in note:
                     cells = note.split(UNREADABLE, 1)[1].split(";")[0].strip(" :")
@@ -413,15 +493,28 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                     found[reading] = _direction(knowledge)
                 said.append(text)
             if (model, "control_gain_related") in rows.index:
-                control = [rows.loc[(model, f"control_gain_{group}")] for group in ("related", "control") if (model, f"control_gain_{group}") in rows.index]
+                control = [
+                    rows.loc[(model, f"control_gain_{group}")]
+                    for group in ("related", "control")
+                    if (model, f"control_gain_{group}") in rows.index
+                ]
                 said.append(
-                    "the control adapter's own gain (format alone) is " + " on related targets and ".join(_points(row) for row in control) + " on controls"
+                    "the control adapter's own gain (format alone) is "
+                    + " on related targets and ".join(_points(row) for row in control)
+                    + " on controls"
                 )
-            readable = {reading: direction for reading, direction in found.items() if direction not in ("unreadable", "undetermined")}
+            readable = {
+                reading: direction
+                for reading, direction in found.items()
+                if direction not in ("unreadable", "undetermined")
+            }
             if len(set(readable.values())) == 1 and len(readable) > 1:
                 said.append(f"the readings {', '.join(readable)} agree: {next(iter(readable.values()))} in knowledge")
             elif len(readable) > 1:
-                said.append("the readings disagree: " + ", ".join(f"{reading} {direction}" for reading, direction in readable.items()))
+                said.append(
+                    "the readings disagree: "
+                    + ", ".join(f"{reading} {direction}" for reading, direction in readable.items())
+                )
             if missing:
                 said.append(f"no {', '.join(missing)} reading (its cells are missing: notes.csv says which)")
             lines.append("; ".join(said) + ".")
@@ -433,15 +526,30 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
     related - control difference, with intervals; one panel per kind of gain."""
     plt = _pyplot()
     models = sorted(set(effects["model"]) - {paths.POOLED_MODEL})
-    panels = [panel for panel in GAIN_PANELS if ((effects["prompt"] == panel[1]) & effects["effect"].str.startswith(panel[2])).any()]
+    panels = [
+        panel
+        for panel in GAIN_PANELS
+        if ((effects["prompt"] == panel[1]) & effects["effect"].str.startswith(panel[2])).any()
+    ]
     figure, axes = plt.subplots(
-        1, len(panels), figsize=(1.6 + 2.1 * len(panels), 1.6 + 0.55 * len(models)), sharex=True, sharey=True, squeeze=False, layout="constrained"
+        1,
+        len(panels),
+        figsize=(1.6 + 2.1 * len(panels), 1.6 + 0.55 * len(models)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     offsets = np.linspace(-0.27, 0.27, len(GAIN_SERIES))
     handles = {}
     for ax, (title, prompt, prefix, difference) in zip(axes[0], panels):
         rows = effects[effects["prompt"] == prompt].set_index(["model", "effect"])
-        names = {"source": f"{prefix}_source", "related": f"{prefix}_related", "control": f"{prefix}_control", "difference": difference}
+        names = {
+            "source": f"{prefix}_source",
+            "related": f"{prefix}_related",
+            "control": f"{prefix}_control",
+            "difference": difference,
+        }
         band = ax.axvspan(-margin, margin, color="0.88", lw=0, label=f"±{100 * margin:.0f}-point equivalence margin")
         ax.axvline(0, color="black", lw=0.8)
         for k, (series, label) in enumerate(GAIN_SERIES):
@@ -497,7 +605,15 @@ def alignment_figure(gains: pd.DataFrame):
     for k, (model, rows) in enumerate(merged.groupby("model", sort=True)):
         style = {"color": PALETTE[k % len(PALETTE)], "marker": MARKERS[k % len(MARKERS)]}
         ax.scatter(rows["estimate_cot"], rows["estimate_ft"], s=16, alpha=0.5, linewidths=0, **style)
-        ax.scatter(rows["estimate_cot"].mean(), rows["estimate_ft"].mean(), s=90, edgecolors="black", linewidths=0.8, label=model, **style)
+        ax.scatter(
+            rows["estimate_cot"].mean(),
+            rows["estimate_ft"].mean(),
+            s=90,
+            edgecolors="black",
+            linewidths=0.8,
+            label=model,
+            **style,
+        )
     ax.set_xlabel("CoT gain: base model, CoT − direct (percentage points)")
     ax.set_ylabel("fine-tuning gain: direct prompt,\nfine-tuned − base (percentage points)")
     _points_axis(ax.xaxis)
@@ -545,7 +661,13 @@ def html_page(title: str, parts: list[str]) -> str:
 
 
 def write_tables(
-    verdicts: list[str], warnings: list[str], accuracy: pd.DataFrame, wide: pd.DataFrame, effects: pd.DataFrame, alignment: pd.DataFrame, out_dir: Path
+    verdicts: list[str],
+    warnings: list[str],
+    accuracy: pd.DataFrame,
+    wide: pd.DataFrame,
+    effects: pd.DataFrame,
+    alignment: pd.DataFrame,
+    out_dir: Path,
 ) -> None:
     """The report's tables as HTML pages (the report shows HTML items; CSV only downloads)."""
     differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness", INTERACTION])]
@@ -557,12 +679,17 @@ def write_tables(
                 *(f"<li>{escape(line)}</li>" for line in verdicts),
                 "</ul>",
                 "<h2>Format warnings</h2>",
-                "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in warnings) + "</ul>" if warnings else "<p>None.</p>",
+                "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in warnings) + "</ul>"
+                if warnings
+                else "<p>None.</p>",
                 "<h2>The differences they rest on</h2>",
                 _html_table(differences),
             ],
         ),
-        "accuracy": ("Accuracy", [_html_table(wide), "<h2>With 95% intervals and parse rate</h2>", _html_table(accuracy)]),
+        "accuracy": (
+            "Accuracy",
+            [_html_table(wide), "<h2>With 95% intervals and parse rate</h2>", _html_table(accuracy)],
+        ),
         "effects": ("Effects", [_html_table(effects)]),
         "alignment": ("Alignment across models", [_html_table(alignment)]),
     }
@@ -605,13 +732,17 @@ def write_report(
     verdicts = study_verdicts(effects, models, margin, alpha)
     warnings = format_warnings(accuracy)
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
-    wide.columns = [" / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns]
+    wide.columns = [
+        " / ".join(c for c in column if c) if isinstance(column, tuple) else column for column in wide.columns
+    ]
     sections = [
         "# Cross-lingual transfer: results",
         "## Verdicts (gain on related targets minus gain on controls; the primary test first, then secondary rows)",
         "\n".join(f"- {line}" for line in verdicts),
         "## Format warnings (cells whose accuracy is a format artefact)",
-        "\n".join(f"- {line}" for line in warnings) if warnings else "No cell answers one label for most items or is mostly cut by the token budget.",
+        "\n".join(f"- {line}" for line in warnings)
+        if warnings
+        else "No cell answers one label for most items or is mostly cut by the token budget.",
         "## Knowledge and format in the fine-tuning gain",
         "\n".join(f"- {line}" for line in knowledge_lines(effects, notes, models)),
         f"![knowledge readings per model, variant and language group]({paths.REPORT_PLOTS['knowledge']})",
@@ -634,15 +765,24 @@ def write_report(
     if proximity is not None:
         from .proximity_report import proximity_figure, proximity_lines
 
-        _save(proximity_figure(gains, proximity, effects, _pyplot(), _points_axis), out_dir / paths.REPORT_PLOTS["proximity"])
+        _save(
+            proximity_figure(gains, proximity, effects, _pyplot(), _points_axis),
+            out_dir / paths.REPORT_PLOTS["proximity"],
+        )
         sections[sections.index("## Alignment across models") : sections.index("## Alignment across models")] = [
             "## Gain against genealogical proximity (one point per target language; the slope adjusted for baseline and script)",
             "\n".join(f"- {line}" for line in proximity_lines(effects, proximity)),
             f"![gain against proximity]({paths.REPORT_PLOTS['proximity']})",
         ]
     if recipes:
-        sections += ["## Fine-tuning recipe of each model", _markdown(pd.DataFrame([{"model": name, **recipe} for name, recipe in recipes.items()]))]
+        sections += [
+            "## Fine-tuning recipe of each model",
+            _markdown(pd.DataFrame([{"model": name, **recipe} for name, recipe in recipes.items()])),
+        ]
     if provenance:
-        sections += ["## Provenance (results/provenance.json)", "\n".join(f"- {line}" for line in provenance_lines(provenance))]
+        sections += [
+            "## Provenance (results/provenance.json)",
+            "\n".join(f"- {line}" for line in provenance_lines(provenance)),
+        ]
     write_text("\n\n".join(sections) + "\n", out_dir / paths.REPORT_SUMMARY)
     write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir)

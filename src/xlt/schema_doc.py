@@ -77,7 +77,10 @@ def key_rows(schema: dict) -> list[tuple[str, str, str, str]]:
 def render(schema: dict) -> str:
     """The marked block of config/README.md: one table row per key."""
     lines = [BEGIN, "", "| key | type | default | what |", "|---|---|---|---|"]
-    lines += [f"| `{key}` | {_cell(kind)} | {default} | {_cell(description)} |" for key, kind, default, description in key_rows(schema)]
+    lines += [
+        f"| `{key}` | {_cell(kind)} | {default} | {_cell(description)} |"
+        for key, kind, default, description in key_rows(schema)
+    ]
     return "\n".join([*lines, "", END])
 
 

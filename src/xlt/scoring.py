@@ -18,7 +18,16 @@ from .diagnostics import top_share
 from .errors import XltError
 from .extract import extract_choice
 from .languages import Language
-from .paths import ACCURACY_COLUMNS, CHOICE_PROMPT, CLOZE_PROMPT, COT_COLUMNS, PREDICTION_COLUMNS, ROTATION_COLUMNS, STOP_REASONS, discover_predictions
+from .paths import (
+    ACCURACY_COLUMNS,
+    CHOICE_PROMPT,
+    CLOZE_PROMPT,
+    COT_COLUMNS,
+    PREDICTION_COLUMNS,
+    ROTATION_COLUMNS,
+    STOP_REASONS,
+    discover_predictions,
+)
 from .prompts import ROTATIONS
 
 logger = logging.getLogger(__name__)
@@ -39,7 +48,9 @@ def _check_optional_choice(frame: pd.DataFrame, column: str, origin: str) -> Non
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = frame.index[frame[column].notna() & ~values.isin([1, 2, 3, 4])]
     if len(bad):
-        raise XltError(f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: 1-4 or null")
+        raise XltError(
+            f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: 1-4 or null"
+        )
     frame[column] = values.astype("Int64")
 
 
@@ -57,19 +68,27 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     for column, value in (expected or {}).items():
         wrong = frame.index[frame[column].astype(str) != value]
         if len(wrong):
-            raise XltError(f"{origin}: column {column}, row {wrong[0] + 1}: {frame.at[wrong[0], column]!r} but the file's place in the layout says {value!r}")
+            raise XltError(
+                f"{origin}: column {column}, row {wrong[0] + 1}: {frame.at[wrong[0], column]!r} but the file's place in the layout says {value!r}"
+            )
     bad = frame.index[~frame["raw_output"].map(lambda raw: isinstance(raw, str))]
     if len(bad):
-        raise XltError(f"{origin}: column raw_output, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'raw_output'])}; allowed: text (the model's output)")
+        raise XltError(
+            f"{origin}: column raw_output, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'raw_output'])}; allowed: text (the model's output)"
+        )
     for column in ("n_prompt_tokens", "n_output_tokens"):
         count = pd.to_numeric(frame[column], errors="coerce")
         bad = frame.index[frame[column].notna() & ~((count >= 0) & (count % 1 == 0))]
         if len(bad):
-            raise XltError(f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: a whole number from 0, or null")
+            raise XltError(
+                f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: a whole number from 0, or null"
+            )
     parsed = pd.to_numeric(frame["parsed_choice"], errors="coerce")
     bad = frame.index[(frame["parsed_choice"].notna() & ~parsed.isin([1, 2, 3, 4]))]
     if len(bad):
-        raise XltError(f"{origin}: column parsed_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'parsed_choice'])}; allowed: 1-4 or null")
+        raise XltError(
+            f"{origin}: column parsed_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'parsed_choice'])}; allowed: 1-4 or null"
+        )
     answer = pd.to_numeric(frame["answer"], errors="coerce")
     bad = frame.index[~answer.isin([1, 2, 3, 4])]
     if len(bad):
@@ -84,14 +103,18 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     _check_scored_cells(frame, origin)
     duplicated = frame.index[frame.duplicated("item_id")]
     if len(duplicated):
-        raise XltError(f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice")
+        raise XltError(
+            f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice"
+        )
     frame["parsed_choice"] = parsed.astype("Int64")
     frame["answer"] = answer.astype(int)
     correct = (frame["parsed_choice"] == frame["answer"]).fillna(False).astype(bool)
     given = frame["correct"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
     unknown = frame.index[given.isna() & frame["correct"].notna()]
     if len(unknown):
-        raise XltError(f"{origin}: column correct, row {unknown[0] + 1}: {_shown(frame.at[unknown[0], 'correct'])}; allowed: true, false or null")
+        raise XltError(
+            f"{origin}: column correct, row {unknown[0] + 1}: {_shown(frame.at[unknown[0], 'correct'])}; allowed: true, false or null"
+        )
     disagree = frame.index[given.notna() & (given != correct)]
     if len(disagree):
         row = disagree[0]
@@ -110,7 +133,11 @@ def _rotation_list(raw) -> list[int] | None:
         chosen = json.loads(raw)
     except (TypeError, ValueError):
         return None
-    return chosen if isinstance(chosen, list) and len(chosen) == ROTATIONS and all(type(c) is int and 1 <= c <= 4 for c in chosen) else None
+    return (
+        chosen
+        if isinstance(chosen, list) and len(chosen) == ROTATIONS and all(type(c) is int and 1 <= c <= 4 for c in chosen)
+        else None
+    )
 
 
 def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
@@ -123,7 +150,10 @@ def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
             raise XltError(f"{origin}: column raw_output, row {row + 1} (a cloze row): {error}") from None
     _check_optional_choice(frame, "debiased_choice", origin)
     if "rotation_choices" in frame.columns:
-        bad = frame.index[frame["rotation_choices"].notna() & frame["rotation_choices"].map(lambda raw: pd.isna(raw) or _rotation_list(raw) is None)]
+        bad = frame.index[
+            frame["rotation_choices"].notna()
+            & frame["rotation_choices"].map(lambda raw: pd.isna(raw) or _rotation_list(raw) is None)
+        ]
         if len(bad):
             raise XltError(
                 f"{origin}: column rotation_choices, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'rotation_choices'])}; "
@@ -137,7 +167,9 @@ def _read(path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for a damaged or foreign file
-        raise XltError(f"{path}: not a readable parquet file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+        raise XltError(
+            f"{path}: not a readable parquet file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
 
 
 def load_predictions(root: str | Path) -> pd.DataFrame:
@@ -178,7 +210,9 @@ def choose_cloze(predictions: pd.DataFrame, normalisation: str) -> pd.DataFrame:
     return chosen
 
 
-def rescore(predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalisation: str = DEFAULT_NORMALISATION) -> pd.DataFrame:
+def rescore(
+    predictions: pd.DataFrame, data: pd.DataFrame | None, cloze_normalisation: str = DEFAULT_NORMALISATION
+) -> pd.DataFrame:
     """Answers re-extracted from `raw_output` with the current extractor; `data` (the
     prepared Belebele rows, all languages) supplies each item's options. Without it
     (`xlt extract` on a predictions file alone) quoted option texts are not read. The
@@ -233,7 +267,9 @@ def _rotation_diagnostics(group: pd.DataFrame) -> pd.Series:
     if not chosen:
         return pd.Series([accuracy, np.nan, np.nan], index=names)
     # the letter that showed the chosen option in rotation r (prompts.rotated)
-    letters = pd.Series([(option - 1 - rotation) % ROTATIONS for options in chosen for rotation, option in enumerate(options)])
+    letters = pd.Series(
+        [(option - 1 - rotation) % ROTATIONS for options in chosen for rotation, option in enumerate(options)]
+    )
     consistency = float(np.mean([len(set(options)) == 1 for options in chosen]))
     return pd.Series([accuracy, consistency, float(letters.value_counts().iloc[0] / len(letters))], index=names)
 
@@ -245,7 +281,11 @@ def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = Non
     most frequent stated label (1.0: one letter for every item), the share of outputs
     cut by the token budget and the share of empty outputs."""
     rows = items.assign(
-        forced_correct=(items["forced_choice"].fillna(items["parsed_choice"]) if "forced_choice" in items.columns else items["parsed_choice"])
+        forced_correct=(
+            items["forced_choice"].fillna(items["parsed_choice"])
+            if "forced_choice" in items.columns
+            else items["parsed_choice"]
+        )
         .eq(items["answer"])
         .fillna(False),
         correct_parsed=items["correct"].where(items["parsed_choice"].notna()).astype(float),
@@ -271,7 +311,9 @@ def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = Non
     ).reset_index()
 
 
-def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confidence: float = 0.95, budgets: dict[str, int] | None = None) -> pd.DataFrame:
+def accuracy_table(
+    items: pd.DataFrame, languages: dict[str, Language], confidence: float = 0.95, budgets: dict[str, int] | None = None
+) -> pd.DataFrame:
     """Accuracy with a Wilson interval (sound near 0 and 1 and for small n), the
     share of outputs with a recognisable answer and the format diagnostics."""
     from statsmodels.stats.proportion import proportion_confint
@@ -279,7 +321,11 @@ def accuracy_table(items: pd.DataFrame, languages: dict[str, Language], confiden
     unknown = sorted(set(items["lang"]) - set(languages))
     if unknown:
         raise XltError(f"predictions for language {unknown[0]}, which the config does not list")
-    grouped = items.groupby(list(_KEY), sort=True).agg(n=("correct", "size"), n_correct=("correct", "sum"), n_parsed=("parsed_choice", "count")).reset_index()
+    grouped = (
+        items.groupby(list(_KEY), sort=True)
+        .agg(n=("correct", "size"), n_correct=("correct", "sum"), n_parsed=("parsed_choice", "count"))
+        .reset_index()
+    )
     low, high = proportion_confint(grouped["n_correct"], grouped["n"], alpha=1 - confidence, method="wilson")
     grouped["accuracy"] = grouped["n_correct"] / grouped["n"]
     # The closed form leaves rounding dust (1e-17 above an accuracy of 0).

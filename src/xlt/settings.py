@@ -58,7 +58,9 @@ class StageSettings:
             )
         unknown = [key for key in value if key not in names]
         if unknown:
-            raise XltError(f"--settings: unknown key {', '.join(unknown)} for {stage}; its settings have the keys {', '.join(names)}")
+            raise XltError(
+                f"--settings: unknown key {', '.join(unknown)} for {stage}; its settings have the keys {', '.join(names)}"
+            )
         return cls(**value)
 
 

@@ -63,7 +63,9 @@ class Scenario:
     def passages(self) -> np.ndarray:
         """Each question's passage number."""
         if self.n_items % self.questions_per_passage:
-            raise XltError(f"n_items={self.n_items} is not a whole number of passages of {self.questions_per_passage} questions")
+            raise XltError(
+                f"n_items={self.n_items} is not a whole number of passages of {self.questions_per_passage} questions"
+            )
         return np.arange(self.n_items) // self.questions_per_passage
 
     @property
@@ -73,7 +75,13 @@ class Scenario:
 
 
 def cell_accuracy(
-    scenario: Scenario, language: Language, source_script: str, variant: str, prompt: str, language_gain: float = 0.0, related: bool = True
+    scenario: Scenario,
+    language: Language,
+    source_script: str,
+    variant: str,
+    prompt: str,
+    language_gain: float = 0.0,
+    related: bool = True,
 ) -> float:
     """True accuracy of one cell; `related`: whether this fine-tuned variant's source
     carries the related-language advantage."""
@@ -81,18 +89,24 @@ def cell_accuracy(
     if variant != "base":
         accuracy += scenario.ft_gain + language_gain
         if language.is_target:
-            accuracy += scenario.related_advantage * related * (language.group == "related") + scenario.script_advantage * (language.script == source_script)
+            accuracy += scenario.related_advantage * related * (
+                language.group == "related"
+            ) + scenario.script_advantage * (language.script == source_script)
     if prompt == "cot":
         accuracy += scenario.cot_gain
     if not 0 < accuracy < 1:
-        raise XltError(f"scenario gives accuracy {accuracy:.3f} for {language.code} {variant}/{prompt}; it must lie strictly between 0 and 1")
+        raise XltError(
+            f"scenario gives accuracy {accuracy:.3f} for {language.code} {variant}/{prompt}; it must lie strictly between 0 and 1"
+        )
     return accuracy
 
 
 @lru_cache(maxsize=4096)
 def _intercept(accuracy: float, spread: float) -> float:
     """Logit intercept whose accuracy averaged over N(0, spread) difficulties is `accuracy`."""
-    return optimize.brentq(lambda c: float(_WEIGHTS @ special.expit(c - spread * _NODES)) - accuracy, -30, 30, xtol=1e-12)
+    return optimize.brentq(
+        lambda c: float(_WEIGHTS @ special.expit(c - spread * _NODES)) - accuracy, -30, 30, xtol=1e-12
+    )
 
 
 def _passage_part(scenario: Scenario, sd: float, rng: np.random.Generator) -> np.ndarray | float:
@@ -139,8 +153,13 @@ def simulate_cells(
             own = scenario.with_(baseline=round(float(np.clip(shifted, 0.1, 0.8)), 3))
         for variant in ("base", *variants):
             for prompt in GENERATED_PROMPTS:
-                gain = language_gain + scenario.proximity_slope * (proximity or {}).get(variant, {}).get(code, 0.0) * language.is_target
-                accuracy = cell_accuracy(own, language, source_script, variant, prompt, gain, variants.get(variant, False))
+                gain = (
+                    language_gain
+                    + scenario.proximity_slope * (proximity or {}).get(variant, {}).get(code, 0.0) * language.is_target
+                )
+                accuracy = cell_accuracy(
+                    own, language, source_script, variant, prompt, gain, variants.get(variant, False)
+                )
                 intercept = _intercept(round(accuracy, 12), scenario.spread)
                 passage = _passage_part(scenario, scenario.passage_cell_sd, rng)
                 blocks.append(rng.random(n) < special.expit(intercept - translation - passage))
@@ -170,12 +189,21 @@ def simulate_predictions(
     n = sizes.pop()
     first = next(iter(scenarios.values()))
     difficulty = rng.normal(0.0, 1.0, n)
-    passage_difficulty = rng.normal(0.0, 1.0, n // first.questions_per_passage)[first.passages] if any(s.passage_sd for s in scenarios.values()) else 0.0
+    passage_difficulty = (
+        rng.normal(0.0, 1.0, n // first.questions_per_passage)[first.passages]
+        if any(s.passage_sd for s in scenarios.values())
+        else 0.0
+    )
     item_ids = [f"item{p:05d}#{q + 1}" for p, q in zip(first.passages, np.arange(n) % first.questions_per_passage)]
     frames = []
     for model, scenario in scenarios.items():
         matrix, columns = simulate_cells(
-            scenario, languages, rng, difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd, variants, proximity
+            scenario,
+            languages,
+            rng,
+            difficulty * scenario.item_sd + passage_difficulty * scenario.passage_sd,
+            variants,
+            proximity,
         )
         answer = 1 + np.arange(n) % 4
         for k, (variant, prompt, lang) in enumerate(columns):
@@ -234,7 +262,9 @@ def primary_weights(cells, study: dict) -> np.ndarray:
     if len(sources) > 1:
         weights = interaction_weights(cells, study, "direct")
         if weights is None:
-            raise XltError("the study's primary test is the interaction of several sources: it needs sources inside and outside the related families")
+            raise XltError(
+                "the study's primary test is the interaction of several sources: it needs sources inside and outside the related families"
+            )
         return weights
     # The fine-tuning gain of the one source's variant (study_variants), as stats names it `ft`.
     comparison = replace(FT_DIRECT, after=(finetuned_variants(sources)[sources[0]], FT_DIRECT.prompt))
@@ -242,7 +272,9 @@ def primary_weights(cells, study: dict) -> np.ndarray:
     return cells.contrast_weights(comparison, groups["related"], groups["control"])
 
 
-def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250) -> pd.DataFrame:
+def primary_trials(
+    scenario: Scenario, study: dict, trials: int, settings, seed: int = 0, clustered: bool = True, batch: int = 250
+) -> pd.DataFrame:
     """The study's primary test (primary_weights) on `trials` simulated studies of one
     model: one row per trial with estimate, ci_low, ci_high, p_value (passage sign-flip)
     and equivalence_p, as effects.csv has them. `clustered=False` is the question-level
@@ -274,7 +306,15 @@ def primary_trials(scenario: Scenario, study: dict, trials: int, settings, seed:
         scale = (float(weights[weights < 0].sum()), float(weights[weights > 0].sum()))
         for k, row in enumerate(values):
             equivalence = equivalence_p(row, settings.equivalence_margin, *scale, clusters)
-            rows.append({"estimate": float(row.mean()), "ci_low": low[k], "ci_high": high[k], "p_value": p[k], "equivalence_p": equivalence})
+            rows.append(
+                {
+                    "estimate": float(row.mean()),
+                    "ci_low": low[k],
+                    "ci_high": high[k],
+                    "p_value": p[k],
+                    "equivalence_p": equivalence,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -285,7 +325,9 @@ PASSAGE_CORRELATED = Scenario(questions_per_passage=2, passage_sd=0.5, passage_c
 VERSIONS = {"passage": True, "question-level": False}
 
 
-def operating_characteristics(study: dict, settings, trials: int, n_items: int = 200, base: Scenario = PASSAGE_CORRELATED, seed: int = 0) -> pd.DataFrame:
+def operating_characteristics(
+    study: dict, settings, trials: int, n_items: int = 200, base: Scenario = PASSAGE_CORRELATED, seed: int = 0
+) -> pd.DataFrame:
     """False-positive rate and power of the study's primary test (passage sign-flip; the
     relatedness effect, or with several sources their interaction), coverage of its
     interval, and the TOST's false-equivalence rate at the margin and its power, each
@@ -298,15 +340,28 @@ def operating_characteristics(study: dict, settings, trials: int, n_items: int =
     rows = []
     for version, clustered in VERSIONS.items():
         results = {
-            name: primary_trials(base.with_(n_items=n_items, related_advantage=advantage), study, trials, settings, seed + k, clustered)
+            name: primary_trials(
+                base.with_(n_items=n_items, related_advantage=advantage), study, trials, settings, seed + k, clustered
+            )
             for k, (name, advantage) in enumerate(advantages.items())
         }
-        covered = {name: (frame.ci_low <= advantages[name]) & (advantages[name] <= frame.ci_high) for name, frame in results.items()}
+        covered = {
+            name: (frame.ci_low <= advantages[name]) & (advantages[name] <= frame.ci_high)
+            for name, frame in results.items()
+        }
         checks = [
             ("false-positive rate (p < alpha)", "no effect", results["no effect"].p_value < alpha, f"<= {alpha:g}"),
             ("power (p < alpha)", "10-point advantage", results["10-point advantage"].p_value < alpha, ""),
-            *((f"coverage of the {settings.confidence:.0%} interval", name, hits, f"~ {settings.confidence:g}") for name, hits in covered.items()),
-            ("false equivalence (TOST p < alpha)", "advantage = margin", results["advantage = margin"].equivalence_p < alpha, f"<= {alpha:g}"),
+            *(
+                (f"coverage of the {settings.confidence:.0%} interval", name, hits, f"~ {settings.confidence:g}")
+                for name, hits in covered.items()
+            ),
+            (
+                "false equivalence (TOST p < alpha)",
+                "advantage = margin",
+                results["advantage = margin"].equivalence_p < alpha,
+                f"<= {alpha:g}",
+            ),
             ("equivalence power (TOST p < alpha)", "no effect", results["no effect"].equivalence_p < alpha, ""),
         ]
         for check, scenario, hits, target in checks:
@@ -383,7 +438,15 @@ def proximity_trials(scenario: Scenario, study: dict, trials: int, settings, see
             targets,
             settings,
         )
-        rows.append({"estimate": row.estimate, "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value, "equivalence_p": row.equivalence_p})
+        rows.append(
+            {
+                "estimate": row.estimate,
+                "ci_low": row.ci_low,
+                "ci_high": row.ci_high,
+                "p_value": row.p_value,
+                "equivalence_p": row.equivalence_p,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -400,14 +463,29 @@ def proximity_characteristics(
     for size in sizes:
         study = proximity_study(size)
         for k, slope in enumerate((0.0, PLANTED_SLOPE)):
-            scenario = base.with_(n_items=n_items, baseline=0.3, language_baseline_sd=0.3, ft_gain=0.03, language_gain_sd=0.02, proximity_slope=slope)
+            scenario = base.with_(
+                n_items=n_items,
+                baseline=0.3,
+                language_baseline_sd=0.3,
+                ft_gain=0.03,
+                language_gain_sd=0.02,
+                proximity_slope=slope,
+            )
             frame = proximity_trials(scenario, study, trials, settings, seed + 10 * size + k)
             checks = [
                 ("false-positive rate (p < alpha)" if slope == 0 else "power (p < alpha)", frame.p_value < alpha),
-                (f"coverage of the {settings.confidence:.0%} interval", (frame.ci_low <= slope) & (slope <= frame.ci_high)),
+                (
+                    f"coverage of the {settings.confidence:.0%} interval",
+                    (frame.ci_low <= slope) & (slope <= frame.ci_high),
+                ),
             ]
             if slope == 0:
-                checks.append((f"equivalence power (TOST p < alpha, margin {settings.proximity_margin:g})", frame.equivalence_p < alpha))
+                checks.append(
+                    (
+                        f"equivalence power (TOST p < alpha, margin {settings.proximity_margin:g})",
+                        frame.equivalence_p < alpha,
+                    )
+                )
             for check, hits in checks:
                 rate = float(np.mean(hits))
                 rows.append(
@@ -434,7 +512,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m xlt.simulate", description=operating_characteristics.__doc__)
     parser.add_argument("--config", default="config/config.yaml", help="study config: its languages and stats settings")
-    parser.add_argument("--trials", type=int, help="trials per scenario (default: 5000 for relatedness, 600 for proximity)")
+    parser.add_argument(
+        "--trials", type=int, help="trials per scenario (default: 5000 for relatedness, 600 for proximity)"
+    )
     parser.add_argument("--items", type=int, default=200, help="questions per language")
     parser.add_argument("--questions-per-passage", type=int, default=PASSAGE_CORRELATED.questions_per_passage)
     parser.add_argument("--seed", type=int, default=0)
@@ -444,7 +524,11 @@ def main(argv: list[str] | None = None) -> None:
         default="relatedness",
         help="relatedness: the config's primary test; proximity: proximity_slope at 8, 30 and 120 Belebele targets (Arabic the source)",
     )
-    parser.add_argument("--targets", default="8,30,120", help="with --design proximity: the numbers of target languages, comma-separated")
+    parser.add_argument(
+        "--targets",
+        default="8,30,120",
+        help="with --design proximity: the numbers of target languages, comma-separated",
+    )
     args = parser.parse_args(argv)
     args.trials = args.trials or (600 if args.design == "proximity" else 5000)
     config = load_config(args.config)
@@ -452,14 +536,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.design == "proximity":
         base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
         sizes = tuple(int(size) for size in args.targets.split(","))
-        table = proximity_characteristics(StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed, sizes)
+        table = proximity_characteristics(
+            StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed, sizes
+        )
         print(table.to_markdown(index=False, floatfmt=".4f"))
         print(f"\n{args.trials} trials per size and slope of proximity_slope in {time.perf_counter() - started:.0f} s")
         return
     base = PASSAGE_CORRELATED.with_(questions_per_passage=args.questions_per_passage)
-    table = operating_characteristics(config, StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed)
+    table = operating_characteristics(
+        config, StatsSettings.from_config(config["stats"]), args.trials, args.items, base, args.seed
+    )
     print(table.to_markdown(index=False, floatfmt=".4f"))
-    print(f"\n{args.trials} trials per scenario and version of {primary_name(config)} in {time.perf_counter() - started:.0f} s")
+    print(
+        f"\n{args.trials} trials per scenario and version of {primary_name(config)} in {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -130,7 +130,16 @@ def prepare_training(
 
     from .atomic import write_text
     from .data import read_prepared
-    from .trainsets import TrainingSet, belebele_training, check_overlap, describe_row, equalise, load_training_set, map_fields, without_duplicates
+    from .trainsets import (
+        TrainingSet,
+        belebele_training,
+        check_overlap,
+        describe_row,
+        equalise,
+        load_training_set,
+        map_fields,
+        without_duplicates,
+    )
 
     finetune_config, sources, staged = settings.finetune, settings.sources, settings.staged or {}
     data = finetune_config["data"]
@@ -153,8 +162,13 @@ def prepare_training(
                 f"{lang}: dropped {len(dropped)} of {read} training rows the same as an earlier one (finetune.drop_duplicate_rows): {_listed([describe_row(item) for item in dropped])}"
             )
         if overlap:
-            rows = [f"{describe_row(found['row'])} ({found['by']} of {found['test_item']}, {found['lang']})" for found in overlap]
-            logger.warning(f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}")
+            rows = [
+                f"{describe_row(found['row'])} ({found['by']} of {found['test_item']}, {found['lang']})"
+                for found in overlap
+            ]
+            logger.warning(
+                f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}"
+            )
         frames[lang] = frame
         checks[lang] = {"origin": origin, "rows_read": read, "duplicates_dropped": dropped, "test_items": overlap}
     kept = equalise(frames, finetune_config["examples"], settings.seed)
@@ -175,7 +189,9 @@ def prepare_control(*, settings: PrepareControlSettings, training_file: str, out
     control = control_examples(training, settings.seed, training_file)
     write_parquet(control, output)
     agree = int((control["correct_answer_num"] == training["correct_answer_num"]).sum())
-    counts = ", ".join(f"{'ABCD'[k - 1]} {n}" for k, n in sorted(Counter(control["correct_answer_num"].tolist()).items()))
+    counts = ", ".join(
+        f"{'ABCD'[k - 1]} {n}" for k, n in sorted(Counter(control["correct_answer_num"].tolist()).items())
+    )
     logger.info(f"{len(control)} control examples ({counts}; {agree} agree with the gold answer) -> {output}")
 
 
@@ -219,7 +235,15 @@ def convert_fp8(*, name: str, staged: str, output: str) -> None:
 
 
 def finetune(
-    *, name: str, settings: AdapterSettings, base_dir: str, source_data: str, template_file: str, adapter_dir: str, checkpoint_dir: str, threads: int
+    *,
+    name: str,
+    settings: AdapterSettings,
+    base_dir: str,
+    source_data: str,
+    template_file: str,
+    adapter_dir: str,
+    checkpoint_dir: str,
+    threads: int,
 ) -> None:
     """Model `name`'s LoRA adapter, trained on `source_data` (prepared training
     examples) from the base in `base_dir`. Under `accelerate launch` this runs once per
@@ -253,7 +277,9 @@ def merge(*, name: str, settings: AdapterSettings, base_dir: str, adapter_dir: s
     from .models import ModelSpec, set_threads
 
     set_threads(threads)
-    merge_adapter(base_dir, ModelSpec.from_config(name, settings.entry()), adapter_dir, out_dir, dtype=settings.finetune["dtype"])
+    merge_adapter(
+        base_dir, ModelSpec.from_config(name, settings.entry()), adapter_dir, out_dir, dtype=settings.finetune["dtype"]
+    )
 
 
 def predict(
@@ -311,7 +337,11 @@ def predict(
                 "give one file per cell and language ({cell}/{lang}.parquet)"
             )
     templates = {lang: load_template(path) for lang, path in settings.templates.items()}
-    requests = [request for prompt, given in prompts.items() for request in build_requests(items, templates, prompt, given["scoring"], given["max_new_tokens"])]
+    requests = [
+        request
+        for prompt, given in prompts.items()
+        for request in build_requests(items, templates, prompt, given["scoring"], given["max_new_tokens"])
+    ]
     shards = {prompt: shard_path(by_cell[JOB_CELLS[prompt][0]]) for prompt in prompts}
     if fresh:
         logger.info(f"--fresh: discarded {len(discard(list(shards.values())))} shard(s) of earlier runs")
@@ -322,13 +352,17 @@ def predict(
     frames = prediction_frames(requests, results, name, variant)
     new_tokens = sum(result.n_output_tokens for result in results)
     parsed = ", ".join(f"{cell} {frame['parsed_choice'].notna().mean():.1%}" for cell, frame in frames.items())
-    logger.info(f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}")
+    logger.info(
+        f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}"
+    )
     by_cell_lang = {(cell, lang): rows for cell, frame in frames.items() for lang, rows in frame.groupby("lang")}
     for path in outputs:
         write_parquet(by_cell_lang[(Path(path).parent.name, Path(path).stem)].reset_index(drop=True), path)
 
 
-def score(*, settings: StudySettings, prediction_files: list[str], data_files: list[str], accuracy_out: str, items_out: str) -> None:
+def score(
+    *, settings: StudySettings, prediction_files: list[str], data_files: list[str], accuracy_out: str, items_out: str
+) -> None:
     """Every stored answer re-extracted and scored: the scored items (`items_out`) and
     the accuracy of each cell (`accuracy_out`)."""
     from .choices import DEFAULT_NORMALISATION
@@ -342,7 +376,11 @@ def score(*, settings: StudySettings, prediction_files: list[str], data_files: l
     changed = int((items["parsed_choice"].fillna(0) != predictions["parsed_choice"].fillna(0)).sum())
     logger.info(f"re-extracted {len(items)} answers ({changed} differ from the predict-time extraction)")
     write_parquet(items, items_out)
-    budgets = {key.removesuffix("_max_new_tokens"): value for key, value in study["prompts"].items() if key.endswith("_max_new_tokens")}
+    budgets = {
+        key.removesuffix("_max_new_tokens"): value
+        for key, value in study["prompts"].items()
+        if key.endswith("_max_new_tokens")
+    }
     write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"], budgets), accuracy_out)
 
 
@@ -368,20 +406,32 @@ def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source:
     prompts = {"direct", resolve_primary(study, study["stats"]["primary"], effects_tested).prompt}
     # A format-only control the tree holds is checked like every variant; one it lacks
     # (older trees) leaves out the rows that read it, which notes.csv names.
-    controls = [source for source, variant in control_variants(control_sources(study)).items() if variant in set(items["variant"])]
+    controls = [
+        source
+        for source, variant in control_variants(control_sources(study)).items()
+        if variant in set(items["variant"])
+    ]
     variants = study_variants(sources, controls)
     missing = check_complete(items, study["languages"], allow_missing, source, variants=variants, prompts=prompts)
-    comparisons = note_old_layout(note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing), old_layout)
+    comparisons = note_old_layout(
+        note_missing(compare_study(items, study, StatsSettings.from_config(study["stats"])), missing), old_layout
+    )
     write_comparisons(comparisons, *outputs)
     return comparisons
 
 
-def compare(*, settings: StudySettings, items_file: str, effects_out: str, alignment_out: str, gains_out: str, notes_out: str) -> None:
+def compare(
+    *, settings: StudySettings, items_file: str, effects_out: str, alignment_out: str, gains_out: str, notes_out: str
+) -> None:
     """The statistics of the scored items (compare_items), one file each."""
     start = time.perf_counter()
     outputs = [effects_out, alignment_out, gains_out, notes_out]
-    comparisons = compare_items(pd.read_parquet(items_file), settings.study(), settings.stats["allow_missing_cells"], items_file, outputs)
-    logger.info(f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s")
+    comparisons = compare_items(
+        pd.read_parquet(items_file), settings.study(), settings.stats["allow_missing_cells"], items_file, outputs
+    )
+    logger.info(
+        f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s"
+    )
 
 
 def report(
@@ -427,7 +477,9 @@ def proximity(*, settings: StudySettings, output: str) -> None:
     logger.info(f"proximity of {table['target'].nunique()} targets to {table['source'].nunique()} sources -> {output}")
 
 
-def provenance(*, settings: ProvenanceSettings, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str) -> None:
+def provenance(
+    *, settings: ProvenanceSettings, base_dirs: dict[str, str], checkout: str, output: str, training_checks: str
+) -> None:
     """results/provenance.json of the config (less how jobs run: xlt.jobs.computed_config),
     the prepared base models (model -> its folder) and what the training rows' checks
     found (prepare_training's JSON)."""
@@ -439,7 +491,11 @@ def provenance(*, settings: ProvenanceSettings, base_dirs: dict[str, str], check
     try:
         checks = json.loads(Path(training_checks).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise XltError(f"{training_checks}: not prepare-training's checks ({type(error).__name__}); run prepare-training again") from None
+        raise XltError(
+            f"{training_checks}: not prepare-training's checks ({type(error).__name__}); run prepare-training again"
+        ) from None
     record = provenance_record(settings.config, base_dirs, checkout, checks)
     write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", output)
-    logger.info(f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}")
+    logger.info(
+        f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}"
+    )

@@ -80,7 +80,9 @@ def staged_datasets(config: dict) -> dict[str, HubRepo]:
     if isinstance(config["finetune"]["data"], dict):
         for lang, entry in config["finetune"]["data"].items():
             if "hub" in entry:
-                found[training_name(lang)] = HubRepo(training_name(lang), entry["hub"]["id"], entry["hub"].get("revision"), "dataset")
+                found[training_name(lang)] = HubRepo(
+                    training_name(lang), entry["hub"]["id"], entry["hub"].get("revision"), "dataset"
+                )
     return found
 
 
@@ -125,7 +127,9 @@ def read_staged(folder: str | Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise XltError(f"{folder}: not a staged Hub repository ({STAGED_RECORD} unreadable: {type(error).__name__}); run the stage rules") from None
+        raise XltError(
+            f"{folder}: not a staged Hub repository ({STAGED_RECORD} unreadable: {type(error).__name__}); run the stage rules"
+        ) from None
 
 
 def stage(repo: HubRepo, out_dir: str | Path) -> dict:
@@ -157,9 +161,13 @@ def stage(repo: HubRepo, out_dir: str | Path) -> dict:
     )
     # huggingface_hub's download bookkeeping (resumption metadata) is no part of the repository
     shutil.rmtree(partial / ".cache", ignore_errors=True)
-    files = {str(path.relative_to(partial)): path.stat().st_size for path in sorted(partial.rglob("*")) if path.is_file()}
+    files = {
+        str(path.relative_to(partial)): path.stat().st_size for path in sorted(partial.rglob("*")) if path.is_file()
+    }
     if model and not any(name.endswith(".safetensors") for name in files):
-        raise XltError(f"{what}: {repo.repo_id} at {commit} has no safetensors weights; xlt never loads pickled weights")
+        raise XltError(
+            f"{what}: {repo.repo_id} at {commit} has no safetensors weights; xlt never loads pickled weights"
+        )
     size = sum(files.values())
     record = {"id": repo.repo_id, "revision": repo.revision, "commit": commit, "files": files, "bytes": size}
     (partial / STAGED_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -46,7 +46,9 @@ class Resampling:
     seed: int
 
     @classmethod
-    def draw(cls, clusters: np.ndarray | int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS) -> Resampling:
+    def draw(
+        cls, clusters: np.ndarray | int, samples: int, confidence: float, seed: int, flips: int = SIGN_FLIPS
+    ) -> Resampling:
         """`clusters`: each item's cluster number (0..k-1), or a number of items that
         are clusters of one. One item per cluster gives the item-level draws."""
         clusters = np.arange(clusters) if isinstance(clusters, int) else np.asarray(clusters)
@@ -54,7 +56,13 @@ class Resampling:
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=samples).astype(float)
         signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(flips, n_clusters))
-        return cls(np.ascontiguousarray(counts[:, clusters]), np.ascontiguousarray(signs[:, clusters]), clusters, confidence, seed)
+        return cls(
+            np.ascontiguousarray(counts[:, clusters]),
+            np.ascontiguousarray(signs[:, clusters]),
+            clusters,
+            confidence,
+            seed,
+        )
 
     @property
     def n_clusters(self) -> int:
@@ -203,7 +211,9 @@ def _el_log_ratio(values: np.ndarray, mu: float, low: float, high: float, cluste
     return float(2 * np.sum(np.log1p(lam * z)))
 
 
-def equivalence_p(values: np.ndarray, margin: float, low: float, high: float, clusters: np.ndarray | None = None) -> float:
+def equivalence_p(
+    values: np.ndarray, margin: float, low: float, high: float, clusters: np.ndarray | None = None
+) -> float:
     """TOST p-value for |mean| < margin: the larger of the one-sided empirical likelihood
     p-values against mean >= margin and against mean <= -margin, the per-item values
     lying in [low, high], clustered by `clusters`. Equivalence at level a is the
@@ -223,7 +233,9 @@ def equivalence_p(values: np.ndarray, margin: float, low: float, high: float, cl
     return max(p)
 
 
-def equivalence_interval(values: np.ndarray, alpha: float, low: float, high: float, clusters: np.ndarray | None = None) -> tuple[float, float]:
+def equivalence_interval(
+    values: np.ndarray, alpha: float, low: float, high: float, clusters: np.ndarray | None = None
+) -> tuple[float, float]:
     """The (1 - 2 alpha) empirical likelihood interval that the TOST at level alpha
     inverts: the means whose one-sided test is not rejected at alpha. The TOST declares
     equivalence exactly when this interval lies inside the margins."""
@@ -245,7 +257,9 @@ def equivalence_interval(values: np.ndarray, alpha: float, low: float, high: flo
     return bounds[0], bounds[1]
 
 
-def minimum_detectable_effect(values: np.ndarray, confidence: float, power: float = POWER, clusters: np.ndarray | None = None) -> float:
+def minimum_detectable_effect(
+    values: np.ndarray, confidence: float, power: float = POWER, clusters: np.ndarray | None = None
+) -> float:
     """The paired mean difference a two-sided test at level 1 - confidence detects with
     the given power, for the spread of `values` between clusters (normal approximation;
     the linearised variance of a ratio mean, the item-level one for clusters of one)."""
@@ -310,7 +324,9 @@ def correlation_power(n: int, r: float, alpha: float, method: str = "pearson", c
     return float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
 
 
-def detectable_correlation(n: int, alpha: float, power: float = POWER, method: str = "pearson", covariates: int = 0) -> float:
+def detectable_correlation(
+    n: int, alpha: float, power: float = POWER, method: str = "pearson", covariates: int = 0
+) -> float:
     """The correlation that a two-sided test at `alpha` detects with `power` across n units."""
     se = _fisher_se(n, method, covariates)
     return math.tanh((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se) if math.isfinite(se) else math.nan
@@ -360,7 +376,13 @@ def gee_interactions(frame, formula: str, terms: list[str], cluster: str, confid
         warnings.simplefilter("error", PerfectSeparationWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            model = smf.gee(formula, groups=cluster, data=frame, family=sm.families.Binomial(), cov_struct=sm.cov_struct.Independence())
+            model = smf.gee(
+                formula,
+                groups=cluster,
+                data=frame,
+                family=sm.families.Binomial(),
+                cov_struct=sm.cov_struct.Independence(),
+            )
             # Logistic GEE converges from zero; the default start (a full GLM fit) costs
             # ten times the GEE itself.
             result = model.fit(maxiter=100, start_params=np.zeros(len(model.exog_names)))
@@ -372,5 +394,10 @@ def gee_interactions(frame, formula: str, terms: list[str], cluster: str, confid
             estimate, se = float(result.params[term]), float(result.bse[term])
             if not (np.isfinite(estimate) and np.isfinite(se)) or se < 1e-8:
                 return LogitInteraction(empty, f"GEE gave no usable standard error for {term}")
-            out[term] = (estimate, float(intervals.loc[term, 0]), float(intervals.loc[term, 1]), float(result.pvalues[term]))
+            out[term] = (
+                estimate,
+                float(intervals.loc[term, 0]),
+                float(intervals.loc[term, 1]),
+                float(result.pvalues[term]),
+            )
     return LogitInteraction(out)

@@ -22,7 +22,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import OPTION_FIELDS, _as_read, _is_missing, _whole_number, is_blank, normalize_text, read_jsonl, read_prepared, same_options
+from .data import (
+    OPTION_FIELDS,
+    _as_read,
+    _is_missing,
+    _whole_number,
+    is_blank,
+    normalize_text,
+    read_jsonl,
+    read_prepared,
+    same_options,
+)
 from .errors import XltError
 from .prompts import LETTERS
 
@@ -90,7 +100,9 @@ def load_training_set(training_set: TrainingSet) -> pd.DataFrame:
     hub = training_set.hub_source()
     datasets.disable_progress_bars()
     try:
-        dataset = datasets.load_dataset(hub["id"], hub.get("config"), split=hub.get("split", "train"), revision=hub.get("revision"))
+        dataset = datasets.load_dataset(
+            hub["id"], hub.get("config"), split=hub.get("split", "train"), revision=hub.get("revision")
+        )
     except Exception as error:  # network, unknown config or split, missing dataset: one line
         raise XltError(f"{training_set.describe()}: cannot be loaded: {str(error).splitlines()[0]}") from error
     return dataset.to_pandas()
@@ -111,7 +123,9 @@ def _options(record: dict, fields: dict, origin: str, row: int) -> list[str]:
             value = value.tolist()
         if not isinstance(value, (list, tuple)) or len(value) != 4:
             count = f"{len(value)} entries" if isinstance(value, (list, tuple)) else repr(value)
-            raise XltError(f"{origin}: row {row}: field {spec} (fields.options) is {count}; allowed: a list of exactly 4 options")
+            raise XltError(
+                f"{origin}: row {row}: field {spec} (fields.options) is {count}; allowed: a list of exactly 4 options"
+            )
         columns = [f"{spec}[{k}]" for k in range(4)]
         texts = [_text(option, origin, row, "options", column) for column, option in zip(columns, value)]
     else:
@@ -139,7 +153,9 @@ def _answer(value, options: list[str], training_set: TrainingSet, origin: str, r
         index = _whole_number(value)
         first = training_set.index_base
         if index is None or not first <= index <= first + 3:
-            raise XltError(f"{where} is {value!r}; allowed: {', '.join(str(first + k) for k in range(4))} (index_base {first})")
+            raise XltError(
+                f"{where} is {value!r}; allowed: {', '.join(str(first + k) for k in range(4))} (index_base {first})"
+            )
         return index - first + 1
     text = normalize_text(value) if isinstance(value, str) else None
     matches = [k for k, option in enumerate(options, start=1) if option == text]
@@ -157,7 +173,9 @@ def map_fields(frame: pd.DataFrame, training_set: TrainingSet) -> pd.DataFrame:
     mapped = {"passage": fields.get("passage"), "question": fields["question"], "answer": fields["answer"]}
     for key, column in [*((k, c) for k, c in mapped.items() if c), *(("options", c) for c in options)]:
         if column not in frame.columns:
-            raise XltError(f"{origin}: fields.{key}: no field {column!r} in the data; its fields: {', '.join(map(str, frame.columns))}")
+            raise XltError(
+                f"{origin}: fields.{key}: no field {column!r} in the data; its fields: {', '.join(map(str, frame.columns))}"
+            )
     if training_set.max_examples is not None:
         frame = frame.iloc[: training_set.max_examples]
     rows = []
@@ -167,7 +185,9 @@ def map_fields(frame: pd.DataFrame, training_set: TrainingSet) -> pd.DataFrame:
             {
                 "item_id": f"{training_set.lang}:train:{row}",
                 "lang": training_set.lang,
-                "flores_passage": _text(record[fields["passage"]], origin, row, "passage", fields["passage"]) if fields.get("passage") else "",
+                "flores_passage": _text(record[fields["passage"]], origin, row, "passage", fields["passage"])
+                if fields.get("passage")
+                else "",
                 "question": _text(record[fields["question"]], origin, row, "question", fields["question"]),
                 **dict(zip(OPTION_FIELDS, texts)),
                 "correct_answer_num": _answer(record[fields["answer"]], texts, training_set, origin, row),
@@ -192,7 +212,11 @@ def describe_row(item_id: str) -> str:
 def _as_read_item(frame: pd.DataFrame) -> pd.Series:
     """Each row's question and options as a reader tells them apart (options in any order)."""
     options = frame.loc[:, list(OPTION_FIELDS)].map(_as_read).to_numpy()
-    return frame["question"].map(_as_read) + "\0" + pd.Series(["\0".join(sorted(row)) for row in options], index=frame.index)
+    return (
+        frame["question"].map(_as_read)
+        + "\0"
+        + pd.Series(["\0".join(sorted(row)) for row in options], index=frame.index)
+    )
 
 
 def duplicates(frame: pd.DataFrame) -> list[tuple[int, int]]:
@@ -231,12 +255,16 @@ def overlap_with_test(frame: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
     such row: its item id, the test item and its language, and by which."""
     passages: dict[str, tuple[str, str]] = {}
     questions: dict[str, tuple[str, str]] = {}
-    for passage, item, item_id, lang in zip(test["flores_passage"].map(_as_read), _as_read_item(test), test["item_id"], test["lang"]):
+    for passage, item, item_id, lang in zip(
+        test["flores_passage"].map(_as_read), _as_read_item(test), test["item_id"], test["lang"]
+    ):
         passages.setdefault(passage, (item_id, lang))
         questions.setdefault(item, (item_id, lang))
     found = []
     for item_id, passage, item in zip(frame["item_id"], frame["flores_passage"].map(_as_read), _as_read_item(frame)):
-        by, match = ("passage", passages[passage]) if passage in passages else ("question and options", questions.get(item))
+        by, match = (
+            ("passage", passages[passage]) if passage in passages else ("question and options", questions.get(item))
+        )
         if match:
             found.append({"row": item_id, "test_item": match[0], "lang": match[1], "by": by})
     return found

@@ -36,12 +36,16 @@ def primary_of(effects: pd.DataFrame) -> tuple[str, str] | None:
     return (str(chosen["prompt"].iloc[0]), str(chosen["effect"].iloc[0])) if len(chosen) else None
 
 
-def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effect: str = "relatedness", alpha: float = 0.05) -> str:
+def verdict(
+    effects: pd.DataFrame, model: str, prompt: str, margin: float, effect: str = "relatedness", alpha: float = 0.05
+) -> str:
     """One sentence on `effect` (a difference in differences: gain on related targets
     minus gain on controls) for one model and prompt."""
     rows = effects[(effects["model"] == model) & (effects["prompt"] == prompt)].set_index("effect")
     primary = (prompt, effect) == primary_of(effects)
-    head = f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {SUBJECTS.get(effect, effect)} gain)"
+    head = (
+        f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {SUBJECTS.get(effect, effect)} gain)"
+    )
     # The effect's row as a plain dict: its values are numbers, its columns fixed.
     r = rows.loc[effect].to_dict() if effect in rows.index else {}
     if not r or not math.isfinite(r["estimate"]):
@@ -53,8 +57,16 @@ def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effec
     bound = f"{100 * margin:g} points"
     difference = f"difference {_points(r['estimate'])} points, CI {_points(r['ci_low'])} to {_points(r['ci_high'])}"
     low, high = r.get("equivalence_ci_low", math.nan), r.get("equivalence_ci_high", math.nan)
-    band = f"{1 - 2 * alpha:.0%} interval {_points(low)} to {_points(high)}" if math.isfinite(low) and math.isfinite(high) else ""
-    equivalence = f"{tost_name}={tost:.3g}" + (f", the TOST's {band}" if band else "") if math.isfinite(tost) else "no equivalence test"
+    band = (
+        f"{1 - 2 * alpha:.0%} interval {_points(low)} to {_points(high)}"
+        if math.isfinite(low) and math.isfinite(high)
+        else ""
+    )
+    equivalence = (
+        f"{tost_name}={tost:.3g}" + (f", the TOST's {band}" if band else "")
+        if math.isfinite(tost)
+        else "no equivalence test"
+    )
     equivalent = tost < alpha
     different = r["p_adjusted"] < alpha
     side = "advantage" if r["estimate"] > 0 else "disadvantage"
@@ -74,5 +86,9 @@ def verdict(effects: pd.DataFrame, model: str, prompt: str, margin: float, effec
             )
         )
     mde = rows["estimate"].get(f"{effect}_mde", math.nan)
-    power = f" With {int(r['n_items'])} items an advantage of {100 * mde:.1f} points is detected with 80% power." if math.isfinite(mde) else ""
+    power = (
+        f" With {int(r['n_items'])} items an advantage of {100 * mde:.1f} points is detected with 80% power."
+        if math.isfinite(mde)
+        else ""
+    )
     return f"{head}: {text}.{power}"

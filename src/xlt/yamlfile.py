@@ -28,9 +28,13 @@ class StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(f"alias *{event.anchor}: anchors and aliases are not allowed; write the value out", event.start_mark)
+            raise _Refused(
+                f"alias *{event.anchor}: anchors and aliases are not allowed; write the value out", event.start_mark
+            )
         if getattr(event, "anchor", None) is not None:
-            raise _Refused(f"anchor &{event.anchor}: anchors and aliases are not allowed; write the value out", event.start_mark)
+            raise _Refused(
+                f"anchor &{event.anchor}: anchors and aliases are not allowed; write the value out", event.start_mark
+            )
         if getattr(event, "tag", None) not in (None, "!"):
             tag = event.tag.replace("tag:yaml.org,2002:", "!!")
             raise _Refused(f"tag {tag}: tags are not allowed (no Python objects); write plain values", event.start_mark)
@@ -42,7 +46,10 @@ class StrictLoader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode):
                 key = self.construct_object(key_node)
                 if not isinstance(key, str):
-                    raise _Refused(f"key {key_node.value!r} is read as {type(key).__name__}, not text; quote it", key_node.start_mark)
+                    raise _Refused(
+                        f"key {key_node.value!r} is read as {type(key).__name__}, not text; quote it",
+                        key_node.start_mark,
+                    )
                 if key in seen:
                     raise _Refused(f"key {key!r} appears twice in one mapping", key_node.start_mark)
                 seen.add(key)
@@ -60,11 +67,15 @@ def read_yaml(path: str | Path, what: str):
     except IsADirectoryError:
         raise XltError(f"{path}: {what} is a folder, not a file") from None
     except UnicodeDecodeError as error:
-        raise XltError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); save the file as UTF-8") from None
+        raise XltError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); save the file as UTF-8"
+        ) from None
     except _Refused as error:
         raise XltError(f"{path}: {error}") from None
     except RecursionError:
-        raise XltError(f"{path}: not valid YAML for xlt: nested too deeply to read (settings need a few levels)") from None
+        raise XltError(
+            f"{path}: not valid YAML for xlt: nested too deeply to read (settings need a few levels)"
+        ) from None
     except ValueError as error:  # a value PyYAML cannot build: an integer of thousands of digits, 2001-02-30
         raise XltError(f"{path}: not valid YAML: {str(error).split(';')[0]}") from None
     except yaml.YAMLError as error:

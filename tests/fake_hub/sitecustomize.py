@@ -23,10 +23,22 @@ if os.environ.get("XLT_FAKE_HUB"):
                 raise FileNotFoundError(f"no repository {repo_id}")
             return types.SimpleNamespace(sha=os.environ["XLT_FAKE_HUB_COMMIT"])
 
-    def snapshot_download(repo_id, repo_type=None, revision=None, local_dir=None, allow_patterns=None, ignore_patterns=None, **kwargs):
+    def snapshot_download(
+        repo_id, repo_type=None, revision=None, local_dir=None, allow_patterns=None, ignore_patterns=None, **kwargs
+    ):
         folder = ROOT / repo_id.replace("/", "--")
         with open(ROOT / "downloads.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps({"repo_id": repo_id, "revision": revision, "pid": os.getpid(), "offline": os.environ.get("HF_HUB_OFFLINE")}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "repo_id": repo_id,
+                        "revision": revision,
+                        "pid": os.getpid(),
+                        "offline": os.environ.get("HF_HUB_OFFLINE"),
+                    }
+                )
+                + "\n"
+            )
         for path in folder.rglob("*"):
             name = str(path.relative_to(folder))
             allowed = allow_patterns is None or any(fnmatch.fnmatch(name, p) for p in allow_patterns)

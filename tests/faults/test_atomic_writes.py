@@ -38,7 +38,9 @@ KILLED_WRITER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("writer, method, name", [("write_parquet", "to_parquet", "table.parquet"), ("write_csv", "to_csv", "table.csv")])
+@pytest.mark.parametrize(
+    "writer, method, name", [("write_parquet", "to_parquet", "table.parquet"), ("write_csv", "to_csv", "table.csv")]
+)
 @pytest.mark.parametrize("had_old_file", [False, True])
 def test_a_writer_killed_mid_write_leaves_the_old_file_or_none(tmp_path, writer, method, name, had_old_file):
     target = tmp_path / "results" / name
@@ -85,15 +87,23 @@ def test_a_directory_replaces_the_old_one_whole(tmp_path):
 # Writes that do not go through xlt.atomic, each with the reason it is safe.
 NOT_ARTIFACTS = {
     ("stages.py", 'open(path, "w", buffering=1'): "a job's log, not an artifact",
-    ("inference/shards.py", 'open(self.path, "a"'): "appends whole fsync'ed lines; a torn last line is ignored on reading",
+    (
+        "inference/shards.py",
+        'open(self.path, "a"',
+    ): "appends whole fsync'ed lines; a torn last line is ignored on reading",
     ("models.py", "model.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("models.py", "tokenizer.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("cli.py", 'rescored.to_json(orient="records"'): "renders a string in memory; _write_lines writes it atomically",
     ("fp8.py", "(partial / "): "written into the .partial folder, renamed whole onto the converted checkpoint",
     ("fp8.py", "marker.write_text("): "the .partial folder's origin, read back as untrusted where torn",
-    ("staging.py", "(partial / STAGED_RECORD)"): "written into the .partial folder, renamed whole onto the staged folder",
+    (
+        "staging.py",
+        "(partial / STAGED_RECORD)",
+    ): "written into the .partial folder, renamed whole onto the staged folder",
 }
-WRITE_CALL = re.compile(r"""\.(to_parquet|to_csv|to_json|savefig|save_pretrained|write_text|write_bytes)\(|open\([^)]*["'][wax]b?["']""")
+WRITE_CALL = re.compile(
+    r"""\.(to_parquet|to_csv|to_json|savefig|save_pretrained|write_text|write_bytes)\(|open\([^)]*["'][wax]b?["']"""
+)
 
 
 def test_every_writer_in_src_goes_through_a_temporary_name():
@@ -127,7 +137,10 @@ def test_a_symlink_is_not_replaced(tmp_path):
     link.symlink_to(pointed)
     with pytest.raises(XltError) as error:
         _write(link)
-    assert str(error.value) == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    assert (
+        str(error.value)
+        == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    )
     assert link.is_symlink() and pointed.read_text() == "theirs"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["elsewhere.txt", "out.jsonl"]
 

@@ -15,7 +15,9 @@ from xlt.errors import XltError
 def _compare(tmp_path, config, predictions=None):
     """Exit status of `xlt compare`, which must have written nothing."""
     predictions = predictions or tmp_path / "predictions"
-    status = main(["compare", "--predictions", str(predictions), "--config", str(config), "--out", str(tmp_path / "stats")])
+    status = main(
+        ["compare", "--predictions", str(predictions), "--config", str(config), "--out", str(tmp_path / "stats")]
+    )
     assert not (tmp_path / "stats").exists()
     return status
 
@@ -44,9 +46,14 @@ def test_config_file_missing(tmp_path, capsys):
 
 def test_config_mistake_reads_as_in_the_workflow(tmp_path, capsys):
     config = tmp_path / "config.yaml"
-    config.write_text((REPO / "config" / "config.yaml").read_text().replace("equivalence_margin: 0.05", "equivalence_margin: 5"))
+    config.write_text(
+        (REPO / "config" / "config.yaml").read_text().replace("equivalence_margin: 0.05", "equivalence_margin: 5")
+    )
     assert _compare(tmp_path, config) == 2
-    assert capsys.readouterr().err == f"xlt: error: {config}: stats.equivalence_margin: 5 is greater than or equal to the maximum of 1\n"
+    assert (
+        capsys.readouterr().err
+        == f"xlt: error: {config}: stats.equivalence_margin: 5 is greater than or equal to the maximum of 1\n"
+    )
 
 
 def test_predictions_folder_missing(tmp_path, capsys):
@@ -60,7 +67,10 @@ def test_extract_stops_at_a_bad_line_and_writes_no_output(tmp_path, capsys):
     source.write_text(json.dumps(good) + "\n" + '{"output": "A"' + "\n")
     target = tmp_path / "parsed.jsonl"
     assert main(["extract", str(source), "-o", str(target)]) == 2
-    assert capsys.readouterr().err == f"xlt: error: {source}: line 2: not valid JSON (Expecting ',' delimiter at column 15)\n"
+    assert (
+        capsys.readouterr().err
+        == f"xlt: error: {source}: line 2: not valid JSON (Expecting ',' delimiter at column 15)\n"
+    )
     assert list(tmp_path.iterdir()) == [source]
 
 
@@ -71,7 +81,15 @@ def test_extract_input_missing(tmp_path, capsys):
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_verbose_raises_with_the_traceback(tmp_path, monkeypatch, how):
-    argv = ["compare", "--predictions", str(tmp_path), "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "stats")]
+    argv = [
+        "compare",
+        "--predictions",
+        str(tmp_path),
+        "--config",
+        str(tmp_path / "nope.yaml"),
+        "--out",
+        str(tmp_path / "stats"),
+    ]
     if how == "flag":
         argv = ["--verbose", *argv]
     else:
@@ -92,11 +110,17 @@ def test_extract_output_into_a_folder_or_symlink(tmp_path, capsys):
     folder = tmp_path / "folder"
     folder.mkdir()
     assert main(["extract", str(source), "-o", str(folder)]) == 2
-    assert _one_line(capsys) == f"{folder}: is a folder, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    assert (
+        _one_line(capsys)
+        == f"{folder}: is a folder, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    )
     link = tmp_path / "link.jsonl"
     link.symlink_to(source)
     assert main(["extract", str(source), "-o", str(link)]) == 2
-    assert _one_line(capsys) == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    assert (
+        _one_line(capsys)
+        == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+    )
     assert link.is_symlink() and json.loads(source.read_text()) == {"output": "Answer: B"}
 
 
@@ -114,7 +138,9 @@ def test_extract_with_an_unknown_language(tmp_path, capsys):
     source = tmp_path / "outputs.jsonl"
     source.write_text(json.dumps({"output": "Jibu: B", "lang": "swh_Latn"}) + "\n")
     assert main(["extract", str(source)]) == 2
-    assert _one_line(capsys).startswith(f"{source}: line 1: field lang is 'swh_Latn', not a language the extractor has words for (eng_Latn, arb_Arab, ")
+    assert _one_line(capsys).startswith(
+        f"{source}: line 1: field lang is 'swh_Latn', not a language the extractor has words for (eng_Latn, arb_Arab, "
+    )
 
 
 def test_extract_data_that_is_not_parquet(tmp_path, capsys):
@@ -166,7 +192,9 @@ def test_compare_a_cell_that_is_a_folder(tmp_path, capsys):
 def test_extract_reads_lines_ended_by_cr_or_crlf(tmp_path, capsys):
     """As data preparation reads JSON lines: LF, CRLF or a CR alone ends a line."""
     source = tmp_path / "outputs.jsonl"
-    source.write_bytes(b'{"output": "Answer: B"}\r{"output": "Answer: C"}\r\n\r\n{"output": "Answer: D\xe2\x80\xa8"}\n{"output": "x"\r')
+    source.write_bytes(
+        b'{"output": "Answer: B"}\r{"output": "Answer: C"}\r\n\r\n{"output": "Answer: D\xe2\x80\xa8"}\n{"output": "x"\r'
+    )
     assert main(["extract", str(source)]) == 2
     assert _one_line(capsys) == f"{source}: line 5: not valid JSON (Expecting ',' delimiter at column 15)"
     source.write_bytes(source.read_bytes().removesuffix(b'{"output": "x"\r'))
@@ -176,13 +204,24 @@ def test_extract_reads_lines_ended_by_cr_or_crlf(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "column, value, allowed",
-    [("raw_output", None, "None; allowed: text (the model's output)"), ("n_output_tokens", -5, "-5; allowed: a whole number from 0, or null")],
+    [
+        ("raw_output", None, "None; allowed: text (the model's output)"),
+        ("n_output_tokens", -5, "-5; allowed: a whole number from 0, or null"),
+    ],
 )
 def test_extract_a_predictions_row_that_breaks_the_contract(tmp_path, capsys, column, value, allowed):
     import pandas as pd
 
     predictions = tmp_path / "arb_Arab.parquet"
-    row = {"item_id": "l#1", "lang": "arb_Arab", "model": "m", "variant": "base", "prompt": "cot", "raw_output": "Answer: B", "parsed_choice": 2}
+    row = {
+        "item_id": "l#1",
+        "lang": "arb_Arab",
+        "model": "m",
+        "variant": "base",
+        "prompt": "cot",
+        "raw_output": "Answer: B",
+        "parsed_choice": 2,
+    }
     row |= {"answer": 2, "correct": True, "n_prompt_tokens": 10, "n_output_tokens": 3, column: value}
     pd.DataFrame([row]).to_parquet(predictions)
     assert main(["extract", str(predictions), "-o", str(tmp_path / "out.parquet")]) == 2
@@ -195,7 +234,8 @@ def test_extract_json_lines_to_a_parquet_name(tmp_path, capsys):
     source.write_text(json.dumps({"output": "Answer: B"}) + "\n")
     assert main(["extract", str(source), "-o", str(tmp_path / "parsed.parquet")]) == 2
     assert (
-        _one_line(capsys) == f"-o {tmp_path / 'parsed.parquet'}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
+        _one_line(capsys)
+        == f"-o {tmp_path / 'parsed.parquet'}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
     )
 
 
@@ -217,7 +257,20 @@ def _stage_argv(name: str) -> list[str]:
     return [*argv, "--settings", "{}"]
 
 
-@pytest.mark.parametrize("name", ["prepare-data", "prepare-training", "prepare-model", "finetune", "merge", "predict", "score", "report", "provenance"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "prepare-data",
+        "prepare-training",
+        "prepare-model",
+        "finetune",
+        "merge",
+        "predict",
+        "score",
+        "report",
+        "provenance",
+    ],
+)
 def test_every_stage_says_which_settings_keys_it_lacks(name, tmp_path, capsys, monkeypatch):
     """Finding 10: `xlt prepare-training --settings '{}'` (and prepare-data, predict,
     provenance, ...) ended in a raw KeyError traceback."""
@@ -232,10 +285,36 @@ def test_compare_items_that_are_not_there_is_one_line(tmp_path, capsys):
     from xlt.jobs import settings_json
 
     settings = settings_json(load_config(REPO / "config" / "config.yaml"), "compare")
-    assert main(["compare", "--items", str(tmp_path / "items.parquet"), "--settings", settings, "--out", str(tmp_path / "stats")]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--items",
+                str(tmp_path / "items.parquet"),
+                "--settings",
+                settings,
+                "--out",
+                str(tmp_path / "stats"),
+            ]
+        )
+        == 2
+    )
     assert _one_line(capsys) == f"--items {tmp_path / 'items.parquet'}: no such file"
     (tmp_path / "items.parquet").write_text("not parquet")
-    assert main(["compare", "--items", str(tmp_path / "items.parquet"), "--settings", settings, "--out", str(tmp_path / "stats")]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--items",
+                str(tmp_path / "items.parquet"),
+                "--settings",
+                settings,
+                "--out",
+                str(tmp_path / "stats"),
+            ]
+        )
+        == 2
+    )
     assert _one_line(capsys).startswith(f"{tmp_path / 'items.parquet'}: not a readable parquet file")
     assert not (tmp_path / "stats").exists()
 
@@ -246,7 +325,13 @@ def _prepare_data_argv(tmp_path, outputs) -> list[str]:
 
     config = load_config(REPO / "config" / "config.yaml")
     config["data"]["fixture_dir"] = str(REPO / "data" / "belebele_fixture")
-    return ["prepare-data", "--settings", settings_json(config, "prepare_data"), "--out", *[str(tmp_path / name) for name in outputs]]
+    return [
+        "prepare-data",
+        "--settings",
+        settings_json(config, "prepare_data"),
+        "--out",
+        *[str(tmp_path / name) for name in outputs],
+    ]
 
 
 LANGS = ["arb_Arab", "heb_Hebr", "amh_Ethi", "mlt_Latn", "tur_Latn", "eng_Latn", "pes_Arab", "urd_Arab"]
@@ -277,6 +362,19 @@ def test_a_file_given_twice_to_score_would_count_its_rows_twice(tmp_path, capsys
     from xlt.jobs import settings_json
 
     settings = settings_json(load_config(REPO / "config" / "config.yaml"), "score")
-    argv = ["score", "--settings", settings, "--predictions", "p.parquet", "./p.parquet", "--data", "d.parquet", "--accuracy", "a.csv", "--items", "i.parquet"]
+    argv = [
+        "score",
+        "--settings",
+        settings,
+        "--predictions",
+        "p.parquet",
+        "./p.parquet",
+        "--data",
+        "d.parquet",
+        "--accuracy",
+        "a.csv",
+        "--items",
+        "i.parquet",
+    ]
     assert main(argv) == 2
     assert _one_line(capsys) == "--predictions: p.parquet is given 2 times; give each file once"

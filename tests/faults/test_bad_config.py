@@ -17,7 +17,9 @@ TEMPLATES = REPO / "config" / "templates"
 FIXTURE = REPO / "data" / "belebele_fixture"
 TEMPLATE_NAMES = "amh_Ethi, arb_Arab, eng_Latn, heb_Hebr, mlt_Latn, pes_Arab, tur_Latn, urd_Arab"
 FINETUNE_KEYS = "lora, learning_rate, lr_scheduler, warmup_ratio, epochs, max_steps, micro_batch_size, gradient_accumulation, max_length, seed, save_steps, dtype, quantization, gradient_checkpointing, merge, launcher, resources"
-MODEL_NAME_RULE = "a model name is a folder name and a wildcard: letters, digits, '.', '_', '-', starting with a letter or digit"
+MODEL_NAME_RULE = (
+    "a model name is a folder name and a wildcard: letters, digits, '.', '_', '-', starting with a letter or digit"
+)
 
 
 def _dense(config):
@@ -224,7 +226,9 @@ ON_THE_COMMAND_LINE = {
 }
 
 
-@pytest.mark.parametrize("case", [case if case in ON_THE_COMMAND_LINE else pytest.param(case, marks=pytest.mark.slow) for case in CASES])
+@pytest.mark.parametrize(
+    "case", [case if case in ON_THE_COMMAND_LINE else pytest.param(case, marks=pytest.mark.slow) for case in CASES]
+)
 def test_mistake_stops_snakemake_before_any_job(valid_config, tmp_path, case):
     mutate, message = CASES[case]
     mutate(valid_config)

@@ -86,7 +86,10 @@ def _answers_shifted(records):
 
 # (what is done to heb_Hebr.jsonl, the message after "<heb_Hebr.jsonl>: ")
 CASES = {
-    "field missing in every row": (_drop_everywhere("dialect"), f"missing field(s) dialect; Belebele rows need {FIELDS}"),
+    "field missing in every row": (
+        _drop_everywhere("dialect"),
+        f"missing field(s) dialect; Belebele rows need {FIELDS}",
+    ),
     "field missing in one row": (_drop(3, "question"), "row 3: field question is missing"),
     "null field": (_set(4, "link", None), "row 4: field link is missing"),
     "empty passage": (_set(2, "flores_passage", " \n "), "row 2: field flores_passage is empty"),
@@ -94,9 +97,18 @@ CASES = {
     "option that is not text": (_set(5, "mc_answer1", 7), "row 5: field mc_answer1 is 7; allowed: text"),
     "answer 5": (_set(2, "correct_answer_num", "5"), "row 2: field correct_answer_num is '5'; allowed: 1, 2, 3, 4"),
     "answer 0": (_set(3, "correct_answer_num", 0), "row 3: field correct_answer_num is 0; allowed: 1, 2, 3, 4"),
-    "answer as a superscript digit": (_set(2, "correct_answer_num", "²"), "row 2: field correct_answer_num is '²'; allowed: 1, 2, 3, 4"),
-    "question number in Arabic-Indic digits": (_set(2, "question_number", "٢"), "row 2: field question_number is '٢'; allowed: a whole number from 1"),
-    "question number past int64": (_set(2, "question_number", 2**70), f"row 2: field question_number is {2**70}; allowed: a whole number from 1"),
+    "answer as a superscript digit": (
+        _set(2, "correct_answer_num", "²"),
+        "row 2: field correct_answer_num is '²'; allowed: 1, 2, 3, 4",
+    ),
+    "question number in Arabic-Indic digits": (
+        _set(2, "question_number", "٢"),
+        "row 2: field question_number is '٢'; allowed: a whole number from 1",
+    ),
+    "question number past int64": (
+        _set(2, "question_number", 2**70),
+        f"row 2: field question_number is {2**70}; allowed: a whole number from 1",
+    ),
     "lone surrogate in a passage": (
         _lone_surrogate,
         "line 2: field flores_passage holds a lone surrogate U+D800 (an escaped half of a character), which is not text",
@@ -113,7 +125,10 @@ CASES = {
         _options("cat sat", "cat\u200b\u00a0sat"),
         "row 2: fields mc_answer1 and mc_answer3 are the same text ('cat\\u200b\\xa0sat', as read: invisible characters and kinds of space aside); the four options must differ",
     ),
-    "answer as a letter": (_set(2, "correct_answer_num", "B"), "row 2: field correct_answer_num is 'B'; allowed: 1, 2, 3, 4"),
+    "answer as a letter": (
+        _set(2, "correct_answer_num", "B"),
+        "row 2: field correct_answer_num is 'B'; allowed: 1, 2, 3, 4",
+    ),
     "question number that is not a number": (
         _set(6, "question_number", "two"),
         "row 6: field question_number is 'two'; allowed: a whole number from 1",
@@ -122,9 +137,18 @@ CASES = {
         _set(4, "question_number", 1),
         "row 4: duplicate (link, question_number) = (https://example.invalid/001, 1), first in row 3",
     ),
-    "line that is not JSON": (_replace_line(4, '{"link": "x",'), "line 4: not valid JSON (Expecting property name enclosed in double quotes at column 14)"),
-    "line nested too deeply": (_replace_line(4, '{"link": ' + "[" * 100_000 + "]" * 100_000 + "}"), "line 4: not valid JSON (nested too deeply to read)"),
-    "line that is not an object": (_replace_line(2, "[1, 2, 3]"), "line 2: expected a JSON object with the Belebele fields, found list"),
+    "line that is not JSON": (
+        _replace_line(4, '{"link": "x",'),
+        "line 4: not valid JSON (Expecting property name enclosed in double quotes at column 14)",
+    ),
+    "line nested too deeply": (
+        _replace_line(4, '{"link": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "line 4: not valid JSON (nested too deeply to read)",
+    ),
+    "line that is not an object": (
+        _replace_line(2, "[1, 2, 3]"),
+        "line 2: expected a JSON object with the Belebele fields, found list",
+    ),
     "empty file": (lambda records: [], "no rows"),
     "item missing in one language": (
         lambda records: _lines(records[:-1]),
@@ -172,7 +196,9 @@ def test_bad_rows_stop_prepare_data_and_write_nothing(tmp_path, case):
     out = tmp_path / "results" / "data"
 
     with pytest.raises(XltError) as error:
-        prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(out))
+        prepare_data(
+            settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(out)
+        )
 
     assert str(error.value) == f"{fixture / 'heb_Hebr.jsonl'}: {message}"
     assert files_under(tmp_path / "results") == []
@@ -182,7 +208,10 @@ def test_missing_fixture_file(tmp_path):
     fixture = _fixture(tmp_path / "fixture")
     (fixture / "eng_Latn.jsonl").unlink()
     with pytest.raises(XltError) as error:
-        prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "results" / "data"))
+        prepare_data(
+            settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False),
+            outputs=_outputs(tmp_path / "results" / "data"),
+        )
     assert str(error.value) == f"{fixture / 'eng_Latn.jsonl'}: fixture file for language eng_Latn not found"
     assert files_under(tmp_path / "results") == []
 
@@ -194,7 +223,10 @@ def test_bytes_that_are_not_utf8(tmp_path):
     lines[2] = lines[2].replace(b"Passage", "Pässage".encode("latin-1"))
     path.write_bytes(b"".join(lines))
     with pytest.raises(XltError) as error:
-        prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "results" / "data"))
+        prepare_data(
+            settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False),
+            outputs=_outputs(tmp_path / "results" / "data"),
+        )
     assert str(error.value) == f"{path}: line 3: not UTF-8 text (byte 0xe4); save the file as UTF-8"
     assert files_under(tmp_path / "results") == []
 
@@ -214,11 +246,19 @@ def test_bom_crlf_and_decomposed_unicode_are_normalised(tmp_path):
         (messy / f"{lang}.jsonl").write_bytes(("\ufeff" + "\r\n".join(_lines(records)) + "\r\n").encode("utf-8"))
     assert (clean / "eng_Latn.jsonl").read_bytes() != (messy / "eng_Latn.jsonl").read_bytes()
 
-    prepare_data(settings=PrepareDataSettings(data=_data_config(clean), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "clean-out"))
-    prepare_data(settings=PrepareDataSettings(data=_data_config(messy), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "messy-out"))
+    prepare_data(
+        settings=PrepareDataSettings(data=_data_config(clean), langs=LANGS, all_test=False),
+        outputs=_outputs(tmp_path / "clean-out"),
+    )
+    prepare_data(
+        settings=PrepareDataSettings(data=_data_config(messy), langs=LANGS, all_test=False),
+        outputs=_outputs(tmp_path / "messy-out"),
+    )
 
     for lang in LANGS:
-        assert (tmp_path / "messy-out" / f"{lang}.parquet").read_bytes() == (tmp_path / "clean-out" / f"{lang}.parquet").read_bytes()
+        assert (tmp_path / "messy-out" / f"{lang}.parquet").read_bytes() == (
+            tmp_path / "clean-out" / f"{lang}.parquet"
+        ).read_bytes()
 
 
 def test_hub_that_cannot_be_reached(tmp_path, monkeypatch):
@@ -230,8 +270,14 @@ def test_hub_that_cannot_be_reached(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     config = {**_data_config(tmp_path), "source": "hub"}
     with pytest.raises(XltError) as error:
-        prepare_data(settings=PrepareDataSettings(data=config, langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "results" / "data"))
-    assert str(error.value) == "facebook/belebele[arb_Arab]: cannot be loaded: Couldn't reach 'facebook/belebele' on the Hub (LocalEntryNotFoundError)"
+        prepare_data(
+            settings=PrepareDataSettings(data=config, langs=LANGS, all_test=False),
+            outputs=_outputs(tmp_path / "results" / "data"),
+        )
+    assert (
+        str(error.value)
+        == "facebook/belebele[arb_Arab]: cannot be loaded: Couldn't reach 'facebook/belebele' on the Hub (LocalEntryNotFoundError)"
+    )
     assert files_under(tmp_path / "results") == []
 
 
@@ -241,7 +287,10 @@ def test_line_separators_inside_json_strings_are_text(tmp_path):
     records = _records("heb_Hebr")
     records[0]["flores_passage"] += "\u2028second line\u0085third\u2029fourth"
     fixture = _fixture(tmp_path / "fixture", _lines(records))
-    prepare_data(settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False), outputs=_outputs(tmp_path / "out"))
+    prepare_data(
+        settings=PrepareDataSettings(data=_data_config(fixture), langs=LANGS, all_test=False),
+        outputs=_outputs(tmp_path / "out"),
+    )
     prepared = pd.read_parquet(tmp_path / "out" / "heb_Hebr.parquet")
     passages = set(prepared["flores_passage"])
     assert any(passage.endswith("\u2028second line\u0085third\u2029fourth") for passage in passages)

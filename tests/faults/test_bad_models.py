@@ -84,7 +84,10 @@ def _truncated_gguf(folder):
 
 
 CASES = {
-    "no weight file": (_remove_weights, "model tiny: no safetensors weights in {path} (found none); save the model with safe_serialization=True"),
+    "no weight file": (
+        _remove_weights,
+        "model tiny: no safetensors weights in {path} (found none); save the model with safe_serialization=True",
+    ),
     "pickled weights only": (
         _pickle_weights,
         "model tiny: no safetensors weights in {path} (found only pytorch_model.bin, pickled weights xlt does not load); save the model with safe_serialization=True",
@@ -97,9 +100,18 @@ CASES = {
         _index_a_missing_shard,
         "model tiny: weight file {path}/model-00002-of-00002.safetensors is missing (model.safetensors.index.json lists it)",
     ),
-    "folder without config.json": (_remove_config, "model tiny: path {path} is neither a .gguf file nor a folder with config.json"),
-    "a .gguf that is not a GGUF": (_html_as_gguf, "{path}: not a GGUF file (it does not start with the GGUF magic bytes)"),
-    "truncated GGUF": (_truncated_gguf, "{path}: incomplete or damaged GGUF file (its header and tensors cannot be read back); download it again"),
+    "folder without config.json": (
+        _remove_config,
+        "model tiny: path {path} is neither a .gguf file nor a folder with config.json",
+    ),
+    "a .gguf that is not a GGUF": (
+        _html_as_gguf,
+        "{path}: not a GGUF file (it does not start with the GGUF magic bytes)",
+    ),
+    "truncated GGUF": (
+        _truncated_gguf,
+        "{path}: incomplete or damaged GGUF file (its header and tensors cannot be read back); download it again",
+    ),
 }
 
 
@@ -112,7 +124,9 @@ def test_broken_model_stops_prepare_model_in_one_line(tiny_models, tmp_path, cap
     capfd.readouterr()
 
     with pytest.raises(SystemExit) as exit_status, log_to(log):
-        prepare_model(name="tiny", settings=_local(path), output=str(tmp_path / "results" / "models" / "tiny" / "base"), threads=1)
+        prepare_model(
+            name="tiny", settings=_local(path), output=str(tmp_path / "results" / "models" / "tiny" / "base"), threads=1
+        )
 
     line = "xlt: error: " + message.format(path=path.resolve())
     assert exit_status.value.code == 1

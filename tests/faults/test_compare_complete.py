@@ -21,13 +21,18 @@ from xlt.simulate import Scenario, simulate_predictions, study_variants
 @pytest.fixture
 def tree(tmp_path):
     scenarios = {model: Scenario(n_items=30, baseline=0.4, ft_gain=0.2, cot_gain=0.1) for model in ("m1", "m2")}
-    write_foreign_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(CONFIG), seed=5, variants=study_variants(CONFIG)))
+    write_foreign_tree(
+        tmp_path / "predictions",
+        simulate_predictions(scenarios, language_table(CONFIG), seed=5, variants=study_variants(CONFIG)),
+    )
     return tmp_path / "predictions"
 
 
 def _config(tmp_path, **stats):
     path = tmp_path / "config.yaml"
-    path.write_text(json.dumps({**CONFIG, "stats": {**CONFIG["stats"], **stats}, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
+    path.write_text(
+        json.dumps({**CONFIG, "stats": {**CONFIG["stats"], **stats}, "data": {}, "models": {"m1": {"id": "org/m1"}}})
+    )
     return path
 
 
@@ -58,7 +63,10 @@ def test_every_related_language_missing_is_an_error(tree, tmp_path, capsys):
         for path in tree.glob(f"*/*/*/{lang}.parquet"):
             path.unlink()
     assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
-    assert "16 cell(s) missing or incomplete: m1/base/cot/heb_Hebr.parquet, m1/base/cot/mlt_Latn.parquet" in capsys.readouterr().err
+    assert (
+        "16 cell(s) missing or incomplete: m1/base/cot/heb_Hebr.parquet, m1/base/cot/mlt_Latn.parquet"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("how", ["flag", "config"])
@@ -67,7 +75,9 @@ def test_allowed_missing_cells_are_named_in_every_row_they_affect(tree, tmp_path
     flags, stats = (["--allow-missing"], {}) if how == "flag" else ([], {"allow_missing_cells": True})
     assert _compare(tree, _config(tmp_path, **stats), tmp_path / "stats", *flags) == 0
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
-    named = notes["note"].str.contains("computed without missing or incomplete cell(s) m2/ft-arb_Arab/direct/heb_Hebr.parquet", regex=False)
+    named = notes["note"].str.contains(
+        "computed without missing or incomplete cell(s) m2/ft-arb_Arab/direct/heb_Hebr.parquet", regex=False
+    )
     affected = notes["model"].isin(["m2", "", "pooled"]) & notes["prompt"].isin(["direct", ""])
     assert affected.any() and (~affected).any()
     assert (named == affected).all()
@@ -82,16 +92,27 @@ def test_answer_keys_that_differ_between_models_are_an_error(tree, tmp_path, cap
     frame.to_parquet(path)
     assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
     err = capsys.readouterr().err
-    assert f"xlt: error: {tree}: item " in err and "(arb_Arab) has answer" in err and "m2/base/cot/arb_Arab.parquet" in err
+    assert (
+        f"xlt: error: {tree}: item " in err and "(arb_Arab) has answer" in err and "m2/base/cot/arb_Arab.parquet" in err
+    )
     assert err.endswith("(1 item(s) differ); every model must be scored against one answer key\n")
 
 
 def test_the_workflow_check_is_the_same_function():
     items = pd.DataFrame(
-        {"model": ["m"] * 2, "variant": ["base"] * 2, "prompt": ["direct"] * 2, "lang": ["arb_Arab", "heb_Hebr"], "item_id": ["x#1"] * 2, "answer": [1, 1]}
+        {
+            "model": ["m"] * 2,
+            "variant": ["base"] * 2,
+            "prompt": ["direct"] * 2,
+            "lang": ["arb_Arab", "heb_Hebr"],
+            "item_id": ["x#1"] * 2,
+            "answer": [1, 1],
+        }
     )
     assert check_complete(items, ["arb_Arab", "heb_Hebr"], allow_missing=False, source="items.parquet") == []
-    with pytest.raises(XltError, match="^items.parquet: 1 cell\\(s\\) missing or incomplete: m/base/direct/eng_Latn.parquet;"):
+    with pytest.raises(
+        XltError, match="^items.parquet: 1 cell\\(s\\) missing or incomplete: m/base/direct/eng_Latn.parquet;"
+    ):
         check_complete(items, ["arb_Arab", "heb_Hebr", "eng_Latn"], allow_missing=False, source="items.parquet")
 
 

@@ -31,8 +31,14 @@ CASES = {
         '__use_yte__: true\nextra: ?__import__("os").system("touch {marker}")\n',
         "__use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see README, When something goes wrong)",
     ),
-    "Python tag": ("pwn: !!python/name:os.system\n", "tag !!python/name:os.system: tags are not allowed (no Python objects); write plain values"),
-    "any tag": ("pwn: !!binary aGVsbG8=\n", "tag !!binary: tags are not allowed (no Python objects); write plain values"),
+    "Python tag": (
+        "pwn: !!python/name:os.system\n",
+        "tag !!python/name:os.system: tags are not allowed (no Python objects); write plain values",
+    ),
+    "any tag": (
+        "pwn: !!binary aGVsbG8=\n",
+        "tag !!binary: tags are not allowed (no Python objects); write plain values",
+    ),
     "key that is not text": ("on: 1\n", "key 'on' is read as bool, not text; quote it"),
     "duplicate key": ("source_language: heb_Hebr\n", "key 'source_language' appears twice in one mapping"),
     "alias bomb": (
@@ -54,8 +60,14 @@ def _config_text(tmp_path, case) -> tuple[str, int]:
 @pytest.mark.parametrize(
     "added, message",
     [
-        ("deep: " + "[" * 100_000 + "]" * 100_000 + "\n", "not valid YAML for xlt: nested too deeply to read (settings need a few levels)"),
-        ("big: " + "9" * 5000 + "\n", "not valid YAML: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"),
+        (
+            "deep: " + "[" * 100_000 + "]" * 100_000 + "\n",
+            "not valid YAML for xlt: nested too deeply to read (settings need a few levels)",
+        ),
+        (
+            "big: " + "9" * 5000 + "\n",
+            "not valid YAML: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits",
+        ),
     ],
     ids=["nested too deeply", "integer of 5000 digits"],
 )
@@ -75,14 +87,20 @@ def test_xlt_refuses_it(tmp_path, case):
     with pytest.raises(XltError) as error:
         load_config(configfile)
     message = CASES[case][1]
-    assert str(error.value) in (f"{configfile}: {message}", f"{configfile}: line {line}: {message}", f"{configfile}: line {line + 1}: {message}")
+    assert str(error.value) in (
+        f"{configfile}: {message}",
+        f"{configfile}: line {line}: {message}",
+        f"{configfile}: line {line + 1}: {message}",
+    )
     assert not (tmp_path / "PWNED").exists()
 
 
 ON_THE_COMMAND_LINE = {"YTE", "Python tag"}
 
 
-@pytest.mark.parametrize("case", [case if case in ON_THE_COMMAND_LINE else pytest.param(case, marks=pytest.mark.slow) for case in CASES])
+@pytest.mark.parametrize(
+    "case", [case if case in ON_THE_COMMAND_LINE else pytest.param(case, marks=pytest.mark.slow) for case in CASES]
+)
 @pytest.mark.plans
 def test_snakemake_stops_before_any_job(tmp_path, case):
     text, _ = _config_text(tmp_path, case)
@@ -95,7 +113,9 @@ def test_snakemake_stops_before_any_job(tmp_path, case):
 
     shown = result.stdout + result.stderr
     assert result.returncode != 0
-    assert any(line.startswith(f"{configfile}: ") and line.endswith(CASES[case][1]) for line in shown.splitlines()), shown[-2000:]
+    assert any(line.startswith(f"{configfile}: ") and line.endswith(CASES[case][1]) for line in shown.splitlines()), (
+        shown[-2000:]
+    )
     assert "Traceback" not in shown
     assert files_under(workdir / "results") == []
     # Snakemake evaluated the YTE expression when it loaded the file, before xlt could
@@ -133,7 +153,12 @@ def test_a_template_missing_a_key_stops_planning(tmp_path):
     for template in (REPO / "config" / "templates").glob("*.yaml"):
         (templates / template.name).write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
     broken = templates / "heb_Hebr.yaml"
-    broken.write_text("".join(line + "\n" for line in broken.read_text(encoding="utf-8").splitlines() if not line.startswith("cot_start")), encoding="utf-8")
+    broken.write_text(
+        "".join(
+            line + "\n" for line in broken.read_text(encoding="utf-8").splitlines() if not line.startswith("cot_start")
+        ),
+        encoding="utf-8",
+    )
     models = {name: tmp_path / "models" / name for name in ("tiny-dense", "tiny-moe")}
     for folder in models.values():
         folder.mkdir(parents=True)

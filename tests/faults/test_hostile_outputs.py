@@ -91,12 +91,17 @@ def test_every_invisible_character_is_dropped():
     format_characters = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"}
     assert format_characters <= set(INVISIBLE)
     assert {unicodedata.category(c) for c in set(INVISIBLE) - format_characters} <= {"Cn", "Mn"}
-    variation_selectors = [chr(c) for c in [*range(0x180B, 0x180E), 0x180F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]]
+    variation_selectors = [
+        chr(c) for c in [*range(0x180B, 0x180E), 0x180F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+    ]
     assert all("VARIATION SELECTOR" in unicodedata.name(c) for c in variation_selectors)
     assert sorted(c for c in INVISIBLE if unicodedata.category(c) == "Mn") == sorted(["\u034f", *variation_selectors])
 
 
-@pytest.mark.parametrize("invisible", ["\u2060", "\u00ad", "\u034f", "\u180e", "\u200d", "\u2063", "\U000e0041", "\ufe0f", "\U000e0100", "\u180b"])
+@pytest.mark.parametrize(
+    "invisible",
+    ["\u2060", "\u00ad", "\u034f", "\u180e", "\u200d", "\u2063", "\U000e0041", "\ufe0f", "\U000e0100", "\u180b"],
+)
 def test_an_invisible_character_before_the_colon_is_ignored(invisible):
     assert extract(f"Answer{invisible}: B").choice == 2
     assert extract(f"الإجابة{invisible}: ب").choice == 2

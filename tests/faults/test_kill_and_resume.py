@@ -90,14 +90,21 @@ class Stage:
 
 LATER = ("results/scores", "results/stats", "results/report")
 STAGES = {
-    "prepare_model": Stage(f"results/models/{MODEL}/base", lambda workdir: True, 0.5, ("results/models", "results/predictions", *LATER)),
+    "prepare_model": Stage(
+        f"results/models/{MODEL}/base", lambda workdir: True, 0.5, ("results/models", "results/predictions", *LATER)
+    ),
     "finetune": Stage(
         f"results/models/{MODEL}/adapter-arb_Arab",
         complete_checkpoint,
         0.5,
         (f"results/models/{MODEL}/adapter-arb_Arab", f"results/predictions/{MODEL}/ft-arb_Arab", *LATER),
     ),
-    "predict": Stage(f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet", lambda workdir: shard_waves(workdir) >= 1, 0.3, ("results/predictions", *LATER)),
+    "predict": Stage(
+        f"results/predictions/{MODEL}/base/cot/arb_Arab.parquet",
+        lambda workdir: shard_waves(workdir) >= 1,
+        0.3,
+        ("results/predictions", *LATER),
+    ),
     "score": Stage("results/scores/accuracy.csv", lambda workdir: True, 0.5, LATER),
     "compare": Stage("results/stats/effects.csv", lambda workdir: True, 0.5, LATER[1:]),
 }
@@ -120,7 +127,9 @@ def kill_during(stage: Stage, workdir: Path, configfile: Path, seed: int) -> dic
     try:
         deadline = time.monotonic() + 600
         while not stage.ready(workdir) or stage.output not in incomplete_outputs(workdir):
-            assert process.poll() is None, f"snakemake ended before {stage.output} was under way: {(workdir / 'killed-run.txt').read_text()[-3000:]}"
+            assert process.poll() is None, (
+                f"snakemake ended before {stage.output} was under way: {(workdir / 'killed-run.txt').read_text()[-3000:]}"
+            )
             assert time.monotonic() < deadline
             time.sleep(0.02)
         time.sleep(rng.uniform(0, stage.max_delay))
@@ -131,7 +140,9 @@ def kill_during(stage: Stage, workdir: Path, configfile: Path, seed: int) -> dic
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert stage.output in incomplete_outputs(workdir), f"the job writing {stage.output} finished before the kill: make it slower"
+    assert stage.output in incomplete_outputs(workdir), (
+        f"the job writing {stage.output} finished before the kill: make it slower"
+    )
     return state
 
 
@@ -190,7 +201,9 @@ def test_two_uninterrupted_runs_are_byte_identical(study):
     again.mkdir()
     result = run_cli(again, configfile, "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
-    predictions = sorted(str(path.relative_to(again)) for path in (again / "results" / "predictions").rglob("*.parquet"))
+    predictions = sorted(
+        str(path.relative_to(again)) for path in (again / "results" / "predictions").rglob("*.parquet")
+    )
     assert len(predictions) == 2 * len(paths.PROMPTS) * 3  # variants x cells (direct, cot, choice, cloze) x languages
     for name in predictions:
         assert (again / name).read_bytes() == (reference / name).read_bytes(), name
@@ -213,4 +226,7 @@ def test_a_killed_stage_reruns_to_the_same_results(study, stage):
         read_back, planned = map(int, resumed.groups())
         assert 1 <= state["shard_waves"] <= read_back <= planned
     if stage == "finetune":
-        assert "resuming from results/checkpoints/tiny-dense/checkpoint-" in (workdir / "logs" / "finetune" / f"{MODEL}.log").read_text()
+        assert (
+            "resuming from results/checkpoints/tiny-dense/checkpoint-"
+            in (workdir / "logs" / "finetune" / f"{MODEL}.log").read_text()
+        )

@@ -26,7 +26,9 @@ CODE = sorted(
 THIS_FILE = Path(__file__).resolve()
 
 UNSAFE = {
-    "yaml.load without SafeLoader": re.compile(r"yaml\.(load|load_all)\((?![^)]*Loader=(yaml\.)?(Safe|Strict)Loader\))|yaml\.(full_load|unsafe_load)\("),
+    "yaml.load without SafeLoader": re.compile(
+        r"yaml\.(load|load_all)\((?![^)]*Loader=(yaml\.)?(Safe|Strict)Loader\))|yaml\.(full_load|unsafe_load)\("
+    ),
     "a pickle module": re.compile(r"^\s*(import|from)\s+(c?pickle|dill|cloudpickle|joblib)\b", re.MULTILINE),
     "trust_remote_code switched on in code": re.compile(r"trust_remote_code\s*[=:]\s*True"),
 }
@@ -50,7 +52,9 @@ def test_the_checks_find_what_they_look_for():
     assert _unsafe_uses("import pickle\n") == ["a pickle module"]
     assert _unsafe_uses("state = torch.load(path,\n    map_location='cpu')") == ["torch.load without weights_only=True"]
     assert _unsafe_uses("state = torch.load(path, weights_only=True)") == []
-    assert _unsafe_uses("AutoModel.from_pretrained(x, trust_remote_code=True)") == ["trust_remote_code switched on in code"]
+    assert _unsafe_uses("AutoModel.from_pretrained(x, trust_remote_code=True)") == [
+        "trust_remote_code switched on in code"
+    ]
     assert _unsafe_uses("yaml.safe_load(handle)") == []
     assert _unsafe_uses("yaml.load(handle, Loader=StrictLoader)") == []
     assert _unsafe_uses("yaml.load(handle, Loader=yaml.FullLoader)") == ["yaml.load without SafeLoader"]
@@ -64,7 +68,9 @@ def test_the_strict_loader_is_a_safe_loader():
     assert issubclass(StrictLoader, yaml.SafeLoader)
 
 
-@pytest.mark.parametrize("path", [path for path in CODE if path.resolve() != THIS_FILE], ids=lambda path: str(path.relative_to(REPO)))
+@pytest.mark.parametrize(
+    "path", [path for path in CODE if path.resolve() != THIS_FILE], ids=lambda path: str(path.relative_to(REPO))
+)
 def test_no_unsafe_loading_in_the_code(path):
     assert _unsafe_uses(path.read_text(encoding="utf-8")) == []
 

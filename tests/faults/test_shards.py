@@ -67,7 +67,10 @@ def _line(record: dict) -> str:
     """A wave line rehashed after its content changed: only the checks of what it holds
     can refuse it."""
     record = {key: value for key, value in record.items() if key != "sha256"}
-    return json.dumps({**record, "sha256": run_fingerprint(wave=record.get("wave"), results=record.get("results"))}, ensure_ascii=False)
+    return json.dumps(
+        {**record, "sha256": run_fingerprint(wave=record.get("wave"), results=record.get("results"))},
+        ensure_ascii=False,
+    )
 
 
 def test_a_hand_edited_shard_is_recomputed_not_trusted(backend, tmp_path):
@@ -77,7 +80,10 @@ def test_a_hand_edited_shard_is_recomputed_not_trusted(backend, tmp_path):
     def edit(waves):
         line = json.dumps(waves[0], ensure_ascii=False)
         text = json.dumps(_generation_in(waves[0])["text"], ensure_ascii=False)
-        return [line.replace(text, json.dumps("Answer: D (edited by hand)"), 1), *(json.dumps(wave, ensure_ascii=False) for wave in waves[1:])]
+        return [
+            line.replace(text, json.dumps("Answer: D (edited by hand)"), 1),
+            *(json.dumps(wave, ensure_ascii=False) for wave in waves[1:]),
+        ]
 
     first, second, log = _run_twice(backend, tmp_path, edit)
     assert second == first and "edited" not in json.dumps([result.text for result in second])
@@ -95,7 +101,9 @@ def test_a_hand_edited_shard_is_recomputed_not_trusted(backend, tmp_path):
         pytest.param(lambda wave: _generation_in(wave).__setitem__("extra", 1), id="extra field"),
         pytest.param(lambda wave: _generation_in(wave).__setitem__("n_output_tokens", "3"), id="wrong type"),
         pytest.param(lambda wave: _generation_in(wave).__setitem__("stop_reason", "tired"), id="unknown stop reason"),
-        pytest.param(lambda wave: wave["results"][0]["request"].__setitem__("item", "eng_Latn/elsewhere#1"), id="another item"),
+        pytest.param(
+            lambda wave: wave["results"][0]["request"].__setitem__("item", "eng_Latn/elsewhere#1"), id="another item"
+        ),
         pytest.param(lambda wave: wave["results"][0]["request"].__setitem__("encoded", "0" * 32), id="other token ids"),
         pytest.param(lambda wave: wave.__setitem__("wave", 1 - wave["wave"]), id="another wave"),
         pytest.param(lambda wave: wave.__setitem__("wave", True), id="wave not a number"),
@@ -115,7 +123,9 @@ def test_a_malformed_shard_line_is_recomputed_and_counted(backend, tmp_path, dam
     first, second, log = _run_twice(backend, tmp_path, damaged)
     assert second == first
     assert log[0].endswith(
-        "results read back from " + str(tmp_path / ".predict.jsonl") + "; 1 line(s) torn, malformed, edited or not of their wave: their results are recomputed"
+        "results read back from "
+        + str(tmp_path / ".predict.jsonl")
+        + "; 1 line(s) torn, malformed, edited or not of their wave: their results are recomputed"
     )
 
 
@@ -133,7 +143,11 @@ def test_a_result_moved_to_another_waves_line_is_recomputed(backend, tmp_path):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=True, width=32), st.just(math.nan)), min_size=4, max_size=4))
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=False, allow_infinity=True, width=32), st.just(math.nan)), min_size=4, max_size=4
+    )
+)
 def test_a_nan_never_wins_the_likeliest_label(scores):
     """Finding 6: a NaN label log-probability made parsed_choice 1 ("A"): max(..., key=)
     never prefers anything to a NaN in first place. Now any NaN is an error naming the
@@ -141,7 +155,10 @@ def test_a_nan_never_wins_the_likeliest_label(scores):
     request = build_requests(items(1), {"eng_Latn": ENGLISH}, "direct", "generate", 4)[0]
     result = Generation("", 10, 0, "eos", scores)
     if any(math.isnan(score) for score in scores):
-        with pytest.raises(XltError, match=rf"^model m: item {request.item_id} \(eng_Latn\), prompt (direct|choice): a label log-probability is NaN"):
+        with pytest.raises(
+            XltError,
+            match=rf"^model m: item {request.item_id} \(eng_Latn\), prompt (direct|choice): a label log-probability is NaN",
+        ):
             prediction_frames([request], [result], "m", "base")
     else:
         frames = prediction_frames([request], [result], "m", "base")
@@ -149,7 +166,9 @@ def test_a_nan_never_wins_the_likeliest_label(scores):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.floats(-50, 50), st.just(math.nan)), min_size=5, max_size=5), min_size=1, max_size=6))
+@given(
+    st.lists(st.lists(st.one_of(st.floats(-50, 50), st.just(math.nan)), min_size=5, max_size=5), min_size=1, max_size=6)
+)
 def test_a_nan_never_wins_a_greedy_step(rows):
     """The decoding step's argmax: torch takes a NaN for the largest value; a row with a
     NaN stops decoding (NotANumber names it), every other row gets its largest score."""
@@ -165,7 +184,9 @@ def test_a_nan_never_wins_a_greedy_step(rows):
             greedy_tokens(logits, numbers)
         assert caught.value.rows == [numbers[row] for row in with_nan]
     else:
-        assert greedy_tokens(logits, numbers).tolist() == [int(np.argmax(np.array(values, dtype=np.float32))) for values in rows]
+        assert greedy_tokens(logits, numbers).tolist() == [
+            int(np.argmax(np.array(values, dtype=np.float32))) for values in rows
+        ]
 
 
 def test_nan_scores_while_decoding_are_one_line_naming_model_item_and_prompt(backend, tmp_path, monkeypatch):
@@ -178,7 +199,10 @@ def test_nan_scores_while_decoding_are_one_line_naming_model_item_and_prompt(bac
 
     monkeypatch.setattr(backend.model, "forward", nan_logits)
     requests = _requests(2)
-    with pytest.raises(XltError, match=r"^model tiny-dense: item .*#1 \(eng_Latn\), prompt cot: the scores of the next token are NaN at a decoding step"):
+    with pytest.raises(
+        XltError,
+        match=r"^model tiny-dense: item .*#1 \(eng_Latn\), prompt cot: the scores of the next token are NaN at a decoding step",
+    ):
         backend.run(requests)
 
 
@@ -206,11 +230,23 @@ def test_fresh_discards_a_jobs_shards(prepared_tiny, tmp_path, monkeypatch, caps
         }
     )
     data = tmp_path / "eng_Latn.parquet"
-    prepare_data(settings=PrepareDataSettings(data=config["data"], langs=["eng_Latn"], all_test=False), outputs=[str(data)])
+    prepare_data(
+        settings=PrepareDataSettings(data=config["data"], langs=["eng_Latn"], all_test=False), outputs=[str(data)]
+    )
     settings = json.loads(settings_json(config, "predict", "tiny-dense"))
     settings["templates"] = {"eng_Latn": settings["templates"]["eng_Latn"]}
     outputs = [str(tmp_path / "p" / cell / "eng_Latn.parquet") for cell in ("direct", "choice", "cot", "cloze")]
-    argv = ["predict", "--model", "tiny-dense", "--variant", "base", "--settings", json.dumps(settings), "--base", str(prepared_tiny["tiny-dense"])]
+    argv = [
+        "predict",
+        "--model",
+        "tiny-dense",
+        "--variant",
+        "base",
+        "--settings",
+        json.dumps(settings),
+        "--base",
+        str(prepared_tiny["tiny-dense"]),
+    ]
     argv += ["--data", str(data), "--out", *outputs]
     # Per prompt's shard: 2 items; the direct prompt's 4 option rotations each, the cloze
     # cell's conditional and unconditional pass each.

@@ -49,7 +49,11 @@ def _one_line(capsys) -> str:
 
 
 def _study(sources=("arb_Arab", "pes_Arab"), **stats) -> dict:
-    config = {key: value for key, value in copy.deepcopy(DEFAULT).items() if key not in ("source_language", "source_languages")}
+    config = {
+        key: value
+        for key, value in copy.deepcopy(DEFAULT).items()
+        if key not in ("source_language", "source_languages")
+    }
     # The format-only control of whichever source comes first (the default names arb_Arab).
     config["finetune"] = {**config.get("finetune", {}), "format_control": "first"}
     return validate_config({**config, "source_languages": list(sources), "stats": {**config.get("stats", {}), **stats}})
@@ -68,7 +72,9 @@ def test_english_keeping_3_of_40_ids_stops_compare_or_is_named_on_every_row(tmp_
     write_foreign_tree(tmp_path / "predictions", frame[(frame["lang"] != "eng_Latn") | frame["item_id"].isin(kept)])
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats") == 2
     err = _one_line(capsys)
-    assert err.startswith(f"{tmp_path / 'predictions'}: 8 cell(s) missing or incomplete: m1/base/cot/eng_Latn.parquet (3 of 40 items), ")
+    assert err.startswith(
+        f"{tmp_path / 'predictions'}: 8 cell(s) missing or incomplete: m1/base/cot/eng_Latn.parquet (3 of 40 items), "
+    )
     assert not (tmp_path / "stats").exists()
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 0
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv")
@@ -82,7 +88,10 @@ def small_study():
     """A complete two-model tree of 12 items and its comparison."""
     study = {**CONFIG, "stats": {}}
     frame = simulate_predictions(
-        {model: Scenario(n_items=12, baseline=0.4, ft_gain=0.2) for model in ("m1", "m2")}, language_table(study), seed=9, variants=simulated_variants(study)
+        {model: Scenario(n_items=12, baseline=0.4, ft_gain=0.2) for model in ("m1", "m2")},
+        language_table(study),
+        seed=9,
+        variants=simulated_variants(study),
     )
     return frame, compare_study(frame, study, StatsSettings(bootstrap_samples=100))
 
@@ -102,12 +111,17 @@ def test_any_ids_dropped_from_any_one_cell_stop_compare_or_are_named(small_study
     items = frame[~(in_cell & frame["item_id"].isin(dropped))]
     with pytest.raises(XltError, match=cell_file(cell)):
         check_complete(items, CONFIG["languages"], False, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"])
-    missing = check_complete(items, CONFIG["languages"], True, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"])
+    missing = check_complete(
+        items, CONFIG["languages"], True, "tree", variants=["base", "ft-arb_Arab"], prompts=["direct"]
+    )
     assert [found.cell for found in missing] == [cell]
     named = note_missing(comparisons, missing).notes["note"].str.contains(cell_file(cell), regex=False)
     notes = comparisons.notes
     assert (
-        named.all() if missing[0].incomplete else named[notes["model"] == cell[0]].any() and not named[notes["model"] == ({"m1", "m2"} - {cell[0]}).pop()].any()
+        named.all()
+        if missing[0].incomplete
+        else named[notes["model"] == cell[0]].any()
+        and not named[notes["model"] == ({"m1", "m2"} - {cell[0]}).pop()].any()
     )
 
 
@@ -123,22 +137,34 @@ def test_a_two_source_tree_without_one_sources_variant_stops_or_keeps_the_intera
     study = _study()
     variants = {variant: carries for variant, carries in simulated_variants(study).items() if variant != "ft-pes_Arab"}
     scenarios = {model: Scenario(n_items=24, baseline=0.4, ft_gain=0.2) for model in ("m1", "m2")}
-    write_tree(tmp_path / "predictions", simulate_predictions(scenarios, language_table(study), seed=3, variants=variants))
-    config = {key: study[key] for key in ("languages", "source_languages", "related_families")} | {"stats": {"bootstrap_samples": 100}}
+    write_tree(
+        tmp_path / "predictions", simulate_predictions(scenarios, language_table(study), seed=3, variants=variants)
+    )
+    config = {key: study[key] for key in ("languages", "source_languages", "related_families")} | {
+        "stats": {"bootstrap_samples": 100}
+    }
     assert _compare(tmp_path / "predictions", config, tmp_path / "stats") == 2
     assert "32 cell(s) missing or incomplete: m1/ft-pes_Arab/cot/arb_Arab.parquet," in _one_line(capsys)
     assert _compare(tmp_path / "predictions", config, tmp_path / "stats", "--allow-missing") == 0
     effects = pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
     primary = effects[effects["role"] == "primary"]
-    assert sorted(zip(primary["model"], primary["source"], primary["effect"])) == [("m1", "", INTERACTION), ("m2", "", INTERACTION)]
+    assert sorted(zip(primary["model"], primary["source"], primary["effect"])) == [
+        ("m1", "", INTERACTION),
+        ("m2", "", INTERACTION),
+    ]
     assert (primary["estimate"] == "").all() and (primary["n_items"] == 0).all()
-    for model, why in zip(notes.loc[notes["role"] == "primary", "model"], notes.loc[notes["role"] == "primary", "note"]):
-        assert why.startswith(f"no estimate: cells the primary test direct/{INTERACTION} reads are missing for {model}; computed without missing")
+    for model, why in zip(
+        notes.loc[notes["role"] == "primary", "model"], notes.loc[notes["role"] == "primary", "note"]
+    ):
+        assert why.startswith(
+            f"no estimate: cells the primary test direct/{INTERACTION} reads are missing for {model}; computed without missing"
+        )
         assert f"{model}/ft-pes_Arab/direct/arb_Arab.parquet" in why
     lines = study_verdicts(pd.read_csv(tmp_path / "stats" / "effects.csv"), ["m1", "m2"], 0.05, 0.05)
     assert (
-        "m1 (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): no estimate (a language group or cell is missing)." in lines
+        "m1 (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): no estimate (a language group or cell is missing)."
+        in lines
     )
 
 
@@ -153,7 +179,9 @@ def test_one_test_passage_gives_no_interval_not_a_zero_width_one(passages):
     and gains is NaN, and every row's note says why; from 6 on they are computed, and
     no interval is zero-width (where every item has one value there is none: issue 24)."""
     scenario = Scenario(n_items=2 * passages, questions_per_passage=2, baseline=0.4, ft_gain=0.2, passage_sd=1.0)
-    frame = simulate_predictions({model: scenario for model in ("m1", "m2", "m3")}, language_table(CONFIG), seed=passages)
+    frame = simulate_predictions(
+        {model: scenario for model in ("m1", "m2", "m3")}, language_table(CONFIG), seed=passages
+    )
     result = compare(frame, language_table(CONFIG), StatsSettings(bootstrap_samples=200))
     too_few = passages < 6  # stattests.minimum_clusters(0.95)
     effects, notes = result.effects, result.notes
@@ -198,9 +226,18 @@ def test_two_semitic_sources_have_no_automatic_primary_test_and_say_what_they_al
     assert message.startswith(
         "config: stats.primary: 'auto': the sources arb_Arab, heb_Hebr are all inside related_families, so there is no relatedness_interaction"
     )
-    assert "allowed: direct/ft_gain_source@arb_Arab, " in message and "direct/relatedness@heb_Hebr" in message and "\n" not in message
+    assert (
+        "allowed: direct/ft_gain_source@arb_Arab, " in message
+        and "direct/relatedness@heb_Hebr" in message
+        and "\n" not in message
+    )
     study = _study(("arb_Arab", "heb_Hebr"), primary="direct/relatedness@heb_Hebr", bootstrap_samples=100)
-    frame = simulate_predictions({m: Scenario(n_items=12) for m in ("m1", "m2")}, language_table(study), seed=1, variants=simulated_variants(study))
+    frame = simulate_predictions(
+        {m: Scenario(n_items=12) for m in ("m1", "m2")},
+        language_table(study),
+        seed=1,
+        variants=simulated_variants(study),
+    )
     effects = compare_study(frame, study, StatsSettings.from_config(study["stats"])).effects
     primary = effects[effects["role"] == "primary"]
     assert sorted(zip(primary["model"], primary["source"], primary["prompt"], primary["effect"])) == [
@@ -211,7 +248,10 @@ def test_two_semitic_sources_have_no_automatic_primary_test_and_say_what_they_al
 def test_a_per_source_primary_test_with_two_sources_stops_at_planning():
     """Finding 4: `stats.primary: direct/relatedness` with two sources made each source's
     relatedness primary (two per model, Holm over each source's models)."""
-    with pytest.raises(XltError, match=r"^config: stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: name one"):
+    with pytest.raises(
+        XltError,
+        match=r"^config: stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: name one",
+    ):
         _study(primary="direct/relatedness")
 
 
@@ -237,24 +277,47 @@ def test_exactly_one_primary_row_per_model_whatever_the_sources(sources, primary
 
     study = _study(sources, primary=primary, bootstrap_samples=100)
     test = resolve_primary(study, primary, effects_tested)
-    frame = simulate_predictions({m: Scenario(n_items=12) for m in ("m1", "m2")}, language_table(study), seed=2, variants=simulated_variants(study))
+    frame = simulate_predictions(
+        {m: Scenario(n_items=12) for m in ("m1", "m2")},
+        language_table(study),
+        seed=2,
+        variants=simulated_variants(study),
+    )
     effects = compare_study(frame, study, StatsSettings.from_config(study["stats"])).effects
     primary_rows = effects[effects["role"] == "primary"]
     assert sorted(primary_rows["model"]) == ["m1", "m2"]
-    assert set(zip(primary_rows["source"], primary_rows["prompt"], primary_rows["effect"])) == {(test.source, test.prompt, test.effect)}
+    assert set(zip(primary_rows["source"], primary_rows["prompt"], primary_rows["effect"])) == {
+        (test.source, test.prompt, test.effect)
+    }
 
 
 @pytest.mark.parametrize(
-    "sources", [pytest.param(("arb_Arab",), marks=pytest.mark.slow), ("arb_Arab", "pes_Arab"), pytest.param(("pes_Arab", "tur_Latn"), marks=pytest.mark.slow)]
+    "sources",
+    [
+        pytest.param(("arb_Arab",), marks=pytest.mark.slow),
+        ("arb_Arab", "pes_Arab"),
+        pytest.param(("pes_Arab", "tur_Latn"), marks=pytest.mark.slow),
+    ],
 )
 def test_what_the_primary_test_may_name_is_what_compare_tests(sources):
     """effects_tested (what planning allows) names exactly the rows with a p-value that
     compare gives on a complete tree, for each source's view of the languages."""
     from xlt.stats.relatedness import effects_tested
 
-    study = _study(sources, primary="auto" if sources[0] == "arb_Arab" else f"direct/relatedness@{sources[0]}", bootstrap_samples=100)
-    frame = simulate_predictions({m: Scenario(n_items=60) for m in ("m1", "m2")}, language_table(study), seed=4, variants=simulated_variants(study))
-    effects = compare_study(frame, study, StatsSettings(bootstrap_samples=100, primary=study["stats"]["primary"])).effects
+    study = _study(
+        sources,
+        primary="auto" if sources[0] == "arb_Arab" else f"direct/relatedness@{sources[0]}",
+        bootstrap_samples=100,
+    )
+    frame = simulate_predictions(
+        {m: Scenario(n_items=60) for m in ("m1", "m2")},
+        language_table(study),
+        seed=4,
+        variants=simulated_variants(study),
+    )
+    effects = compare_study(
+        frame, study, StatsSettings(bootstrap_samples=100, primary=study["stats"]["primary"])
+    ).effects
     for source in sources:
         rows = effects[(effects["source"] == source) & (effects["model"] != "pooled") & effects["p_value"].notna()]
         assert set(zip(rows["prompt"], rows["effect"])) == set(effects_tested(language_table(study, source))), source
@@ -271,7 +334,10 @@ def test_every_value_planning_allows_passes_the_schema(repo, configfile):
     allowed = allowed_primary(validate_config(config), effects_tested)
     assert "direct/mcnemar_arb_Arab@arb_Arab" in allowed
     for value in allowed:
-        assert validate_config({**config, "stats": {**config.get("stats", {}), "primary": value}})["stats"]["primary"] == value
+        assert (
+            validate_config({**config, "stats": {**config.get("stats", {}), "primary": value}})["stats"]["primary"]
+            == value
+        )
 
 
 @pytest.mark.plans
@@ -290,7 +356,10 @@ def test_a_nonsense_primary_test_stops_snakemake_before_any_job(repo, tmp_path):
     assert result.returncode != 0
     line = next(line for line in (result.stdout + result.stderr).splitlines() if "stats.primary" in line)
     assert line.startswith(f"{configfile}: stats.primary: 'direct/nonsense': not a test of this study; ")
-    assert "allowed: auto, direct/relatedness_interaction, cot/relatedness_interaction, direct/ft_gain_source@arb_Arab" in line
+    assert (
+        "allowed: auto, direct/relatedness_interaction, cot/relatedness_interaction, direct/ft_gain_source@arb_Arab"
+        in line
+    )
     assert not (tmp_path / "results").exists()
 
 
@@ -299,23 +368,38 @@ def test_a_nonsense_primary_test_stops_snakemake_before_any_job(repo, tmp_path):
 
 def test_a_model_named_pooled_stops_compare_and_planning(tmp_path, capsys):
     frame = simulate_predictions(
-        {model: Scenario(n_items=12) for model in ("m1", "pooled")}, language_table(CONFIG), seed=7, variants=simulated_variants(CONFIG)
+        {model: Scenario(n_items=12) for model in ("m1", "pooled")},
+        language_table(CONFIG),
+        seed=7,
+        variants=simulated_variants(CONFIG),
     )
     write_foreign_tree(tmp_path / "predictions", frame)
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 2
-    assert _one_line(capsys).endswith("model 'pooled': the name is reserved for the rows estimated from all models together; rename that model")
+    assert _one_line(capsys).endswith(
+        "model 'pooled': the name is reserved for the rows estimated from all models together; rename that model"
+    )
     config = copy.deepcopy(DEFAULT)
     config["models"]["pooled"] = config["models"].pop("gemma3-270m")
-    with pytest.raises(XltError, match="^config: models.pooled: the name is reserved for the rows estimated from all models together"):
+    with pytest.raises(
+        XltError, match="^config: models.pooled: the name is reserved for the rows estimated from all models together"
+    ):
         validate_config(config)
 
 
 def test_item_ids_of_which_some_lack_a_passage_key_stop_compare(tmp_path, capsys):
     """Half the ids `link#question`, half plain: the plain ones would silently make every
     question its own passage."""
-    frame = simulate_predictions({model: Scenario(n_items=12) for model in ("m1", "m2")}, language_table(CONFIG), seed=8, variants=simulated_variants(CONFIG))
+    frame = simulate_predictions(
+        {model: Scenario(n_items=12) for model in ("m1", "m2")},
+        language_table(CONFIG),
+        seed=8,
+        variants=simulated_variants(CONFIG),
+    )
     plain = frame["item_id"].isin(sorted(set(frame["item_id"]))[:4])
-    write_tree(tmp_path / "predictions", frame.assign(item_id=frame["item_id"].where(~plain, frame["item_id"].str.replace("#", "-"))))
+    write_tree(
+        tmp_path / "predictions",
+        frame.assign(item_id=frame["item_id"].where(~plain, frame["item_id"].str.replace("#", "-"))),
+    )
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 2
     assert _one_line(capsys).endswith(
         "(4 of 12 ids lack '#'); item ids are link#question_number throughout (questions of a passage are resampled together) or plain ids throughout"

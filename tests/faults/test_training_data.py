@@ -23,7 +23,11 @@ from xlt.settings import PrepareTrainingSettings
 from xlt.stages import prepare_training
 from xlt.trainsets import TrainingSet, map_fields
 
-BELEBELE_FIELDS = {"passage": "flores_passage", "question": "question", "options": ["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"]}
+BELEBELE_FIELDS = {
+    "passage": "flores_passage",
+    "question": "question",
+    "options": ["mc_answer1", "mc_answer2", "mc_answer3", "mc_answer4"],
+}
 RACE_LIKE = REPO / "data" / "race_like" / "arb_Arab.jsonl"
 RACE_FIELDS = {"passage": "article", "question": "question", "options": "options", "answer": "answer"}
 
@@ -32,7 +36,12 @@ RACE_FIELDS = {"passage": "article", "question": "question", "options": "options
 def test_items(tmp_path_factory) -> list[str]:
     """Every fixture item of two languages as test items (what external training data makes)."""
     root = tmp_path_factory.mktemp("data")
-    frames = prepare_languages(DataSource("fixture", str(REPO / "data" / "belebele_fixture")), ["arb_Arab", "heb_Hebr"], test_fraction=0, seed=0)
+    frames = prepare_languages(
+        DataSource("fixture", str(REPO / "data" / "belebele_fixture")),
+        ["arb_Arab", "heb_Hebr"],
+        test_fraction=0,
+        seed=0,
+    )
     paths = []
     for lang, frame in frames.items():
         frame.assign(lang=lang).to_parquet(root / f"{lang}.parquet")
@@ -65,8 +74,16 @@ def _write_jsonl(path, records) -> None:
 def _run(finetune, test_items, tmp_path, sources=("arb_Arab",)):
     outputs = [str(tmp_path / "train" / f"{lang}.parquet") for lang in sources]
     settings = PrepareTrainingSettings(finetune=finetune, sources=list(sources), seed=0)
-    prepare_training(settings=settings, data_files={}, outputs=outputs, test_files=test_items, checks_out=str(tmp_path / "train" / "checks.json"))
-    return [pd.read_parquet(path) for path in outputs], json.loads((tmp_path / "train" / "checks.json").read_text(encoding="utf-8"))
+    prepare_training(
+        settings=settings,
+        data_files={},
+        outputs=outputs,
+        test_files=test_items,
+        checks_out=str(tmp_path / "train" / "checks.json"),
+    )
+    return [pd.read_parquet(path) for path in outputs], json.loads(
+        (tmp_path / "train" / "checks.json").read_text(encoding="utf-8")
+    )
 
 
 def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_path, capsys):
@@ -89,8 +106,16 @@ def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_
     finetune["allow_test_overlap"] = True
     (trained,), checks = _run(finetune, test_items, tmp_path)
     assert len(trained) == 48 and len(checks["arb_Arab"]["test_items"]) == 48
-    assert checks["arb_Arab"]["test_items"][0] == {"row": "arb_Arab:train:1", "test_item": f"{first['link']}#1", "lang": "arb_Arab", "by": "passage"}
-    assert "arb_Arab: warning: 48 of 48 training rows are test items (finetune.allow_test_overlap): row 1 (passage of " in capsys.readouterr().out
+    assert checks["arb_Arab"]["test_items"][0] == {
+        "row": "arb_Arab:train:1",
+        "test_item": f"{first['link']}#1",
+        "lang": "arb_Arab",
+        "by": "passage",
+    }
+    assert (
+        "arb_Arab: warning: 48 of 48 training rows are test items (finetune.allow_test_overlap): row 1 (passage of "
+        in capsys.readouterr().out
+    )
     config = {
         "data": {"source": "hub", "hub_id": "x/y", "hub_revision": "a" * 40},
         "finetune": {"data": {"arb_Arab": {"path": str(path)}}},
@@ -111,7 +136,10 @@ def test_the_workflow_refuses_to_train_on_its_test_items(tmp_path):
     config = tiny_config({"tiny-dense": tmp_path, "tiny-moe": tmp_path})
     config["finetune"] = {
         "data": {
-            "arb_Arab": {"path": str(REPO / "data" / "belebele_fixture" / "arb_Arab.jsonl"), "fields": {**BELEBELE_FIELDS, "answer": "correct_answer_num"}}
+            "arb_Arab": {
+                "path": str(REPO / "data" / "belebele_fixture" / "arb_Arab.jsonl"),
+                "fields": {**BELEBELE_FIELDS, "answer": "correct_answer_num"},
+            }
         }
     }
     config["finetune"]["data"]["arb_Arab"] |= {"answer_as": "index", "index_base": 1}
@@ -120,7 +148,9 @@ def test_the_workflow_refuses_to_train_on_its_test_items(tmp_path):
     assert result.returncode != 0
     # the tiny config keeps 6 test items: the 6 training rows that are those
     assert "arb_Arab.jsonl: 6 of 48 training rows are test items: row " in result.stderr
-    assert not (tmp_path / "results" / "data" / "train").exists() or not any((tmp_path / "results" / "data" / "train").iterdir())
+    assert not (tmp_path / "results" / "data" / "train").exists() or not any(
+        (tmp_path / "results" / "data" / "train").iterdir()
+    )
 
 
 def test_the_test_items_without_their_passages_are_found_by_question_and_options(test_items, tmp_path):
@@ -128,12 +158,19 @@ def test_the_test_items_without_their_passages_are_found_by_question_and_options
     reordered and a zero-width space added: still the test items."""
     rows = pd.read_parquet(test_items[1]).drop(columns=["item_id", "split", "lang"]).head(5)
     records = [
-        {"q": f"{row.question}\u200b", "options": [row.mc_answer4, row.mc_answer3, row.mc_answer2, row.mc_answer1], "answer": 5 - row.correct_answer_num}
+        {
+            "q": f"{row.question}\u200b",
+            "options": [row.mc_answer4, row.mc_answer3, row.mc_answer2, row.mc_answer1],
+            "answer": 5 - row.correct_answer_num,
+        }
         for row in rows.itertuples()
     ]
     path = tmp_path / "questions.jsonl"
     _write_jsonl(path, records)
-    with pytest.raises(XltError, match=r"5 of 5 training rows are test items: row 1 has the question and options of test item .*#1 \(heb_Hebr\)"):
+    with pytest.raises(
+        XltError,
+        match=r"5 of 5 training rows are test items: row 1 has the question and options of test item .*#1 \(heb_Hebr\)",
+    ):
         _run(_finetune(path, {"question": "q", "options": "options", "answer": "answer"}), test_items, tmp_path)
 
 
@@ -145,10 +182,16 @@ def test_overlap_names_exactly_the_test_items_among_the_training_rows(test_items
     from xlt.trainsets import overlap_with_test
 
     test = pd.concat([pd.read_parquet(path) for path in test_items], ignore_index=True)
-    own = map_fields(pd.read_json(RACE_LIKE, lines=True), TrainingSet("arb_Arab", RACE_FIELDS, "text", path=str(RACE_LIKE)))
+    own = map_fields(
+        pd.read_json(RACE_LIKE, lines=True), TrainingSet("arb_Arab", RACE_FIELDS, "text", path=str(RACE_LIKE))
+    )
     arabic = test[test["lang"] == "arb_Arab"].reset_index(drop=True)
-    taken = arabic.iloc[sorted(chosen)].assign(flores_passage=lambda f: f["flores_passage"].str.replace(" ", "  " if spaced else " "))
-    frame = pd.concat([own, taken], ignore_index=True).assign(item_id=lambda f: [f"arb_Arab:train:{k + 1}" for k in range(len(f))])
+    taken = arabic.iloc[sorted(chosen)].assign(
+        flores_passage=lambda f: f["flores_passage"].str.replace(" ", "  " if spaced else " ")
+    )
+    frame = pd.concat([own, taken], ignore_index=True).assign(
+        item_id=lambda f: [f"arb_Arab:train:{k + 1}" for k in range(len(f))]
+    )
     found = overlap_with_test(frame, test)
     assert [record["row"] for record in found] == [f"arb_Arab:train:{len(own) + k + 1}" for k in range(len(chosen))]
     assert [record["test_item"] for record in found] == taken["item_id"].tolist()
@@ -194,7 +237,12 @@ def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equal
     distinct rows are what is counted."""
     records = [json.loads(line) for line in RACE_LIKE.read_text(encoding="utf-8").splitlines()]
     repeated = records[:2] + [
-        {**records[k % 2], "options": list(reversed(records[k % 2]["options"])), "article": records[k % 2]["article"] + " "} for k in range(10)
+        {
+            **records[k % 2],
+            "options": list(reversed(records[k % 2]["options"])),
+            "article": records[k % 2]["article"] + " ",
+        }
+        for k in range(10)
     ]
     arabic, persian = tmp_path / "arb.jsonl", tmp_path / "pes.jsonl"
     _write_jsonl(arabic, repeated)
@@ -210,5 +258,10 @@ def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equal
     finetune["drop_duplicate_rows"] = True
     (arb, pes), checks = _run(finetune, test_items, tmp_path, sources=("arb_Arab", "pes_Arab"))
     assert len(arb) == len(pes) == 2 and arb["question"].tolist() == [records[0]["question"], records[1]["question"]]
-    assert checks["arb_Arab"]["rows_read"] == 12 and checks["arb_Arab"]["duplicates_dropped"] == [f"arb_Arab:train:{k}" for k in range(3, 13)]
-    assert "arb_Arab: dropped 10 of 12 training rows the same as an earlier one (finetune.drop_duplicate_rows): row 3, row 4," in capsys.readouterr().out
+    assert checks["arb_Arab"]["rows_read"] == 12 and checks["arb_Arab"]["duplicates_dropped"] == [
+        f"arb_Arab:train:{k}" for k in range(3, 13)
+    ]
+    assert (
+        "arb_Arab: dropped 10 of 12 training rows the same as an earlier one (finetune.drop_duplicate_rows): row 3, row 4,"
+        in capsys.readouterr().out
+    )

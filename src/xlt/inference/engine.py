@@ -109,7 +109,9 @@ def merge_states(states: list[DecodeState], new_tokens: int) -> DecodeState | No
     cache = kvcache.merge_for_decoding([state.cache for state in states], width, new_tokens)
     if cache is None:
         return None
-    attention_mask = torch.cat([torch.nn.functional.pad(state.attention_mask, (width - state.attention_mask.shape[1], 0)) for state in states])
+    attention_mask = torch.cat(
+        [torch.nn.functional.pad(state.attention_mask, (width - state.attention_mask.shape[1], 0)) for state in states]
+    )
     return DecodeState(
         rows=[row for state in states for row in state.rows],
         last_logits=torch.cat([state.last_logits for state in states]),
@@ -184,7 +186,9 @@ def decode(
         next_tokens = greedy_tokens(output.logits[:, -1], active.tolist())
 
 
-def force_answers(model, slots: list[int], active, cache, attention_mask, last_position, decoded: list[Decoded], forced) -> None:
+def force_answers(
+    model, slots: list[int], active, cache, attention_mask, last_position, decoded: list[Decoded], forced
+) -> None:
     """The forced answer of rows that stopped without one: after the continuation
     (whose last token the cache has not seen yet, unless it is the end-of-sequence
     token, which is left out) the answer phrase, then the labels, all from a copy of
@@ -202,7 +206,9 @@ def force_answers(model, slots: list[int], active, cache, attention_mask, last_p
         chosen = torch.tensor([slot for slot, _ in members], device=model.device)
         rows = [int(active[slot]) for slot, _ in members]
         copied = kvcache.copy_rows(cache, chosen)
-        last_logits, mask, position = extend(model, [feed for _, feed in members], copied, attention_mask[chosen], last_position[chosen])
+        last_logits, mask, position = extend(
+            model, [feed for _, feed in members], copied, attention_mask[chosen], last_position[chosen]
+        )
         scores = label_logprobs(model, last_logits, copied, mask, position, [forced[row][1] for row in rows])
         for row, row_scores in zip(rows, scores):
             decoded[row].forced_logprobs = row_scores
@@ -291,7 +297,9 @@ def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None 
                 by_prefix.setdefault(id(entry[0]), []).append(entry)
             parts = [(take(group[0][0], [slot for _, slot, _, _ in group]), group) for group in by_prefix.values()]
         for state, part in parts:
-            last_logits, attention_mask, last_position = extend(model, [own for *_, own in part], state.cache, state.attention_mask, state.last_position)
+            last_logits, attention_mask, last_position = extend(
+                model, [own for *_, own in part], state.cache, state.attention_mask, state.last_position
+            )
             yield DecodeState([row for _, _, row, _ in part], last_logits, state.cache, attention_mask, last_position)
 
 
@@ -315,7 +323,14 @@ def join_rows(parts: list[tuple[DecodeState, int]]) -> DecodeState | None:
         [slot for _, slot in parts],
         torch.cat([state.last_logits[slot : slot + 1] for state, slot in parts]),
         cache,
-        torch.cat([torch.nn.functional.pad(state.attention_mask[slot : slot + 1], (width - state.attention_mask.shape[1], 0)) for state, slot in parts]),
+        torch.cat(
+            [
+                torch.nn.functional.pad(
+                    state.attention_mask[slot : slot + 1], (width - state.attention_mask.shape[1], 0)
+                )
+                for state, slot in parts
+            ]
+        ),
         torch.cat([state.last_position[slot : slot + 1] for state, slot in parts]),
     )
 
@@ -342,14 +357,25 @@ def greedy_batch(
     decoding: dict[int, list[DecodeState]] = {}
     labels_after_prompt = prompt_labels or [None] * len(rows)
     for state in prompt_states(model, rows, pad_id, items):
-        scored = [(slot, labels) for slot, row in enumerate(state.rows) if (labels := labels_after_prompt[row]) is not None]
+        scored = [
+            (slot, labels) for slot, row in enumerate(state.rows) if (labels := labels_after_prompt[row]) is not None
+        ]
         if scored:
             picked = select(state, [slot for slot, _ in scored])  # label scoring reads the cache, never changes it
-            scores = label_logprobs(model, picked.last_logits, picked.cache, picked.attention_mask, picked.last_position, [labels for _, labels in scored])
+            scores = label_logprobs(
+                model,
+                picked.last_logits,
+                picked.cache,
+                picked.attention_mask,
+                picked.last_position,
+                [labels for _, labels in scored],
+            )
             for row, row_scores in zip(picked.rows, scores):
                 decoded[row].label_logprobs = row_scores
         for budget in sorted({budgets[row] for row in state.rows} - {0}):
-            decoding.setdefault(budget, []).append(select(state, [slot for slot, row in enumerate(state.rows) if budgets[row] == budget]))
+            decoding.setdefault(budget, []).append(
+                select(state, [slot for slot, row in enumerate(state.rows) if budgets[row] == budget])
+            )
     # Rows of one budget (one prompt) decode as one batch, with caches sized for that
     # budget: a short direct answer neither holds a CoT's cache width nor makes the CoT
     # rows' cache be copied when it leaves.
@@ -439,7 +465,14 @@ def generate(
     results: dict[int, Generation] = dict(done or {})
     read_back = sum(all(i in results for group in wave for i in group) for wave in plan)
     fitting = batch_size
-    bar = tqdm(total=len(requests), unit="request", file=_LineStream(sys.stderr), mininterval=15, disable=not progress, ascii=True)
+    bar = tqdm(
+        total=len(requests),
+        unit="request",
+        file=_LineStream(sys.stderr),
+        mininterval=15,
+        disable=not progress,
+        ascii=True,
+    )
     bar.update(len(results))
     started = time.monotonic()
     with torch.inference_mode():
@@ -461,7 +494,12 @@ def generate(
                         eos_ids,
                         lambda row, ids: stated_answer(tokenizer, prefixes[part[row]], ids),  # noqa: B023 (called within this iteration)
                         [requests[i].label_ids if requests[i].scores_prompt else None for i in part],
-                        [(phrase, labels) if (phrase := requests[i].forced_ids) and (labels := requests[i].label_ids) else None for i in part],
+                        [
+                            (phrase, labels)
+                            if (phrase := requests[i].forced_ids) and (labels := requests[i].label_ids)
+                            else None
+                            for i in part
+                        ],
                         [requests[i].item for i in part],
                     )
                 except NotANumber as error:
@@ -471,7 +509,9 @@ def generate(
                         raise
                     torch.cuda.empty_cache()
                     fitting = len(part_groups) // 2
-                    logger.info(f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}")
+                    logger.info(
+                        f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}"
+                    )
                     pending.extend([part_groups[fitting:], part_groups[:fitting]])
                     continue
                 for index, outcome in zip(part, outcomes):
@@ -483,7 +523,9 @@ def generate(
                         outcome.stop_reason,
                         outcome.label_logprobs,
                         outcome.forced_logprobs,
-                        [len(ids) for ids in requests[index].label_ids or []] if outcome.label_logprobs is not None else None,
+                        [len(ids) for ids in requests[index].label_ids or []]
+                        if outcome.label_logprobs is not None
+                        else None,
                     )
                 bar.update(len(part))
             if wave_results:
@@ -491,5 +533,7 @@ def generate(
                 if record is not None:
                     record(wave_number, wave_results)
     bar.close()
-    logger.info(f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)")
+    logger.info(
+        f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)"
+    )
     return [results[i] for i in range(len(requests))]

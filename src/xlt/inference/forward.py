@@ -15,7 +15,9 @@ def prefill(model, rows: list[list[int]], pad_id: int):
     input_ids, attention_mask = pad(rows, pad_id)
     input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     position_ids = positions(attention_mask)
-    output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+    output = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1
+    )
     return output.logits[:, -1], getattr(output, cache_keyword(model)), attention_mask, position_ids[:, -1]
 
 
@@ -29,7 +31,12 @@ def extend(model, feeds: list[list[int]], cache, attention_mask, last_position):
     attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(feeds), added))], dim=-1)
     position_ids = last_position[:, None] + 1 + torch.arange(added, device=model.device)
     output = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1, **{cache_keyword(model): cache}
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_keyword(model): cache},
     )
     return output.logits[:, -1], attention_mask, position_ids[:, -1]
 
@@ -43,7 +50,9 @@ TAIL_PASS_CONTEXT_TOKENS = 16384
 TAIL_PASS_LOGITS = 2**27
 
 
-def label_logprobs(model, last_logits, cache, attention_mask, last_position, labels: list[list[list[int]]]) -> list[list[float]]:
+def label_logprobs(
+    model, last_logits, cache, attention_mask, last_position, labels: list[list[list[int]]]
+) -> list[list[float]]:
     """Log-likelihood of each row's labels (token id lists) as continuations of its
     cached context. A label's first token is read from the context's last logits; the
     rest of multi-token labels from more passes over copies of the cache, each row
@@ -59,7 +68,9 @@ def label_logprobs(model, last_logits, cache, attention_mask, last_position, lab
     per_row = len(labels[0])
     owners = torch.arange(len(labels), device=attention_mask.device).repeat_interleave(per_row)
     choices = [ids for row_labels in labels for ids in row_labels]
-    step = max(1, min(TAIL_PASS_CONTEXT_TOKENS // attention_mask.shape[1], TAIL_PASS_LOGITS // (width * last_logits.shape[-1])))
+    step = max(
+        1, min(TAIL_PASS_CONTEXT_TOKENS // attention_mask.shape[1], TAIL_PASS_LOGITS // (width * last_logits.shape[-1]))
+    )
     for start in range(0, len(choices), step):
         part = choices[start : start + step]
         repeated = owners[start : start + step]
@@ -80,5 +91,7 @@ def label_logprobs(model, last_logits, cache, attention_mask, last_position, lab
             tail = ids[1:]
             if tail:
                 index = start + row
-                scores[index // per_row][index % per_row] += float(logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum())
+                scores[index // per_row][index % per_row] += float(
+                    logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum()
+                )
     return scores

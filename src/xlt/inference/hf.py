@@ -33,8 +33,15 @@ class HFBackend(Backend):
         a run whose other prompt changed reads this one's results back. A stored result
         is read back only for the request it names, from the wave that request is in."""
         encoded = encode_all(self.tokenizer, self.spec, requests)
-        wave_of = {index: number for number, wave in enumerate(wave_plan(encoded, self.batch_size)) for group in wave for index in group}
-        shards = PromptShards(requests, encoded, resume, {**self.signature, "batch_size": self.batch_size}, wave_of, is_generation)
+        wave_of = {
+            index: number
+            for number, wave in enumerate(wave_plan(encoded, self.batch_size))
+            for group in wave
+            for index in group
+        }
+        shards = PromptShards(
+            requests, encoded, resume, {**self.signature, "batch_size": self.batch_size}, wave_of, is_generation
+        )
         done = {index: Generation(**fields) for index, fields in shards.completed().items()}
 
         def record(wave: int, results: dict[int, Generation]) -> None:

@@ -76,7 +76,9 @@ def check_transformers_internals() -> None:
     import torch
 
     def fail(what: str) -> NoReturn:
-        raise XltError(f"transformers {installed('transformers')}: xlt/inference/kvcache.py relies on {what}; adapt it to this release")
+        raise XltError(
+            f"transformers {installed('transformers')}: xlt/inference/kvcache.py relies on {what}; adapt it to this release"
+        )
 
     try:
         from transformers import cache_utils

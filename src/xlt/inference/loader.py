@@ -11,7 +11,9 @@ from .backend import Backend
 logger = logging.getLogger(__name__)
 
 
-def open_backend(name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0) -> Backend:
+def open_backend(
+    name: str, entry: dict, variant: str, base_dir: str, adapter_dir: str | None, gpus: int = 0
+) -> Backend:
     """The model `name` (its config `entry`) as a backend: the prepared base in
     `base_dir`, with the LoRA adapter in `adapter_dir` for the fine-tuned variant,
     unmerged on both backends; `gpus`: the job's (vLLM's tensor parallelism)."""

@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 from typing import TypeVar
 
-from ..choices import DEFAULT_NORMALISATION, OptionScore, cloze_choice, cloze_raw, debiased_choice, likeliest_label, rotation_choices
+from ..choices import (
+    DEFAULT_NORMALISATION,
+    OptionScore,
+    cloze_choice,
+    cloze_raw,
+    debiased_choice,
+    likeliest_label,
+    rotation_choices,
+)
 from ..errors import XltError
 from ..extract import extract_choice
 from ..paths import CHOICE_PROMPT, CLOZE_PROMPT, predictions_frame
@@ -34,10 +42,15 @@ def _likeliest(logprobs: list[float] | None, where: str) -> int | None:
 def _rotations(request: Request, labels: list[float], parts: Parts, where: str) -> dict:
     """The choice row's rotation columns, from the label log-probabilities of the
     prompt as shown (`labels`) and of its three rotated copies (`parts`)."""
-    others = [parts[key] for rotation in range(1, ROTATIONS) if (key := (request.lang, request.item_id, rotation)) in parts]
+    others = [
+        parts[key] for rotation in range(1, ROTATIONS) if (key := (request.lang, request.item_id, rotation)) in parts
+    ]
     if len(others) < ROTATIONS - 1:
         return {}
-    rotations = [labels, *(_required(other.label_logprobs, "label log-probabilities of a rotation", where) for other in others)]
+    rotations = [
+        labels,
+        *(_required(other.label_logprobs, "label log-probabilities of a rotation", where) for other in others),
+    ]
     chosen = rotation_choices(rotations, f"{where}, rotations")
     return {"debiased_choice": debiased_choice(rotations), "rotation_choices": json.dumps(chosen)}
 
@@ -58,7 +71,13 @@ def _cloze(request: Request, result: Generation, parts: Parts, where: str) -> di
     ]
     raw = cloze_raw(options)
     choice, _ = cloze_choice(options, DEFAULT_NORMALISATION)
-    return {"raw_output": raw, "parsed_choice": choice, "n_output_tokens": 0, "stop_reason": None, "forced_choice": choice}
+    return {
+        "raw_output": raw,
+        "parsed_choice": choice,
+        "n_output_tokens": 0,
+        "stop_reason": None,
+        "forced_choice": choice,
+    }
 
 
 def _row(request: Request, result: Generation, cell: str, model: str, parts: Parts) -> dict:
@@ -73,7 +92,13 @@ def _row(request: Request, result: Generation, cell: str, model: str, parts: Par
         labels = _required(result.label_logprobs, "label log-probabilities", where)
         likeliest = likeliest_label(labels, where)
         raw = f"Answer: {LETTERS[likeliest - 1]}" if request.harness else json.dumps(dict(zip(LETTERS, labels)))
-        reading = {"raw_output": raw, "parsed_choice": likeliest, "n_output_tokens": 0, "stop_reason": None, "forced_choice": likeliest}
+        reading = {
+            "raw_output": raw,
+            "parsed_choice": likeliest,
+            "n_output_tokens": 0,
+            "stop_reason": None,
+            "forced_choice": likeliest,
+        }
         if cell == CHOICE_PROMPT:
             reading.update(_rotations(request, labels, parts, where))
     else:
@@ -111,5 +136,7 @@ def prediction_frames(requests: list[Request], results: list[Generation], model:
     rows: dict[str, list[dict]] = {}
     for request, result in zip(requests, results):
         for cell in request.cells:
-            rows.setdefault(cell, []).append({"model": model, "variant": variant, **_row(request, result, cell, model, parts)})
+            rows.setdefault(cell, []).append(
+                {"model": model, "variant": variant, **_row(request, result, cell, model, parts)}
+            )
     return {cell: predictions_frame(cell_rows) for cell, cell_rows in rows.items()}

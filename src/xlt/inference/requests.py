@@ -96,7 +96,9 @@ class Encoded:
 SCORINGS = {"direct": ("generate", "loglik"), "cot": ("generate",), CLOZE_PROMPT: ("continuations",)}
 
 
-def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: str, scoring: str, max_new_tokens: int) -> list[Request]:
+def build_requests(
+    items: pd.DataFrame, templates: dict[str, Template], prompt: str, scoring: str, max_new_tokens: int
+) -> list[Request]:
     """The requests of one prompt. `direct` fills the direct and choice cells
     from one pass ("generate": the text, and the labels at the answer position) or, with
     `scoring` "loglik", scores the harness's prompt for the direct cell and the study's
@@ -109,24 +111,62 @@ def build_requests(items: pd.DataFrame, templates: dict[str, Template], prompt: 
     requests = []
     for item in items.to_dict("records"):
         template = templates[item["lang"]]
-        common = {"job": prompt, "item_id": item["item_id"], "lang": item["lang"], "options": options_of(item), "answer": int(item["correct_answer_num"])}
+        common = {
+            "job": prompt,
+            "item_id": item["item_id"],
+            "lang": item["lang"],
+            "options": options_of(item),
+            "answer": int(item["correct_answer_num"]),
+        }
         rendered = render(item, template, prompt)
         if prompt == CLOZE_PROMPT:
             continuations = tuple(cloze_continuation(option) for option in options_of(item))
-            requests.append(Request(**common, prompt=rendered, max_new_tokens=0, cells=(CLOZE_PROMPT,), continuations=continuations))
+            requests.append(
+                Request(**common, prompt=rendered, max_new_tokens=0, cells=(CLOZE_PROMPT,), continuations=continuations)
+            )
             alone = Prompt("", answer_phrase(template))
-            requests.append(Request(**common, prompt=alone, max_new_tokens=0, cells=(), continuations=continuations, unconditional=True))
+            requests.append(
+                Request(
+                    **common, prompt=alone, max_new_tokens=0, cells=(), continuations=continuations, unconditional=True
+                )
+            )
             continue
         if prompt == "cot":
-            requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("cot",), forced_answer=f"\n{answer_phrase(template)}"))
+            requests.append(
+                Request(
+                    **common,
+                    prompt=rendered,
+                    max_new_tokens=max_new_tokens,
+                    cells=("cot",),
+                    forced_answer=f"\n{answer_phrase(template)}",
+                )
+            )
             continue
         if scoring == "generate":
-            requests.append(Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("direct", CHOICE_PROMPT)))
+            requests.append(
+                Request(**common, prompt=rendered, max_new_tokens=max_new_tokens, cells=("direct", CHOICE_PROMPT))
+            )
         else:
-            requests.append(Request(**common, prompt=Prompt(harness_context(item), ""), max_new_tokens=0, cells=("direct",), harness=True))
+            requests.append(
+                Request(
+                    **common,
+                    prompt=Prompt(harness_context(item), ""),
+                    max_new_tokens=0,
+                    cells=("direct",),
+                    harness=True,
+                )
+            )
             requests.append(Request(**common, prompt=rendered, max_new_tokens=0, cells=(CHOICE_PROMPT,)))
         for rotation in range(1, ROTATIONS):
-            requests.append(Request(**common, prompt=render(rotated(item, rotation), template, "direct"), max_new_tokens=0, cells=(), rotation=rotation))
+            requests.append(
+                Request(
+                    **common,
+                    prompt=render(rotated(item, rotation), template, "direct"),
+                    max_new_tokens=0,
+                    cells=(),
+                    rotation=rotation,
+                )
+            )
     return requests
 
 
@@ -184,7 +224,15 @@ def encode(tokenizer, request: Request, chat: bool, chat_kwargs: dict | None = N
         # item's prompts (in their group it would cut their shared prefix to nothing).
         ids = tokenizer(request.prompt.completion_prefix)["input_ids"]
         assert request.continuations is not None, "an unconditional request scores the cloze options (build_requests)"
-        return Encoded(ids, request.prompt.completion_prefix, [_pieces(tokenizer, text) for text in request.continuations], True, None, 0, None)
+        return Encoded(
+            ids,
+            request.prompt.completion_prefix,
+            [_pieces(tokenizer, text) for text in request.continuations],
+            True,
+            None,
+            0,
+            None,
+        )
     scored = request.continuations or LABELS
     return Encoded(
         encode_prompt(tokenizer, request.prompt, chat, chat_kwargs),
@@ -233,9 +281,15 @@ def is_generation(stored: object) -> bool:
         isinstance(stored["text"], str)
         and all(type(count) is int and count >= 0 for count in counts)
         and stored["stop_reason"] in ("answer", "eos", "budget")
-        and all(score is None or (isinstance(score, list) and all(type(value) in (int, float) for value in score)) for score in scores)
+        and all(
+            score is None or (isinstance(score, list) and all(type(value) in (int, float) for value in score))
+            for score in scores
+        )
         and (
             stored["label_tokens"] is None
-            or (isinstance(stored["label_tokens"], list) and all(type(count) is int and count > 0 for count in stored["label_tokens"]))
+            or (
+                isinstance(stored["label_tokens"], list)
+                and all(type(count) is int and count > 0 for count in stored["label_tokens"])
+            )
         )
     )

@@ -51,7 +51,11 @@ def directory_signature(path: str | Path | None) -> list | None:
     if path is None:
         return None
     root = Path(path)
-    return [[str(file.relative_to(root)), file.stat().st_size, file.stat().st_mtime_ns] for file in sorted(root.rglob("*")) if file.is_file()]
+    return [
+        [str(file.relative_to(root)), file.stat().st_size, file.stat().st_mtime_ns]
+        for file in sorted(root.rglob("*"))
+        if file.is_file()
+    ]
 
 
 def shard_path(outputs: list[str]) -> Path:
@@ -70,7 +74,14 @@ class Shard:
     (of this shard's requests, in order) is, `waves[i]` the wave it belongs to, and
     `valid(result)` whether a stored result has the shape of one."""
 
-    def __init__(self, path: str | Path, fingerprint: str, identities: list[dict], waves: list[int], valid: Callable[[object], bool]):
+    def __init__(
+        self,
+        path: str | Path,
+        fingerprint: str,
+        identities: list[dict],
+        waves: list[int],
+        valid: Callable[[object], bool],
+    ):
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.identities, self.waves, self.valid = identities, waves, valid
@@ -111,7 +122,11 @@ class Shard:
             record = json.loads(line)
         except ValueError:
             return None
-        if not isinstance(record, dict) or set(record) != {"wave", "results", "sha256"} or record["sha256"] != _line_hash(record["wave"], record["results"]):
+        if (
+            not isinstance(record, dict)
+            or set(record) != {"wave", "results", "sha256"}
+            or record["sha256"] != _line_hash(record["wave"], record["results"])
+        ):
             return None
         wave, results = record["wave"], record["results"]
         if type(wave) is not int or not isinstance(results, list):
@@ -123,7 +138,11 @@ class Shard:
             index = entry["index"]
             if not (type(index) is int and 0 <= index < len(self.identities)) or index in kept:
                 return None
-            if entry["request"] != self.identities[index] or self.waves[index] != wave or not self.valid(entry["result"]):
+            if (
+                entry["request"] != self.identities[index]
+                or self.waves[index] != wave
+                or not self.valid(entry["result"])
+            ):
                 return None
             kept[index] = entry["result"]
         return (wave, kept) if set(kept) == self.members.get(wave) else None
@@ -133,7 +152,9 @@ class Shard:
         return json.dumps(record, ensure_ascii=False) + "\n"
 
     def _wave_line(self, wave: int, results: dict[int, object]) -> str:
-        entries = [{"index": i, "request": self.identities[i], "result": result} for i, result in sorted(results.items())]
+        entries = [
+            {"index": i, "request": self.identities[i], "result": result} for i, result in sorted(results.items())
+        ]
         return self._line({"wave": wave, "results": entries, "sha256": _line_hash(wave, entries)})
 
     def _rewrite(self) -> None:
@@ -165,7 +186,15 @@ class PromptShards:
     back; a stored result is read back only for the request it names, from the wave
     (`wave_of`: request index -> wave) that request is in."""
 
-    def __init__(self, requests, encoded, resume: Mapping[str, Path] | None, signature: dict, wave_of: dict[int, int], valid: Callable[[object], bool]):
+    def __init__(
+        self,
+        requests,
+        encoded,
+        resume: Mapping[str, Path] | None,
+        signature: dict,
+        wave_of: dict[int, int],
+        valid: Callable[[object], bool],
+    ):
         from dataclasses import asdict
 
         self.shards: list[tuple[Shard, list[int]]] = []
@@ -176,10 +205,17 @@ class PromptShards:
                 cells=sorted({cell for index in members for cell in requests[index].cells}),
                 requests=[(requests[index].item_id, asdict(encoded[index])) for index in members],
             )
-            identities = [identity(f"{requests[index].lang}/{requests[index].item_id}", job, asdict(encoded[index])) for index in members]
+            identities = [
+                identity(f"{requests[index].lang}/{requests[index].item_id}", job, asdict(encoded[index]))
+                for index in members
+            ]
             shard = Shard(path, fingerprint, identities, [wave_of[index] for index in members], valid)
             self.shards.append((shard, members))
-            rejected = f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed" if shard.rejected else ""
+            rejected = (
+                f"; {shard.rejected} line(s) torn, malformed, edited or not of their wave: their results are recomputed"
+                if shard.rejected
+                else ""
+            )
             logger.info(f"{job}: {len(shard.completed())} of {len(members)} results read back from {path}{rejected}")
 
     def completed(self) -> dict[int, Any]:

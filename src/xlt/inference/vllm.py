@@ -58,7 +58,10 @@ def model_len(encoded: list[Encoded]) -> int:
     for a chain of thought without an answer the answer phrase and its longest label
     (vLLM refuses a request longer than max_model_len, and sizes its cache by it)."""
     return max(
-        len(item.input_ids) + item.max_new_tokens + len(item.forced_ids or []) + max((len(label) for label in item.label_ids or []), default=0)
+        len(item.input_ids)
+        + item.max_new_tokens
+        + len(item.forced_ids or [])
+        + max((len(label) for label in item.label_ids or []), default=0)
         for item in encoded
     )
 
@@ -70,7 +73,9 @@ def lora_rank(adapter_dir: str | Path | None) -> int | None:
     return int(json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))["r"])
 
 
-def engine_args(spec: ModelSpec, base_dir: str, settings: dict, *, gpus: int, needed_len: int, rank: int | None) -> dict:
+def engine_args(
+    spec: ModelSpec, base_dir: str, settings: dict, *, gpus: int, needed_len: int, rank: int | None
+) -> dict:
     """Keyword arguments of `vllm.LLM` for one model (`settings`: its inference block):
     tensor parallel over the job's `gpus`, a context of `needed_len` tokens (the
     longest request, xlt.inference.vllm.model_len) unless max_model_len sets more, the
@@ -114,7 +119,9 @@ def check_logprobs_mode(llm, name: str) -> None:
     that changed its meaning, must not score labels silently wrong)."""
     mode = getattr(getattr(getattr(llm, "llm_engine", None), "model_config", None), "logprobs_mode", None)
     if getattr(mode, "value", mode) != LOGPROBS_MODE:
-        raise XltError(f"model {name}: vLLM started with logprobs_mode {mode!r}, not {LOGPROBS_MODE}; label log-probabilities would not be the model's own")
+        raise XltError(
+            f"model {name}: vLLM started with logprobs_mode {mode!r}, not {LOGPROBS_MODE}; label log-probabilities would not be the model's own"
+        )
 
 
 def item_waves(requests: list[Request]) -> list[list[int]]:
@@ -137,7 +144,9 @@ def prompts_of(requests: list[Encoded]) -> list[dict]:
     return [{"prompt_token_ids": list(request.input_ids)} for request in requests]
 
 
-def cut_at_answer(completion_prefix: str, token_ids: list[int], tokenizer, eos_ids: set[int]) -> tuple[list[int], int, str]:
+def cut_at_answer(
+    completion_prefix: str, token_ids: list[int], tokenizer, eos_ids: set[int]
+) -> tuple[list[int], int, str]:
     """The continuation's token ids (the stop token left out), its token count and
     why it stops, where the transformers engine stops: the first end-of-sequence
     token, or the first token after which an answer is stated, else the budget."""
@@ -153,7 +162,10 @@ def label_requests(context: list[int], labels: list[list[int]]) -> list[tuple[di
     """(prompt, sampling arguments) of each label token: the context and the label's
     tokens before it, the token itself forced, its log-probability returned."""
     return [
-        ({"prompt_token_ids": context + label[:position]}, {"temperature": 0.0, "max_tokens": 1, "logprobs": 0, "allowed_token_ids": [label[position]]})
+        (
+            {"prompt_token_ids": context + label[:position]},
+            {"temperature": 0.0, "max_tokens": 1, "logprobs": 0, "allowed_token_ids": [label[position]]},
+        )
         for label in labels
         for position in range(len(label))
     ]
@@ -168,7 +180,16 @@ def label_logprobs(outputs, labels: list[list[int]]) -> list[float]:
 
 
 class VLLMBackend(Backend):
-    def __init__(self, spec: ModelSpec, tokenizer, base_dir: str, adapter_dir: str | None, entry: dict, signature: dict | None = None, gpus: int = 0):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        tokenizer,
+        base_dir: str,
+        adapter_dir: str | None,
+        entry: dict,
+        signature: dict | None = None,
+        gpus: int = 0,
+    ):
         """`signature`: what besides the requests decides the outputs, for the resume
         shards' fingerprints; `gpus`: the job's, which vLLM splits the model over. The
         engine starts at the first run, sized for its longest request."""
@@ -181,17 +202,30 @@ class VLLMBackend(Backend):
         self.llm: Any = None
         self.lora: Any = None
         location, revision = serving_checkpoint(base_dir)
-        self.eos_ids = stop_token_ids(GenerationConfig.from_pretrained(location, revision=revision or "main"), tokenizer)
+        self.eos_ids = stop_token_ids(
+            GenerationConfig.from_pretrained(location, revision=revision or "main"), tokenizer
+        )
 
     def _start(self, needed_len: int) -> None:
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
-        args = engine_args(self.spec, self.base_dir, self.settings, gpus=self.gpus, needed_len=needed_len, rank=lora_rank(self.adapter_dir))
-        logger.info(f"vLLM: {self.spec.name} from {args['model']}, tensor parallel {args['tensor_parallel_size']}, max_model_len {args['max_model_len']}")
+        args = engine_args(
+            self.spec,
+            self.base_dir,
+            self.settings,
+            gpus=self.gpus,
+            needed_len=needed_len,
+            rank=lora_rank(self.adapter_dir),
+        )
+        logger.info(
+            f"vLLM: {self.spec.name} from {args['model']}, tensor parallel {args['tensor_parallel_size']}, max_model_len {args['max_model_len']}"
+        )
         self.llm = LLM(**args)
         check_logprobs_mode(self.llm, self.name)
-        self.lora = LoRARequest(f"{self.spec.name}-ft", 1, str(self.adapter_dir)) if self.adapter_dir is not None else None
+        self.lora = (
+            LoRARequest(f"{self.spec.name}-ft", 1, str(self.adapter_dir)) if self.adapter_dir is not None else None
+        )
         self.max_len = args["max_model_len"]
 
     def run(self, requests: list[Request], resume: Mapping[str, Path] | None = None) -> list[Generation]:
@@ -200,7 +234,9 @@ class VLLMBackend(Backend):
         encoded = encode_all(self.tokenizer, self.spec, requests)
         waves = item_waves(requests)
         wave_of = {index: number for number, wave in enumerate(waves) for index in wave}
-        shards = PromptShards(requests, encoded, resume, {**self.signature, "wave_items": WAVE_ITEMS}, wave_of, is_generation)
+        shards = PromptShards(
+            requests, encoded, resume, {**self.signature, "wave_items": WAVE_ITEMS}, wave_of, is_generation
+        )
         results = {index: Generation(**fields) for index, fields in shards.completed().items()}
         needed = model_len(encoded)
         for number, wave in enumerate(waves):
@@ -210,7 +246,9 @@ class VLLMBackend(Backend):
             if self.llm is None:
                 self._start(needed)
             elif needed > self.max_len:
-                raise XltError(f"model {self.name}: a request of {needed} tokens is longer than the running engine's max_model_len {self.max_len}")
+                raise XltError(
+                    f"model {self.name}: a request of {needed} tokens is longer than the running engine's max_model_len {self.max_len}"
+                )
             done = self._wave([requests[index] for index in missing], [encoded[index] for index in missing])
             finished = dict(zip(missing, done))
             shards.record(number, {index: asdict(result) for index, result in finished.items()})
@@ -231,9 +269,15 @@ class VLLMBackend(Backend):
             if request.max_new_tokens > 0:
                 by_budget.setdefault(request.max_new_tokens, []).append(index)
         for budget, generating in by_budget.items():
-            outputs = self.llm.generate(prompts_of([encoded[i] for i in generating]), SamplingParams(**sampling_args(budget)), lora_request=self.lora)
+            outputs = self.llm.generate(
+                prompts_of([encoded[i] for i in generating]),
+                SamplingParams(**sampling_args(budget)),
+                lora_request=self.lora,
+            )
             for index, output in zip(generating, outputs):
-                continuations[index] = cut_at_answer(encoded[index].completion_prefix, list(output.outputs[0].token_ids), self.tokenizer, self.eos_ids)
+                continuations[index] = cut_at_answer(
+                    encoded[index].completion_prefix, list(output.outputs[0].token_ids), self.tokenizer, self.eos_ids
+                )
         # (request, "prompt" or "forced", label requests) of the second call
         scoring: list[tuple[int, str, list[tuple[dict, dict]]]] = []
         for index, item in enumerate(encoded):
@@ -245,7 +289,13 @@ class VLLMBackend(Backend):
         scores: dict[tuple[int, str], list[float]] = {}
         if scoring:
             asked = [request for _, _, requests_ in scoring for request in requests_]
-            outputs = iter(self.llm.generate([prompt for prompt, _ in asked], [SamplingParams(**args) for _, args in asked], lora_request=self.lora))
+            outputs = iter(
+                self.llm.generate(
+                    [prompt for prompt, _ in asked],
+                    [SamplingParams(**args) for _, args in asked],
+                    lora_request=self.lora,
+                )
+            )
             for index, kind, _ in scoring:
                 scores[index, kind] = label_logprobs(outputs, encoded[index].labels())
         return [

@@ -11,7 +11,16 @@ import pandas as pd
 
 from ..languages import Language
 from ..paths import ALIGNMENT_COLUMNS, CHOICE_PROMPT
-from ..stattests import Resampling, bootstrap_p, correlation, correlation_power, detectable_correlation, fisher_interval, permutation_p, unit_permutations
+from ..stattests import (
+    Resampling,
+    bootstrap_p,
+    correlation,
+    correlation_power,
+    detectable_correlation,
+    fisher_interval,
+    permutation_p,
+    unit_permutations,
+)
 from .cells import COT, FT_DIRECT, FT_DIRECT_CHOICE, ModelCells
 from .notes import interval_method, notes_frame, notes_row, unit_name
 from .settings import StatsSettings
@@ -37,14 +46,17 @@ class Unit:
             "cot_gain": accuracy @ cells.gain_weights(COT, codes),
             "ft_gain_norm": cells.normalised_gain(accuracy, FT_DIRECT, codes),
             "cot_gain_norm": cells.normalised_gain(accuracy, COT, codes),
-            "ft_gain_format": accuracy @ (cells.gain_weights(FT_DIRECT, codes) - cells.gain_weights(FT_DIRECT_CHOICE, codes))
+            "ft_gain_format": accuracy
+            @ (cells.gain_weights(FT_DIRECT, codes) - cells.gain_weights(FT_DIRECT_CHOICE, codes))
             if self.has_choice
             else np.full(accuracy.shape[:-1], np.nan),
         }
 
     @property
     def has_choice(self) -> bool:
-        return all((variant, CHOICE_PROMPT, code) in self.cells.columns for variant in ("base", "ft") for code in self.codes)
+        return all(
+            (variant, CHOICE_PROMPT, code) in self.cells.columns for variant in ("base", "ft") for code in self.codes
+        )
 
 
 ALIGNMENT_PAIRS = (
@@ -60,7 +72,12 @@ ALIGNMENT_PAIRS = (
 # baseline), so item noise alone correlates them (regression to the mean): also
 # estimated with x and y measured on disjoint halves of the items, which that shared
 # noise cannot reach.
-SPLIT_PAIRS = (("ft_gain", "cot_gain"), ("baseline", "ft_gain"), ("baseline", "cot_gain"), ("ft_gain_format", "cot_gain"))
+SPLIT_PAIRS = (
+    ("ft_gain", "cot_gain"),
+    ("baseline", "ft_gain"),
+    ("baseline", "cot_gain"),
+    ("ft_gain_format", "cot_gain"),
+)
 # Disjoint halves remove the shared cell's noise, not a true difference in it: a model
 # that is truly bad at letter-only answers (base/direct) has both gains truly larger,
 # which no correlation of these two gains can tell from alignment.
@@ -95,7 +112,9 @@ def _pair_correlation(tables, x: str, y: str, method: str, order=slice(None)) ->
     y on the other) over both assignments. `order` permutes the units of x."""
     if isinstance(tables, tuple):
         first, second = tables
-        return (correlation(first[x][..., order], second[y], method) + correlation(second[x][..., order], first[y], method)) / 2
+        return (
+            correlation(first[x][..., order], second[y], method) + correlation(second[x][..., order], first[y], method)
+        ) / 2
     return correlation(tables[x][..., order], tables[y], method)
 
 
@@ -106,12 +125,25 @@ def _tables(members: list[Unit], resampling: Resampling) -> dict:
     return {
         "estimates": _stacked(members, lambda unit: unit.cells.values.mean(axis=0)),
         "draws": _stacked(members, lambda unit: resampling.means(unit.cells.values)),
-        "split_estimates": tuple(_stacked(members, lambda unit, h=h: unit.cells.values[h].mean(axis=0)) for h in halves),
-        "split_draws": tuple(_stacked(members, lambda unit, h=h: _half_means(unit.cells.values, resampling.counts, h)) for h in halves),
+        "split_estimates": tuple(
+            _stacked(members, lambda unit, h=h: unit.cells.values[h].mean(axis=0)) for h in halves
+        ),
+        "split_draws": tuple(
+            _stacked(members, lambda unit, h=h: _half_means(unit.cells.values, resampling.counts, h)) for h in halves
+        ),
     }
 
 
-def _correlation_row(tables: dict, pair: tuple[str, str, str], split: bool, orders, exact: bool, n: int, settings: StatsSettings, resampling: Resampling):
+def _correlation_row(
+    tables: dict,
+    pair: tuple[str, str, str],
+    split: bool,
+    orders,
+    exact: bool,
+    n: int,
+    settings: StatsSettings,
+    resampling: Resampling,
+):
     """A correlation's estimate, interval and p (Fisher z and the permutation of the
     pairing where `orders` are given, else the bootstrap), and a note where it has none."""
     x, y, method = pair
@@ -146,7 +178,9 @@ def _power_note(n: int, method: str, settings: StatsSettings) -> str:
     )
 
 
-def _method_text(kind: str, n: int, orders, exact: bool, split: bool, settings: StatsSettings, resampling: Resampling) -> str:
+def _method_text(
+    kind: str, n: int, orders, exact: bool, split: bool, settings: StatsSettings, resampling: Resampling
+) -> str:
     """How a statistic over units of `kind` is computed, for its notes row."""
     if kind == "models":
         interval_text = f"{settings.confidence:.0%} Fisher-z interval over the {n} models"
@@ -155,11 +189,15 @@ def _method_text(kind: str, n: int, orders, exact: bool, split: bool, settings: 
         interval_text = interval_method(settings, resampling)
         p_method = f"{unit_name(resampling)[:-1]} bootstrap (conditional on these models and languages: cells of one model are not independent)"
     return f"{interval_text}; p: {p_method}" + (
-        f"; x and y on disjoint halves of the {unit_name(resampling)} (even/odd positions), averaged over both assignments" if split else ""
+        f"; x and y on disjoint halves of the {unit_name(resampling)} (even/odd positions), averaged over both assignments"
+        if split
+        else ""
     )
 
 
-def _kind_rows(kind: str, members: list[Unit], n_models: int, settings: StatsSettings, resampling: Resampling) -> tuple[list[dict], list[dict]]:
+def _kind_rows(
+    kind: str, members: list[Unit], n_models: int, settings: StatsSettings, resampling: Resampling
+) -> tuple[list[dict], list[dict]]:
     """alignment.csv's rows over one kind of unit, and their notes rows."""
     enough = len(members) >= 3
     tables = _tables(members, resampling) if enough else {}
@@ -169,20 +207,33 @@ def _kind_rows(kind: str, members: list[Unit], n_models: int, settings: StatsSet
         for x, y in pairs:
             for method in ("pearson", "spearman"):
                 statistic = f"{method}:{x}~{y}:{kind}" + (":split_items" if split else "")
-                lacking = sorted({unit.model for unit in members if not unit.has_choice}) if "ft_gain_format" in (x, y) else []
+                lacking = (
+                    sorted({unit.model for unit in members if not unit.has_choice})
+                    if "ft_gain_format" in (x, y)
+                    else []
+                )
                 if lacking:
                     why = f"missing: no choice cell for {', '.join(lacking)}, so no format part of the fine-tuning gain (older runs and predictions from elsewhere may lack it)"
                     notes.append(notes_row("alignment", statistic, why))
                     continue
                 if enough:
-                    values, note = _correlation_row(tables, (x, y, method), split, orders, exact, len(members), settings, resampling)
+                    values, note = _correlation_row(
+                        tables, (x, y, method), split, orders, exact, len(members), settings, resampling
+                    )
                 else:
                     values = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
                     note = f"needs at least 3 points, has {len(members)}"
                 if kind == "models" and enough:
                     note = "; ".join(part for part in (note, _power_note(len(members), method, settings)) if part)
                 rows.append({"statistic": statistic, **values, "n_models": n_models})
-                notes.append(notes_row("alignment", statistic, note, method=_method_text(kind, len(members), orders, exact, split, settings, resampling)))
+                notes.append(
+                    notes_row(
+                        "alignment",
+                        statistic,
+                        note,
+                        method=_method_text(kind, len(members), orders, exact, split, settings, resampling),
+                    )
+                )
     return rows, notes
 
 

@@ -104,7 +104,9 @@ class Reading:
 
 
 def _reading(gain: Comparison, reading: str, after: tuple[str, str], before: tuple[str, str]) -> Reading:
-    return Reading(gain, reading, Comparison(f"{gain.gain}_knowledge_{reading}", gain.prefix, gain.prompt, after, before))
+    return Reading(
+        gain, reading, Comparison(f"{gain.gain}_knowledge_{reading}", gain.prefix, gain.prompt, after, before)
+    )
 
 
 # The knowledge readings of each gain: `choice` (the letter score at the answer position,
@@ -135,7 +137,9 @@ def prompts_using(cell: tuple[str, str]) -> set[str]:
     feeds the CoT gain too, the knowledge cells feed the decomposition under both prompts."""
     comparisons = COMPARISONS + CONTROL_COMPARISONS + tuple(reading.knowledge for reading in DECOMPOSITIONS)
     internal = {FORCED_PROMPT: "cot", DEBIASED_PROMPT: CHOICE_PROMPT}
-    cells_of = {c: {(variant, internal.get(prompt, prompt)) for variant, prompt in (c.after, c.before)} for c in comparisons}
+    cells_of = {
+        c: {(variant, internal.get(prompt, prompt)) for variant, prompt in (c.after, c.before)} for c in comparisons
+    }
     return {comparison.prompt for comparison, cells in cells_of.items() if tuple(cell) in cells}
 
 
@@ -152,7 +156,11 @@ class ModelCells:
 
     def langs(self, comparison: Comparison, languages: dict[str, Language]) -> list[str]:
         """The config's languages that have both cells of `comparison`, in config order."""
-        return [code for code in languages if (*comparison.after, code) in self.columns and (*comparison.before, code) in self.columns]
+        return [
+            code
+            for code in languages
+            if (*comparison.after, code) in self.columns and (*comparison.before, code) in self.columns
+        ]
 
     def gain_weights(self, comparison: Comparison, codes: list[str]) -> np.ndarray:
         """Weights over cells whose sum is the mean gain over `codes`."""
@@ -187,10 +195,20 @@ def with_forced_cells(items: pd.DataFrame) -> pd.DataFrame:
     if "forced_choice" not in items.columns:
         return items
     cot = items[items["prompt"] == "cot"]
-    has_forced = cot.groupby(["model", "variant", "lang"])["forced_choice"].transform(lambda column: column.notna().any())
+    has_forced = cot.groupby(["model", "variant", "lang"])["forced_choice"].transform(
+        lambda column: column.notna().any()
+    )
     forced = cot[has_forced.astype(bool)]
     choice = forced["forced_choice"].fillna(forced["parsed_choice"])
-    return pd.concat([items, forced.assign(prompt=FORCED_PROMPT, parsed_choice=choice, correct=choice.eq(forced["answer"]).fillna(False))], ignore_index=True)
+    return pd.concat(
+        [
+            items,
+            forced.assign(
+                prompt=FORCED_PROMPT, parsed_choice=choice, correct=choice.eq(forced["answer"]).fillna(False)
+            ),
+        ],
+        ignore_index=True,
+    )
 
 
 def with_debiased_cells(items: pd.DataFrame) -> pd.DataFrame:
@@ -199,11 +217,19 @@ def with_debiased_cells(items: pd.DataFrame) -> pd.DataFrame:
     if "debiased_choice" not in items.columns:
         return items
     choice = items[items["prompt"] == CHOICE_PROMPT]
-    has_debiased = choice.groupby(["model", "variant", "lang"])["debiased_choice"].transform(lambda column: column.notna().any())
+    has_debiased = choice.groupby(["model", "variant", "lang"])["debiased_choice"].transform(
+        lambda column: column.notna().any()
+    )
     debiased = choice[has_debiased.astype(bool)]
     picked = debiased["debiased_choice"].astype("Int64")
     return pd.concat(
-        [items, debiased.assign(prompt=DEBIASED_PROMPT, parsed_choice=picked, correct=picked.eq(debiased["answer"]).fillna(False))], ignore_index=True
+        [
+            items,
+            debiased.assign(
+                prompt=DEBIASED_PROMPT, parsed_choice=picked, correct=picked.eq(debiased["answer"]).fillna(False)
+            ),
+        ],
+        ignore_index=True,
     )
 
 
@@ -212,10 +238,14 @@ def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
     (pairing needs the same items everywhere), in item-id order; and their passages."""
     wide: dict[str, pd.DataFrame] = {}
     for model, rows in items.groupby("model", sort=True):
-        wide[str(model)] = rows.pivot_table(index="item_id", columns=["variant", "prompt", "lang"], values="correct", aggfunc="first").astype(float)
+        wide[str(model)] = rows.pivot_table(
+            index="item_id", columns=["variant", "prompt", "lang"], values="correct", aggfunc="first"
+        ).astype(float)
     common = set.intersection(*(set(matrix.dropna().index) for matrix in wide.values()))
     if not common:
-        raise XltError("no item has predictions in every model, variant, prompt and language; the comparison needs paired items")
+        raise XltError(
+            "no item has predictions in every model, variant, prompt and language; the comparison needs paired items"
+        )
     ordered = sorted(common)
     knowledge = items[items["prompt"].isin(KNOWLEDGE_PROMPTS) & items["item_id"].isin(common)]
     shares: dict[tuple[str, ...], tuple[float, float]] = {

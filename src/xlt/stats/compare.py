@@ -45,11 +45,17 @@ def _adjust(rows: list[Row], primary: tuple[str, str] | None) -> None:
     if primary is not None:
         chosen = [row for row in rows if (row.prompt, row.effect) == primary and row.model != POOLED]
         tested = sum(np.isfinite(row.p_value) for row in chosen)
-        for row, adjusted, equivalence in zip(chosen, holm([row.p_value for row in chosen]), holm([row.equivalence_p for row in chosen])):
+        for row, adjusted, equivalence in zip(
+            chosen, holm([row.p_value for row in chosen]), holm([row.equivalence_p for row in chosen])
+        ):
             row.role, row.p_adjusted, row.equivalence_p_adjusted = "primary", adjusted, equivalence
             row.holm_family = f"primary: Holm across the {tested} models' {'/'.join(primary)} tests (p and TOST p adjusted separately)"
     for key in sorted({(row.model, row.prompt) for row in rows}):
-        family = [row for row in rows if (row.model, row.prompt) == key and row.role == "secondary" and np.isfinite(row.p_value)]
+        family = [
+            row
+            for row in rows
+            if (row.model, row.prompt) == key and row.role == "secondary" and np.isfinite(row.p_value)
+        ]
         for row, adjusted in zip(family, holm([row.p_value for row in family])):
             row.p_adjusted = adjusted
             row.holm_family = f"secondary: Holm over the {len(family)} secondary p-values of {key[0]} / {key[1]}"
@@ -103,7 +109,13 @@ class Comparisons:
     notes: pd.DataFrame
 
 
-def compare(items: pd.DataFrame, languages: dict[str, Language], settings: StatsSettings, with_primary: bool = True, extra_rows: tuple = ()) -> Comparisons:
+def compare(
+    items: pd.DataFrame,
+    languages: dict[str, Language],
+    settings: StatsSettings,
+    with_primary: bool = True,
+    extra_rows: tuple = (),
+) -> Comparisons:
     """effects.csv, alignment.csv, gains.csv and notes.csv from item-level predictions.
     with_primary False: no row is the primary test (one source of several, whose
     primary test is their interaction); every row is secondary. `extra_rows` as
@@ -120,7 +132,10 @@ def compare(items: pd.DataFrame, languages: dict[str, Language], settings: Stats
     if too_few:
         # Every bootstrap interval of the comparison is NaN (the Fisher-z ones over models stand).
         bootstrapped = (notes["table"] != "alignment") | notes["effect"].str.contains(":model_language", regex=False)
-        notes.loc[bootstrapped, "note"] = [note if too_few in note else f"{note}; {too_few}" if note else too_few for note in notes.loc[bootstrapped, "note"]]
+        notes.loc[bootstrapped, "note"] = [
+            note if too_few in note else f"{note}; {too_few}" if note else too_few
+            for note in notes.loc[bootstrapped, "note"]
+        ]
         gains_notes = [notes_row("gains", "", too_few, model=model, role="") for model in cells]
         notes = pd.concat([notes, notes_frame(gains_notes)], ignore_index=True)
     if not passages.keyed:

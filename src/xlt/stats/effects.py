@@ -102,7 +102,9 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
     margin = settings.equivalence_margin
     scale = (float(weights[weights < 0].sum()), float(weights[weights > 0].sum()))
     too_few = context.resampling.too_few
-    tost_low, tost_high = (math.nan, math.nan) if too_few else equivalence_interval(values, settings.alpha, *scale, context.clusters)
+    tost_low, tost_high = (
+        (math.nan, math.nan) if too_few else equivalence_interval(values, settings.alpha, *scale, context.clusters)
+    )
     row = Row(
         context.model,
         prompt,
@@ -149,17 +151,28 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
     if not np.isfinite(estimate):
         row.notes.append("a language is at 100% before the change: no headroom to normalise by")
     elif undefined > 0:
-        row.notes.append(f"{undefined:.1%} of resamples have a language at 100% before the change and are left out of the interval")
+        row.notes.append(
+            f"{undefined:.1%} of resamples have a language at 100% before the change and are left out of the interval"
+        )
     return row
 
 
 def row_tables(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows as effects.csv's rows and their notes.csv rows (method, Holm family, notes)."""
-    effects = pd.DataFrame([{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS))
+    effects = pd.DataFrame(
+        [{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS)
+    )
     notes = notes_frame(
         [
             notes_row(
-                "effects", row.effect, "; ".join(row.notes), model=row.model, prompt=row.prompt, method=row.method, holm_family=row.holm_family, role=row.role
+                "effects",
+                row.effect,
+                "; ".join(row.notes),
+                model=row.model,
+                prompt=row.prompt,
+                method=row.method,
+                holm_family=row.holm_family,
+                role=row.role,
             )
             for row in rows
         ]

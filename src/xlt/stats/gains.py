@@ -11,7 +11,9 @@ from .cells import COMPARISONS, ModelCells
 from .settings import StatsSettings
 
 
-def gains_table(cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling) -> pd.DataFrame:
+def gains_table(
+    cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
+) -> pd.DataFrame:
     """Per model and language: each comparison's gain and its headroom-normalised form,
     with bootstrap intervals (for the report's per-language plots)."""
     rows = []

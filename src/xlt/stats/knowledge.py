@@ -73,35 +73,61 @@ def _missing_reading(context: ModelContext, reading: Reading, names: tuple[str, 
         f"missing: no {reading.reading} reading of the knowledge part: no {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''} "
         f"(needs {_needs(reading)}; older runs and predictions from elsewhere may lack it)"
     )
-    effect = f"{names[0]}_*, {names[1]}_*" + (f", {gain.gain}_format_share_targets" if reading.reading == "choice" else "")
+    effect = f"{names[0]}_*, {names[1]}_*" + (
+        f", {gain.gain}_format_share_targets" if reading.reading == "choice" else ""
+    )
     return notes_row("effects", effect, why, model=context.model, prompt=gain.prompt)
 
 
 def _described(context: ModelContext, prompt: str, name: str, method: str, weights: np.ndarray) -> Row:
     """A descriptive part of a gain (a weighted sum of cells) with its bootstrap interval."""
     low, high, no_interval = bootstrap_interval(context.resampling, context.draws @ weights)
-    row = Row(context.model, prompt, name, float(context.cells.values.mean(axis=0) @ weights), context.n_items, method, low, high)
+    row = Row(
+        context.model,
+        prompt,
+        name,
+        float(context.cells.values.mean(axis=0) @ weights),
+        context.n_items,
+        method,
+        low,
+        high,
+    )
     row.notes += [no_interval] if no_interval else []
     return row
 
 
-def _format_share(context: ModelContext, prompt: str, name: str, total: np.ndarray, part: np.ndarray, method: str) -> Row:
+def _format_share(
+    context: ModelContext, prompt: str, name: str, total: np.ndarray, part: np.ndarray, method: str
+) -> Row:
     """The format part's share of the gain over the targets (letter-choice reading)."""
     accuracy, draws = context.cells.values.mean(axis=0), context.draws
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(draws @ total != 0, draws @ (total - part) / (draws @ total), np.nan)
         estimate = float(accuracy @ (total - part) / (accuracy @ total)) if accuracy @ total != 0 else math.nan
     low, high, no_interval = bootstrap_interval(context.resampling, share)
-    row = Row(context.model, prompt, name, estimate, context.n_items, method + "; share: format part / gain over the targets", low, high)
+    row = Row(
+        context.model,
+        prompt,
+        name,
+        estimate,
+        context.n_items,
+        method + "; share: format part / gain over the targets",
+        low,
+        high,
+    )
     row.notes += [no_interval] if no_interval else []
     if not np.isfinite(estimate):
         row.notes.append("the gain over the targets is 0: no share to take")
     elif (interval := context.resampling.interval(draws @ total))[0] <= 0 <= interval[1]:
-        row.notes.append("the gain's interval covers 0: the share is unstable (its interval is wide or unbounded in practice)")
+        row.notes.append(
+            "the gain's interval covers 0: the share is unstable (its interval is wide or unbounded in practice)"
+        )
     return row
 
 
-def decomposition_effects(context: ModelContext, reading: Reading, languages: dict[str, Language], with_total: bool = True) -> tuple[list[Row], list[dict]]:
+def decomposition_effects(
+    context: ModelContext, reading: Reading, languages: dict[str, Language], with_total: bool = True
+) -> tuple[list[Row], list[dict]]:
     """Per language group and over all targets: the gain's knowledge part under one
     reading (the change of its knowledge score) and its format part (the rest), which
     add up to the gain on every resample; with the letter-choice reading also the format
@@ -116,9 +142,18 @@ def decomposition_effects(context: ModelContext, reading: Reading, languages: di
     groups = cells.groups(gain, languages)
     groups["targets"] = groups["related"] + groups["control"]
     codes = [code for code in languages if any(code in members for members in groups.values())]
-    absent = [f"{'/'.join(cell)}/{code}" for code in codes for cell in (knowledge.after, knowledge.before) if (*cell, code) not in cells.columns]
+    absent = [
+        f"{'/'.join(cell)}/{code}"
+        for code in codes
+        for cell in (knowledge.after, knowledge.before)
+        if (*cell, code) not in cells.columns
+    ]
     letters = reading.reading == "choice"
-    names = (f"{gain.gain}_choice", f"{gain.gain}_format") if letters else (knowledge.gain, f"{gain.gain}_format_{reading.reading}")
+    names = (
+        (f"{gain.gain}_choice", f"{gain.gain}_format")
+        if letters
+        else (knowledge.gain, f"{gain.gain}_format_{reading.reading}")
+    )
     if absent:
         return [], [_missing_reading(context, reading, names, absent)]
     method = (
@@ -164,14 +199,31 @@ def control_effects(context: ModelContext, languages: dict[str, Language]) -> tu
                     f"missing: no format-only control for {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (finetune.format_control does not "
                     "name this source, or the tree predates the control): no gain over the control, and no control reading of the knowledge part"
                 )
-                absent.append(notes_row("effects", "ft_gain_over_control_*, control_gain_*", why, model=context.model, prompt=comparison.prompt))
+                absent.append(
+                    notes_row(
+                        "effects",
+                        "ft_gain_over_control_*, control_gain_*",
+                        why,
+                        model=context.model,
+                        prompt=comparison.prompt,
+                    )
+                )
             continue
         for group, members in context.cells.groups(comparison, languages).items():
             if members:
-                rows.append(accuracy_effect(context, comparison.prompt, f"{comparison.gain}_{group}", context.cells.gain_weights(comparison, members)))
+                rows.append(
+                    accuracy_effect(
+                        context,
+                        comparison.prompt,
+                        f"{comparison.gain}_{group}",
+                        context.cells.gain_weights(comparison, members),
+                    )
+                )
     for prompt in sorted({row.prompt for row in rows}):
         family = [row for row in rows if row.prompt == prompt and np.isfinite(row.p_value)]
         for row, adjusted in zip(family, holm([row.p_value for row in family])):
             row.p_adjusted = adjusted
-            row.holm_family = f"secondary: Holm over the {len(family)} format-control p-values of {context.model} / {prompt}"
+            row.holm_family = (
+                f"secondary: Holm over the {len(family)} format-control p-values of {context.model} / {prompt}"
+            )
     return rows, absent

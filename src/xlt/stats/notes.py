@@ -11,11 +11,28 @@ from .settings import StatsSettings
 
 
 def notes_row(
-    table: str, effect: str = "", note: str = "", *, model: str = "", prompt: str = "", method: str = "", holm_family: str = "", role: str = "secondary"
+    table: str,
+    effect: str = "",
+    note: str = "",
+    *,
+    model: str = "",
+    prompt: str = "",
+    method: str = "",
+    holm_family: str = "",
+    role: str = "secondary",
 ) -> dict:
     """One row of notes.csv: how a row of `table` was computed (`method`, `holm_family`)
     and why it has a gap (`note`); `effect` names the row (or the rows, with wildcards)."""
-    return {"table": table, "model": model, "prompt": prompt, "effect": effect, "method": method, "holm_family": holm_family, "note": note, "role": role}
+    return {
+        "table": table,
+        "model": model,
+        "prompt": prompt,
+        "effect": effect,
+        "method": method,
+        "holm_family": holm_family,
+        "note": note,
+        "role": role,
+    }
 
 
 def notes_frame(rows: list[dict]) -> pd.DataFrame:

@@ -37,7 +37,14 @@ import pandas as pd
 from ..languages import Language, language_metadata, source_languages
 from ..paths import finetuned_variants
 from ..proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured, slope_fits
-from ..stattests import expanded_confidence, holm, minimum_clusters, percentile_interval, permutation_p, unit_permutations
+from ..stattests import (
+    expanded_confidence,
+    holm,
+    minimum_clusters,
+    percentile_interval,
+    permutation_p,
+    unit_permutations,
+)
 from .cells import FT_COT, FT_DIRECT, ModelCells, correctness
 from .effects import ModelContext, Row
 from .notes import notes_row
@@ -75,7 +82,12 @@ def partial_slope(y: np.ndarray, x: np.ndarray, covariates: np.ndarray) -> np.nd
 
 
 def slope_row(
-    context: tuple[str, str, str, int], y: np.ndarray, x: np.ndarray, covariates: dict[str, np.ndarray], targets: list[str], settings: StatsSettings
+    context: tuple[str, str, str, int],
+    y: np.ndarray,
+    x: np.ndarray,
+    covariates: dict[str, np.ndarray],
+    targets: list[str],
+    settings: StatsSettings,
 ) -> Row:
     """One slope of y on x across `targets`, adjusted for `covariates` (name -> one value
     per target); `context` is (model, prompt, effect, n_items)."""
@@ -98,7 +110,9 @@ def slope_row(
     )
     row.notes.append(f"{n} target languages: {', '.join(targets)}")
     if n < z.shape[1] + 3:
-        row.notes.append(f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} covariates and a residual needs")
+        row.notes.append(
+            f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} covariates and a residual needs"
+        )
         return row
     if np.max(np.abs(_residuals(y, _with_intercept(z)))) <= 1e-12:
         # The gains are the same in every target, or exactly what the covariates say (a
@@ -106,7 +120,9 @@ def slope_row(
         # is 0 by construction, and its interval, p and TOST would describe that, not the
         # absence of an effect.
         covariates_named = f"the intercept{''.join(f' and {name}' for name in kept)}"
-        row.notes.append(f"no slope: {covariates_named} explain the gains exactly, so nothing is left that proximity could explain")
+        row.notes.append(
+            f"no slope: {covariates_named} explain the gains exactly, so nothing is left that proximity could explain"
+        )
         return row
     slope, error = partial_fit(y, x, z)
     row.estimate = float(slope)
@@ -142,7 +158,9 @@ def _bootstrap_targets(row: Row, y: np.ndarray, x: np.ndarray, z: np.ndarray, se
     finite = draws[np.isfinite(draws)]
     row.equivalence_p = float(max(np.mean(finite <= -margin), np.mean(finite >= margin)))
     if finite.size < draws.size:
-        row.notes.append(f"{1 - finite.size / draws.size:.1%} of the resamples drew targets whose proximity does not vary: left out of the interval")
+        row.notes.append(
+            f"{1 - finite.size / draws.size:.1%} of the resamples drew targets whose proximity does not vary: left out of the interval"
+        )
 
 
 def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[list[Row], list[dict]]:
@@ -203,23 +221,49 @@ def interaction_slope_rows(items: pd.DataFrame, study: dict, settings: StatsSett
         accuracy = cells.values.mean(axis=0)
         for prompt in (FT_DIRECT.prompt, FT_COT.prompt):
             for other in sources[1:]:
-                codes = [code for code in targets if all((variant, prompt, code) in cells.columns for variant in ("base", variants[first], variants[other]))]
+                codes = [
+                    code
+                    for code in targets
+                    if all(
+                        (variant, prompt, code) in cells.columns
+                        for variant in ("base", variants[first], variants[other])
+                    )
+                ]
                 if len(codes) < MIN_TARGETS:
                     continue
 
                 scripts = {code: study["languages"][code]["script"] for code in [first, other, *codes]}
                 row = slope_row(
-                    (model, prompt, INTERACTION if len(sources) == 2 else f"{INTERACTION}_{other}", cells.values.shape[0]),
-                    _cell_accuracy(accuracy, cells, variants[first], prompt, codes) - _cell_accuracy(accuracy, cells, variants[other], prompt, codes),
-                    np.array([genealogical_proximity(known[first], known[code]) - genealogical_proximity(known[other], known[code]) for code in codes]),
+                    (
+                        model,
+                        prompt,
+                        INTERACTION if len(sources) == 2 else f"{INTERACTION}_{other}",
+                        cells.values.shape[0],
+                    ),
+                    _cell_accuracy(accuracy, cells, variants[first], prompt, codes)
+                    - _cell_accuracy(accuracy, cells, variants[other], prompt, codes),
+                    np.array(
+                        [
+                            genealogical_proximity(known[first], known[code])
+                            - genealogical_proximity(known[other], known[code])
+                            for code in codes
+                        ]
+                    ),
                     {
                         "baseline": _cell_accuracy(accuracy, cells, "base", prompt, codes),
-                        "same_script_difference": np.array([float(scripts[code] == scripts[first]) - float(scripts[code] == scripts[other]) for code in codes]),
+                        "same_script_difference": np.array(
+                            [
+                                float(scripts[code] == scripts[first]) - float(scripts[code] == scripts[other])
+                                for code in codes
+                            ]
+                        ),
                     },
                     codes,
                     settings,
                 )
-                row.notes.append(f"the gain after {first} minus the gain after {other}, on the proximity to {first} minus that to {other}")
+                row.notes.append(
+                    f"the gain after {first} minus the gain after {other}, on the proximity to {first} minus that to {other}"
+                )
                 rows.append(row)
     for key in sorted({(row.prompt, row.effect) for row in rows}):
         family = [row for row in rows if (row.prompt, row.effect) == key and np.isfinite(row.p_value)]

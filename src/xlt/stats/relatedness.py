@@ -23,7 +23,12 @@ from .settings import StatsSettings
 
 
 def _gee_frame(
-    cells: ModelCells, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, clusters: np.ndarray
+    cells: ModelCells,
+    comparison: Comparison,
+    targets: list[str],
+    languages: dict[str, Language],
+    source_script: str,
+    clusters: np.ndarray,
 ) -> pd.DataFrame:
     blocks = []
     for code in targets:
@@ -45,7 +50,9 @@ def _gee_frame(
 
 def _unfittable(frame: pd.DataFrame, comparison: Comparison, n_items: int) -> str:
     """Why the logistic model has no finite estimate on these data ("" if it has)."""
-    if (frame.loc[frame.treated == 1, "correct"].to_numpy() == frame.loc[frame.treated == 0, "correct"].to_numpy()).all():
+    if (
+        frame.loc[frame.treated == 1, "correct"].to_numpy() == frame.loc[frame.treated == 0, "correct"].to_numpy()
+    ).all():
         return f"no item changes between {'/'.join(comparison.before)} and {'/'.join(comparison.after)} in any target language: nothing to model"
     for (code, treated), correct in frame.groupby(["lang", "treated"])["correct"]:
         if correct.sum() in (0, n_items):
@@ -55,13 +62,21 @@ def _unfittable(frame: pd.DataFrame, comparison: Comparison, n_items: int) -> st
 
 
 def logit_effects(
-    context: ModelContext, comparison: Comparison, targets: list[str], languages: dict[str, Language], source_script: str, with_script: bool
+    context: ModelContext,
+    comparison: Comparison,
+    targets: list[str],
+    languages: dict[str, Language],
+    source_script: str,
+    with_script: bool,
 ) -> list[Row]:
     """correct ~ C(lang) + treated + treated:related (+ treated:same_script), binomial
     GEE clustered by passage: the relatedness interaction as a log odds ratio, beside the
     accuracy-scale difference in differences."""
     terms = ["treated:related"] + (["treated:same_script"] if with_script else [])
-    names = {"treated:related": f"{comparison.prefix}relatedness_gee", "treated:same_script": f"{comparison.prefix}same_script_gee"}
+    names = {
+        "treated:related": f"{comparison.prefix}relatedness_gee",
+        "treated:same_script": f"{comparison.prefix}same_script_gee",
+    }
     method = (
         "binomial GEE, correct ~ C(lang) + treated + "
         + " + ".join(terms)
@@ -69,7 +84,13 @@ def logit_effects(
     )
     frame = _gee_frame(context.cells, comparison, targets, languages, source_script, context.clusters)
     note = too_few_note(context.resampling) or _unfittable(frame, comparison, context.n_items)
-    fit = None if note else gee_interactions(frame, "correct ~ C(lang) + treated + " + " + ".join(terms), terms, "passage", context.settings.confidence)
+    fit = (
+        None
+        if note
+        else gee_interactions(
+            frame, "correct ~ C(lang) + treated + " + " + ".join(terms), terms, "passage", context.settings.confidence
+        )
+    )
     note = note or (fit.note if fit else "")
     rows = []
     for term in terms:
@@ -82,7 +103,11 @@ def logit_effects(
 
 
 def pooled_effects(
-    cells: dict[str, ModelCells], comparison: Comparison, languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
+    cells: dict[str, ModelCells],
+    comparison: Comparison,
+    languages: dict[str, Language],
+    settings: StatsSettings,
+    resampling: Resampling,
 ) -> list[Row]:
     """Relatedness from every model together, as a log odds ratio: binomial GEE
     correct ~ C(cell) + C(model):treated + treated:baseline + treated:related on the
@@ -103,7 +128,12 @@ def pooled_effects(
         # Half a passage's worth of shrinkage keeps a cell at 0% or 100% finite.
         baseline = {
             code: special.logit(
-                (model_cells.values[:, model_cells.columns[(*comparison.before, code)]].mean() * resampling.n_clusters + 0.5) / (resampling.n_clusters + 1)
+                (
+                    model_cells.values[:, model_cells.columns[(*comparison.before, code)]].mean()
+                    * resampling.n_clusters
+                    + 0.5
+                )
+                / (resampling.n_clusters + 1)
             )
             for code in codes
         }
@@ -112,7 +142,10 @@ def pooled_effects(
     frame = pd.concat(blocks, ignore_index=True)
     frame["baseline"] -= frame["baseline"].mean()
     terms = ["treated:related", "treated:baseline"]
-    names = {"treated:related": f"{comparison.prefix}relatedness_gee", "treated:baseline": f"{comparison.prefix}baseline_gee"}
+    names = {
+        "treated:related": f"{comparison.prefix}relatedness_gee",
+        "treated:baseline": f"{comparison.prefix}baseline_gee",
+    }
     formula = "correct ~ C(cell) + C(model):treated + treated:baseline + treated:related"
     method = (
         f"binomial GEE over {len(models)} models, {formula}, baseline = centred logit of each model x language's {'/'.join(comparison.before)} accuracy; "
@@ -132,7 +165,8 @@ def pooled_effects(
         estimate, low, high, p = fit.estimates[term] if fit else (math.nan,) * 4
         row = Row(POOLED, comparison.prompt, names[term], estimate, resampling.clusters.size, method, low, high, p)
         row.notes.append(
-            note or f"models: {', '.join(models)}; {'conditional on these models' if term.endswith('related') else 'per logit of baseline accuracy'}"
+            note
+            or f"models: {', '.join(models)}; {'conditional on these models' if term.endswith('related') else 'per logit of baseline accuracy'}"
         )
         rows.append(row)
     return rows
@@ -169,11 +203,15 @@ class ScriptSplit:
         return bool(self.same_script and self.other_script)
 
 
-def _permutation_row(context: ModelContext, comparison: Comparison, related: list[str], control: list[str], estimate: float) -> Row:
+def _permutation_row(
+    context: ModelContext, comparison: Comparison, related: list[str], control: list[str], estimate: float
+) -> Row:
     """The difference in differences tested by permuting the related/control labels over
     the target languages (the languages are the units)."""
     cells, targets = context.cells, related + control
-    per_language = np.array([float(cells.values.mean(axis=0) @ cells.gain_weights(comparison, [code])) for code in targets])
+    per_language = np.array(
+        [float(cells.values.mean(axis=0) @ cells.gain_weights(comparison, [code])) for code in targets]
+    )
     p, relabellings, exact = relabelling_p(per_language, len(related), context.settings.seed)
     row = Row(
         context.model,
@@ -216,20 +254,36 @@ def _script_rows(context: ModelContext, comparison: Comparison, split: ScriptSpl
     and script apart from family (controls in the source's script minus the others')."""
     cells, prefix, prompt, rows = context.cells, comparison.prefix, comparison.prompt, []
     if split.same_family:
-        rows.append(accuracy_effect(context, prompt, f"{prefix}same_family", cells.contrast_weights(comparison, split.related_other, split.other_script)))
+        rows.append(
+            accuracy_effect(
+                context,
+                prompt,
+                f"{prefix}same_family",
+                cells.contrast_weights(comparison, split.related_other, split.other_script),
+            )
+        )
         rows[-1].notes.append(
             f"related {'+'.join(split.related_other)} minus controls {'+'.join(split.other_script)}: "
             f"all in scripts other than the source's ({split.source_script})"
         )
     if split.both_scripts:
-        rows.append(accuracy_effect(context, prompt, f"{prefix}same_script", cells.contrast_weights(comparison, split.same_script, split.other_script)))
+        rows.append(
+            accuracy_effect(
+                context,
+                prompt,
+                f"{prefix}same_script",
+                cells.contrast_weights(comparison, split.same_script, split.other_script),
+            )
+        )
         rows[-1].notes.append(
             f"controls in the source's script ({'+'.join(split.same_script)}) minus controls in other scripts ({'+'.join(split.other_script)}): all unrelated"
         )
     return rows
 
 
-def relatedness_effects(context: ModelContext, comparison: Comparison, groups: dict[str, list[str]], languages: dict[str, Language]) -> list[Row]:
+def relatedness_effects(
+    context: ModelContext, comparison: Comparison, groups: dict[str, list[str]], languages: dict[str, Language]
+) -> list[Row]:
     """The difference in differences and everything that qualifies it: its headroom-
     normalised form, the language-label permutation test, the logistic model, the
     minimum detectable effect, and script separated from family."""
@@ -243,13 +297,17 @@ def relatedness_effects(context: ModelContext, comparison: Comparison, groups: d
             context,
             prompt,
             f"{name}_norm",
-            lambda acc: cells.normalised_gain(acc, comparison, related) - cells.normalised_gain(acc, comparison, control),
+            lambda acc: (
+                cells.normalised_gain(acc, comparison, related) - cells.normalised_gain(acc, comparison, control)
+            ),
             name,
         ),
     ]
     rows.append(_permutation_row(context, comparison, related, control, rows[0].estimate))
     split = ScriptSplit.of(groups, languages)
-    rows += logit_effects(context, comparison, related + control, languages, split.source_script, with_script=split.both_scripts)
+    rows += logit_effects(
+        context, comparison, related + control, languages, split.source_script, with_script=split.both_scripts
+    )
     rows.append(_mde_row(context, comparison, weights))
     return rows + _script_rows(context, comparison, split)
 
@@ -275,7 +333,13 @@ def comparison_effects(context: ModelContext, comparison: Comparison, languages:
         rows += relatedness_effects(context, comparison, groups, languages)
     for code in context.cells.langs(comparison, languages):
         rows.append(
-            accuracy_effect(context, comparison.prompt, f"{comparison.prefix}mcnemar_{code}", context.cells.gain_weights(comparison, [code]), test="mcnemar")
+            accuracy_effect(
+                context,
+                comparison.prompt,
+                f"{comparison.prefix}mcnemar_{code}",
+                context.cells.gain_weights(comparison, [code]),
+                test="mcnemar",
+            )
         )
     return rows
 
@@ -292,7 +356,9 @@ def effects_tested(languages: dict[str, Language]) -> list[tuple[str, str]]:
         if groups["related"] and groups["control"]:
             names += [f"{comparison.prefix}relatedness{suffix}" for suffix in ("", "_permutation", "_gee")]
             names += [f"{comparison.prefix}same_script_gee"] * split.both_scripts
-            names += [f"{comparison.prefix}same_family"] * split.same_family + [f"{comparison.prefix}same_script"] * split.both_scripts
+            names += [f"{comparison.prefix}same_family"] * split.same_family + [
+                f"{comparison.prefix}same_script"
+            ] * split.both_scripts
         names += [f"{comparison.prefix}mcnemar_{code}" for code in languages]
         tested += [(comparison.prompt, name) for name in names]
     return tested + slopes_tested(languages)

@@ -21,7 +21,19 @@ class StatsSettings:
 
     @classmethod
     def from_config(cls, block: dict) -> StatsSettings:
-        return cls(**{key: block[key] for key in ("bootstrap_samples", "confidence", "equivalence_margin", "seed", "primary", "proximity_margin")})
+        return cls(
+            **{
+                key: block[key]
+                for key in (
+                    "bootstrap_samples",
+                    "confidence",
+                    "equivalence_margin",
+                    "seed",
+                    "primary",
+                    "proximity_margin",
+                )
+            }
+        )
 
     @property
     def alpha(self) -> float:

@@ -56,17 +56,30 @@ def interaction_weights(cells: ModelCells, study: dict, prompt: str) -> np.ndarr
     inside, outside, related, control = interaction_sides(study)
     if not (inside and outside and related and control):
         return None
-    comparisons = {source: Comparison("ft_gain", "", prompt, (variants[source], prompt), ("base", prompt)) for source in variants}
-    needed = [(*cell, code) for comparison in comparisons.values() for cell in (comparison.after, comparison.before) for code in related + control]
+    comparisons = {
+        source: Comparison("ft_gain", "", prompt, (variants[source], prompt), ("base", prompt)) for source in variants
+    }
+    needed = [
+        (*cell, code)
+        for comparison in comparisons.values()
+        for cell in (comparison.after, comparison.before)
+        for code in related + control
+    ]
     if not all(column in cells.columns for column in needed):
         return None
     # Summed in order, as the interaction has always been (a sum of arrays is an array).
-    related_side = cast(np.ndarray, sum(cells.contrast_weights(comparisons[source], related, control) for source in inside))
-    other_side = cast(np.ndarray, sum(cells.contrast_weights(comparisons[source], related, control) for source in outside))
+    related_side = cast(
+        np.ndarray, sum(cells.contrast_weights(comparisons[source], related, control) for source in inside)
+    )
+    other_side = cast(
+        np.ndarray, sum(cells.contrast_weights(comparisons[source], related, control) for source in outside)
+    )
     return related_side / len(inside) - other_side / len(outside)
 
 
-def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings, primary_prompt: str | None = None) -> list[Row]:
+def interaction_rows(
+    items: pd.DataFrame, study: dict, settings: StatsSettings, primary_prompt: str | None = None
+) -> list[Row]:
     """Per model and prompt: the interaction (interaction_weights) with its interval,
     sign-flip p and TOST, as accuracy_effect computes them; under `primary_prompt` the
     primary test (xlt.primary), Holm across models for its p and its TOST p."""
@@ -92,7 +105,9 @@ def interaction_rows(items: pd.DataFrame, study: dict, settings: StatsSettings, 
             rows.append(row)
     for prompt in INTERACTION_PROMPTS:
         family = [row for row in rows if row.prompt == prompt]
-        for row, adjusted, equivalence in zip(family, holm([row.p_value for row in family]), holm([row.equivalence_p for row in family])):
+        for row, adjusted, equivalence in zip(
+            family, holm([row.p_value for row in family]), holm([row.equivalence_p for row in family])
+        ):
             row.p_adjusted = adjusted
             if prompt == primary_prompt:
                 row.role, row.equivalence_p_adjusted = "primary", equivalence
@@ -114,7 +129,9 @@ def absent_primary_rows(effects: pd.DataFrame, models: list[str], test: PrimaryT
             "",
             role="primary",
             holm_family="primary: no estimate to adjust",
-            notes=[f"no estimate: cells the primary test {test.name}{f' of source {test.source}' if test.source else ''} reads are missing for {model}"],
+            notes=[
+                f"no estimate: cells the primary test {test.name}{f' of source {test.source}' if test.source else ''} reads are missing for {model}"
+            ],
         )
         for model in models
         if model not in set(chosen["model"])
@@ -143,10 +160,18 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     # rows, or one source's, whose compare alone has a primary row; every other row is
     # secondary.
     test = resolve_primary(study, settings.primary, effects_tested)
-    rows = interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
+    rows = (
+        interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
+    )
     own = replace(settings, primary=test.name)
     parts = {
-        source: compare(source_items(items, variants[source], controls.get(source)), language_table(study, source), own, source == test.source, (slope_rows,))
+        source: compare(
+            source_items(items, variants[source], controls.get(source)),
+            language_table(study, source),
+            own,
+            source == test.source,
+            (slope_rows,),
+        )
         for source in sources
     }
     effects = [_tagged(part.effects, source) for source, part in parts.items()]

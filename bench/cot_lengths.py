@@ -9,8 +9,8 @@ greedy, stopping at a stated answer or end of sequence).
 Prints, per model and language, the percentiles of generated tokens and why each
 continuation stopped (answer stated, end of sequence, budget), and the share of
 continuations finished within each candidate budget. The forced answer pass after an
-unfinished continuation runs too (as in the predict stage) but is not measured here. Results: bench/results/cot_lengths.json
-and .md.
+unfinished continuation runs too (as in the predict stage) but is not measured here. Results:
+bench/results/cot_lengths.json and .md.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def measure(model_name: str, config: dict, items: pd.DataFrame, budget: int, mod
         )
     frame = pd.DataFrame(rows)
     print(
-        f"{model_name}: {len(requests)} items, budget {budget}, batch {batch_size}, {seconds:.1f}s decoding ({len(requests) / seconds * 60:.1f} items/min)",
+        f"{model_name}: {len(requests)} items, budget {budget}, batch {batch_size}, {seconds:.1f}s "
+        f"decoding ({len(requests) / seconds * 60:.1f} items/min)",
         flush=True,
     )
     return frame
@@ -147,9 +148,8 @@ def main() -> None:
     }
     (out / "cot_lengths.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (out / "cot_lengths.md").write_text(
-        f"# CoT lengths, base models, budget {args.budget}, {args.items_per_lang} items x {len(config['languages'])} languages\n\n"
-        + table.to_markdown(index=False, floatfmt=".2f")
-        + "\n",
+        f"# CoT lengths, base models, budget {args.budget}, {args.items_per_lang} items x "
+        f"{len(config['languages'])} languages\n\n" + table.to_markdown(index=False, floatfmt=".2f") + "\n",
         encoding="utf-8",
     )
 

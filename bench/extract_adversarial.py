@@ -37,7 +37,8 @@ def main() -> int:
             print(f"{seconds:8.3f} s  {times[-1][1]} -> {found.rule}", flush=True)
     slowest = max(times)
     print(
-        f"{len(times)} outputs of {args.size} characters; slowest {slowest[0]:.3f} s ({slowest[1]}); total {sum(t for t, _, _ in times):.2f} s"
+        f"{len(times)} outputs of {args.size} characters; slowest {slowest[0]:.3f} s ({slowest[1]}); "
+        f"total {sum(t for t, _, _ in times):.2f} s"
     )
     return 0 if slowest[0] < 1 else 1
 

@@ -202,7 +202,8 @@ def main(argv=None) -> None:
     results["speedup_cpu"] = results["tokens_per_cpu_s"] / baseline["tokens_per_cpu_s"]
     write_csv(results, args.out)
     print(
-        f"xlt / pad-to-max-length: {results['speedup_cpu'].iloc[0]:.2f}x tokens per CPU second, {results['speedup_wall'].iloc[0]:.2f}x tokens per wall second -> {args.out}"
+        f"xlt / pad-to-max-length: {results['speedup_cpu'].iloc[0]:.2f}x tokens per CPU second, "
+        f"{results['speedup_wall'].iloc[0]:.2f}x tokens per wall second -> {args.out}"
     )
 
 

@@ -201,7 +201,8 @@ def main() -> None:
         *(f"| {name} | {value / 1e12:.2f} | {value / peak / args.cores:.0f} |" for name, value in flop.items()),
         f"| **total** | **{total / 1e12:.2f}** | **{floor:.0f}** |",
         "",
-        f"Wall time (first job start to last job end): {wall:.0f} s = **{wall / floor:.2f}x** the floor of {floor:.0f} s.",
+        f"Wall time (first job start to last job end): {wall:.0f} s = **{wall / floor:.2f}x** the floor "
+        f"of {floor:.0f} s.",
         "",
         "| job | wildcards | seconds | its floor (one core) s | ratio |",
         "|---|---|---|---|---|",

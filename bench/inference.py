@@ -52,7 +52,8 @@ from xlt.inference.requests import build_requests, encode, uses_chat_template  #
 from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model  # noqa: E402
 from xlt.prompts import load_template, options_of, template_path  # noqa: E402
 
-HARNESS_TASK = """\
+HARNESS_TASK = (
+    """\
 task: {task}
 dataset_path: json
 dataset_kwargs:
@@ -61,7 +62,10 @@ test_split: test
 fewshot_config:
   sampler: first_n
 output_type: multiple_choice
-doc_to_text: "P: {{{{flores_passage}}}}\\nQ: {{{{question.strip()}}}}\\nA: {{{{mc_answer1}}}}\\nB: {{{{mc_answer2}}}}\\nC: {{{{mc_answer3}}}}\\nD: {{{{mc_answer4}}}}\\nAnswer:"
+"""
+    'doc_to_text: "P: {{{{flores_passage}}}}\\nQ: {{{{question.strip()}}}}\\nA: {{{{mc_answer1}}}}'
+    '\\nB: {{{{mc_answer2}}}}\\nC: {{{{mc_answer3}}}}\\nD: {{{{mc_answer4}}}}\\nAnswer:"\n'
+    """\
 doc_to_choice: ["A", "B", "C", "D"]
 doc_to_target: "{{{{['1', '2', '3', '4'].index(correct_answer_num)}}}}"
 metric_list:
@@ -69,6 +73,7 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """
+)
 
 
 def matmul_peak(dtype: str, seconds: float = 3.0, size: int = 2048) -> float:
@@ -220,7 +225,8 @@ def measure_additions(
         "requests without / with": f"{len(before)} / {len(requests)}",
         **{f"{cell}: same parsed_choice with and without": f"{value:.1%}" for cell, value in same.items()},
         "cloze accuracy (char)": f"{frames['with']['cloze']['correct'].mean():.1%}",
-        "choice accuracy / debiased": f"{frames['with']['choice']['correct'].mean():.1%} / {(frames['with']['choice']['debiased_choice'] == frames['with']['choice']['answer']).mean():.1%}",
+        "choice accuracy / debiased": f"{frames['with']['choice']['correct'].mean():.1%} / "
+        f"{(frames['with']['choice']['debiased_choice'] == frames['with']['choice']['answer']).mean():.1%}",
     }
 
 
@@ -273,7 +279,8 @@ def main() -> None:
     batch_size = resolve_batch_size(int(configured) if str(configured).isdigit() else configured, model)
     peak = matmul_peak(args.dtype)
     print(
-        f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x {len(langs)} languages), "
+        f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x "
+        f"{len(langs)} languages), "
         f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s",
         flush=True,
     )
@@ -293,7 +300,8 @@ def main() -> None:
             json.dumps({**header, **additions}, indent=2) + "\n", encoding="utf-8"
         )
         lines = [
-            f"# What the cloze cell and the option rotations add to a predict job: {args.model}, {len(items)} items, {args.threads} threads\n"
+            f"# What the cloze cell and the option rotations add to a predict job: {args.model}, "
+            f"{len(items)} items, {args.threads} threads\n"
         ]
         lines += [f"- {name}: {value}" for name, value in additions.items()]
         (out / "inference_additions.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -458,7 +466,8 @@ def main() -> None:
     (out / "inference.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = pd.DataFrame(rows).to_markdown(index=False)
     lines = [
-        f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, batch size {batch_size}\n",
+        f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, "
+        f"batch size {batch_size}\n",
         table,
         "",
         "Agreement:",

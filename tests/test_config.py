@@ -59,7 +59,8 @@ def _raw(repo):
         (lambda c: c["models"]["smollm2-135m"].pop("package"), "models.smollm2-135m"),
         (
             lambda c: c["models"]["smollm2-135m"].update(inference={"batch_size": -1}),
-            "models.smollm2-135m.inference.batch_size: -1 is not allowed: -1 is less than the minimum of 1; or -1 is not one of ['auto']",
+            "models.smollm2-135m.inference.batch_size: -1 is not allowed: -1 is less than the minimum of "
+            "1; or -1 is not one of ['auto']",
         ),
         (
             lambda c: c["models"]["smollm2-135m"].update(finetune={"resources": {"gpu_model": "h100"}}),
@@ -67,7 +68,8 @@ def _raw(repo):
         ),
         (
             lambda c: c["models"]["smollm2-135m"].update(inference={"resources": {"gpu": 1, "gpu_model": "h100:2"}}),
-            "models.smollm2-135m.inference.resources.gpu_model: 'h100:2' is not allowed: GPU type, as the cluster's gres.conf names it",
+            "models.smollm2-135m.inference.resources.gpu_model: 'h100:2' is not allowed: GPU type, as the "
+            "cluster's gres.conf names it",
         ),
     ],
 )

@@ -120,7 +120,8 @@ CASES = [
     Case("eng_Latn", "Let's think step by step. Sara grows tomatoes, beans and onions in her garden.", 1, None),
     Case(
         "eng_Latn",
-        "Let's think step by step.\n\n**Step 1:** The trip is longer on Mondays because the market is open.\n\n**Answer:** A",
+        "Let's think step by step.\n\n**Step 1:** The trip is longer on Mondays because the market is "
+        "open.\n\n**Answer:** A",
         2,
         1,
     ),

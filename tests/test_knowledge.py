@@ -172,9 +172,8 @@ def test_summary_states_each_reading_with_intervals_and_whether_they_agree():
     assert line.startswith("m: fine-tuning gain on the targets (direct prompt) +")
     cloze = effects.loc[("direct", "ft_gain_knowledge_cloze_targets")]
     assert (
-        f"by the cloze score (option texts, no letters) (default) the knowledge part is {100 * cloze['estimate']:+.1f} points".replace(
-            "-", "−"
-        )
+        "by the cloze score (option texts, no letters) (default) the knowledge part is "
+        f"{100 * cloze['estimate']:+.1f} points".replace("-", "−")
         in line
     )
     # The base model's letter score is one letter: named, and not read as knowledge +0.
@@ -183,8 +182,8 @@ def test_summary_states_each_reading_with_intervals_and_whether_they_agree():
         and "one label for 100% of items: not evidence of knowledge +0" in line
     )
     assert (
-        "that score is at chance or one label in 3 cell(s): base/choice/heb_Hebr one label for 100% of items, base/choice/eng_Latn"
-        in line
+        "that score is at chance or one label in 3 cell(s): base/choice/heb_Hebr one label for 100% of "
+        "items, base/choice/eng_Latn" in line
     )
     # Cloze and control see no knowledge gain; the debiased letters (binding learnt) a gain.
     assert "the readings disagree: cloze no detectable change, debiased a gain, control no detectable change" in line

@@ -30,7 +30,10 @@ def changed_signature(monkeypatch):
     from transformers.cache_utils import DynamicLayer
 
     monkeypatch.setattr(DynamicLayer, "update", lambda self, key_states, value_states, layer_idx: None)
-    return "DynamicLayer.update(self, key_states, value_states, args, kwargs), which now takes (self, key_states, value_states, layer_idx)"
+    return (
+        "DynamicLayer.update(self, key_states, value_states, args, kwargs), which now takes (self, "
+        "key_states, value_states, layer_idx)"
+    )
 
 
 def removed_class(monkeypatch):
@@ -64,8 +67,8 @@ def test_a_release_that_changes_the_internals_is_named_in_one_line(monkeypatch, 
     message = str(refused.value)
     assert "\n" not in message
     assert (
-        message
-        == f"transformers {version('transformers')}: xlt/inference/kvcache.py relies on {expected}; adapt it to this release"
+        message == f"transformers {version('transformers')}: xlt/inference/kvcache.py relies on {expected}; adapt it "
+        "to this release"
     )
 
 

@@ -68,7 +68,8 @@ def test_engine_arguments_of_every_paper_model(repo, tmp_path):
         assert args["enable_lora"] and args["max_lora_rank"] == entry["finetune"]["lora"]["r"] == 8
         assert args["logprobs_mode"] == LOGPROBS_MODE == "raw_logprobs"
         assert args["enable_prefix_caching"] and args["load_format"] == "safetensors"
-        # DeepSeek-V3 is served from the staged FP8 weights: 690 GB fit 8 H200 (1128 GB), its 1.34 TB bfloat16 conversion would not
+        # DeepSeek-V3 is served from the staged FP8 weights: 690 GB fit 8 H200 (1128 GB), its
+        # 1.34 TB bfloat16 conversion would not
         assert args["model"] == f"/shared/staging/models/{name}" and args["revision"] is None
     assert gpus == {
         "qwen3-4b": 1,

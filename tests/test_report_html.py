@@ -46,8 +46,12 @@ window.addEventListener("load", async () => {
     const entry = results[app.state.resultPath] || {};
     const item = { category, label, path: app.state.resultPath, content: app.state.content };
     const image = [...document.images].find((img) => img.getAttribute("src") === entry.data_uri);
-    if (image) Object.assign(item, { complete: image.complete, naturalWidth: image.naturalWidth, shownWidth: image.getBoundingClientRect().width });
-    item.framed = [...document.querySelectorAll("iframe")].some((frame) => frame.getAttribute("src") === entry.data_uri);
+    if (image) {
+      const shownWidth = image.getBoundingClientRect().width;
+      Object.assign(item, { complete: image.complete, naturalWidth: image.naturalWidth, shownWidth });
+    }
+    const frames = [...document.querySelectorAll("iframe")];
+    item.framed = frames.some((frame) => frame.getAttribute("src") === entry.data_uri);
     return item;
   };
   try {
@@ -60,7 +64,8 @@ window.addEventListener("load", async () => {
     const last = seen.find((item) => item.path === SHOW_LAST);
     if (last) {
       await openCategory(last.category);
-      const row = [...document.querySelectorAll("tbody tr")].find((tr) => tr.querySelector("td").textContent === last.label);
+      const rows = [...document.querySelectorAll("tbody tr")];
+      const row = rows.find((tr) => tr.querySelector("td").textContent === last.label);
       await press(last.category, row);
     }
   } catch (error) {

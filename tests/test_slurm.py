@@ -257,7 +257,8 @@ rule tasks:
         mem_mb=100,
         runtime=5,
     shell:
-        "srun --ntasks=2 --cpus-per-task=1 --kill-on-bad-exit=1 sh -c 'echo $SLURM_PROCID $SLURM_CPUS_PER_TASK' > {output}"
+        "srun --ntasks=2 --cpus-per-task=1 --kill-on-bad-exit=1 "
+        "sh -c 'echo $SLURM_PROCID $SLURM_CPUS_PER_TASK' > {output}"
 """
 
 

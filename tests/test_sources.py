@@ -173,7 +173,8 @@ def test_the_interaction_is_the_one_primary_test():
     }
     with pytest.raises(
         XltError,
-        match=r"stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: .*allowed: auto, ",
+        match=r"stats.primary: 'direct/relatedness': with 2 source languages each has its own "
+        r"direct/relatedness: .*allowed: auto, ",
     ):
         compare_study(items, study(), StatsSettings(bootstrap_samples=200, seed=1, primary="direct/relatedness"))
     named = StatsSettings(bootstrap_samples=200, seed=1, primary=f"cot/{INTERACTION}")
@@ -261,8 +262,8 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
     assert summary.count("- fine-tuned on pes_Arab: m (secondary: cot prompt, chain-of-thought gain)") == 1
     interaction = comparisons.effects.set_index(["source", "prompt", "effect"]).loc[("", "direct", INTERACTION)]
     assert (
-        f"- m (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): inconclusive: difference {100 * interaction.estimate:+.1f} points"
-        in summary
+        "- m (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): "
+        f"inconclusive: difference {100 * interaction.estimate:+.1f} points" in summary
     )
     assert interaction.n_items == 120
     assert "## Fine-tuning recipe of each model" in summary and "r=8 alpha=16 dropout=0 all-linear" in summary

@@ -424,6 +424,6 @@ def test_alignment_across_models_has_the_models_as_its_unit():
     )
     note = notes.set_index("effect").loc["pearson:ft_gain~cot_gain:models", "note"]
     assert (
-        "power with 7 models: a two-sided test at 0.05 detects a correlation of 0.89 with 80% power and one of 0.5 with 20% power"
-        in note
+        "power with 7 models: a two-sided test at 0.05 detects a correlation of 0.89 with 80% power and "
+        "one of 0.5 with 20% power" in note
     )

@@ -76,7 +76,8 @@ def test_answers_as_letters_and_indices(tmp_path):
         ({"fields": {**RACE_FIELDS, "options": ["a", "b", "c", "d"]}}, r"fields.options: no field 'a' in the data"),
         (
             {"answer_as": "letter"},
-            r"arb_Arab.jsonl: row 1: field answer \(fields.answer, answer_as letter\) is 'في مخبز'; allowed: A, B, C, D",
+            r"arb_Arab.jsonl: row 1: field answer \(fields.answer, answer_as letter\) is 'في مخبز'; "
+            r"allowed: A, B, C, D",
         ),
         (
             {"answer_as": "index"},

@@ -110,7 +110,8 @@ def likeliest_label(logprobs: list[float], where: str) -> int:
     naming `where` (max() would keep whichever came first, a NaN or not)."""
     if any(math.isnan(value) for value in logprobs):
         raise XltError(
-            f"{where}: a label log-probability is NaN ({logprobs}); a NaN never counts as the likeliest label: check the weights and inference.dtype"
+            f"{where}: a label log-probability is NaN ({logprobs}); a NaN never counts as the likeliest "
+            "label: check the weights and inference.dtype"
         )
     return max(range(len(logprobs)), key=logprobs.__getitem__) + 1
 

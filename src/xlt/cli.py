@@ -68,7 +68,8 @@ def _compare(args) -> None:
     allow_missing = args.allow_missing or config["stats"]["allow_missing_cells"]
     comparisons = compare_items(items, config, allow_missing, args.predictions, _stats_files(args.out))
     print(
-        f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics to {args.out} ({', '.join(STATS_FILES.values())})"
+        f"wrote {len(comparisons.effects)} effects and {len(comparisons.alignment)} alignment statistics "
+        f"to {args.out} ({', '.join(STATS_FILES.values())})"
     )
 
 
@@ -98,13 +99,15 @@ def _one_each(names: list[str], paths: list[str], option: str, what: str, kind: 
     _files(paths, option)
     if len(paths) != len(names):
         raise XltError(
-            f"{option}: {len(paths)} {kind} for {len(names)} {what} ({', '.join(names)}); give one for each, in that order"
+            f"{option}: {len(paths)} {kind} for {len(names)} {what} ({', '.join(names)}); give one for "
+            "each, in that order"
         )
     for name, path in zip(names, paths):
         stem = Path(path).name.removesuffix(".parquet")
         if stem != name and stem in names:
             raise XltError(
-                f"{option}: {path} is in {name}'s place; give one for each of the {what} in the order {', '.join(names)}"
+                f"{option}: {path} is in {name}'s place; give one for each of the {what} in the order "
+                f"{', '.join(names)}"
             )
     return dict(zip(names, paths))
 
@@ -139,7 +142,8 @@ def _extract(args) -> None:
         and (args.text is not None or not args.input.endswith(".parquet"))
     ):
         raise XltError(
-            f"-o {args.output}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
+            f"-o {args.output}: JSON lines are written as JSON lines; a .parquet output goes with a "
+            "predictions .parquet input"
         )
     if args.text is not None:
         _extract_text(args)
@@ -215,7 +219,8 @@ def _extract_json_lines(args) -> None:
                 raise XltError(f"{args.input}: line {number}: field options must be a list of 4 strings (or absent)")
             if "lang" in record and record["lang"] not in ANSWER_WORDS:
                 raise XltError(
-                    f"{args.input}: line {number}: field lang is {record['lang']!r}, not a language the extractor has words for "
+                    f"{args.input}: line {number}: field lang is {record['lang']!r}, not a language the "
+                    "extractor has words for "
                     f"({', '.join(ANSWER_WORDS)}); omit it, or add the language to ANSWER_WORDS in src/xlt/extract.py"
                 )
             record["parsed_choice"] = extract_choice(record["output"], options)
@@ -474,7 +479,8 @@ def _proximity(args) -> None:
 def _variant(name: str) -> str:
     if not is_variant(name):
         raise argparse.ArgumentTypeError(
-            f"{name!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab"
+            f"{name!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source "
+            "language>, e.g. ft-arb_Arab"
         )
     return name
 
@@ -527,14 +533,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--allow-missing",
         action="store_true",
-        help="compare a tree with missing or incomplete cells (model x variant x prompt x language); notes.csv names them in every row they affect",
+        help="compare a tree with missing or incomplete cells (model x variant x prompt x language); notes.csv "
+        "names them in every row they affect",
     )
     compare.add_argument("--log", help="with --items: file to write the stage's output to")
     compare.set_defaults(run=_compare)
 
     extract = commands.add_parser(
         "extract",
-        help="add parsed_choice (1-4 or null) to JSON lines with output, options, lang; or re-extract a predictions parquet; or read one --text",
+        help="add parsed_choice (1-4 or null) to JSON lines with output, options, lang; or re-extract a "
+        "predictions parquet; or read one --text",
     )
     extract.add_argument(
         "input",
@@ -581,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_training.add_argument(
         "--belebele",
         nargs="+",
-        help="with finetune.data belebele: each source's prepared data (results/data/LANG.parquet), in the sources' order",
+        help="with finetune.data belebele: each source's prepared data (results/data/LANG.parquet), in the "
+        "sources' order",
     )
     prepare_training.add_argument(
         "--test-data",
@@ -604,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare_control = _stage(
         commands,
         "prepare-control",
-        "a source's format-only control examples: its training examples with seeded letters, balanced over A-D, as answers",
+        "a source's format-only control examples: its training examples with seeded letters, balanced "
+        "over A-D, as answers",
         _prepare_control,
         "the seed",
     )
@@ -702,7 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--fresh",
         action="store_true",
-        help="discard the results earlier runs kept (each prompt's .predict.jsonl) and compute everything again (also: XLT_FRESH=1, which jobs inherit)",
+        help="discard the results earlier runs kept (each prompt's .predict.jsonl) and compute everything "
+        "again (also: XLT_FRESH=1, which jobs inherit)",
     )
 
     score = _stage(

@@ -57,14 +57,17 @@ def check_names(items: pd.DataFrame, source: str) -> None:
     not (their questions would be resampled as independent, the passages' together)."""
     if POOLED_MODEL in set(items["model"]):
         raise XltError(
-            f"{source}: model {POOLED_MODEL!r}: the name is reserved for the rows estimated from all models together; rename that model"
+            f"{source}: model {POOLED_MODEL!r}: the name is reserved for the rows estimated from all "
+            "models together; rename that model"
         )
     ids = pd.Series(items["item_id"].unique()).astype(str)
     keyless = ids[~ids.str.contains("#", regex=False)]
     if 0 < len(keyless) < len(ids):
         raise XltError(
-            f"{source}: item {keyless.iloc[0]!r} has no passage key but other items do ({len(keyless)} of {len(ids)} ids lack '#'); "
-            "item ids are link#question_number throughout (questions of a passage are resampled together) or plain ids throughout"
+            f"{source}: item {keyless.iloc[0]!r} has no passage key but other items do ({len(keyless)} of "
+            f"{len(ids)} ids lack '#'); "
+            "item ids are link#question_number throughout (questions of a passage are resampled together) "
+            "or plain ids throughout"
         )
 
 
@@ -77,8 +80,10 @@ def check_answer_key(items: pd.DataFrame, source: str) -> None:
         rows = items[(items["lang"] == lang) & (items["item_id"] == item)].drop_duplicates("answer")
         first, second = rows.iloc[0], rows.iloc[1]
         raise XltError(
-            f"{source}: item {item} ({lang}) has answer {first['answer']} in {cell_file(tuple(first[list(CELL)]))} but {second['answer']} in "
-            f"{cell_file(tuple(second[list(CELL)]))} ({len(differ)} item(s) differ); every model must be scored against one answer key"
+            f"{source}: item {item} ({lang}) has answer {first['answer']} in "
+            f"{cell_file(tuple(first[list(CELL)]))} but {second['answer']} in "
+            f"{cell_file(tuple(second[list(CELL)]))} ({len(differ)} item(s) differ); every model must be "
+            "scored against one answer key"
         )
 
 
@@ -94,8 +99,10 @@ def check_complete(
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
         raise XltError(
-            f"{source}: {len(missing)} cell(s) missing or incomplete: {shown}; every model needs every item of every variant, prompt and language. "
-            "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them"
+            f"{source}: {len(missing)} cell(s) missing or incomplete: {shown}; every model needs every "
+            "item of every variant, prompt and language. "
+            "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and "
+            "notes.csv names them"
         )
     return missing
 

@@ -121,13 +121,15 @@ def check_config(config: dict, source: str = "config") -> None:
     for code, meta in languages.items():
         if meta["script"] != code.split("_")[1]:
             raise XltError(
-                f"{source}: languages.{code}.script: {meta['script']!r} is not the script of the code {code} ({code.split('_')[1]})"
+                f"{source}: languages.{code}.script: {meta['script']!r} is not the script of the code "
+                f"{code} ({code.split('_')[1]})"
             )
     families = {meta["family"] for meta in languages.values()}
     for family in config["related_families"]:
         if family not in families:
             raise XltError(
-                f"{source}: related_families: no language of family {family!r}; families configured: {', '.join(sorted(families))}"
+                f"{source}: related_families: no language of family {family!r}; families configured: "
+                f"{', '.join(sorted(families))}"
             )
     sources = config["source_languages"]
     related = [
@@ -149,7 +151,8 @@ def check_config(config: dict, source: str = "config") -> None:
         for lang in sources:
             if lang not in data:
                 raise XltError(
-                    f"{source}: finetune.data: no training set for source {lang}; give one for every source ({', '.join(sources)}) or write belebele"
+                    f"{source}: finetune.data: no training set for source {lang}; give one for every "
+                    f"source ({', '.join(sources)}) or write belebele"
                 )
         for lang in data:
             if lang not in sources:
@@ -157,11 +160,13 @@ def check_config(config: dict, source: str = "config") -> None:
     for lang in config["finetune"]["format_control"] if isinstance(config["finetune"]["format_control"], list) else []:
         if lang not in sources:
             raise XltError(
-                f"{source}: finetune.format_control: {lang!r} is not a source language ({', '.join(sources)}); allowed: first, or a list of them"
+                f"{source}: finetune.format_control: {lang!r} is not a source language "
+                f"({', '.join(sources)}); allowed: first, or a list of them"
             )
     if POOLED_MODEL in config["models"]:
         raise XltError(
-            f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all models together; name the model otherwise"
+            f"{source}: models.{POOLED_MODEL}: the name is reserved for the rows estimated from all "
+            "models together; name the model otherwise"
         )
     resolve_primary(config, config["stats"]["primary"], _effects_tested, where=f"{source}: stats.primary")
     for model, entry in config["models"].items():
@@ -170,7 +175,8 @@ def check_config(config: dict, source: str = "config") -> None:
             resources = entry[stage]["resources"]
             if resources["gpu_model"] and resources["gpu"] < 1:
                 raise XltError(
-                    f"{source}: models.{model}.{stage}.resources: gpu_model {resources['gpu_model']!r} needs gpu: 1 or more (it is {resources['gpu']})"
+                    f"{source}: models.{model}.{stage}.resources: gpu_model {resources['gpu_model']!r} "
+                    f"needs gpu: 1 or more (it is {resources['gpu']})"
                 )
 
 
@@ -196,7 +202,8 @@ def check_launcher(finetune: dict, where: str) -> None:
         return
     if launcher["config_file"] is None:
         raise XltError(
-            f"{where}.launcher.config_file: required by launcher type 'accelerate' (e.g. config/accelerate/deepspeed_zero3.yaml)"
+            f"{where}.launcher.config_file: required by launcher type 'accelerate' (e.g. "
+            "config/accelerate/deepspeed_zero3.yaml)"
         )
     if gpus < 1 or gpus % launcher["num_machines"]:
         raise XltError(
@@ -217,7 +224,8 @@ def check_files(config: dict, source: str = "config") -> None:
         if not template_path(templates, name).is_file():
             available = sorted(path.stem for path in templates.glob("*.yaml")) or ["none"]
             raise XltError(
-                f"{source}: languages.{code}: no prompt template {template_path(templates, name)}; write one, or set template: to one of {', '.join(available)}"
+                f"{source}: languages.{code}: no prompt template {template_path(templates, name)}; write "
+                f"one, or set template: to one of {', '.join(available)}"
             )
         try:
             load_template(template_path(templates, name))
@@ -227,7 +235,8 @@ def check_files(config: dict, source: str = "config") -> None:
         for lang, training_set in config["finetune"]["data"].items():
             if "path" in training_set and not Path(training_set["path"]).is_file():
                 raise XltError(
-                    f"{source}: finetune.data.{lang}.path: {training_set['path']} does not exist (a .jsonl or .parquet file)"
+                    f"{source}: finetune.data.{lang}.path: {training_set['path']} does not exist (a "
+                    ".jsonl or .parquet file)"
                 )
     if config["data"]["source"] == "fixture":
         fixtures = Path(config["data"]["fixture_dir"])
@@ -249,7 +258,8 @@ def read_config_file(path: str | Path) -> dict:
         raise XltError(f"{path}: expected a mapping of settings at the top level")
     if "__use_yte__" in config:
         raise XltError(
-            f"{path}: __use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see README, When something goes wrong)"
+            f"{path}: __use_yte__: YTE templates are Python code run on loading; xlt configs are plain "
+            "YAML (see README, When something goes wrong)"
         )
     return config
 

@@ -116,7 +116,8 @@ def _size(config: dict, model: str) -> ModelSize:
     model_id = config["models"][model].get("id")
     if model_id not in MODEL_SIZES:
         raise XltError(
-            f"models.{model}: no parameter count for {model_id!r} in xlt.costs.MODEL_SIZES; known: {', '.join(MODEL_SIZES)}"
+            f"models.{model}: no parameter count for {model_id!r} in xlt.costs.MODEL_SIZES; known: "
+            f"{', '.join(MODEL_SIZES)}"
         )
     return MODEL_SIZES[model_id]
 
@@ -124,7 +125,8 @@ def _size(config: dict, model: str) -> ModelSize:
 def _gpu(resources: dict, where: str) -> Gpu:
     if resources["gpu_model"] not in GPUS:
         raise XltError(
-            f"{where}.resources.gpu_model: {resources['gpu_model']!r} has no rates in xlt.costs.GPUS; known: {', '.join(GPUS)}"
+            f"{where}.resources.gpu_model: {resources['gpu_model']!r} has no rates in xlt.costs.GPUS; "
+            f"known: {', '.join(GPUS)}"
         )
     return GPUS[resources["gpu_model"]]
 
@@ -143,7 +145,8 @@ def optimizer_steps(config: dict, model: str) -> int:
         return block["max_steps"]
     if config["finetune"]["examples"] is None:
         raise XltError(
-            "finetune.examples: null (as many as the smallest source has); set the number to estimate the fine-tuning's cost"
+            "finetune.examples: null (as many as the smallest source has); set the number to estimate the "
+            "fine-tuning's cost"
         )
     return math.ceil(math.ceil(config["finetune"]["examples"] / examples_per_step(block)) * block["epochs"])
 
@@ -217,17 +220,20 @@ END = "<!-- end of costs -->"
 def render(rows: list[Estimate]) -> str:
     lines = [
         BEGIN,
-        "| model | stage | jobs | GPUs per job | estimate per job (min) | runtime to configure (min) | configured runtime (min) | estimated GPU-hours |",
+        "| model | stage | jobs | GPUs per job | estimate per job (min) | runtime to configure (min) | "
+        "configured runtime (min) | estimated GPU-hours |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row.model} | {row.stage} | {row.jobs} | {row.gpus} x {row.gpu_model} | {row.minutes:.0f} | {row.runtime} | {row.configured} | {row.gpu_hours:.1f} |"
+            f"| {row.model} | {row.stage} | {row.jobs} | {row.gpus} x {row.gpu_model} | {row.minutes:.0f} "
+            f"| {row.runtime} | {row.configured} | {row.gpu_hours:.1f} |"
         )
     total = sum(row.gpu_hours for row in rows)
     lines += [
         "",
-        f"Estimated total: {total:.0f} GPU-hours (the estimates' sum; the configured run times book {sum(r.jobs * r.gpus * r.configured for r in rows) / 60:.0f}).",
+        f"Estimated total: {total:.0f} GPU-hours (the estimates' sum; the configured run times book "
+        f"{sum(r.jobs * r.gpus * r.configured for r in rows) / 60:.0f}).",
         END,
     ]
     return "\n".join(lines)

@@ -119,7 +119,8 @@ def read_jsonl(path: Path) -> pd.DataFrame:
             lone = _LONE_SURROGATE.search(value) if isinstance(value, str) else None
             if lone:
                 raise XltError(
-                    f"{path}: line {number}: field {field} holds a lone surrogate U+{ord(lone.group()):04X} (an escaped half of a character), which is not text"
+                    f"{path}: line {number}: field {field} holds a lone surrogate "
+                    f"U+{ord(lone.group()):04X} (an escaped half of a character), which is not text"
                 )
         records.append(record)
     if not records:
@@ -188,7 +189,8 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         question_number = _whole_number(row.question_number)
         if question_number is None or not 1 <= question_number < 2**63:
             raise XltError(
-                f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a whole number from 1"
+                f"{origin}: row {position}: field question_number is {row.question_number!r}; allowed: a "
+                "whole number from 1"
             )
         if _whole_number(row.correct_answer_num) not in (1, 2, 3, 4):
             raise XltError(
@@ -199,7 +201,8 @@ def check_rows(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
             earlier, later = same[0] + 1, same[1] + 1
             raise XltError(
                 f"{origin}: row {position}: fields mc_answer{earlier} and mc_answer{later} are the same text "
-                f"({normalize_text(getattr(row, f'mc_answer{later}'))[:40]!r}, as read: invisible characters and kinds of space aside); the four options must differ"
+                f"({normalize_text(getattr(row, f'mc_answer{later}'))[:40]!r}, as read: invisible "
+                "characters and kinds of space aside); the four options must differ"
             )
     for field in TEXT_FIELDS + ("link", "dialect"):
         frame[field] = frame[field].map(normalize_text)
@@ -237,7 +240,8 @@ def check_parallel(frames: dict[str, pd.DataFrame], origins: dict[str, str]) -> 
         if differ:
             item = differ[0]
             raise XltError(
-                f"{origins[lang]}: item {item}: correct_answer_num is {answers[item]} in {lang} but {reference[item]} in "
+                f"{origins[lang]}: item {item}: correct_answer_num is {answers[item]} in {lang} but "
+                f"{reference[item]} in "
                 f"{reference_lang} ({len(differ)} differ); parallel items share their answer"
             )
 

@@ -271,7 +271,17 @@ _EITHER = rf"(?:{_words('either')}){_NOT_LETTER}"
 # stops at the first that states an answer: the end of a long chain of thought.
 _PHRASE_BACKWARDS = re.compile(
     _NOT_AFTER_LETTER
-    + f"(?:{_alternation((clitic + phrase for words in ANSWER_WORDS.values() for phrase in words.phrases for clitic in ('', *words.clitics)), backwards=True)})"
+    + f"""(?:{
+        _alternation(
+            (
+                clitic + phrase
+                for words in ANSWER_WORDS.values()
+                for phrase in words.phrases
+                for clitic in ("", *words.clitics)
+            ),
+            backwards=True,
+        )
+    })"""
     + _NOT_LETTER
 )
 _STATED_LABEL = re.compile(rf"{_LEAD}{_LABEL}")

@@ -80,7 +80,8 @@ def build_example(item: dict, template: Template, tokenizer, chat: bool, chat_kw
         while True:
             if keep <= 0:
                 raise XltError(
-                    f"item {item['item_id']} ({item['lang']}): the prompt without its passage is longer than finetune.max_length={max_length} tokens"
+                    f"item {item['item_id']} ({item['lang']}): the prompt without its passage is longer "
+                    f"than finetune.max_length={max_length} tokens"
                 )
             shortened = {**item, "flores_passage": tokenizer.decode(passage_ids[:keep])}
             prompt_ids = encode_prompt(tokenizer, render(shortened, template, "direct"), chat, chat_kwargs)
@@ -222,7 +223,8 @@ def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[li
         chosen = [name for name in linear if name.rpartition(".")[0] in attention]
         if not chosen:
             raise XltError(
-                f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an attention module; list the module names instead"
+                f"model {model_name}: lora.target_modules 'attention' found no linear layer inside an "
+                "attention module; list the module names instead"
             )
     else:
         chosen = [
@@ -236,11 +238,13 @@ def lora_targets(model, settings: FinetuneSettings, model_name: str) -> tuple[li
         return chosen, []
     if not fused_experts and not linear_experts:
         raise XltError(
-            f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a Mixture-of-Experts model)"
+            f"model {model_name}: lora.experts is true but the model has no expert layers (it is not a "
+            "Mixture-of-Experts model)"
         )
     if fused_experts and settings.dropout:
         raise XltError(
-            f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused expert weights), not {settings.dropout}"
+            f"model {model_name}: lora.experts needs lora.dropout 0 (peft cannot apply dropout to fused "
+            f"expert weights), not {settings.dropout}"
         )
     return chosen + linear_experts, fused_experts
 
@@ -278,7 +282,8 @@ def attach_lora(model, settings: FinetuneSettings, model_name: str):
     missing = sorted((set(modules) - adapted) | (set(parameters) - adapted_parameters))
     if unasked or missing:
         raise XltError(
-            f"model {model_name}: peft adapted {len(unasked)} layer(s) the config did not ask for (e.g. {unasked[:2]}) and "
+            f"model {model_name}: peft adapted {len(unasked)} layer(s) the config did not ask for (e.g. "
+            f"{unasked[:2]}) and "
             f"left out {len(missing)} it did (e.g. {missing[:2]}); on this architecture peft maps dense names onto the "
             "experts: use lora.target_modules 'attention', or an explicit list, with lora.experts as wanted"
         )
@@ -390,7 +395,8 @@ def finetune(
     say(
         f"model {spec.name}: {len(examples)} examples, {state.num_processes} process(es), LoRA r={settings.r} on "
         f"{len(model.base_model.targeted_module_names)} modules ({settings.target_modules}) and "
-        f"{len(model.base_model.targeted_parameter_names)} expert weights: {trainable:,} of {total:,} parameters trainable"
+        f"{len(model.base_model.targeted_parameter_names)} expert weights: {trainable:,} of {total:,} "
+        "parameters trainable"
     )
     if resume is not None:
         say(f"resuming from {resume}")
@@ -423,7 +429,8 @@ def finetune(
             entry = state.log_history[-1]
             if "loss" in entry:
                 say(
-                    f"step {entry['step']}/{state.max_steps} loss {entry['loss']:.4f} lr {entry.get('learning_rate', 0):.2e} "
+                    f"step {entry['step']}/{state.max_steps} loss {entry['loss']:.4f} lr "
+                    f"{entry.get('learning_rate', 0):.2e} "
                     f"tokens {entry['tokens']} padding {entry['padding_share']:.1%}"
                 )
 

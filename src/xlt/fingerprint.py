@@ -165,7 +165,8 @@ def _stage_function(stage: str) -> tuple[list[str], set[str]]:
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     if stage not in functions:
         raise KeyError(
-            f"xlt.stages has no stage function {stage!r}; stages: {', '.join(sorted(n for n in functions if not n.startswith('_')))}"
+            f"xlt.stages has no stage function {stage!r}; stages: "
+            f"{', '.join(sorted(n for n in functions if not n.startswith('_')))}"
         )
     seen, queue = set(), [stage]
     while queue:
@@ -256,7 +257,8 @@ def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
         with tarfile.open(tar_path) as tar:
             tar.extractall(folder, filter="data")
         script = "import json, xlt.fingerprint as f, xlt.stages as s, ast, inspect\n" + (
-            "names = [n for n, v in vars(s).items() if inspect.isfunction(v) and v.__module__ == 'xlt.stages' and not n.startswith('_') and n != 'log_to']\n"
+            "names = [n for n, v in vars(s).items() if inspect.isfunction(v) and v.__module__ == "
+            "'xlt.stages' and not n.startswith('_') and n != 'log_to']\n"
             "print(json.dumps({n: f.stage_fingerprint(n) for n in names}))"
         )
         environment = {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}

@@ -38,7 +38,8 @@ def fp8_block_size(config: dict, where: str) -> tuple[int, int]:
     quantization = config.get("quantization_config")
     if not quantization:
         raise XltError(
-            f"{where}: no quantization_config in config.json, so not an FP8 checkpoint; set the model's dequantize_fp8: false"
+            f"{where}: no quantization_config in config.json, so not an FP8 checkpoint; set the model's "
+            "dequantize_fp8: false"
         )
     block = quantization.get("weight_block_size")
     if (
@@ -48,7 +49,8 @@ def fp8_block_size(config: dict, where: str) -> tuple[int, int]:
         or len(block) != 2
     ):
         raise XltError(
-            f"{where}: quantization_config {json.dumps(quantization)} is not block-scaled FP8 (quant_method fp8, fmt e4m3, weight_block_size [rows, columns]); "
+            f"{where}: quantization_config {json.dumps(quantization)} is not block-scaled FP8 "
+            "(quant_method fp8, fmt e4m3, weight_block_size [rows, columns]); "
             "only that is converted"
         )
     return int(block[0]), int(block[1])
@@ -60,7 +62,8 @@ def dequantize(weight, scale_inv, block: tuple[int, int], dtype, name: str = "we
     expected = (math.ceil(rows / block[0]), math.ceil(columns / block[1]))
     if tuple(scale_inv.shape) != expected:
         raise XltError(
-            f"{name}: {tuple(scale_inv.shape)} scale factors for a {rows} x {columns} weight in {block[0]} x {block[1]} blocks, expected {expected}"
+            f"{name}: {tuple(scale_inv.shape)} scale factors for a {rows} x {columns} weight in "
+            f"{block[0]} x {block[1]} blocks, expected {expected}"
         )
     factors = (
         scale_inv.float().repeat_interleave(block[0], dim=0)[:rows].repeat_interleave(block[1], dim=1)[:, :columns]

@@ -72,7 +72,8 @@ def fill_language_metadata(languages: dict, source: str = "config") -> None:
             continue
         if code not in known:
             raise XltError(
-                f"{source}: languages.{code}: no {' or '.join(missing)}, and {code} is not a Belebele variant whose metadata xlt ships; give both"
+                f"{source}: languages.{code}: no {' or '.join(missing)}, and {code} is not a Belebele "
+                "variant whose metadata xlt ships; give both"
             )
         meta.setdefault("family", known[code].family)
         meta.setdefault("script", known[code].script)

@@ -42,15 +42,18 @@ def read_old_layout(
     cell = tuple(items.loc[old, list(CELL)].iloc[0])
     if len(sources) != 1:
         raise XltError(
-            f"{_cell_path(origin, cell)}: variant {OLD_SOURCE_VARIANT!r} is the old single-source layout's, which a study of "
-            f"{len(sources)} source languages ({', '.join(sources)}) cannot read; the variants are {', '.join(variants)}"
+            f"{_cell_path(origin, cell)}: variant {OLD_SOURCE_VARIANT!r} is the old single-source "
+            "layout's, which a study of "
+            f"{len(sources)} source languages ({', '.join(sources)}) cannot read; the variants are "
+            f"{', '.join(variants)}"
         )
     variant = SOURCE_VARIANT.format(source=sources[0])
     models = tuple(sorted(set(items.loc[old, "model"])))
     both = sorted(set(models) & set(items.loc[items["variant"] == variant, "model"]))
     if both:
         raise XltError(
-            f"{_cell_path(origin, cell)}: model {both[0]} has predictions of variant {OLD_SOURCE_VARIANT!r} (the old single-source layout) "
+            f"{_cell_path(origin, cell)}: model {both[0]} has predictions of variant "
+            f"{OLD_SOURCE_VARIANT!r} (the old single-source layout) "
             f"and of {variant!r}, the same variant's name today; keep one"
         )
     items = items.copy()
@@ -68,7 +71,10 @@ def note_old_layout(comparisons, layout: OldLayout | None):
     for model, note in zip(notes["model"].fillna(""), notes["note"].fillna("")):
         models = [model] if model in layout.models else list(layout.models) if model in ("", POOLED_MODEL) else []
         if models:
-            added = f"{', '.join(models)}: predictions in the old single-source layout (variant {OLD_SOURCE_VARIANT!r}), read as {layout.variant}"
+            added = (
+                f"{', '.join(models)}: predictions in the old single-source layout (variant "
+                f"{OLD_SOURCE_VARIANT!r}), read as {layout.variant}"
+            )
             note = f"{note}; {added}" if note else added
         texts.append(note)
     notes["note"] = texts

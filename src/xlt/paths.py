@@ -290,7 +290,8 @@ def discover_predictions(root: str | Path) -> list[PredictionFile]:
         model, variant, prompt = path.relative_to(root).parts[:3]
         if not is_variant(variant) and variant != OLD_SOURCE_VARIANT:
             raise XltError(
-                f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)}, ft-<source language> or ctl-<source language>, e.g. ft-arb_Arab"
+                f"{path}: variant folder {variant!r} is not one of {', '.join(VARIANTS)}, ft-<source "
+                "language> or ctl-<source language>, e.g. ft-arb_Arab"
             )
         if prompt not in PROMPTS:
             raise XltError(f"{path}: prompt folder {prompt!r} is not one of {', '.join(PROMPTS)}")

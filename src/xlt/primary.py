@@ -76,7 +76,8 @@ def resolve_primary(
         if has_interaction(study):
             return PrimaryTest(*AUTO_PRIMARY[0], "")
         reason = (
-            f"the sources {', '.join(sources)} are all {'inside' if interaction_sides(study)[0] else 'outside'} related_families, so there is no "
+            f"the sources {', '.join(sources)} are all "
+            f"{'inside' if interaction_sides(study)[0] else 'outside'} related_families, so there is no "
             f"{INTERACTION} to be the primary test and each source has its own; name one source's test"
         )
     else:
@@ -90,7 +91,10 @@ def resolve_primary(
             return PrimaryTest(prompt, effect, test_source)
         owners = [other for other in sources if f"{test}@{other}" in allowed]
         if len(sources) > 1 and not source and owners:
-            reason = f"with {len(sources)} source languages each has its own {test}: name one source's, as {test}@{owners[0]}"
+            reason = (
+                f"with {len(sources)} source languages each has its own {test}: name one source's, as "
+                f"{test}@{owners[0]}"
+            )
         elif len(sources) == 1 and "@" in setting:
             reason = "with one source language a test is named without @source"
         else:

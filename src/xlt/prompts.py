@@ -59,7 +59,8 @@ def load_template(path: str | Path) -> Template:
     # it would score every output as unparsed.
     if extract(f"{template.answer}: B").rule != "phrase":
         raise XltError(
-            f"{path}: answer label {template.answer!r} is not an answer phrase of the extractor; add it to ANSWER_WORDS in src/xlt/extract.py"
+            f"{path}: answer label {template.answer!r} is not an answer phrase of the extractor; add it "
+            "to ANSWER_WORDS in src/xlt/extract.py"
         )
     return template
 

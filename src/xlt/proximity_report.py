@@ -105,7 +105,8 @@ def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame) -> list[str]
     targets = proximity.groupby("source")["target"].nunique()
     if len(targets) and targets.min() < FEW_TARGETS:
         lines.append(
-            f"With {targets.min()} target languages per source these slopes rest on {targets.min()} units: their intervals are wide by design, "
+            f"With {targets.min()} target languages per source these slopes rest on {targets.min()} "
+            "units: their intervals are wide by design, "
             "and no claim about families in general follows from them (config/belebele-all.yaml has 120 targets)."
         )
     return lines

@@ -142,7 +142,8 @@ def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alph
 def provenance_lines(record: dict) -> list[str]:
     """The report's view: one line per model and data set, then versions and hashes."""
     lines = [
-        f"xlt {record['xlt']['version']}, git commit {record['xlt']['git_commit']}; config sha256 {record['config_sha256']}"
+        f"xlt {record['xlt']['version']}, git commit {record['xlt']['git_commit']}; config sha256 "
+        f"{record['config_sha256']}"
     ]
     for name, model in record["models"].items():
         lines.append(
@@ -399,7 +400,8 @@ def format_warnings(accuracy: pd.DataFrame) -> list[str]:
             )
             lines.append(
                 f"{cell}: the same label for most items in {len(constant)} language(s) "
-                f"(share of the most frequent stated label: {shares}); accuracy there measures a constant answer, not reading"
+                f"(share of the most frequent stated label: {shares}); accuracy there measures a constant "
+                "answer, not reading"
             )
         truncated = rows[rows["truncation_rate"] > TRUNCATED_SHARE]
         if len(truncated):
@@ -407,7 +409,8 @@ def format_warnings(accuracy: pd.DataFrame) -> list[str]:
                 f"{code} {100 * share:.0f}%" for code, share in zip(truncated["lang"], truncated["truncation_rate"])
             )
             lines.append(
-                f"{cell}: most outputs cut by the token budget in {len(truncated)} language(s) ({shares}); accuracy there measures truncation, not reasoning"
+                f"{cell}: most outputs cut by the token budget in {len(truncated)} language(s) "
+                f"({shares}); accuracy there measures truncation, not reasoning"
             )
     return lines
 
@@ -484,7 +487,10 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                 note = noted.get(
                     (source if paths.SOURCE_COLUMN in effects else "", model, "direct", f"{knowledge_name}_targets"), ""
                 )
-                text = f"by {title}{' (default)' if reading == 'cloze' else ''} the knowledge part is {_points(knowledge)}, the format part {_points(form)}"
+                text = (
+                    f"by {title}{' (default)' if reading == 'cloze' else ''} the knowledge part is "
+                    f"{_points(knowledge)}, the format part {_points(form)}"
+                )
                 if UNREADABLE in note:
                     cells = note.split(UNREADABLE, 1)[1].split(";")[0].strip(" :")
                     text += f", but that score is at chance or one label in {cells}: not evidence of knowledge +0"
@@ -753,7 +759,8 @@ def write_report(
         f"![parse rate]({paths.REPORT_PLOTS['parse_rate']})",
         "## Format diagnostics per cell (framed: a warning above)",
         f"![format diagnostics]({paths.REPORT_PLOTS['diagnostics']})",
-        "## Effects (bootstrap over passages; p from passage sign-flips; the primary test Holm-adjusted across models, secondary tests within model x prompt)",
+        "## Effects (bootstrap over passages; p from passage sign-flips; the primary test Holm-adjusted "
+        "across models, secondary tests within model x prompt)",
         _markdown(effects),
         f"![gains by group]({paths.REPORT_PLOTS['gains']})",
         "## Alignment across models",
@@ -770,7 +777,8 @@ def write_report(
             out_dir / paths.REPORT_PLOTS["proximity"],
         )
         sections[sections.index("## Alignment across models") : sections.index("## Alignment across models")] = [
-            "## Gain against genealogical proximity (one point per target language; the slope adjusted for baseline and script)",
+            "## Gain against genealogical proximity (one point per target language; the slope adjusted "
+            "for baseline and script)",
             "\n".join(f"- {line}" for line in proximity_lines(effects, proximity)),
             f"![gain against proximity]({paths.REPORT_PLOTS['proximity']})",
         ]

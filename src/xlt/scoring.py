@@ -69,25 +69,29 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
         wrong = frame.index[frame[column].astype(str) != value]
         if len(wrong):
             raise XltError(
-                f"{origin}: column {column}, row {wrong[0] + 1}: {frame.at[wrong[0], column]!r} but the file's place in the layout says {value!r}"
+                f"{origin}: column {column}, row {wrong[0] + 1}: {frame.at[wrong[0], column]!r} but the "
+                f"file's place in the layout says {value!r}"
             )
     bad = frame.index[~frame["raw_output"].map(lambda raw: isinstance(raw, str))]
     if len(bad):
         raise XltError(
-            f"{origin}: column raw_output, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'raw_output'])}; allowed: text (the model's output)"
+            f"{origin}: column raw_output, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'raw_output'])}; "
+            "allowed: text (the model's output)"
         )
     for column in ("n_prompt_tokens", "n_output_tokens"):
         count = pd.to_numeric(frame[column], errors="coerce")
         bad = frame.index[frame[column].notna() & ~((count >= 0) & (count % 1 == 0))]
         if len(bad):
             raise XltError(
-                f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: a whole number from 0, or null"
+                f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; "
+                "allowed: a whole number from 0, or null"
             )
     parsed = pd.to_numeric(frame["parsed_choice"], errors="coerce")
     bad = frame.index[(frame["parsed_choice"].notna() & ~parsed.isin([1, 2, 3, 4]))]
     if len(bad):
         raise XltError(
-            f"{origin}: column parsed_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'parsed_choice'])}; allowed: 1-4 or null"
+            f"{origin}: column parsed_choice, row {bad[0] + 1}: "
+            f"{_shown(frame.at[bad[0], 'parsed_choice'])}; allowed: 1-4 or null"
         )
     answer = pd.to_numeric(frame["answer"], errors="coerce")
     bad = frame.index[~answer.isin([1, 2, 3, 4])]
@@ -98,13 +102,15 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
         bad = frame.index[frame["stop_reason"].notna() & ~frame["stop_reason"].isin(STOP_REASONS)]
         if len(bad):
             raise XltError(
-                f"{origin}: column stop_reason, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'stop_reason'])}; allowed: {', '.join(STOP_REASONS)} or null"
+                f"{origin}: column stop_reason, row {bad[0] + 1}: "
+                f"{_shown(frame.at[bad[0], 'stop_reason'])}; allowed: {', '.join(STOP_REASONS)} or null"
             )
     _check_scored_cells(frame, origin)
     duplicated = frame.index[frame.duplicated("item_id")]
     if len(duplicated):
         raise XltError(
-            f"{origin}: column item_id, row {duplicated[0] + 1}: item {frame.at[duplicated[0], 'item_id']!r} appears twice"
+            f"{origin}: column item_id, row {duplicated[0] + 1}: item "
+            f"{frame.at[duplicated[0], 'item_id']!r} appears twice"
         )
     frame["parsed_choice"] = parsed.astype("Int64")
     frame["answer"] = answer.astype(int)
@@ -113,14 +119,16 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     unknown = frame.index[given.isna() & frame["correct"].notna()]
     if len(unknown):
         raise XltError(
-            f"{origin}: column correct, row {unknown[0] + 1}: {_shown(frame.at[unknown[0], 'correct'])}; allowed: true, false or null"
+            f"{origin}: column correct, row {unknown[0] + 1}: {_shown(frame.at[unknown[0], 'correct'])}; "
+            "allowed: true, false or null"
         )
     disagree = frame.index[given.notna() & (given != correct)]
     if len(disagree):
         row = disagree[0]
         found = frame.loc[row]
         raise XltError(
-            f"{origin}: column correct, row {row + 1}: {_shown(found['correct'])} but parsed_choice {found['parsed_choice']} "
+            f"{origin}: column correct, row {row + 1}: {_shown(found['correct'])} but parsed_choice "
+            f"{found['parsed_choice']} "
             f"and answer {found['answer']} say {bool(correct[row])}; correct must be parsed_choice == answer"
         )
     frame["correct"] = correct
@@ -168,7 +176,8 @@ def _read(path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for a damaged or foreign file
         raise XltError(
-            f"{path}: not a readable parquet file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            f"{path}: not a readable parquet file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''})"
         ) from None
 
 

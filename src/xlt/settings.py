@@ -54,12 +54,14 @@ class StageSettings:
         missing = [name for name in required if name not in value]
         if missing:
             raise XltError(
-                f"--settings: lacks {', '.join(missing)}; {stage}'s settings have the keys {', '.join(names)} (as xlt.jobs.stage_settings builds them)"
+                f"--settings: lacks {', '.join(missing)}; {stage}'s settings have the keys "
+                f"{', '.join(names)} (as xlt.jobs.stage_settings builds them)"
             )
         unknown = [key for key in value if key not in names]
         if unknown:
             raise XltError(
-                f"--settings: unknown key {', '.join(unknown)} for {stage}; its settings have the keys {', '.join(names)}"
+                f"--settings: unknown key {', '.join(unknown)} for {stage}; its settings have the keys "
+                f"{', '.join(names)}"
             )
         return cls(**value)
 
@@ -153,7 +155,8 @@ class AdapterSettings(StageSettings):
     def from_dict(cls, value: object, stage: str) -> AdapterSettings:
         if not isinstance(value, dict) or not isinstance(value.get("finetune"), dict):
             raise XltError(
-                f"--settings: lacks finetune; {stage}'s settings are the model's config as a JSON object with its finetune block "
+                f"--settings: lacks finetune; {stage}'s settings are the model's config as a JSON object "
+                "with its finetune block "
                 "(as xlt.jobs.stage_settings builds them)"
             )
         return cls(source={key: item for key, item in value.items() if key != "finetune"}, finetune=value["finetune"])

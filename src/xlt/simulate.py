@@ -33,7 +33,8 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 class Scenario:
     """True accuracies of one model. Fine-tuning adds `ft_gain` everywhere,
     `related_advantage` more on related targets (after the sources that carry it, see
-    simulate_cells) and `script_advantage` more on targets written in the source's script; chain-of-thought adds `cot_gain`;
+    simulate_cells) and `script_advantage` more on targets written in the source's script;
+    chain-of-thought adds `cot_gain`;
     `language_gain_sd` gives every language its own fine-tuning gain on top, and
     `language_baseline_sd` its own baseline (logit scale around `baseline`, within
     10-80%); `proximity_slope` adds that much times the target's proximity to the
@@ -96,7 +97,8 @@ def cell_accuracy(
         accuracy += scenario.cot_gain
     if not 0 < accuracy < 1:
         raise XltError(
-            f"scenario gives accuracy {accuracy:.3f} for {language.code} {variant}/{prompt}; it must lie strictly between 0 and 1"
+            f"scenario gives accuracy {accuracy:.3f} for {language.code} {variant}/{prompt}; it must lie "
+            "strictly between 0 and 1"
         )
     return accuracy
 
@@ -263,7 +265,8 @@ def primary_weights(cells, study: dict) -> np.ndarray:
         weights = interaction_weights(cells, study, "direct")
         if weights is None:
             raise XltError(
-                "the study's primary test is the interaction of several sources: it needs sources inside and outside the related families"
+                "the study's primary test is the interaction of several sources: it needs sources inside "
+                "and outside the related families"
             )
         return weights
     # The fine-tuning gain of the one source's variant (study_variants), as stats names it `ft`.
@@ -522,7 +525,8 @@ def main(argv: list[str] | None = None) -> None:
         "--design",
         choices=("relatedness", "proximity"),
         default="relatedness",
-        help="relatedness: the config's primary test; proximity: proximity_slope at 8, 30 and 120 Belebele targets (Arabic the source)",
+        help="relatedness: the config's primary test; proximity: proximity_slope at 8, 30 and 120 Belebele "
+        "targets (Arabic the source)",
     )
     parser.add_argument(
         "--targets",
@@ -548,7 +552,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(table.to_markdown(index=False, floatfmt=".4f"))
     print(
-        f"\n{args.trials} trials per scenario and version of {primary_name(config)} in {time.perf_counter() - started:.0f} s"
+        f"\n{args.trials} trials per scenario and version of {primary_name(config)} in "
+        f"{time.perf_counter() - started:.0f} s"
     )
 
 

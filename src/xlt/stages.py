@@ -159,7 +159,8 @@ def prepare_training(
         overlap = check_overlap(frame, test, origin, finetune_config["allow_test_overlap"])
         if dropped:
             logger.info(
-                f"{lang}: dropped {len(dropped)} of {read} training rows the same as an earlier one (finetune.drop_duplicate_rows): {_listed([describe_row(item) for item in dropped])}"
+                f"{lang}: dropped {len(dropped)} of {read} training rows the same as an earlier one "
+                f"(finetune.drop_duplicate_rows): {_listed([describe_row(item) for item in dropped])}"
             )
         if overlap:
             rows = [
@@ -167,7 +168,8 @@ def prepare_training(
                 for found in overlap
             ]
             logger.warning(
-                f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items (finetune.allow_test_overlap): {_listed(rows)}"
+                f"{lang}: warning: {len(overlap)} of {len(frame)} training rows are test items "
+                f"(finetune.allow_test_overlap): {_listed(rows)}"
             )
         frames[lang] = frame
         checks[lang] = {"origin": origin, "rows_read": read, "duplicates_dropped": dropped, "test_items": overlap}
@@ -324,7 +326,8 @@ def predict(
     written = {cell for prompt in prompts for cell in JOB_CELLS[prompt]}
     if set(by_cell) != written:
         raise XltError(
-            f"predict {name} ({variant}): the prompts {', '.join(prompts)} write the cells {', '.join(sorted(written))}, the outputs are in {', '.join(sorted(by_cell))}"
+            f"predict {name} ({variant}): the prompts {', '.join(prompts)} write the cells "
+            f"{', '.join(sorted(written))}, the outputs are in {', '.join(sorted(by_cell))}"
         )
     set_threads(threads)
     items = pd.concat([read_prepared(path, split="test") for path in data_files], ignore_index=True)
@@ -333,7 +336,8 @@ def predict(
         named = [Path(path).stem for path in paths]
         if sorted(named) != sorted(langs):
             raise XltError(
-                f"predict {name} ({variant}): the outputs of cell {cell} are for {', '.join(named)}, the data's languages are {', '.join(langs)}; "
+                f"predict {name} ({variant}): the outputs of cell {cell} are for {', '.join(named)}, the "
+                f"data's languages are {', '.join(langs)}; "
                 "give one file per cell and language ({cell}/{lang}.parquet)"
             )
     templates = {lang: load_template(path) for lang, path in settings.templates.items()}
@@ -353,7 +357,8 @@ def predict(
     new_tokens = sum(result.n_output_tokens for result in results)
     parsed = ", ".join(f"{cell} {frame['parsed_choice'].notna().mean():.1%}" for cell, frame in frames.items())
     logger.info(
-        f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new tokens/s); parse rate {parsed}"
+        f"{len(items)} items, {len(requests)} requests in {elapsed:.1f}s ({new_tokens / elapsed:.1f} new "
+        f"tokens/s); parse rate {parsed}"
     )
     by_cell_lang = {(cell, lang): rows for cell, frame in frames.items() for lang, rows in frame.groupby("lang")}
     for path in outputs:
@@ -430,7 +435,8 @@ def compare(
         pd.read_parquet(items_file), settings.study(), settings.stats["allow_missing_cells"], items_file, outputs
     )
     logger.info(
-        f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in {time.perf_counter() - start:.1f}s"
+        f"{len(comparisons.effects)} effects, {len(comparisons.alignment)} alignment statistics in "
+        f"{time.perf_counter() - start:.1f}s"
     )
 
 
@@ -497,5 +503,6 @@ def provenance(
     record = provenance_record(settings.config, base_dirs, checkout, checks)
     write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", output)
     logger.info(
-        f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training sets -> {output}"
+        f"provenance of {len(record['models'])} models and {len(record['datasets']['training'])} training "
+        f"sets -> {output}"
     )

@@ -1,6 +1,7 @@
 """Staging: every Hub model and data set the study reads (Belebele, Hub training sets),
 downloaded once, on the login node, at a pinned commit into a shared folder
-(`staging.dir`), so that compute jobs read files and never the network (they run with the hub offline, xlt.launch). A pinned revision
+(`staging.dir`), so that compute jobs read files and never the network (they run with the hub
+offline, xlt.launch). A pinned revision
 is a commit hash: a branch such as `main` may move between the base and the fine-tuned
 variants' jobs, so on a cluster an unpinned one stops at planning unless
 `staging.allow_unpinned` lets it through (it is then resolved once, here, and the
@@ -110,13 +111,15 @@ def check_cluster_config(config: dict, source: str) -> None:
     if unpinned and not config["staging"]["allow_unpinned"]:
         shown = ", ".join(unpinned[:3]) + (f" and {len(unpinned) - 3} more" if len(unpinned) > 3 else "")
         raise XltError(
-            f"{source}: {shown} {'is' if len(unpinned) == 1 else 'are'} not a commit hash (40 hex digits); pin every Hub revision to a commit "
+            f"{source}: {shown} {'is' if len(unpinned) == 1 else 'are'} not a commit hash (40 hex "
+            "digits); pin every Hub revision to a commit "
             "for a cluster run, or set staging.allow_unpinned: true to resolve branches once when staging"
         )
     hub_models = [name for name, entry in config["models"].items() if entry.get("id")]
     if hub_models and staging_dir(config) is None:
         raise XltError(
-            f"{source}: models {', '.join(hub_models)} are Hub ids and staging.dir is not set; on a cluster set staging.dir to a shared folder, "
+            f"{source}: models {', '.join(hub_models)} are Hub ids and staging.dir is not set; on a "
+            "cluster set staging.dir to a shared folder, "
             "where a local rule downloads them once, so that no compute job downloads"
         )
 
@@ -128,7 +131,8 @@ def read_staged(folder: str | Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise XltError(
-            f"{folder}: not a staged Hub repository ({STAGED_RECORD} unreadable: {type(error).__name__}); run the stage rules"
+            f"{folder}: not a staged Hub repository ({STAGED_RECORD} unreadable: {type(error).__name__}); "
+            "run the stage rules"
         ) from None
 
 

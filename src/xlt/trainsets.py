@@ -134,7 +134,8 @@ def _options(record: dict, fields: dict, origin: str, row: int) -> list[str]:
     same = same_options(texts)
     if same:
         raise XltError(
-            f"{origin}: row {row}: fields {columns[same[0]]} and {columns[same[1]]} (fields.options) are the same text ({texts[same[1]][:40]!r}, as read: "
+            f"{origin}: row {row}: fields {columns[same[0]]} and {columns[same[1]]} (fields.options) are "
+            f"the same text ({texts[same[1]][:40]!r}, as read: "
             "invisible characters and kinds of space aside); the four options must differ"
         )
     return texts
@@ -174,7 +175,8 @@ def map_fields(frame: pd.DataFrame, training_set: TrainingSet) -> pd.DataFrame:
     for key, column in [*((k, c) for k, c in mapped.items() if c), *(("options", c) for c in options)]:
         if column not in frame.columns:
             raise XltError(
-                f"{origin}: fields.{key}: no field {column!r} in the data; its fields: {', '.join(map(str, frame.columns))}"
+                f"{origin}: fields.{key}: no field {column!r} in the data; its fields: "
+                f"{', '.join(map(str, frame.columns))}"
             )
     if training_set.max_examples is not None:
         frame = frame.iloc[: training_set.max_examples]
@@ -241,8 +243,10 @@ def without_duplicates(frame: pd.DataFrame, origin: str, drop: bool) -> tuple[pd
         position, first = found[0]
         ids = frame["item_id"].tolist()
         raise XltError(
-            f"{origin}: {describe_row(ids[position])}: the same passage, question and options as {describe_row(ids[first])} (as read: invisible characters, "
-            f"kinds of space and option order aside; {len(found)} such row(s)); a repeated row trains twice and counts twice when sources are equalised. "
+            f"{origin}: {describe_row(ids[position])}: the same passage, question and options as "
+            f"{describe_row(ids[first])} (as read: invisible characters, "
+            f"kinds of space and option order aside; {len(found)} such row(s)); a repeated row trains "
+            "twice and counts twice when sources are equalised. "
             "Remove them, or drop them with finetune.drop_duplicate_rows: true"
         )
     dropped = [frame["item_id"].iloc[position] for position, _ in found]
@@ -276,8 +280,10 @@ def check_overlap(frame: pd.DataFrame, test: pd.DataFrame, origin: str, allow: b
     if found and not allow:
         first = found[0]
         raise XltError(
-            f"{origin}: {len(found)} of {len(frame)} training rows are test items: {describe_row(first['row'])} has the {first['by']} of test item "
-            f"{first['test_item']} ({first['lang']}); fine-tuning on the test items measures memory, not transfer. Remove them, or allow it "
+            f"{origin}: {len(found)} of {len(frame)} training rows are test items: "
+            f"{describe_row(first['row'])} has the {first['by']} of test item "
+            f"{first['test_item']} ({first['lang']}); fine-tuning on the test items measures memory, not "
+            "transfer. Remove them, or allow it "
             "(finetune.allow_test_overlap: true) and the log and results/provenance.json name them"
         )
     return found

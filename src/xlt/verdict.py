@@ -71,14 +71,21 @@ def verdict(
     different = r["p_adjusted"] < alpha
     side = "advantage" if r["estimate"] > 0 else "disadvantage"
     if equivalent and different:
-        text = f"a related-language {side} smaller than {bound} ({difference}; {holm_name}={r['p_adjusted']:.3g}; {equivalence})"
+        text = (
+            f"a related-language {side} smaller than {bound} ({difference}; "
+            f"{holm_name}={r['p_adjusted']:.3g}; {equivalence})"
+        )
     elif equivalent:
         text = f"no related-language advantage larger than {bound} ({equivalence}; {difference})"
     elif different:
-        text = f"a related-language {side} ({difference}; {holm_name}={r['p_adjusted']:.3g}), not shown smaller than {bound} ({equivalence})"
+        text = (
+            f"a related-language {side} ({difference}; {holm_name}={r['p_adjusted']:.3g}), not shown smaller "
+            f"than {bound} ({equivalence})"
+        )
     else:
         text = (
-            f"inconclusive: {difference}; neither different from zero ({holm_name}={r['p_adjusted']:.3g}) nor shown smaller than {bound} ({equivalence}); "
+            f"inconclusive: {difference}; neither different from zero ({holm_name}={r['p_adjusted']:.3g}) "
+            f"nor shown smaller than {bound} ({equivalence}); "
             + (
                 f"advantages up to {100 * max(r['ci_high'], 0):.1f} points remain possible"
                 if r["ci_high"] > r["ci_low"]

@@ -139,7 +139,8 @@ def test_a_symlink_is_not_replaced(tmp_path):
         _write(link)
     assert (
         str(error.value)
-        == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+        == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or "
+        "write elsewhere"
     )
     assert link.is_symlink() and pointed.read_text() == "theirs"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["elsewhere.txt", "out.jsonl"]

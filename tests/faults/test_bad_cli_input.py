@@ -119,7 +119,8 @@ def test_extract_output_into_a_folder_or_symlink(tmp_path, capsys):
     assert main(["extract", str(source), "-o", str(link)]) == 2
     assert (
         _one_line(capsys)
-        == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or write elsewhere"
+        == f"{link}: is a symbolic link, not a regular file; xlt replaces only regular files: remove it or "
+        "write elsewhere"
     )
     assert link.is_symlink() and json.loads(source.read_text()) == {"output": "Answer: B"}
 
@@ -235,7 +236,8 @@ def test_extract_json_lines_to_a_parquet_name(tmp_path, capsys):
     assert main(["extract", str(source), "-o", str(tmp_path / "parsed.parquet")]) == 2
     assert (
         _one_line(capsys)
-        == f"-o {tmp_path / 'parsed.parquet'}: JSON lines are written as JSON lines; a .parquet output goes with a predictions .parquet input"
+        == f"-o {tmp_path / 'parsed.parquet'}: JSON lines are written as JSON lines; a .parquet output goes "
+        "with a predictions .parquet input"
     )
 
 

@@ -16,7 +16,11 @@ from xlt.errors import XltError
 TEMPLATES = REPO / "config" / "templates"
 FIXTURE = REPO / "data" / "belebele_fixture"
 TEMPLATE_NAMES = "amh_Ethi, arb_Arab, eng_Latn, heb_Hebr, mlt_Latn, pes_Arab, tur_Latn, urd_Arab"
-FINETUNE_KEYS = "lora, learning_rate, lr_scheduler, warmup_ratio, epochs, max_steps, micro_batch_size, gradient_accumulation, max_length, seed, save_steps, dtype, quantization, gradient_checkpointing, merge, launcher, resources"
+FINETUNE_KEYS = (
+    "lora, learning_rate, lr_scheduler, warmup_ratio, epochs, max_steps, micro_batch_size, "
+    "gradient_accumulation, max_length, seed, save_steps, dtype, quantization, gradient_checkpointing, merge, "
+    "launcher, resources"
+)
 MODEL_NAME_RULE = (
     "a model name is a folder name and a wildcard: letters, digits, '.', '_', '-', starting with a letter or digit"
 )
@@ -39,7 +43,8 @@ def _use_hub_id(config, hub_id):
 CASES = {
     "unknown top-level key": (
         lambda c: c.update(modles={}),
-        "modles: unknown key; allowed here: data, languages, source_language, source_languages, finetune, related_families, prompts, models, stats, staging, resources",
+        "modles: unknown key; allowed here: data, languages, source_language, source_languages, finetune, "
+        "related_families, prompts, models, stats, staging, resources",
     ),
     "unknown nested key": (
         lambda c: _dense(c)["finetune"].update(epoch=3),
@@ -91,7 +96,8 @@ CASES = {
     ),
     "negative inference batch size": (
         lambda c: _dense(c).update(inference={"batch_size": -1}),
-        "models.tiny-dense.inference.batch_size: -1 is not allowed: -1 is less than the minimum of 1; or -1 is not one of ['auto']",
+        "models.tiny-dense.inference.batch_size: -1 is not allowed: -1 is less than the minimum of 1; or "
+        "-1 is not one of ['auto']",
     ),
     "negative training batch size": (
         lambda c: _dense(c)["finetune"].update(micro_batch_size=-4),
@@ -115,15 +121,18 @@ CASES = {
     ),
     "hub id that injects shell": (
         lambda c: _use_hub_id(c, "Qwen/Qwen3-4B $(touch pwned)"),
-        "models.tiny-dense.id: 'Qwen/Qwen3-4B $(touch pwned)' is not allowed: a Hub id, owner/name (letters, digits, '.', '_', '-'), e.g. Qwen/Qwen3-4B",
+        "models.tiny-dense.id: 'Qwen/Qwen3-4B $(touch pwned)' is not allowed: a Hub id, owner/name "
+        "(letters, digits, '.', '_', '-'), e.g. Qwen/Qwen3-4B",
     ),
     "language with no prompt template": (
         lambda c: c["languages"].update(xho_Latn={"family": "Bantu", "script": "Latn"}),
-        f"languages.xho_Latn: no prompt template {TEMPLATES}/xho_Latn.yaml; write one, or set template: to one of {TEMPLATE_NAMES}",
+        f"languages.xho_Latn: no prompt template {TEMPLATES}/xho_Latn.yaml; write one, or set template: "
+        f"to one of {TEMPLATE_NAMES}",
     ),
     "template that does not exist": (
         lambda c: c["languages"]["heb_Hebr"].update(template="hebrew"),
-        f"languages.heb_Hebr: no prompt template {TEMPLATES}/hebrew.yaml; write one, or set template: to one of {TEMPLATE_NAMES}",
+        f"languages.heb_Hebr: no prompt template {TEMPLATES}/hebrew.yaml; write one, or set template: to "
+        f"one of {TEMPLATE_NAMES}",
     ),
     "language with no fixture file": (
         lambda c: c["languages"].update(xho_Latn={"family": "Bantu", "script": "Latn", "template": "eng_Latn"}),
@@ -155,7 +164,8 @@ CASES = {
     ),
     "script in lower case": (
         lambda c: c["languages"]["arb_Arab"].update(script="arab"),
-        "languages.arb_Arab.script: 'arab' is not allowed: an ISO 15924 script code in its canonical case, the script part of the language's code (Arab, not arab)",
+        "languages.arb_Arab.script: 'arab' is not allowed: an ISO 15924 script code in its canonical "
+        "case, the script part of the language's code (Arab, not arab)",
     ),
     "script of another code": (
         lambda c: c["languages"]["arb_Arab"].update(script="Hebr"),
@@ -167,19 +177,24 @@ CASES = {
     ),
     "language code ending in a line break": (
         lambda c: c["languages"].update({"eng_Latn\n": c["languages"].pop("eng_Latn")}),
-        "languages: 'eng_Latn\\n' is not allowed: a FLORES-200 code, language_Script, e.g. arb_Arab, heb_Hebr, eng_Latn",
+        "languages: 'eng_Latn\\n' is not allowed: a FLORES-200 code, language_Script, e.g. arb_Arab, "
+        "heb_Hebr, eng_Latn",
     ),
     "hub id ending in a line break": (
         lambda c: _use_hub_id(c, "Qwen/Qwen3-4B\n"),
-        "models.tiny-dense.id: 'Qwen/Qwen3-4B\\n' is not allowed: a Hub id, owner/name (letters, digits, '.', '_', '-'), e.g. Qwen/Qwen3-4B",
+        "models.tiny-dense.id: 'Qwen/Qwen3-4B\\n' is not allowed: a Hub id, owner/name (letters, digits, "
+        "'.', '_', '-'), e.g. Qwen/Qwen3-4B",
     ),
     "template outside the templates folder": (
         lambda c: c["languages"]["heb_Hebr"].update(template="../../etc/passwd"),
-        "languages.heb_Hebr.template: '../../etc/passwd' is not allowed: prompt template to use (a language code under prompts.templates: letters, digits, '.', '_', '-'); default: the language's own",
+        "languages.heb_Hebr.template: '../../etc/passwd' is not allowed: prompt template to use (a "
+        "language code under prompts.templates: letters, digits, '.', '_', '-'); default: the language's "
+        "own",
     ),
     "empty module name to adapt": (
         lambda c: _dense(c)["finetune"].update(lora={"target_modules": [""]}),
-        "models.tiny-dense.finetune.lora.target_modules: [''] is not allowed: '' should be non-empty; or [''] is not of type 'string'; or [''] is not one of ['all-linear', 'attention']",
+        "models.tiny-dense.finetune.lora.target_modules: [''] is not allowed: '' should be non-empty; or "
+        "[''] is not of type 'string'; or [''] is not one of ['all-linear', 'attention']",
     ),
     "optimizer steps beyond reason": (
         lambda c: _dense(c)["finetune"].update(max_steps=10**30),

@@ -16,7 +16,10 @@ from xlt.settings import PrepareDataSettings
 from xlt.stages import prepare_data
 
 LANGS = ["arb_Arab", "heb_Hebr", "eng_Latn"]
-FIELDS = "link, question_number, flores_passage, question, mc_answer1, mc_answer2, mc_answer3, mc_answer4, correct_answer_num, dialect"
+FIELDS = (
+    "link, question_number, flores_passage, question, mc_answer1, mc_answer2, mc_answer3, mc_answer4, "
+    "correct_answer_num, dialect"
+)
 
 
 def _records(lang):
@@ -111,7 +114,8 @@ CASES = {
     ),
     "lone surrogate in a passage": (
         _lone_surrogate,
-        "line 2: field flores_passage holds a lone surrogate U+D800 (an escaped half of a character), which is not text",
+        "line 2: field flores_passage holds a lone surrogate U+D800 (an escaped half of a character), "
+        "which is not text",
     ),
     "passage of only invisible characters": (
         _set(2, "flores_passage", "\u200b\u200d\u2060\u00ad"),
@@ -119,11 +123,13 @@ CASES = {
     ),
     "two identical options": (
         _same_options,
-        "row 2: fields mc_answer1 and mc_answer3 are the same text ('1', as read: invisible characters and kinds of space aside); the four options must differ",
+        "row 2: fields mc_answer1 and mc_answer3 are the same text ('1', as read: invisible characters "
+        "and kinds of space aside); the four options must differ",
     ),
     "two options that differ only in what cannot be seen": (
         _options("cat sat", "cat\u200b\u00a0sat"),
-        "row 2: fields mc_answer1 and mc_answer3 are the same text ('cat\\u200b\\xa0sat', as read: invisible characters and kinds of space aside); the four options must differ",
+        "row 2: fields mc_answer1 and mc_answer3 are the same text ('cat\\u200b\\xa0sat', as read: "
+        "invisible characters and kinds of space aside); the four options must differ",
     ),
     "answer as a letter": (
         _set(2, "correct_answer_num", "B"),
@@ -160,7 +166,8 @@ CASES = {
     ),
     "correct answer differs between translations": (
         _answers_shifted,
-        "item https://example.invalid/002#1: correct_answer_num is 3 in heb_Hebr but 2 in arb_Arab (1 differ); parallel items share their answer",
+        "item https://example.invalid/002#1: correct_answer_num is 3 in heb_Hebr but 2 in arb_Arab (1 "
+        "differ); parallel items share their answer",
     ),
 }
 
@@ -276,7 +283,8 @@ def test_hub_that_cannot_be_reached(tmp_path, monkeypatch):
         )
     assert (
         str(error.value)
-        == "facebook/belebele[arb_Arab]: cannot be loaded: Couldn't reach 'facebook/belebele' on the Hub (LocalEntryNotFoundError)"
+        == "facebook/belebele[arb_Arab]: cannot be loaded: Couldn't reach 'facebook/belebele' on the Hub "
+        "(LocalEntryNotFoundError)"
     )
     assert files_under(tmp_path / "results") == []
 

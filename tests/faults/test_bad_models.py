@@ -90,15 +90,18 @@ CASES = {
     ),
     "pickled weights only": (
         _pickle_weights,
-        "model tiny: no safetensors weights in {path} (found only pytorch_model.bin, pickled weights xlt does not load); save the model with safe_serialization=True",
+        "model tiny: no safetensors weights in {path} (found only pytorch_model.bin, pickled weights xlt "
+        "does not load); save the model with safe_serialization=True",
     ),
     "truncated weight file": (
         _truncate_weights,
-        "model tiny: weight file {path}/model.safetensors is incomplete or damaged (Error while deserializing header: incomplete metadata, file not fully covered)",
+        "model tiny: weight file {path}/model.safetensors is incomplete or damaged (Error while "
+        "deserializing header: incomplete metadata, file not fully covered)",
     ),
     "shard listed but missing": (
         _index_a_missing_shard,
-        "model tiny: weight file {path}/model-00002-of-00002.safetensors is missing (model.safetensors.index.json lists it)",
+        "model tiny: weight file {path}/model-00002-of-00002.safetensors is missing "
+        "(model.safetensors.index.json lists it)",
     ),
     "folder without config.json": (
         _remove_config,

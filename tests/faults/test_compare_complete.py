@@ -45,8 +45,10 @@ def test_a_missing_language_file_is_an_error_naming_it(tree, tmp_path, capsys):
     assert _compare(tree, _config(tmp_path), tmp_path / "stats") == 2
     err = capsys.readouterr().err
     assert err == (
-        f"xlt: error: {tree}: 1 cell(s) missing or incomplete: m2/ft-arb_Arab/direct/heb_Hebr.parquet; every model needs every item of every variant, prompt and language. "
-        "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and notes.csv names them\n"
+        f"xlt: error: {tree}: 1 cell(s) missing or incomplete: m2/ft-arb_Arab/direct/heb_Hebr.parquet; "
+        "every model needs every item of every variant, prompt and language. "
+        "Add them, or allow it (xlt compare --allow-missing, or stats.allow_missing_cells: true) and "
+        "notes.csv names them\n"
     )
     assert not (tmp_path / "stats").exists()
 

@@ -21,7 +21,8 @@ from xlt.config import check_files, load_config, validate_config
 from xlt.errors import XltError
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
     for i in range(8)
 )
 
@@ -29,7 +30,8 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 CASES = {
     "YTE": (
         '__use_yte__: true\nextra: ?__import__("os").system("touch {marker}")\n',
-        "__use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see README, When something goes wrong)",
+        "__use_yte__: YTE templates are Python code run on loading; xlt configs are plain YAML (see "
+        "README, When something goes wrong)",
     ),
     "Python tag": (
         "pwn: !!python/name:os.system\n",
@@ -167,5 +169,6 @@ def test_a_template_missing_a_key_stops_planning(tmp_path):
     with pytest.raises(XltError) as error:
         check_files(validate_config(config, source="my.yaml"), source="my.yaml")
     assert str(error.value) == (
-        f"my.yaml: languages.heb_Hebr: {broken}: key cot_start is missing or empty; a template needs passage, question, answer, direct, cot, cot_start"
+        f"my.yaml: languages.heb_Hebr: {broken}: key cot_start is missing or empty; a template needs "
+        "passage, question, answer, direct, cot, cot_start"
     )

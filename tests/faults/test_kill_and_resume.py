@@ -128,7 +128,8 @@ def kill_during(stage: Stage, workdir: Path, configfile: Path, seed: int) -> dic
         deadline = time.monotonic() + 600
         while not stage.ready(workdir) or stage.output not in incomplete_outputs(workdir):
             assert process.poll() is None, (
-                f"snakemake ended before {stage.output} was under way: {(workdir / 'killed-run.txt').read_text()[-3000:]}"
+                f"snakemake ended before {stage.output} was under way: "
+                f"{(workdir / 'killed-run.txt').read_text()[-3000:]}"
             )
             assert time.monotonic() < deadline
             time.sleep(0.02)

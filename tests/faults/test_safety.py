@@ -89,7 +89,10 @@ def _unquoted_shell_placeholders(rules: str) -> list[str]:
 
 
 def test_the_shell_check_finds_an_unquoted_placeholder():
-    rule = 'rule x:\n    output: "a"\n    shell:\n        "xlt finetune --base {input.base:q} --out {output} {wildcards.model}"\n'
+    rule = (
+        'rule x:\n    output: "a"\n    shell:\n        "xlt finetune --base {input.base:q} --out {output} '
+        '{wildcards.model}"\n'
+    )
     assert _unquoted_shell_placeholders(rule) == ["{output}", "{wildcards.model}"]
 
 

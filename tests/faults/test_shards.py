@@ -157,7 +157,8 @@ def test_a_nan_never_wins_the_likeliest_label(scores):
     if any(math.isnan(score) for score in scores):
         with pytest.raises(
             XltError,
-            match=rf"^model m: item {request.item_id} \(eng_Latn\), prompt (direct|choice): a label log-probability is NaN",
+            match=rf"^model m: item {request.item_id} \(eng_Latn\), prompt (direct|choice): a label "
+            r"log-probability is NaN",
         ):
             prediction_frames([request], [result], "m", "base")
     else:
@@ -201,7 +202,8 @@ def test_nan_scores_while_decoding_are_one_line_naming_model_item_and_prompt(bac
     requests = _requests(2)
     with pytest.raises(
         XltError,
-        match=r"^model tiny-dense: item .*#1 \(eng_Latn\), prompt cot: the scores of the next token are NaN at a decoding step",
+        match=r"^model tiny-dense: item .*#1 \(eng_Latn\), prompt cot: the scores of the next token are NaN at "
+        r"a decoding step",
     ):
         backend.run(requests)
 

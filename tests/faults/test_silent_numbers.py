@@ -158,13 +158,14 @@ def test_a_two_source_tree_without_one_sources_variant_stops_or_keeps_the_intera
         notes.loc[notes["role"] == "primary", "model"], notes.loc[notes["role"] == "primary", "note"]
     ):
         assert why.startswith(
-            f"no estimate: cells the primary test direct/{INTERACTION} reads are missing for {model}; computed without missing"
+            f"no estimate: cells the primary test direct/{INTERACTION} reads are missing for {model}; "
+            "computed without missing"
         )
         assert f"{model}/ft-pes_Arab/direct/arb_Arab.parquet" in why
     lines = study_verdicts(pd.read_csv(tmp_path / "stats" / "effects.csv"), ["m1", "m2"], 0.05, 0.05)
     assert (
-        "m1 (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): no estimate (a language group or cell is missing)."
-        in lines
+        "m1 (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): no "
+        "estimate (a language group or cell is missing)." in lines
     )
 
 
@@ -224,7 +225,8 @@ def test_two_semitic_sources_have_no_automatic_primary_test_and_say_what_they_al
         _study(("arb_Arab", "heb_Hebr"))
     message = str(caught.value)
     assert message.startswith(
-        "config: stats.primary: 'auto': the sources arb_Arab, heb_Hebr are all inside related_families, so there is no relatedness_interaction"
+        "config: stats.primary: 'auto': the sources arb_Arab, heb_Hebr are all inside related_families, "
+        "so there is no relatedness_interaction"
     )
     assert (
         "allowed: direct/ft_gain_source@arb_Arab, " in message
@@ -250,7 +252,8 @@ def test_a_per_source_primary_test_with_two_sources_stops_at_planning():
     relatedness primary (two per model, Holm over each source's models)."""
     with pytest.raises(
         XltError,
-        match=r"^config: stats.primary: 'direct/relatedness': with 2 source languages each has its own direct/relatedness: name one",
+        match=r"^config: stats.primary: 'direct/relatedness': with 2 source languages each has its own "
+        r"direct/relatedness: name one",
     ):
         _study(primary="direct/relatedness")
 
@@ -402,5 +405,6 @@ def test_item_ids_of_which_some_lack_a_passage_key_stop_compare(tmp_path, capsys
     )
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 2
     assert _one_line(capsys).endswith(
-        "(4 of 12 ids lack '#'); item ids are link#question_number throughout (questions of a passage are resampled together) or plain ids throughout"
+        "(4 of 12 ids lack '#'); item ids are link#question_number throughout (questions of a passage are "
+        "resampled together) or plain ids throughout"
     )

@@ -99,8 +99,10 @@ def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_
         _run(finetune, test_items, tmp_path)
     first = rows.iloc[0]
     assert str(caught.value) == (
-        f"{path}: 48 of 48 training rows are test items: row 1 has the passage of test item {first['link']}#1 (arb_Arab); fine-tuning on the test items "
-        "measures memory, not transfer. Remove them, or allow it (finetune.allow_test_overlap: true) and the log and results/provenance.json name them"
+        f"{path}: 48 of 48 training rows are test items: row 1 has the passage of test item "
+        f"{first['link']}#1 (arb_Arab); fine-tuning on the test items "
+        "measures memory, not transfer. Remove them, or allow it (finetune.allow_test_overlap: true) and "
+        "the log and results/provenance.json name them"
     )
     assert not (tmp_path / "train").exists()
     finetune["allow_test_overlap"] = True
@@ -210,7 +212,8 @@ def test_overlap_names_exactly_the_test_items_among_the_training_rows(test_items
         ),
         (
             lambda r: r[2]["options"].__setitem__(3, "\u200b"),
-            r"row 3: field options\[3\] \(fields.options\) is '\\u200b' \(only invisible characters\); allowed: non-empty text",
+            r"row 3: field options\[3\] \(fields.options\) is '\\u200b' \(only invisible characters\); "
+            r"allowed: non-empty text",
         ),
         (
             lambda r: r[0].__setitem__("question", "\u200b\u2060"),
@@ -253,7 +256,8 @@ def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equal
     with pytest.raises(XltError) as caught:
         _run(finetune, test_items, tmp_path, sources=("arb_Arab", "pes_Arab"))
     assert str(caught.value).startswith(
-        f"{arabic}: row 3: the same passage, question and options as row 1 (as read: invisible characters, kinds of space and option order aside; 10 such row(s))"
+        f"{arabic}: row 3: the same passage, question and options as row 1 (as read: invisible "
+        "characters, kinds of space and option order aside; 10 such row(s))"
     )
     finetune["drop_duplicate_rows"] = True
     (arb, pes), checks = _run(finetune, test_items, tmp_path, sources=("arb_Arab", "pes_Arab"))
@@ -262,6 +266,6 @@ def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equal
         f"arb_Arab:train:{k}" for k in range(3, 13)
     ]
     assert (
-        "arb_Arab: dropped 10 of 12 training rows the same as an earlier one (finetune.drop_duplicate_rows): row 3, row 4,"
-        in capsys.readouterr().out
+        "arb_Arab: dropped 10 of 12 training rows the same as an earlier one "
+        "(finetune.drop_duplicate_rows): row 3, row 4," in capsys.readouterr().out
     )

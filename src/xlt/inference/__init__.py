@@ -2,7 +2,8 @@
 
 `requests` (what a job asks: prompts, label scoring, forced answers; and the
 `Generation` a backend answers), `backend` (the interface every backend implements),
-`loader` (`open_backend`: the backend a model's config names), `hf` and `engine` (the transformers backend and its decoding
+`loader` (`open_backend`: the backend a model's config names), `hf` and `engine` (the
+transformers backend and its decoding
 loop), `vllm` (the vLLM backend for large models), `stopping` (when a continuation is
 done, for every backend), `forward` (forward passes over a KV cache), `kvcache` (the
 one place that touches transformers' private cache classes), `shards`

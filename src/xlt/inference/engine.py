@@ -510,7 +510,8 @@ def generate(
                     torch.cuda.empty_cache()
                     fitting = len(part_groups) // 2
                     logger.info(
-                        f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} + {len(part_groups) - fitting}"
+                        f"a wave of {len(part_groups)} items ran out of GPU memory: retrying as {fitting} "
+                        f"+ {len(part_groups) - fitting}"
                     )
                     pending.extend([part_groups[fitting:], part_groups[:fitting]])
                     continue
@@ -534,6 +535,7 @@ def generate(
                     record(wave_number, wave_results)
     bar.close()
     logger.info(
-        f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of {len(plan)} waves read back from an earlier run)"
+        f"generated for {len(requests)} requests in {time.monotonic() - started:.1f}s ({read_back} of "
+        f"{len(plan)} waves read back from an earlier run)"
     )
     return [results[i] for i in range(len(requests))]

@@ -52,6 +52,8 @@ class HFBackend(Backend):
         except NotANumber as error:
             request = requests[error.rows[0]]
             raise XltError(
-                f"model {self.name}: item {request.item_id} ({request.lang}), prompt {request.job}: the scores of the next token are NaN at a decoding "
-                f"step ({len(error.rows)} request(s) of the wave); a NaN never counts as the likeliest token: check the weights and inference.dtype"
+                f"model {self.name}: item {request.item_id} ({request.lang}), prompt {request.job}: the "
+                "scores of the next token are NaN at a decoding "
+                f"step ({len(error.rows)} request(s) of the wave); a NaN never counts as the likeliest "
+                "token: check the weights and inference.dtype"
             ) from None

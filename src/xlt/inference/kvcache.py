@@ -48,7 +48,8 @@ def check_transformers(version: str | None = None) -> None:
     if not SpecifierSet(TESTED_TRANSFORMERS).contains(version):
         raise XltError(
             f"transformers {version}: the inference engine is tested with transformers{TESTED_TRANSFORMERS} only "
-            "(it builds on transformers' private cache classes); install the tested stack: pip install -c constraints.txt -e ."
+            "(it builds on transformers' private cache classes); install the tested stack: pip install -c "
+            "constraints.txt -e ."
         )
 
 
@@ -77,7 +78,8 @@ def check_transformers_internals() -> None:
 
     def fail(what: str) -> NoReturn:
         raise XltError(
-            f"transformers {installed('transformers')}: xlt/inference/kvcache.py relies on {what}; adapt it to this release"
+            f"transformers {installed('transformers')}: xlt/inference/kvcache.py relies on {what}; adapt "
+            "it to this release"
         )
 
     try:

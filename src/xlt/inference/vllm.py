@@ -83,12 +83,14 @@ def engine_args(
     configured = settings["tensor_parallel_size"]
     if gpus and configured > 1 and configured != gpus:
         raise XltError(
-            f"model {spec.name}: inference.tensor_parallel_size {configured} is not the job's {gpus} GPU(s) (inference.resources.gpu); "
+            f"model {spec.name}: inference.tensor_parallel_size {configured} is not the job's {gpus} "
+            "GPU(s) (inference.resources.gpu); "
             "vLLM splits the model over every GPU of the job: leave it at 1 or set it to the GPUs"
         )
     if settings["max_model_len"] is not None and settings["max_model_len"] < needed_len:
         raise XltError(
-            f"model {spec.name}: inference.max_model_len {settings['max_model_len']} is shorter than the longest request ({needed_len} tokens: prompt, "
+            f"model {spec.name}: inference.max_model_len {settings['max_model_len']} is shorter than the "
+            f"longest request ({needed_len} tokens: prompt, "
             "token budget, answer phrase and label); raise it or leave it unset"
         )
     location, revision = serving_checkpoint(base_dir)
@@ -120,7 +122,8 @@ def check_logprobs_mode(llm, name: str) -> None:
     mode = getattr(getattr(getattr(llm, "llm_engine", None), "model_config", None), "logprobs_mode", None)
     if getattr(mode, "value", mode) != LOGPROBS_MODE:
         raise XltError(
-            f"model {name}: vLLM started with logprobs_mode {mode!r}, not {LOGPROBS_MODE}; label log-probabilities would not be the model's own"
+            f"model {name}: vLLM started with logprobs_mode {mode!r}, not {LOGPROBS_MODE}; label "
+            "log-probabilities would not be the model's own"
         )
 
 
@@ -219,7 +222,8 @@ class VLLMBackend(Backend):
             rank=lora_rank(self.adapter_dir),
         )
         logger.info(
-            f"vLLM: {self.spec.name} from {args['model']}, tensor parallel {args['tensor_parallel_size']}, max_model_len {args['max_model_len']}"
+            f"vLLM: {self.spec.name} from {args['model']}, tensor parallel "
+            f"{args['tensor_parallel_size']}, max_model_len {args['max_model_len']}"
         )
         self.llm = LLM(**args)
         check_logprobs_mode(self.llm, self.name)
@@ -247,7 +251,8 @@ class VLLMBackend(Backend):
                 self._start(needed)
             elif needed > self.max_len:
                 raise XltError(
-                    f"model {self.name}: a request of {needed} tokens is longer than the running engine's max_model_len {self.max_len}"
+                    f"model {self.name}: a request of {needed} tokens is longer than the running engine's "
+                    f"max_model_len {self.max_len}"
                 )
             done = self._wave([requests[index] for index in missing], [encoded[index] for index in missing])
             finished = dict(zip(missing, done))

@@ -8,7 +8,8 @@ prompt x language. Several questions share a passage (Belebele's `link`; an item
 `link#question_number`), so the passage is the unit of every resampling and test: one
 bootstrap (whole passages resampled with all their questions and cells) and one set of
 passage sign flips serve every effect and model, which keeps all comparisons paired.
-Predictions whose item ids carry no passage key are treated as independent questions. Accuracy-scale effects are weighted sums of cells; the headroom-normalised
+Predictions whose item ids carry no passage key are treated as independent questions.
+Accuracy-scale effects are weighted sums of cells; the headroom-normalised
 gains are functions of the cell accuracies; both are evaluated on the same resamples.
 
 The modules, each importing only those above it in this list (none imports this

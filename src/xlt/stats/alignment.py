@@ -173,7 +173,8 @@ def _power_note(n: int, method: str, settings: StatsSettings) -> str:
         return f"{n} models are too few for a Fisher-z interval or a power statement"
     power = correlation_power(n, CORRELATION_OF_INTEREST, alpha, method)
     return (
-        f"power with {n} models: a two-sided test at {alpha:g} detects a correlation of {detectable:.2f} with 80% power "
+        f"power with {n} models: a two-sided test at {alpha:g} detects a correlation of {detectable:.2f} "
+        "with 80% power "
         f"and one of {CORRELATION_OF_INTEREST:g} with {power:.0%} power"
     )
 
@@ -184,12 +185,19 @@ def _method_text(
     """How a statistic over units of `kind` is computed, for its notes row."""
     if kind == "models":
         interval_text = f"{settings.confidence:.0%} Fisher-z interval over the {n} models"
-        p_method = f"permutation of the pairing across models ({'exact, all ' if exact else ''}{len(orders) if orders is not None else 0} orderings)"
+        p_method = (
+            "permutation of the pairing across models "
+            f"({'exact, all ' if exact else ''}{len(orders) if orders is not None else 0} orderings)"
+        )
     else:
         interval_text = interval_method(settings, resampling)
-        p_method = f"{unit_name(resampling)[:-1]} bootstrap (conditional on these models and languages: cells of one model are not independent)"
+        p_method = (
+            f"{unit_name(resampling)[:-1]} bootstrap (conditional on these models and languages: cells of one "
+            "model are not independent)"
+        )
     return f"{interval_text}; p: {p_method}" + (
-        f"; x and y on disjoint halves of the {unit_name(resampling)} (even/odd positions), averaged over both assignments"
+        f"; x and y on disjoint halves of the {unit_name(resampling)} (even/odd positions), averaged over "
+        "both assignments"
         if split
         else ""
     )
@@ -213,7 +221,10 @@ def _kind_rows(
                     else []
                 )
                 if lacking:
-                    why = f"missing: no choice cell for {', '.join(lacking)}, so no format part of the fine-tuning gain (older runs and predictions from elsewhere may lack it)"
+                    why = (
+                        f"missing: no choice cell for {', '.join(lacking)}, so no format part of the "
+                        "fine-tuning gain (older runs and predictions from elsewhere may lack it)"
+                    )
                     notes.append(notes_row("alignment", statistic, why))
                     continue
                 if enough:

@@ -49,7 +49,10 @@ def _adjust(rows: list[Row], primary: tuple[str, str] | None) -> None:
             chosen, holm([row.p_value for row in chosen]), holm([row.equivalence_p for row in chosen])
         ):
             row.role, row.p_adjusted, row.equivalence_p_adjusted = "primary", adjusted, equivalence
-            row.holm_family = f"primary: Holm across the {tested} models' {'/'.join(primary)} tests (p and TOST p adjusted separately)"
+            row.holm_family = (
+                f"primary: Holm across the {tested} models' {'/'.join(primary)} tests (p and TOST p adjusted "
+                "separately)"
+            )
     for key in sorted({(row.model, row.prompt) for row in rows}):
         family = [
             row

@@ -74,7 +74,8 @@ def bootstrap_interval(resampling: Resampling, draws: np.ndarray) -> tuple[float
     finite = draws[np.isfinite(draws)]
     if not resampling.too_few and finite.size and np.ptp(finite) <= SAME_VALUE:
         why = (
-            f"no interval: every resample gives {finite[0]:+.3f} (the items, or the passages, all have one value: as where the cells compared agree "
+            f"no interval: every resample gives {finite[0]:+.3f} (the items, or the passages, all have "
+            "one value: as where the cells compared agree "
             "on every item), and a zero-width interval would claim a precision they do not show"
         )
         return math.nan, math.nan, why
@@ -111,8 +112,10 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         name,
         float(values.mean()),
         context.n_items,
-        f"{interval_method(settings, context.resampling)}; p: {test_text}; equivalence_p: empirical-likelihood TOST over {unit_name(context.resampling)}, "
-        f"margin ±{margin:g}, equivalent at {settings.alpha:g} when its {1 - 2 * settings.alpha:.0%} interval (equivalence_ci_*) lies inside",
+        f"{interval_method(settings, context.resampling)}; p: {test_text}; equivalence_p: "
+        f"empirical-likelihood TOST over {unit_name(context.resampling)}, "
+        f"margin ±{margin:g}, equivalent at {settings.alpha:g} when its {1 - 2 * settings.alpha:.0%} "
+        "interval (equivalence_ci_*) lies inside",
         low,
         high,
         p,

@@ -70,7 +70,8 @@ def _missing_reading(context: ModelContext, reading: Reading, names: tuple[str, 
     """The notes row that stands for a reading's rows where its knowledge cells are missing."""
     gain = reading.gain
     why = (
-        f"missing: no {reading.reading} reading of the knowledge part: no {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''} "
+        f"missing: no {reading.reading} reading of the knowledge part: no "
+        f"{', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''} "
         f"(needs {_needs(reading)}; older runs and predictions from elsewhere may lack it)"
     )
     effect = f"{names[0]}_*, {names[1]}_*" + (
@@ -157,7 +158,8 @@ def decomposition_effects(
     if absent:
         return [], [_missing_reading(context, reading, names, absent)]
     method = (
-        f"{interval_method(context.settings, context.resampling)}; descriptive, not tested (outside the Holm families); {reading.reading} reading: "
+        f"{interval_method(context.settings, context.resampling)}; descriptive, not tested (outside the "
+        f"Holm families); {reading.reading} reading: "
         f"knowledge part: {'/'.join(knowledge.after)} - {'/'.join(knowledge.before)}, format part: the gain minus it"
     )
     rows = []
@@ -173,7 +175,8 @@ def decomposition_effects(
         if unreadable:
             for row in found[-2:]:
                 row.notes.append(
-                    f"knowledge score unreadable in {len(unreadable)} cell(s): {', '.join(unreadable)}; there the {reading.reading} score cannot show "
+                    f"knowledge score unreadable in {len(unreadable)} cell(s): {', '.join(unreadable)}; "
+                    f"there the {reading.reading} score cannot show "
                     "knowledge, so this part is not evidence of knowledge +0"
                 )
         rows += found
@@ -196,8 +199,11 @@ def control_effects(context: ModelContext, languages: dict[str, Language]) -> tu
         if missing or not have:
             if comparison.gain == "ft_gain_over_control":
                 why = (
-                    f"missing: no format-only control for {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (finetune.format_control does not "
-                    "name this source, or the tree predates the control): no gain over the control, and no control reading of the knowledge part"
+                    "missing: no format-only control for "
+                    f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} "
+                    "(finetune.format_control does not "
+                    "name this source, or the tree predates the control): no gain over the control, and "
+                    "no control reading of the knowledge part"
                 )
                 absent.append(
                     notes_row(

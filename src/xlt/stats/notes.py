@@ -46,7 +46,10 @@ def unit_name(resampling: Resampling) -> str:
 
 
 def interval_method(settings: StatsSettings, resampling: Resampling) -> str:
-    return f"{settings.confidence:.0%} expanded percentile bootstrap over {unit_name(resampling)} ({settings.bootstrap_samples} resamples)"
+    return (
+        f"{settings.confidence:.0%} expanded percentile bootstrap over {unit_name(resampling)} "
+        f"({settings.bootstrap_samples} resamples)"
+    )
 
 
 def too_few_note(resampling: Resampling) -> str:
@@ -56,6 +59,7 @@ def too_few_note(resampling: Resampling) -> str:
         return ""
     confidence = resampling.confidence
     return (
-        f"no interval: {resampling.n_clusters} {unit_name(resampling)}, fewer than the {minimum_clusters(confidence)} a {confidence:.0%} interval needs "
+        f"no interval: {resampling.n_clusters} {unit_name(resampling)}, fewer than the "
+        f"{minimum_clusters(confidence)} a {confidence:.0%} interval needs "
         f"(no two-sided test at {1 - confidence:g} can reject on fewer)"
     )

@@ -102,16 +102,20 @@ def slope_row(
         effect,
         math.nan,
         n_items,
-        f"least squares across {n} target languages (the units): gain ~ 1 + proximity{''.join(f' + {name}' for name in kept)}; "
-        f"interval: {settings.confidence:.0%} expanded percentile bootstrap of whole target languages ({settings.bootstrap_samples} resamples); "
+        f"least squares across {n} target languages (the units): gain ~ 1 + "
+        f"proximity{''.join(f' + {name}' for name in kept)}; "
+        f"interval: {settings.confidence:.0%} expanded percentile bootstrap of whole target languages "
+        f"({settings.bootstrap_samples} resamples); "
         "p: permutation of the covariate-adjusted proximities across the targets, slope studentized (HC0); "
-        f"equivalence_p: the bootstrap TOST, slope margin ±{margin:g}, equivalent at {alpha:g} when its {1 - 2 * alpha:.0%} interval "
+        f"equivalence_p: the bootstrap TOST, slope margin ±{margin:g}, equivalent at {alpha:g} when its "
+        f"{1 - 2 * alpha:.0%} interval "
         "(equivalence_ci_*) lies inside",
     )
     row.notes.append(f"{n} target languages: {', '.join(targets)}")
     if n < z.shape[1] + 3:
         row.notes.append(
-            f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} covariates and a residual needs"
+            f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} "
+            "covariates and a residual needs"
         )
         return row
     if np.max(np.abs(_residuals(y, _with_intercept(z)))) <= 1e-12:
@@ -148,7 +152,8 @@ def _bootstrap_targets(row: Row, y: np.ndarray, x: np.ndarray, z: np.ndarray, se
     n, alpha, margin = y.size, settings.alpha, settings.proximity_margin
     if n < minimum_clusters(settings.confidence):
         row.notes.append(
-            f"no interval: {n} target languages, fewer than the {minimum_clusters(settings.confidence)} a {settings.confidence:.0%} interval needs"
+            f"no interval: {n} target languages, fewer than the {minimum_clusters(settings.confidence)} a "
+            f"{settings.confidence:.0%} interval needs"
         )
         return
     languages = np.random.default_rng(settings.seed).integers(0, n, size=(settings.bootstrap_samples, n))
@@ -159,7 +164,8 @@ def _bootstrap_targets(row: Row, y: np.ndarray, x: np.ndarray, z: np.ndarray, se
     row.equivalence_p = float(max(np.mean(finite <= -margin), np.mean(finite >= margin)))
     if finite.size < draws.size:
         row.notes.append(
-            f"{1 - finite.size / draws.size:.1%} of the resamples drew targets whose proximity does not vary: left out of the interval"
+            f"{1 - finite.size / draws.size:.1%} of the resamples drew targets whose proximity does not "
+            "vary: left out of the interval"
         )
 
 
@@ -174,9 +180,11 @@ def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[l
         left_out = [code for code in codes if languages[code].is_target and code not in known]
         if source is None or not slope_fits(source, targets):
             why = (
-                f"missing: {len(targets)} target languages with Glottolog metadata and both cells, fewer than the {MIN_TARGETS} a slope needs"
+                f"missing: {len(targets)} target languages with Glottolog metadata and both cells, fewer "
+                f"than the {MIN_TARGETS} a slope needs"
                 if len(targets) < MIN_TARGETS
-                else "missing: every target is at the same genealogical proximity to the source, so no slope can be estimated"
+                else "missing: every target is at the same genealogical proximity to the source, so no slope "
+                "can be estimated"
             )
             absent.append(notes_row("effects", SLOPE, why, model=context.model, prompt=comparison.prompt))
             continue
@@ -262,7 +270,8 @@ def interaction_slope_rows(items: pd.DataFrame, study: dict, settings: StatsSett
                     settings,
                 )
                 row.notes.append(
-                    f"the gain after {first} minus the gain after {other}, on the proximity to {first} minus that to {other}"
+                    f"the gain after {first} minus the gain after {other}, on the proximity to {first} "
+                    f"minus that to {other}"
                 )
                 rows.append(row)
     for key in sorted({(row.prompt, row.effect) for row in rows}):

@@ -53,11 +53,17 @@ def _unfittable(frame: pd.DataFrame, comparison: Comparison, n_items: int) -> st
     if (
         frame.loc[frame.treated == 1, "correct"].to_numpy() == frame.loc[frame.treated == 0, "correct"].to_numpy()
     ).all():
-        return f"no item changes between {'/'.join(comparison.before)} and {'/'.join(comparison.after)} in any target language: nothing to model"
+        return (
+            f"no item changes between {'/'.join(comparison.before)} and {'/'.join(comparison.after)} in any "
+            "target language: nothing to model"
+        )
     for (code, treated), correct in frame.groupby(["lang", "treated"])["correct"]:
         if correct.sum() in (0, n_items):
             cell = comparison.after if treated else comparison.before
-            return f"cell {'/'.join(cell)}/{code} has every item {'correct' if correct.sum() else 'wrong'}: its log odds are infinite, so the model has no finite estimate"
+            return (
+                f"cell {'/'.join(cell)}/{code} has every item {'correct' if correct.sum() else 'wrong'}: its "
+                "log odds are infinite, so the model has no finite estimate"
+            )
     return ""
 
 
@@ -80,7 +86,8 @@ def logit_effects(
     method = (
         "binomial GEE, correct ~ C(lang) + treated + "
         + " + ".join(terms)
-        + f", independence working correlation, robust SE clustered by {'item' if context.resampling.singletons else 'passage'}; estimate: log odds ratio"
+        + ", independence working correlation, robust SE clustered by "
+        f"{'item' if context.resampling.singletons else 'passage'}; estimate: log odds ratio"
     )
     frame = _gee_frame(context.cells, comparison, targets, languages, source_script, context.clusters)
     note = too_few_note(context.resampling) or _unfittable(frame, comparison, context.n_items)
@@ -148,13 +155,16 @@ def pooled_effects(
     }
     formula = "correct ~ C(cell) + C(model):treated + treated:baseline + treated:related"
     method = (
-        f"binomial GEE over {len(models)} models, {formula}, baseline = centred logit of each model x language's {'/'.join(comparison.before)} accuracy; "
-        f"independence working correlation, robust SE clustered by {unit_name(resampling)} across models; estimate: log odds ratio"
+        f"binomial GEE over {len(models)} models, {formula}, baseline = centred logit of each model x "
+        f"language's {'/'.join(comparison.before)} accuracy; "
+        f"independence working correlation, robust SE clustered by {unit_name(resampling)} across models; "
+        "estimate: log odds ratio"
     )
     outcomes = frame.groupby(["cell", "treated"])["correct"].agg(["min", "max"])
     degenerate = outcomes[outcomes["min"] == outcomes["max"]]
     note = too_few_note(resampling) or (
-        f"cell {degenerate.index[0][0]} ({'after' if degenerate.index[0][1] else 'before'}) has every item alike: its log odds are infinite"
+        f"cell {degenerate.index[0][0]} ({'after' if degenerate.index[0][1] else 'before'}) has every "
+        "item alike: its log odds are infinite"
         if len(degenerate)
         else ""
     )
@@ -166,7 +176,8 @@ def pooled_effects(
         row = Row(POOLED, comparison.prompt, names[term], estimate, resampling.clusters.size, method, low, high, p)
         row.notes.append(
             note
-            or f"models: {', '.join(models)}; {'conditional on these models' if term.endswith('related') else 'per logit of baseline accuracy'}"
+            or f"models: {', '.join(models)}; "
+            f"{'conditional on these models' if term.endswith('related') else 'per logit of baseline accuracy'}"
         )
         rows.append(row)
     return rows
@@ -241,7 +252,8 @@ def _mde_row(context: ModelContext, comparison: Comparison, weights: np.ndarray)
         f"{comparison.prefix}relatedness_mde",
         mde,
         context.n_items,
-        f"smallest difference in differences detected with 80% power by a two-sided test at {1 - settings.confidence:g}, "
+        "smallest difference in differences detected with 80% power by a two-sided test at "
+        f"{1 - settings.confidence:g}, "
         f"for the spread between {unit_name(context.resampling)} observed",
     )
     if not np.isfinite(mde):
@@ -276,7 +288,8 @@ def _script_rows(context: ModelContext, comparison: Comparison, split: ScriptSpl
             )
         )
         rows[-1].notes.append(
-            f"controls in the source's script ({'+'.join(split.same_script)}) minus controls in other scripts ({'+'.join(split.other_script)}): all unrelated"
+            f"controls in the source's script ({'+'.join(split.same_script)}) minus controls in other "
+            f"scripts ({'+'.join(split.other_script)}): all unrelated"
         )
     return rows
 

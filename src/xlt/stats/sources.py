@@ -97,7 +97,8 @@ def interaction_rows(
                 continue
             row = accuracy_effect(context, prompt, INTERACTION, weights)
             row.notes.append(
-                f"(related {'+'.join(related)} minus control {'+'.join(control)} fine-tuning gain) after {'+'.join(inside)} "
+                f"(related {'+'.join(related)} minus control {'+'.join(control)} fine-tuning gain) after "
+                f"{'+'.join(inside)} "
                 f"minus the same after {'+'.join(outside)}"
             )
             if too_few_note(resampling):
@@ -130,7 +131,9 @@ def absent_primary_rows(effects: pd.DataFrame, models: list[str], test: PrimaryT
             role="primary",
             holm_family="primary: no estimate to adjust",
             notes=[
-                f"no estimate: cells the primary test {test.name}{f' of source {test.source}' if test.source else ''} reads are missing for {model}"
+                "no estimate: cells the primary test "
+                f"{test.name}{f' of source {test.source}' if test.source else ''} reads are missing for "
+                f"{model}"
             ],
         )
         for model in models
@@ -153,7 +156,8 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     unknown = sorted(set(items["variant"]) - set(expected))
     if unknown:
         raise XltError(
-            f"predictions of variant {unknown[0]}, which the config's source languages ({', '.join(sources)}) do not make, nor its format-only "
+            f"predictions of variant {unknown[0]}, which the config's source languages "
+            f"({', '.join(sources)}) do not make, nor its format-only "
             f"controls (finetune.format_control: {', '.join(controls) or 'none'}); expected {', '.join(expected)}"
         )
     # One primary test per model, chosen from the config (xlt.primary): the interaction's

@@ -16,7 +16,14 @@ from xlt.jobs import language_template, settings_json
 from xlt.languages import control_sources
 from xlt.launch import finetune_launch, xlt_command
 from xlt.recipes import recipe_warning
-from xlt.staging import OFFLINE_ENVIRONMENT, check_cluster_config, staged_datasets, staged_models, staging_dir, training_name
+from xlt.staging import (
+    OFFLINE_ENVIRONMENT,
+    check_cluster_config,
+    staged_datasets,
+    staged_models,
+    staging_dir,
+    training_name,
+)
 
 # The same one-line messages as the `xlt` commands (snakemake.utils.validate would print
 # the whole schema), before any job: the config with its defaults filled in replaces
@@ -46,7 +53,10 @@ try:
         check_cluster_config(config, CONFIG_SOURCE)
     for name, entry in config["models"].items():
         if entry.get("dequantize_fp8") and name not in STAGED_MODELS:
-            raise XltError(f"{CONFIG_SOURCE}: models.{name}.dequantize_fp8 converts a staged Hub model; give {name} an id and set staging.dir")
+            raise XltError(
+                f"{CONFIG_SOURCE}: models.{name}.dequantize_fp8 converts a staged Hub model; "
+                f"give {name} an id and set staging.dir"
+            )
 except XltError as error:
     raise WorkflowError(str(error)) from None
 
@@ -88,7 +98,12 @@ def all_outputs():
         paths.GAINS,
         paths.PROXIMITY,
         f"{paths.REPORT}/{paths.REPORT_SUMMARY}",
-    ] + [paths.MERGED.format(model=model, source=source) for model in MODELS if config["models"][model]["finetune"]["merge"] for source in SOURCES]
+    ] + [
+        paths.MERGED.format(model=model, source=source)
+        for model in MODELS
+        if config["models"][model]["finetune"]["merge"]
+        for source in SOURCES
+    ]
 
 
 def job_settings(stage):
@@ -153,7 +168,9 @@ def finetune_launcher(wildcards, resources):
     once staged."""
     entry = config["models"][wildcards.model]["finetune"]
     gpus, threads = entry["resources"]["gpu"], entry["resources"]["threads"]
-    return HUB_OFFLINE + finetune_launch(finetune_launcher_config(wildcards.model), gpus, threads, str(Path(workflow.basedir) / "src"), job_python())
+    return HUB_OFFLINE + finetune_launch(
+        finetune_launcher_config(wildcards.model), gpus, threads, str(Path(workflow.basedir) / "src"), job_python()
+    )
 
 
 def stage_resource(stage, key):
@@ -164,7 +181,10 @@ def stage_resource(stage, key):
 def model_job_resources_of(stage):
     """Every resource of a model's finetune or inference jobs (xlt.cluster), each as a
     rule-level callable: resources, not params, so a change reruns nothing."""
-    return {key: (lambda wildcards, key=key: model_job_resources(config, wildcards.model, stage)[key]) for key in RESOURCE_KEYS}
+    return {
+        key: (lambda wildcards, key=key: model_job_resources(config, wildcards.model, stage)[key])
+        for key in RESOURCE_KEYS
+    }
 
 
 def light_resource(key):
@@ -199,8 +219,15 @@ def training_inputs(wildcards=None):
     sources' local training files (a Hub training set is no input file)."""
     if not EXTERNAL_TRAINING:
         return {"belebele": [paths.DATA.format(lang=source) for source in SOURCES]}
-    staged = [paths.STAGED_DATASET.format(staging=STAGING, dataset=training_name(source)) for source in SOURCES if training_name(source) in STAGED_DATASETS]
-    return {"files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry], "staged": staged}
+    staged = [
+        paths.STAGED_DATASET.format(staging=STAGING, dataset=training_name(source))
+        for source in SOURCES
+        if training_name(source) in STAGED_DATASETS
+    ]
+    return {
+        "files": [entry["path"] for entry in config["finetune"]["data"].values() if "path" in entry],
+        "staged": staged,
+    }
 
 
 def belebele_argument(wildcards, input):
@@ -218,7 +245,9 @@ def predict_inputs(wildcards):
     if wildcards.variant in SOURCE_OF_VARIANT:
         inputs["adapter"] = paths.ADAPTER.format(model=wildcards.model, source=SOURCE_OF_VARIANT[wildcards.variant])
     if wildcards.variant in SOURCE_OF_CONTROL:
-        inputs["adapter"] = paths.CONTROL_ADAPTER.format(model=wildcards.model, source=SOURCE_OF_CONTROL[wildcards.variant])
+        inputs["adapter"] = paths.CONTROL_ADAPTER.format(
+            model=wildcards.model, source=SOURCE_OF_CONTROL[wildcards.variant]
+        )
     return inputs
 
 

@@ -20,4 +20,5 @@ rule compare:
         xlt=xlt_launcher,
         out_dir=lambda wildcards, output: str(Path(output.effects).parent),
     shell:
-        "{params.xlt} compare --items {input.scored:q} --settings {params.settings:q} --out {params.out_dir:q} --log {log:q}"
+        "{params.xlt} compare --items {input.scored:q} --settings {params.settings:q}"
+        " --out {params.out_dir:q} --log {log:q}"

@@ -17,4 +17,5 @@ rule prepare_model:
         code=stage_fingerprint("prepare_model"),
         xlt=model_job_launcher,
     shell:
-        "{params.xlt} prepare-model --model {wildcards.model:q} --settings {params.settings:q}" " --out {output:q} --threads {threads} --log {log:q}"
+        "{params.xlt} prepare-model --model {wildcards.model:q} --settings {params.settings:q}"
+        " --out {output:q} --threads {threads} --log {log:q}"

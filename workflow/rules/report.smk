@@ -98,7 +98,8 @@ rule report:
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     shell:
         "{params.xlt} report --accuracy {input.accuracy:q} --effects {input.effects:q} --alignment {input.alignment:q}"
-        " --gains {input.gains:q} --notes {input.notes:q} --provenance {input.provenance:q} --proximity {input.proximity:q} --settings {params.settings:q}"
+        " --gains {input.gains:q} --notes {input.notes:q} --provenance {input.provenance:q}"
+        " --proximity {input.proximity:q} --settings {params.settings:q}"
         " --out {params.out_dir:q} --log {log:q}"
 
 
@@ -127,5 +128,6 @@ rule provenance:
         # untracked, like xlt_launcher: where the checkout is changes no number
         checkout=lambda wildcards, resources: workflow.basedir,
     shell:
-        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q} --training-checks {input.checks:q} --checkout {params.checkout:q}"
+        "{params.xlt} provenance --settings {params.settings:q} --base {input.base:q}"
+        " --training-checks {input.checks:q} --checkout {params.checkout:q}"
         " --out {output:q} --log {log:q}"

@@ -25,7 +25,8 @@ rule stage_model:
         settings=job_settings("prepare_model"),
         xlt=xlt_launcher,
     shell:
-        "{params.xlt} stage-model --model {wildcards.model:q} --settings {params.settings:q} --out {output:q} --log {log:q}"
+        "{params.xlt} stage-model --model {wildcards.model:q} --settings {params.settings:q}"
+        " --out {output:q} --log {log:q}"
 
 
 # A block-scaled FP8 checkpoint (models.NAME.dequantize_fp8: DeepSeek-V3) in bfloat16,
@@ -67,7 +68,10 @@ rule stage_dataset:
         mem_mb=light_resource("mem_mb"),
         runtime=light_resource("runtime"),
     params:
-        settings=lambda wildcards: json.dumps({"id": STAGED_DATASETS[wildcards.dataset].repo_id, "revision": STAGED_DATASETS[wildcards.dataset].revision}),
+        settings=lambda wildcards: json.dumps(
+            {"id": STAGED_DATASETS[wildcards.dataset].repo_id, "revision": STAGED_DATASETS[wildcards.dataset].revision}
+        ),
         xlt=xlt_launcher,
     shell:
-        "{params.xlt} stage-dataset --dataset {wildcards.dataset:q} --settings {params.settings:q} --out {output:q} --log {log:q}"
+        "{params.xlt} stage-dataset --dataset {wildcards.dataset:q} --settings {params.settings:q}"
+        " --out {output:q} --log {log:q}"

@@ -151,7 +151,12 @@ def test_every_path_module_function_and_config_key_the_docs_name_exists():
     """Backquoted paths exist, `xlt.module.function(arguments)` names a function that takes
     those arguments, and `section.key` names a key of config/schema.yaml."""
     schema = load_schema()
-    modules = {info.name.rsplit(".", 1)[-1]: info.name for info in pkgutil.walk_packages(xlt.__path__, "xlt.")}
+    full_names = sorted(
+        (info.name for info in pkgutil.walk_packages(xlt.__path__, "xlt.")), key=lambda name: -name.count(".")
+    )
+    # A short name (`proximity`) is the shallowest module of that name (xlt.proximity, not
+    # xlt.stats.proximity); the deeper ones are named in full.
+    modules = {name.rsplit(".", 1)[-1]: name for name in full_names}
     stale = []
     for page in PAGES:
         stale += [
@@ -187,7 +192,7 @@ def test_every_path_module_function_and_config_key_the_docs_name_exists():
             if parts[0] != "xlt":
                 parts = modules[parts[0]].split(".") + parts[1:]
             # `prompts.x` may name a config key or the prompts module: either will do.
-            target, missing = _named_object(parts, {"xlt", *modules.values()})
+            target, missing = _named_object(parts, {"xlt", *full_names})
             if missing:
                 stale.append(f"{where}: {missing}" + (" (nor a key of config/schema.yaml)" if is_key else ""))
             elif arguments and callable(target):

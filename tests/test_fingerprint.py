@@ -178,6 +178,9 @@ def test_record_maps_each_changed_stage_to_its_fingerprint_at_a_revision(tmp_pat
     subprocess.run([*git, "commit", "-qm", "before"], check=True)
     scoring = copy / "scoring.py"
     scoring.write_text(scoring.read_text(encoding="utf-8") + "\nREFACTORED = True\n", encoding="utf-8")
+    assert fingerprint.record("HEAD", "only predict compared", tmp_path, only=["predict"]) == []
+    with pytest.raises(ValueError, match="--stages: predicting are not stages"):
+        fingerprint.record("HEAD", "x", tmp_path, only=["predicting"])
     added = fingerprint.record("HEAD", "outputs compared", tmp_path)
     assert {row["stage"] for row in added} == {
         stage for stage in before if fingerprint.code_hash(stage) != before[stage]

@@ -270,13 +270,17 @@ def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
     return json.loads(output)
 
 
-def record(revision: str, evidence: str, checkout: Path) -> list[dict[str, str]]:
-    """Record every stage whose code hash differs from its fingerprint at `revision` as
-    equivalent to it; returns the rows added."""
+def record(revision: str, evidence: str, checkout: Path, only: list[str] | None = None) -> list[dict[str, str]]:
+    """Record every stage (of `only`, if given: those whose outputs were compared) whose
+    code hash differs from its fingerprint at `revision` as equivalent to it; returns
+    the rows added."""
+    unknown = sorted(set(only or ()) - set(stages()))
+    if unknown:
+        raise ValueError(f"--stages: {', '.join(unknown)} are not stages; the stages are {', '.join(stages())}")
     before = fingerprints_at(revision, checkout)
     known = equivalences()
     added = []
-    for stage in stages():
+    for stage in only or stages():
         code = code_hash(stage)
         if stage not in before or before[stage] == code or (stage, code) in known:
             continue
@@ -311,12 +315,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     recording.add_argument("--before", required=True, help="the git revision whose trees must not rerun")
     recording.add_argument("--evidence", required=True, help="how the outputs were found identical (kept in the table)")
+    recording.add_argument(
+        "--stages", nargs="+", help="only these stages (those whose outputs were compared); default: all"
+    )
     arguments = parser.parse_args(argv)
     if arguments.command == "show":
         for stage in stages():
             print(f"{stage}\t{code_hash(stage)}\t{stage_fingerprint(stage)}")
         return
-    for row in record(arguments.before, arguments.evidence, ROOT.parents[1]):
+    try:
+        added = record(arguments.before, arguments.evidence, ROOT.parents[1], arguments.stages)
+    except ValueError as error:
+        parser.error(str(error))
+    for row in added:
         print(f"{row['stage']}: {row['code']} read as {row['same_as']}")
 
 

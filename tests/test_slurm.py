@@ -195,10 +195,10 @@ def test_profile_plans_each_models_gpu_request(repo, tiny_models, tmp_path):
     )
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-4000:]
     planned = planned_resources(plan.stdout)
-    assert f"predict model={GPU_MODEL}, variant=ft" in planned
+    assert f"predict model={GPU_MODEL}, variant=ft-arb_Arab" in planned
     gpu_requests = {job: resources for job, resources in planned.items() if "gpu_model=" in resources}
-    assert list(gpu_requests) == [f"finetune model={GPU_MODEL}"]
-    assert f"gpu=1, gpu_model={GPU_TYPE}" in gpu_requests[f"finetune model={GPU_MODEL}"]
+    assert list(gpu_requests) == [f"finetune model={GPU_MODEL}, source=arb_Arab"]
+    assert f"gpu=1, gpu_model={GPU_TYPE}" in gpu_requests[f"finetune model={GPU_MODEL}, source=arb_Arab"]
 
 
 @pytest.mark.slurm
@@ -225,9 +225,9 @@ def test_study_runs_through_sbatch_with_the_gpu_request(repo, tiny_models, slurm
         for job in jobs
         if "gpu" in job.get("TresPerJob", "") + job.get("TresPerNode", "")
     }
-    assert requested == {f"rule_finetune_wildcards_{GPU_MODEL}": f"gres:gpu:{GPU_TYPE}:1"}
+    assert requested == {f"rule_finetune_wildcards_{GPU_MODEL}_arb_Arab": f"gres:gpu:{GPU_TYPE}:1"}
     given = {job["Comment"]: job["JOB_GRES"] for job in jobs if job["JOB_GRES"] != "(null)"}
-    assert given == {f"rule_finetune_wildcards_{GPU_MODEL}": f"gpu:{GPU_TYPE}:1"}
+    assert given == {f"rule_finetune_wildcards_{GPU_MODEL}_arb_Arab": f"gpu:{GPU_TYPE}:1"}
 
     replan = run_in_own_group(snakemake + ["--dry-run"], slurm_cluster, timeout=300)
     assert replan.returncode == 0, replan.stdout[-8000:]

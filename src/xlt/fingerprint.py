@@ -38,12 +38,15 @@ import csv
 import datetime
 import functools
 import hashlib
+import io
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from .atomic import write_text
 
 PACKAGE = "xlt"
 ROOT = Path(__file__).resolve().parent
@@ -252,9 +255,7 @@ def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
         archive = subprocess.run(
             ["git", "-C", str(checkout), "archive", revision, "src"], check=True, capture_output=True
         ).stdout
-        tar_path = Path(folder) / "src.tar"
-        tar_path.write_bytes(archive)
-        with tarfile.open(tar_path) as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(folder, filter="data")
         script = "import json, xlt.fingerprint as f, xlt.stages as s, ast, inspect\n" + (
             "names = [n for n, v in vars(s).items() if inspect.isfunction(v) and v.__module__ == "
@@ -294,12 +295,10 @@ def record(revision: str, evidence: str, checkout: Path, only: list[str] | None 
             }
         )
     path = ROOT / EQUIVALENCES
-    new_file = not path.is_file()
-    with path.open("a", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EQUIVALENCE_COLUMNS, lineterminator="\n")
-        if new_file:
-            writer.writeheader()
-        writer.writerows(added)
+    table = io.StringIO()
+    table.write(path.read_text(encoding="utf-8") if path.is_file() else ",".join(EQUIVALENCE_COLUMNS) + "\n")
+    csv.DictWriter(table, fieldnames=EQUIVALENCE_COLUMNS, lineterminator="\n").writerows(added)
+    write_text(table.getvalue(), path)
     return added
 
 

@@ -94,6 +94,7 @@ NOT_ARTIFACTS = {
     ("models.py", "model.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("models.py", "tokenizer.save_pretrained(out_dir"): "convert_gguf writes into prepare_model's temporary folder",
     ("cli.py", 'rescored.to_json(orient="records"'): "renders a string in memory; _write_lines writes it atomically",
+    ("jobs.py", "model).to_json()"): "renders a job's settings as the string its rule passes",
     ("fp8.py", "(partial / "): "written into the .partial folder, renamed whole onto the converted checkpoint",
     ("fp8.py", "marker.write_text("): "the .partial folder's origin, read back as untrusted where torn",
     (

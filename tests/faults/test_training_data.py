@@ -7,6 +7,7 @@ options) stop unless allowed, and are then named in the log and provenance.json.
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -86,11 +87,12 @@ def _run(finetune, test_items, tmp_path, sources=("arb_Arab",)):
     )
 
 
-def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_path, capsys):
+def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_path, caplog):
     """Finding 5: `finetune.data` holding the Belebele test items themselves trained on
     48 of 48 test items without a word, though the README promises no test passage is
     trained on. Now prepare_training stops naming the first; allowed, the log, the
     checks file, provenance.json and the report name them."""
+    caplog.set_level(logging.INFO, logger="xlt")
     rows = pd.read_parquet(test_items[0]).drop(columns=["item_id", "split", "lang"])
     path = tmp_path / "belebele_as_training.jsonl"
     _write_jsonl(path, rows.to_dict("records"))
@@ -116,7 +118,7 @@ def test_external_data_holding_the_test_items_stops_or_is_named(test_items, tmp_
     }
     assert (
         "arb_Arab: warning: 48 of 48 training rows are test items (finetune.allow_test_overlap): row 1 (passage of "
-        in capsys.readouterr().out
+        in caplog.text
     )
     config = {
         "data": {"source": "hub", "hub_id": "x/y", "hub_revision": "a" * 40},
@@ -233,11 +235,12 @@ def test_training_options_a_reader_cannot_tell_apart_stop_as_belebele_rows_do(tm
         map_fields(pd.read_json(path, lines=True), training_set)
 
 
-def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equalised(test_items, tmp_path, capsys):
+def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equalised(test_items, tmp_path, caplog):
     """Inconsistent before: repeated rows were accepted, and counted when the sources
     were equalised (two rows repeated cut the other source from 12 examples to 2). Now
     a repeat (white space and option order aside) stops; with drop_duplicate_rows the
     distinct rows are what is counted."""
+    caplog.set_level(logging.INFO, logger="xlt")
     records = [json.loads(line) for line in RACE_LIKE.read_text(encoding="utf-8").splitlines()]
     repeated = records[:2] + [
         {
@@ -267,5 +270,5 @@ def test_repeated_training_rows_stop_or_are_dropped_before_the_sources_are_equal
     ]
     assert (
         "arb_Arab: dropped 10 of 12 training rows the same as an earlier one "
-        "(finetune.drop_duplicate_rows): row 3, row 4," in capsys.readouterr().out
+        "(finetune.drop_duplicate_rows): row 3, row 4," in caplog.text
     )

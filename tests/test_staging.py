@@ -386,7 +386,7 @@ def test_the_workflow_stages_a_hub_model_and_its_jobs_run_offline(repo, tiny_mod
     config["staging"] = {"dir": str(tmp_path / "staging")}
     study = tmp_path / "study"
     configfile = write_config(config, study / "config.yaml")
-    target = "results/predictions/tiny-dense/ft/direct/arb_Arab.parquet"
+    target = "results/predictions/tiny-dense/ft-arb_Arab/direct/arb_Arab.parquet"
     done = run_cli(study, configfile, "--cores", "2", "-p", target)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     downloads = [json.loads(line) for line in (hub / "downloads.jsonl").read_text().splitlines()]

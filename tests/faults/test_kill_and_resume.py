@@ -73,7 +73,7 @@ def shard_waves(workdir: Path) -> int:
 
 def complete_checkpoint(workdir: Path) -> bool:
     """A training checkpoint is on disk (the Trainer writes trainer_state.json last)."""
-    return any((workdir / "results" / "checkpoints" / MODEL).glob("checkpoint-*/trainer_state.json"))
+    return any((workdir / "results" / "checkpoints" / f"{MODEL}-arb_Arab").glob("checkpoint-*/trainer_state.json"))
 
 
 @dataclass(frozen=True)

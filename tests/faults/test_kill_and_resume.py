@@ -229,5 +229,5 @@ def test_a_killed_stage_reruns_to_the_same_results(study, stage):
     if stage == "finetune":
         assert (
             "resuming from results/checkpoints/tiny-dense/checkpoint-"
-            in (workdir / "logs" / "finetune" / f"{MODEL}.log").read_text()
+            in (workdir / "logs" / "finetune" / f"{MODEL}-arb_Arab.log").read_text()
         )

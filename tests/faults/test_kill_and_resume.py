@@ -228,6 +228,6 @@ def test_a_killed_stage_reruns_to_the_same_results(study, stage):
         assert 1 <= state["shard_waves"] <= read_back <= planned
     if stage == "finetune":
         assert (
-            "resuming from results/checkpoints/tiny-dense/checkpoint-"
+            "resuming from results/checkpoints/tiny-dense-arb_Arab/checkpoint-"
             in (workdir / "logs" / "finetune" / f"{MODEL}-arb_Arab.log").read_text()
         )

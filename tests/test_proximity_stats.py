@@ -57,22 +57,15 @@ def compared(tmp_path, config: dict, slope: float, n_items: int, seed: int) -> p
     frame = simulate_predictions(
         {"m1": scenario}, language_table(config), seed=seed, variants={variant: True}, proximity=proximity
     )
+    return compared_tree(tmp_path, frame, config)
+
+
+def compared_tree(tmp_path, frame: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """effects.csv of `xlt compare` on `frame` written as a predictions tree, under `config`."""
     write_tree(tmp_path / "predictions", frame)
     (tmp_path / "config.yaml").write_text(json.dumps(config))
-    assert (
-        main(
-            [
-                "compare",
-                "--predictions",
-                str(tmp_path / "predictions"),
-                "--config",
-                str(tmp_path / "config.yaml"),
-                "--out",
-                str(tmp_path / "stats"),
-            ]
-        )
-        == 0
-    )
+    arguments = ["--predictions", str(tmp_path / "predictions"), "--config", str(tmp_path / "config.yaml")]
+    assert main(["compare", *arguments, "--out", str(tmp_path / "stats")]) == 0
     return pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
 
 
@@ -114,23 +107,7 @@ def test_the_default_languages_give_wide_slopes_that_say_so(tmp_path):
         seed=1,
         variants={"ft-arb_Arab": True, "ft-pes_Arab": False},
     )
-    write_tree(tmp_path / "predictions", frame)
-    (tmp_path / "config.yaml").write_text(json.dumps(config))
-    assert (
-        main(
-            [
-                "compare",
-                "--predictions",
-                str(tmp_path / "predictions"),
-                "--config",
-                str(tmp_path / "config.yaml"),
-                "--out",
-                str(tmp_path / "stats"),
-            ]
-        )
-        == 0
-    )
-    effects = pd.read_csv(tmp_path / "stats" / "effects.csv", keep_default_na=False)
+    effects = compared_tree(tmp_path, frame, config)
     notes = pd.read_csv(tmp_path / "stats" / "notes.csv", keep_default_na=False)
     rows = effects[effects["effect"].isin([SLOPE, INTERACTION])]
     assert set(zip(rows[SOURCE_COLUMN], rows["effect"], rows["prompt"])) == {

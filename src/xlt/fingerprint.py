@@ -39,6 +39,7 @@ import datetime
 import functools
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -266,8 +267,6 @@ def fingerprints_at(revision: str, checkout: Path) -> dict[str, str]:
         output = subprocess.run(
             [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=environment, cwd=folder
         ).stdout
-    import json
-
     return json.loads(output)
 
 

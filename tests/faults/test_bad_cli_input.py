@@ -287,36 +287,12 @@ def test_compare_items_that_are_not_there_is_one_line(tmp_path, capsys):
     from xlt.jobs import settings_json
 
     settings = settings_json(load_config(REPO / "config" / "config.yaml"), "compare")
-    assert (
-        main(
-            [
-                "compare",
-                "--items",
-                str(tmp_path / "items.parquet"),
-                "--settings",
-                settings,
-                "--out",
-                str(tmp_path / "stats"),
-            ]
-        )
-        == 2
-    )
+    compare = ["compare", "--items", str(tmp_path / "items.parquet"), "--settings", settings]
+    compare += ["--out", str(tmp_path / "stats")]
+    assert main(compare) == 2
     assert _one_line(capsys) == f"--items {tmp_path / 'items.parquet'}: no such file"
     (tmp_path / "items.parquet").write_text("not parquet")
-    assert (
-        main(
-            [
-                "compare",
-                "--items",
-                str(tmp_path / "items.parquet"),
-                "--settings",
-                settings,
-                "--out",
-                str(tmp_path / "stats"),
-            ]
-        )
-        == 2
-    )
+    assert main(compare) == 2
     assert _one_line(capsys).startswith(f"{tmp_path / 'items.parquet'}: not a readable parquet file")
     assert not (tmp_path / "stats").exists()
 

@@ -264,33 +264,24 @@ def _mde_row(context: ModelContext, comparison: Comparison, weights: np.ndarray)
 def _script_rows(context: ModelContext, comparison: Comparison, split: ScriptSplit) -> list[Row]:
     """Family apart from script (related minus controls, all outside the source's script)
     and script apart from family (controls in the source's script minus the others')."""
-    cells, prefix, prompt, rows = context.cells, comparison.prefix, comparison.prompt, []
+    contrasts = []
     if split.same_family:
-        rows.append(
-            accuracy_effect(
-                context,
-                prompt,
-                f"{prefix}same_family",
-                cells.contrast_weights(comparison, split.related_other, split.other_script),
-            )
-        )
-        rows[-1].notes.append(
+        note = (
             f"related {'+'.join(split.related_other)} minus controls {'+'.join(split.other_script)}: "
             f"all in scripts other than the source's ({split.source_script})"
         )
+        contrasts.append(("same_family", split.related_other, note))
     if split.both_scripts:
-        rows.append(
-            accuracy_effect(
-                context,
-                prompt,
-                f"{prefix}same_script",
-                cells.contrast_weights(comparison, split.same_script, split.other_script),
-            )
-        )
-        rows[-1].notes.append(
+        note = (
             f"controls in the source's script ({'+'.join(split.same_script)}) minus controls in other "
             f"scripts ({'+'.join(split.other_script)}): all unrelated"
         )
+        contrasts.append(("same_script", split.same_script, note))
+    rows = []
+    for name, minuend, note in contrasts:
+        weights = context.cells.contrast_weights(comparison, minuend, split.other_script)
+        rows.append(accuracy_effect(context, comparison.prompt, f"{comparison.prefix}{name}", weights))
+        rows[-1].notes.append(note)
     return rows
 
 

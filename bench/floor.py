@@ -8,11 +8,14 @@ counts (the same rule as docs/measurements.md):
   * fine-tuning: 4 x active non-embedding parameters per real (unpadded) token, forward
     and the backward pass to the activations (the frozen weights get no gradient), plus
     the output layer, forward and backward, for every supervised token;
-  * prediction: 2 x active non-embedding parameters per prompt token, an item's prompts
-    that share a prefix (direct, CoT, and the choice score read from the direct prompt)
-    counted as its longest one, which is less than any engine can do; 2 x parameters plus
-    the output layer per generated token and per scored cloze option token (after the
-    cloze prompt and after the answer phrase alone); the output layer once per prompt;
+  * prediction: 2 x active non-embedding parameters per prompt token that no engine can
+    avoid feeding: the job's requests rebuilt as the predict stage builds them (direct,
+    CoT, the choice cell's rotated prompts, the cloze prompt with each option's tokens
+    after it, the options after the answer phrase alone) and tokenized by the model's own
+    tokenizer, every distinct token prefix among them counted once (the nodes of their
+    token trie: what an engine sharing every common prefix would feed); 2 x parameters
+    plus the output layer per generated token (from the predictions) and per scored
+    option token after an option's first; the output layer once per prompt row;
   * a Mixture-of-Experts model counts the experts a token is routed to, not all of them.
 It is divided by this machine's float32 matmul peak (a 2048 x 2048 product on one
 thread, best of repeated runs) times the cores the run had (its jobs run one thread
@@ -41,12 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "src"))
 
 from inference import matmul_peak  # noqa: E402
-
-# Prompts whose prompt pass is one per item: they share their prefix, and the choice
-# score is the direct prompt's first step. (The choice cell's three rotated option blocks
-# are not in the predictions' token counts and are left out: the floor stays a lower bound.)
-SHARED_PREFIX_PROMPTS = ("direct", "cot", "choice")
-CLOZE_PROMPT = "cloze"
 
 
 @dataclass(frozen=True)
@@ -101,26 +98,73 @@ def finetune_flop(adapter: Path, shape: ModelShape) -> float:
     )
 
 
-def predict_flop(variant_dir: Path, shape: ModelShape) -> tuple[float, dict[str, int]]:
+def prefix_tree_tokens(rows: list[list[int]]) -> int:
+    """Tokens in the trie of `rows`: each distinct prefix once. Over the rows in sorted
+    order, each adds its length less the prefix it shares with the one before it."""
+    total, previous = 0, ()
+    for row in sorted({tuple(row) for row in rows}):
+        shared = next((i for i, (a, b) in enumerate(zip(previous, row)) if a != b), min(len(previous), len(row)))
+        total += len(row) - shared
+        previous = row
+    return total
+
+
+@dataclass(frozen=True)
+class PromptWork:
+    """What a model's predict job feeds before generating, the same for each of its
+    variants (their prompts are the same): trie tokens, prompt rows (each one output
+    layer for its last position) and option tokens scored after an option's first."""
+
+    tokens: int
+    rows: int
+    scored: int
+
+    @classmethod
+    def of(cls, encoded: list) -> PromptWork:
+        fed, scored = [], 0
+        for request in encoded:
+            fed.append(request.input_ids)
+            # A scored label's tokens after its first are fed after the prompt (its
+            # first is read from the prompt's last logits): the cloze options.
+            for ids in request.label_ids if request.scores_prompt and request.label_ids else []:
+                if len(ids) > 1:
+                    fed.append(request.input_ids + ids[:-1])
+                    scored += len(ids) - 1
+        prompts = {tuple(request.input_ids) for request in encoded}
+        return cls(tokens=prefix_tree_tokens(fed), rows=len(prompts), scored=scored)
+
+
+def prompt_work(config: dict, model: str, base: Path, data: Path) -> PromptWork:
+    """The prompt work of `model`'s predict job in a run of `config` whose prepared test
+    data is in `data` (results/data)."""
+    from xlt.data import read_prepared
+    from xlt.inference.requests import build_requests, encode_all
+    from xlt.jobs import stage_settings
+    from xlt.models import ModelSpec, load_tokenizer
+    from xlt.prompts import load_template
+
+    settings = stage_settings(config, "predict", model)
+    items = pd.concat(
+        [read_prepared(data / f"{lang}.parquet", split="test") for lang in config["languages"]], ignore_index=True
+    )
+    templates = {lang: load_template(path) for lang, path in settings.templates.items()}
+    requests = [
+        request
+        for prompt, given in settings.prompts.items()
+        for request in build_requests(items, templates, prompt, given["scoring"], given["max_new_tokens"])
+    ]
+    spec = ModelSpec.from_config(model, config["models"][model])
+    return PromptWork.of(encode_all(load_tokenizer(base, spec), spec, requests))
+
+
+def predict_flop(variant_dir: Path, shape: ModelShape, work: PromptWork) -> tuple[float, dict[str, int]]:
     """FLOP of one predict job (a model variant, every prompt and language) and its token counts."""
-    frames = [pd.read_parquet(path) for path in sorted(variant_dir.glob("*/*.parquet"))]
-    rows = pd.concat(frames, ignore_index=True)
-    shared = rows[rows["prompt"].isin(SHARED_PREFIX_PROMPTS)]
-    own = rows[~rows["prompt"].isin(SHARED_PREFIX_PROMPTS)]
-    prompt_tokens = int(
-        shared.groupby(["lang", "item_id"])["n_prompt_tokens"].max().sum() + own["n_prompt_tokens"].sum()
-    )
-    prompt_passes = int(shared.groupby(["lang", "item_id"]).ngroups + len(own))
+    rows = pd.concat([pd.read_parquet(path) for path in sorted(variant_dir.glob("*/*.parquet"))], ignore_index=True)
     generated = int(rows["n_output_tokens"].fillna(0).sum())
-    # The cloze cell's option texts, each scored after the cloze prompt and after the
-    # answer phrase alone: every token through the model and the output layer, twice.
-    scored = 2 * sum(
-        option["tokens"] for raw in rows.loc[rows["prompt"] == CLOZE_PROMPT, "raw_output"] for option in json.loads(raw)
+    flop = 2 * shape.active_parameters * (work.tokens + generated) + 2 * shape.output_layer * (
+        generated + work.rows + work.scored
     )
-    flop = 2 * shape.active_parameters * (prompt_tokens + generated + scored) + 2 * shape.output_layer * (
-        generated + prompt_passes + scored
-    )
-    return flop, {"prompt_tokens": prompt_tokens, "generated_tokens": generated, "scored_tokens": scored}
+    return flop, {"prompt_tokens": work.tokens, "generated_tokens": generated, "scored_tokens": work.scored}
 
 
 def job_times(log: Path) -> list[tuple[str, str, float, float]]:
@@ -166,11 +210,15 @@ def main() -> None:
     parser.add_argument(
         "--cores", type=int, default=os.cpu_count(), help="cores the run had (one single-threaded job on each)"
     )
+    parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"), help="the run's config")
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args()
     import torch
 
+    from xlt.config import load_config
+
     results = Path(args.results)
+    config = load_config(args.config)
     log = Path(args.log) if args.log else max((results.resolve().parent / ".snakemake" / "log").glob("*.snakemake.log"))
     torch.set_num_threads(1)
     peak = matmul_peak("float32")
@@ -183,8 +231,9 @@ def main() -> None:
             source = adapter.name.removeprefix("adapter").lstrip("-")
             job_flop[("finetune", model, source)] = finetune_flop(adapter, shape)
             flop[f"finetune {model}"] += job_flop[("finetune", model, source)]
+        work = prompt_work(config, model, model_dir / "base", results / "data")
         for variant_dir in sorted((results / "predictions" / model).iterdir()):
-            job_flop[("predict", model, variant_dir.name)], _ = predict_flop(variant_dir, shape)
+            job_flop[("predict", model, variant_dir.name)], _ = predict_flop(variant_dir, shape, work)
             flop[f"predict {model}"] += job_flop[("predict", model, variant_dir.name)]
     total = sum(flop.values())
     floor = total / (peak * args.cores)

@@ -1,10 +1,12 @@
 """bench/floor.py's counting: job times from a Snakemake log, and a predict job's tokens
-with the shared prefix counted once per item."""
+with every shared prefix counted once."""
 
-import json
-
+import hypothesis.strategies as st
 import pandas as pd
+from hypothesis import given
 from scripts import load_script
+
+from xlt.inference.requests import Encoded
 
 
 def _floor():
@@ -41,29 +43,37 @@ def test_job_times_pair_each_start_with_its_finish(tmp_path):
     ]
 
 
-def test_predict_flop_counts_an_items_shared_prompts_once(tmp_path):
+@given(st.lists(st.lists(st.integers(0, 3), max_size=6), max_size=8))
+def test_prefix_tree_tokens_counts_each_distinct_prefix_once(rows):
+    distinct = {tuple(row[:end]) for row in rows for end in range(1, len(row) + 1)}
+    assert _floor().prefix_tree_tokens(rows) == len(distinct)
+
+
+def test_prompt_work_feeds_shared_prefixes_once_and_option_tails_after_their_prompt():
     floor = _floor()
-    rows = {
-        "direct": (100, 2),
-        "cot": (110, 40),
-        "choice": (100, 0),
-        "loglik": (90, 0),
-        "cloze": (80, 0),
-    }
-    for prompt, (prompt_tokens, output_tokens) in rows.items():
+    encoded = [
+        # direct and CoT share the passage (1, 2, 3) and the options (4); the letters score
+        # from the prompt's last logits, so nothing is fed for them
+        Encoded([1, 2, 3, 4, 5], "", [[9], [8]], True, None),
+        Encoded([1, 2, 3, 4, 6], "", [[9]], False, [7]),
+        # a rotation shares the passage only
+        Encoded([1, 2, 3, 7, 5], "", [[9], [8]], True, None),
+        # a cloze prompt: its two-token option is fed after it (one token scored after the
+        # first), its one-token option is read from the prompt's logits
+        Encoded([1, 2, 3, 8], "", [[5, 6], [4]], True, None),
+    ]
+    work = floor.PromptWork.of(encoded)
+    # trie: 1 2 3 | 4 5, 4 6 | 7 5 | 8 5
+    assert work == floor.PromptWork(tokens=3 + 3 + 2 + 2, rows=4, scored=1)
+
+
+def test_predict_flop_adds_the_generated_tokens_of_each_variant(tmp_path):
+    floor = _floor()
+    for prompt, generated in (("direct", 2), ("cot", 40), ("cloze", 0)):
         (tmp_path / prompt).mkdir()
-        raw = json.dumps([{"tokens": tokens} for tokens in (1, 2, 3, 4)]) if prompt == "cloze" else ""
-        frame = {
-            "lang": ["eng_Latn"],
-            "item_id": ["p#1"],
-            "prompt": [prompt],
-            "n_prompt_tokens": [prompt_tokens],
-            "n_output_tokens": [output_tokens],
-        }
-        pd.DataFrame({**frame, "raw_output": [raw]}).to_parquet(tmp_path / prompt / "eng_Latn.parquet")
+        pd.DataFrame({"n_output_tokens": [generated, None]}).to_parquet(tmp_path / prompt / "eng_Latn.parquet")
     shape = floor.ModelShape(active_parameters=1000, output_layer=10)
-    flop, tokens = floor.predict_flop(tmp_path, shape)
-    # direct, CoT and choice: one pass of the longest (110); loglik and cloze their own 90
-    # and 80; 42 generated; the cloze options' 10 tokens scored twice.
-    assert tokens == {"prompt_tokens": 280, "generated_tokens": 42, "scored_tokens": 20}
-    assert flop == 2 * 1000 * (280 + 42 + 20) + 2 * 10 * (42 + 3 + 20)
+    work = floor.PromptWork(tokens=300, rows=7, scored=5)
+    flop, tokens = floor.predict_flop(tmp_path, shape, work)
+    assert tokens == {"prompt_tokens": 300, "generated_tokens": 42, "scored_tokens": 5}
+    assert flop == 2 * 1000 * (300 + 42) + 2 * 10 * (42 + 7 + 5)

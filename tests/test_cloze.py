@@ -353,6 +353,19 @@ def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
     assert (loaded.loc[loaded["prompt"] == "choice", "debiased_choice"] == 4).all()
 
 
+def test_tail_slices_skip_one_token_labels_and_pass_labels_of_like_length_together(monkeypatch):
+    from xlt.inference import forward
+
+    monkeypatch.setattr(forward, "TAIL_PASS_CONTEXT_TOKENS", 300)
+    monkeypatch.setattr(forward, "TAIL_PASS_LOGITS", 60)
+    lengths = [1, 5, 2, 1, 3, 2, 9, 2]
+    # context 100: three rows a pass; vocabulary 10: rows x (length - 1) x 10 <= 60
+    assert forward.tail_slices(lengths, context=100, vocabulary=10) == [[2, 5, 7], [4], [1], [6]]
+    monkeypatch.setattr(forward, "TAIL_PASS_LOGITS", 2**20)
+    assert forward.tail_slices(lengths, context=100, vocabulary=10) == [[2, 5, 7], [4, 1, 6]]
+    assert forward.tail_slices([1, 1, 1, 1], context=100, vocabulary=10) == []
+
+
 @pytest.mark.parametrize("budget", [1, 700])
 def test_label_tails_scored_in_slices_score_as_one_pass(prepared_tiny, monkeypatch, budget):
     """Label tails go through the model in slices bounded by the context tokens they
@@ -368,8 +381,11 @@ def test_label_tails_scored_in_slices_score_as_one_pass(prepared_tiny, monkeypat
     original = forward.copy_rows
     monkeypatch.setattr(forward, "copy_rows", lambda cache, rows: copied.append(len(rows)) or original(cache, rows))
     results = generate(model, tokenizer, encoded, 3, progress=False)
-    # 3 items x 4 options, after the cloze prompt and after the answer phrase alone
-    assert sum(copied) == 24 and (set(copied) == {1} if budget == 1 else any(size % 4 for size in copied))
+    # 3 items x 4 options, after the cloze prompt and after the answer phrase alone: each
+    # one with more than one token is a row of a tail pass
+    tails = sum(len(ids) > 1 for item in encoded for ids in item.label_ids)
+    assert tails and sum(copied) == tails
+    assert set(copied) == {1} if budget == 1 else max(copied) > 1
     for item, result in zip(encoded, results):
         assert result.label_logprobs == pytest.approx(
             full_sequence_scores(model, item.input_ids, item.label_ids), abs=1e-5

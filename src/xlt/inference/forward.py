@@ -50,35 +50,45 @@ TAIL_PASS_CONTEXT_TOKENS = 16384
 TAIL_PASS_LOGITS = 2**27
 
 
+def tail_slices(lengths: list[int], context: int, vocabulary: int) -> list[list[int]]:
+    """The label tails' passes: indices of `lengths` (each label's token count) whose
+    tail (the tokens after the first) is fed, shortest first, so that a pass's rows
+    are about as long and little of it is padding, as many to a pass as the memory
+    bounds above allow for rows of `context` cached tokens. A one-token label has no
+    tail: it is read from the context's last logits."""
+    slices: list[list[int]] = []
+    rows_for_context = max(1, TAIL_PASS_CONTEXT_TOKENS // context)
+    for index in sorted((i for i, length in enumerate(lengths) if length > 1), key=lambda i: lengths[i]):
+        width = lengths[index] - 1
+        if (
+            slices
+            and len(slices[-1]) < rows_for_context
+            and (len(slices[-1]) + 1) * width * vocabulary <= TAIL_PASS_LOGITS
+        ):
+            slices[-1].append(index)
+        else:
+            slices.append([index])
+    return slices
+
+
 def label_logprobs(
     model, last_logits, cache, attention_mask, last_position, labels: list[list[list[int]]]
 ) -> list[list[float]]:
     """Log-likelihood of each row's labels (token id lists) as continuations of its
     cached context. A label's first token is read from the context's last logits; the
     rest of multi-token labels from more passes over copies of the cache, each row
-    repeated once per label, as many label rows to a pass as the memory bounds above
-    allow."""
+    repeated once per label it has with a tail (`tail_slices`)."""
     import torch
 
     first = torch.log_softmax(last_logits.float(), dim=-1)
     scores = [[float(first[row, ids[0]]) for ids in row_labels] for row, row_labels in enumerate(labels)]
-    width = max(len(ids) for row_labels in labels for ids in row_labels) - 1
-    if width == 0:
-        return scores
     per_row = len(labels[0])
-    owners = torch.arange(len(labels), device=attention_mask.device).repeat_interleave(per_row)
     choices = [ids for row_labels in labels for ids in row_labels]
-    step = max(
-        1, min(TAIL_PASS_CONTEXT_TOKENS // attention_mask.shape[1], TAIL_PASS_LOGITS // (width * last_logits.shape[-1]))
-    )
-    for start in range(0, len(choices), step):
-        part = choices[start : start + step]
-        repeated = owners[start : start + step]
+    for part in tail_slices([len(ids) for ids in choices], attention_mask.shape[1], last_logits.shape[-1]):
+        repeated = torch.tensor([index // per_row for index in part], device=attention_mask.device)
         # Row r feeds label r's tokens but its last, right-padded: the logits at each fed
         # token score the next one, and padding after the last real token is never read.
-        tail_ids, tail_mask = pad([ids[:-1] or [0] for ids in part], 0, side="right")
-        for row, ids in enumerate(part):
-            tail_mask[row, len(ids) - 1 :] = 0
+        tail_ids, tail_mask = pad([choices[index][:-1] for index in part], 0, side="right")
         output = model(
             input_ids=tail_ids.to(model.device),
             attention_mask=torch.cat([attention_mask[repeated], tail_mask.to(model.device)], dim=-1),
@@ -87,11 +97,9 @@ def label_logprobs(
             **{cache_keyword(model): copy_rows(cache, repeated)},
         )
         logprobs = torch.log_softmax(output.logits.float(), dim=-1)
-        for row, ids in enumerate(part):
-            tail = ids[1:]
-            if tail:
-                index = start + row
-                scores[index // per_row][index % per_row] += float(
-                    logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum()
-                )
+        for row, index in enumerate(part):
+            tail = choices[index][1:]
+            scores[index // per_row][index % per_row] += float(
+                logprobs[row, torch.arange(len(tail)), torch.tensor(tail)].sum()
+            )
     return scores

@@ -642,6 +642,69 @@ def test_an_items_prompts_share_their_prompt_pass_and_decode_as_each_alone(prepa
     assert set(frames) == {"direct", "choice", "cot"} and all(len(frame) == 5 for frame in frames.values())
 
 
+def test_rows_sharing_a_stretch_after_the_items_prefix_get_it_as_one_branch(monkeypatch):
+    from xlt.inference import engine
+
+    monkeypatch.setattr(engine, "MIN_SHARED_BRANCH", 3)
+    passage, options = [1, 2, 3], [4, 5, 6, 7]
+    rows = [passage + options + [8], passage + options + [9, 9], passage + [6, 6, 6, 6], [20, 21]]
+    units = engine.prompt_units(rows, ["a", "a", "a", None])
+    assert units == [
+        (
+            passage,
+            [
+                engine.Branch(options, None, [engine.Branch([8], 0), engine.Branch([9, 9], 1)]),
+                engine.Branch([6, 6, 6, 6], 2),
+            ],
+        ),
+        ([20, 21], [engine.Branch([], 3)]),
+    ]
+    monkeypatch.setattr(engine, "MIN_SHARED_BRANCH", 5)  # four shared tokens are too few
+    assert engine.prompt_units(rows[:3], ["a"] * 3)[0][1] == [
+        engine.Branch(options + [8], 0),
+        engine.Branch(options + [9, 9], 1),
+        engine.Branch([6, 6, 6, 6], 2),
+    ]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_direct_and_cot_prompts_options_are_fed_once_and_decode_as_fed_twice(prepared_tiny, monkeypatch, name):
+    """An item's direct and CoT prompts share their options after the prefix they share
+    with the rotated prompts: fed once (an inner branch), then each prompt's
+    instruction after it, the run gives the tokens, stops and scores of a run that
+    feeds the options with each prompt, and feeds fewer tokens."""
+    from xlt.inference import engine
+    from xlt.inference.requests import encode_all
+
+    spec, tokenizer, model = loaded(prepared_tiny, name)
+    frame, templates = items(3), {"eng_Latn": TEMPLATE}
+    requests = build_requests(frame, templates, "direct", "generate", 4)
+    requests += build_requests(frame, templates, "cot", "generate", 6)
+    encoded_ = encode_all(tokenizer, spec, requests)
+    units = engine.prompt_units([e.input_ids for e in encoded_], [e.item for e in encoded_])
+    assert all(any(branch.row is None and len(branch.children) == 2 for branch in unit[1]) for unit in units)
+    fed = counting_tokens(model)
+    branched = generate(model, tokenizer, encoded_, 3, progress=False)
+    branched_tokens = sum(fed)
+    fed.clear()
+    monkeypatch.setattr(engine, "MIN_SHARED_BRANCH", 10**6)
+    flat = generate(model, tokenizer, encoded_, 3, progress=False)
+    assert branched_tokens < sum(fed)
+    for one, other in zip(branched, flat):
+        assert (one.text, one.n_output_tokens, one.stop_reason) == (
+            other.text,
+            other.n_output_tokens,
+            other.stop_reason,
+        )
+        for scores, expected in (
+            (one.label_logprobs, other.label_logprobs),
+            (one.forced_logprobs, other.forced_logprobs),
+        ):
+            assert (scores is None) == (expected is None)
+            if expected is not None:
+                assert scores == pytest.approx(expected, abs=1e-5)
+
+
 def test_a_run_whose_other_prompt_changed_reads_this_prompts_results_back(prepared_tiny, tmp_path):
     """Each prompt's results are kept in its own shard with its own fingerprint: after
     the CoT budget changes, a rerun decodes the CoT requests only and returns the

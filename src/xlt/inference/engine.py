@@ -11,13 +11,15 @@ own rather than `model.generate`: a row that has answered (or ended) is dropped 
 batch and its cache at once, instead of being padded along until the slowest row
 finishes, which is where chain-of-thought decoding spends most of its time.
 
-An item's prompts (direct and chain of thought) share most of their tokens: the chat
-header, passage, question and options, all but the last instruction line and the
-completion prefix. Their prompt pass is shared at the token level: the longest common
-token prefix of the item's requests goes through the model once, and each request's
-own remaining tokens are fed after a copy of that cache (`prompt_states`), so a
-tokenizer merge at the boundary cannot change what a prompt is. Each prompt's rows of
-the wave then decode as one batch, to that prompt's token budget.
+An item's prompts share most of their tokens: the direct and chain-of-thought prompts
+the chat header, passage, question and options, all but the last instruction line and
+the completion prefix; the choice cell's rotated prompts and the cloze prompt the header,
+passage and question. Their prompt pass is shared at the token level (`prompt_states`):
+the longest common token prefix of the item's requests goes through the model once, the
+options the direct and CoT prompts share once after a copy of that cache, and each
+request's own remaining tokens after a copy of what it shares, so a tokenizer merge at a
+boundary cannot change what a prompt is. Each prompt's rows of the wave then decode as
+one batch, to that prompt's token budget.
 
 The option labels' log-probabilities come from the same passes: after the prompt from
 the prompt pass's last logits (the choice cell, and the harness's `loglik` scoring with
@@ -249,58 +251,136 @@ def select(state: DecodeState, slots: list[int]) -> DecodeState:
 # may copy: an item's rotated prompts and cloze prompt are four more rows after its
 # prefix, and a wave's rows of one length in one pass would hold all their caches at once.
 FEED_PASS_CONTEXT_TOKENS = 32768
+# How many tokens two of an item's rows must share after the item's common prefix for
+# that stretch to be fed once (the direct and CoT prompts' options: their rotations and
+# the cloze prompt share only the passage and question): a shorter stretch saves less
+# than the pass and the cache copies it adds.
+MIN_SHARED_BRANCH = 16
+
+
+@dataclass
+class Branch:
+    """Tokens fed after a parent's cache (a prefix, or another branch): the row they
+    end, or (`row` None) the branches fed after them."""
+
+    tokens: list[int]
+    row: int | None = None
+    children: list[Branch] = field(default_factory=list)
+
+
+def shared_length(first: list[int], second: list[int]) -> int:
+    return next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), min(len(first), len(second)))
+
+
+def branches(rows: dict[int, list[int]]) -> list[Branch]:
+    """The rows' remaining tokens (row -> tokens) as a tree: rows whose tokens share at
+    least MIN_SHARED_BRANCH leading tokens are fed those once, as an inner branch (their
+    `common_prefix`, which leaves each row a token of its own), then their own tokens
+    after it; every other row is a branch of its own."""
+    order = sorted(rows, key=lambda row: rows[row])
+    clusters = [[order[0]]]
+    for previous, row in zip(order, order[1:]):
+        if shared_length(rows[previous], rows[row]) >= MIN_SHARED_BRANCH:
+            clusters[-1].append(row)
+        else:
+            clusters.append([row])
+    tree: list[Branch] = []
+    for cluster in clusters:
+        shared = common_prefix([rows[row] for row in cluster]) if len(cluster) > 1 else 0
+        if shared < MIN_SHARED_BRANCH:
+            tree.extend(Branch(rows[row], row) for row in cluster)
+        else:
+            tree.append(Branch(rows[cluster[0]][:shared], None, branches({row: rows[row][shared:] for row in cluster})))
+    return tree
+
+
+def prompt_units(rows: list[list[int]], items: list | None) -> list[tuple[list[int], list[Branch]]]:
+    """The prompt pass's units: the tokens of one prefill row, and the branches fed
+    after it. Rows of one item (`items[row]`, None for a row alone) share a unit: their
+    longest common token prefix, then their remaining tokens (`branches`); a row alone
+    is a unit whose one branch (no tokens) ends it."""
+    members: dict[object, list[int]] = {}
+    for row, item in enumerate(items or [None] * len(rows)):
+        members.setdefault(("row", row) if item is None else ("item", item), []).append(row)
+    units: list[tuple[list[int], list[Branch]]] = []
+    for group in members.values():
+        shared = common_prefix([rows[row] for row in group]) if len(group) > 1 else 0
+        if shared == 0:
+            units.extend((rows[row], [Branch([], row)]) for row in group)
+        else:
+            units.append((rows[group[0]][:shared], branches({row: rows[row][shared:] for row in group})))
+    return units
 
 
 def prompt_states(model, rows: list[list[int]], pad_id: int, items: list | None = None) -> Iterator[DecodeState]:
     """The prompt pass over `rows`, as decode states that hold every row once, each
     yielded as soon as it is computed, so that a state whose rows only score labels is
-    let go before the next is made. Rows of one item (`items[row]`, None for a row
-    alone) share the pass over their longest common token prefix: the prefix goes
-    through the model with the other rows' (in left-padded chunks of similar length),
-    then each row's remaining tokens are fed after a copy of its prefix's cache, rows
-    with as many remaining tokens together, as many to a pass as
-    FEED_PASS_CONTEXT_TOKENS allows."""
-    members: dict[object, list[int]] = {}
-    for row, item in enumerate(items or [None] * len(rows)):
-        members.setdefault(("row", row) if item is None else ("item", item), []).append(row)
-    # a unit: the tokens of one prompt pass, and its rows with the tokens fed after it
-    units: list[tuple[list[int], list[tuple[int, list[int]]]]] = []
-    for group in members.values():
-        shared = common_prefix([rows[row] for row in group]) if len(group) > 1 else 0
-        if shared == 0:
-            units.extend((rows[row], [(row, [])]) for row in group)
-        else:
-            units.append((rows[group[0]][:shared], [(row, rows[row][shared:]) for row in group]))
-    # remaining-token count -> (prefix state, slot, row, tokens): fed together across chunks
-    by_length: dict[int, list[tuple[DecodeState, int, int, list[int]]]] = {}
+    let go before the next is made. Rows of one item share the pass over their common
+    tokens (`prompt_units`): the prefix goes through the model with the other items'
+    (in left-padded chunks of similar length), then each branch's tokens are fed after a
+    copy of its parent's cache, level by level, branches with as many tokens together,
+    as many to a pass as FEED_PASS_CONTEXT_TOKENS allows."""
+    units = prompt_units(rows, items)
+    # (parent state, its slot, branch): fed together across chunks, level by level
+    pending: list[tuple[DecodeState, int, Branch]] = []
     for chunk in plan_batches([len(ids) for ids, _ in units], len(units), max_padding_share(model)):
         prefilled = DecodeState(list(chunk), *prefill(model, [units[unit][0] for unit in chunk], pad_id))
-        whole = [slot for slot, unit in enumerate(chunk) if not units[unit][1][0][1]]
+        whole = [slot for slot, unit in enumerate(chunk) if not units[unit][1][0].tokens]
         if whole:
             state = select(prefilled, whole)
-            yield replace(state, rows=[units[chunk[slot]][1][0][0] for slot in whole])
-        for slot, unit in enumerate(chunk):
-            for row, own in units[unit][1]:
-                if own:
-                    by_length.setdefault(len(own), []).append((prefilled, slot, row, own))
-    slices: list[list[tuple[DecodeState, int, int, list[int]]]] = []
+            yield replace(state, rows=[row for slot in whole if (row := units[chunk[slot]][1][0].row) is not None])
+        pending.extend(
+            (prefilled, slot, branch) for slot, unit in enumerate(chunk) for branch in units[unit][1] if branch.tokens
+        )
+    while pending:
+        fed_after: list[tuple[DecodeState, int, Branch]] = []
+        for state in branch_states(model, pending):
+            if state.rows and state.rows[0] >= 0:
+                yield state
+            else:  # inner branches: parents of the next level's
+                fed_after.extend(
+                    (state, slot, child)
+                    for slot, row in enumerate(state.rows)
+                    for child in pending[-row - 1][2].children
+                )
+        pending = fed_after
+
+
+def branch_states(model, pending: list[tuple[DecodeState, int, Branch]]) -> Iterator[DecodeState]:
+    """Each pending branch's tokens fed after a copy of its parent's row, branches of one
+    length and kind (ending a row, or inner) together. A state of rows is yielded with
+    the rows' numbers; a state of inner branches with -1 - (the branch's index in
+    `pending`)."""
+    by_length: dict[tuple[int, bool], list[int]] = {}
+    for index, (_, _, branch) in enumerate(pending):
+        by_length.setdefault((len(branch.tokens), branch.row is None), []).append(index)
+    slices: list[list[int]] = []
     for fed in by_length.values():
-        step = max(1, FEED_PASS_CONTEXT_TOKENS // max(prefix.attention_mask.shape[1] for prefix, *_ in fed))
+        widest = max(pending[index][0].attention_mask.shape[1] for index in fed)
+        step = max(1, FEED_PASS_CONTEXT_TOKENS // widest)
         slices.extend(fed[start : start + step] for start in range(0, len(fed), step))
     for fed in slices:
-        joined = join_rows([(prefix, slot) for prefix, slot, _, _ in fed])
+        joined = join_rows([(pending[index][0], pending[index][1]) for index in fed])
         if joined is not None:
             parts = [(joined, fed)]
-        else:  # a cache that cannot be joined: each chunk's rows are fed in a pass of their own
-            by_prefix: dict[int, list] = {}
-            for entry in fed:
-                by_prefix.setdefault(id(entry[0]), []).append(entry)
-            parts = [(take(group[0][0], [slot for _, slot, _, _ in group]), group) for group in by_prefix.values()]
+        else:  # a cache that cannot be joined: each parent's rows are fed in a pass of their own
+            by_parent: dict[int, list[int]] = {}
+            for index in fed:
+                by_parent.setdefault(id(pending[index][0]), []).append(index)
+            parts = [
+                (take(pending[group[0]][0], [pending[index][1] for index in group]), group)
+                for group in by_parent.values()
+            ]
         for state, part in parts:
             last_logits, attention_mask, last_position = extend(
-                model, [own for *_, own in part], state.cache, state.attention_mask, state.last_position
+                model,
+                [pending[index][2].tokens for index in part],
+                state.cache,
+                state.attention_mask,
+                state.last_position,
             )
-            yield DecodeState([row for _, _, row, _ in part], last_logits, state.cache, attention_mask, last_position)
+            labels = [row if (row := pending[index][2].row) is not None else -1 - index for index in part]
+            yield DecodeState(labels, last_logits, state.cache, attention_mask, last_position)
 
 
 def join_rows(parts: list[tuple[DecodeState, int]]) -> DecodeState | None:

@@ -235,6 +235,9 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--items-per-lang", type=int, default=4)
+    parser.add_argument(
+        "--adapter", help="a LoRA adapter folder (results/models/<model>/adapter-<source>): measure its variant"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument(
         "--dtype", default="float32", choices=["float32", "bfloat16"], help="weights and activations of every method"
@@ -250,7 +253,9 @@ def main() -> None:
         help="also measure what the cloze cell and the rotations add to a predict job",
     )
     parser.add_argument(
-        "--additions-only", action="store_true", help="measure only that (results: inference_additions.json and .md)"
+        "--additions-only",
+        action="store_true",
+        help="measure only that (results: inference_additions[-<adapter>].json and .md)",
     )
     args = parser.parse_args()
 
@@ -265,7 +270,7 @@ def main() -> None:
         if not (base / "xlt_model.json").is_file():
             prepare_model(spec, base)
     tokenizer = load_tokenizer(base, spec)
-    model = load_model(base, spec, dtype=args.dtype)
+    model = load_model(base, spec, dtype=args.dtype, adapter_dir=args.adapter)
     parameters = sum(p.numel() for p in model.parameters())
     langs = list(config["languages"])
     items = test_items(config, langs, args.items_per_lang)
@@ -291,20 +296,23 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         header = {
             "model": args.model,
+            "adapter": args.adapter,
             "items": len(items),
             "threads": args.threads,
             "dtype": args.dtype,
             "batch_size": batch_size,
         }
-        (out / "inference_additions.json").write_text(
+        variant = f"-{Path(args.adapter).name}" if args.adapter else ""
+        (out / f"inference_additions{variant}.json").write_text(
             json.dumps({**header, **additions}, indent=2) + "\n", encoding="utf-8"
         )
         lines = [
-            f"# What the cloze cell and the option rotations add to a predict job: {args.model}, "
+            f"# What the cloze cell and the option rotations add to a predict job: {args.model}"
+            f"{' + ' + Path(args.adapter).name if args.adapter else ''}, "
             f"{len(items)} items, {args.threads} threads\n"
         ]
         lines += [f"- {name}: {value}" for name, value in additions.items()]
-        (out / "inference_additions.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (out / f"inference_additions{variant}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         print("\n".join(lines), flush=True)
         if args.additions_only:
             return

@@ -55,7 +55,12 @@ def verdict(
     tost = tost if primary and math.isfinite(tost) else r["equivalence_p"]
     holm_name = "Holm p across models" if primary else "Holm p among this model's secondary tests"
     bound = f"{100 * margin:g} points"
-    difference = f"difference {_points(r['estimate'])} points, CI {_points(r['ci_low'])} to {_points(r['ci_high'])}"
+    interval = (
+        f"CI {_points(r['ci_low'])} to {_points(r['ci_high'])}"
+        if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
+        else "no interval"
+    )
+    difference = f"difference {_points(r['estimate'])} points, {interval}"
     low, high = r.get("equivalence_ci_low", math.nan), r.get("equivalence_ci_high", math.nan)
     band = (
         f"{1 - 2 * alpha:.0%} interval {_points(low)} to {_points(high)}"

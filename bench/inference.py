@@ -262,7 +262,8 @@ def llama_cpp_rows(
             for result in results
         ]
         theirs = [
-            extract_choice(request.completion_prefix + text, request.options) for request, text in zip(encoded, texts)
+            extract_choice(request.completion_prefix + text, options)
+            for request, options, text in zip(encoded, (r.options for r in requests), texts)
         ]
         agreement[f"{prompt}: engine vs {name} parsed answer"] = share_equal(ours, theirs)
         if any(result.label_logprobs is not None for result in results):

@@ -128,6 +128,9 @@ class Session:
         params.n_ctx = n_parallel * per_sequence
         params.n_batch, params.n_ubatch = N_BATCH, N_UBATCH
         params.n_seq_max = n_parallel
+        # a KV stream per sequence: attention reads only its own cells (a unified cache
+        # would mask the other sequences' cells out at every step)
+        params.kv_unified = False
         params.n_threads = params.n_threads_batch = llama.threads
         self.ctx = llama_cpp.llama_init_from_model(llama.model, params)
         if not self.ctx:

@@ -332,7 +332,7 @@ def measure_additions(
     rotations and the cloze prompts, each timed once in this process; the cells the
     first writes must read the same in the second."""
     chat = uses_chat_template(spec, tokenizer)
-    quiet = {"progress": False, "log": lambda *_: None}
+    quiet = {"progress": False}
     requests = [
         request
         for prompt in ("direct", "cot", "cloze")
@@ -464,7 +464,7 @@ def main() -> None:
             return
 
     chat = uses_chat_template(spec, tokenizer)
-    quiet = {"progress": False, "log": lambda *_: None}
+    quiet = {"progress": False}
     eos_ids = stop_token_ids(model.generation_config, tokenizer)
     header = {
         "model": args.model,

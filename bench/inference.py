@@ -229,11 +229,14 @@ def llama_cpp_rows(
     together (1: one at a time): a row each, with engine_speedup (its seconds over the
     engine's `engine_s`), and the agreement of its parsed answers with the engine's
     `engine` results and, where the prompt scores labels (the choice cell), of its
-    likeliest label after the prompt. The fastest batch above 1 is marked best_batch."""
+    likeliest label after the prompt, with the labels' mean absolute log-probability
+    difference (label_logprob_diff: quantised against float32 weights, a few hundredths
+    where the prompts are fed alike). Batches above 1 count the sequences whose tokens
+    are one sequence's at a time; the fastest is marked best_batch."""
     prompt_tokens = sum(len(r.input_ids) for r in encoded)
     per_sequence = max(len(r.input_ids) + r.max_new_tokens for r in encoded)
     ours = parsed_answers(requests, engine, model_name, prompt)
-    rows, agreement = [], {}
+    rows, agreement, first = [], {}, None
     for n_parallel in batches:
         session = llamacpp.Session(llama, n_parallel, per_sequence)
         try:
@@ -269,6 +272,19 @@ def llama_cpp_rows(
         if any(result.label_logprobs is not None for result in results):
             agreement[f"choice: engine vs {name} likeliest label after the {prompt} prompt"] = share_equal(
                 [_likeliest(g.label_logprobs) for g in engine], [_likeliest(r.label_logprobs) for r in results]
+            )
+            differences = [
+                abs(a - b)
+                for g, r in zip(engine, results)
+                if g.label_logprobs is not None and r.label_logprobs is not None
+                for a, b in zip(g.label_logprobs, r.label_logprobs)
+            ]
+            rows[-1]["label_logprob_diff"] = round(sum(differences) / len(differences), 4)
+        if n_parallel == 1:
+            first = results
+        elif first is not None:
+            agreement[f"{prompt}: llama.cpp {name.removeprefix('llama.cpp, ')} vs one sequence, same tokens"] = (
+                share_equal([r.tokens for r in first], [r.tokens for r in results])
             )
     batched = [row for row in rows if row["method"] != "llama.cpp, one sequence"]
     if batched:

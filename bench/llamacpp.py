@@ -125,7 +125,9 @@ class Session:
         import llama_cpp
 
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_parallel * per_sequence
+        # llama.cpp pads a context to 256 cells and splits it evenly among the sequences:
+        # padded here, every sequence keeps at least `per_sequence`
+        params.n_ctx = n_parallel * -(-per_sequence // 256) * 256
         params.n_batch, params.n_ubatch = N_BATCH, N_UBATCH
         params.n_seq_max = n_parallel
         # a KV stream per sequence: attention reads only its own cells (a unified cache

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 from collections import defaultdict
@@ -43,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "src"))
 
-from inference import matmul_peak  # noqa: E402
+from inference import cpu_name, matmul_peak  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -187,18 +186,6 @@ def job_times(log: Path) -> list[tuple[str, str, float, float]]:
             rule, wildcards, start = started[match.group(1)]
             finished.append((rule, wildcards, start, stamp))
     return finished
-
-
-def cpu_name() -> str:
-    """The CPU's model name and its widest vector and matrix instructions (Linux)."""
-    info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
-    name = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-        platform.machine(),
-    )
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    extensions = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
-    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
 
 
 def main() -> None:

@@ -16,6 +16,15 @@ And for `loglik` scoring (lm-evaluation-harness's Belebele prompt, choices " A".
   * xlt's scorer (the engine with no token generated) against lm-evaluation-harness 0.4.x itself, run
     offline on a local task YAML over the same items (`include_path`), at batch 1, 8 and
     the engine's batch size, with item-level agreement of the chosen option.
+And llama.cpp (llama-cpp-python, bench/llamacpp.py) on the same GGUF file prepare_model
+converts, for `direct` (with the choice cell: its labels' scores after the prompt) and
+`cot`: the engine's prompt token ids, greedy, the engine's token budgets and stopping
+rule, one sequence at a time and several sequences in one llama_batch (`--llama-cpp-batches`),
+with the ratio of its seconds to the engine's and the agreement of its parsed answers
+and likeliest labels with the engine's. llama.cpp runs the GGUF's quantised weights,
+the engine and the naive loop their float32 de-quantisation. Its rows join the table
+when llama_cpp imports; `--llama-cpp` runs only the engine against llama.cpp
+(results: inference_llama_cpp.json and .md).
 And what the cloze cell and the choice cell's option rotations add to a predict job
 (`--additions`, goal: at most +25%): the predict stage's run over direct + cot (shared
 prompt pass, choice cell) against the same run with the three rotated direct prompts
@@ -41,6 +50,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+# llamacpp: bench/llamacpp.py, from this script's folder (first on sys.path)
+import llamacpp  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from xlt.config import load_config  # noqa: E402
@@ -49,7 +60,8 @@ from xlt.extract import extract_choice  # noqa: E402
 from xlt.inference.engine import generate, resolve_batch_size  # noqa: E402
 from xlt.inference.predictions import prediction_frames  # noqa: E402
 from xlt.inference.requests import build_requests, encode, uses_chat_template  # noqa: E402
-from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model  # noqa: E402
+from xlt.inference.stopping import stated_answer, stop_token_ids  # noqa: E402
+from xlt.models import ModelSpec, gguf_file, load_model, load_tokenizer, prepare_model  # noqa: E402
 from xlt.prompts import load_template, options_of, template_path  # noqa: E402
 
 HARNESS_TASK = (
@@ -88,6 +100,18 @@ def matmul_peak(dtype: str, seconds: float = 3.0, size: int = 2048) -> float:
         torch.mm(a, b)
         best = max(best, 2 * size**3 / (time.perf_counter() - started))
     return best
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector and matrix instructions (Linux)."""
+    info = Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file() else ""
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        platform.machine(),
+    )
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    extensions = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{name} ({', '.join(extensions) or 'no AVX2'})"
 
 
 def test_items(config: dict, langs: list[str], per_lang: int) -> pd.DataFrame:
@@ -141,10 +165,142 @@ def throughput(
         "seconds": round(seconds, 2),
         "items": n_items,
         "items_per_s": round(n_items / seconds, 3),
+        "prompt_tokens_per_s": round(prompt_tokens / seconds, 1),
         "new_tokens_per_s": round(new_tokens / seconds, 1),
         "tokens_processed_per_s": round(processed / seconds, 1),
         "flops_share_of_peak": round(2 * parameters * processed / seconds / peak, 4),
     }
+
+
+def share_equal(ours: list, theirs: list) -> float:
+    """The share of positions where two lists agree."""
+    return sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
+
+
+def prompt_requests(items: pd.DataFrame, templates: dict, config: dict, prompt: str, tokenizer, spec, chat: bool):
+    """A generated prompt's own requests (the choice cell's rotations are measured by
+    --additions) and their encodings."""
+    max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
+    requests = [r for r in build_requests(items, templates, prompt, "generate", max_new_tokens) if not r.rotation]
+    return requests, [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
+
+
+def parsed_answers(requests, results, model_name: str, prompt: str) -> list[int | None]:
+    """The prompt cell's parsed_choice of each request, as the predict stage writes it."""
+    return [
+        None if pd.isna(choice) else int(choice)
+        for choice in prediction_frames(requests, results, model_name, "base")[prompt]["parsed_choice"]
+    ]
+
+
+def open_llama_cpp(spec: ModelSpec, threads: int, required: bool) -> llamacpp.LlamaCpp | None:
+    """llama.cpp with the model's GGUF file, the one prepare_model converts; None (said
+    once) where llama_cpp does not import or the model is no GGUF, unless `required`."""
+    problem = None
+    if not llamacpp.importable():
+        problem = llamacpp.INSTALL
+    elif not spec.is_gguf:
+        problem = f"llama.cpp comparison: model {spec.name} is not a GGUF model (no package, no .gguf path)"
+    if problem is not None:
+        if required:
+            sys.exit(problem)
+        print(f"{problem}: its rows are left out", flush=True)
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        # loaded (memory-mapped) while an assembled file's folder still exists
+        return llamacpp.LlamaCpp(gguf_file(spec, Path(scratch)), threads)
+
+
+def llama_cpp_rows(
+    llama: llamacpp.LlamaCpp,
+    tokenizer,
+    eos_ids: set[int],
+    prompt: str,
+    requests: list,
+    encoded: list,
+    engine: list,
+    engine_s: float,
+    model_name: str,
+    batches: list[int],
+    parameters: int,
+    peak: float,
+) -> tuple[list[dict], dict[str, float]]:
+    """llama.cpp on one prompt's encoded requests at each of `batches` sequences decoded
+    together (1: one at a time): a row each, with engine_speedup (its seconds over the
+    engine's `engine_s`), and the agreement of its parsed answers with the engine's
+    `engine` results and, where the prompt scores labels (the choice cell), of its
+    likeliest label after the prompt, with the labels' mean absolute log-probability
+    difference (label_logprob_diff: quantised against float32 weights, a few hundredths
+    where the prompts are fed alike). Batches above 1 count the sequences whose tokens
+    are one sequence's at a time; the fastest is marked best_batch."""
+    prompt_tokens = sum(len(r.input_ids) for r in encoded)
+    per_sequence = max(len(r.input_ids) + r.max_new_tokens for r in encoded)
+    ours = parsed_answers(requests, engine, model_name, prompt)
+    rows, agreement, first = [], {}, None
+    for n_parallel in batches:
+        session = llamacpp.Session(llama, n_parallel, per_sequence)
+        try:
+            results, seconds = timed(
+                session.generate,
+                encoded,
+                eos_ids,
+                lambda index, ids: stated_answer(tokenizer, encoded[index].completion_prefix, ids),
+            )
+        finally:
+            session.close()
+        name = "llama.cpp, one sequence" if n_parallel == 1 else f"llama.cpp, batch {n_parallel}"
+        new_tokens = sum(len(result.tokens) for result in results)
+        rows.append(
+            {
+                "prompt": prompt,
+                **throughput(name, seconds, len(encoded), prompt_tokens, new_tokens, parameters, peak),
+                "engine_speedup": round(seconds / engine_s, 2),
+            }
+        )
+        print(rows[-1], flush=True)
+        texts = [
+            tokenizer.decode(
+                result.tokens[:-1] if result.stop_reason == "eos" else result.tokens, skip_special_tokens=True
+            )
+            for result in results
+        ]
+        theirs = [
+            extract_choice(request.completion_prefix + text, options)
+            for request, options, text in zip(encoded, (r.options for r in requests), texts)
+        ]
+        agreement[f"{prompt}: engine vs {name} parsed answer"] = share_equal(ours, theirs)
+        if any(result.label_logprobs is not None for result in results):
+            agreement[f"choice: engine vs {name} likeliest label after the {prompt} prompt"] = share_equal(
+                [_likeliest(g.label_logprobs) for g in engine], [_likeliest(r.label_logprobs) for r in results]
+            )
+            differences = [
+                abs(a - b)
+                for g, r in zip(engine, results)
+                if g.label_logprobs is not None and r.label_logprobs is not None
+                for a, b in zip(g.label_logprobs, r.label_logprobs)
+            ]
+            rows[-1]["label_logprob_diff"] = round(sum(differences) / len(differences), 4)
+        if n_parallel == 1:
+            first = results
+        elif first is not None:
+            agreement[f"{prompt}: llama.cpp {name.removeprefix('llama.cpp, ')} vs one sequence, same tokens"] = (
+                share_equal([r.tokens for r in first], [r.tokens for r in results])
+            )
+    batched = [row for row in rows if row["method"] != "llama.cpp, one sequence"]
+    if batched:
+        min(batched, key=lambda row: row["seconds"])["best_batch"] = True
+    return rows, agreement
+
+
+def write_results(out: Path, stem: str, result: dict, title: str, notes: list[str]) -> None:
+    """`stem`.json (the result) and `stem`.md (its rows as a table under `title` and
+    `notes`, then its agreement shares) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    lines = [f"# {title}\n", *notes, "", pd.DataFrame(result["rows"]).to_markdown(index=False), "", "Agreement:"]
+    lines += [f"- {name}: {value:.1%}" for name, value in result["agreement"].items()]
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
 
 
 def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir: Path) -> tuple[dict[str, int], float]:
@@ -192,7 +348,7 @@ def measure_additions(
     rotations and the cloze prompts, each timed once in this process; the cells the
     first writes must read the same in the second."""
     chat = uses_chat_template(spec, tokenizer)
-    quiet = {"progress": False, "log": lambda *_: None}
+    quiet = {"progress": False}
     requests = [
         request
         for prompt in ("direct", "cot", "cloze")
@@ -257,13 +413,26 @@ def main() -> None:
         action="store_true",
         help="measure only that (results: inference_additions[-<adapter>].json and .md)",
     )
+    parser.add_argument(
+        "--llama-cpp",
+        action="store_true",
+        help="measure only the engine against llama.cpp (results: inference_llama_cpp.json and .md); "
+        "without it llama.cpp's rows join the table where llama_cpp imports",
+    )
+    parser.add_argument(
+        "--llama-cpp-batches",
+        default="1,8,32",
+        help="sequences llama.cpp decodes together, comma-separated, each measured (1: one at a time)",
+    )
     args = parser.parse_args()
+    batches = [int(n) for n in args.llama_cpp_batches.split(",")]
 
     import torch
 
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
     spec = ModelSpec.from_config(args.model, config["models"][args.model])
+    llama = None if args.additions_only else open_llama_cpp(spec, args.threads, required=args.llama_cpp)
     base = REPO / "results" / "models" / args.model / "base"
     if not (base / "xlt_model.json").is_file():
         base = REPO / "bench" / ".cache" / args.model / "base"
@@ -286,7 +455,8 @@ def main() -> None:
     print(
         f"{args.model}: {parameters / 1e6:.0f}M parameters, {len(items)} items ({args.items_per_lang} x "
         f"{len(langs)} languages), "
-        f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s",
+        f"{args.threads} threads, {args.dtype}, batch size {batch_size}, matmul peak {peak / 1e9:.1f} GFLOP/s"
+        + (f"; llama.cpp: {llama.description}" if llama else ""),
         flush=True,
     )
 
@@ -317,17 +487,76 @@ def main() -> None:
         if args.additions_only:
             return
 
+    chat = uses_chat_template(spec, tokenizer)
+    quiet = {"progress": False}
+    eos_ids = stop_token_ids(model.generation_config, tokenizer)
+    header = {
+        "model": args.model,
+        "parameters": parameters,
+        "items": len(items),
+        "threads": args.threads,
+        "dtype": args.dtype,
+        "batch_size": batch_size,
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+    }
+    title = (
+        f"Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, "
+        f"batch size {batch_size}"
+    )
+    notes = [f"CPU: {cpu_name()}, {os.cpu_count()} cores."]
+    if llama is not None:
+        header["llama_cpp"] = f"llama-cpp-python {llama.version}: {llama.description}"
+        notes.append(
+            f"llama.cpp (llama-cpp-python {llama.version}) runs the GGUF's own quantised weights "
+            f"({llama.description}); the engine and the naive loop run them de-quantised to {args.dtype}. "
+            "engine_speedup: a method's seconds over the engine's on the same prompt."
+        )
+
+    def llama_cpp_prompt(prompt, requests, encoded, engine, engine_s) -> None:
+        more, agreed = llama_cpp_rows(
+            llama,
+            tokenizer,
+            eos_ids,
+            prompt,
+            requests,
+            encoded,
+            engine,
+            engine_s,
+            args.model,
+            batches,
+            parameters,
+            peak,
+        )
+        rows.extend(more)
+        agreement.update(agreed)
+
     rows, agreement = [], {}
+    if args.llama_cpp:
+        for prompt in ("direct", "cot"):
+            requests, encoded = prompt_requests(items, templates, config, prompt, tokenizer, spec, chat)
+            engine, engine_s = timed(generate, model, tokenizer, encoded, batch_size, **quiet)
+            new_tokens = sum(g.n_output_tokens for g in engine)
+            prompt_tokens = sum(len(r.input_ids) for r in encoded)
+            rows.append(
+                {
+                    "prompt": prompt,
+                    **throughput("engine", engine_s, len(requests), prompt_tokens, new_tokens, parameters, peak),
+                }
+            )
+            print(rows[-1], flush=True)
+            llama_cpp_prompt(prompt, requests, encoded, engine, engine_s)
+        result = {**header, "rows": rows, "agreement": agreement}
+        write_results(Path(args.out), "inference_llama_cpp", result, f"{title}: the engine against llama.cpp", notes)
+        return
     # seconds, items, prompt tokens, new tokens of the study's whole generation work
     totals = {"engine": [0.0, 0, 0, 0], "naive generate loop": [0.0, 0, 0, 0]}
-    chat = uses_chat_template(spec, tokenizer)
-    quiet = {"progress": False, "log": lambda *_: None}
     separate = {}  # prompt -> (its encoded requests, the engine's results run apart)
     for prompt in ("direct", "cot"):
         max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
-        # the prompt's own requests (the choice cell's rotations are measured by --additions)
-        requests = [r for r in build_requests(items, templates, prompt, "generate", max_new_tokens) if not r.rotation]
-        encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
+        requests, encoded = prompt_requests(items, templates, config, prompt, tokenizer, spec, chat)
         prompt_tokens = sum(len(r.input_ids) for r in encoded)
         engine, engine_s = timed(generate, model, tokenizer, encoded, batch_size, **quiet)
         separate[prompt] = (encoded, engine)
@@ -347,10 +576,7 @@ def main() -> None:
             totals[name] = [
                 sum(pair) for pair in zip(totals[name], (seconds, len(requests), prompt_tokens, new_tokens))
             ]
-        ours = [
-            None if pd.isna(c) else int(c)
-            for c in prediction_frames(requests, engine, args.model, "base")[prompt]["parsed_choice"]
-        ]
+        ours = parsed_answers(requests, engine, args.model, prompt)
         theirs = [
             extract_choice(r.completion_prefix + text, options_of(item))
             for r, (text, _), item in zip(encoded, naive, items.to_dict("records"))
@@ -386,6 +612,8 @@ def main() -> None:
             agreement["direct: text with vs without the choice cell"] = sum(
                 a.text == b.text for a, b in zip(engine, alone)
             ) / len(engine)
+        if llama is not None:
+            llama_cpp_prompt(prompt, requests, encoded, engine, engine_s)
     for name, (seconds, n_items, prompt_tokens, new_tokens) in totals.items():
         rows.append(
             {
@@ -456,33 +684,12 @@ def main() -> None:
             agreement[f"loglik: xlt vs {name} chosen option"] = sum(same) / len(same)
 
     result = {
-        "model": args.model,
-        "parameters": parameters,
-        "items": len(items),
-        "threads": args.threads,
-        "dtype": args.dtype,
-        "batch_size": batch_size,
-        "matmul_peak_gflops": round(peak / 1e9, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
+        **header,
         "lm_eval": getattr(sys.modules.get("lm_eval"), "__version__", None),
         "rows": rows,
         "agreement": agreement,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "inference.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    table = pd.DataFrame(rows).to_markdown(index=False)
-    lines = [
-        f"# Inference benchmark: {args.model}, {len(items)} items, {args.threads} threads, {args.dtype}, "
-        f"batch size {batch_size}\n",
-        table,
-        "",
-        "Agreement:",
-    ]
-    lines += [f"- {name}: {value:.1%}" for name, value in agreement.items()]
-    (out / "inference.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(Path(args.out), "inference", result, title, notes)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,12 @@ def _embedded_gguf(package: str, scratch: Path) -> Path:
     return files[0]
 
 
+def gguf_file(spec: ModelSpec, scratch: Path) -> Path:
+    """The GGUF file of a GGUF model: its embedded package's (assembled under `scratch`
+    where the package ships parts) or its local `path`."""
+    return _embedded_gguf(spec.package, scratch) if spec.package else spec.local_path()
+
+
 def check_gguf(path: Path) -> None:
     """A whole GGUF file: the magic bytes, then every tensor the header lists within
     the file (a truncated download fails here, not deep inside the conversion)."""
@@ -186,7 +192,7 @@ def prepare_model(
         if spec.is_gguf:
             scratch = tmp / ".gguf"
             scratch.mkdir()
-            gguf = _embedded_gguf(spec.package, scratch) if spec.package else spec.local_path()
+            gguf = gguf_file(spec, scratch)
             digest = file_sha256(gguf)
             key = modelcache.conversion_key(digest)
             from_cache = modelcache.restore(key, tmp)

@@ -12,6 +12,7 @@ import math
 import pandas as pd
 import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
+from generations import assert_same_generations
 
 from xlt.choices import OptionScore, cloze_choice, cloze_raw, debiased_choice, read_cloze, rotation_choices
 from xlt.errors import XltError
@@ -408,14 +409,4 @@ def test_rows_fed_in_slices_decode_as_rows_fed_together(prepared_tiny, monkeypat
     together = generate(model, tokenizer, encoded, 3, progress=False)
     monkeypatch.setattr(engine, "FEED_PASS_CONTEXT_TOKENS", 1)
     apart = generate(model, tokenizer, encoded, 3, progress=False)
-    for one, other in zip(together, apart):
-        assert (one.text, one.n_output_tokens, one.stop_reason) == (
-            other.text,
-            other.n_output_tokens,
-            other.stop_reason,
-        )
-        for scores, expected in (
-            (one.label_logprobs, other.label_logprobs),
-            (one.forced_logprobs, other.forced_logprobs),
-        ):
-            assert scores == pytest.approx(expected, abs=1e-5)
+    assert_same_generations(together, apart)

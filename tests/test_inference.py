@@ -13,6 +13,7 @@ import types
 import pandas as pd
 import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
+from generations import assert_same_generations
 
 from xlt.batching import plan_batches, plan_waves
 from xlt.errors import XltError
@@ -624,20 +625,7 @@ def test_an_items_prompts_share_their_prompt_pass_and_decode_as_each_alone(prepa
     )
     assert shared_tokens < sum(fed)
     assert [r.n_output_tokens for r in apart[5:]] != [0] * 5
-    for shared, alone in zip(together, apart):
-        assert (shared.text, shared.n_output_tokens, shared.stop_reason, shared.n_prompt_tokens) == (
-            alone.text,
-            alone.n_output_tokens,
-            alone.stop_reason,
-            alone.n_prompt_tokens,
-        )
-        for scores, expected in (
-            (shared.label_logprobs, alone.label_logprobs),
-            (shared.forced_logprobs, alone.forced_logprobs),
-        ):
-            assert (scores is None) == (expected is None)
-            if expected is not None:
-                assert scores == pytest.approx(expected, abs=1e-5)
+    assert_same_generations(together, apart)
     frames = prediction_frames(requests, together, name, "base")
     assert set(frames) == {"direct", "choice", "cot"} and all(len(frame) == 5 for frame in frames.values())
 
@@ -690,19 +678,7 @@ def test_the_direct_and_cot_prompts_options_are_fed_once_and_decode_as_fed_twice
     monkeypatch.setattr(engine, "MIN_SHARED_BRANCH", 10**6)
     flat = generate(model, tokenizer, encoded_, 3, progress=False)
     assert branched_tokens < sum(fed)
-    for one, other in zip(branched, flat):
-        assert (one.text, one.n_output_tokens, one.stop_reason) == (
-            other.text,
-            other.n_output_tokens,
-            other.stop_reason,
-        )
-        for scores, expected in (
-            (one.label_logprobs, other.label_logprobs),
-            (one.forced_logprobs, other.forced_logprobs),
-        ):
-            assert (scores is None) == (expected is None)
-            if expected is not None:
-                assert scores == pytest.approx(expected, abs=1e-5)
+    assert_same_generations(branched, flat)
 
 
 def test_a_run_whose_other_prompt_changed_reads_this_prompts_results_back(prepared_tiny, tmp_path):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from snakemake_runs import REPO, run_cli, run_snakemake
 
 # What a checkout holds that is not the project's: environments, caches, results.
@@ -71,6 +72,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+@pytest.mark.slow  # over 25 s: keeps the default suite under 15 minutes in a fresh clone
 def test_planning_tests_pass_in_a_checkout_holding_a_finished_study(tmp_path):
     """The README's two commands in their order: the study, then the tests. On 407058f
     test_trainsets planned `snakemake -n` in the checkout itself, found everything done

@@ -132,6 +132,7 @@ def test_changed_code_reruns_its_stage_and_what_follows_only(repo, tiny_study, t
     assert planned == reruns
 
 
+@pytest.mark.slow  # over 25 s: keeps the default suite under 15 minutes in a fresh clone
 def test_a_changed_cot_budget_recomputes_the_cot_prompt_only(repo, tiny_study, tmp_path):
     """The predict jobs rerun (their settings changed) but read the direct prompt's
     results back from its shard: the direct and choice files come out byte for byte as

@@ -129,6 +129,7 @@ def test_study_rows_per_source_and_the_interaction():
     ).all()
 
 
+@pytest.mark.slow  # over 25 s: keeps the default suite under 15 minutes in a fresh clone
 def test_the_interaction_is_the_one_primary_test():
     """With several sources the interaction under the direct prompt (stats.primary auto)
     or the prompt stats.primary names is the one primary test per model: each source's

@@ -15,10 +15,15 @@ wall time, and this process's CPU time (all its threads), which is what to compa
 machine shared with other work, where the wall time of two runs made one after the other
 depends on what else ran meanwhile.
 
+Both read what the workflow prepared for the finetune job: the base model
+(results/models/MODEL/base, prepared here if missing) and the source's training examples
+(results/data/train/SOURCE.parquet: run `snakemake results/data/train/arb_Arab.parquet`
+first), with the settings the finetune rule passes (`xlt.jobs.stage_settings`).
+
     python bench/finetune.py                        # embedded SmolLM2-135M, default config
     python bench/finetune.py --model gemma3-270m --steps 4
 
-Writes bench/results/finetune.csv (one row per method) and prints the ratio.
+Writes bench/results/finetune.csv (one row per method, the CPU named) and prints the ratio.
 """
 
 from __future__ import annotations
@@ -35,32 +40,32 @@ sys.path.insert(0, str(REPO / "src"))
 
 import pandas as pd  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+
+from inference import cpu_name  # noqa: E402
+
+from xlt import paths  # noqa: E402
 from xlt.atomic import write_csv  # noqa: E402
 from xlt.config import load_config  # noqa: E402
-from xlt.data import DataSource, prepare_languages  # noqa: E402
+from xlt.data import read_prepared  # noqa: E402
+from xlt.errors import XltError  # noqa: E402
 from xlt.finetune import FinetuneSettings, build_examples, finetune  # noqa: E402
 from xlt.inference.requests import uses_chat_template  # noqa: E402
+from xlt.jobs import language_template, stage_settings  # noqa: E402
 from xlt.models import ModelSpec, load_tokenizer, prepare_model, set_threads  # noqa: E402
-from xlt.prompts import load_template, template_path  # noqa: E402
+from xlt.prompts import load_template  # noqa: E402
 
 
-def train_split(config: dict):
-    source = config["source_language"]
-    data = config["data"]
-    frames = prepare_languages(
-        DataSource.from_config(data),
-        [source],
-        data["test_fraction"],
-        data["seed"],
-        data.get("max_test_items"),
-        data.get("max_train_items"),
-    )
-    return frames[source].assign(lang=source).query("split == 'train'").reset_index(drop=True)
+def training_examples(path: Path):
+    """The source's prepared training examples, as the finetune job reads them."""
+    if not path.is_file():
+        raise XltError(f"{path}: no prepared training examples (run `snakemake {path.as_posix()}` first)")
+    return read_prepared(path, split="train")
 
 
 def run_xlt(base: Path, spec: ModelSpec, frame, template, settings: FinetuneSettings, work: Path) -> dict:
     started = time.monotonic()
-    finetune(base, spec, frame, template, settings, work / "adapter", work / "checkpoints", log=lambda *_: None)
+    finetune(base, spec, frame, template, settings, work / "adapter", work / "checkpoints")
     seconds = time.monotonic() - started
     log = pd.read_csv(work / "adapter" / "train_log.csv")
     tokens = int(log["tokens"].sum())
@@ -151,6 +156,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--base", help="its prepared base folder (default: results/models/MODEL/base, prepared if missing)"
     )
+    parser.add_argument("--source", help="the source language trained on (default: the config's first)")
+    parser.add_argument(
+        "--workdir", default=str(REPO), help="the run's working directory, whose results/ it reads (default: here)"
+    )
     parser.add_argument(
         "--steps",
         type=int,
@@ -164,18 +173,20 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     config = load_config(args.config)
-    entry = config["models"][args.model]
-    spec = ModelSpec.from_config(args.model, entry)
-    settings = replace(FinetuneSettings.from_config(entry["finetune"]), max_steps=args.steps, dtype="float32")
-    template = load_template(template_path(config["prompts"]["templates"], config["source_language"]))
-    frame = train_split(config)
+    source = args.source or config["source_languages"][0]
+    job = stage_settings(config, "finetune", args.model)
+    spec = ModelSpec.from_config(args.model, job.entry())
+    settings = replace(FinetuneSettings.from_config(job.finetune), max_steps=args.steps, dtype="float32")
+    template = load_template(language_template(config, source))
+    workdir = Path(args.workdir)
+    frame = training_examples(workdir / paths.TRAINING.format(source=source))
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="xlt-bench-") as scratch:
         work = Path(scratch)
-        base = Path(args.base) if args.base else REPO / "results" / "models" / args.model / "base"
+        base = Path(args.base) if args.base else workdir / paths.BASE_MODEL.format(model=args.model)
         if not base.is_dir():
             base = work / "base"
-            prepare_model(spec, base, log=print)
+            prepare_model(spec, base)
         rows = []
         for run in (run_xlt, run_baseline):
             cpu_started = time.process_time()
@@ -192,6 +203,7 @@ def main(argv=None) -> None:
             rows.append(row)
     results = pd.DataFrame(rows).assign(
         model=args.model,
+        source=source,
         examples=len(frame),
         threads=args.threads,
         max_length=settings.max_length,
@@ -200,6 +212,7 @@ def main(argv=None) -> None:
     baseline = results.iloc[1]
     results["speedup_wall"] = results["tokens_per_s"] / baseline["tokens_per_s"]
     results["speedup_cpu"] = results["tokens_per_cpu_s"] / baseline["tokens_per_cpu_s"]
+    results["cpu"] = cpu_name()
     write_csv(results, args.out)
     print(
         f"xlt / pad-to-max-length: {results['speedup_cpu'].iloc[0]:.2f}x tokens per CPU second, "

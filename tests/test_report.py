@@ -170,7 +170,8 @@ def test_the_readability_check_sees_overlapping_labels_and_not_rotated_ones():
     plt.close(figure)
 
 
-@pytest.mark.parametrize("size", ["paper_sized", "small"])
+# the paper-sized figures take 5-25 s each (2026-12-07): slow; the small ones stay in the default suite
+@pytest.mark.parametrize("size", [pytest.param("paper_sized", marks=pytest.mark.slow), "small"])
 @pytest.mark.parametrize("name", ["accuracy", "parse_rate", "gains", "alignment", "diagnostics"])
 def test_plots_are_labelled_without_overlapping_or_clipped_text(request, size, name):
     import matplotlib.pyplot as plt
@@ -244,6 +245,7 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_si
     assert effects_page.count("<tr") == 1 + len(effects)
 
 
+@pytest.mark.slow  # 19 s (2026-12-07)
 def test_verdicts_judge_at_the_statistics_level(paper_sized, tmp_path):
     """With stats.confidence 0.9 the verdicts quote the 80% interval a 10% TOST inverts."""
     accuracy, effects, alignment, gains, languages = paper_sized

@@ -357,6 +357,7 @@ def test_equivalence_interval_is_what_the_tost_inverts():
     assert equivalence_p(values, outside, -1, 1, clusters) < 0.05 < equivalence_p(values, inside, -1, 1, clusters)
 
 
+@pytest.mark.slow  # 15.5 s (2026-12-07)
 def test_pooled_model_finds_relatedness_across_models_at_equal_baselines():
     """Three models with a 15-point related advantage and baselines from 30% to 60%:
     the pooled GEE (one intercept per model x language, the gain allowed to depend on

@@ -170,7 +170,7 @@ def test_the_readability_check_sees_overlapping_labels_and_not_rotated_ones():
     plt.close(figure)
 
 
-# the paper-sized figures take 5-25 s each (2026-12-07): slow; the small ones stay in the default suite
+# two paper-sized figures took 17 and 25 s (2026-12-07): slow; the small ones stay in the default suite
 @pytest.mark.parametrize("size", [pytest.param("paper_sized", marks=pytest.mark.slow), "small"])
 @pytest.mark.parametrize("name", ["accuracy", "parse_rate", "gains", "alignment", "diagnostics"])
 def test_plots_are_labelled_without_overlapping_or_clipped_text(request, size, name):

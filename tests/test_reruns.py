@@ -91,7 +91,7 @@ DOCSTRING_EDIT = ('"""', '"""Edited. ', 1)
 CODE_EDIT = "\nEDITED_BY_TEST = True\n"
 
 
-@pytest.mark.slow  # 75-90 s for its six edits in all (2026-12-07)
+@pytest.mark.slow  # 87 s for its six edits in all (2026-12-07)
 @pytest.mark.parametrize(
     "source, edit, reruns",
     [

@@ -34,8 +34,9 @@ from xlt.config import load_config  # noqa: E402
 from xlt.extract import extract_choice  # noqa: E402
 from xlt.inference.engine import generate, resolve_batch_size  # noqa: E402
 from xlt.inference.requests import build_requests, encode, uses_chat_template  # noqa: E402
+from xlt.jobs import language_template  # noqa: E402
 from xlt.models import ModelSpec, load_model, load_tokenizer, prepare_model  # noqa: E402
-from xlt.prompts import load_template, template_path  # noqa: E402
+from xlt.prompts import load_template  # noqa: E402
 
 CANDIDATE_BUDGETS = (64, 96, 128, 160, 192, 256)
 PERCENTILES = (25, 50, 75, 90)
@@ -59,18 +60,13 @@ def measure(model_name: str, config: dict, items: pd.DataFrame, budget: int, mod
     tokenizer = load_tokenizer(base, spec)
     model = load_model(base, spec, dtype="float32")
     langs = list(config["languages"])
-    templates = {
-        lang: load_template(
-            template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)
-        )
-        for lang in langs
-    }
+    templates = {lang: load_template(REPO / language_template(config, lang)) for lang in langs}
     requests = build_requests(items, templates, "cot", "generate", budget)
     chat = uses_chat_template(spec, tokenizer)
     encoded = [encode(tokenizer, request, chat, spec.chat_template_kwargs) for request in requests]
     batch_size = resolve_batch_size(config["models"][model_name]["inference"]["batch_size"], model)
     started = time.perf_counter()
-    generations = generate(model, tokenizer, encoded, batch_size, progress=False, log=lambda *_: None)
+    generations = generate(model, tokenizer, encoded, batch_size, progress=False)
     seconds = time.perf_counter() - started
     rows = []
     for request, prompt, generation in zip(requests, encoded, generations):

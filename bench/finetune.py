@@ -54,6 +54,7 @@ from xlt.inference.requests import uses_chat_template  # noqa: E402
 from xlt.jobs import language_template, stage_settings  # noqa: E402
 from xlt.models import ModelSpec, load_tokenizer, prepare_model, set_threads  # noqa: E402
 from xlt.prompts import load_template  # noqa: E402
+from xlt.settings import AdapterSettings  # noqa: E402
 
 
 def training_examples(path: Path):
@@ -96,12 +97,13 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
     )
     location, revision = resolve_checkpoint(base)
     torch.manual_seed(settings.seed)
-    model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=torch.float32)
+    base_model = AutoModelForCausalLM.from_pretrained(location, revision=revision, dtype=torch.float32)
     model = get_peft_model(
-        model,
+        base_model,
         LoraConfig(
             r=settings.r,
-            lora_alpha=settings.alpha,
+            # peft annotates lora_alpha as int but scales by alpha / r (as xlt.finetune passes it)
+            lora_alpha=settings.alpha,  # type: ignore[arg-type]
             lora_dropout=settings.dropout,
             target_modules=settings.target_modules,
             task_type="CAUSAL_LM",
@@ -123,7 +125,7 @@ def run_baseline(base: Path, spec: ModelSpec, frame, template, settings: Finetun
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio,
-        max_steps=settings.max_steps,
+        max_steps=settings.max_steps or -1,
         seed=settings.seed,
         save_strategy="no",
         logging_steps=1,
@@ -175,6 +177,7 @@ def main(argv=None) -> None:
     config = load_config(args.config)
     source = args.source or config["source_languages"][0]
     job = stage_settings(config, "finetune", args.model)
+    assert isinstance(job, AdapterSettings)
     spec = ModelSpec.from_config(args.model, job.entry())
     settings = replace(FinetuneSettings.from_config(job.finetune), max_steps=args.steps, dtype="float32")
     template = load_template(language_template(config, source))

@@ -35,6 +35,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -100,7 +101,7 @@ def finetune_flop(adapter: Path, shape: ModelShape) -> float:
 def prefix_tree_tokens(rows: list[list[int]]) -> int:
     """Tokens in the trie of `rows`: each distinct prefix once. Over the rows in sorted
     order, each adds its length less the prefix it shares with the one before it."""
-    total, previous = 0, ()
+    total, previous = 0, cast(tuple[int, ...], ())
     for row in sorted({tuple(row) for row in rows}):
         shared = next((i for i, (a, b) in enumerate(zip(previous, row)) if a != b), min(len(previous), len(row)))
         total += len(row) - shared
@@ -141,8 +142,10 @@ def prompt_work(config: dict, model: str, base: Path, data: Path) -> PromptWork:
     from xlt.jobs import stage_settings
     from xlt.models import ModelSpec, load_tokenizer
     from xlt.prompts import load_template
+    from xlt.settings import PredictSettings
 
     settings = stage_settings(config, "predict", model)
+    assert isinstance(settings, PredictSettings)
     items = pd.concat(
         [read_prepared(data / f"{lang}.parquet", split="test") for lang in config["languages"]], ignore_index=True
     )
@@ -168,13 +171,16 @@ def predict_flop(variant_dir: Path, shape: ModelShape, work: PromptWork) -> tupl
 
 def job_times(log: Path) -> list[tuple[str, str, float, float]]:
     """(rule, wildcards, start, end) of every finished job of a Snakemake log, in seconds."""
-    started, finished = {}, []
-    stamp = None
+    started: dict[str, tuple[str, str, float]] = {}
+    finished: list[tuple[str, str, float, float]] = []
+    stamp: float | None = None
     lines = log.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines):
         if re.fullmatch(r"\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]", line):
             stamp = datetime.strptime(" ".join(line.strip("[]").split()), "%a %b %d %H:%M:%S %Y").timestamp()
         elif match := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            if stamp is None:
+                raise SystemExit(f"{log}:{number + 1}: a job starts before the log's first time stamp")
             fields = {}
             for body in lines[number + 1 :]:
                 if not body.startswith(" "):
@@ -184,6 +190,7 @@ def job_times(log: Path) -> list[tuple[str, str, float, float]]:
             started[fields["jobid"]] = (match.group(1), fields.get("wildcards", ""), stamp)
         elif match := re.fullmatch(r"Finished jobid: (\d+) .*", line):
             rule, wildcards, start = started[match.group(1)]
+            assert stamp is not None  # set before the job's rule line, which started it
             finished.append((rule, wildcards, start, stamp))
     return finished
 
@@ -210,7 +217,8 @@ def main() -> None:
     torch.set_num_threads(1)
     peak = matmul_peak("float32")
 
-    flop, job_flop = defaultdict(float), {}
+    flop: defaultdict[str, float] = defaultdict(float)
+    job_flop: dict[tuple[str, str, str], float] = {}
     for model_dir in sorted((results / "models").iterdir()):
         shape = ModelShape.of(model_folder(model_dir / "base"))
         model = model_dir.name
@@ -245,9 +253,9 @@ def main() -> None:
     ]
     for rule, wildcards, job_start, job_end in sorted(jobs, key=lambda job: job[2]):
         fields = dict(part.split("=", 1) for part in wildcards.split(", ") if "=" in part)
-        key = (rule, fields.get("model"), fields.get("source") or fields.get("variant") or "")
+        key = (rule, fields.get("model", ""), fields.get("source") or fields.get("variant") or "")
         if rule == "finetune_control":
-            key = ("finetune", fields.get("model"), f"ctl-{fields.get('source')}")
+            key = ("finetune", fields.get("model", ""), f"ctl-{fields.get('source')}")
         own = job_flop.get(key)
         seconds = job_end - job_start
         ratio = f"{seconds / (own / peak):.2f}" if own else ""

@@ -303,7 +303,9 @@ def write_results(out: Path, stem: str, result: dict, title: str, notes: list[st
     print("\n".join(lines))
 
 
-def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir: Path) -> tuple[dict[str, int], float]:
+def run_harness(
+    model, tokenizer, items: pd.DataFrame, batch_size: int, workdir: Path
+) -> tuple[dict[tuple[str, str], int], float]:
     """lm-evaluation-harness on the same items and the same loaded model: the chosen
     option (1-4) per item id, and the seconds `simple_evaluate` took."""
     import lm_eval
@@ -330,7 +332,7 @@ def run_harness(model, tokenizer, items: pd.DataFrame, batch_size: int, workdir:
         num_fewshot=0,
     )
     seconds = time.perf_counter() - started
-    choices = {}
+    choices: dict[tuple[str, str], int] = {}
     for task in tasks:
         for sample in results["samples"][task]:
             logliks = [response[0] for response in sample["filtered_resps"]]
@@ -516,6 +518,7 @@ def main() -> None:
         )
 
     def llama_cpp_prompt(prompt, requests, encoded, engine, engine_s) -> None:
+        assert llama is not None
         more, agreed = llama_cpp_rows(
             llama,
             tokenizer,
@@ -533,7 +536,8 @@ def main() -> None:
         rows.extend(more)
         agreement.update(agreed)
 
-    rows, agreement = [], {}
+    rows: list[dict] = []
+    agreement: dict[str, float] = {}
     if args.llama_cpp:
         for prompt in ("direct", "cot"):
             requests, encoded = prompt_requests(items, templates, config, prompt, tokenizer, spec, chat)
@@ -552,7 +556,8 @@ def main() -> None:
         write_results(Path(args.out), "inference_llama_cpp", result, f"{title}: the engine against llama.cpp", notes)
         return
     # seconds, items, prompt tokens, new tokens of the study's whole generation work
-    totals = {"engine": [0.0, 0, 0, 0], "naive generate loop": [0.0, 0, 0, 0]}
+    # per method: seconds, items, prompt tokens, new tokens
+    totals: dict[str, tuple[float, int, int, int]] = {"engine": (0.0, 0, 0, 0), "naive generate loop": (0.0, 0, 0, 0)}
     separate = {}  # prompt -> (its encoded requests, the engine's results run apart)
     for prompt in ("direct", "cot"):
         max_new_tokens = config["prompts"][f"{prompt}_max_new_tokens"]
@@ -573,9 +578,13 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-            totals[name] = [
-                sum(pair) for pair in zip(totals[name], (seconds, len(requests), prompt_tokens, new_tokens))
-            ]
+            before = totals[name]
+            totals[name] = (
+                before[0] + seconds,
+                before[1] + len(requests),
+                before[2] + prompt_tokens,
+                before[3] + new_tokens,
+            )
         ours = parsed_answers(requests, engine, args.model, prompt)
         theirs = [
             extract_choice(r.completion_prefix + text, options_of(item))

@@ -48,9 +48,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/llamacpp.py, also where loaded by path
 sys.path.insert(0, str(REPO / "src"))
 
-# llamacpp: bench/llamacpp.py, from this script's folder (first on sys.path)
 import llamacpp  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -61,8 +61,9 @@ from xlt.inference.engine import generate, resolve_batch_size  # noqa: E402
 from xlt.inference.predictions import prediction_frames  # noqa: E402
 from xlt.inference.requests import build_requests, encode, uses_chat_template  # noqa: E402
 from xlt.inference.stopping import stated_answer, stop_token_ids  # noqa: E402
+from xlt.jobs import language_template  # noqa: E402
 from xlt.models import ModelSpec, gguf_file, load_model, load_tokenizer, prepare_model  # noqa: E402
-from xlt.prompts import load_template, options_of, template_path  # noqa: E402
+from xlt.prompts import load_template, options_of  # noqa: E402
 
 HARNESS_TASK = (
     """\
@@ -388,11 +389,14 @@ def measure_additions(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--items-per-lang", type=int, default=4)
+    parser.add_argument(
+        "--base", help="the model's prepared base folder (default: results/models/MODEL/base, prepared if missing)"
+    )
     parser.add_argument(
         "--adapter", help="a LoRA adapter folder (results/models/<model>/adapter-<source>): measure its variant"
     )
@@ -426,7 +430,7 @@ def main() -> None:
         default="1,8,32",
         help="sequences llama.cpp decodes together, comma-separated, each measured (1: one at a time)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     batches = [int(n) for n in args.llama_cpp_batches.split(",")]
 
     import torch
@@ -435,7 +439,7 @@ def main() -> None:
     config = load_config(args.config)
     spec = ModelSpec.from_config(args.model, config["models"][args.model])
     llama = None if args.additions_only else open_llama_cpp(spec, args.threads, required=args.llama_cpp)
-    base = REPO / "results" / "models" / args.model / "base"
+    base = Path(args.base) if args.base else REPO / "results" / "models" / args.model / "base"
     if not (base / "xlt_model.json").is_file():
         base = REPO / "bench" / ".cache" / args.model / "base"
         if not (base / "xlt_model.json").is_file():
@@ -445,12 +449,7 @@ def main() -> None:
     parameters = sum(p.numel() for p in model.parameters())
     langs = list(config["languages"])
     items = test_items(config, langs, args.items_per_lang)
-    templates = {
-        lang: load_template(
-            template_path(REPO / config["prompts"]["templates"], config["languages"][lang].get("template") or lang)
-        )
-        for lang in langs
-    }
+    templates = {lang: load_template(REPO / language_template(config, lang)) for lang in langs}
     configured = args.batch_size or config["models"][args.model]["inference"]["batch_size"]
     batch_size = resolve_batch_size(int(configured) if str(configured).isdigit() else configured, model)
     peak = matmul_peak(args.dtype)

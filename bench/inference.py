@@ -439,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     spec = ModelSpec.from_config(args.model, config["models"][args.model])
     llama = None if args.additions_only else open_llama_cpp(spec, args.threads, required=args.llama_cpp)
+    if args.base and not (Path(args.base) / "xlt_model.json").is_file():
+        sys.exit(f"--base {args.base}: no prepared model there (xlt_model.json)")
     base = Path(args.base) if args.base else REPO / "results" / "models" / args.model / "base"
     if not (base / "xlt_model.json").is_file():
         base = REPO / "bench" / ".cache" / args.model / "base"

@@ -11,8 +11,9 @@
 
 Each runs in a process of its own with the same torch threads (one by default, as each job
 of the default run) and writes its usual results; then all.md gathers every ratio, with
-the CPU, the commit and the time each part took. Nothing else should run on the machine
-meanwhile: the ratios are paired only within each part. llama-cpp-python must be
+the CPU, the commit, the time each part took and the load average before and after.
+Nothing else should run on the machine meanwhile: the ratios are paired only within each
+part. bench/inference.py measures the config's first model. llama-cpp-python must be
 installed (`pip install -e '.[bench]'`): without it the llama.cpp rows would be missing
 from a run that claims to hold them, so it stops first.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,8 +40,9 @@ from inference import cpu_name  # noqa: E402
 from xlt.config import load_config  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-# The ratio columns each part's results carry: what a reader compares.
-INFERENCE_RATIOS = ("speedup_vs_naive", "speedup_vs_separate", "xlt_speedup", "engine_speedup", "best_batch")
+# The columns of bench/inference.py's rows a reader compares: its ratios, and which
+# llama.cpp batch was its best (1 on that row).
+INFERENCE_COMPARED = ("speedup_vs_naive", "speedup_vs_separate", "xlt_speedup", "engine_speedup", "best_batch")
 
 
 def run_part(name: str, command: list[str], log: Path) -> float:
@@ -59,7 +62,7 @@ def commit() -> str:
 
 def inference_table(result: dict) -> str:
     frame = pd.DataFrame(result["rows"])
-    columns = ["prompt", "method", "seconds", "flops_share_of_peak"] + [c for c in INFERENCE_RATIOS if c in frame]
+    columns = ["prompt", "method", "seconds", "flops_share_of_peak"] + [c for c in INFERENCE_COMPARED if c in frame]
     return frame[columns].to_markdown(index=False)
 
 
@@ -84,10 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(args.workdir).resolve()
     models = list(load_config(args.config)["models"])
     threads = ["--threads", str(args.threads)]
+    load_before = os.getloadavg()
     seconds = {
         "inference": run_part(
             "bench/inference.py",
-            [sys.executable, str(BENCH / "inference.py"), "--config", args.config]
+            [sys.executable, str(BENCH / "inference.py"), "--config", args.config, "--model", models[0]]
             + ["--items-per-lang", str(args.items_per_lang), "--out", str(out), *threads]
             + ["--base", str(workdir / "results" / "models" / models[0] / "base")],
             out / "inference.log",
@@ -100,11 +104,14 @@ def main(argv: list[str] | None = None) -> None:
             + ["--workdir", str(workdir), "--out", str(out / f"finetune-{model}.csv"), *threads],
             out / f"finetune-{model}.log",
         )
+    load_after = os.getloadavg()
     inference = json.loads((out / "inference.json").read_text(encoding="utf-8"))
     lines = [
         f"# bench/ in one run: commit {commit()}, {time.strftime('%Y-%m-%d')}",
         "",
-        f"CPU: {cpu_name()}; {args.threads} torch thread(s) in every part; nothing else ran.",
+        f"CPU: {cpu_name()}, {os.cpu_count()} cores; {args.threads} torch thread(s) in every part; "
+        f"load average (1, 5, 15 min) {' '.join(f'{v:.2f}' for v in load_before)} at the start, "
+        f"{' '.join(f'{v:.2f}' for v in load_after)} at the end.",
         f"Seconds per part: {', '.join(f'{name} {value:.0f}' for name, value in seconds.items())}.",
         "",
         f"## Inference: {inference['model']}, {inference['items']} items (bench/inference.py)",

@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+from .bytecode import keep_bytecode
+
+keep_bytecode()  # a process-wide setting, before the CLI and its stages import torch and transformers
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -2,8 +2,8 @@
 
 Every job of the workflow is a new process that imports torch and transformers. Without
 cached byte code, Python compiles their modules anew in each one: those imports took
-13.0 s against 5.0 s with a cache, on an Intel Xeon (2 cores), about 8 s of every model
-job. Turning byte code off (PYTHONDONTWRITEBYTECODE, `python -B`) mostly means "nothing
+14.2 s against 5.0 s with a cache (median of five paired runs, Intel Xeon, 2 cores), about
+9 s of every model job. Turning byte code off (PYTHONDONTWRITEBYTECODE, `python -B`) mostly means "nothing
 beside the sources" (a read-only install, a container layer kept small), so where it is
 off, xlt's processes write it under the user's cache instead, as PYTHONPYCACHEPREFIX
 would (`sys.pycache_prefix`): `$XLT_PYCACHE_DIR`, else `$XDG_CACHE_HOME/xlt/pycache`,
@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 PYCACHE_ENV = "XLT_PYCACHE_DIR"
+# Called by `python -m xlt` (xlt.__main__), the start of every job's command, and not by
+# cli.main: tests call that in-process, where a process-wide setting does not belong.
 
 
 def keep_bytecode() -> None:

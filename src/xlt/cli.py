@@ -16,7 +16,6 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from .bytecode import keep_bytecode
 from .errors import XltError, verbose
 from .logs import logging_to
 from .paths import STATS_FILES, VARIANTS, is_variant
@@ -785,7 +784,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    keep_bytecode()  # before a stage imports torch and transformers
     args = build_parser().parse_args(argv)
     try:
         with logging_to(logging.StreamHandler(sys.stderr)):  # a job's --log replaces it with its file

@@ -6,7 +6,6 @@ choice, NaN), and what `xlt score` makes of them without a model."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 
 import pandas as pd
@@ -200,7 +199,29 @@ def cloze_rows(scores: list[list[OptionScore]], answers: list[int]) -> pd.DataFr
     )
 
 
-def test_score_chooses_cloze_options_under_the_configured_normalisation(caplog):
+def test_score_chooses_cloze_options_under_the_configured_normalisation():
+    options = [
+        OptionScore(-12.0, 10, 40, -20.0),
+        OptionScore(-6.0, 1, 6, -7.0),
+        OptionScore(-9.0, 6, 45, -4.0),
+        OptionScore(-20.0, 5, 10, -30.0),
+    ]
+    frame = check_predictions(cloze_rows([options, options, options], [3, 2, 3]), "test")
+    char = rescore(frame, None, "char")
+    assert char["parsed_choice"].tolist() == [3, 3, 3] and char["correct"].tolist() == [True, False, True]
+    pmi = rescore(frame.assign(forced_choice=pd.array([3, 3, 3], dtype="Int64")), None, "pmi")
+    assert pmi["forced_choice"].tolist() == pmi["parsed_choice"].tolist() == [4, 4, 4]
+    none = rescore(frame, None, "none")
+    assert none["parsed_choice"].tolist() == [2, 2, 2] and none["correct"].tolist() == [False, True, False]
+    table = accuracy_table(none, LANGS)
+    assert table["accuracy"].tolist() == [pytest.approx(1 / 3)]
+    assert table[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
+
+
+def test_a_cloze_row_without_a_choice_stops_naming_it():
+    """A NaN option score leaves no choice; counted wrong, it would lower the knowledge
+    score unseen, so scoring and compare stop and name the row. An unconditional score
+    that is missing matters only to pmi, the one normalisation that reads it."""
     options = [
         OptionScore(-12.0, 10, 40, -20.0),
         OptionScore(-6.0, 1, 6, -7.0),
@@ -208,18 +229,39 @@ def test_score_chooses_cloze_options_under_the_configured_normalisation(caplog):
         OptionScore(-20.0, 5, 10, -30.0),
     ]
     lost = [OptionScore(math.nan, 10, 40, -20.0), *options[1:]]
-    frame = check_predictions(cloze_rows([options, options, lost], [3, 2, 3]), "test")
-    caplog.set_level(logging.INFO, logger="xlt")
-    char = rescore(frame, None, "char")
-    assert char["parsed_choice"].tolist() == [3, 3, pd.NA] and char["correct"].tolist() == [True, False, False]
-    pmi = rescore(frame.assign(forced_choice=pd.array([3, 3, 3], dtype="Int64")), None, "pmi")
-    assert pmi["forced_choice"].tolist() == pmi["parsed_choice"].tolist() == [4, 4, pd.NA]
-    assert "1 cloze row(s) have no choice" in caplog.messages[0] and "option 1's char-normalised" in caplog.messages[0]
-    none = rescore(frame, None, "none")
-    assert none["parsed_choice"].tolist()[:2] == [2, 2] and none["correct"].tolist() == [False, True, False]
-    table = accuracy_table(none, LANGS)
-    assert table["accuracy"].tolist() == [pytest.approx(1 / 3)]
-    assert table[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
+    frame = check_predictions(cloze_rows([options, lost], [3, 3]), "test")
+    with pytest.raises(
+        XltError,
+        match=r"1 cloze row\(s\) have no choice under prompts.cloze_normalisation char: "
+        r"m base eng_Latn item l#1: option 1's char-normalised log-probability is NaN",
+    ):
+        rescore(frame, None, "char")
+    unconditional = [OptionScore(-12.0, 10, 40, math.nan), *options[1:]]
+    frame = check_predictions(cloze_rows([options, unconditional], [3, 3]), "test")
+    assert rescore(frame, None, "char")["parsed_choice"].tolist() == [3, 3]
+    with pytest.raises(XltError, match="item l#1: option 1's pmi-normalised"):
+        rescore(frame, None, "pmi")
+
+
+def test_cloze_scores_above_zero_are_not_log_probabilities():
+    """Probabilities written where log-probabilities belong (all above 0) would still
+    choose an option, a different one: the row is named instead."""
+    options = [
+        OptionScore(-12.0, 10, 40, -20.0),
+        OptionScore(-6.0, 1, 6, -7.0),
+        OptionScore(-9.0, 6, 45, -4.0),
+        OptionScore(-20.0, 5, 10, -30.0),
+    ]
+    as_probabilities = [
+        OptionScore(math.exp(o.logprob), o.tokens, o.chars, math.exp(o.unconditional_logprob)) for o in options
+    ]
+    with pytest.raises(
+        XltError, match=r"test: column raw_output, row 2 \(a cloze row\): option 1: logprob .* is above 0"
+    ):
+        check_predictions(cloze_rows([options, as_probabilities], [3, 3]), "test")
+    infinite = [OptionScore(-12.0, 10, 40, math.inf), *options[1:]]
+    with pytest.raises(XltError, match="row 1 .* option 1: unconditional_logprob inf is above 0"):
+        check_predictions(cloze_rows([infinite], [3]), "test")
 
 
 def test_a_damaged_cloze_row_is_named():
@@ -253,19 +295,22 @@ def choice_rows(rotations: list[list[int] | None], debiased: list[int | None], a
 
 def test_accuracy_gains_the_rotations_diagnostics():
     # item 0: letter A every time (options 1, 2, 3, 4); item 1: option 2 every time
-    # (letters B, A, D, C); item 2: no rotations recorded
-    frame = check_predictions(choice_rows([[1, 2, 3, 4], [2, 2, 2, 2], None], [1, 2, None], [1, 2, 2]), "test")
+    # (letters B, A, D, C); item 2: option 3 every time (letters C, B, A, D), debiased 1
+    frame = check_predictions(choice_rows([[1, 2, 3, 4], [2, 2, 2, 2], [3, 3, 3, 3]], [1, 2, 1], [1, 2, 2]), "test")
     table = accuracy_table(rescore(frame, None), LANGS)
     assert list(table.columns) == list(ACCURACY_COLUMNS)
     row = table.iloc[0]
     assert row["debiased_accuracy"] == pytest.approx(2 / 3)
-    assert row["binding_consistency"] == pytest.approx(1 / 2)
-    assert row["letter_prior"] == pytest.approx(5 / 8)  # A: 4 + 1 of 8 chosen letters
+    assert row["binding_consistency"] == pytest.approx(2 / 3)
+    assert row["letter_prior"] == pytest.approx(6 / 12)  # A: 4 + 1 + 1 of 12 chosen letters
+    # a row without its rotations where the others have them would count wrong unseen
+    with pytest.raises(XltError, match="test: column debiased_choice, row 3: null where other choice rows have one"):
+        check_predictions(choice_rows([[1, 2, 3, 4], [2, 2, 2, 2], None], [1, 2, None], [1, 2, 2]), "test")
     older = check_predictions(frame.drop(columns=list(ROTATION_COLUMNS)), "test")
     assert (
         accuracy_table(older, LANGS)[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
     )
-    bad = frame.assign(rotation_choices=["[1, 2, 3]", None, None])
+    bad = frame.assign(rotation_choices=["[1, 2, 3]", "[2, 2, 2, 2]", "[3, 3, 3, 3]"])
     with pytest.raises(XltError, match="column rotation_choices, row 1"):
         check_predictions(bad, "test")
 

@@ -5,7 +5,6 @@ language."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -30,14 +29,12 @@ from .paths import (
 )
 from .prompts import ROTATIONS
 
-logger = logging.getLogger(__name__)
-
 _KEY = ("model", "variant", "prompt", "lang")
 
 
 def _shown(value) -> str:
     """A cell as the user wrote it (numpy scalars as plain numbers)."""
-    return repr(value.item() if hasattr(value, "item") else value)
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _check_optional_choice(frame: pd.DataFrame, column: str, origin: str) -> None:
@@ -65,6 +62,7 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     missing_id = frame.index[frame["item_id"].isna()]
     if len(missing_id):
         raise XltError(f"{origin}: column item_id, row {missing_id[0] + 1}: empty; every row needs its item's id")
+    _check_keys(frame, origin)
     for column, value in (expected or {}).items():
         wrong = frame.index[frame[column].astype(str) != value]
         if len(wrong):
@@ -98,6 +96,19 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
     if len(bad):
         raise XltError(f"{origin}: column answer, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'answer'])}; allowed: 1-4")
     _check_optional_choice(frame, "forced_choice", origin)
+    if "forced_choice" in frame.columns:
+        # compare scores CoT rows by forced_choice and `xlt score` by the stated answer
+        # first: the two agree only where a forced answer never contradicts a stated one.
+        stated = parsed.astype("Int64")
+        bad = frame.index[
+            (stated.notna() & frame["forced_choice"].notna() & (stated != frame["forced_choice"])).to_numpy(bool)
+        ]
+        if len(bad):
+            raise XltError(
+                f"{origin}: column forced_choice, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'forced_choice'])} but "
+                f"parsed_choice is {_shown(frame.at[bad[0], 'parsed_choice'])}; forced_choice is the stated answer "
+                "where the output states one, else the likeliest label after the answer phrase"
+            )
     if "stop_reason" in frame.columns:
         bad = frame.index[frame["stop_reason"].notna() & ~frame["stop_reason"].isin(STOP_REASONS)]
         if len(bad):
@@ -148,15 +159,53 @@ def _rotation_list(raw) -> list[int] | None:
     )
 
 
+def _check_keys(frame: pd.DataFrame, origin: str) -> None:
+    """The key columns hold text (item_id: text or a whole number), so that rows of
+    several files compare and sort as the same keys."""
+    for column in ("item_id", "model", "variant", "prompt", "lang"):
+        allowed = (str, int, np.integer) if column == "item_id" else (str,)
+        bad = frame.index[
+            ~frame[column].map(
+                lambda value, allowed=allowed: isinstance(value, allowed) and not isinstance(value, bool)
+            )
+        ]
+        if len(bad):
+            raise XltError(
+                f"{origin}: column {column}, row {bad[0] + 1}: {_shown(frame.at[bad[0], column])}; allowed: text"
+                + (" or a whole number" if column == "item_id" else "")
+            )
+
+
+def _check_cloze_scores(raw: str) -> None:
+    """A cloze row's option scores (choices.read_cloze) as log-probabilities: at most 0."""
+    for number, option in enumerate(read_cloze(raw), 1):
+        for name, value in (("logprob", option.logprob), ("unconditional_logprob", option.unconditional_logprob)):
+            if value > 0:
+                raise XltError(
+                    f"option {number}: {name} {value!r} is above 0, so not a log-probability; allowed: a number "
+                    "up to 0, or null"
+                )
+
+
 def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
-    """Cloze rows' raw_output is their options' scores (choices.read_cloze); choice
-    rows' rotation columns, where the file has them, hold options 1-4 or null."""
+    """Cloze rows' raw_output is their options' log-probabilities (choices.read_cloze);
+    choice rows' rotation columns, where the file has them, hold options 1-4 on every
+    choice row or on none (an older tree)."""
     for row in frame.index[frame["prompt"] == CLOZE_PROMPT]:
         try:
-            read_cloze(frame["raw_output"].loc[row])
+            _check_cloze_scores(frame["raw_output"].loc[row])
         except XltError as error:
             raise XltError(f"{origin}: column raw_output, row {row + 1} (a cloze row): {error}") from None
     _check_optional_choice(frame, "debiased_choice", origin)
+    choice = frame["prompt"] == CHOICE_PROMPT
+    for column in ROTATION_COLUMNS:
+        if column in frame.columns and frame.loc[choice, column].notna().any():
+            lacking = frame.index[choice & frame[column].isna()]
+            if len(lacking):
+                raise XltError(
+                    f"{origin}: column {column}, row {lacking[0] + 1}: null where other choice rows have one; "
+                    "the rotations are on every choice row of a cell or on none (a tree from before them)"
+                )
     if "rotation_choices" in frame.columns:
         bad = frame.index[
             frame["rotation_choices"].notna()
@@ -197,8 +246,9 @@ def load_prediction_files(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def choose_cloze(predictions: pd.DataFrame, normalisation: str) -> pd.DataFrame:
     """The cloze rows' `parsed_choice` and `correct` chosen again from their option
-    scores under `normalisation` (prompts.cloze_normalisation); the log says how many
-    have no choice and why (a NaN score)."""
+    scores under `normalisation` (prompts.cloze_normalisation); a row without a choice
+    (a NaN score) stops, naming it: counted wrong, it would lower the knowledge score
+    unseen."""
     rows = predictions.index[predictions["prompt"] == CLOZE_PROMPT]
     if not len(rows):
         return predictions
@@ -210,12 +260,16 @@ def choose_cloze(predictions: pd.DataFrame, normalisation: str) -> pd.DataFrame:
         chosen.at[row, "parsed_choice"] = choice if choice is not None else pd.NA
         if reason is not None:
             reasons.append(f"{found['model']} {found['variant']} {found['lang']} item {found['item_id']}: {reason}")
+    if reasons:
+        raise XltError(
+            f"{len(reasons)} cloze row(s) have no choice under prompts.cloze_normalisation {normalisation}: "
+            f"{'; '.join(reasons[:3])}; a NaN never wins an argmax, and no other option is known to beat it "
+            "(pmi alone reads unconditional_logprob)"
+        )
     chosen["parsed_choice"] = chosen["parsed_choice"].astype("Int64")
     chosen["correct"] = (chosen["parsed_choice"] == chosen["answer"]).fillna(False).astype(bool)
     if "forced_choice" in chosen.columns:  # a cloze row has no other answer to fall back on
         chosen.loc[rows, "forced_choice"] = chosen.loc[rows, "parsed_choice"]
-    if reasons:
-        logger.info(f"{len(reasons)} cloze row(s) have no choice (counted wrong): {'; '.join(reasons[:3])}")
     return chosen
 
 

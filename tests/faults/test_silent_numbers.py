@@ -408,3 +408,108 @@ def test_item_ids_of_which_some_lack_a_passage_key_stop_compare(tmp_path, capsys
         "(4 of 12 ids lack '#'); item ids are link#question_number throughout (questions of a passage are "
         "resampled together) or plain ids throughout"
     )
+
+
+# --- the second probe of `xlt compare` (2026-12-07) -----------------------------------
+
+
+def test_a_gain_whose_cells_agree_on_every_item_has_no_interval_in_gains_csv():
+    """gains.csv gave [0, 0] where the fine-tuned cell answered every item as the base
+    did (33 of the default run's 96 rows): now NaN, as effects.csv has it, with a
+    notes.csv row naming the gain and language."""
+    frame = simulate_predictions({"m1": Scenario(n_items=40, questions_per_passage=2)}, language_table(CONFIG), seed=4)
+    base = frame[(frame["variant"] == "base") & (frame["prompt"] == "direct") & (frame["lang"] == "heb_Hebr")]
+    copied = (frame["variant"] == "ft") & (frame["prompt"] == "direct") & (frame["lang"] == "heb_Hebr")
+    frame.loc[copied, "correct"] = base.set_index("item_id")["correct"].loc[frame.loc[copied, "item_id"]].to_numpy()
+    result = compare(frame, language_table(CONFIG), StatsSettings(bootstrap_samples=200))
+    gains = result.gains.set_index(["lang", "gain", "prompt"])
+    assert gains.loc[("heb_Hebr", "ft_gain", "direct"), "estimate"] == 0
+    assert gains.loc[("heb_Hebr", "ft_gain", "direct"), ["ci_low", "ci_high"]].isna().all()
+    assert gains.drop(("heb_Hebr", "ft_gain", "direct"))[["ci_low", "ci_high"]].notna().all().all()
+    named = result.notes[result.notes["table"] == "gains"]
+    assert named[["model", "prompt", "effect"]].values.tolist() == [["m1", "direct", "ft_gain_heb_Hebr"]]
+    assert named["note"].iloc[0].startswith("gain: no interval: every resample gives +0.000")
+
+
+@pytest.mark.parametrize("passages", [1, 6])
+def test_proximity_slopes_have_no_interval_on_too_few_passages(passages):
+    """The proximity rows bootstrap target languages, and kept a 95% interval and a TOST
+    ('equivalent', p 0.01) on one passage while their note said there was no interval:
+    every gain they regress rests on those passages."""
+    study = _study(bootstrap_samples=100)
+    frame = simulate_predictions(
+        {m: Scenario(n_items=2 * passages, questions_per_passage=2, language_gain_sd=0.1) for m in ("m1", "m2")},
+        language_table(study),
+        seed=3,
+        variants=simulated_variants(study),
+    )
+    effects = compare_study(frame, study, StatsSettings.from_config(study["stats"])).effects
+    slopes = effects[effects["effect"].str.startswith("proximity_") & effects["estimate"].notna()]
+    assert set(slopes["effect"]) == {"proximity_slope", "proximity_interaction"}
+    bounds = slopes[["ci_low", "ci_high", "equivalence_p", "equivalence_ci_low", "equivalence_ci_high"]]
+    assert bounds.isna().all().all() if passages < 6 else bounds.notna().all().all()
+
+
+def _tree_file(root, model="m1", variant="base", prompt="direct", lang="eng_Latn"):
+    return root / model / variant / prompt / f"{lang}.parquet"
+
+
+@pytest.fixture
+def written(tmp_path):
+    frame = simulate_predictions(
+        {model: Scenario(n_items=12) for model in ("m1", "m2")},
+        language_table(CONFIG),
+        seed=8,
+        variants=simulated_variants(CONFIG),
+    )
+    write_tree(tmp_path / "predictions", frame)
+    return tmp_path / "predictions"
+
+
+def _rewrite(path, change) -> None:
+    frame = pd.read_parquet(path)
+    change(frame)
+    frame.to_parquet(path)
+
+
+def test_a_forced_answer_that_contradicts_the_stated_one_stops_compare(written, tmp_path, capsys):
+    """compare scores CoT rows by forced_choice and `xlt score` by the stated answer
+    first: a tree where they differ would give two readings of one cell."""
+    path = _tree_file(written, prompt="cot")
+
+    def contradict(frame):
+        frame["forced_choice"] = (frame["parsed_choice"] % 4 + 1).astype("Int64")
+
+    _rewrite(path, contradict)
+    assert _compare(written, CONFIG, tmp_path / "stats") == 2
+    assert _one_line(capsys).startswith(f"{path}: column forced_choice, row ")
+    assert not (tmp_path / "stats").exists()
+
+
+def test_rotations_on_some_choice_rows_only_stop_compare(written, tmp_path, capsys):
+    """A choice row without its debiased choice was counted wrong in the debiased cell."""
+    path = _tree_file(written, prompt="choice")
+    path.parent.mkdir(parents=True)
+    choice = pd.read_parquet(_tree_file(written)).assign(prompt="choice")
+    choice["debiased_choice"] = pd.array([1] * (len(choice) - 1) + [None], dtype="Int64")
+    choice.to_parquet(path)
+    assert _compare(written, CONFIG, tmp_path / "stats") == 2
+    assert _one_line(capsys) == (
+        f"{path}: column debiased_choice, row 12: null where other choice rows have one; the rotations are on "
+        "every choice row of a cell or on none (a tree from before them)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [("item_id", ["a", "1"], "array(['a', '1'], dtype=object)"), ("model", 270, "270"), ("lang", 1.5, "1.5")],
+)
+def test_key_columns_of_another_type_are_named_not_a_traceback(written, tmp_path, capsys, column, value, shown):
+    path = _tree_file(written)
+
+    def retype(frame):
+        frame[column] = [value] * len(frame)
+
+    _rewrite(path, retype)
+    assert _compare(written, CONFIG, tmp_path / "stats") == 2
+    assert _one_line(capsys).startswith(f"{path}: column {column}, row 1: {shown}; allowed: text")

@@ -130,7 +130,8 @@ def compare(
     resampling = settings.resampling(passages.index)
     effects, effect_notes = effects_table(cells, languages, settings, resampling, with_primary, extra_rows)
     alignment, alignment_notes = alignment_table(cells, languages, settings, resampling)
-    notes = pd.concat([effect_notes, alignment_notes], ignore_index=True)
+    gains, gains_notes = gains_table(cells, languages, settings, resampling)
+    notes = pd.concat([effect_notes, alignment_notes, gains_notes], ignore_index=True)
     too_few = too_few_note(resampling)
     if too_few:
         # Every bootstrap interval of the comparison is NaN (the Fisher-z ones over models stand).
@@ -139,11 +140,11 @@ def compare(
             note if too_few in note else f"{note}; {too_few}" if note else too_few
             for note in notes.loc[bootstrapped, "note"]
         ]
-        gains_notes = [notes_row("gains", "", too_few, model=model, role="") for model in cells]
-        notes = pd.concat([notes, notes_frame(gains_notes)], ignore_index=True)
+        per_model = [notes_row("gains", "", too_few, model=model, role="") for model in cells]
+        notes = pd.concat([notes, notes_frame(per_model)], ignore_index=True)
     if not passages.keyed:
         notes["note"] = [f"{note}; {passages.describe()}" if note else passages.describe() for note in notes["note"]]
-    return Comparisons(effects, alignment, gains_table(cells, languages, settings, resampling), notes)
+    return Comparisons(effects, alignment, gains, notes)
 
 
 def write_comparisons(comparisons: Comparisons, effects_out, alignment_out, gains_out, notes_out) -> None:

@@ -8,22 +8,35 @@ from ..languages import Language
 from ..paths import GAINS_COLUMNS
 from ..stattests import Resampling
 from .cells import COMPARISONS, ModelCells
+from .effects import bootstrap_interval
+from .notes import notes_frame, notes_row
 from .settings import StatsSettings
 
 
 def gains_table(
     cells: dict[str, ModelCells], languages: dict[str, Language], settings: StatsSettings, resampling: Resampling
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per model and language: each comparison's gain and its headroom-normalised form,
-    with bootstrap intervals (for the report's per-language plots)."""
-    rows = []
+    with bootstrap intervals (for the report's per-language plots); and notes.csv's rows
+    for the intervals that are NaN because every resample gives one value (the two cells
+    agree on every item: effects.bootstrap_interval), named `<gain>_<lang>`."""
+    rows, notes = [], []
     for model, model_cells in cells.items():
         accuracy, draws = model_cells.values.mean(axis=0), resampling.means(model_cells.values)
         for comparison in COMPARISONS:
             for code in model_cells.langs(comparison, languages):
                 weights = model_cells.gain_weights(comparison, [code])
-                low, high = resampling.interval(draws @ weights)
-                norm_low, norm_high = resampling.interval(model_cells.normalised_gain(draws, comparison, [code]))
+                low, high, why = bootstrap_interval(resampling, draws @ weights)
+                norm_low, norm_high, norm_why = bootstrap_interval(
+                    resampling, model_cells.normalised_gain(draws, comparison, [code])
+                )
+                gaps = [f"gain: {why}"] if why else []
+                gaps += [f"normalised gain: {norm_why}"] if norm_why else []
+                if gaps:
+                    name = f"{comparison.gain}_{code}"
+                    notes.append(
+                        notes_row("gains", name, "; ".join(gaps), model=model, prompt=comparison.prompt, role="")
+                    )
                 lang = languages[code]
                 rows.append(
                     {
@@ -45,4 +58,4 @@ def gains_table(
                         "n_items": model_cells.values.shape[0],
                     }
                 )
-    return pd.DataFrame(rows, columns=list(GAINS_COLUMNS))
+    return pd.DataFrame(rows, columns=list(GAINS_COLUMNS)), notes_frame(notes)

@@ -47,7 +47,7 @@ from ..stattests import (
 )
 from .cells import FT_COT, FT_DIRECT, ModelCells, correctness
 from .effects import ModelContext, Row
-from .notes import notes_row
+from .notes import notes_row, too_few_note
 from .settings import StatsSettings
 
 
@@ -88,9 +88,14 @@ def slope_row(
     covariates: dict[str, np.ndarray],
     targets: list[str],
     settings: StatsSettings,
+    *,
+    with_interval: bool = True,
 ) -> Row:
     """One slope of y on x across `targets`, adjusted for `covariates` (name -> one value
-    per target); `context` is (model, prompt, effect, n_items)."""
+    per target); `context` is (model, prompt, effect, n_items). `with_interval` False
+    where the passages are too few for any interval (Resampling.too_few): each target's
+    gain then rests on those few passages, so the slope has no interval and no TOST
+    (compare's note says why on the row), as every other row of the comparison."""
     model, prompt, effect, n_items = context
     n, alpha, margin = len(targets), settings.alpha, settings.proximity_margin
     # A covariate constant across the targets is the intercept again.
@@ -133,7 +138,8 @@ def slope_row(
     if not np.isfinite(slope):
         row.notes.append("no slope: proximity does not vary across the targets once the covariates are accounted for")
         return row
-    _bootstrap_targets(row, y, x, z, settings)
+    if with_interval:
+        _bootstrap_targets(row, y, x, z, settings)
     orders, exact = unit_permutations(n, settings.seed)
     adjusted = _residuals(x, _with_intercept(z))
     null_slopes, null_errors = partial_fit(y, adjusted[orders], z)
@@ -201,6 +207,7 @@ def slope_rows(context: ModelContext, languages: dict[str, Language]) -> tuple[l
             {"baseline": baseline, "same_script": script},
             targets,
             context.settings,
+            with_interval=not context.resampling.too_few,
         )
         if left_out:
             row.notes.append(f"left out: {', '.join(left_out)}, which have no Glottolog metadata (docs/languages.md)")
@@ -223,7 +230,8 @@ def interaction_slope_rows(items: pd.DataFrame, study: dict, settings: StatsSett
     variants = finetuned_variants(sources)
     targets = [code for code in study["languages"] if code not in sources and code in known]
     first = sources[0]
-    cells_by_model, _ = correctness(items)
+    cells_by_model, passages = correctness(items)
+    too_few = too_few_note(settings.resampling(passages.index))
     rows = []
     for model, cells in cells_by_model.items():
         accuracy = cells.values.mean(axis=0)
@@ -268,11 +276,13 @@ def interaction_slope_rows(items: pd.DataFrame, study: dict, settings: StatsSett
                     },
                     codes,
                     settings,
+                    with_interval=not too_few,
                 )
                 row.notes.append(
                     f"the gain after {first} minus the gain after {other}, on the proximity to {first} "
                     f"minus that to {other}"
                 )
+                row.notes += [too_few] if too_few else []
                 rows.append(row)
     for key in sorted({(row.prompt, row.effect) for row in rows}):
         family = [row for row in rows if (row.prompt, row.effect) == key and np.isfinite(row.p_value)]

@@ -148,14 +148,17 @@ def test_the_debiased_choice_removes_a_letter_prior():
         rotation_choices([[math.nan, 0, 0, 0], *rotations[1:]], "item x")
 
 
+# per option: none -12, -6, -9, -20; token -1.2, -6, -1.5, -4; char -0.3, -1, -0.2, -2; pmi 8, 1, -5, 10
+OPTIONS = (
+    OptionScore(-12.0, 10, 40, -20.0),
+    OptionScore(-6.0, 1, 6, -7.0),
+    OptionScore(-9.0, 6, 45, -4.0),
+    OptionScore(-20.0, 5, 10, -30.0),
+)
+
+
 def test_cloze_normalisations_and_nan():
-    # per option: none -12, -6, -9, -20; token -1.2, -6, -1.5, -4; char -0.3, -1, -0.2, -2; pmi 8, 1, -5, 10
-    options = [
-        OptionScore(-12.0, 10, 40, -20.0),
-        OptionScore(-6.0, 1, 6, -7.0),
-        OptionScore(-9.0, 6, 45, -4.0),
-        OptionScore(-20.0, 5, 10, -30.0),
-    ]
+    options = list(OPTIONS)
     assert cloze_choice(options, "none") == (2, None)
     assert cloze_choice(options, "token") == (1, None)
     assert cloze_choice(options, "char") == (3, None)
@@ -200,12 +203,7 @@ def cloze_rows(scores: list[list[OptionScore]], answers: list[int]) -> pd.DataFr
 
 
 def test_score_chooses_cloze_options_under_the_configured_normalisation():
-    options = [
-        OptionScore(-12.0, 10, 40, -20.0),
-        OptionScore(-6.0, 1, 6, -7.0),
-        OptionScore(-9.0, 6, 45, -4.0),
-        OptionScore(-20.0, 5, 10, -30.0),
-    ]
+    options = list(OPTIONS)
     frame = check_predictions(cloze_rows([options, options, options], [3, 2, 3]), "test")
     char = rescore(frame, None, "char")
     assert char["parsed_choice"].tolist() == [3, 3, 3] and char["correct"].tolist() == [True, False, True]
@@ -222,12 +220,7 @@ def test_a_cloze_row_without_a_choice_stops_naming_it():
     """A NaN option score leaves no choice; counted wrong, it would lower the knowledge
     score unseen, so scoring and compare stop and name the row. An unconditional score
     that is missing matters only to pmi, the one normalisation that reads it."""
-    options = [
-        OptionScore(-12.0, 10, 40, -20.0),
-        OptionScore(-6.0, 1, 6, -7.0),
-        OptionScore(-9.0, 6, 45, -4.0),
-        OptionScore(-20.0, 5, 10, -30.0),
-    ]
+    options = list(OPTIONS)
     lost = [OptionScore(math.nan, 10, 40, -20.0), *options[1:]]
     frame = check_predictions(cloze_rows([options, lost], [3, 3]), "test")
     with pytest.raises(
@@ -246,12 +239,7 @@ def test_a_cloze_row_without_a_choice_stops_naming_it():
 def test_cloze_scores_above_zero_are_not_log_probabilities():
     """Probabilities written where log-probabilities belong (all above 0) would still
     choose an option, a different one: the row is named instead."""
-    options = [
-        OptionScore(-12.0, 10, 40, -20.0),
-        OptionScore(-6.0, 1, 6, -7.0),
-        OptionScore(-9.0, 6, 45, -4.0),
-        OptionScore(-20.0, 5, 10, -30.0),
-    ]
+    options = list(OPTIONS)
     as_probabilities = [
         OptionScore(math.exp(o.logprob), o.tokens, o.chars, math.exp(o.unconditional_logprob)) for o in options
     ]
@@ -374,12 +362,7 @@ def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
         == 0
     )
     # option 4 wins under pmi, option 3 under char
-    options = [
-        OptionScore(-12.0, 10, 40, -20.0),
-        OptionScore(-6.0, 1, 6, -7.0),
-        OptionScore(-9.0, 6, 45, -4.0),
-        OptionScore(-20.0, 5, 10, -30.0),
-    ]
+    options = list(OPTIONS)
     cloze = frame[frame["prompt"] == "direct"].assign(
         prompt="cloze", raw_output=cloze_raw(options), parsed_choice=3, n_output_tokens=0
     )

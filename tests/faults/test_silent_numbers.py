@@ -48,6 +48,16 @@ def _one_line(capsys) -> str:
     return err.removeprefix("xlt: error: ").rstrip("\n")
 
 
+def _small_tree(models=("m1", "m2"), seed: int = 8) -> pd.DataFrame:
+    """Predictions of 12 items for every cell of CONFIG's study, one model per name."""
+    return simulate_predictions(
+        {model: Scenario(n_items=12) for model in models},
+        language_table(CONFIG),
+        seed=seed,
+        variants=simulated_variants(CONFIG),
+    )
+
+
 def _study(sources=("arb_Arab", "pes_Arab"), **stats) -> dict:
     config = {
         key: value
@@ -370,13 +380,7 @@ def test_a_nonsense_primary_test_stops_snakemake_before_any_job(repo, tmp_path):
 
 
 def test_a_model_named_pooled_stops_compare_and_planning(tmp_path, capsys):
-    frame = simulate_predictions(
-        {model: Scenario(n_items=12) for model in ("m1", "pooled")},
-        language_table(CONFIG),
-        seed=7,
-        variants=simulated_variants(CONFIG),
-    )
-    write_foreign_tree(tmp_path / "predictions", frame)
+    write_foreign_tree(tmp_path / "predictions", _small_tree(("m1", "pooled"), seed=7))
     assert _compare(tmp_path / "predictions", CONFIG, tmp_path / "stats", "--allow-missing") == 2
     assert _one_line(capsys).endswith(
         "model 'pooled': the name is reserved for the rows estimated from all models together; rename that model"
@@ -392,12 +396,7 @@ def test_a_model_named_pooled_stops_compare_and_planning(tmp_path, capsys):
 def test_item_ids_of_which_some_lack_a_passage_key_stop_compare(tmp_path, capsys):
     """Half the ids `link#question`, half plain: the plain ones would silently make every
     question its own passage."""
-    frame = simulate_predictions(
-        {model: Scenario(n_items=12) for model in ("m1", "m2")},
-        language_table(CONFIG),
-        seed=8,
-        variants=simulated_variants(CONFIG),
-    )
+    frame = _small_tree()
     plain = frame["item_id"].isin(sorted(set(frame["item_id"]))[:4])
     write_tree(
         tmp_path / "predictions",
@@ -456,13 +455,7 @@ def _tree_file(root, model="m1", variant="base", prompt="direct", lang="eng_Latn
 
 @pytest.fixture
 def written(tmp_path):
-    frame = simulate_predictions(
-        {model: Scenario(n_items=12) for model in ("m1", "m2")},
-        language_table(CONFIG),
-        seed=8,
-        variants=simulated_variants(CONFIG),
-    )
-    write_tree(tmp_path / "predictions", frame)
+    write_tree(tmp_path / "predictions", _small_tree())
     return tmp_path / "predictions"
 
 

@@ -198,7 +198,8 @@ def test_one_test_passage_gives_no_interval_not_a_zero_width_one(passages):
     effects, notes = result.effects, result.notes
     interval = effects[["ci_low", "ci_high"]]
     if too_few:
-        assert interval.isna().all().all() and effects[["equivalence_ci_low", "equivalence_ci_high"]].isna().all().all()
+        tost = effects[["equivalence_p", "equivalence_p_adjusted", "equivalence_ci_low", "equivalence_ci_high"]]
+        assert interval.isna().all().all() and tost.isna().all().all()
         assert result.gains[["ci_low", "ci_high", "normalised_ci_low", "normalised_ci_high"]].isna().all().all()
         model_language = result.alignment["statistic"].str.endswith(":model_language")
         assert result.alignment.loc[model_language, ["ci_low", "ci_high"]].isna().all().all()

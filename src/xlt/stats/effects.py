@@ -102,10 +102,13 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         )
     margin = settings.equivalence_margin
     scale = (float(weights[weights < 0].sum()), float(weights[weights > 0].sum()))
+    # Below minimum_clusters the TOST goes with the interval: an empirical-likelihood
+    # p-value on a few passages is anti-conservative, and "equivalent" would rest on them.
     too_few = context.resampling.too_few
     tost_low, tost_high = (
         (math.nan, math.nan) if too_few else equivalence_interval(values, settings.alpha, *scale, context.clusters)
     )
+    tost_p = math.nan if too_few else equivalence_p(values, margin, *scale, context.clusters)
     row = Row(
         context.model,
         prompt,
@@ -119,7 +122,7 @@ def accuracy_effect(context: ModelContext, prompt: str, name: str, weights: np.n
         low,
         high,
         p,
-        equivalence_p=equivalence_p(values, margin, *scale, context.clusters),
+        equivalence_p=tost_p,
         equivalence_ci_low=tost_low,
         equivalence_ci_high=tost_high,
     )

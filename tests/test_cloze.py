@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from belebele_rows import ENGLISH, TINY_MODELS, items
 from generations import assert_same_generations
+from test_scoring import label_scores
 
 from xlt.choices import OptionScore, cloze_choice, cloze_raw, debiased_choice, read_cloze, rotation_choices
 from xlt.errors import XltError
@@ -269,7 +270,7 @@ def choice_rows(rotations: list[list[int] | None], debiased: list[int | None], a
             "model": "m",
             "variant": "base",
             "prompt": "choice",
-            "raw_output": "{}",
+            "raw_output": [label_scores(chosen[0] if chosen else 1) for chosen in rotations],
             "parsed_choice": pd.array([chosen[0] if chosen else None for chosen in rotations], dtype="Int64"),
             "answer": answers,
             "correct": [bool(chosen) and chosen[0] == answer for chosen, answer in zip(rotations, answers)],
@@ -368,7 +369,7 @@ def test_xlt_compare_reads_trees_with_and_without_the_new_cells(tmp_path):
     )
     cloze["correct"] = cloze["answer"] == 3
     choice = frame[frame["prompt"] == "direct"].assign(
-        prompt="choice", raw_output="{}", debiased_choice=4, rotation_choices="[1, 2, 3, 4]"
+        prompt="choice", parsed_choice=1, raw_output=label_scores(1), debiased_choice=4, rotation_choices="[1, 2, 3, 4]"
     )
     choice["correct"] = choice["parsed_choice"] == choice["answer"]
     newer = tmp_path / "newer"

@@ -21,6 +21,11 @@ CONFIG = {
 }
 
 
+def label_scores(choice: int) -> str:
+    """A choice row's raw_output, the four label log-probabilities, with `choice` likeliest."""
+    return json.dumps({letter: -0.5 if number == choice else -2.0 for number, letter in enumerate("ABCD", 1)})
+
+
 def write_tree(root, frame):
     for (model, variant, prompt, lang), rows in frame.groupby(["model", "variant", "prompt", "lang"]):
         path = root / model / variant / prompt / f"{lang}.parquet"

@@ -5,6 +5,7 @@ language."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -27,7 +28,7 @@ from .paths import (
     STOP_REASONS,
     discover_predictions,
 )
-from .prompts import ROTATIONS
+from .prompts import LETTERS, ROTATIONS
 
 _KEY = ("model", "variant", "prompt", "lang")
 
@@ -187,8 +188,42 @@ def _check_cloze_scores(raw: str) -> None:
                 )
 
 
+def _check_choice_scores(raw: str, parsed, first_rotation: int | None) -> tuple[str, str] | None:
+    """A choice row's raw_output is its four label log-probabilities, and its
+    parsed_choice (and the unrotated prompt's choice, rotation_choices[0]) one of the
+    likeliest labels: compare counts parsed_choice and never reads the scores, so one
+    that contradicts them would change accuracy unseen. (column, why) where it fails."""
+    try:
+        labels = json.loads(raw)
+    except ValueError:
+        labels = None
+    if not (
+        isinstance(labels, dict)
+        and sorted(labels) == list(LETTERS)
+        and all(isinstance(value, int | float) and not isinstance(value, bool) for value in labels.values())
+    ):
+        return "raw_output", (
+            f"{_shown(raw)}; allowed: the four label log-probabilities as JSON, "
+            '{"A": <number>, "B": <number>, "C": <number>, "D": <number>}'
+        )
+    logprobs = [float(labels[letter]) for letter in LETTERS]
+    if any(math.isnan(value) or value > 0 for value in logprobs):
+        return "raw_output", f"{_shown(raw)}; allowed: log-probabilities, numbers up to 0"
+    likeliest = [number for number, value in enumerate(logprobs, 1) if value == max(logprobs)]
+    named = " or ".join(LETTERS[number - 1] for number in likeliest)
+    for column, chosen in (("parsed_choice", parsed), ("rotation_choices", first_rotation)):
+        if chosen is not None and not pd.isna(chosen) and int(chosen) not in likeliest:
+            where = "" if column == "parsed_choice" else " (its first entry, the unrotated prompt's choice)"
+            return column, (
+                f"option {int(chosen)}{where} but raw_output's likeliest label is {named}; a choice row "
+                "chooses the label with the largest log-probability"
+            )
+    return None
+
+
 def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
     """Cloze rows' raw_output is their options' log-probabilities (choices.read_cloze);
+    choice rows' their labels', which their choice follows (_check_choice_scores); and
     choice rows' rotation columns, where the file has them, hold options 1-4 on every
     choice row or on none (an older tree)."""
     for row in frame.index[frame["prompt"] == CLOZE_PROMPT]:
@@ -216,6 +251,14 @@ def _check_scored_cells(frame: pd.DataFrame, origin: str) -> None:
                 f"{origin}: column rotation_choices, row {bad[0] + 1}: {_shown(frame.at[bad[0], 'rotation_choices'])}; "
                 "allowed: a JSON list of the 4 options (1-4) chosen in rotations 0-3, or null"
             )
+    rotations = frame["rotation_choices"] if "rotation_choices" in frame.columns else pd.Series(None, frame.index)
+    for row in frame.index[choice]:
+        chosen = _rotation_list(rotations.loc[row]) if pd.notna(rotations.loc[row]) else None
+        # raw_output is text here (check_predictions)
+        raw = str(frame.at[row, "raw_output"])
+        failed = _check_choice_scores(raw, frame.at[row, "parsed_choice"], chosen[0] if chosen else None)
+        if failed:
+            raise XltError(f"{origin}: column {failed[0]}, row {row + 1} (a choice row): {failed[1]}")
 
 
 def _read(path) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from snakemake_runs import run_cli
 from test_compare import CONFIG, write_foreign_tree
-from test_scoring import write_tree
+from test_scoring import label_scores, write_tree
 
 from xlt.cli import main
 from xlt.config import validate_config
@@ -507,3 +507,53 @@ def test_key_columns_of_another_type_are_named_not_a_traceback(written, tmp_path
     _rewrite(path, retype)
     assert _compare(written, CONFIG, tmp_path / "stats") == 2
     assert _one_line(capsys).startswith(f"{path}: column {column}, row 1: {shown}; allowed: text")
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (None, None),
+        (
+            "parsed",
+            "column parsed_choice, row 1 (a choice row): option 2 but raw_output's likeliest label is A; a "
+            "choice row chooses the label with the largest log-probability",
+        ),
+        (
+            "rotation",
+            "column rotation_choices, row 1 (a choice row): option 2 (its first entry, the unrotated prompt's "
+            "choice) but raw_output's likeliest label is A; a choice row chooses the label with the largest "
+            "log-probability",
+        ),
+        ("text", "column raw_output, row 1 (a choice row): 'Answer: A'; allowed: the four label log-probabilities"),
+        ("positive", 'column raw_output, row 1 (a choice row): \'{"A": 0.5,'),
+    ],
+)
+def test_a_choice_that_is_not_the_likeliest_label_stops_compare(written, tmp_path, capsys, mutation, expected):
+    """compare counts a choice row's parsed_choice and never reads the label scores
+    beside it: a choice that contradicts them (an argmin, letters read in another
+    order) changed the choice cell's accuracy with exit status 0."""
+    path = _tree_file(written, prompt="choice")
+    path.parent.mkdir(parents=True)
+    choice = pd.read_parquet(_tree_file(written)).assign(prompt="choice", parsed_choice=1)
+    choice["correct"] = choice["answer"] == 1
+    choice["raw_output"] = choice["parsed_choice"].map(label_scores)
+    choice["rotation_choices"] = "[1, 2, 3, 4]"
+    choice["debiased_choice"] = 1
+    if mutation == "parsed":
+        choice.loc[0, "parsed_choice"] = 2
+        choice.loc[0, "correct"] = choice.loc[0, "answer"] == 2
+        choice.loc[0, "rotation_choices"] = "[2, 2, 3, 4]"
+    elif mutation == "rotation":
+        choice.loc[0, "rotation_choices"] = "[2, 2, 3, 4]"
+    elif mutation == "text":
+        choice.loc[0, "raw_output"] = "Answer: A"
+    elif mutation == "positive":
+        choice.loc[0, "raw_output"] = label_scores(2).replace("-2.0", "0.5", 1)
+    choice.to_parquet(path)
+    # one choice cell of the study's 24: the others are allowed missing
+    if expected is None:
+        assert _compare(written, CONFIG, tmp_path / "stats", "--allow-missing") == 0
+        return
+    assert _compare(written, CONFIG, tmp_path / "stats", "--allow-missing") == 2
+    assert _one_line(capsys).startswith(f"{path}: {expected}")
+    assert not (tmp_path / "stats").exists()

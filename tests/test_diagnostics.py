@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_scoring import write_tree
+from test_scoring import label_scores, write_tree
 
 from xlt import report
 from xlt.cli import main
@@ -37,7 +37,11 @@ def cell(model, variant, prompt, lang, answer, choice, n_output_tokens=3, **extr
     choice = np.asarray(choice)
     parsed = pd.array(np.where(choice > 0, choice, 0), dtype="Int64")
     parsed[choice == 0] = pd.NA
-    raw = np.where(choice > 0, np.char.add("Answer: ", LETTERS[np.maximum(choice, 1) - 1]), "Let me think")
+    raw = (
+        [label_scores(chosen) for chosen in choice]
+        if prompt == "choice"
+        else np.where(choice > 0, np.char.add("Answer: ", LETTERS[np.maximum(choice, 1) - 1]), "Let me think")
+    )
     frame = pd.DataFrame(
         {
             "item_id": [f"p{i // 2:03d}#{i % 2 + 1}" for i in range(len(answer))],

@@ -428,3 +428,20 @@ def test_alignment_across_models_has_the_models_as_its_unit():
         "power with 7 models: a two-sided test at 0.05 detects a correlation of 0.89 with 80% power and "
         "one of 0.5 with 20% power" in note
     )
+
+
+def test_rounding_left_by_float_sums_is_zero_not_a_direction():
+    """A knowledge part that is exactly 0 in some resamples came out as -6.9e-18 at the
+    top of its interval (weights of 1/3 summed in floats), and summary.md called the
+    interval [-16.3, -0.0] "a loss" and the readings in disagreement."""
+    from xlt.report import _direction
+    from xlt.stats.effects import Row, row_tables
+    from xlt.stattests import percentile_interval
+
+    draws = np.concatenate([np.linspace(-0.2, -0.01, 500), np.full(500, -6.9e-18)])
+    assert percentile_interval(draws, 0.95)[1] == 0.0
+    assert percentile_interval(draws + 1e-9, 0.95)[1] == pytest.approx(1e-9)  # a real value stays
+    effects, _ = row_tables([Row("m", "direct", "gain", -6.9e-18, 10, "", -0.163, -6.9e-18)])
+    row = effects.iloc[0]
+    assert (row["estimate"], row["ci_high"]) == (0.0, 0.0) and row["ci_low"] == -0.163
+    assert _direction(row) == "no detectable change"

@@ -115,6 +115,17 @@ def expanded_confidence(confidence: float, n_items: int) -> float:
     return float(1 - 2 * stats.norm.sf(z))
 
 
+# A share of items, or a weighted sum of shares (weights such as 1/3), that is exactly 0
+# comes out of float sums as 1e-17 or so, while one that is not lies at least 1/(items x
+# the weights' denominator) from it. Within this of 0 a value is 0, so that "the interval
+# lies below 0" reads the data and not the rounding.
+ROUNDING = 1e-12
+
+
+def without_rounding(value: float) -> float:
+    return 0.0 if abs(value) <= ROUNDING else value
+
+
 def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile interval over the defined draws (NaN draws are resamples in which the
     statistic does not exist, e.g. a headroom of zero)."""
@@ -122,7 +133,7 @@ def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[float, fl
     if finite.size == 0:
         return math.nan, math.nan
     tail = (1 - confidence) / 2
-    return float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))
+    return without_rounding(float(np.quantile(finite, tail))), without_rounding(float(np.quantile(finite, 1 - tail)))
 
 
 def bootstrap_p(draws: np.ndarray) -> float:

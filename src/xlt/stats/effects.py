@@ -11,14 +11,18 @@ import numpy as np
 import pandas as pd
 
 from ..paths import EFFECTS_COLUMNS
-from ..stattests import Resampling, equivalence_interval, equivalence_p, mcnemar_p, sign_flip_p
+from ..stattests import (
+    ROUNDING,
+    Resampling,
+    equivalence_interval,
+    equivalence_p,
+    mcnemar_p,
+    sign_flip_p,
+    without_rounding,
+)
 from .cells import ModelCells
 from .notes import interval_method, notes_frame, notes_row, unit_name
 from .settings import StatsSettings
-
-# Resampled values within this of each other are one value (a mean of equal values
-# differs from it by rounding only).
-SAME_VALUE = 1e-12
 
 
 @dataclass
@@ -72,7 +76,7 @@ def bootstrap_interval(resampling: Resampling, draws: np.ndarray) -> tuple[float
     fine-tuned CoT cell that never answers, against its control), so the interval would
     be zero-width, a precision that the spread of the items does not show."""
     finite = draws[np.isfinite(draws)]
-    if not resampling.too_few and finite.size and np.ptp(finite) <= SAME_VALUE:
+    if not resampling.too_few and finite.size and np.ptp(finite) <= ROUNDING:
         why = (
             f"no interval: every resample gives {finite[0]:+.3f} (the items, or the passages, all have "
             "one value: as where the cells compared agree "
@@ -168,6 +172,8 @@ def row_tables(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:
     effects = pd.DataFrame(
         [{column: getattr(row, column) for column in EFFECTS_COLUMNS} for row in rows], columns=list(EFFECTS_COLUMNS)
     )
+    for column in ("estimate", "ci_low", "ci_high", "equivalence_ci_low", "equivalence_ci_high"):
+        effects[column] = effects[column].map(without_rounding)
     notes = notes_frame(
         [
             notes_row(

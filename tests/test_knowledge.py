@@ -276,3 +276,25 @@ def test_xlt_compare_reads_a_control_folder_and_checks_it_like_every_variant(tmp
             "short",
             [tmp_path / "s" / name for name in ("e", "a", "g", "n")],
         )
+
+
+def test_a_control_reading_from_adapters_that_answer_one_letter_is_named_unreadable():
+    """The control reading is ft/direct - ctl/direct: where both adapters give one letter
+    for every item its part is a difference of letter priors, and summary.md read it as
+    "no detectable change in knowledge" (the probe's SmolLM2 Amharic, 100% one label)."""
+    items = _tree(knowledge_gain=0.0)
+    adapters = items["variant"].isin(["ft", "ctl-arb_Arab"]) & (items["prompt"] == "direct")
+    items.loc[adapters, "parsed_choice"] = 1
+    items.loc[adapters, "correct"] = items.loc[adapters, "answer"] == 1
+    _, notes = _compare(items)
+    by_effect = notes.set_index(["prompt", "effect"])["note"]
+    control = by_effect[("direct", "ft_gain_knowledge_control_related")]
+    assert "ft/direct/heb_Hebr one label for 100% of items" in control
+    assert "ctl/direct/heb_Hebr one label for 100% of items" in control
+    assert "unreadable" not in by_effect[("direct", "ft_gain_knowledge_cloze_related")]
+    # the same tree where the adapters answer: the control reading is readable
+    _, notes = _compare(_tree(knowledge_gain=0.0))
+    assert (
+        "unreadable"
+        not in notes.set_index(["prompt", "effect"])["note"][("direct", "ft_gain_knowledge_control_related")]
+    )

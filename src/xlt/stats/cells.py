@@ -128,7 +128,9 @@ DECOMPOSITIONS = (
 )
 # The knowledge scores whose cells can themselves be at chance or one label for most
 # items: such a cell cannot show knowledge, so a part read from it is not "knowledge +0".
-KNOWLEDGE_PROMPTS = (CHOICE_PROMPT, CLOZE_PROMPT, DEBIASED_PROMPT)
+# The control reading reads the fine-tuned and control adapters' own direct and CoT
+# cells, which after fine-tuning on letters often give one letter for every item.
+KNOWLEDGE_PROMPTS = (CHOICE_PROMPT, CLOZE_PROMPT, DEBIASED_PROMPT, "direct", "cot")
 CHANCE = 0.25
 
 
@@ -247,7 +249,9 @@ def correctness(items: pd.DataFrame) -> tuple[dict[str, ModelCells], Passages]:
             "no item has predictions in every model, variant, prompt and language; the comparison needs paired items"
         )
     ordered = sorted(common)
-    knowledge = items[items["prompt"].isin(KNOWLEDGE_PROMPTS) & items["item_id"].isin(common)]
+    # Items of correctness alone (simulations) have no answers to take shares of.
+    answered = "parsed_choice" in items.columns
+    knowledge = items[items["prompt"].isin(KNOWLEDGE_PROMPTS if answered else ()) & items["item_id"].isin(common)]
     shares: dict[tuple[str, ...], tuple[float, float]] = {
         cast(tuple[str, ...], key): (top_share(rows["parsed_choice"]), float(rows["parsed_choice"].notna().mean()))
         for key, rows in knowledge.groupby(["model", "variant", "prompt", "lang"])

@@ -332,3 +332,123 @@ def test_gain_against_proximity_labels_every_target_and_states_its_slope(repo, p
         assert {text.get_text() for text in ax.texts} == set(proximity["target"])
         assert "slope +0.10 [-0.20, +0.40], p=0.5" in ax.get_title()
     plt.close(figure)
+
+
+def _verdict_rows(primary: tuple[str | None, str, str]) -> pd.DataFrame:
+    """effects.csv's verdict rows of two models fine-tuned on two sources, with the
+    interaction across them; `primary`: (source, prompt, effect) of the primary rows."""
+    keys = [(None, "direct", "relatedness_interaction"), (None, "cot", "relatedness_interaction")]
+    keys += [
+        (source, prompt, effect)
+        for source in ("arb_Arab", "pes_Arab")
+        for prompt, effect in (("direct", "relatedness"), ("cot", "relatedness"), ("cot", "cot_relatedness"))
+    ]
+    return pd.DataFrame(
+        {
+            "model": model,
+            paths.SOURCE_COLUMN: source,
+            "prompt": prompt,
+            "effect": effect,
+            "role": "primary" if (source, prompt, effect) == primary else "secondary",
+            "estimate": 0.01,
+            "ci_low": -0.1,
+            "ci_high": 0.12,
+            "p_adjusted": 0.5,
+            "equivalence_p": 0.3,
+            "n_items": 40,
+        }
+        for source, prompt, effect in keys
+        for model in ("m1", "m2")
+    )
+
+
+@pytest.mark.parametrize(
+    "primary, first",
+    [
+        ((None, "direct", "relatedness_interaction"), "m1 (primary test: direct prompt"),
+        (("pes_Arab", "direct", "relatedness"), "fine-tuned on pes_Arab: m1 (primary test: direct prompt"),
+        (("arb_Arab", "cot", "relatedness"), "fine-tuned on arb_Arab: m1 (primary test: cot prompt"),
+    ],
+)
+def test_the_primary_test_comes_first_whichever_it_is(primary, first):
+    """summary.md's heading says "the primary test first": so it is with stats.primary
+    naming one source's rows (…@pes_Arab), not only the interaction; the rest keep
+    their order (the interaction's, then each source's)."""
+    lines = report.study_verdicts(_verdict_rows(primary), ["m1", "m2"], MARGIN, 0.05)
+    assert len(lines) == 2 * 2 + 2 * 3 * 2
+    assert lines[0].startswith(first) and "primary test" in lines[1]
+    assert not any("primary test" in line for line in lines[2:])
+    assert sum(not line.startswith("fine-tuned on") for line in lines) == 4  # the interaction's, still there
+
+
+def test_default_verdict_order_is_kept():
+    """The default's primary (the interaction under the direct prompt) was already first:
+    the order is the interaction's lines, then each source's."""
+    lines = report.study_verdicts(_verdict_rows((None, "direct", "relatedness_interaction")), ["m1", "m2"], 0.05, 0.05)
+    sources = [line.split(":")[0] if line.startswith("fine-tuned on") else "" for line in lines]
+    assert sources == [""] * 4 + ["fine-tuned on arb_Arab"] * 6 + ["fine-tuned on pes_Arab"] * 6
+
+
+def test_knowledge_points_say_no_interval_where_there_is_none():
+    """Too few passages leave an interval NaN: "no interval", as the verdicts say, not "[+nan, +nan]"."""
+    row = {"estimate": 0.05, "ci_low": float("nan"), "ci_high": float("nan")}
+    assert report._points(row) == "+5.0 points (no interval)"
+    assert report._points({**row, "estimate": float("nan")}) == "no estimate"
+    assert report._points({"estimate": -0.05, "ci_low": -0.1, "ci_high": 0.0}) == "−5.0 points [−10.0, +0.0]"
+
+
+def test_the_choice_cell_is_named_a_letter_score_not_format_free():
+    """The letter score needs multiple-choice symbol binding (docs/statistics.md,
+    "Knowledge and format"): the format warnings must not call it format-free."""
+    accuracy = pd.DataFrame(
+        {
+            "model": "m1",
+            "variant": "ft",
+            "prompt": "choice",
+            "lang": ["arb_Arab", "heb_Hebr"],
+            "top_choice_share": [0.9, 0.3],
+            "parse_rate": 1.0,
+            "truncation_rate": 0.0,
+        }
+    )
+    (line,) = report.format_warnings(accuracy)
+    assert line.startswith("m1, fine-tuned, choice (letter score) prompt: the same label")
+    assert all("format-free" not in name for name in report.PROMPT_NAMES.values())
+
+
+def test_interval_and_margin_texts_follow_the_config(small, tmp_path):
+    """With stats.confidence 0.99 the accuracy page and the gains plot say 99%, as
+    accuracy.csv and effects.csv hold 99% intervals; a 0.025 margin is ±2.5 points (as
+    the verdicts say), not rounded to ±2."""
+    accuracy, effects, alignment, _, _ = small
+    report.write_tables([], [], accuracy, accuracy, effects, alignment, tmp_path, confidence=0.99)
+    page = (tmp_path / paths.REPORT_TABLES["accuracy"]).read_text()
+    assert "With 99% intervals and parse rate" in page and "95%" not in page
+    texts = {text for text, _ in _drawn_texts(report.group_gains_figure(effects, 0.025, 0.99))}
+    assert "change in accuracy (percentage points), 99% interval" in texts
+    assert "±2.5-point equivalence margin" in texts
+    texts = {text for text, _ in _drawn_texts(report.group_gains_figure(effects, 0.004))}
+    assert "±0.4-point equivalence margin" in texts and "change in accuracy (percentage points), 95% interval" in texts
+
+
+def test_report_captions_quote_the_configured_confidence_and_margin(repo):
+    """The captions of `snakemake --report` (Jinja, rendered with the run's config, as
+    snakemake.report does) say the intervals' confidence and the margin the config sets."""
+    import jinja2
+
+    class Snakemake:
+        config = {
+            "stats": {"confidence": 0.99, "equivalence_margin": 0.025},
+            "source_language": "arb_Arab",
+            "related_families": ["Semitic"],
+        }
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    captions = {
+        path.stem: env.from_string(path.read_text()).render(snakemake=Snakemake)
+        for path in (repo / "workflow" / "report").glob("*.rst")
+    }
+    assert not [name for name, text in captions.items() if "95" in text]
+    for name in ("accuracy_table", "alignment_table", "effects_table", "gains", "proximity"):
+        assert "stats.confidence" in captions[name] and "99%" in captions[name], name
+    assert "(±2.5 points)" in captions["gains"] and "±2.5-point margin" in captions["verdicts"]

@@ -18,7 +18,9 @@ from .verdict import INTERACTION, primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
 VARIANT_NAMES = {"base": "base model", "ft": "fine-tuned"}
-PROMPT_NAMES = {"direct": "direct", "cot": "CoT", "choice": "choice (format-free)"}
+# The choice cell is the likeliest label at the answer position: a letter score, not
+# format-free (it needs multiple-choice symbol binding; docs/statistics.md).
+PROMPT_NAMES = {"direct": "direct", "cot": "CoT", "choice": "choice (letter score)"}
 # A cell is mostly truncated past this share (issue 13); one label: xlt.diagnostics.
 TRUNCATED_SHARE = 0.5
 # Okabe & Ito's palette and distinct marker shapes: series stay apart under the common
@@ -79,6 +81,12 @@ def _text_colour(rgba) -> str:
     return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.4 else "white"
 
 
+def percent(share: float) -> str:
+    """A share in percent or points as the config gives it, unrounded: 0.95 -> "95",
+    0.025 -> "2.5" (`{:g}`, as the verdicts write the margin)."""
+    return f"{round(100 * share, 9):g}"
+
+
 def language_order(languages: dict[str, Language], present) -> list[str]:
     """Source, then related targets, then controls, each in config order."""
     present = set(present)
@@ -121,11 +129,12 @@ def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alph
     it has one (not where the interaction is primary), and the secondary verdicts."""
     parts = rows_by_source(effects)
     sources = [source for source in parts if source != ""]
-    lines = []
+    lines = []  # (whether the line is the primary test's, the line)
     across = parts.get("", effects.iloc[0:0])
     if (across["effect"] == INTERACTION).any():
+        primary = primary_of(across)
         lines += [
-            verdict(across, model, prompt, margin, INTERACTION, alpha)
+            ((prompt, INTERACTION) == primary, verdict(across, model, prompt, margin, INTERACTION, alpha))
             for prompt in ("direct", "cot")
             for model in models
         ]
@@ -134,9 +143,13 @@ def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alph
         primary = primary_of(rows)
         keys = [*([primary] if primary else []), *(key for key in VERDICT_EFFECTS if key != primary)]
         lines += [
-            label + verdict(rows, model, prompt, margin, effect, alpha) for prompt, effect in keys for model in models
+            ((prompt, effect) == primary, label + verdict(rows, model, prompt, margin, effect, alpha))
+            for prompt, effect in keys
+            for model in models
         ]
-    return lines
+    # The primary test's lines first, wherever its rows are (the interaction's, or one
+    # source's under stats.primary: ...@source); the rest in the order above.
+    return [line for primary, line in lines if primary] + [line for primary, line in lines if not primary]
 
 
 def provenance_lines(record: dict) -> list[str]:
@@ -416,9 +429,16 @@ def format_warnings(accuracy: pd.DataFrame) -> list[str]:
 
 
 def _points(row) -> str:
+    """The estimate in points with its interval; "no interval" where it is NaN (too few
+    passages), as the verdicts say."""
+
     def signed(value):
         return f"{100 * value:+.1f}".replace("-", "−")
 
+    if not np.isfinite(row["estimate"]):
+        return "no estimate"
+    if not (np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])):
+        return f"{signed(row['estimate'])} points (no interval)"
     return f"{signed(row['estimate'])} points [{signed(row['ci_low'])}, {signed(row['ci_high'])}]"
 
 
@@ -527,9 +547,10 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
     return lines
 
 
-def group_gains_figure(effects: pd.DataFrame, margin: float):
+def group_gains_figure(effects: pd.DataFrame, margin: float, confidence: float = 0.95):
     """Per model: the gain on the source, the related targets and the controls, and the
-    related - control difference, with intervals; one panel per kind of gain."""
+    related - control difference, with intervals (at `confidence`, stats.confidence);
+    one panel per kind of gain."""
     plt = _pyplot()
     models = sorted(set(effects["model"]) - {paths.POOLED_MODEL})
     panels = [
@@ -556,7 +577,7 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
             "control": f"{prefix}_control",
             "difference": difference,
         }
-        band = ax.axvspan(-margin, margin, color="0.88", lw=0, label=f"±{100 * margin:.0f}-point equivalence margin")
+        band = ax.axvspan(-margin, margin, color="0.88", lw=0, label=f"±{percent(margin)}-point equivalence margin")
         ax.axvline(0, color="black", lw=0.8)
         for k, (series, label) in enumerate(GAIN_SERIES):
             keys = [(model, names[series]) for model in models]
@@ -582,7 +603,7 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
         ax.set_axisbelow(True)
     axes[0, 0].set_yticks(range(len(models)), labels=models)
     axes[0, 0].set_ylim(len(models) - 0.5, -0.5)
-    figure.supxlabel("change in accuracy (percentage points), 95% interval", fontsize=9)
+    figure.supxlabel(f"change in accuracy (percentage points), {percent(confidence)}% interval", fontsize=9)
     figure.legend(
         list(handles.values()),
         [handle.get_label() for handle in handles.values()],
@@ -593,8 +614,8 @@ def group_gains_figure(effects: pd.DataFrame, margin: float):
     return figure
 
 
-def plot_group_gains(effects: pd.DataFrame, margin: float, path: Path) -> None:
-    _save(group_gains_figure(effects, margin), path)
+def plot_group_gains(effects: pd.DataFrame, margin: float, path: Path, confidence: float = 0.95) -> None:
+    _save(group_gains_figure(effects, margin, confidence), path)
 
 
 def alignment_figure(gains: pd.DataFrame):
@@ -674,8 +695,10 @@ def write_tables(
     effects: pd.DataFrame,
     alignment: pd.DataFrame,
     out_dir: Path,
+    confidence: float = 0.95,
 ) -> None:
-    """The report's tables as HTML pages (the report shows HTML items; CSV only downloads)."""
+    """The report's tables as HTML pages (the report shows HTML items; CSV only downloads);
+    `confidence`: stats.confidence, that of accuracy.csv's intervals."""
     differences = effects[effects["effect"].isin(["relatedness", "cot_relatedness", INTERACTION])]
     pages = {
         "verdicts": (
@@ -694,7 +717,11 @@ def write_tables(
         ),
         "accuracy": (
             "Accuracy",
-            [_html_table(wide), "<h2>With 95% intervals and parse rate</h2>", _html_table(accuracy)],
+            [
+                _html_table(wide),
+                f"<h2>With {percent(confidence)}% intervals and parse rate</h2>",
+                _html_table(accuracy),
+            ],
         ),
         "effects": ("Effects", [_html_table(effects)]),
         "alignment": ("Alignment across models", [_html_table(alignment)]),
@@ -731,7 +758,8 @@ def write_report(
     _save(knowledge_figure(accuracy, languages), out_dir / paths.REPORT_PLOTS["knowledge"])
     # The plots show the first source's rows; every source's are in the tables.
     first = next(source for source in rows_by_source(effects) if source != "")
-    plot_group_gains(rows_by_source(effects)[first], margin, out_dir / paths.REPORT_PLOTS["gains"])
+    confidence = 1 - alpha
+    plot_group_gains(rows_by_source(effects)[first], margin, out_dir / paths.REPORT_PLOTS["gains"], confidence)
     plot_alignment(rows_by_source(gains)[first], out_dir / paths.REPORT_PLOTS["alignment"])
 
     models = sorted(accuracy["model"].unique())
@@ -793,4 +821,4 @@ def write_report(
             "\n".join(f"- {line}" for line in provenance_lines(provenance)),
         ]
     write_text("\n\n".join(sections) + "\n", out_dir / paths.REPORT_SUMMARY)
-    write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir)
+    write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir, confidence)

@@ -292,6 +292,17 @@ def test_a_control_reading_from_adapters_that_answer_one_letter_is_named_unreada
     assert "ft/direct/heb_Hebr one label for 100% of items" in control
     assert "ctl/direct/heb_Hebr one label for 100% of items" in control
     assert "unreadable" not in by_effect[("direct", "ft_gain_knowledge_cloze_related")]
+    # summary.md: the control reading named, out of the agreement, which the readable ones state
+    from xlt.report import knowledge_lines
+
+    line = knowledge_lines(_compare(items)[0].reset_index().assign(model="m"), notes.assign(model="m"), ["m"])[0]
+    assert "ft/direct/heb_Hebr one label for 100% of items" in line
+    assert line.endswith("the readings disagree: cloze no detectable change, debiased a gain.")
+    # ...and where the debiased letters are one label too, the one readable reading is said alone
+    items.loc[items["prompt"] == "choice", "debiased_choice"] = 1
+    effects, notes = _compare(items)
+    line = knowledge_lines(effects.reset_index().assign(model="m"), notes.assign(model="m"), ["m"])[0]
+    assert line.endswith("only the cloze reading is readable: no detectable change in knowledge.")
     # the same tree where the adapters answer: the control reading is readable
     _, notes = _compare(_tree(knowledge_gain=0.0))
     assert (

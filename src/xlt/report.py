@@ -541,6 +541,9 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                     "the readings disagree: "
                     + ", ".join(f"{reading} {direction}" for reading, direction in readable.items())
                 )
+            elif readable:
+                reading, direction = next(iter(readable.items()))
+                said.append(f"only the {reading} reading is readable: {direction} in knowledge")
             if missing:
                 said.append(f"no {', '.join(missing)} reading (its cells are missing: notes.csv says which)")
             lines.append("; ".join(said) + ".")

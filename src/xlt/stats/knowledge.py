@@ -62,7 +62,8 @@ def unreadable_cells(context: ModelContext, knowledge: Comparison, codes: list[s
             if is_constant(top, answered):
                 found.append(f"{name} one label for {top:.0%} of items")
             elif low <= CHANCE <= high:
-                found.append(f"{name} at chance ({cells.values[:, column].mean():.2f})")
+                accuracy = cells.values[:, column].mean()
+                found.append(f"{name} not distinguishable from chance ({accuracy:.2f}, interval covers 0.25)")
     return found
 
 

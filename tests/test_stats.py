@@ -128,8 +128,10 @@ def test_identical_predictions_are_not_taken_for_certainty():
     assert "no item changes between base/direct and ft/direct" in notes[("m", "direct", "relatedness_gee")]
     assert "no interval: every resample gives +0.000" in notes[("m", "direct", "relatedness")]
     assert "no TOST" in notes[("m", "direct", "relatedness")]
-    sentence = verdict(result.effects, "m", "direct", 0.05)
-    assert "inconclusive" in sentence and "cannot bound it" in sentence
+    sentence = verdict(result.effects, "m", "direct", 0.05, notes=result.notes)
+    assert (
+        "inconclusive" in sentence and "every item shows the same difference, so the data cannot bound it" in sentence
+    )
     assert "difference +0.0 points, no interval;" in sentence and "nan" not in sentence
 
 

@@ -123,18 +123,44 @@ def rows_by_source(frame: pd.DataFrame) -> dict[str | None, pd.DataFrame]:
     return {name: frame[source == name] for name in dict.fromkeys(source)}
 
 
-def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alpha: float) -> list[str]:
+def study_verdicts(
+    effects: pd.DataFrame,
+    models: list[str],
+    margin: float,
+    alpha: float,
+    notes: pd.DataFrame | None = None,
+    proximity_margin: float = 0.1,
+) -> list[str]:
     """With several sources the interaction first (the design's test: primary under the
     direct prompt); then per source (named when there are several) its primary test, if
-    it has one (not where the interaction is primary), and the secondary verdicts."""
+    it has one (not where the interaction is primary), and the secondary verdicts.
+    `notes`: notes.csv, whose reasons for a missing interval the verdicts give."""
     parts = rows_by_source(effects)
+    # Each source's notes beside its effects; a notes.csv without sources is all one's.
+    notes_parts = rows_by_source(notes) if notes is not None else {}
+
+    def notes_of(source: str | None) -> pd.DataFrame | None:
+        return notes_parts.get(source, notes_parts.get(None))
+
     sources = [source for source in parts if source != ""]
     lines = []  # (whether the line is the primary test's, the line)
     across = parts.get("", effects.iloc[0:0])
     if (across["effect"] == INTERACTION).any():
         primary = primary_of(across)
         lines += [
-            ((prompt, INTERACTION) == primary, verdict(across, model, prompt, margin, INTERACTION, alpha))
+            (
+                (prompt, INTERACTION) == primary,
+                verdict(
+                    across,
+                    model,
+                    prompt,
+                    margin,
+                    INTERACTION,
+                    alpha,
+                    notes=notes_of(""),
+                    proximity_margin=proximity_margin,
+                ),
+            )
             for prompt in ("direct", "cot")
             for model in models
         ]
@@ -143,7 +169,20 @@ def study_verdicts(effects: pd.DataFrame, models: list[str], margin: float, alph
         primary = primary_of(rows)
         keys = [*([primary] if primary else []), *(key for key in VERDICT_EFFECTS if key != primary)]
         lines += [
-            ((prompt, effect) == primary, label + verdict(rows, model, prompt, margin, effect, alpha))
+            (
+                (prompt, effect) == primary,
+                label
+                + verdict(
+                    rows,
+                    model,
+                    prompt,
+                    margin,
+                    effect,
+                    alpha,
+                    notes=notes_of(source),
+                    proximity_margin=proximity_margin,
+                ),
+            )
             for prompt, effect in keys
             for model in models
         ]
@@ -746,13 +785,15 @@ def write_report(
     provenance: dict | None = None,
     notes: pd.DataFrame | None = None,
     proximity: pd.DataFrame | None = None,
+    proximity_margin: float = 0.1,
 ) -> None:
     """`alpha`: the statistics' level (1 - stats.confidence), which the verdicts judge at
     and whose TOST interval they quote. `recipes`: model -> its fine-tuning recipe
     (xlt.recipes); `provenance`: the content of provenance.json; `proximity`:
     proximity.csv, for the gain against proximity (xlt.proximity_report). Each is a
     section of summary.md when given. `notes`: notes.csv, whose notes on knowledge scores
-    that cannot show knowledge the summary repeats."""
+    that cannot show knowledge the summary repeats, and the reasons for missing intervals
+    the verdicts give. `proximity_margin`: the TOST margin of a proximity slope's verdict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_cells(accuracy, languages, "accuracy", "accuracy", out_dir / paths.REPORT_PLOTS["accuracy"], chance=0.25)
@@ -766,7 +807,7 @@ def write_report(
     plot_alignment(rows_by_source(gains)[first], out_dir / paths.REPORT_PLOTS["alignment"])
 
     models = sorted(accuracy["model"].unique())
-    verdicts = study_verdicts(effects, models, margin, alpha)
+    verdicts = study_verdicts(effects, models, margin, alpha, notes, proximity_margin)
     warnings = format_warnings(accuracy)
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [

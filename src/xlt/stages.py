@@ -470,6 +470,7 @@ def report(
         provenance=json.loads(Path(provenance_file).read_text(encoding="utf-8")) if provenance_file else None,
         notes=pd.read_csv(notes_file, keep_default_na=False) if notes_file else None,
         proximity=pd.read_csv(proximity_file) if proximity_file else None,
+        proximity_margin=study["stats"]["proximity_margin"],
     )
     logger.info(f"report written to {out_dir}")
 

@@ -1,13 +1,16 @@
-"""Plain-language verdicts from effects.csv: whether a related-language advantage was
-found, ruled out beyond the equivalence margin, or neither, with the numbers that say
-so. A null is stated with its bound ("no advantage larger than 5 points") and the
-interval the equivalence test corresponds to, never as the mere absence of
-significance. The primary test (`stats.primary`, Holm-adjusted across models for both
-its p-value and its TOST p-value) carries the verdict; other rows are secondary."""
+"""Plain-language verdicts from effects.csv: whether a related-language advantage (or
+whatever the row measures: a gain in one language, a slope on proximity) was found,
+ruled out beyond the equivalence margin, or neither, with the numbers that say so. A null
+is stated with its bound ("no advantage larger than 5 points") and the interval the
+equivalence test corresponds to, never as the mere absence of significance. The primary
+test (`stats.primary`, Holm-adjusted across models for both its p-value and its TOST
+p-value) carries the verdict; other rows are secondary."""
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -21,6 +24,69 @@ SUBJECTS = {
 # What a table without a `role` column (written before there was a declared primary
 # test) is read as.
 LEGACY_PRIMARY = ("direct", "relatedness")
+# xlt.proximity.SLOPE, named here so that the report does not import the proximity code.
+SLOPE = "proximity_slope"
+# The gain an effect's name starts with (xlt.stats.cells.COMPARISONS): its `gain` of a
+# group, or its `prefix` of a language's McNemar test.
+GAIN_NAMES = {"ft_gain_": "fine-tuning", "cot_gain_": "chain-of-thought", "": "fine-tuning", "cot_": "chain-of-thought"}
+GROUP_NAMES = {"source": "the source language", "related": "the related targets", "control": "the controls"}
+# The start of notes.csv's reason for a missing interval (xlt.stats.notes.too_few_note,
+# xlt.stats.effects.bootstrap_interval), and the reason that every resample is the same.
+NO_INTERVAL = "no interval: "
+SAME_VALUE = "every resample gives"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a verdict words one effect: what its estimate is called, what a positive or
+    negative value of it is, and its unit and equivalence margin."""
+
+    subject: str
+    measure: str
+    positive: str
+    negative: str
+    plural: str
+    unit: str
+    margin: float
+
+
+def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
+    """The Reading of `effect`: a difference in differences (the related-language
+    advantage), the slope of the gain on proximity (xlt.stats.proximity, tested against
+    `proximity_margin`), or a gain in one language or group alone (no controls subtracted)."""
+    if effect == SLOPE:
+        return Reading(
+            "slope of the fine-tuning gain on genealogical proximity",
+            "slope",
+            "positive proximity slope",
+            "negative proximity slope",
+            "slopes",
+            "points per unit of proximity",
+            proximity_margin,
+        )
+    single = re.fullmatch(r"(cot_|)mcnemar_(\w+)", effect) or re.fullmatch(
+        r"(ft_gain_|cot_gain_)(source|related|control)", effect
+    )
+    if single:
+        gain, where = GAIN_NAMES[single.group(1)], GROUP_NAMES.get(single.group(2), single.group(2))
+        return Reading(
+            f"{gain} gain in {where} alone, no controls subtracted",
+            "gain",
+            f"{gain} gain in {where}",
+            f"{gain} loss in {where}",
+            "gains",
+            "points",
+            margin,
+        )
+    return Reading(
+        f"{SUBJECTS.get(effect, effect)} gain",
+        "difference",
+        "related-language advantage",
+        "related-language disadvantage",
+        "advantages",
+        "points",
+        margin,
+    )
 
 
 def _points(value: float) -> str:
@@ -36,16 +102,50 @@ def primary_of(effects: pd.DataFrame) -> tuple[str, str] | None:
     return (str(chosen["prompt"].iloc[0]), str(chosen["effect"].iloc[0])) if len(chosen) else None
 
 
+def holm_name(effect: str, primary: bool) -> str:
+    """The family the row's p_adjusted was computed in: the primary test, and the
+    interaction under every prompt (xlt.stats.sources.interaction_rows), across models;
+    any other row among its model and prompt's secondary tests (xlt.stats.compare)."""
+    return "Holm p across models" if primary or effect == INTERACTION else "Holm p among this model's secondary tests"
+
+
+def unbounded_reason(notes: pd.DataFrame | None, model: str, prompt: str, effect: str) -> str:
+    """Why the row has no interval, in the words of its notes.csv row: every item the
+    same, or too few passages for one; "" where notes.csv is not given or says nothing."""
+    if notes is None:
+        return ""
+    row = notes[
+        (notes["table"] == "effects")
+        & (notes["model"] == model)
+        & (notes["prompt"] == prompt)
+        & (notes["effect"] == effect)
+    ]
+    parts = [part for note in row["note"].astype(str) for part in note.split("; ") if part.startswith(NO_INTERVAL)]
+    if not parts:
+        return ""
+    if parts[0].startswith(NO_INTERVAL + SAME_VALUE):
+        return "every item shows the same difference, so the data cannot bound it"
+    return f"the data cannot bound it: {parts[0].removeprefix(NO_INTERVAL)}"
+
+
 def verdict(
-    effects: pd.DataFrame, model: str, prompt: str, margin: float, effect: str = "relatedness", alpha: float = 0.05
+    effects: pd.DataFrame,
+    model: str,
+    prompt: str,
+    margin: float,
+    effect: str = "relatedness",
+    alpha: float = 0.05,
+    *,
+    proximity_margin: float = 0.1,
+    notes: pd.DataFrame | None = None,
 ) -> str:
-    """One sentence on `effect` (a difference in differences: gain on related targets
-    minus gain on controls) for one model and prompt."""
+    """One sentence on `effect` for one model and prompt, worded for what the row
+    measures (reading). `notes`: the same rows' notes.csv, which says why an interval is
+    missing; `proximity_margin` (the schema's default here): the slope's TOST margin."""
     rows = effects[(effects["model"] == model) & (effects["prompt"] == prompt)].set_index("effect")
     primary = (prompt, effect) == primary_of(effects)
-    head = (
-        f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {SUBJECTS.get(effect, effect)} gain)"
-    )
+    words = reading(effect, margin, proximity_margin)
+    head = f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {words.subject})"
     # The effect's row as a plain dict: its values are numbers, its columns fixed.
     r = rows.loc[effect].to_dict() if effect in rows.index else {}
     if not r or not math.isfinite(r["estimate"]):
@@ -53,14 +153,11 @@ def verdict(
     tost = r.get("equivalence_p_adjusted", math.nan)
     tost_name = "Holm-adjusted TOST p" if primary and math.isfinite(tost) else "TOST p"
     tost = tost if primary and math.isfinite(tost) else r["equivalence_p"]
-    holm_name = "Holm p across models" if primary else "Holm p among this model's secondary tests"
-    bound = f"{100 * margin:g} points"
-    interval = (
-        f"CI {_points(r['ci_low'])} to {_points(r['ci_high'])}"
-        if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
-        else "no interval"
-    )
-    difference = f"difference {_points(r['estimate'])} points, {interval}"
+    holm = f"{holm_name(effect, primary)}={r['p_adjusted']:.3g}"
+    bound = f"{100 * words.margin:g} {words.unit}"
+    bounded = math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
+    interval = f"CI {_points(r['ci_low'])} to {_points(r['ci_high'])}" if bounded else "no interval"
+    difference = f"{words.measure} {_points(r['estimate'])} {words.unit}, {interval}"
     low, high = r.get("equivalence_ci_low", math.nan), r.get("equivalence_ci_high", math.nan)
     band = (
         f"{1 - 2 * alpha:.0%} interval {_points(low)} to {_points(high)}"
@@ -74,28 +171,22 @@ def verdict(
     )
     equivalent = tost < alpha
     different = r["p_adjusted"] < alpha
-    side = "advantage" if r["estimate"] > 0 else "disadvantage"
+    side = words.positive if r["estimate"] > 0 else words.negative
     if equivalent and different:
-        text = (
-            f"a related-language {side} smaller than {bound} ({difference}; "
-            f"{holm_name}={r['p_adjusted']:.3g}; {equivalence})"
-        )
+        text = f"a {side} smaller than {bound} ({difference}; {holm}; {equivalence})"
     elif equivalent:
-        text = f"no related-language advantage larger than {bound} ({equivalence}; {difference})"
+        text = f"no {words.positive} larger than {bound} ({equivalence}; {difference})"
     elif different:
-        text = (
-            f"a related-language {side} ({difference}; {holm_name}={r['p_adjusted']:.3g}), not shown smaller "
-            f"than {bound} ({equivalence})"
-        )
+        text = f"a {side} ({difference}; {holm}), not shown smaller than {bound} ({equivalence})"
     else:
+        possible = (
+            f"{words.plural} up to {100 * max(r['ci_high'], 0):.1f} {words.unit} remain possible"
+            if bounded
+            else unbounded_reason(notes, model, prompt, effect) or "no interval bounds it"
+        )
         text = (
-            f"inconclusive: {difference}; neither different from zero ({holm_name}={r['p_adjusted']:.3g}) "
-            f"nor shown smaller than {bound} ({equivalence}); "
-            + (
-                f"advantages up to {100 * max(r['ci_high'], 0):.1f} points remain possible"
-                if r["ci_high"] > r["ci_low"]
-                else "every item shows the same difference, so the data cannot bound it"
-            )
+            f"inconclusive: {difference}; neither different from zero ({holm}) "
+            f"nor shown smaller than {bound} ({equivalence}); {possible}"
         )
     mde = rows["estimate"].get(f"{effect}_mde", math.nan)
     power = (

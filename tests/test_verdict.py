@@ -1,0 +1,79 @@
+"""The verdict sentences name what the row they read measures, its unit and margin, the
+Holm family its p_adjusted comes from, and the real reason an interval is missing."""
+
+import math
+
+import pandas as pd
+
+from xlt.paths import EFFECTS_COLUMNS
+from xlt.primary import INTERACTION
+from xlt.stats.notes import notes_frame, notes_row
+from xlt.verdict import verdict
+
+
+def effects_row(effect: str, estimate: float, role: str, **values) -> pd.DataFrame:
+    """One model's effects.csv with one row: an inconclusive one unless `values` say otherwise."""
+    row = {
+        "model": "m",
+        "prompt": "direct",
+        "effect": effect,
+        "estimate": estimate,
+        "ci_low": -0.2,
+        "ci_high": 0.3,
+        "p_value": 0.5,
+        "p_adjusted": 0.5,
+        "equivalence_p": 0.6,
+        "n_items": 16,
+        "role": role,
+        "equivalence_p_adjusted": 0.6 if role == "primary" else math.nan,
+        "equivalence_ci_low": -0.1,
+        "equivalence_ci_high": 0.2,
+        **values,
+    }
+    return pd.DataFrame([row], columns=list(EFFECTS_COLUMNS))
+
+
+def test_the_secondary_interaction_names_its_holm_family_across_models():
+    """xlt.stats.sources adjusts the interaction across models under every prompt, the
+    secondary CoT one too: not among the model's secondary tests."""
+    sentence = verdict(effects_row(INTERACTION, 0.02, "secondary"), "m", "direct", 0.05, INTERACTION)
+    assert "(Holm p across models=0.5)" in sentence
+    assert "among this model's secondary tests" not in sentence
+
+
+def test_a_primary_slope_is_read_in_its_unit_against_the_proximity_margin():
+    effects = effects_row("proximity_slope", 0.043, "primary", p_adjusted=0.01, ci_low=0.01, ci_high=0.5)
+    sentence = verdict(effects, "m", "direct", 0.05, "proximity_slope", proximity_margin=0.1)
+    assert "(slope +4.3 points per unit of proximity, CI +1.0 to +50.0;" in sentence
+    assert "a positive proximity slope (" in sentence
+    assert "not shown smaller than 10 points per unit of proximity" in sentence
+    assert "related-language" not in sentence and "5 points" not in sentence
+
+
+def test_a_gain_in_one_language_is_not_called_a_related_language_advantage():
+    effects = effects_row("mcnemar_heb_Hebr", 0.5, "primary", p_adjusted=0.0156, ci_low=0.188, ci_high=0.75)
+    sentence = verdict(effects, "m", "direct", 0.05, "mcnemar_heb_Hebr")
+    assert sentence.startswith(
+        "m (primary test: direct prompt, fine-tuning gain in heb_Hebr alone, no controls subtracted): "
+        "a fine-tuning gain in heb_Hebr (gain +50.0 points, CI +18.8 to +75.0; Holm p across models=0.0156)"
+    )
+    assert "related-language" not in sentence
+
+
+def test_a_missing_interval_gives_the_reason_its_notes_give():
+    effects = effects_row(INTERACTION, -0.021, "primary", ci_low=math.nan, ci_high=math.nan, equivalence_p=math.nan)
+    too_few = (
+        "no interval: 4 passages, fewer than the 6 a 95% interval needs (no two-sided test at 0.05 can reject on fewer)"
+    )
+    same = "no interval: every resample gives +0.000 (the items, or the passages, all have one value)"
+
+    def sentence(note: str) -> str:
+        notes = notes_frame([notes_row("effects", INTERACTION, note, model="m", prompt="direct")])
+        return verdict(effects, "m", "direct", 0.05, INTERACTION, notes=notes)
+
+    assert sentence(f"{too_few}; related minus control").endswith(
+        "the data cannot bound it: 4 passages, fewer than the 6 a 95% interval needs (no two-sided test at 0.05 "
+        "can reject on fewer)."
+    )
+    assert "every item shows the same difference" not in sentence(too_few)
+    assert sentence(same).endswith("every item shows the same difference, so the data cannot bound it.")

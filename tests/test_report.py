@@ -436,14 +436,15 @@ def test_report_captions_quote_the_configured_confidence_and_margin(repo):
     snakemake.report does) say the intervals' confidence and the margin the config sets."""
     import jinja2
 
-    class Snakemake:
-        config = {
-            "stats": {"confidence": 0.99, "equivalence_margin": 0.025},
-            "source_language": "arb_Arab",
-            "related_families": ["Semitic"],
-        }
+    from xlt.config import read_config_file, validate_config
 
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    class Snakemake:
+        # the config as the workflow holds it (common.smk: validated), with other settings
+        config = validate_config(read_config_file(repo / "config" / "config.yaml"))
+        config["stats"] = {**config["stats"], "confidence": 0.99, "equivalence_margin": 0.025}
+
+    # A key the config lacks would render as nothing: here it stops the test.
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     captions = {
         path.stem: env.from_string(path.read_text()).render(snakemake=Snakemake)
         for path in (repo / "workflow" / "report").glob("*.rst")
@@ -452,3 +453,4 @@ def test_report_captions_quote_the_configured_confidence_and_margin(repo):
     for name in ("accuracy_table", "alignment_table", "effects_table", "gains", "proximity"):
         assert "stats.confidence" in captions[name] and "99%" in captions[name], name
     assert "(±2.5 points)" in captions["gains"] and "±2.5-point margin" in captions["verdicts"]
+    assert "each source language\n(arb_Arab, pes_Arab)" in captions["workflow"]

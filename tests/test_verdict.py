@@ -77,3 +77,24 @@ def test_a_missing_interval_gives_the_reason_its_notes_give():
     )
     assert "every item shows the same difference" not in sentence(too_few)
     assert sentence(same).endswith("every item shows the same difference, so the data cannot bound it.")
+
+
+def test_a_primary_gee_coefficient_is_read_as_a_log_odds_ratio_without_a_margin():
+    """The binomial GEE's relatedness coefficient is a log odds ratio with no TOST: it was
+    printed as "+43.1 points" and "not shown smaller than 5 points"."""
+    effects = effects_row(
+        "relatedness_gee",
+        0.431,
+        "primary",
+        p_adjusted=0.01,
+        ci_low=0.12,
+        ci_high=0.74,
+        equivalence_p=math.nan,
+        equivalence_p_adjusted=math.nan,
+        equivalence_ci_low=math.nan,
+        equivalence_ci_high=math.nan,
+    )
+    sentence = verdict(effects, "m", "direct", 0.05, "relatedness_gee")
+    assert "(log odds ratio +0.431, CI +0.120 to +0.740;" in sentence
+    assert "not tested for equivalence (no margin on this scale) (no equivalence test)" in sentence
+    assert "points" not in sentence

@@ -39,7 +39,8 @@ SAME_VALUE = "every resample gives"
 @dataclass(frozen=True)
 class Reading:
     """How a verdict words one effect: what its estimate is called, what a positive or
-    negative value of it is, and its unit and equivalence margin."""
+    negative value of it is, its unit (`scale` x the estimate: 100 for points) and its
+    equivalence margin (None where the row has no TOST: a log odds ratio)."""
 
     subject: str
     measure: str
@@ -47,7 +48,11 @@ class Reading:
     negative: str
     plural: str
     unit: str
-    margin: float
+    margin: float | None
+    scale: float = 100.0
+
+    def shown(self, value: float) -> str:
+        return f"{self.scale * value:+.{1 if self.scale == 100 else 3}f}"
 
 
 def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
@@ -67,6 +72,18 @@ def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
     single = re.fullmatch(r"(cot_|)mcnemar_(\w+)", effect) or re.fullmatch(
         r"(ft_gain_|cot_gain_)(source|related|control)", effect
     )
+    if effect.endswith("_gee"):
+        # xlt.stats.relatedness: the binomial GEE's interaction coefficient, no TOST
+        return Reading(
+            f"{SUBJECTS.get(effect.removesuffix('_gee'), effect)} gain as a log odds ratio (binomial GEE)",
+            "log odds ratio",
+            "related-language advantage",
+            "related-language disadvantage",
+            "log odds ratios",
+            "",
+            None,
+            scale=1.0,
+        )
     if single:
         gain, where = GAIN_NAMES[single.group(1)], GROUP_NAMES.get(single.group(2), single.group(2))
         return Reading(
@@ -87,10 +104,6 @@ def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
         "points",
         margin,
     )
-
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.1f}"
 
 
 def primary_of(effects: pd.DataFrame) -> tuple[str, str] | None:
@@ -154,13 +167,14 @@ def verdict(
     tost_name = "Holm-adjusted TOST p" if primary and math.isfinite(tost) else "TOST p"
     tost = tost if primary and math.isfinite(tost) else r["equivalence_p"]
     holm = f"{holm_name(effect, primary)}={r['p_adjusted']:.3g}"
-    bound = f"{100 * words.margin:g} {words.unit}"
+    bound = f"{100 * words.margin:g} {words.unit}" if words.margin is not None else ""
+    smaller = f"shown smaller than {bound}" if bound else "tested for equivalence (no margin on this scale)"
     bounded = math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
-    interval = f"CI {_points(r['ci_low'])} to {_points(r['ci_high'])}" if bounded else "no interval"
-    difference = f"{words.measure} {_points(r['estimate'])} {words.unit}, {interval}"
+    interval = f"CI {words.shown(r['ci_low'])} to {words.shown(r['ci_high'])}" if bounded else "no interval"
+    difference = f"{words.measure} {words.shown(r['estimate'])}{' ' + words.unit if words.unit else ''}, {interval}"
     low, high = r.get("equivalence_ci_low", math.nan), r.get("equivalence_ci_high", math.nan)
     band = (
-        f"{1 - 2 * alpha:.0%} interval {_points(low)} to {_points(high)}"
+        f"{1 - 2 * alpha:.0%} interval {words.shown(low)} to {words.shown(high)}"
         if math.isfinite(low) and math.isfinite(high)
         else ""
     )
@@ -177,16 +191,17 @@ def verdict(
     elif equivalent:
         text = f"no {words.positive} larger than {bound} ({equivalence}; {difference})"
     elif different:
-        text = f"a {side} ({difference}; {holm}), not shown smaller than {bound} ({equivalence})"
+        text = f"a {side} ({difference}; {holm}), not {smaller} ({equivalence})"
     else:
         possible = (
-            f"{words.plural} up to {100 * max(r['ci_high'], 0):.1f} {words.unit} remain possible"
+            f"{words.plural} up to {words.shown(max(r['ci_high'], 0)).lstrip('+')}"
+            f"{' ' + words.unit if words.unit else ''} remain possible"
             if bounded
             else unbounded_reason(notes, model, prompt, effect) or "no interval bounds it"
         )
         text = (
             f"inconclusive: {difference}; neither different from zero ({holm}) "
-            f"nor shown smaller than {bound} ({equivalence}); {possible}"
+            f"nor {smaller} ({equivalence}); {possible}"
         )
     mde = rows["estimate"].get(f"{effect}_mde", math.nan)
     power = (

@@ -203,6 +203,23 @@ def test_a_missing_cell_of_one_source_is_noted_on_that_sources_rows():
     assert not noted[notes["source"] == "arb_Arab"].any()
 
 
+def test_an_interaction_whose_cells_are_missing_keeps_its_row_under_every_prompt():
+    """With a source's Hebrew missing (allowed), the secondary CoT interaction row was left
+    out of effects.csv and notes.csv alike, while the primary's said "no estimate"."""
+    items = synthetic_items(60, 0.0, seed=12)
+    items = items[~((items["variant"] == "ft-arb_Arab") & (items["lang"] == "heb_Hebr"))]
+    comparisons = compare_study(items, study(), SETTINGS)
+    effects, notes = comparisons.effects, comparisons.notes
+    rows = effects[effects["effect"] == INTERACTION].set_index("prompt")
+    assert sorted(rows.index) == ["cot", "direct"] and rows["estimate"].isna().all()
+    assert rows.loc["direct", "role"] == "primary" and rows.loc["cot", "role"] == "secondary"
+    said = notes[(notes["effect"] == INTERACTION) & (notes["prompt"] == "cot")]
+    assert (
+        said["note"].str.startswith("no estimate: cells the cot/relatedness_interaction test reads are missing").all()
+    )
+    assert len(said) == 1
+
+
 def test_a_single_source_study_is_stats_compare_of_its_source(tmp_path):
     items = synthetic_items(60, 0.0, seed=8, sources=("arb_Arab",))
     single = {"languages": LANGUAGES, "source_language": "arb_Arab", "related_families": ["Semitic"], "stats": {}}

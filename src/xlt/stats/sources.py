@@ -94,6 +94,24 @@ def interaction_rows(
         for prompt in INTERACTION_PROMPTS:
             weights = interaction_weights(model_cells, study, prompt)
             if weights is None:
+                # Cells missing, which the user allowed: the primary's row is written by
+                # absent_primary_rows; any other is written too, saying so, not left out.
+                if prompt != primary_prompt:
+                    rows.append(
+                        Row(
+                            model,
+                            prompt,
+                            INTERACTION,
+                            math.nan,
+                            0,
+                            "",
+                            holm_family="secondary: no estimate to adjust",
+                            notes=[
+                                f"no estimate: cells the {prompt}/{INTERACTION} test reads are missing for {model} "
+                                "(the notes rows of missing cells name them)"
+                            ],
+                        )
+                    )
                 continue
             row = accuracy_effect(context, prompt, INTERACTION, weights)
             row.notes.append(
@@ -105,7 +123,7 @@ def interaction_rows(
                 row.notes.append(too_few_note(resampling))
             rows.append(row)
     for prompt in INTERACTION_PROMPTS:
-        family = [row for row in rows if row.prompt == prompt]
+        family = [row for row in rows if row.prompt == prompt and math.isfinite(row.estimate)]
         for row, adjusted, equivalence in zip(
             family, holm([row.p_value for row in family]), holm([row.equivalence_p for row in family])
         ):

@@ -167,3 +167,33 @@ def test_a_gain_the_same_in_every_target_gives_no_slope_and_no_interval():
         StatsSettings(bootstrap_samples=200),
     )
     assert varied.estimate == pytest.approx(0.25)
+
+
+def test_the_summary_counts_the_units_each_kind_of_slope_rests_on():
+    """The interaction rows regress on the targets both sources share (6 of the default's
+    7 per source), and no sentence is said where no slope was fitted."""
+    from xlt.proximity_report import proximity_lines
+
+    proximity = pd.DataFrame(
+        {
+            "source": ["arb_Arab"] * 3 + ["pes_Arab"] * 3,
+            "target": ["heb_Hebr", "tur_Latn", "pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab"],
+        }
+    )
+    effects = pd.DataFrame(
+        {
+            "model": "m",
+            "prompt": "direct",
+            "effect": ["proximity_slope", "proximity_interaction"],
+            "estimate": [0.1, 0.2],
+            "ci_low": [-0.1, -0.2],
+            "ci_high": [0.3, 0.4],
+            "p_value": [0.5, 0.5],
+            "equivalence_p": [0.5, 0.5],
+        }
+    )
+    assert proximity_lines(effects, proximity)[-1].startswith(
+        "These slopes rest on 3 target languages per source, the proximity_interaction rows on the 2 targets "
+        "every source shares: their intervals are wide by design"
+    )
+    assert not any("rest on" in line for line in proximity_lines(effects.assign(estimate=np.nan), proximity))

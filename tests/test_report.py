@@ -224,11 +224,14 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_si
     accuracy, effects, alignment, gains, languages = paper_sized
     paper = validate_config(read_config_file(repo / "config" / "paper.yaml"))
     proximity = proximity_table({**paper, "source_languages": ["arb_Arab"]})
+    # one fitted slope: the sentence on the units the slopes rest on comes with a slope
+    slope = effects.iloc[[0]].assign(effect="proximity_slope", estimate=0.1, ci_low=-0.1, ci_high=0.3)
+    effects = pd.concat([effects, slope], ignore_index=True)
     report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path, proximity=proximity)
     summary = (tmp_path / "summary.md").read_text()
     assert (
         "## Gain against genealogical proximity" in summary
-        and "With 8 target languages per source" in summary
+        and "These slopes rest on 8 target languages per source" in summary
         and "wide by design" in summary
     )
     assert {path.name for path in tmp_path.iterdir()} == {

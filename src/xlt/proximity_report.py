@@ -103,10 +103,20 @@ def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame) -> list[str]
         tost = f", TOST p={row['equivalence_p']:.2g}" if np.isfinite(row["equivalence_p"]) else ""
         lines.append(f"{row['model']} / {row['prompt']} / {row['effect']} ({where}): {_slope_text(row)}{tost}")
     targets = proximity.groupby("source")["target"].nunique()
-    if len(targets) and targets.min() < FEW_TARGETS:
+    fitted = rows[np.isfinite(rows["estimate"].astype(float))]
+    if len(fitted) and len(targets) and targets.min() < FEW_TARGETS:
+        # The interaction regresses on the targets of every source, none of them a source.
+        shared = set.intersection(*(set(group) for _, group in proximity.groupby("source")["target"])) - set(
+            targets.index
+        )
+        interaction = (
+            f", the {INTERACTION} rows on the {len(shared)} targets every source shares"
+            if (fitted["effect"] == INTERACTION).any()
+            else ""
+        )
         lines.append(
-            f"With {targets.min()} target languages per source these slopes rest on {targets.min()} "
-            "units: their intervals are wide by design, "
-            "and no claim about families in general follows from them (config/belebele-all.yaml has 120 targets)."
+            f"These slopes rest on {targets.min()} target languages per source{interaction}: their intervals "
+            "are wide by design, and no claim about families in general follows from them "
+            "(config/belebele-all.yaml has 120 targets)."
         )
     return lines

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .primary import INTERACTION
+from .proximity import SLOPE
 
 SUBJECTS = {
     "relatedness": "fine-tuning",
@@ -24,8 +25,6 @@ SUBJECTS = {
 # What a table without a `role` column (written before there was a declared primary
 # test) is read as.
 LEGACY_PRIMARY = ("direct", "relatedness")
-# xlt.proximity.SLOPE, named here so that the report does not import the proximity code.
-SLOPE = "proximity_slope"
 # The gain an effect's name starts with (xlt.stats.cells.COMPARISONS): its `gain` of a
 # group, or its `prefix` of a language's McNemar test.
 GAIN_NAMES = {"ft_gain_": "fine-tuning", "cot_gain_": "chain-of-thought", "": "fine-tuning", "cot_": "chain-of-thought"}
@@ -37,7 +36,7 @@ SAME_VALUE = "every resample gives"
 
 
 @dataclass(frozen=True)
-class Reading:
+class Wording:
     """How a verdict words one effect: what its estimate is called, what a positive or
     negative value of it is, its unit (`scale` x the estimate: 100 for points) and its
     equivalence margin (None where the row has no TOST: a log odds ratio)."""
@@ -55,12 +54,12 @@ class Reading:
         return f"{self.scale * value:+.{1 if self.scale == 100 else 3}f}"
 
 
-def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
-    """The Reading of `effect`: a difference in differences (the related-language
+def wording(effect: str, margin: float, proximity_margin: float) -> Wording:
+    """The Wording of `effect`: a difference in differences (the related-language
     advantage), the slope of the gain on proximity (xlt.stats.proximity, tested against
     `proximity_margin`), or a gain in one language or group alone (no controls subtracted)."""
     if effect == SLOPE:
-        return Reading(
+        return Wording(
             "slope of the fine-tuning gain on genealogical proximity",
             "slope",
             "positive proximity slope",
@@ -74,7 +73,7 @@ def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
     )
     if effect.endswith("_gee"):
         # xlt.stats.relatedness: the binomial GEE's interaction coefficient, no TOST
-        return Reading(
+        return Wording(
             f"{SUBJECTS.get(effect.removesuffix('_gee'), effect)} gain as a log odds ratio (binomial GEE)",
             "log odds ratio",
             "related-language advantage",
@@ -86,7 +85,7 @@ def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
         )
     if single:
         gain, where = GAIN_NAMES[single.group(1)], GROUP_NAMES.get(single.group(2), single.group(2))
-        return Reading(
+        return Wording(
             f"{gain} gain in {where} alone, no controls subtracted",
             "gain",
             f"{gain} gain in {where}",
@@ -95,7 +94,7 @@ def reading(effect: str, margin: float, proximity_margin: float) -> Reading:
             "points",
             margin,
         )
-    return Reading(
+    return Wording(
         f"{SUBJECTS.get(effect, effect)} gain",
         "difference",
         "related-language advantage",
@@ -153,11 +152,11 @@ def verdict(
     notes: pd.DataFrame | None = None,
 ) -> str:
     """One sentence on `effect` for one model and prompt, worded for what the row
-    measures (reading). `notes`: the same rows' notes.csv, which says why an interval is
+    measures (wording). `notes`: the same rows' notes.csv, which says why an interval is
     missing; `proximity_margin` (the schema's default here): the slope's TOST margin."""
     rows = effects[(effects["model"] == model) & (effects["prompt"] == prompt)].set_index("effect")
     primary = (prompt, effect) == primary_of(effects)
-    words = reading(effect, margin, proximity_margin)
+    words = wording(effect, margin, proximity_margin)
     head = f"{model} ({'primary test' if primary else 'secondary'}: {prompt} prompt, {words.subject})"
     # The effect's row as a plain dict: its values are numbers, its columns fixed.
     r = rows.loc[effect].to_dict() if effect in rows.index else {}

@@ -13,7 +13,7 @@ import pandas as pd
 from ..diagnostics import top_share
 from ..errors import XltError
 from ..languages import GROUPS, Language
-from ..paths import CHOICE_PROMPT, CLOZE_PROMPT
+from ..paths import CHOICE_PROMPT, CLOZE_PROMPT, GENERATED_PROMPTS
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ DECOMPOSITIONS = (
 # items: such a cell cannot show knowledge, so a part read from it is not "knowledge +0".
 # The control reading reads the fine-tuned and control adapters' own direct and CoT
 # cells, which after fine-tuning on letters often give one letter for every item.
-KNOWLEDGE_PROMPTS = (CHOICE_PROMPT, CLOZE_PROMPT, DEBIASED_PROMPT, "direct", "cot")
+KNOWLEDGE_PROMPTS = (CHOICE_PROMPT, CLOZE_PROMPT, DEBIASED_PROMPT, *GENERATED_PROMPTS)
 CHANCE = 0.25
 
 

@@ -63,7 +63,7 @@ def unreadable_cells(context: ModelContext, knowledge: Comparison, codes: list[s
                 found.append(f"{name} one label for {top:.0%} of items")
             elif low <= CHANCE <= high:
                 accuracy = cells.values[:, column].mean()
-                found.append(f"{name} not distinguishable from chance ({accuracy:.2f}, interval covers 0.25)")
+                found.append(f"{name} not distinguishable from chance ({accuracy:.2f}, interval covers {CHANCE})")
     return found
 
 

@@ -97,21 +97,7 @@ def interaction_rows(
                 # Cells missing, which the user allowed: the primary's row is written by
                 # absent_primary_rows; any other is written too, saying so, not left out.
                 if prompt != primary_prompt:
-                    rows.append(
-                        Row(
-                            model,
-                            prompt,
-                            INTERACTION,
-                            math.nan,
-                            0,
-                            "",
-                            holm_family="secondary: no estimate to adjust",
-                            notes=[
-                                f"no estimate: cells the {prompt}/{INTERACTION} test reads are missing for {model} "
-                                "(the notes rows of missing cells name them)"
-                            ],
-                        )
-                    )
+                    rows.append(no_estimate_row(model, prompt, INTERACTION, f"the {prompt}/{INTERACTION} test"))
                 continue
             row = accuracy_effect(context, prompt, INTERACTION, weights)
             row.notes.append(
@@ -138,25 +124,28 @@ def absent_primary_rows(effects: pd.DataFrame, models: list[str], test: PrimaryT
     """A row for each model whose primary test has no estimate (its cells missing, which
     the user allowed): still one primary row per model, saying so."""
     chosen = effects[(effects["role"] == "primary") & (effects[SOURCE_COLUMN] == test.source)]
+    test_name = f"the primary test {test.name}{f' of source {test.source}' if test.source else ''}"
     return [
-        Row(
-            model,
-            test.prompt,
-            test.effect,
-            math.nan,
-            0,
-            "",
-            role="primary",
-            holm_family="primary: no estimate to adjust",
-            notes=[
-                "no estimate: cells the primary test "
-                f"{test.name}{f' of source {test.source}' if test.source else ''} reads are missing for "
-                f"{model}"
-            ],
-        )
+        no_estimate_row(model, test.prompt, test.effect, test_name, role="primary")
         for model in models
         if model not in set(chosen["model"])
     ]
+
+
+def no_estimate_row(model: str, prompt: str, effect: str, test_name: str, role: str = "secondary") -> Row:
+    """The row of a test whose cells are missing (which the user allowed): NaN, saying so,
+    so that effects.csv keeps one row per model for it rather than leaving it out."""
+    return Row(
+        model,
+        prompt,
+        effect,
+        math.nan,
+        0,
+        "",
+        role=role,
+        holm_family=f"{role}: no estimate to adjust",
+        notes=[f"no estimate: cells {test_name} reads are missing for {model}"],
+    )
 
 
 def _row_tables(rows: list[Row], source: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -212,7 +212,7 @@ def test_score_chooses_cloze_options_under_the_configured_normalisation():
     assert pmi["forced_choice"].tolist() == pmi["parsed_choice"].tolist() == [4, 4, 4]
     none = rescore(frame, None, "none")
     assert none["parsed_choice"].tolist() == [2, 2, 2] and none["correct"].tolist() == [False, True, False]
-    table = accuracy_table(none, LANGS)
+    table = accuracy_table(none, LANGS, confidence=0.95)
     assert table["accuracy"].tolist() == [pytest.approx(1 / 3)]
     assert table[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
 
@@ -286,7 +286,7 @@ def test_accuracy_gains_the_rotations_diagnostics():
     # item 0: letter A every time (options 1, 2, 3, 4); item 1: option 2 every time
     # (letters B, A, D, C); item 2: option 3 every time (letters C, B, A, D), debiased 1
     frame = check_predictions(choice_rows([[1, 2, 3, 4], [2, 2, 2, 2], [3, 3, 3, 3]], [1, 2, 1], [1, 2, 2]), "test")
-    table = accuracy_table(rescore(frame, None), LANGS)
+    table = accuracy_table(rescore(frame, None), LANGS, confidence=0.95)
     assert list(table.columns) == list(ACCURACY_COLUMNS)
     row = table.iloc[0]
     assert row["debiased_accuracy"] == pytest.approx(2 / 3)
@@ -297,7 +297,9 @@ def test_accuracy_gains_the_rotations_diagnostics():
         check_predictions(choice_rows([[1, 2, 3, 4], [2, 2, 2, 2], None], [1, 2, None], [1, 2, 2]), "test")
     older = check_predictions(frame.drop(columns=list(ROTATION_COLUMNS)), "test")
     assert (
-        accuracy_table(older, LANGS)[["debiased_accuracy", "binding_consistency", "letter_prior"]].isna().all(axis=None)
+        accuracy_table(older, LANGS, confidence=0.95)[["debiased_accuracy", "binding_consistency", "letter_prior"]]
+        .isna()
+        .all(axis=None)
     )
     bad = frame.assign(rotation_choices=["[1, 2, 3]", "[2, 2, 2, 2]", "[3, 3, 3, 3]"])
     with pytest.raises(XltError, match="column rotation_choices, row 1"):

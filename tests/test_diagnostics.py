@@ -67,7 +67,7 @@ def test_diagnostics_of_a_hand_made_cell():
     frame = cell("m", "base", "cot", "eng_Latn", answer, stated, n_output_tokens=[9, 9, 9, 9, 9, 9, 96, 40])
     frame = frame.assign(stop_reason=["answer"] * 6 + ["budget", "eos"], forced_choice=forced)
     frame.loc[7, "raw_output"] = "  \n"
-    row = accuracy_table(check_predictions(frame, "test"), LANGUAGES, budgets={"cot": 96}).iloc[0]
+    row = accuracy_table(check_predictions(frame, "test"), LANGUAGES, confidence=0.95, budgets={"cot": 96}).iloc[0]
     assert row["accuracy"] == pytest.approx(2 / 8)
     assert row["forced_accuracy"] == pytest.approx(3 / 8)
     assert row["accuracy_given_parsed"] == pytest.approx(2 / 6)
@@ -79,8 +79,8 @@ def test_diagnostics_of_a_hand_made_cell():
 def test_truncation_without_stop_reason_needs_the_budget():
     answer = np.array([1, 2, 3, 4])
     frame = cell("m", "base", "cot", "eng_Latn", answer, [1, 0, 0, 0], n_output_tokens=[20, 96, 96, 50])
-    known = accuracy_table(frame, LANGUAGES, budgets={"cot": 96}).iloc[0]
-    unknown = accuracy_table(frame, LANGUAGES).iloc[0]
+    known = accuracy_table(frame, LANGUAGES, confidence=0.95, budgets={"cot": 96}).iloc[0]
+    unknown = accuracy_table(frame, LANGUAGES, confidence=0.95).iloc[0]
     assert known["truncation_rate"] == pytest.approx(0.5)
     assert np.isnan(unknown["truncation_rate"])
     assert unknown["forced_accuracy"] == unknown["accuracy"] == pytest.approx(0.25)
@@ -140,7 +140,7 @@ def test_a_constant_letter_cell_is_flagged_and_a_uniform_one_is_not():
         return 1 + rng.integers(0, 4, len(answer))  # uniform
 
     items = _tree(rng, 64, stated)
-    warnings = format_warnings(accuracy_table(items, LANGUAGES, budgets={"direct": 8, "cot": 96}))
+    warnings = format_warnings(accuracy_table(items, LANGUAGES, confidence=0.95, budgets={"direct": 8, "cot": 96}))
     constant = [line for line in warnings if "same label" in line]
     assert len(constant) == 4  # m1 and m2, fine-tuned, direct and CoT
     assert all("fine-tuned" in line and "base" not in line for line in constant)
@@ -234,7 +234,7 @@ def test_the_diagnostics_figure_frames_the_cells_it_warns_about():
 
     rng = np.random.default_rng(2)
     items = _tree(rng, 16, lambda variant, answer: np.ones(len(answer), int) if variant == "ft" else answer)
-    accuracy = accuracy_table(items, LANGUAGES, budgets={"direct": 8, "cot": 96})
+    accuracy = accuracy_table(items, LANGUAGES, confidence=0.95, budgets={"direct": 8, "cot": 96})
     figure = report.diagnostics_figure(accuracy, LANGUAGES)
     panels = dict(zip((column for column, _ in report.DIAGNOSTICS), figure.axes))
     framed = {column: sum(isinstance(patch, Rectangle) for patch in ax.patches) for column, ax in panels.items()}

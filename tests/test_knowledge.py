@@ -201,7 +201,7 @@ def test_the_knowledge_figure_draws_each_measure_the_tree_holds():
     from xlt.scoring import accuracy_table
 
     items = _tree(knowledge_gain=0.0)
-    accuracy = accuracy_table(items, LANGUAGES, budgets={"direct": 8, "cot": 96})
+    accuracy = accuracy_table(items, LANGUAGES, confidence=0.95, budgets={"direct": 8, "cot": 96})
     figure = report.knowledge_figure(accuracy, LANGUAGES)
     assert len(figure.axes) == 3  # one model x base, fine-tuned, control
     assert [ax.get_title() for ax in figure.axes] == [

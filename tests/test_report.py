@@ -23,6 +23,8 @@ from xlt.stats.compare import compare
 from xlt.stats.settings import StatsSettings
 
 MARGIN = 0.05
+# the verdicts' level and the proximity slope's margin (the schema's defaults)
+LEVELS = {"alpha": 0.05, "proximity_margin": 0.1}
 
 
 def simulated_study(repo, models: list[str] | None = None, langs: list[str] | None = None):
@@ -44,7 +46,13 @@ def simulated_study(repo, models: list[str] | None = None, langs: list[str] | No
         scenarios[model] = Scenario(n_items=24, baseline=base, ft_gain=gain, cot_gain=0.8 * gain, language_gain_sd=0.03)
     items = simulate_predictions(scenarios, languages, seed=3)
     comparisons = compare(items, languages, StatsSettings(bootstrap_samples=100))
-    return accuracy_table(items, languages), comparisons.effects, comparisons.alignment, comparisons.gains, languages
+    return (
+        accuracy_table(items, languages, confidence=0.95),
+        comparisons.effects,
+        comparisons.alignment,
+        comparisons.gains,
+        languages,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +145,7 @@ def _figures(paper_sized):
             cells | {"parse rate (%)"},
         ),
         "gains": (
-            report.group_gains_figure(effects, MARGIN),
+            report.group_gains_figure(effects, MARGIN, confidence=0.95),
             models
             | {
                 "source language",
@@ -206,7 +214,7 @@ def test_group_gains_plot_places_each_estimate_at_its_model(paper_sized):
     import matplotlib.pyplot as plt
 
     _, effects, *_ = paper_sized
-    figure = report.group_gains_figure(effects, MARGIN)
+    figure = report.group_gains_figure(effects, MARGIN, confidence=0.95)
     models = sorted(set(effects["model"]) - {"pooled"})  # the pooled rows have no group gains to plot
     direct = figure.axes[0]
     related = next(c for c in direct.containers if c.get_label() == "related targets")
@@ -227,7 +235,7 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_si
     # one fitted slope: the sentence on the units the slopes rest on comes with a slope
     slope = effects.iloc[[0]].assign(effect="proximity_slope", estimate=0.1, ci_low=-0.1, ci_high=0.3)
     effects = pd.concat([effects, slope], ignore_index=True)
-    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path, proximity=proximity)
+    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path, proximity=proximity, **LEVELS)
     summary = (tmp_path / "summary.md").read_text()
     assert (
         "## Gain against genealogical proximity" in summary
@@ -252,8 +260,12 @@ def test_write_report_writes_summary_plots_and_one_page_per_table(repo, paper_si
 def test_verdicts_judge_at_the_statistics_level(paper_sized, tmp_path):
     """With stats.confidence 0.9 the verdicts quote the 80% interval a 10% TOST inverts."""
     accuracy, effects, alignment, gains, languages = paper_sized
-    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path / "at5", alpha=0.05)
-    report.write_report(accuracy, effects, alignment, gains, languages, MARGIN, tmp_path / "at10", alpha=0.1)
+    report.write_report(
+        accuracy, effects, alignment, gains, languages, MARGIN, tmp_path / "at5", alpha=0.05, proximity_margin=0.1
+    )
+    report.write_report(
+        accuracy, effects, alignment, gains, languages, MARGIN, tmp_path / "at10", alpha=0.1, proximity_margin=0.1
+    )
     at5 = (tmp_path / "at5" / paths.REPORT_SUMMARY).read_text()
     at10 = (tmp_path / "at10" / paths.REPORT_SUMMARY).read_text()
     assert "the TOST's 90% interval" in at5 and "the TOST's 80% interval" not in at5
@@ -377,7 +389,7 @@ def test_the_primary_test_comes_first_whichever_it_is(primary, first):
     """summary.md's heading says "the primary test first": so it is with stats.primary
     naming one source's rows (…@pes_Arab), not only the interaction; the rest keep
     their order (the interaction's, then each source's)."""
-    lines = report.study_verdicts(_verdict_rows(primary), ["m1", "m2"], MARGIN, 0.05)
+    lines = report.study_verdicts(_verdict_rows(primary), ["m1", "m2"], MARGIN, **LEVELS)
     assert len(lines) == 2 * 2 + 2 * 3 * 2
     assert lines[0].startswith(first) and "primary test" in lines[1]
     assert not any("primary test" in line for line in lines[2:])
@@ -387,7 +399,9 @@ def test_the_primary_test_comes_first_whichever_it_is(primary, first):
 def test_default_verdict_order_is_kept():
     """The default's primary (the interaction under the direct prompt) was already first:
     the order is the interaction's lines, then each source's."""
-    lines = report.study_verdicts(_verdict_rows((None, "direct", "relatedness_interaction")), ["m1", "m2"], 0.05, 0.05)
+    lines = report.study_verdicts(
+        _verdict_rows((None, "direct", "relatedness_interaction")), ["m1", "m2"], 0.05, **LEVELS
+    )
     sources = [line.split(":")[0] if line.startswith("fine-tuned on") else "" for line in lines]
     assert sources == [""] * 4 + ["fine-tuned on arb_Arab"] * 6 + ["fine-tuned on pes_Arab"] * 6
 
@@ -427,10 +441,10 @@ def test_interval_and_margin_texts_follow_the_config(small, tmp_path):
     report.write_tables([], [], accuracy, accuracy, effects, alignment, tmp_path, confidence=0.99)
     page = (tmp_path / paths.REPORT_TABLES["accuracy"]).read_text()
     assert "With 99% intervals and parse rate" in page and "95%" not in page
-    texts = {text for text, _ in _drawn_texts(report.group_gains_figure(effects, 0.025, 0.99))}
+    texts = {text for text, _ in _drawn_texts(report.group_gains_figure(effects, 0.025, confidence=0.99))}
     assert "change in accuracy (percentage points), 99% interval" in texts
     assert "±2.5-point equivalence margin" in texts
-    texts = {text for text, _ in _drawn_texts(report.group_gains_figure(effects, 0.004))}
+    texts = {text for text, _ in _drawn_texts(report.group_gains_figure(effects, 0.004, confidence=0.95))}
     assert "±0.4-point equivalence margin" in texts and "change in accuracy (percentage points), 95% interval" in texts
 
 

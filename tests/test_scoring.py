@@ -46,7 +46,7 @@ def tree(tmp_path):
 
 def test_accuracy_has_interval_and_parse_rate(tree):
     root, frame = tree
-    table = accuracy_table(load_predictions(root), language_table(CONFIG))
+    table = accuracy_table(load_predictions(root), language_table(CONFIG), confidence=0.95)
     assert list(table.columns) == list(ACCURACY_COLUMNS)
     assert len(table) == 3 * 2 * 2 * 3
     assert ((table.ci_low <= table.accuracy) & (table.accuracy <= table.ci_high)).all()

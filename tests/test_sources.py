@@ -248,7 +248,7 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
     accuracy = accuracy_table(
         items.assign(parsed_choice=1, answer=1, raw_output="Answer: A", n_output_tokens=3),
         language_table(study()),
-        0.95,
+        confidence=0.95,
     )
     effects_file = tmp_path / "effects.csv"
     comparisons.effects.to_csv(effects_file, index=False)
@@ -271,6 +271,8 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
         language_table(study()),
         0.05,
         tmp_path,
+        alpha=0.05,
+        proximity_margin=0.1,
         recipes=recipes,
         provenance=provenance,
     )

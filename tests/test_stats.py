@@ -96,7 +96,7 @@ def test_equal_gains_everywhere_are_declared_equivalent():
     assert effects.loc["relatedness", "equivalence_p"] < 0.05
     assert effects.loc["ft_gain_control", "p_value"] < 0.001
     assert effects.loc["relatedness_mde", "estimate"] < 0.05
-    sentence = verdict(result.effects, "m", "direct", 0.05)
+    sentence = verdict(result.effects, "m", "direct", 0.05, alpha=0.05, proximity_margin=0.1)
     assert "no related-language advantage larger than 5 points (Holm-adjusted TOST p=" in sentence
     row = effects.loc["relatedness"]
     assert -0.05 < row.equivalence_ci_low < row.estimate < row.equivalence_ci_high < 0.05
@@ -128,7 +128,7 @@ def test_identical_predictions_are_not_taken_for_certainty():
     assert "no item changes between base/direct and ft/direct" in notes[("m", "direct", "relatedness_gee")]
     assert "no interval: every resample gives +0.000" in notes[("m", "direct", "relatedness")]
     assert "no TOST" in notes[("m", "direct", "relatedness")]
-    sentence = verdict(result.effects, "m", "direct", 0.05, notes=result.notes)
+    sentence = verdict(result.effects, "m", "direct", 0.05, alpha=0.05, proximity_margin=0.1, notes=result.notes)
     assert (
         "inconclusive" in sentence and "every item shows the same difference, so the data cannot bound it" in sentence
     )
@@ -286,7 +286,7 @@ def test_verdict_states_an_advantage_and_its_bound():
         ],
         columns=list(EFFECTS_COLUMNS),
     )
-    sentence = verdict(effects, "m", "direct", 0.05)
+    sentence = verdict(effects, "m", "direct", 0.05, alpha=0.05, proximity_margin=0.1)
     assert sentence.startswith(
         "m (primary test: direct prompt, fine-tuning gain): a related-language advantage (difference +12.0 points"
     )
@@ -295,7 +295,7 @@ def test_verdict_states_an_advantage_and_its_bound():
         and "Holm-adjusted TOST p=0.99, the TOST's 90% interval +8.0 to +16.0" in sentence
     )
     assert "With 400 items an advantage of 6.0 points is detected with 80% power." in sentence
-    assert "no estimate" in verdict(effects, "m", "cot", 0.05)
+    assert "no estimate" in verdict(effects, "m", "cot", 0.05, alpha=0.05, proximity_margin=0.1)
 
 
 def test_passages_come_from_the_item_id_and_default_to_one_question_each():

@@ -10,6 +10,9 @@ from xlt.primary import INTERACTION
 from xlt.stats.notes import notes_frame, notes_row
 from xlt.verdict import verdict
 
+# the verdicts' level and the proximity slope's margin (the schema's defaults)
+LEVELS = {"alpha": 0.05, "proximity_margin": 0.1}
+
 
 def effects_row(effect: str, estimate: float, role: str, **values) -> pd.DataFrame:
     """One model's effects.csv with one row: an inconclusive one unless `values` say otherwise."""
@@ -36,14 +39,14 @@ def effects_row(effect: str, estimate: float, role: str, **values) -> pd.DataFra
 def test_the_secondary_interaction_names_its_holm_family_across_models():
     """xlt.stats.sources adjusts the interaction across models under every prompt, the
     secondary CoT one too: not among the model's secondary tests."""
-    sentence = verdict(effects_row(INTERACTION, 0.02, "secondary"), "m", "direct", 0.05, INTERACTION)
+    sentence = verdict(effects_row(INTERACTION, 0.02, "secondary"), "m", "direct", 0.05, INTERACTION, **LEVELS)
     assert "(Holm p across models=0.5)" in sentence
     assert "among this model's secondary tests" not in sentence
 
 
 def test_a_primary_slope_is_read_in_its_unit_against_the_proximity_margin():
     effects = effects_row("proximity_slope", 0.043, "primary", p_adjusted=0.01, ci_low=0.01, ci_high=0.5)
-    sentence = verdict(effects, "m", "direct", 0.05, "proximity_slope", proximity_margin=0.1)
+    sentence = verdict(effects, "m", "direct", 0.05, "proximity_slope", **LEVELS)
     assert "(slope +4.3 points per unit of proximity, CI +1.0 to +50.0;" in sentence
     assert "a positive proximity slope (" in sentence
     assert "not shown smaller than 10 points per unit of proximity" in sentence
@@ -52,7 +55,7 @@ def test_a_primary_slope_is_read_in_its_unit_against_the_proximity_margin():
 
 def test_a_gain_in_one_language_is_not_called_a_related_language_advantage():
     effects = effects_row("mcnemar_heb_Hebr", 0.5, "primary", p_adjusted=0.0156, ci_low=0.188, ci_high=0.75)
-    sentence = verdict(effects, "m", "direct", 0.05, "mcnemar_heb_Hebr")
+    sentence = verdict(effects, "m", "direct", 0.05, "mcnemar_heb_Hebr", **LEVELS)
     assert sentence.startswith(
         "m (primary test: direct prompt, fine-tuning gain in heb_Hebr alone, no controls subtracted): "
         "a fine-tuning gain in heb_Hebr (gain +50.0 points, CI +18.8 to +75.0; Holm p across models=0.0156)"
@@ -69,7 +72,7 @@ def test_a_missing_interval_gives_the_reason_its_notes_give():
 
     def sentence(note: str) -> str:
         notes = notes_frame([notes_row("effects", INTERACTION, note, model="m", prompt="direct")])
-        return verdict(effects, "m", "direct", 0.05, INTERACTION, notes=notes)
+        return verdict(effects, "m", "direct", 0.05, INTERACTION, notes=notes, **LEVELS)
 
     assert sentence(f"{too_few}; related minus control").endswith(
         "the data cannot bound it: 4 passages, fewer than the 6 a 95% interval needs (no two-sided test at 0.05 "
@@ -94,7 +97,7 @@ def test_a_primary_gee_coefficient_is_read_as_a_log_odds_ratio_without_a_margin(
         equivalence_ci_low=math.nan,
         equivalence_ci_high=math.nan,
     )
-    sentence = verdict(effects, "m", "direct", 0.05, "relatedness_gee")
+    sentence = verdict(effects, "m", "direct", 0.05, "relatedness_gee", **LEVELS)
     assert "(log odds ratio +0.431, CI +0.120 to +0.740;" in sentence
     assert "not tested for equivalence (no margin on this scale) (no equivalence test)" in sentence
     assert "points" not in sentence

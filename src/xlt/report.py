@@ -127,9 +127,10 @@ def study_verdicts(
     effects: pd.DataFrame,
     models: list[str],
     margin: float,
+    *,
     alpha: float,
+    proximity_margin: float,
     notes: pd.DataFrame | None = None,
-    proximity_margin: float = 0.1,
 ) -> list[str]:
     """With several sources the interaction first (the design's test: primary under the
     direct prompt); then per source (named when there are several) its primary test, if
@@ -156,7 +157,7 @@ def study_verdicts(
                     prompt,
                     margin,
                     INTERACTION,
-                    alpha,
+                    alpha=alpha,
                     notes=notes_of(""),
                     proximity_margin=proximity_margin,
                 ),
@@ -178,7 +179,7 @@ def study_verdicts(
                     prompt,
                     margin,
                     effect,
-                    alpha,
+                    alpha=alpha,
                     notes=notes_of(source),
                     proximity_margin=proximity_margin,
                 ),
@@ -589,7 +590,7 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
     return lines
 
 
-def group_gains_figure(effects: pd.DataFrame, margin: float, confidence: float = 0.95):
+def group_gains_figure(effects: pd.DataFrame, margin: float, *, confidence: float):
     """Per model: the gain on the source, the related targets and the controls, and the
     related - control difference, with intervals (at `confidence`, stats.confidence);
     one panel per kind of gain."""
@@ -656,8 +657,8 @@ def group_gains_figure(effects: pd.DataFrame, margin: float, confidence: float =
     return figure
 
 
-def plot_group_gains(effects: pd.DataFrame, margin: float, path: Path, confidence: float = 0.95) -> None:
-    _save(group_gains_figure(effects, margin, confidence), path)
+def plot_group_gains(effects: pd.DataFrame, margin: float, path: Path, *, confidence: float) -> None:
+    _save(group_gains_figure(effects, margin, confidence=confidence), path)
 
 
 def alignment_figure(gains: pd.DataFrame):
@@ -737,7 +738,8 @@ def write_tables(
     effects: pd.DataFrame,
     alignment: pd.DataFrame,
     out_dir: Path,
-    confidence: float = 0.95,
+    *,
+    confidence: float,
 ) -> None:
     """The report's tables as HTML pages (the report shows HTML items; CSV only downloads);
     `confidence`: stats.confidence, that of accuracy.csv's intervals."""
@@ -780,12 +782,13 @@ def write_report(
     languages: dict[str, Language],
     margin: float,
     out_dir: str | Path,
-    alpha: float = 0.05,
+    *,
+    alpha: float,
+    proximity_margin: float,
     recipes: dict[str, dict] | None = None,
     provenance: dict | None = None,
     notes: pd.DataFrame | None = None,
     proximity: pd.DataFrame | None = None,
-    proximity_margin: float = 0.1,
 ) -> None:
     """`alpha`: the statistics' level (1 - stats.confidence), which the verdicts judge at
     and whose TOST interval they quote. `recipes`: model -> its fine-tuning recipe
@@ -803,11 +806,13 @@ def write_report(
     # The plots show the first source's rows; every source's are in the tables.
     first = next(source for source in rows_by_source(effects) if source != "")
     confidence = 1 - alpha
-    plot_group_gains(rows_by_source(effects)[first], margin, out_dir / paths.REPORT_PLOTS["gains"], confidence)
+    plot_group_gains(
+        rows_by_source(effects)[first], margin, out_dir / paths.REPORT_PLOTS["gains"], confidence=confidence
+    )
     plot_alignment(rows_by_source(gains)[first], out_dir / paths.REPORT_PLOTS["alignment"])
 
     models = sorted(accuracy["model"].unique())
-    verdicts = study_verdicts(effects, models, margin, alpha, notes, proximity_margin)
+    verdicts = study_verdicts(effects, models, margin, alpha=alpha, proximity_margin=proximity_margin, notes=notes)
     warnings = format_warnings(accuracy)
     wide = accuracy.pivot_table(index=["model", "lang"], columns=["variant", "prompt"], values="accuracy").reset_index()
     wide.columns = [
@@ -865,4 +870,4 @@ def write_report(
             "\n".join(f"- {line}" for line in provenance_lines(provenance)),
         ]
     write_text("\n\n".join(sections) + "\n", out_dir / paths.REPORT_SUMMARY)
-    write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir, confidence)
+    write_tables(verdicts, warnings, accuracy, wide, effects, alignment, out_dir, confidence=confidence)

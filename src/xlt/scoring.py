@@ -418,7 +418,7 @@ def format_diagnostics(items: pd.DataFrame, budgets: dict[str, int] | None = Non
 
 
 def accuracy_table(
-    items: pd.DataFrame, languages: dict[str, Language], confidence: float = 0.95, budgets: dict[str, int] | None = None
+    items: pd.DataFrame, languages: dict[str, Language], *, confidence: float, budgets: dict[str, int] | None = None
 ) -> pd.DataFrame:
     """Accuracy with a Wilson interval (sound near 0 and 1 and for small n), the
     share of outputs with a recognisable answer and the format diagnostics."""

@@ -386,7 +386,10 @@ def score(
         for key, value in study["prompts"].items()
         if key.endswith("_max_new_tokens")
     }
-    write_csv(accuracy_table(items, language_table(study), study["stats"]["confidence"], budgets), accuracy_out)
+    write_csv(
+        accuracy_table(items, language_table(study), confidence=study["stats"]["confidence"], budgets=budgets),
+        accuracy_out,
+    )
 
 
 def compare_items(items: pd.DataFrame, study: dict, allow_missing: bool, source: str, outputs: list):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .primary import INTERACTION
 from .proximity import SLOPE
+from .stats.reasons import NO_INTERVAL, SAME_VALUE
 
 SUBJECTS = {
     "relatedness": "fine-tuning",
@@ -29,10 +30,6 @@ LEGACY_PRIMARY = ("direct", "relatedness")
 # group, or its `prefix` of a language's McNemar test.
 GAIN_NAMES = {"ft_gain_": "fine-tuning", "cot_gain_": "chain-of-thought", "": "fine-tuning", "cot_": "chain-of-thought"}
 GROUP_NAMES = {"source": "the source language", "related": "the related targets", "control": "the controls"}
-# The start of notes.csv's reason for a missing interval (xlt.stats.notes.too_few_note,
-# xlt.stats.effects.bootstrap_interval), and the reason that every resample is the same.
-NO_INTERVAL = "no interval: "
-SAME_VALUE = "every resample gives"
 
 
 @dataclass(frozen=True)
@@ -146,14 +143,14 @@ def verdict(
     prompt: str,
     margin: float,
     effect: str = "relatedness",
-    alpha: float = 0.05,
     *,
-    proximity_margin: float = 0.1,
+    alpha: float,
+    proximity_margin: float,
     notes: pd.DataFrame | None = None,
 ) -> str:
     """One sentence on `effect` for one model and prompt, worded for what the row
     measures (wording). `notes`: the same rows' notes.csv, which says why an interval is
-    missing; `proximity_margin` (the schema's default here): the slope's TOST margin."""
+    missing; `proximity_margin`: the slope's TOST margin (stats.proximity_margin)."""
     rows = effects[(effects["model"] == model) & (effects["prompt"] == prompt)].set_index("effect")
     primary = (prompt, effect) == primary_of(effects)
     words = wording(effect, margin, proximity_margin)

@@ -172,7 +172,9 @@ def test_a_two_source_tree_without_one_sources_variant_stops_or_keeps_the_intera
             "computed without missing"
         )
         assert f"{model}/ft-pes_Arab/direct/arb_Arab.parquet" in why
-    lines = study_verdicts(pd.read_csv(tmp_path / "stats" / "effects.csv"), ["m1", "m2"], 0.05, 0.05)
+    lines = study_verdicts(
+        pd.read_csv(tmp_path / "stats" / "effects.csv"), ["m1", "m2"], 0.05, alpha=0.05, proximity_margin=0.1
+    )
     assert (
         "m1 (primary test: direct prompt, related-source minus unrelated-source fine-tuning gain): no "
         "estimate (a language group or cell is missing)." in lines

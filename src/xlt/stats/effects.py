@@ -22,6 +22,7 @@ from ..stattests import (
 )
 from .cells import ModelCells
 from .notes import interval_method, notes_frame, notes_row, unit_name
+from .reasons import NO_INTERVAL, SAME_VALUE
 from .settings import StatsSettings
 
 
@@ -78,7 +79,7 @@ def bootstrap_interval(resampling: Resampling, draws: np.ndarray) -> tuple[float
     finite = draws[np.isfinite(draws)]
     if not resampling.too_few and finite.size and np.ptp(finite) <= ROUNDING:
         why = (
-            f"no interval: every resample gives {finite[0]:+.3f} (the items, or the passages, all have "
+            f"{NO_INTERVAL}{SAME_VALUE} {finite[0]:+.3f} (the items, or the passages, all have "
             "one value: as where the cells compared agree "
             "on every item), and a zero-width interval would claim a precision they do not show"
         )

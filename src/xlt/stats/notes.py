@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..paths import NOTES_COLUMNS
 from ..stattests import Resampling, minimum_clusters
+from .reasons import NO_INTERVAL
 from .settings import StatsSettings
 
 
@@ -59,7 +60,7 @@ def too_few_note(resampling: Resampling) -> str:
         return ""
     confidence = resampling.confidence
     return (
-        f"no interval: {resampling.n_clusters} {unit_name(resampling)}, fewer than the "
+        f"{NO_INTERVAL}{resampling.n_clusters} {unit_name(resampling)}, fewer than the "
         f"{minimum_clusters(confidence)} a {confidence:.0%} interval needs "
         f"(no two-sided test at {1 - confidence:g} can reject on fewer)"
     )

@@ -48,6 +48,7 @@ from ..stattests import (
 from .cells import FT_COT, FT_DIRECT, ModelCells, correctness
 from .effects import ModelContext, Row
 from .notes import notes_row, too_few_note
+from .reasons import NO_INTERVAL
 from .settings import StatsSettings
 
 
@@ -158,7 +159,7 @@ def _bootstrap_targets(row: Row, y: np.ndarray, x: np.ndarray, z: np.ndarray, se
     n, alpha, margin = y.size, settings.alpha, settings.proximity_margin
     if n < minimum_clusters(settings.confidence):
         row.notes.append(
-            f"no interval: {n} target languages, fewer than the {minimum_clusters(settings.confidence)} a "
+            f"{NO_INTERVAL}{n} target languages, fewer than the {minimum_clusters(settings.confidence)} a "
             f"{settings.confidence:.0%} interval needs"
         )
         return

@@ -101,3 +101,21 @@ def test_a_primary_gee_coefficient_is_read_as_a_log_odds_ratio_without_a_margin(
     assert "(log odds ratio +0.431, CI +0.120 to +0.740;" in sentence
     assert "not tested for equivalence (no margin on this scale) (no equivalence test)" in sentence
     assert "points" not in sentence
+
+
+def test_an_interval_that_excludes_zero_beside_a_test_that_does_not_reject_says_why():
+    """Secondary rows: the interval is not adjusted for the Holm family, and a percentile
+    bootstrap over 16 items can exclude zero where McNemar's exact test does not."""
+    adjusted = effects_row(
+        "relatedness", 0.161, "secondary", ci_low=0.026, ci_high=0.276, p_value=0.0244, p_adjusted=0.317
+    )
+    sentence = verdict(adjusted, "m", "direct", 0.05, "relatedness", **LEVELS)
+    assert sentence.startswith("m (secondary: direct prompt, fine-tuning gain): inconclusive:")
+    assert "; its interval excludes zero, as its unadjusted p=0.0244 does, but neither is adjusted" in sentence
+    exact = effects_row(
+        "mcnemar_heb_Hebr", 0.25, "secondary", ci_low=0.0625, ci_high=0.5, p_value=0.125, p_adjusted=1.0
+    )
+    sentence = verdict(exact, "m", "direct", 0.05, "mcnemar_heb_Hebr", **LEVELS)
+    assert "its interval excludes zero where its test does not reject (unadjusted p=0.125)" in sentence
+    agreeing = effects_row("relatedness", 0.05, "secondary")
+    assert "its interval excludes zero" not in verdict(agreeing, "m", "direct", 0.05, "relatedness", **LEVELS)

@@ -119,3 +119,30 @@ def test_an_interval_that_excludes_zero_beside_a_test_that_does_not_reject_says_
     assert "its interval excludes zero where its test does not reject (unadjusted p=0.125)" in sentence
     agreeing = effects_row("relatedness", 0.05, "secondary")
     assert "its interval excludes zero" not in verdict(agreeing, "m", "direct", 0.05, "relatedness", **LEVELS)
+
+
+def test_the_script_contrasts_say_what_they_subtract_and_a_same_script_advantage_is_not_a_related_one():
+    """stats.primary may name direct/same_script (xlt.stats.relatedness.effects_tested): controls
+    in the source's script minus controls in others, all unrelated languages."""
+    effects = effects_row("same_script", 0.2, "primary", p_adjusted=0.01, ci_low=0.05, ci_high=0.35)
+    sentence = verdict(effects, "m", "direct", 0.05, "same_script", **LEVELS)
+    assert sentence.startswith(
+        "m (primary test: direct prompt, fine-tuning gain, controls in the source's script minus controls in "
+        "others): a same-script advantage ("
+    )
+    assert "related-language" not in sentence
+    effects = effects_row(
+        "cot_same_script_gee", -0.4, "secondary", prompt="cot", p_adjusted=0.01, ci_low=-0.7, ci_high=-0.1
+    )
+    sentence = verdict(effects, "m", "cot", 0.05, "cot_same_script_gee", **LEVELS)
+    assert (
+        "chain-of-thought gain, controls in the source's script minus controls in others as a log odds ratio"
+        in sentence
+    )
+    assert "a same-script disadvantage (log odds ratio -0.400" in sentence
+    effects = effects_row("same_family", 0.2, "primary", p_adjusted=0.01, ci_low=0.05, ci_high=0.35)
+    sentence = verdict(effects, "m", "direct", 0.05, "same_family", **LEVELS)
+    assert (
+        "fine-tuning gain, related minus control targets, all outside the source's script): "
+        "a related-language advantage (" in sentence
+    )

@@ -30,6 +30,12 @@ LEGACY_PRIMARY = ("direct", "relatedness")
 # group, or its `prefix` of a language's McNemar test.
 GAIN_NAMES = {"ft_gain_": "fine-tuning", "cot_gain_": "chain-of-thought", "": "fine-tuning", "cot_": "chain-of-thought"}
 GROUP_NAMES = {"source": "the source language", "related": "the related targets", "control": "the controls"}
+# The script contrasts (xlt.stats.relatedness._script_rows): what each subtracts from what,
+# and what its positive value is.
+SCRIPT_CONTRASTS = {
+    "same_family": ("related minus control targets, all outside the source's script", "related-language"),
+    "same_script": ("controls in the source's script minus controls in others", "same-script"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,19 @@ def wording(effect: str, margin: float, proximity_margin: float) -> Wording:
     single = re.fullmatch(r"(cot_|)mcnemar_(\w+)", effect) or re.fullmatch(
         r"(ft_gain_|cot_gain_)(source|related|control)", effect
     )
+    script = re.fullmatch(r"(cot_|)(same_family|same_script)(_gee|)", effect)
+    if script:
+        gain, (contrast, advantage) = GAIN_NAMES[script.group(1)], SCRIPT_CONTRASTS[script.group(2)]
+        subject = f"{gain} gain, {contrast}"
+    else:
+        subject, advantage = f"{SUBJECTS.get(effect.removesuffix('_gee'), effect)} gain", "related-language"
     if effect.endswith("_gee"):
         # xlt.stats.relatedness: the binomial GEE's interaction coefficient, no TOST
         return Wording(
-            f"{SUBJECTS.get(effect.removesuffix('_gee'), effect)} gain as a log odds ratio (binomial GEE)",
+            f"{subject} as a log odds ratio (binomial GEE)",
             "log odds ratio",
-            "related-language advantage",
-            "related-language disadvantage",
+            f"{advantage} advantage",
+            f"{advantage} disadvantage",
             "log odds ratios",
             "",
             None,
@@ -92,10 +104,10 @@ def wording(effect: str, margin: float, proximity_margin: float) -> Wording:
             margin,
         )
     return Wording(
-        f"{SUBJECTS.get(effect, effect)} gain",
+        subject,
         "difference",
-        "related-language advantage",
-        "related-language disadvantage",
+        f"{advantage} advantage",
+        f"{advantage} disadvantage",
         "advantages",
         "points",
         margin,

@@ -146,3 +146,16 @@ def test_the_script_contrasts_say_what_they_subtract_and_a_same_script_advantage
         "fine-tuning gain, related minus control targets, all outside the source's script): "
         "a related-language advantage (" in sentence
     )
+
+
+def test_a_permutation_primary_names_its_test_and_why_it_has_no_interval():
+    """stats.primary may name direct/relatedness_permutation: a p-value from relabelling
+    the target languages, with no interval by design."""
+    untested = {"ci_low": math.nan, "ci_high": math.nan, "equivalence_p": math.nan, "equivalence_p_adjusted": math.nan}
+    effects = effects_row("relatedness_permutation", 0.115, "primary", p_value=0.086, p_adjusted=0.17, **untested)
+    sentence = verdict(effects, "m", "direct", 0.05, "relatedness_permutation", **LEVELS)
+    assert sentence.startswith(
+        "m (primary test: direct prompt, fine-tuning gain, tested by permuting the related/control labels over the "
+        "target languages): inconclusive: difference +11.5 points, no interval;"
+    )
+    assert sentence.endswith("; a permutation test gives a p-value, not an interval.")

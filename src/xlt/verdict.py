@@ -30,6 +30,9 @@ LEGACY_PRIMARY = ("direct", "relatedness")
 # group, or its `prefix` of a language's McNemar test.
 GAIN_NAMES = {"ft_gain_": "fine-tuning", "cot_gain_": "chain-of-thought", "": "fine-tuning", "cot_": "chain-of-thought"}
 GROUP_NAMES = {"source": "the source language", "related": "the related targets", "control": "the controls"}
+# The suffix of a difference in differences tested by relabelling the target languages
+# (xlt.stats.relatedness._permutation_row): a p-value, never an interval.
+PERMUTATION = "_permutation"
 # The script contrasts (xlt.stats.relatedness._script_rows): what each subtracts from what,
 # and what its positive value is.
 SCRIPT_CONTRASTS = {
@@ -79,7 +82,10 @@ def wording(effect: str, margin: float, proximity_margin: float) -> Wording:
         gain, (contrast, advantage) = GAIN_NAMES[script.group(1)], SCRIPT_CONTRASTS[script.group(2)]
         subject = f"{gain} gain, {contrast}"
     else:
-        subject, advantage = f"{SUBJECTS.get(effect.removesuffix('_gee'), effect)} gain", "related-language"
+        base = effect.removesuffix("_gee").removesuffix(PERMUTATION)
+        subject, advantage = f"{SUBJECTS.get(base, base)} gain", "related-language"
+        if effect.endswith(PERMUTATION):
+            subject += ", tested by permuting the related/control labels over the target languages"
     if effect.endswith("_gee"):
         # xlt.stats.relatedness: the binomial GEE's interaction coefficient, no TOST
         return Wording(
@@ -226,7 +232,9 @@ def verdict(
             f"{words.plural} up to {words.shown(max(r['ci_high'], 0)).lstrip('+')}"
             f"{' ' + words.unit if words.unit else ''} remain possible"
             if bounded
-            else unbounded_reason(notes, model, prompt, effect) or "no interval bounds it"
+            else unbounded_reason(notes, model, prompt, effect)
+            or ("a permutation test gives a p-value, not an interval" if effect.endswith(PERMUTATION) else "")
+            or "no interval bounds it"
         )
         text = (
             f"inconclusive: {difference}; neither different from zero ({holm}) "

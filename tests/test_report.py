@@ -471,3 +471,17 @@ def test_report_captions_quote_the_configured_confidence_and_margin(repo):
         assert "stats.confidence" in captions[name] and "99%" in captions[name], name
     assert "(±2.5 points)" in captions["gains"] and "±2.5-point margin" in captions["verdicts"]
     assert "each source language\n(arb_Arab, pes_Arab)" in captions["workflow"]
+
+
+def test_the_effects_heading_names_the_unit_the_notes_say_was_resampled():
+    """The default fixture has one question per passage, so its intervals resample items
+    (notes.csv says so); summary.md's Effects heading said "passages" whatever the tree."""
+    from xlt.stats.notes import interval_method
+    from xlt.stattests import Resampling
+
+    settings = StatsSettings(bootstrap_samples=10)
+    one_each = interval_method(settings, Resampling.draw(np.arange(8), 10, 0.95, 0))
+    shared = interval_method(settings, Resampling.draw(np.repeat(np.arange(4), 2), 10, 0.95, 0))
+    assert report.resampled_units(pd.DataFrame({"method": [one_each, ""]})) == "items"
+    assert report.resampled_units(pd.DataFrame({"method": [shared]})) == "passages"
+    assert report.resampled_units(None) == "passages"

@@ -14,6 +14,7 @@ from . import paths
 from .atomic import atomic_path, write_text
 from .diagnostics import CONSTANT_MIN_PARSED, CONSTANT_TOP_SHARE
 from .languages import GROUPS, Language
+from .stats.reasons import BOOTSTRAP_OVER
 from .verdict import INTERACTION, primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]
@@ -468,6 +469,15 @@ def format_warnings(accuracy: pd.DataFrame) -> list[str]:
     return lines
 
 
+def resampled_units(notes: pd.DataFrame | None) -> str:
+    """What effects.csv's intervals resample, as notes.csv's methods name it
+    (xlt.stats.notes.unit_name): passages, or items where every passage has one question
+    (the default's fixture); "passages" where notes.csv is not given."""
+    methods = notes["method"].astype(str) if notes is not None else pd.Series([], dtype=str)
+    units = [unit for unit in ("passages", "items") if methods.str.contains(BOOTSTRAP_OVER + unit, regex=False).any()]
+    return " or ".join(units) or "passages"
+
+
 def _points(row) -> str:
     """The estimate in points with its interval; "no interval" where it is NaN (too few
     passages), as the verdicts say."""
@@ -836,8 +846,9 @@ def write_report(
         f"![parse rate]({paths.REPORT_PLOTS['parse_rate']})",
         "## Format diagnostics per cell (framed: a warning above)",
         f"![format diagnostics]({paths.REPORT_PLOTS['diagnostics']})",
-        "## Effects (bootstrap over passages; p from passage sign-flips; the primary test Holm-adjusted "
-        "across models, secondary tests within model x prompt)",
+        f"## Effects (bootstrap over {resampled_units(notes)}; p from sign-flips of the same units or "
+        "McNemar's exact test, notes.csv names each row's; the primary test Holm-adjusted across models, "
+        "secondary tests within model x prompt)",
         _markdown(effects),
         f"![gains by group]({paths.REPORT_PLOTS['gains']})",
         "## Alignment across models",

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..paths import NOTES_COLUMNS
 from ..stattests import Resampling, minimum_clusters
-from .reasons import NO_INTERVAL
+from .reasons import BOOTSTRAP_OVER, NO_INTERVAL
 from .settings import StatsSettings
 
 
@@ -48,7 +48,7 @@ def unit_name(resampling: Resampling) -> str:
 
 def interval_method(settings: StatsSettings, resampling: Resampling) -> str:
     return (
-        f"{settings.confidence:.0%} expanded percentile bootstrap over {unit_name(resampling)} "
+        f"{settings.confidence:.0%} expanded percentile {BOOTSTRAP_OVER}{unit_name(resampling)} "
         f"({settings.bootstrap_samples} resamples)"
     )
 

@@ -1,7 +1,10 @@
-"""The openings of notes.csv's reasons for a missing interval, written by the tables
-(xlt.stats.notes, effects, proximity) and read back by the verdicts (xlt.verdict). This
-module imports nothing, so the report reads them without the statistics' dependencies."""
+"""The words of notes.csv that the report reads back: the openings of the reasons for a
+missing interval, written by the tables (xlt.stats.notes, effects, proximity) and read by
+the verdicts (xlt.verdict), and how a method names its resampled unit. This module
+imports nothing, so the report reads them without the statistics' dependencies."""
 
 NO_INTERVAL = "no interval: "
+# how notes.csv's methods name what an interval resamples (xlt.stats.notes.unit_name follows)
+BOOTSTRAP_OVER = "bootstrap over "
 # why a resampled statistic has no interval because it never varies
 SAME_VALUE = "every resample gives"

@@ -337,3 +337,25 @@ def test_items_a_format_only_control_lacks_leave_the_interaction_its_items():
     assert set(effects.loc[effects["source"].isin(["pes_Arab", ""]), "n_items"]) == {40}
     noted = notes["note"].str.contains("1 item(s) dropped (i0005)", regex=False)
     assert noted[notes["source"] == "arb_Arab"].all() and not noted[notes["source"] != "arb_Arab"].any()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_tree_of_one_passage_is_compared_without_numpy_warnings():
+    """All items from one passage: the statistics on disjoint halves of the passages took
+    the mean of an empty half (numpy's "Mean of empty slice" and "invalid value" warnings
+    on stderr). They are not computed; their rows say why, as every interval's does."""
+    items = synthetic_items(6, 0.0, seed=15)
+    items = items.assign(item_id="https://x.invalid/p1#" + items["item_id"])
+    comparisons = compare_study(items, study(), SETTINGS)
+    split = comparisons.alignment["statistic"].str.endswith(":split_items")
+    assert comparisons.alignment.loc[split, "estimate"].isna().all()
+    notes = comparisons.notes
+    # (the synthetic cells have no choice cell: the format part's rows say "missing:" instead)
+    halves = notes["effect"].str.endswith(":model_language:split_items") & ~notes["note"].str.startswith("missing:")
+    assert (
+        notes.loc[halves, "note"]
+        .str.startswith(
+            "no estimate: x and y on disjoint halves of the passages need at least 2 passages, the comparison has 1"
+        )
+        .all()
+    )

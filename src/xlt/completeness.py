@@ -29,6 +29,8 @@ class MissingCell:
     cell: tuple[str, str, str, str]
     text: str  # `model/variant/prompt/lang.parquet`, with "(20 of 30 items)" when incomplete
     incomplete: bool
+    lacks: tuple[str, ...] = ()  # the item ids of the tree that an incomplete cell has no row for
+    of: int = 0  # how many items the tree holds
 
 
 def missing_cells(items: pd.DataFrame, langs, variants=None, prompts=()) -> list[MissingCell]:
@@ -37,8 +39,10 @@ def missing_cells(items: pd.DataFrame, langs, variants=None, prompts=()) -> list
     expected: every model found, crossed with `variants` (the study's; default: those
     found), the prompts found and `prompts` (those the primary test reads), and every
     configured language."""
-    counts = items.groupby(list(CELL))["item_id"].nunique().to_dict()
-    n_items = items["item_id"].nunique()
+    held = items.groupby(list(CELL))["item_id"].unique().to_dict()
+    counts = {cell: len(ids) for cell, ids in held.items()}
+    every_item = set(items["item_id"])
+    n_items = len(every_item)
     models = sorted(set(items["model"]))
     variants = sorted(set(items["variant"])) if variants is None else list(variants)
     prompts = sorted(set(items["prompt"]) | set(prompts))
@@ -47,7 +51,9 @@ def missing_cells(items: pd.DataFrame, langs, variants=None, prompts=()) -> list
         if cell not in counts:
             missing.append(MissingCell(cell, cell_file(cell), incomplete=False))
         elif counts[cell] < n_items:
-            missing.append(MissingCell(cell, f"{cell_file(cell)} ({counts[cell]} of {n_items} items)", incomplete=True))
+            text = f"{cell_file(cell)} ({counts[cell]} of {n_items} items)"
+            lacks = tuple(sorted(map(str, every_item - set(held[cell]))))
+            missing.append(MissingCell(cell, text, incomplete=True, lacks=lacks, of=n_items))
     return missing
 
 
@@ -107,11 +113,66 @@ def check_complete(
     return missing
 
 
+def _reads(variant: str, source: str | None) -> bool:
+    """Whether rows of `source` read cells of `variant`. A source's fine-tuned variant
+    (ft-<source>) and its format-only control (ctl-<source>) are read by that source's
+    rows; the rows across sources (source "") read the base and every fine-tuned variant,
+    no control (stats.sources.across_source_items); the base is read by every row.
+    `source` None: the notes carry no source column, and every row reads every cell."""
+    from .paths import control_source, variant_source
+
+    if source is None or variant == "base":
+        return True
+    if source == "":
+        return variant_source(variant) is not None
+    return source in (variant_source(variant), control_source(variant))
+
+
+# Up to this many incomplete cells of one model and variant are named one by one.
+PLAIN_CELLS = 4
+
+
+def _cells_text(cells: list[MissingCell]) -> str:
+    """The incomplete cells, more than PLAIN_CELLS of one model and variant lacking the
+    same items written as one pattern (`m/ft-pes_Arab/{cot,direct}/{arb_Arab,heb_Hebr,amh_Ethi}.parquet
+    (6 cells, 13 of 16 items each)`) where they are every prompt crossed with every language of the group."""
+    groups: dict[tuple, list[MissingCell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.cell[0], cell.cell[1], cell.lacks), []).append(cell)
+    texts = []
+    for (model, variant, lacks), group in groups.items():
+        prompts = sorted({cell.cell[2] for cell in group})
+        langs = list(dict.fromkeys(cell.cell[3] for cell in group))
+        if len(group) <= PLAIN_CELLS or len(group) != len(prompts) * len(langs):
+            texts += [cell.text for cell in group]
+            continue
+        held = group[0].of - len(lacks)
+        texts.append(
+            f"{model}/{variant}/{{{','.join(prompts)}}}/{{{','.join(langs)}}}.parquet "
+            f"({len(group)} cells, {held} of {group[0].of} items each)"
+        )
+    return ", ".join(texts)
+
+
+def dropped_items_note(cells: list[MissingCell]) -> str:
+    """What a row lost to incomplete cells it reads: the statistics keep the items every
+    cell of a comparison holds (pairing), so an item one of them lacks is dropped
+    everywhere in it; which items, and the cells that lack them."""
+    dropped = sorted(set().union(*(cell.lacks for cell in cells)))
+    total = cells[0].of
+    shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+    return (
+        f"computed on {total - len(dropped)} of {total} items: {len(dropped)} item(s) dropped ({shown}) because "
+        f"incomplete cell(s) it reads lack them: {_cells_text(cells)}"
+    )
+
+
 def note_missing(comparisons, missing: list[MissingCell]):
     """`comparisons` with each notes.csv row that a missing cell affects saying so. An
-    incomplete cell affects every row (the statistics keep only the items every cell
-    holds); a missing one the rows of its model, of the pooled model and over all models
-    (model empty), under the prompts whose comparisons read that cell."""
+    incomplete cell affects every row that reads its variant, of every model (the
+    statistics keep only the items every cell of the comparison holds, across models); a
+    missing one the rows of its model, of the pooled model and over all models (model
+    empty), under the prompts whose comparisons read that cell."""
     from .paths import POOLED_MODEL, SOURCE_COLUMN, control_source, variant_source
     from .stats.cells import CONTROL_VARIANT, prompts_using
 
@@ -120,33 +181,27 @@ def note_missing(comparisons, missing: list[MissingCell]):
     notes = comparisons.notes.copy()
 
     # A source's fine-tuned variant (ft-<source>) is read where `ft` is, and its control
-    # (ctl-<source>) where the control is, by that source's rows and the rows across
-    # sources (source empty); the base variant by every row.
+    # (ctl-<source>) where the control is.
     def compared_as(variant: str) -> str:
         return "ft" if variant_source(variant) else CONTROL_VARIANT if control_source(variant) else variant
 
-    def source_of(variant: str) -> str | None:
-        return variant_source(variant) or control_source(variant)
-
     read_under = {cell.cell: prompts_using((compared_as(cell.cell[1]), cell.cell[2])) for cell in missing}
-    sources = notes[SOURCE_COLUMN].fillna("") if SOURCE_COLUMN in notes else pd.Series("", index=notes.index)
+    sources = notes[SOURCE_COLUMN].fillna("") if SOURCE_COLUMN in notes else [None] * len(notes)
     texts = []
     for model, prompt, source, note in zip(
         notes["model"].fillna(""), notes["prompt"].fillna(""), sources, notes["note"].fillna("")
     ):
-        cells = [
+        read = [cell for cell in missing if _reads(cell.cell[1], source)]
+        incomplete = [cell for cell in read if cell.incomplete]
+        absent = [
             cell.text
-            for cell in missing
-            if cell.incomplete
-            or (
-                model in ("", POOLED_MODEL, cell.cell[0])
-                and (prompt == "" or prompt in read_under[cell.cell])
-                and source in ("", source_of(cell.cell[1]) or source)
-            )
+            for cell in read
+            if not cell.incomplete
+            and model in ("", POOLED_MODEL, cell.cell[0])
+            and (prompt == "" or prompt in read_under[cell.cell])
         ]
-        if cells:
-            added = f"computed without missing or incomplete cell(s) {', '.join(cells)}"
-            note = f"{note}; {added}" if note else added
-        texts.append(note)
+        added = [f"computed without missing or incomplete cell(s) {', '.join(absent)}"] if absent else []
+        added += [dropped_items_note(incomplete)] if incomplete else []
+        texts.append("; ".join([note, *added] if note else added))
     notes["note"] = texts
     return replace(comparisons, notes=notes)

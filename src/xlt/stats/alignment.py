@@ -118,20 +118,31 @@ def _pair_correlation(tables, x: str, y: str, method: str, order=slice(None)) ->
     return correlation(tables[x][..., order], tables[y], method)
 
 
+def passage_halves(resampling: Resampling) -> tuple[np.ndarray, np.ndarray] | None:
+    """The items of the even and of the odd passages (by position), or None where one half
+    is empty (a single passage): a split statistic has no items to measure one side on."""
+    halves = (resampling.clusters % 2 == 0, resampling.clusters % 2 == 1)
+    return halves if all(half.any() for half in halves) else None
+
+
 def _tables(members: list[Unit], resampling: Resampling) -> dict:
     """The quantities of `members` (units on the last axis) from the items, from each
-    bootstrap resample, and the same from each half of the passages (even/odd positions)."""
-    halves = (resampling.clusters % 2 == 0, resampling.clusters % 2 == 1)
-    return {
+    bootstrap resample, and, where there are two halves of the passages (even/odd
+    positions), the same from each half."""
+    tables: dict[str, dict | tuple] = {
         "estimates": _stacked(members, lambda unit: unit.cells.values.mean(axis=0)),
         "draws": _stacked(members, lambda unit: resampling.means(unit.cells.values)),
-        "split_estimates": tuple(
-            _stacked(members, lambda unit, h=h: unit.cells.values[h].mean(axis=0)) for h in halves
-        ),
-        "split_draws": tuple(
-            _stacked(members, lambda unit, h=h: _half_means(unit.cells.values, resampling.counts, h)) for h in halves
-        ),
     }
+    halves = passage_halves(resampling)
+    if halves is None:
+        return tables
+    tables["split_estimates"] = tuple(
+        _stacked(members, lambda unit, h=h: unit.cells.values[h].mean(axis=0)) for h in halves
+    )
+    tables["split_draws"] = tuple(
+        _stacked(members, lambda unit, h=h: _half_means(unit.cells.values, resampling.counts, h)) for h in halves
+    )
+    return tables
 
 
 def _correlation_row(
@@ -227,7 +238,13 @@ def _kind_rows(
                     )
                     notes.append(notes_row("alignment", statistic, why))
                     continue
-                if enough:
+                if enough and split and "split_estimates" not in tables:
+                    values = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
+                    note = (
+                        f"no estimate: x and y on disjoint halves of the {unit_name(resampling)} need at least 2 "
+                        f"{unit_name(resampling)}, the comparison has {int(resampling.clusters.max()) + 1}"
+                    )
+                elif enough:
                     values, note = _correlation_row(
                         tables, (x, y, method), split, orders, exact, len(members), settings, resampling
                     )

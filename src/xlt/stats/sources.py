@@ -47,6 +47,13 @@ def source_items(items: pd.DataFrame, variant: str, control: str | None = None) 
     return subset
 
 
+def across_source_items(items: pd.DataFrame, study: dict) -> pd.DataFrame:
+    """The predictions the rows across sources (the interactions) read: the base and
+    every source's fine-tuned variant. Their items are those every such cell holds (both sources' items, paired);
+    a format-only control, which none of them reads, must not drop items from them."""
+    return items[items["variant"].isin(["base", *finetuned_variants(source_languages(study)).values()])]
+
+
 def interaction_weights(cells: ModelCells, study: dict, prompt: str) -> np.ndarray | None:
     """Weights over one model's cells whose sum is the interaction under `prompt`: (related
     − control fine-tuning gain | sources of the related families) − (the same | sources
@@ -171,8 +178,11 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
     # rows, or one source's, whose compare alone has a primary row; every other row is
     # secondary.
     test = resolve_primary(study, settings.primary, effects_tested)
+    paired = across_source_items(items, study)
     rows = (
-        interaction_rows(items, study, settings, test.prompt if test.source == "" else None) if len(sources) > 1 else []
+        interaction_rows(paired, study, settings, test.prompt if test.source == "" else None)
+        if len(sources) > 1
+        else []
     )
     own = replace(settings, primary=test.name)
     parts = {
@@ -191,7 +201,7 @@ def compare_study(items: pd.DataFrame, study: dict, settings: StatsSettings) -> 
         across = _row_tables(rows, "")
         effects.append(across[0])
         notes.append(across[1])
-    slopes = interaction_slope_rows(items, study, settings)
+    slopes = interaction_slope_rows(paired, study, settings)
     if slopes:
         tables = _row_tables(slopes, "")
         effects.append(tables[0])

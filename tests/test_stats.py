@@ -447,3 +447,14 @@ def test_rounding_left_by_float_sums_is_zero_not_a_direction():
     row = effects.iloc[0]
     assert (row["estimate"], row["ci_high"]) == (0.0, 0.0) and row["ci_low"] == -0.163
     assert _direction(row) == "no detectable change"
+
+
+def test_the_too_few_note_counts_one_unit_in_the_singular():
+    from xlt.stats.notes import too_few_note
+    from xlt.stattests import Resampling
+
+    assert too_few_note(Resampling.draw(np.zeros(5, dtype=int), 10, 0.95, 0)).startswith(
+        "no interval: 1 passage, fewer than the 6"
+    )
+    assert too_few_note(Resampling.draw(np.zeros(1, dtype=int), 10, 0.95, 0)).startswith("no interval: 1 item, fewer")
+    assert too_few_note(Resampling.draw(np.arange(3), 10, 0.95, 0)).startswith("no interval: 3 items, fewer")

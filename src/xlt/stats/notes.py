@@ -58,9 +58,10 @@ def too_few_note(resampling: Resampling) -> str:
     (stattests.minimum_clusters), else ""."""
     if not resampling.too_few:
         return ""
-    confidence = resampling.confidence
+    confidence, n = resampling.confidence, resampling.n_clusters
+    units = unit_name(resampling) if n != 1 else unit_name(resampling).removesuffix("s")
     return (
-        f"{NO_INTERVAL}{resampling.n_clusters} {unit_name(resampling)}, fewer than the "
+        f"{NO_INTERVAL}{n} {units}, fewer than the "
         f"{minimum_clusters(confidence)} a {confidence:.0%} interval needs "
         f"(no two-sided test at {1 - confidence:g} can reject on fewer)"
     )

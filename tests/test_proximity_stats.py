@@ -197,3 +197,29 @@ def test_the_summary_counts_the_units_each_kind_of_slope_rests_on():
         "every source shares: their intervals are wide by design"
     )
     assert not any("rest on" in line for line in proximity_lines(effects.assign(estimate=np.nan), proximity))
+
+
+def test_the_summary_says_why_a_slope_was_not_fitted():
+    """summary.md said "no slope" for Gemma's CoT slopes of the default run, where notes.csv
+    says why (the intercept and baseline explain the gains exactly): the line now gives it."""
+    from xlt.proximity_report import proximity_lines
+    from xlt.stats.effects import row_tables
+    from xlt.stats.proximity import slope_row
+    from xlt.stats.settings import StatsSettings
+
+    baseline = np.linspace(0.2, 0.5, 7)
+    row = slope_row(
+        ("m", "cot", SLOPE, 16),
+        -baseline,
+        np.array([0.0, 0.1, 0.5, 0.75, 0.2, 0.0, 0.3]),
+        {"baseline": baseline},
+        [f"l{i}" for i in range(7)],
+        StatsSettings(bootstrap_samples=200),
+    )
+    effects, notes = row_tables([row])
+    proximity = pd.DataFrame({"source": "s", "target": [f"l{i}" for i in range(7)]})
+    assert proximity_lines(effects, proximity, notes)[0] == (
+        "m / cot / proximity_slope (across sources): no slope (the intercept and baseline explain the gains "
+        "exactly, so nothing is left that proximity could explain)"
+    )
+    assert proximity_lines(effects, proximity)[0].endswith(": no slope")

@@ -9,14 +9,16 @@ import pandas as pd
 
 from .paths import SOURCE_COLUMN
 from .proximity import INTERACTION, SLOPE
+from .stats.reasons import NO_SLOPE
 
 # Fewer targets than this make a slope's interval wide whatever the data (docs/statistics.md).
 FEW_TARGETS = 30
 
 
-def _slope_text(row: pd.Series | None) -> str:
+def _slope_text(row: pd.Series | None, why: str = "") -> str:
+    """The slope with its interval and p; "no slope", with notes.csv's reason where given."""
     if row is None or not np.isfinite(row["estimate"]):
-        return "no slope"
+        return f"no slope ({why})" if why else "no slope"
     interval = f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]" if np.isfinite(row["ci_low"]) else "no interval"
     return f"slope {row['estimate']:+.2f} {interval}, p={row['p_value']:.2g}"
 
@@ -92,16 +94,35 @@ def proximity_figure(gains: pd.DataFrame, proximity: pd.DataFrame, effects: pd.D
     return figure
 
 
-def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame) -> list[str]:
-    """Summary sentences: each fitted slope (and interaction) with its interval, and
-    that few targets make them wide."""
+def unfitted_reason(notes: pd.DataFrame | None, row: pd.Series) -> str:
+    """Why notes.csv says the slope of effects.csv's `row` was not fitted (its "no slope: "
+    part, xlt.stats.proximity), or "" where notes.csv is not given or says nothing."""
+    if notes is None:
+        return ""
+    source = row.get(SOURCE_COLUMN)
+    source = source if isinstance(source, str) else ""
+    own = notes[
+        (notes["table"] == "effects")
+        & (notes["model"] == row["model"])
+        & (notes["prompt"] == row["prompt"])
+        & (notes["effect"] == row["effect"])
+        & ((notes[SOURCE_COLUMN].fillna("") == source) if SOURCE_COLUMN in notes.columns else True)
+    ]
+    parts = [part for note in own["note"].astype(str) for part in note.split("; ") if part.startswith(NO_SLOPE)]
+    return parts[0].removeprefix(NO_SLOPE) if parts else ""
+
+
+def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame, notes: pd.DataFrame | None = None) -> list[str]:
+    """Summary sentences: each fitted slope (and interaction) with its interval, or why it
+    was not fitted (from `notes`, notes.csv), and that few targets make them wide."""
     lines = []
     rows = effects[effects["effect"].astype(str).str.startswith((SLOPE, INTERACTION))]
     for _, row in rows.iterrows():
         source = row.get(SOURCE_COLUMN)
         where = f"source {source}" if isinstance(source, str) and source else "across sources"
         tost = f", TOST p={row['equivalence_p']:.2g}" if np.isfinite(row["equivalence_p"]) else ""
-        lines.append(f"{row['model']} / {row['prompt']} / {row['effect']} ({where}): {_slope_text(row)}{tost}")
+        text = _slope_text(row, unfitted_reason(notes, row))
+        lines.append(f"{row['model']} / {row['prompt']} / {row['effect']} ({where}): {text}{tost}")
     targets = proximity.groupby("source")["target"].nunique()
     fitted = rows[np.isfinite(rows["estimate"].astype(float))]
     if len(fitted) and len(targets) and targets.min() < FEW_TARGETS:

@@ -48,7 +48,7 @@ from ..stattests import (
 from .cells import FT_COT, FT_DIRECT, ModelCells, correctness
 from .effects import ModelContext, Row
 from .notes import notes_row, too_few_note
-from .reasons import NO_INTERVAL
+from .reasons import NO_INTERVAL, NO_SLOPE
 from .settings import StatsSettings
 
 
@@ -120,7 +120,7 @@ def slope_row(
     row.notes.append(f"{n} target languages: {', '.join(targets)}")
     if n < z.shape[1] + 3:
         row.notes.append(
-            f"no slope: {n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} "
+            f"{NO_SLOPE}{n} target languages, fewer than the {z.shape[1] + 3} a fit with {z.shape[1]} "
             "covariates and a residual needs"
         )
         return row
@@ -131,13 +131,13 @@ def slope_row(
         # absence of an effect.
         covariates_named = f"the intercept{''.join(f' and {name}' for name in kept)}"
         row.notes.append(
-            f"no slope: {covariates_named} explain the gains exactly, so nothing is left that proximity could explain"
+            f"{NO_SLOPE}{covariates_named} explain the gains exactly, so nothing is left that proximity could explain"
         )
         return row
     slope, error = partial_fit(y, x, z)
     row.estimate = float(slope)
     if not np.isfinite(slope):
-        row.notes.append("no slope: proximity does not vary across the targets once the covariates are accounted for")
+        row.notes.append(f"{NO_SLOPE}proximity does not vary across the targets once the covariates are accounted for")
         return row
     if with_interval:
         _bootstrap_targets(row, y, x, z, settings)

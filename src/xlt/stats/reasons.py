@@ -4,6 +4,8 @@ the verdicts (xlt.verdict), and how a method names its resampled unit. This modu
 imports nothing, so the report reads them without the statistics' dependencies."""
 
 NO_INTERVAL = "no interval: "
+# the opening of the reason a proximity slope was not fitted (xlt.stats.proximity)
+NO_SLOPE = "no slope: "
 # how notes.csv's methods name what an interval resamples (xlt.stats.notes.unit_name follows)
 BOOTSTRAP_OVER = "bootstrap over "
 # why a resampled statistic has no interval because it never varies

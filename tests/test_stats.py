@@ -263,6 +263,24 @@ def test_alignment_needs_three_models_and_says_so():
     assert notes["pearson:ft_gain~cot_gain:models"] == "needs at least 3 points, has 2"
 
 
+def test_alignment_has_no_zero_width_or_full_width_fisher_interval():
+    """Models in one order give a Spearman correlation of +-1, whose Fisher-z interval
+    would be [r, r]; three models leave no degree of freedom, whose interval would be
+    [-1, 1] beside a note that says there is none. Both are NaN, with the reason."""
+    gains = {"weak": 0.3, "mid": 0.15, "strong": 0.05, "top": 0.0}
+    scenarios = {model: Scenario(n_items=300, baseline=0.6 - g, ft_gain=g, cot_gain=g) for model, g in gains.items()}
+    result = compare(simulate_predictions(scenarios, LANGUAGES, seed=10), LANGUAGES, SETTINGS)
+    ranked = result.alignment.set_index("statistic").loc["spearman:ft_gain~cot_gain:models"]
+    assert abs(ranked.estimate) == pytest.approx(1)
+    assert np.isnan(ranked.ci_low) and np.isnan(ranked.ci_high)
+    notes = result.notes.set_index("effect")["note"]
+    assert "Fisher's z has no spread" in notes["spearman:ft_gain~cot_gain:models"]
+    three = {model: scenarios[model] for model in ("weak", "mid", "strong")}
+    few = compare(simulate_predictions(three, LANGUAGES, seed=10), LANGUAGES, SETTINGS)
+    rows = few.alignment[few.alignment["statistic"].str.endswith(":models")]
+    assert rows["estimate"].notna().all() and rows["ci_low"].isna().all() and rows["ci_high"].isna().all()
+
+
 def test_verdict_states_an_advantage_and_its_bound():
     effects = pd.DataFrame(
         [

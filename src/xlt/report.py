@@ -557,17 +557,15 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                 else:
                     found[reading] = _direction(knowledge)
                 said.append(text)
-            if (model, "control_gain_related") in rows.index:
-                control = [
-                    rows.loc[(model, f"control_gain_{group}")]
-                    for group in ("related", "control")
-                    if (model, f"control_gain_{group}") in rows.index
-                ]
-                said.append(
-                    "the control adapter's own gain (format alone) is "
-                    + " on related targets and ".join(_points(row) for row in control)
-                    + " on controls"
-                )
+            # Each group's value named after its own group: a tree whose control languages
+            # have no cells (allowed missing) has the related row alone.
+            control = [
+                f"{_points(rows.loc[(model, f'control_gain_{group}')])} on {where}"
+                for group, where in (("related", "related targets"), ("control", "controls"))
+                if (model, f"control_gain_{group}") in rows.index
+            ]
+            if control:
+                said.append("the control adapter's own gain (format alone) is " + " and ".join(control))
             readable = {
                 reading: direction
                 for reading, direction in found.items()

@@ -197,3 +197,45 @@ def test_the_summary_counts_the_units_each_kind_of_slope_rests_on():
         "every source shares: their intervals are wide by design"
     )
     assert not any("rest on" in line for line in proximity_lines(effects.assign(estimate=np.nan), proximity))
+
+
+def test_the_summary_counts_the_targets_the_fitted_rows_had_where_cells_are_missing():
+    """A tree with heb_Hebr's cells after Arabic missing (allowed): Arabic's slope rests
+    on 2 targets, Persian's on 3, the interaction on the 1 both share with both cells; the
+    sentence counts those (gains.csv), not every target of the config (proximity.csv)."""
+    from xlt.proximity_report import proximity_lines
+
+    proximity = pd.DataFrame(
+        {
+            "source": ["arb_Arab"] * 3 + ["pes_Arab"] * 3,
+            "target": ["heb_Hebr", "tur_Latn", "pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab"],
+        }
+    )
+    effects = pd.DataFrame(
+        {
+            "model": "m",
+            "source": ["arb_Arab", "pes_Arab", None],
+            "prompt": "direct",
+            "effect": ["proximity_slope", "proximity_slope", "proximity_interaction"],
+            "estimate": [0.1, 0.2, 0.3],
+            "ci_low": [-0.1, -0.2, -0.3],
+            "ci_high": [0.3, 0.4, 0.5],
+            "p_value": [0.5, 0.5, 0.5],
+            "equivalence_p": [0.5, 0.5, 0.5],
+        }
+    )
+    have = {
+        "arb_Arab": ["arb_Arab", "tur_Latn", "pes_Arab"],
+        "pes_Arab": ["pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab"],
+    }
+    gains = pd.DataFrame(
+        [
+            {"model": "m", "source": source, "lang": lang, "gain": "ft_gain", "prompt": "direct"}
+            for source, langs in have.items()
+            for lang in langs
+        ]
+    )
+    assert proximity_lines(effects, proximity, gains)[-1].startswith(
+        "These slopes rest on 2 to 3 target languages per source, the proximity_interaction rows on the 1 targets "
+        "every source shares: their intervals are wide by design"
+    )

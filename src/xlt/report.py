@@ -849,7 +849,7 @@ def write_report(
         sections[sections.index("## Alignment across models") : sections.index("## Alignment across models")] = [
             "## Gain against genealogical proximity (one point per target language; the slope adjusted "
             "for baseline and script)",
-            "\n".join(f"- {line}" for line in proximity_lines(effects, proximity)),
+            "\n".join(f"- {line}" for line in proximity_lines(effects, proximity, gains)),
             f"![gain against proximity]({paths.REPORT_PLOTS['proximity']})",
         ]
     if recipes:

@@ -213,6 +213,17 @@ def test_the_control_adapters_gain_is_named_after_its_own_group():
     assert "on controls" not in line
 
 
+def test_a_tree_without_knowledge_cells_says_so_in_one_clause():
+    """No cloze, choice or control cells: no gain over the targets either (it comes with a
+    reading), and the line says which readings are missing, without an empty clause."""
+    from xlt.report import knowledge_lines
+
+    items = _tree(knowledge_gain=0.0)
+    effects, _ = _compare(items[items["prompt"].isin(["direct", "cot"]) & items["variant"].isin(["base", "ft"])])
+    line = knowledge_lines(effects.reset_index().assign(model="m"), None, ["m"])[0]
+    assert line == "m: no cloze, debiased, control, choice reading (its cells are missing: notes.csv says which)."
+
+
 def test_the_knowledge_figure_draws_each_measure_the_tree_holds():
     import matplotlib.pyplot as plt
 

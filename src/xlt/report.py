@@ -531,11 +531,7 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
         for model in models:
             who = f"{model}, fine-tuned on {source}" if len(parts) > 1 else model
             total = rows.loc[(model, "ft_gain_targets")] if (model, "ft_gain_targets") in rows.index else None
-            said = [
-                f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}"
-                if total is not None
-                else f"{who}:"
-            ]
+            said = [f"fine-tuning gain on the targets (direct prompt) {_points(total)}"] if total is not None else []
             found, missing = {}, []
             for reading, title, knowledge_name, format_name in KNOWLEDGE_READINGS:
                 key = (model, f"{knowledge_name}_targets")
@@ -583,7 +579,7 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                 said.append(f"only the {reading} reading is readable: {direction} in knowledge")
             if missing:
                 said.append(f"no {', '.join(missing)} reading (its cells are missing: notes.csv says which)")
-            lines.append("; ".join(said) + ".")
+            lines.append(f"{who}: " + "; ".join(said) + ".")
     return lines
 
 

@@ -200,15 +200,17 @@ def test_the_summary_counts_the_units_each_kind_of_slope_rests_on():
 
 
 def test_the_summary_counts_the_targets_the_fitted_rows_had_where_cells_are_missing():
-    """A tree with heb_Hebr's cells after Arabic missing (allowed): Arabic's slope rests
-    on 2 targets, Persian's on 3, the interaction on the 1 both share with both cells; the
-    sentence counts those (gains.csv), not every target of the config (proximity.csv)."""
+    """A tree with heb_Hebr's cells after Arabic missing (allowed), and a target without
+    Glottolog metadata (xyz_Latn, no proximity: left out of every fit): Arabic's slope
+    rests on 2 targets, Persian's on 3, the interaction on the 1 both share with both
+    cells; the sentence counts those, not every row of proximity.csv."""
     from xlt.proximity_report import proximity_lines
 
     proximity = pd.DataFrame(
         {
-            "source": ["arb_Arab"] * 3 + ["pes_Arab"] * 3,
-            "target": ["heb_Hebr", "tur_Latn", "pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab"],
+            "source": ["arb_Arab"] * 4 + ["pes_Arab"] * 4,
+            "target": ["heb_Hebr", "tur_Latn", "pes_Arab", "xyz_Latn", "heb_Hebr", "tur_Latn", "arb_Arab", "xyz_Latn"],
+            "genealogical": [0.5, 0.0, 0.0, np.nan, 0.0, 0.0, 0.0, np.nan],
         }
     )
     effects = pd.DataFrame(
@@ -225,8 +227,8 @@ def test_the_summary_counts_the_targets_the_fitted_rows_had_where_cells_are_miss
         }
     )
     have = {
-        "arb_Arab": ["arb_Arab", "tur_Latn", "pes_Arab"],
-        "pes_Arab": ["pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab"],
+        "arb_Arab": ["arb_Arab", "tur_Latn", "pes_Arab", "xyz_Latn"],
+        "pes_Arab": ["pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab", "xyz_Latn"],
     }
     gains = pd.DataFrame(
         [

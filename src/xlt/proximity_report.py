@@ -105,10 +105,13 @@ def _gain_langs(gains: pd.DataFrame | None, model: str, prompt: str, source: str
 
 def _units(row: pd.Series, proximity: pd.DataFrame, gains: pd.DataFrame | None) -> int:
     """The target languages a fitted row regresses on (xlt.stats.proximity): a slope, its
-    source's targets with both cells; an interaction, the targets that are no source and
-    have both cells after the first source and after the other one."""
-    targets = {str(source): set(group) for source, group in proximity.groupby("source", sort=False)["target"]}
-    sources = list(targets)
+    source's targets with Glottolog metadata and both cells; an interaction, those targets
+    that are no source and have both cells after the first source and after the other one."""
+    # A target without Glottolog metadata has a row without a proximity, and no part in a fit.
+    measured = proximity[proximity["genealogical"].notna()] if "genealogical" in proximity else proximity
+    targets = {str(source): set(group) for source, group in measured.groupby("source", sort=False)["target"]}
+    sources = list(dict.fromkeys(map(str, proximity["source"])))
+    targets = {source: targets.get(source, set()) for source in sources}
     model, prompt, effect = str(row["model"]), str(row["prompt"]), str(row["effect"])
     if effect == SLOPE:
         named = row.get(SOURCE_COLUMN)

@@ -281,6 +281,20 @@ def test_alignment_has_no_zero_width_or_full_width_fisher_interval():
     assert rows["estimate"].notna().all() and rows["ci_low"].isna().all() and rows["ci_high"].isna().all()
 
 
+def test_gains_say_when_resamples_without_headroom_are_left_out_of_the_normalised_interval():
+    """A language at 23 of 24 before fine-tuning is at 100% in about a third of the
+    resamples, where its normalised gain does not exist: gains.csv's interval is over the
+    rest, and notes.csv says so, as it does for effects.csv's normalised rows."""
+    items = simulate_predictions({"m": Scenario(n_items=24, baseline=0.93, ft_gain=0.0)}, LANGUAGES, seed=3)
+    result = compare(items, LANGUAGES, SETTINGS)
+    gains = result.gains.set_index(["gain", "prompt", "lang"])
+    heb = gains.loc[("ft_gain", "direct", "heb_Hebr")]
+    assert heb["before"] == pytest.approx(23 / 24) and np.isfinite(heb["normalised_ci_low"])
+    notes = result.notes[(result.notes["table"] == "gains") & (result.notes["prompt"] == "direct")]
+    said = notes.set_index("effect")["note"].get("ft_gain_heb_Hebr", "")
+    assert "of resamples have the language at 100% before the change and are left out of the interval" in said
+
+
 def test_verdict_states_an_advantage_and_its_bound():
     effects = pd.DataFrame(
         [

@@ -295,6 +295,21 @@ def test_gains_say_when_resamples_without_headroom_are_left_out_of_the_normalise
     assert "of resamples have the language at 100% before the change and are left out of the interval" in said
 
 
+def test_a_normalised_gain_of_one_everywhere_is_said_to_be_the_ceiling_not_agreeing_items():
+    """Arabic goes from 22 of 24 to 24 of 24: its normalised gain is +1 in every resample,
+    because it ends at 100%, not because the cells agree on every item (they differ on 2)."""
+    items = simulate_predictions({"m": Scenario(n_items=24, baseline=0.93, ft_gain=0.0)}, LANGUAGES, seed=3)
+    result = compare(items, LANGUAGES, SETTINGS)
+    arb = result.gains.set_index(["gain", "prompt", "lang"]).loc[("ft_gain", "direct", "arb_Arab")]
+    assert arb["after"] == 1 and arb["before"] < 1 and np.isnan(arb["normalised_ci_low"])
+    notes = result.notes[(result.notes["table"] == "gains") & (result.notes["prompt"] == "direct")]
+    said = notes.set_index("effect")["note"]["ft_gain_arb_Arab"]
+    assert "every language compared is at 100% after the change" in said
+    assert "agree on every item" not in said
+    source = result.notes[(result.notes["effect"] == "ft_gain_norm_source") & (result.notes["prompt"] == "direct")]
+    assert "every language compared is at 100% after the change" in source["note"].iloc[0]
+
+
 def test_verdict_states_an_advantage_and_its_bound():
     effects = pd.DataFrame(
         [

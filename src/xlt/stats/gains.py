@@ -30,7 +30,7 @@ def gains_table(
                 weights = model_cells.gain_weights(comparison, [code])
                 low, high, why = bootstrap_interval(resampling, draws @ weights)
                 normalised_draws = model_cells.normalised_gain(draws, comparison, [code])
-                norm_low, norm_high, norm_why = bootstrap_interval(resampling, normalised_draws)
+                norm_low, norm_high, norm_why = bootstrap_interval(resampling, normalised_draws, normalised=True)
                 gaps = [f"gain: {why}"] if why else []
                 gaps += [f"normalised gain: {norm_why}"] if norm_why else []
                 # As effects.normalised_effect says on its rows: a resample in which the

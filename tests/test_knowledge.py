@@ -194,6 +194,36 @@ def test_summary_states_each_reading_with_intervals_and_whether_they_agree():
     )  # no notes given: none named unreadable
 
 
+def test_the_control_adapters_gain_is_named_after_its_own_group():
+    """A tree whose control languages have no cells (allowed missing) has the control
+    adapter's gain on the related targets alone: it is said of them, not of the controls."""
+    from xlt.report import knowledge_lines
+
+    items = _tree(knowledge_gain=0.0)
+    effects, _ = _compare(items[items["lang"].map(lambda code: LANGUAGES[code].group != "control")])
+    assert ("direct", "control_gain_related") in effects.index and (
+        "direct",
+        "control_gain_control",
+    ) not in effects.index
+    line = knowledge_lines(effects.reset_index().assign(model="m"), None, ["m"])[0]
+    related = effects.loc[("direct", "control_gain_related"), "estimate"]
+    said = f"the control adapter's own gain (format alone) is {100 * related:+.1f} points".replace("-", "−")
+    assert said in line
+    assert line.split(said, 1)[1].split(";")[0].split("] ", 1)[1].startswith("on related targets")
+    assert "on controls" not in line
+
+
+def test_a_tree_without_knowledge_cells_says_so_in_one_clause():
+    """No cloze, choice or control cells: no gain over the targets either (it comes with a
+    reading), and the line says which readings are missing, without an empty clause."""
+    from xlt.report import knowledge_lines
+
+    items = _tree(knowledge_gain=0.0)
+    effects, _ = _compare(items[items["prompt"].isin(["direct", "cot"]) & items["variant"].isin(["base", "ft"])])
+    line = knowledge_lines(effects.reset_index().assign(model="m"), None, ["m"])[0]
+    assert line == "m: no cloze, debiased, control, choice reading (its cells are missing: notes.csv says which)."
+
+
 def test_the_knowledge_figure_draws_each_measure_the_tree_holds():
     import matplotlib.pyplot as plt
 

@@ -218,8 +218,52 @@ def test_the_summary_says_why_a_slope_was_not_fitted():
     )
     effects, notes = row_tables([row])
     proximity = pd.DataFrame({"source": "s", "target": [f"l{i}" for i in range(7)]})
-    assert proximity_lines(effects, proximity, notes)[0] == (
+    assert proximity_lines(effects, proximity, notes=notes)[0] == (
         "m / cot / proximity_slope (across sources): no slope (the intercept and baseline explain the gains "
         "exactly, so nothing is left that proximity could explain)"
     )
     assert proximity_lines(effects, proximity)[0].endswith(": no slope")
+
+
+def test_the_summary_counts_the_targets_the_fitted_rows_had_where_cells_are_missing():
+    """A tree with heb_Hebr's cells after Arabic missing (allowed), and a target without
+    Glottolog metadata (xyz_Latn, no proximity: left out of every fit): Arabic's slope
+    rests on 2 targets, Persian's on 3, the interaction on the 1 both share with both
+    cells; the sentence counts those, not every row of proximity.csv."""
+    from xlt.proximity_report import proximity_lines
+
+    proximity = pd.DataFrame(
+        {
+            "source": ["arb_Arab"] * 4 + ["pes_Arab"] * 4,
+            "target": ["heb_Hebr", "tur_Latn", "pes_Arab", "xyz_Latn", "heb_Hebr", "tur_Latn", "arb_Arab", "xyz_Latn"],
+            "genealogical": [0.5, 0.0, 0.0, np.nan, 0.0, 0.0, 0.0, np.nan],
+        }
+    )
+    effects = pd.DataFrame(
+        {
+            "model": "m",
+            "source": ["arb_Arab", "pes_Arab", None],
+            "prompt": "direct",
+            "effect": ["proximity_slope", "proximity_slope", "proximity_interaction"],
+            "estimate": [0.1, 0.2, 0.3],
+            "ci_low": [-0.1, -0.2, -0.3],
+            "ci_high": [0.3, 0.4, 0.5],
+            "p_value": [0.5, 0.5, 0.5],
+            "equivalence_p": [0.5, 0.5, 0.5],
+        }
+    )
+    have = {
+        "arb_Arab": ["arb_Arab", "tur_Latn", "pes_Arab", "xyz_Latn"],
+        "pes_Arab": ["pes_Arab", "heb_Hebr", "tur_Latn", "arb_Arab", "xyz_Latn"],
+    }
+    gains = pd.DataFrame(
+        [
+            {"model": "m", "source": source, "lang": lang, "gain": "ft_gain", "prompt": "direct"}
+            for source, langs in have.items()
+            for lang in langs
+        ]
+    )
+    assert proximity_lines(effects, proximity, gains)[-1].startswith(
+        "These slopes rest on 2 to 3 target languages per source, the proximity_interaction rows on the 1 targets "
+        "every source shares: their intervals are wide by design"
+    )

@@ -101,6 +101,21 @@ def test_xlt_compare_rejects_a_malformed_file(tree, tmp_path, capsys):
     assert f"{path}: missing column raw_output" in capsys.readouterr().err
 
 
+def test_xlt_compare_reads_categorical_columns_as_their_values(tree, tmp_path):
+    """A tree written from one frame with categorical key columns (each file keeps every
+    category of the frame) compares as the same tree written plainly."""
+    root, frame = tree
+    categorical = frame.astype({column: "category" for column in ("item_id", "lang", "model", "variant", "prompt")})
+    write_tree(tmp_path / "categorical", categorical.assign(parsed_choice=frame["parsed_choice"].astype("category")))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({**CONFIG, "data": {}, "models": {"m1": {"id": "org/m1"}}}))
+    for name, tree_root in (("plain", root), ("categorical", tmp_path / "categorical")):
+        out = str(tmp_path / f"stats-{name}")
+        assert main(["compare", "--predictions", str(tree_root), "--config", str(config), "--out", out]) == 0
+    plain, read = (pd.read_csv(tmp_path / f"stats-{name}" / "effects.csv") for name in ("plain", "categorical"))
+    pd.testing.assert_frame_equal(plain, read)
+
+
 def test_wrong_layout_value_is_named(tree):
     root, _ = tree
     path = root / "m2" / "base" / "direct" / "eng_Latn.parquet"

@@ -263,6 +263,53 @@ def test_alignment_needs_three_models_and_says_so():
     assert notes["pearson:ft_gain~cot_gain:models"] == "needs at least 3 points, has 2"
 
 
+def test_alignment_has_no_zero_width_or_full_width_fisher_interval():
+    """Models in one order give a Spearman correlation of +-1, whose Fisher-z interval
+    would be [r, r]; three models leave no degree of freedom, whose interval would be
+    [-1, 1] beside a note that says there is none. Both are NaN, with the reason."""
+    gains = {"weak": 0.3, "mid": 0.15, "strong": 0.05, "top": 0.0}
+    scenarios = {model: Scenario(n_items=300, baseline=0.6 - g, ft_gain=g, cot_gain=g) for model, g in gains.items()}
+    result = compare(simulate_predictions(scenarios, LANGUAGES, seed=10), LANGUAGES, SETTINGS)
+    ranked = result.alignment.set_index("statistic").loc["spearman:ft_gain~cot_gain:models"]
+    assert abs(ranked.estimate) == pytest.approx(1)
+    assert np.isnan(ranked.ci_low) and np.isnan(ranked.ci_high)
+    notes = result.notes.set_index("effect")["note"]
+    assert "Fisher's z has no spread" in notes["spearman:ft_gain~cot_gain:models"]
+    three = {model: scenarios[model] for model in ("weak", "mid", "strong")}
+    few = compare(simulate_predictions(three, LANGUAGES, seed=10), LANGUAGES, SETTINGS)
+    rows = few.alignment[few.alignment["statistic"].str.endswith(":models")]
+    assert rows["estimate"].notna().all() and rows["ci_low"].isna().all() and rows["ci_high"].isna().all()
+
+
+def test_gains_say_when_resamples_without_headroom_are_left_out_of_the_normalised_interval():
+    """A language at 23 of 24 before fine-tuning is at 100% in about a third of the
+    resamples, where its normalised gain does not exist: gains.csv's interval is over the
+    rest, and notes.csv says so, as it does for effects.csv's normalised rows."""
+    items = simulate_predictions({"m": Scenario(n_items=24, baseline=0.93, ft_gain=0.0)}, LANGUAGES, seed=3)
+    result = compare(items, LANGUAGES, SETTINGS)
+    gains = result.gains.set_index(["gain", "prompt", "lang"])
+    heb = gains.loc[("ft_gain", "direct", "heb_Hebr")]
+    assert heb["before"] == pytest.approx(23 / 24) and np.isfinite(heb["normalised_ci_low"])
+    notes = result.notes[(result.notes["table"] == "gains") & (result.notes["prompt"] == "direct")]
+    said = notes.set_index("effect")["note"].get("ft_gain_heb_Hebr", "")
+    assert "of resamples have the language at 100% before the change and are left out of the interval" in said
+
+
+def test_a_normalised_gain_of_one_everywhere_is_said_to_be_the_ceiling_not_agreeing_items():
+    """Arabic goes from 22 of 24 to 24 of 24: its normalised gain is +1 in every resample,
+    because it ends at 100%, not because the cells agree on every item (they differ on 2)."""
+    items = simulate_predictions({"m": Scenario(n_items=24, baseline=0.93, ft_gain=0.0)}, LANGUAGES, seed=3)
+    result = compare(items, LANGUAGES, SETTINGS)
+    arb = result.gains.set_index(["gain", "prompt", "lang"]).loc[("ft_gain", "direct", "arb_Arab")]
+    assert arb["after"] == 1 and arb["before"] < 1 and np.isnan(arb["normalised_ci_low"])
+    notes = result.notes[(result.notes["table"] == "gains") & (result.notes["prompt"] == "direct")]
+    said = notes.set_index("effect")["note"]["ft_gain_arb_Arab"]
+    assert "every language compared is at 100% after the change" in said
+    assert "agree on every item" not in said
+    source = result.notes[(result.notes["effect"] == "ft_gain_norm_source") & (result.notes["prompt"] == "direct")]
+    assert "every language compared is at 100% after the change" in source["note"].iloc[0]
+
+
 def test_verdict_states_an_advantage_and_its_bound():
     effects = pd.DataFrame(
         [

@@ -112,9 +112,52 @@ def unfitted_reason(notes: pd.DataFrame | None, row: pd.Series) -> str:
     return parts[0].removeprefix(NO_SLOPE) if parts else ""
 
 
-def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame, notes: pd.DataFrame | None = None) -> list[str]:
+def _gain_langs(gains: pd.DataFrame | None, model: str, prompt: str, source: str) -> set[str] | None:
+    """The languages with a fine-tuning gain of `model` under `prompt` after `source` in
+    gains.csv (both cells there); None without gains.csv (every target counted)."""
+    if gains is None:
+        return None
+    rows = gains[(gains["model"] == model) & (gains["gain"] == "ft_gain") & (gains["prompt"] == prompt)]
+    if SOURCE_COLUMN in rows.columns:
+        rows = rows[rows[SOURCE_COLUMN] == source]
+    return set(rows["lang"])
+
+
+def _units(row: pd.Series, proximity: pd.DataFrame, gains: pd.DataFrame | None) -> int:
+    """The target languages a fitted row regresses on (xlt.stats.proximity): a slope, its
+    source's targets with Glottolog metadata and both cells; an interaction, those targets
+    that are no source and have both cells after the first source and after the other one."""
+    # A target without Glottolog metadata has a row without a proximity, and no part in a fit.
+    measured = proximity[proximity["genealogical"].notna()] if "genealogical" in proximity else proximity
+    targets = {str(source): set(group) for source, group in measured.groupby("source", sort=False)["target"]}
+    sources = list(dict.fromkeys(map(str, proximity["source"])))
+    targets = {source: targets.get(source, set()) for source in sources}
+    model, prompt, effect = str(row["model"]), str(row["prompt"]), str(row["effect"])
+    if effect == SLOPE:
+        named = row.get(SOURCE_COLUMN)
+        source = str(named) if isinstance(named, str) and named in targets else str(sources[0])
+        found = targets[source]
+        having = _gain_langs(gains, model, prompt, source)
+        return len(found if having is None else found & having)
+    other = effect.removeprefix(f"{INTERACTION}_") if effect != INTERACTION else sources[-1]
+    pair = [sources[0], other if other in targets else sources[-1]]
+    shared = set.intersection(*(targets[source] for source in pair)) - set(sources)
+    for source in pair:
+        having = _gain_langs(gains, model, prompt, source)
+        shared = shared if having is None else shared & having
+    return len(shared)
+
+
+def proximity_lines(
+    effects: pd.DataFrame,
+    proximity: pd.DataFrame,
+    gains: pd.DataFrame | None = None,
+    notes: pd.DataFrame | None = None,
+) -> list[str]:
     """Summary sentences: each fitted slope (and interaction) with its interval, or why it
-    was not fitted (from `notes`, notes.csv), and that few targets make them wide."""
+    was not fitted (from `notes`, notes.csv), and that few targets make them wide. `gains`
+    (gains.csv) says which targets have both cells, so that a tree with cells missing
+    (allowed) is counted as the rows were fitted."""
     lines = []
     rows = effects[effects["effect"].astype(str).str.startswith((SLOPE, INTERACTION))]
     for _, row in rows.iterrows():
@@ -123,20 +166,24 @@ def proximity_lines(effects: pd.DataFrame, proximity: pd.DataFrame, notes: pd.Da
         tost = f", TOST p={row['equivalence_p']:.2g}" if np.isfinite(row["equivalence_p"]) else ""
         text = _slope_text(row, unfitted_reason(notes, row))
         lines.append(f"{row['model']} / {row['prompt']} / {row['effect']} ({where}): {text}{tost}")
-    targets = proximity.groupby("source")["target"].nunique()
     fitted = rows[np.isfinite(rows["estimate"].astype(float))]
-    if len(fitted) and len(targets) and targets.min() < FEW_TARGETS:
+    if not len(fitted) or not len(proximity):
+        return lines
+    interacts = fitted["effect"].astype(str).str.startswith(INTERACTION)
+    slopes = sorted({_units(row, proximity, gains) for _, row in fitted[~interacts].iterrows()})
+    shared = sorted({_units(row, proximity, gains) for _, row in fitted[interacts].iterrows()})
+    if min(slopes + shared) < FEW_TARGETS:
+
+        def counted(counts: list[int]) -> str:
+            return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+
         # The interaction regresses on the targets of every source, none of them a source.
-        shared = set.intersection(*(set(group) for _, group in proximity.groupby("source")["target"])) - set(
-            targets.index
-        )
-        interaction = (
-            f", the {INTERACTION} rows on the {len(shared)} targets every source shares"
-            if (fitted["effect"] == INTERACTION).any()
-            else ""
+        interaction = f"the {INTERACTION} rows on the {counted(shared)} targets every source shares" if shared else ""
+        rest = ", ".join(
+            part for part in (f"{counted(slopes)} target languages per source" if slopes else "", interaction) if part
         )
         lines.append(
-            f"These slopes rest on {targets.min()} target languages per source{interaction}: their intervals "
+            f"These slopes rest on {rest}: their intervals "
             "are wide by design, and no claim about families in general follows from them "
             "(config/belebele-all.yaml has 120 targets)."
         )

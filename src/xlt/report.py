@@ -542,11 +542,7 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
         for model in models:
             who = f"{model}, fine-tuned on {source}" if len(parts) > 1 else model
             total = rows.loc[(model, "ft_gain_targets")] if (model, "ft_gain_targets") in rows.index else None
-            said = [
-                f"{who}: fine-tuning gain on the targets (direct prompt) {_points(total)}"
-                if total is not None
-                else f"{who}:"
-            ]
+            said = [f"fine-tuning gain on the targets (direct prompt) {_points(total)}"] if total is not None else []
             found, missing = {}, []
             for reading, title, knowledge_name, format_name in KNOWLEDGE_READINGS:
                 key = (model, f"{knowledge_name}_targets")
@@ -568,17 +564,15 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                 else:
                     found[reading] = _direction(knowledge)
                 said.append(text)
-            if (model, "control_gain_related") in rows.index:
-                control = [
-                    rows.loc[(model, f"control_gain_{group}")]
-                    for group in ("related", "control")
-                    if (model, f"control_gain_{group}") in rows.index
-                ]
-                said.append(
-                    "the control adapter's own gain (format alone) is "
-                    + " on related targets and ".join(_points(row) for row in control)
-                    + " on controls"
-                )
+            # Each group's value named after its own group: a tree whose control languages
+            # have no cells (allowed missing) has the related row alone.
+            control = [
+                f"{_points(rows.loc[(model, f'control_gain_{group}')])} on {where}"
+                for group, where in (("related", "related targets"), ("control", "controls"))
+                if (model, f"control_gain_{group}") in rows.index
+            ]
+            if control:
+                said.append("the control adapter's own gain (format alone) is " + " and ".join(control))
             readable = {
                 reading: direction
                 for reading, direction in found.items()
@@ -596,7 +590,7 @@ def knowledge_lines(effects: pd.DataFrame, notes: pd.DataFrame | None, models: l
                 said.append(f"only the {reading} reading is readable: {direction} in knowledge")
             if missing:
                 said.append(f"no {', '.join(missing)} reading (its cells are missing: notes.csv says which)")
-            lines.append("; ".join(said) + ".")
+            lines.append(f"{who}: " + "; ".join(said) + ".")
     return lines
 
 
@@ -867,7 +861,7 @@ def write_report(
         sections[sections.index("## Alignment across models") : sections.index("## Alignment across models")] = [
             "## Gain against genealogical proximity (one point per target language; the slope adjusted "
             "for baseline and script)",
-            "\n".join(f"- {line}" for line in proximity_lines(effects, proximity, notes)),
+            "\n".join(f"- {line}" for line in proximity_lines(effects, proximity, gains, notes)),
             f"![gain against proximity]({paths.REPORT_PLOTS['proximity']})",
         ]
     if recipes:

@@ -60,6 +60,12 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
         raise XltError(f"{origin}: missing column {missing[0]}; predictions need {', '.join(PREDICTION_COLUMNS)}")
     kept = [column for column in (*COT_COLUMNS, *ROTATION_COLUMNS) if column in frame.columns]
     frame = frame.loc[:, [*PREDICTION_COLUMNS, *kept]].reset_index(drop=True)
+    # A categorical column (pandas writes one to parquet as a dictionary, with every
+    # category of the frame it was split from) is read as its values: the stages rename
+    # variants and add prompts, which a categorical refuses with a traceback.
+    frame = frame.astype(
+        {column: object for column in frame.columns if isinstance(frame[column].dtype, pd.CategoricalDtype)}
+    )
     missing_id = frame.index[frame["item_id"].isna()]
     if len(missing_id):
         raise XltError(f"{origin}: column item_id, row {missing_id[0] + 1}: empty; every row needs its item's id")

@@ -318,12 +318,28 @@ def _fisher_se(n: int, method: str, covariates: int) -> float:
 
 def fisher_interval(r: float, n: int, confidence: float, method: str, covariates: int = 0) -> tuple[float, float]:
     """Interval of a correlation across n independent units from Fisher's z: the spread
-    between the units, not the measurement noise within them, sets its width."""
-    if not np.isfinite(r):
+    between the units, not the measurement noise within them, sets its width. NaN where
+    it has none: too few units (an infinite standard error would give [-1, 1]) or r at
+    +-1, where atanh is infinite and the interval would be [r, r], zero-width
+    (fisher_gap says why)."""
+    if fisher_gap(r, n, method, covariates):
         return math.nan, math.nan
     half = stats.norm.ppf(1 - (1 - confidence) / 2) * _fisher_se(n, method, covariates)
-    centre = math.atanh(min(max(r, -1 + 1e-12), 1 - 1e-12))
+    centre = math.atanh(r)
     return math.tanh(centre - half), math.tanh(centre + half)
+
+
+def fisher_gap(r: float, n: int, method: str, covariates: int = 0) -> str:
+    """Why a correlation r across n units has no Fisher-z interval ("" where it has one)."""
+    if not np.isfinite(r):
+        return "no correlation"
+    if not math.isfinite(_fisher_se(n, method, covariates)):
+        return f"no interval: {n} units are too few for a Fisher-z interval"
+    if abs(r) >= 1 - 1e-12:
+        # Every unit on one line (Pearson) or in one order (Spearman, common with a few
+        # models): Fisher's z is infinite, and its interval would be the point r alone.
+        return f"no interval: the correlation is {r:+.0f} across the {n} units, where Fisher's z has no spread"
+    return ""
 
 
 def correlation_power(n: int, r: float, alpha: float, method: str = "pearson", covariates: int = 0) -> float:

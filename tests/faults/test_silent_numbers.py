@@ -205,7 +205,7 @@ def test_one_test_passage_gives_no_interval_not_a_zero_width_one(passages):
         assert result.gains[["ci_low", "ci_high", "normalised_ci_low", "normalised_ci_high"]].isna().all().all()
         model_language = result.alignment["statistic"].str.endswith(":model_language")
         assert result.alignment.loc[model_language, ["ci_low", "ci_high"]].isna().all().all()
-        reason = f"no interval: {passages} passages, fewer than the 6 a 95% interval needs"
+        reason = f"no interval: {passages} passage{'s' * (passages != 1)}, fewer than the 6 a 95% interval needs"
         assert notes.loc[notes["table"] == "effects", "note"].str.contains(reason, regex=False).all()
         gains_notes = notes[notes["table"] == "gains"]
         assert sorted(gains_notes["model"]) == ["m1", "m2", "m3"] and gains_notes["note"].str.startswith(reason).all()

@@ -17,6 +17,7 @@ from ..stattests import (
     correlation,
     correlation_power,
     detectable_correlation,
+    fisher_gap,
     fisher_interval,
     permutation_p,
     unit_permutations,
@@ -171,8 +172,10 @@ def _correlation_row(
         return row, "a quantity does not vary across the points (or a headroom is zero): no correlation"
     if orders is not None:
         row["p_value"] = permutation_p(value, _pair_correlation(observed, x, y, method, orders), exact)
-    else:
-        row["p_value"] = bootstrap_p(boot)
+        # Too few models is said by the power note; a correlation of +-1 only here.
+        gap = fisher_gap(value, n, method) if abs(value) >= 1 - 1e-12 else ""
+        return row, gap.replace("units", "models")
+    row["p_value"] = bootstrap_p(boot)
     return row, ""
 
 

@@ -70,18 +70,24 @@ class ModelContext:
         return self.resampling.clusters
 
 
-def bootstrap_interval(resampling: Resampling, draws: np.ndarray) -> tuple[float, float, str]:
+def bootstrap_interval(resampling: Resampling, draws: np.ndarray, normalised: bool = False) -> tuple[float, float, str]:
     """The bootstrap interval of a statistic from its resampled values, and "" or why
     there is none. NaN where the clusters are too few (compare notes it once), and where
     every resample gives the same value: the cells compared agree on every item (a
     fine-tuned CoT cell that never answers, against its control), so the interval would
-    be zero-width, a precision that the spread of the items does not show."""
+    be zero-width, a precision that the spread of the items does not show. `normalised`:
+    the draws are headroom-normalised gains, which are +1 in every resample wherever the
+    language(s) are at 100% after the change, whatever the items before it."""
     finite = draws[np.isfinite(draws)]
     if not resampling.too_few and finite.size and np.ptp(finite) <= ROUNDING:
+        because = (
+            "every language compared is at 100% after the change, so its normalised gain is +1 wherever it is defined"
+            if normalised and abs(finite[0] - 1) <= ROUNDING
+            else "the items, or the passages, all have one value: as where the cells compared agree on every item"
+        )
         why = (
-            f"{NO_INTERVAL}{SAME_VALUE} {finite[0]:+.3f} (the items, or the passages, all have "
-            "one value: as where the cells compared agree "
-            "on every item), and a zero-width interval would claim a precision they do not show"
+            f"{NO_INTERVAL}{SAME_VALUE} {finite[0]:+.3f} ({because}), and a zero-width interval would "
+            "claim a precision they do not show"
         )
         return math.nan, math.nan, why
     low, high = resampling.interval(draws)
@@ -145,7 +151,7 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
     its test is the accuracy-scale effect `raw_name`."""
     estimate = float(statistic(context.cells.values.mean(axis=0)))
     draws = statistic(context.draws)
-    low, high, no_interval = bootstrap_interval(context.resampling, draws)
+    low, high, no_interval = bootstrap_interval(context.resampling, draws, normalised=True)
     row = Row(
         context.model,
         prompt,

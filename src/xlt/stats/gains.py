@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..languages import Language
@@ -19,7 +20,8 @@ def gains_table(
     """Per model and language: each comparison's gain and its headroom-normalised form,
     with bootstrap intervals (for the report's per-language plots); and notes.csv's rows
     for the intervals that are NaN because every resample gives one value (the two cells
-    agree on every item: effects.bootstrap_interval), named `<gain>_<lang>`."""
+    agree on every item: effects.bootstrap_interval) or leave out resamples in which the
+    language is at 100% before (no normalised gain), named `<gain>_<lang>`."""
     rows, notes = [], []
     for model, model_cells in cells.items():
         accuracy, draws = model_cells.values.mean(axis=0), resampling.means(model_cells.values)
@@ -27,11 +29,20 @@ def gains_table(
             for code in model_cells.langs(comparison, languages):
                 weights = model_cells.gain_weights(comparison, [code])
                 low, high, why = bootstrap_interval(resampling, draws @ weights)
-                norm_low, norm_high, norm_why = bootstrap_interval(
-                    resampling, model_cells.normalised_gain(draws, comparison, [code])
-                )
+                normalised_draws = model_cells.normalised_gain(draws, comparison, [code])
+                norm_low, norm_high, norm_why = bootstrap_interval(resampling, normalised_draws, normalised=True)
                 gaps = [f"gain: {why}"] if why else []
                 gaps += [f"normalised gain: {norm_why}"] if norm_why else []
+                # As effects.normalised_effect says on its rows: a resample in which the
+                # language is at 100% before has no normalised gain, and the interval is
+                # over the others only.
+                undefined = float(np.mean(~np.isfinite(normalised_draws)))
+                before = float(accuracy[model_cells.columns[(*comparison.before, code)]])
+                if 0 < undefined < 1 and before < 1 and np.isfinite(norm_low):
+                    gaps.append(
+                        f"normalised gain: {undefined:.1%} of resamples have the language at 100% before the change "
+                        "and are left out of the interval"
+                    )
                 if gaps:
                     name = f"{comparison.gain}_{code}"
                     notes.append(

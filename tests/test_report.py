@@ -485,3 +485,11 @@ def test_the_effects_heading_names_the_unit_the_notes_say_was_resampled():
     assert report.resampled_units(pd.DataFrame({"method": [one_each, ""]})) == "items"
     assert report.resampled_units(pd.DataFrame({"method": [shared]})) == "passages"
     assert report.resampled_units(None) == "passages"
+
+
+def test_the_tables_show_a_p_value_below_one_in_a_thousand_as_such_not_as_zero():
+    effects = pd.DataFrame({"effect": ["a", "b", "c"], "estimate": [0.1, 0.2, 0.3], "p_value": [0.0001, 0.0123, None]})
+    markdown = report._markdown(effects)
+    assert "<0.001" in markdown and "0.012" in markdown and "0.000" not in markdown
+    html = report._html_table(effects)
+    assert "&lt;0.001" in html and "0.012" in html and "0.000" not in html

@@ -707,8 +707,21 @@ def plot_alignment(gains: pd.DataFrame, path: Path) -> None:
     _save(alignment_figure(gains), path)
 
 
+P_COLUMNS = ("p_value", "p_adjusted", "equivalence_p", "equivalence_p_adjusted")
+
+
+def _p_shown(frame: pd.DataFrame, missing: str) -> pd.DataFrame:
+    """The p-value columns as text at three decimals, and those that would print 0.000 (a
+    sign-flip p of 1/10001) as "<0.001": no test here gives p = 0."""
+
+    def shown(p: float) -> str:
+        return missing if pd.isna(p) else "<0.001" if p < 0.0005 else f"{p:.3f}"
+
+    return frame.assign(**{column: frame[column].map(shown) for column in P_COLUMNS if column in frame})
+
+
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".3f")
+    return _p_shown(frame, "nan").to_markdown(index=False, floatfmt=".3f")
 
 
 _PAGE_STYLE = """
@@ -722,7 +735,7 @@ th { background: #f0f0f0; }
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="–", border=0)
+    return _p_shown(frame, "–").to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="–", border=0)
 
 
 def html_page(title: str, parts: list[str]) -> str:

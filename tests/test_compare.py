@@ -123,6 +123,7 @@ def test_compare_reads_a_tree_with_missing_cells_when_allowed(tree, tmp_path):
     [
         (lambda f: f.drop(columns=["raw_output"]), "missing column raw_output"),
         (lambda f: f.assign(parsed_choice=7.0), "column parsed_choice, row 1: 7.0; allowed: 1-4 or null"),
+        (lambda f: f.assign(parsed_choice=True), "column parsed_choice, row 1: True; allowed: 1-4 or null"),
         (lambda f: f.assign(correct=1 - f["correct"]), "column correct, row 1"),
         (lambda f: f.assign(item_id=[None] + list(f["item_id"][1:])), "column item_id, row 1: empty"),
         (lambda f: f.assign(answer="E"), "column answer, row 1: 'E'; allowed: 1-4"),

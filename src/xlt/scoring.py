@@ -92,7 +92,9 @@ def check_predictions(frame: pd.DataFrame, origin: str, expected: dict[str, str]
                 "allowed: a whole number from 0, or null"
             )
     parsed = pd.to_numeric(frame["parsed_choice"], errors="coerce")
-    bad = frame.index[(frame["parsed_choice"].notna() & ~parsed.isin([1, 2, 3, 4]))]
+    # True == 1 in Python: a boolean would be read as option 1
+    boolean = frame["parsed_choice"].map(lambda value: isinstance(value, bool | np.bool_))
+    bad = frame.index[(frame["parsed_choice"].notna() & (~parsed.isin([1, 2, 3, 4]) | boolean))]
     if len(bad):
         raise XltError(
             f"{origin}: column parsed_choice, row {bad[0] + 1}: "

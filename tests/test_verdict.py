@@ -4,6 +4,7 @@ Holm family its p_adjusted comes from, and the real reason an interval is missin
 import math
 
 import pandas as pd
+import pytest
 
 from xlt.paths import EFFECTS_COLUMNS
 from xlt.primary import INTERACTION
@@ -53,13 +54,28 @@ def test_a_primary_slope_is_read_in_its_unit_against_the_proximity_margin():
     assert "related-language" not in sentence and "5 points" not in sentence
 
 
-def test_a_gain_in_one_language_is_not_called_a_related_language_advantage():
-    effects = effects_row("mcnemar_heb_Hebr", 0.5, "primary", p_adjusted=0.0156, ci_low=0.188, ci_high=0.75)
-    sentence = verdict(effects, "m", "direct", 0.05, "mcnemar_heb_Hebr", **LEVELS)
-    assert sentence.startswith(
-        "m (primary test: direct prompt, fine-tuning gain in heb_Hebr alone, no controls subtracted): "
-        "a fine-tuning gain in heb_Hebr (gain +50.0 points, CI +18.8 to +75.0; Holm p across models=0.0156)"
-    )
+@pytest.mark.parametrize(
+    "effect, start",
+    [
+        (
+            "mcnemar_heb_Hebr",
+            "m (primary test: direct prompt, fine-tuning gain in heb_Hebr alone, no controls subtracted): "
+            "a fine-tuning gain in heb_Hebr (gain +50.0 points, CI +18.8 to +75.0; Holm p across models=0.0156)",
+        ),
+        # controls in the source's script minus controls in others, all unrelated languages
+        (
+            "same_script",
+            "m (primary test: direct prompt, fine-tuning gain, controls in the source's script minus controls in "
+            "others): a same-script advantage (difference +50.0 points",
+        ),
+    ],
+)
+def test_a_primary_that_is_no_related_language_difference_is_not_called_a_related_language_advantage(effect, start):
+    """stats.primary may name a gain in one language or a script contrast
+    (xlt.stats.relatedness.effects_tested)."""
+    effects = effects_row(effect, 0.5, "primary", p_adjusted=0.0156, ci_low=0.188, ci_high=0.75)
+    sentence = verdict(effects, "m", "direct", 0.05, effect, **LEVELS)
+    assert sentence.startswith(start)
     assert "related-language" not in sentence
 
 
@@ -121,16 +137,7 @@ def test_an_interval_that_excludes_zero_beside_a_test_that_does_not_reject_says_
     assert "its interval excludes zero" not in verdict(agreeing, "m", "direct", 0.05, "relatedness", **LEVELS)
 
 
-def test_the_script_contrasts_say_what_they_subtract_and_a_same_script_advantage_is_not_a_related_one():
-    """stats.primary may name direct/same_script (xlt.stats.relatedness.effects_tested): controls
-    in the source's script minus controls in others, all unrelated languages."""
-    effects = effects_row("same_script", 0.2, "primary", p_adjusted=0.01, ci_low=0.05, ci_high=0.35)
-    sentence = verdict(effects, "m", "direct", 0.05, "same_script", **LEVELS)
-    assert sentence.startswith(
-        "m (primary test: direct prompt, fine-tuning gain, controls in the source's script minus controls in "
-        "others): a same-script advantage ("
-    )
-    assert "related-language" not in sentence
+def test_the_script_contrasts_say_what_they_subtract():
     effects = effects_row(
         "cot_same_script_gee", -0.4, "secondary", prompt="cot", p_adjusted=0.01, ci_low=-0.7, ci_high=-0.1
     )

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .paths import SOURCE_COLUMN
 from .proximity import INTERACTION, SLOPE
-from .stats.reasons import NO_SLOPE
+from .reasons import NO_SLOPE
 
 # Fewer targets than this make a slope's interval wide whatever the data (docs/statistics.md).
 FEW_TARGETS = 30

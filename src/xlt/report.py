@@ -14,7 +14,7 @@ from . import paths
 from .atomic import atomic_path, write_text
 from .diagnostics import CONSTANT_MIN_PARSED, CONSTANT_TOP_SHARE
 from .languages import GROUPS, Language
-from .stats.reasons import BOOTSTRAP_OVER
+from .reasons import BOOTSTRAP_OVER
 from .verdict import INTERACTION, primary_of, verdict
 
 CELLS = [("base", "direct"), ("ft", "direct"), ("base", "cot"), ("ft", "cot")]

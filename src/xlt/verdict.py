@@ -16,7 +16,7 @@ import pandas as pd
 
 from .primary import INTERACTION
 from .proximity import SLOPE
-from .stats.reasons import NO_INTERVAL, SAME_VALUE
+from .reasons import NO_INTERVAL, SAME_VALUE
 
 SUBJECTS = {
     "relatedness": "fine-tuning",

@@ -14,11 +14,12 @@ gains are functions of the cell accuracies; both are evaluated on the same resam
 
 The modules, each importing only those above it in this list (none imports this
 package's face, which names nothing):
-reasons (the openings of notes.csv's reasons, which xlt.verdict reads back) -> settings
-(StatsSettings) -> cells (the items x cells matrices and the comparisons between
+settings (StatsSettings) -> cells (the items x cells matrices and the comparisons between
 cells) -> notes (notes.csv's rows and shared texts) -> effects (a row of effects.csv, the
 accuracy-scale and normalised effects) -> relatedness (gains by group, the difference in
 differences and what qualifies it) and knowledge (the knowledge/format parts, the
 format-only control) -> alignment, gains -> compare (one source's comparison) ->
 proximity (the proximity slopes) -> sources (the study: every source, their interaction).
+The words of notes.csv that the report reads back are xlt.reasons, outside this package,
+so that the report stage does not import it.
 """

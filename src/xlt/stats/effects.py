@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..paths import EFFECTS_COLUMNS
+from ..reasons import NO_INTERVAL, SAME_VALUE
 from ..stattests import (
     ROUNDING,
     Resampling,
@@ -22,7 +23,6 @@ from ..stattests import (
 )
 from .cells import ModelCells
 from .notes import interval_method, notes_frame, notes_row, unit_name
-from .reasons import NO_INTERVAL, SAME_VALUE
 from .settings import StatsSettings
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..paths import NOTES_COLUMNS
+from ..reasons import BOOTSTRAP_OVER, NO_INTERVAL
 from ..stattests import Resampling, minimum_clusters
-from .reasons import BOOTSTRAP_OVER, NO_INTERVAL
 from .settings import StatsSettings
 
 

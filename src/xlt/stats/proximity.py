@@ -37,6 +37,7 @@ import pandas as pd
 from ..languages import Language, language_metadata, source_languages
 from ..paths import finetuned_variants
 from ..proximity import INTERACTION, MIN_TARGETS, SLOPE, genealogical_proximity, measured, slope_fits
+from ..reasons import NO_INTERVAL, NO_SLOPE
 from ..stattests import (
     expanded_confidence,
     holm,
@@ -48,7 +49,6 @@ from ..stattests import (
 from .cells import FT_COT, FT_DIRECT, ModelCells, correctness
 from .effects import ModelContext, Row
 from .notes import notes_row, too_few_note
-from .reasons import NO_INTERVAL, NO_SLOPE
 from .settings import StatsSettings
 
 

@@ -1,7 +1,8 @@
 """The words of notes.csv that the report reads back: the openings of the reasons for a
 missing interval, written by the tables (xlt.stats.notes, effects, proximity) and read by
 the verdicts (xlt.verdict), and how a method names its resampled unit. This module
-imports nothing, so the report reads them without the statistics' dependencies."""
+imports nothing and sits outside xlt.stats, so the report reads them without the statistics
+(neither their dependencies nor their fingerprint)."""
 
 NO_INTERVAL = "no interval: "
 # the opening of the reason a proximity slope was not fitted (xlt.stats.proximity)

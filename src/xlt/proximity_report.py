@@ -10,6 +10,7 @@ import pandas as pd
 from .paths import SOURCE_COLUMN
 from .proximity import INTERACTION, SLOPE
 from .reasons import NO_SLOPE
+from .verdict import note_part
 
 # Fewer targets than this make a slope's interval wide whatever the data (docs/statistics.md).
 FEW_TARGETS = 30
@@ -94,24 +95,6 @@ def proximity_figure(gains: pd.DataFrame, proximity: pd.DataFrame, effects: pd.D
     return figure
 
 
-def unfitted_reason(notes: pd.DataFrame | None, row: pd.Series) -> str:
-    """Why notes.csv says the slope of effects.csv's `row` was not fitted (its "no slope: "
-    part, xlt.stats.proximity), or "" where notes.csv is not given or says nothing."""
-    if notes is None:
-        return ""
-    source = row.get(SOURCE_COLUMN)
-    source = source if isinstance(source, str) else ""
-    own = notes[
-        (notes["table"] == "effects")
-        & (notes["model"] == row["model"])
-        & (notes["prompt"] == row["prompt"])
-        & (notes["effect"] == row["effect"])
-        & ((notes[SOURCE_COLUMN].fillna("") == source) if SOURCE_COLUMN in notes.columns else True)
-    ]
-    parts = [part for note in own["note"].astype(str) for part in note.split("; ") if part.startswith(NO_SLOPE)]
-    return parts[0].removeprefix(NO_SLOPE) if parts else ""
-
-
 def _gain_langs(gains: pd.DataFrame | None, model: str, prompt: str, source: str) -> set[str] | None:
     """The languages with a fine-tuning gain of `model` under `prompt` after `source` in
     gains.csv (both cells there); None without gains.csv (every target counted)."""
@@ -164,7 +147,7 @@ def proximity_lines(
         source = row.get(SOURCE_COLUMN)
         where = f"source {source}" if isinstance(source, str) and source else "across sources"
         tost = f", TOST p={row['equivalence_p']:.2g}" if np.isfinite(row["equivalence_p"]) else ""
-        text = _slope_text(row, unfitted_reason(notes, row))
+        text = _slope_text(row, note_part(notes, row.to_dict(), NO_SLOPE))
         lines.append(f"{row['model']} / {row['prompt']} / {row['effect']} ({where}): {text}{tost}")
     fitted = rows[np.isfinite(rows["estimate"].astype(float))]
     if not len(fitted) or not len(proximity):

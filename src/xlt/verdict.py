@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .paths import SOURCE_COLUMN
 from .primary import INTERACTION
 from .proximity import SLOPE
 from .reasons import NO_INTERVAL, SAME_VALUE
@@ -136,23 +137,35 @@ def holm_name(effect: str, primary: bool) -> str:
     return "Holm p across models" if primary or effect == INTERACTION else "Holm p among this model's secondary tests"
 
 
+def note_part(notes: pd.DataFrame | None, row: dict, opening: str) -> str:
+    """The part of the notes.csv row of effects.csv's `row` (its model, prompt, effect, and
+    source where both carry one) that opens with `opening` (xlt.reasons), without it; ""
+    where notes.csv is not given or says nothing of the kind."""
+    if notes is None:
+        return ""
+    own = (
+        (notes["table"] == "effects")
+        & (notes["model"] == row["model"])
+        & (notes["prompt"] == row["prompt"])
+        & (notes["effect"] == row["effect"])
+    )
+    if SOURCE_COLUMN in row and SOURCE_COLUMN in notes.columns:
+        # effects.csv leaves the source of the rows across sources empty (NaN once read)
+        source = row[SOURCE_COLUMN] if isinstance(row[SOURCE_COLUMN], str) else ""
+        own &= notes[SOURCE_COLUMN].fillna("") == source
+    parts = [part for note in notes.loc[own, "note"].astype(str) for part in note.split("; ")]
+    return next((part.removeprefix(opening) for part in parts if part.startswith(opening)), "")
+
+
 def unbounded_reason(notes: pd.DataFrame | None, model: str, prompt: str, effect: str) -> str:
     """Why the row has no interval, in the words of its notes.csv row: every item the
     same, or too few passages for one; "" where notes.csv is not given or says nothing."""
-    if notes is None:
+    reason = note_part(notes, {"model": model, "prompt": prompt, "effect": effect}, NO_INTERVAL)
+    if not reason:
         return ""
-    row = notes[
-        (notes["table"] == "effects")
-        & (notes["model"] == model)
-        & (notes["prompt"] == prompt)
-        & (notes["effect"] == effect)
-    ]
-    parts = [part for note in row["note"].astype(str) for part in note.split("; ") if part.startswith(NO_INTERVAL)]
-    if not parts:
-        return ""
-    if parts[0].startswith(NO_INTERVAL + SAME_VALUE):
+    if reason.startswith(SAME_VALUE):
         return "every item shows the same difference, so the data cannot bound it"
-    return f"the data cannot bound it: {parts[0].removeprefix(NO_INTERVAL)}"
+    return f"the data cannot bound it: {reason}"
 
 
 def interval_against_test(r: dict, alpha: float) -> str:

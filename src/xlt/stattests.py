@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from .reasons import NO_INTERVAL
+
 SIGN_FLIPS = 10_000
 PERMUTATIONS = 20_000
 POWER = 0.80
@@ -329,17 +331,21 @@ def fisher_interval(r: float, n: int, confidence: float, method: str, covariates
     return math.tanh(centre - half), math.tanh(centre + half)
 
 
-def fisher_gap(r: float, n: int, method: str, covariates: int = 0) -> str:
-    """Why a correlation r across n units has no Fisher-z interval ("" where it has one)."""
+def fisher_gap(r: float, n: int, method: str, covariates: int = 0, units: str = "units") -> str:
+    """Why a correlation r across n `units` has no Fisher-z interval ("" where it has one)."""
     if not np.isfinite(r):
         return "no correlation"
     if not math.isfinite(_fisher_se(n, method, covariates)):
-        return f"no interval: {n} units are too few for a Fisher-z interval"
-    if abs(r) >= 1 - 1e-12:
+        return f"{NO_INTERVAL}{n} {units} are too few for a Fisher-z interval"
+    if perfect_correlation(r):
         # Every unit on one line (Pearson) or in one order (Spearman, common with a few
         # models): Fisher's z is infinite, and its interval would be the point r alone.
-        return f"no interval: the correlation is {r:+.0f} across the {n} units, where Fisher's z has no spread"
+        return f"{NO_INTERVAL}the correlation is {r:+.0f} across the {n} {units}, where Fisher's z has no spread"
     return ""
+
+
+def perfect_correlation(r: float) -> bool:
+    return abs(r) >= 1 - ROUNDING
 
 
 def correlation_power(n: int, r: float, alpha: float, method: str = "pearson", covariates: int = 0) -> float:

@@ -19,6 +19,7 @@ from ..stattests import (
     detectable_correlation,
     fisher_gap,
     fisher_interval,
+    perfect_correlation,
     permutation_p,
     unit_permutations,
 )
@@ -173,8 +174,7 @@ def _correlation_row(
     if orders is not None:
         row["p_value"] = permutation_p(value, _pair_correlation(observed, x, y, method, orders), exact)
         # Too few models is said by the power note; a correlation of +-1 only here.
-        gap = fisher_gap(value, n, method) if abs(value) >= 1 - 1e-12 else ""
-        return row, gap.replace("units", "models")
+        return row, fisher_gap(value, n, method, units="models") if perfect_correlation(value) else ""
     row["p_value"] = bootstrap_p(boot)
     return row, ""
 
@@ -241,11 +241,11 @@ def _kind_rows(
                     )
                     notes.append(notes_row("alignment", statistic, why))
                     continue
-                if enough and split and "split_estimates" not in tables:
+                if enough and split and passage_halves(resampling) is None:
                     values = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
                     note = (
                         f"no estimate: x and y on disjoint halves of the {unit_name(resampling)} need at least 2 "
-                        f"{unit_name(resampling)}, the comparison has {int(resampling.clusters.max()) + 1}"
+                        f"{unit_name(resampling)}, the comparison has {resampling.n_clusters}"
                     )
                 elif enough:
                     values, note = _correlation_row(

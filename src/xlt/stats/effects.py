@@ -162,16 +162,23 @@ def normalised_effect(context: ModelContext, prompt: str, name: str, statistic, 
         low,
         high,
     )
-    undefined = float(np.mean(~np.isfinite(draws)))
     if no_interval:
         row.notes.append(no_interval)
     if not np.isfinite(estimate):
         row.notes.append("a language is at 100% before the change: no headroom to normalise by")
-    elif undefined > 0:
-        row.notes.append(
-            f"{undefined:.1%} of resamples have a language at 100% before the change and are left out of the interval"
-        )
+    elif without_headroom := without_headroom_note(draws, "a language"):
+        row.notes.append(without_headroom)
     return row
+
+
+def without_headroom_note(draws: np.ndarray, subject: str) -> str:
+    """How many resamples of a normalised gain have `subject` (the language, or a language
+    of a group) at 100% before the change, so no gain, and are left out of the interval;
+    "" where none."""
+    undefined = float(np.mean(~np.isfinite(draws)))
+    if not undefined:
+        return ""
+    return f"{undefined:.1%} of resamples have {subject} at 100% before the change and are left out of the interval"
 
 
 def row_tables(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -9,7 +9,7 @@ from ..languages import Language
 from ..paths import GAINS_COLUMNS
 from ..stattests import Resampling
 from .cells import COMPARISONS, ModelCells
-from .effects import bootstrap_interval
+from .effects import bootstrap_interval, without_headroom_note
 from .notes import notes_frame, notes_row
 from .settings import StatsSettings
 
@@ -33,16 +33,12 @@ def gains_table(
                 norm_low, norm_high, norm_why = bootstrap_interval(resampling, normalised_draws, normalised=True)
                 gaps = [f"gain: {why}"] if why else []
                 gaps += [f"normalised gain: {norm_why}"] if norm_why else []
-                # As effects.normalised_effect says on its rows: a resample in which the
-                # language is at 100% before has no normalised gain, and the interval is
-                # over the others only.
-                undefined = float(np.mean(~np.isfinite(normalised_draws)))
+                # As effects.normalised_effect says on its rows: the interval is over the
+                # resamples in which the language has headroom only.
                 before = float(accuracy[model_cells.columns[(*comparison.before, code)]])
-                if 0 < undefined < 1 and before < 1 and np.isfinite(norm_low):
-                    gaps.append(
-                        f"normalised gain: {undefined:.1%} of resamples have the language at 100% before the change "
-                        "and are left out of the interval"
-                    )
+                without_headroom = without_headroom_note(normalised_draws, "the language")
+                if without_headroom and before < 1 and np.isfinite(norm_low):
+                    gaps.append(f"normalised gain: {without_headroom}")
                 if gaps:
                     name = f"{comparison.gain}_{code}"
                     notes.append(
